@@ -1,0 +1,78 @@
+/*
+ * backupinfo.h -- backup.json, the description of one base backup in the repository.
+ *
+ * A complete backup is the folder backups/<label>/ (a backup in progress is
+ * backups/<label>.partial/, renamed when complete; see ragsafe-basebackup):
+ *     base.tar.zst          the main data directory, plain tar in a zst.h object
+ *     <oid>.tar.zst         one per tablespace
+ *     backup_manifest       PostgreSQL's manifest, stored as the server sent it
+ *     backup.json           this module; written last, before the rename
+ *
+ * backup.json:
+ * {"format":1,"label":"20261126T021500Z","tool_version":"0.1.0",
+ *  "system_identifier":"7312...","server_version":150018,
+ *  "start_lsn":"0/2000028","start_tli":1,"stop_lsn":"0/2000138","stop_tli":1,
+ *  "start_wal":"000000010000000000000002","stop_wal":"000000010000000000000002",
+ *  "start_time":"2026-11-26T02:15:00Z","stop_time":"2026-11-26T02:15:09Z",
+ *  "wal_segment_size":16777216,"raw_bytes":123,"stored_bytes":45,
+ *  "tablespaces":[{"oid":16384,"location":"/srv/ts1","file":"16384.tar.zst"}],
+ *  "files":[{"name":"base.tar.zst","raw_bytes":1,"stored_bytes":1,"sha256":"ab.."},
+ *           {"name":"backup_manifest","raw_bytes":1,"stored_bytes":1,"sha256":"..."}]}
+ * Times are UTC with 'Z'. raw_bytes: tar bytes before compression; sha256 in "files"
+ * is of the stored file as it lies in the repository (for .tar.zst that is the
+ * compressed object; the object's own trailer covers the raw tar).
+ * A backup is consistent from stop_lsn / stop_time on: the restorable window of a
+ * backup starts there.
+ */
+#ifndef RAGSAFE_BACKUPINFO_H
+#define RAGSAFE_BACKUPINFO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "sha256.h"
+#include "storage.h"
+
+typedef struct backup_tablespace {
+    uint32_t oid;
+    char *location;
+    char *file;
+} backup_tablespace;
+
+typedef struct backup_file {
+    char *name;
+    uint64_t raw_bytes;
+    uint64_t stored_bytes;
+    uint8_t sha256[SHA256_LEN];
+} backup_file;
+
+typedef struct backup_info {
+    char *label;
+    char *tool_version;
+    uint64_t sysid;
+    uint32_t server_version;
+    uint64_t start_lsn, stop_lsn;
+    uint32_t start_tli, stop_tli;
+    int64_t start_time, stop_time;    /* seconds since the epoch */
+    uint32_t seg_size;
+    uint64_t raw_bytes, stored_bytes;
+    size_t ntablespaces;
+    backup_tablespace *tablespaces;
+    size_t nfiles;
+    backup_file *files;
+} backup_info;
+
+/* Parse backup.json text. -1 reported (names the first bad field). */
+int backupinfo_parse(const char *json, size_t len, backup_info *out);
+/* malloc'd JSON text (pretty, newline-terminated). NULL reported. */
+char *backupinfo_to_json(const backup_info *bi);
+void backupinfo_release(backup_info *bi);
+
+/* Load backups/<label>/backup.json. 0 | RS_NOT_FOUND | -1. */
+int backupinfo_load(storage *st, const char *label, backup_info *out);
+
+/* Every complete backup (folders without .partial that hold a backup.json), sorted
+ * by stop_lsn, oldest first. *out malloc'd array; free with backupinfo_list_free. */
+int backupinfo_list(storage *st, backup_info **out, size_t *n);
+void backupinfo_list_free(backup_info *list, size_t n);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * object.h -- files in and out of the repository as verified zstd objects (zst.h).
+ *
+ * The hot path of ragsafe-archive / ragsafe-restore and the file path of every other
+ * tool: read a file through io_uring, hash and compress it, stream it into a
+ * storage_write; or stream an object out, decompress, hash, and check it against its
+ * trailer before the caller puts the result in place.
+ */
+#ifndef RAGSAFE_OBJECT_H
+#define RAGSAFE_OBJECT_H
+
+#include <stdint.h>
+#include "storage.h"
+#include "zst.h"
+
+typedef struct object_opts {
+    int level;    /* zstd level (ZST_DEFAULT_LEVEL when 0) */
+    int workers;  /* zstd worker threads, 0 = single-threaded */
+} object_opts;
+
+/* Store the contents of fd (read from offset 0 to EOF) under key. src_name is for
+ * messages. noreplace: RS_EXISTS when the key exists (nothing changed; meta still
+ * holds the digest of what fd had). Returns 0 | RS_EXISTS | -1. meta may be NULL. */
+int object_put_fd(storage *st, const char *key, int fd, const char *src_name,
+                  const object_opts *opts, int noreplace, zst_meta *meta);
+
+/* Store a buffer. Same results. */
+int object_put_buf(storage *st, const char *key, const void *buf, size_t len,
+                   const object_opts *opts, int noreplace, zst_meta *meta);
+
+/* Decompress key into fd (written from its current position; not fsync'd) and verify.
+ * 0 | RS_NOT_FOUND (nothing written) | RS_MISMATCH (reported) | -1 (reported).
+ * fd -1: verify only. On RS_MISMATCH / -1 fd may hold partial data: callers write to
+ * a temp name. meta may be NULL. */
+int object_get_fd(storage *st, const char *key, int fd, zst_meta *meta);
+
+/* Decompress into a malloc'd buffer (NUL-terminated). max: refuse larger. */
+int object_get_buf(storage *st, const char *key, size_t max, char **buf, size_t *len,
+                   zst_meta *meta);
+
+/* The trailer only (no decompression). 0 | RS_NOT_FOUND | -1 (reported: unreadable
+ * or no trailer). */
+int object_meta(storage *st, const char *key, zst_meta *meta);
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * repo.h -- the repository: layout, repo.json, and the WAL object keys.
+ *
+ * Layout (keys in the storage):
+ *     repo.json                                   this module
+ *     wal/<first 16 hex of name>/<segment>.zst    segments, .partial and .backup files
+ *     wal/<TTTTTTTT>.history.zst                  timeline history, never overwritten
+ *     backups/<label>/ and backups/<label>.partial/   ragsafe-basebackup
+ *     milvus/objects/<ab>/<sha256>.zst, milvus/snapshots/<label>.json   ragsafe-milvus
+ *     locks/<name>.lock                           storage_lock_take
+ *
+ * repo.json pins the repository to one cluster:
+ *     {"format":1,"system_identifier":"7312...","wal_segment_size":16777216,
+ *      "wal_magic":53520,"pg_version":150018,"created":"2026-11-26T02:15:00Z"}
+ * system_identifier is a string (uint64 does not fit a JSON double). pg_version may
+ * be 0 (unknown: the first writer was ragsafe-archive, which only sees WAL).
+ *
+ *     repo *r = repo_open(location, ur, create);     NULL: reported
+ *     repo_load_info(r)                               0 | RS_NOT_FOUND | -1
+ *     repo_pin(r, &info)                              0 | RS_MISMATCH (reported) | -1
+ *     repo_free(r);
+ */
+#ifndef RAGSAFE_REPO_H
+#define RAGSAFE_REPO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "storage.h"
+
+#define REPO_FORMAT 1
+#define REPO_INFO_KEY "repo.json"
+
+typedef struct repo_info {
+    int format;
+    uint64_t sysid;
+    uint32_t seg_size;
+    uint32_t wal_magic;
+    uint32_t pg_version;
+} repo_info;
+
+typedef struct repo {
+    storage *st;
+    repo_info info;
+    int have_info;
+} repo;
+
+repo *repo_open(const char *location, uring *ur, int create);
+void repo_free(repo *r);
+
+/* Read repo.json into r->info. RS_NOT_FOUND when absent; -1 (reported) when it
+ * cannot be read or parsed. */
+int repo_load_info(repo *r);
+
+/* Make sure repo.json names this cluster: create it (no-replace; a concurrent
+ * creator wins and is then compared) or compare. RS_MISMATCH (reported, naming both
+ * system identifiers) for another cluster or another segment size. Fields of want
+ * that are 0 are not compared; a pg_version learnt later is not written back. */
+int repo_pin(repo *r, const repo_info *want);
+
+/* Object key of a WAL-archive file name (segment, .partial, .backup, .history).
+ * -1 (not reported) if name is not a WAL-archive name. out holds >= 64 bytes. */
+int repo_wal_key(const char *name, char *out, size_t outlen);
+
+/* The WAL file name back from a key under wal/ (strips the folder and ".zst");
+ * -1 if key is not a WAL key. */
+int repo_wal_name_from_key(const char *key, char *out, size_t outlen);
+
+/* "2026-11-26T02:15:00Z" for a time_t (UTC). out holds >= 21 bytes. */
+void repo_format_time(char *out, size_t outlen, int64_t t);
+
+#endif

@@ -1,0 +1,91 @@
+/*
+ * storage.h -- where repository objects live, behind one small interface.
+ *
+ * A storage is addressed by keys: '/'-separated relative paths ("wal/0000000100000000/
+ * 000000010000000000000001.zst"). Keys never start with '/', never contain "..", "."
+ * or empty components, and no component starts with '.' (such names are internal temp
+ * files): storage_key_valid() checks this and every entry point refuses a bad key.
+ * Backends: posix (a directory; every write through durable.h). S3 comes later behind
+ * the same calls, which is why there is no "open a path" here.
+ *
+ * Writing an object:
+ *     storage_write *w = storage_write_open(st, key);           NULL: reported
+ *     storage_write_data(w, buf, len) ...                       -1: reported
+ *     r = storage_write_commit(w, noreplace);                   0 | RS_EXISTS | -1
+ *     storage_write_free(w);        aborts (removes the temp) unless committed
+ *
+ * Reading an object:
+ *     r = storage_read_open(st, key, &rd);                      0 | RS_NOT_FOUND | -1
+ *     while ((n = storage_read_data(rd, &buf)) > 0) ...         -1: reported
+ *     storage_read_free(rd);
+ * RS_NOT_FOUND means exactly "this key does not exist while the storage itself is
+ * reachable". A missing or unreadable repository root, EACCES, EIO etc. are -1:
+ * callers (ragsafe-restore) must never take an error for "not found".
+ */
+#ifndef RAGSAFE_STORAGE_H
+#define RAGSAFE_STORAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "uring.h"
+
+typedef struct storage storage;
+typedef struct storage_write storage_write;
+typedef struct storage_read storage_read;
+
+/* location: a directory path (made absolute). create: make it if missing. Checks
+ * the root is a reachable directory. NULL: reported. ur may be NULL. */
+storage *storage_open(const char *location, uring *ur, int create);
+void storage_free(storage *st);
+/* Absolute path / URL of the root, for messages and for the restore_command line. */
+const char *storage_location(const storage *st);
+uring *storage_uring(const storage *st);
+
+int storage_key_valid(const char *key);
+
+storage_write *storage_write_open(storage *st, const char *key);
+int storage_write_data(storage_write *w, const void *buf, size_t len);
+int storage_write_commit(storage_write *w, int noreplace);
+void storage_write_free(storage_write *w);
+
+/* Whole small object in one call (repo.json, manifests). */
+int storage_put(storage *st, const char *key, const void *buf, size_t len, int noreplace);
+
+int storage_read_open(storage *st, const char *key, storage_read **out);
+ssize_t storage_read_data(storage_read *rd, const void **buf);
+int64_t storage_read_size(const storage_read *rd);
+void storage_read_free(storage_read *rd);
+
+/* Whole object into a malloc'd NUL-terminated buffer (*len excludes the NUL).
+ * 0 | RS_NOT_FOUND | -1. max: refuse objects larger than this. */
+int storage_get(storage *st, const char *key, size_t max, char **buf, size_t *len);
+
+/* The last len bytes of an object and its total size. 0 | RS_NOT_FOUND | -1
+ * (an object shorter than len is -1, reported as truncated). */
+int storage_read_tail(storage *st, const char *key, void *buf, size_t len, int64_t *size);
+
+/* 0 | RS_NOT_FOUND | -1; size and mtime (seconds) may be NULL. */
+int storage_stat(storage *st, const char *key, int64_t *size, int64_t *mtime);
+
+/* Every object under prefix ("" for all; "wal/" for a folder), recursively, in
+ * no particular order. cb returns 0 to go on, anything else stops the walk and is
+ * returned. A missing prefix lists nothing. */
+typedef int (*storage_list_fn)(void *arg, const char *key, int64_t size, int64_t mtime);
+int storage_list(storage *st, const char *prefix, storage_list_fn cb, void *arg);
+
+/* Remove an object (absent: 0) / everything under a prefix (absent: 0). */
+int storage_remove(storage *st, const char *key);
+int storage_remove_prefix(storage *st, const char *prefix);
+
+/* Rename a whole prefix ("backups/L.partial" -> "backups/L"); the commit point of a
+ * multi-object set. RS_EXISTS if the target exists. */
+int storage_rename_prefix(storage *st, const char *from, const char *to);
+
+/* Repository lock (flock on "<root>/locks/<name>.lock" in posix). exclusive: writer
+ * lock. wait: block, else RS_EXISTS when held by someone else. */
+typedef struct storage_lock storage_lock;
+int storage_lock_take(storage *st, const char *name, int exclusive, int wait, storage_lock **out);
+void storage_lock_release(storage_lock *lk);
+
+#endif

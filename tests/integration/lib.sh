@@ -1,0 +1,122 @@
+# tests/integration/lib.sh -- shared helpers for the integration tests.
+#
+# Each test script sources this file and then:
+#     t_init                      temp dir $T (owned by postgres, mode 0755), cleanup trap
+#     pg_init NAME [initdb args]  initdb into $T/NAME as postgres; sets nothing global
+#     pg_set NAME "key = value"   append to postgresql.conf
+#     pg_start NAME / pg_stop NAME
+#     pg_sql NAME "SQL"           psql -XAtq as postgres over the cluster's Unix socket
+#     as_pg CMD...                run as the postgres user
+#     ok "name" CMD...            pass when CMD exits 0
+#     not_ok_expected / is "name" EXPECTED ACTUAL / exit_is "name" STATUS CMD...
+#     t_done                      prints "N passed, N failed" and exits non-zero on failure
+#
+# Binaries: $RAGSAFE_BIN (set by tests/run.sh: an installed prefix the postgres user can
+# read; CI's clone may sit where postgres cannot enter). PostgreSQL 15 binaries: $PGBIN.
+# Every cluster started is stopped by the EXIT trap, on every exit path.
+
+set -u
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+export PATH="$PGBIN:$PATH"
+: "${RAGSAFE_BIN:?RAGSAFE_BIN must point at an installed bin dir (tests/run.sh sets it)}"
+T_PASS=0
+T_FAIL=0
+T_CLUSTERS=()
+T_CLEANUP_CMDS=()
+T_NAME=$(basename "$0" .sh)
+
+t_cleanup() {
+    local c
+    for c in "${T_CLUSTERS[@]}"; do
+        if [ -f "$T/$c/postmaster.pid" ]; then
+            runuser -u postgres -- "$PGBIN/pg_ctl" -D "$T/$c" -m immediate -w stop >/dev/null 2>&1 || true
+        fi
+    done
+    for c in "${T_CLEANUP_CMDS[@]}"; do eval "$c" >/dev/null 2>&1 || true; done
+    if [ -n "${T:-}" ] && [ -d "$T" ] && [ -z "${KEEP_TMP:-}" ]; then
+        rm -rf "$T"
+    fi
+}
+
+t_init() {
+    T=$(mktemp -d "${TMPDIR:-/tmp}/ragsafe-$T_NAME.XXXXXX")
+    chmod 0755 "$T"
+    chown postgres: "$T"
+    trap t_cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+# Register a shell command to run at exit (umount a tmpfs, kill a helper server).
+t_on_exit() { T_CLEANUP_CMDS+=("$1"); }
+
+as_pg() { runuser -u postgres -- "$@"; }
+
+pg_init() {
+    local name=$1; shift
+    as_pg "$PGBIN/initdb" -D "$T/$name" -A trust -U postgres --no-sync "$@" >"$T/$name.initdb.log" 2>&1 \
+        || { cat "$T/$name.initdb.log"; return 1; }
+    cat >>"$T/$name/postgresql.conf" <<CONF
+listen_addresses = ''
+unix_socket_directories = '$T/$name'
+port = 5432
+fsync = off
+shared_buffers = 32MB
+max_wal_size = 256MB
+log_min_messages = warning
+CONF
+}
+
+pg_set() { printf '%s\n' "$2" >>"$T/$1/postgresql.conf"; }
+
+pg_start() {
+    local name=$1
+    T_CLUSTERS+=("$name")
+    as_pg "$PGBIN/pg_ctl" -D "$T/$name" -l "$T/$name.log" -w -t 120 start >/dev/null \
+        || { tail -20 "$T/$name.log"; return 1; }
+}
+
+pg_stop() {
+    as_pg "$PGBIN/pg_ctl" -D "$T/$1" -m fast -w -t 120 stop >/dev/null
+}
+
+# Connection options for a cluster named NAME (Unix socket in its data dir).
+pg_conn() { printf 'host=%s port=5432 user=postgres dbname=postgres' "$T/$1"; }
+
+pg_sql() {
+    as_pg "$PGBIN/psql" -XAtq -v ON_ERROR_STOP=1 -h "$T/$1" -p 5432 -U postgres -d postgres -c "$2"
+}
+
+# Wait until SQL on cluster NAME prints EXPECTED (polls up to SECONDS, default 60).
+pg_wait_for() {
+    local name=$1 sql=$2 expected=$3 secs=${4:-60} i out
+    for ((i = 0; i < secs * 5; i++)); do
+        out=$(pg_sql "$name" "$sql" 2>/dev/null) && [ "$out" = "$expected" ] && return 0
+        sleep 0.2
+    done
+    echo "# pg_wait_for: '$sql' gave '$out', wanted '$expected'" >&2
+    return 1
+}
+
+pass() { T_PASS=$((T_PASS + 1)); echo "ok - $1"; }
+fail() { T_FAIL=$((T_FAIL + 1)); echo "not ok - $1"; }
+
+ok() {
+    local name=$1; shift
+    if "$@"; then pass "$name"; else fail "$name"; fi
+}
+
+is() {
+    if [ "$2" = "$3" ]; then pass "$1"; else fail "$1"; echo "#   expected: '$2'"; echo "#   got:      '$3'"; fi
+}
+
+# exit_is NAME STATUS CMD...: pass when CMD exits with STATUS exactly.
+exit_is() {
+    local name=$1 want=$2 got; shift 2
+    "$@"; got=$?
+    if [ "$got" = "$want" ]; then pass "$name"; else fail "$name"; echo "#   exit status $got, wanted $want"; fi
+}
+
+t_done() {
+    echo "$T_NAME: $T_PASS passed, $T_FAIL failed"
+    [ "$T_FAIL" -eq 0 ]
+}
