@@ -39,6 +39,8 @@ enum uring_op_kind { URING_OP_READ, URING_OP_WRITE, URING_OP_FSYNC };
 
 /* NULL only on out-of-memory (errno set). */
 uring *uring_new(unsigned entries);
+/* Always the plain-syscall path (small files, where a ring costs more than it saves). */
+uring *uring_new_plain(void);
 void uring_free(uring *ur);
 /* 1 when io_uring is in use, 0 on the fallback path. */
 int uring_active(const uring *ur);

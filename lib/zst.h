@@ -50,6 +50,8 @@ void zst_writer_free(zst_writer *w);
 
 typedef struct zst_reader zst_reader;
 zst_reader *zst_reader_new(zst_sink_fn sink, void *arg);
+/* Name used in the reader's messages ("object \"wal/...\""); copied. */
+void zst_reader_set_name(zst_reader *r, const char *name);
 int zst_reader_write(zst_reader *r, const void *buf, size_t len);
 int zst_reader_finish(zst_reader *r, zst_meta *meta);
 void zst_reader_free(zst_reader *r);

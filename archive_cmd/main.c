@@ -1,0 +1,297 @@
+/*
+ * ragsafe-archive -- PostgreSQL's archive_command.
+ *
+ *     archive_command = 'ragsafe-archive --repo /backups/pg %p %f'
+ *
+ * Exit 0 only once the file is durably in the repository (or an identical copy
+ * already was: a crash can fall between our rename and PostgreSQL's bookkeeping).
+ * Exit 1 on any failure (PostgreSQL retries), 2 on a usage or configuration error,
+ * 3 on an integrity refusal: different content under an existing name (the stored
+ * object is never touched), a segment from another database system, or a file under
+ * a segment name that is not a valid segment. Never leaves a partial object under a
+ * final name (durable.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "config.h"
+#include "log.h"
+#include "object.h"
+#include "repo.h"
+#include "sha256.h"
+#include "uring.h"
+#include "walname.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: ragsafe-archive [OPTION]... PATH NAME\n"
+            "Archive one WAL file into a ragsafe repository (PostgreSQL's archive_command).\n\n"
+            "  archive_command = 'ragsafe-archive --repo /backups/pg %%p %%f'\n\n"
+            "Options:\n"
+            "      --repo DIR           repository (or RAGSAFE_REPO, or \"repo\" in the config file)\n"
+            "      --config FILE        config file (default $RAGSAFE_CONFIG or %s)\n"
+            "      --compress-level N   zstd level, 1..19 (default %d)\n"
+            "      --compress-workers N zstd worker threads (default 0: one thread)\n"
+            "  -v, --verbose            more messages (twice: debug)\n"
+            "  -h, --help               this help\n"
+            "  -V, --version            version\n\n"
+            "Exit status: 0 archived (or already archived with identical content), 1 failure\n"
+            "(PostgreSQL retries), 2 usage or configuration error, 3 integrity refusal.\n",
+            CONFIG_DEFAULT_PATH, ZST_DEFAULT_LEVEL);
+}
+
+/*
+ * file_digest -- SHA-256 of a whole file (for comparing with a stored duplicate).
+ */
+static int file_digest(uring *ur, int fd, const char *path, uint8_t out[SHA256_LEN])
+{
+    uring_reader *rd = uring_reader_new(ur, fd, 0, 1 << 20, 4);
+    sha256_ctx c = {0};
+    const void *buf;
+    ssize_t n = 0;
+    int ret = -1;
+
+    if (!rd)
+        return log_errno("could not read \"%s\"", path);
+    if (sha256_init(&c) != 0)
+        goto out;
+    while ((n = uring_reader_next(rd, &buf)) > 0)
+        if (sha256_update(&c, buf, (size_t)n) != 0)
+            goto out;
+    if (n < 0) {
+        log_errnum((int)-n, "could not read \"%s\"", path);
+        goto out;
+    }
+    ret = sha256_final(&c, out);
+out:
+    sha256_release(&c);
+    uring_reader_free(rd);
+    return ret;
+}
+
+/*
+ * check_duplicate -- the key exists: identical content is success, anything else an
+ * integrity refusal. Returns an exit status.
+ */
+static int check_duplicate(repo *r, uring *ur, const char *key, int fd, const char *path,
+                           const char *name, const zst_meta *have_new)
+{
+    zst_meta stored, mine;
+    char a[SHA256_HEX_LEN + 1], b[SHA256_HEX_LEN + 1];
+    struct stat st;
+
+    if (object_meta(r->st, key, &stored) != 0) {
+        log_detail("\"%s\" is already archived but the stored copy cannot be read; it was left untouched", name);
+        return EXIT_INTEGRITY;
+    }
+    if (have_new) {
+        mine = *have_new;
+    } else {
+        if (fstat(fd, &st) != 0) {
+            log_errno("could not stat \"%s\"", path);
+            return EXIT_FAIL;
+        }
+        mine.raw_size = (uint64_t)st.st_size;
+        if (file_digest(ur, fd, path, mine.sha256) != 0)
+            return EXIT_FAIL;
+    }
+    if (stored.raw_size == mine.raw_size && memcmp(stored.sha256, mine.sha256, SHA256_LEN) == 0) {
+        log_notice("\"%s\" was already archived with identical content", name);
+        return EXIT_OK;
+    }
+    sha256_to_hex(stored.sha256, a);
+    sha256_to_hex(mine.sha256, b);
+    log_error("\"%s\" is already archived with different content; refusing to overwrite it", name);
+    log_detail("stored: %" PRIu64 " bytes, SHA-256 %s; offered: %" PRIu64 " bytes, SHA-256 %s",
+               stored.raw_size, a, mine.raw_size, b);
+    log_hint("a different cluster, or a restored copy of this one, may be archiving into \"%s\"",
+             storage_location(r->st));
+    return EXIT_INTEGRITY;
+}
+
+/*
+ * check_segment -- the long page header must be PostgreSQL 15's, its sizes must match
+ * the file, and its page address the file name. Fills want (repo pin) from it.
+ * Returns an exit status.
+ */
+static int check_segment(int fd, const char *path, const char *name, repo_info *want)
+{
+    uint8_t page[WAL_LONG_HEADER_SIZE];
+    walpage_info h;
+    struct stat st;
+    ssize_t n;
+    uint64_t segno;
+    int res;
+
+    if (fstat(fd, &st) != 0) {
+        log_errno("could not stat \"%s\"", path);
+        return EXIT_FAIL;
+    }
+    n = pread(fd, page, sizeof(page), 0);
+    if (n < 0) {
+        log_errno("could not read \"%s\"", path);
+        return EXIT_FAIL;
+    }
+    res = walpage_parse(page, (size_t)n, &h);
+    if (res != WALPAGE_OK) {
+        log_error("refusing to archive \"%s\": not a valid WAL segment (%s)", path, walpage_result_text(res));
+        return EXIT_INTEGRITY;
+    }
+    if ((uint64_t)st.st_size != h.seg_size) {
+        log_error("refusing to archive \"%s\": it is %lld bytes, its page header says segments are %u bytes",
+                  path, (long long)st.st_size, h.seg_size);
+        return EXIT_INTEGRITY;
+    }
+    if (walname_parse(name, h.seg_size, NULL, &segno) != 0 || h.pageaddr != segno * h.seg_size) {
+        log_error("refusing to archive \"%s\": its first page belongs to another segment than \"%s\"", path, name);
+        log_detail("page address %" PRIX64 ", expected %" PRIX64, h.pageaddr, segno * (uint64_t)h.seg_size);
+        return EXIT_INTEGRITY;
+    }
+    want->sysid = h.sysid;
+    want->seg_size = h.seg_size;
+    want->wal_magic = h.magic;
+    return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"repo", required_argument, NULL, 'r'},
+        {"config", required_argument, NULL, 'c'},
+        {"compress-level", required_argument, NULL, 'l'},
+        {"compress-workers", required_argument, NULL, 'w'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *opt_repo = NULL, *opt_config = NULL, *opt_level = NULL, *opt_workers = NULL;
+    const char *path, *name, *loc, *s;
+    int c, verbose = LOG_LEVEL_NOTICE, status = EXIT_FAIL, fd = -1, ret;
+    long level = ZST_DEFAULT_LEVEL, workers = 0;
+    config *cfg = NULL;
+    uring *ur = NULL;
+    repo *r = NULL;
+    repo_info want = {0};
+    walfile_kind kind;
+    char key[128];
+    zst_meta meta;
+    object_opts oo;
+
+    log_init(argv[0]);
+    while ((c = getopt_long(argc, argv, "vhV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r': opt_repo = optarg; break;
+        case 'c': opt_config = optarg; break;
+        case 'l': opt_level = optarg; break;
+        case 'w': opt_workers = optarg; break;
+        case 'v': verbose++; break;
+        case 'h': usage(stdout); return EXIT_OK;
+        case 'V': printf("ragsafe-archive %s\n", RAGSAFE_VERSION); return EXIT_OK;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    log_set_level(verbose);
+    if (argc - optind != 2) {
+        log_error("expected 2 arguments (PATH NAME, i.e. %%p %%f), got %d", argc - optind);
+        log_hint("archive_command = 'ragsafe-archive --repo DIR %%p %%f'");
+        return EXIT_USAGE;
+    }
+    path = argv[optind];
+    name = argv[optind + 1];
+
+    cfg = config_load(opt_config);
+    if (!cfg)
+        return EXIT_USAGE;
+    status = EXIT_USAGE;
+    loc = config_resolve(opt_repo, "RAGSAFE_REPO", cfg, "repo");
+    if (!loc) {
+        log_error("no repository given");
+        log_hint("use --repo DIR, RAGSAFE_REPO or \"repo = DIR\" in the config file");
+        goto out;
+    }
+    if ((s = config_resolve(opt_level, NULL, cfg, "compress-level")) &&
+        config_parse_int("--compress-level", s, 1, 19, &level) != 0)
+        goto out;
+    if ((s = config_resolve(opt_workers, NULL, cfg, "compress-workers")) &&
+        config_parse_int("--compress-workers", s, 0, 64, &workers) != 0)
+        goto out;
+    kind = walname_classify(name);
+    if (kind == WALFILE_INVALID || repo_wal_key(name, key, sizeof(key)) != 0) {
+        log_error("refusing to archive \"%s\": not a WAL file name", name);
+        log_hint("the second argument is the file name alone (%%f)");
+        goto out;
+    }
+
+    status = EXIT_FAIL;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        log_errno("could not open \"%s\"", path);
+        goto out;
+    }
+    if (kind == WALFILE_SEGMENT || kind == WALFILE_PARTIAL) {
+        status = check_segment(fd, path, name, &want);
+        if (status != EXIT_OK)
+            goto out;
+        status = EXIT_FAIL;
+    }
+
+    ur = uring_new(64);
+    if (!ur) {
+        log_error("out of memory");
+        goto out;
+    }
+    log_debug("io_uring %s", uring_active(ur) ? "in use" : "not available; plain syscalls");
+    r = repo_open(loc, ur, 1);
+    if (!r)
+        goto out;
+    if (want.sysid) {
+        ret = repo_pin(r, &want);
+        if (ret != 0) {
+            status = ret == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
+            goto out;
+        }
+    }
+
+    /* Already there? Compare without rewriting anything. */
+    ret = object_meta(r->st, key, &meta);
+    if (ret < 0) {
+        log_detail("\"%s\" exists in the repository but cannot be checked; it was left untouched", name);
+        status = EXIT_INTEGRITY;
+        goto out;
+    }
+    if (ret == 0) {
+        status = check_duplicate(r, ur, key, fd, path, name, NULL);
+        goto out;
+    }
+
+    oo.level = (int)level;
+    oo.workers = (int)workers;
+    ret = object_put_fd(r->st, key, fd, path, &oo, 1, &meta);
+    if (ret == RS_EXISTS) {
+        /* Someone archived the same name between our check and our rename. */
+        status = check_duplicate(r, ur, key, fd, path, name, &meta);
+        goto out;
+    }
+    if (ret != 0)
+        goto out;
+    log_info("archived \"%s\" (%" PRIu64 " bytes) as \"%s/%s\"", name, meta.raw_size,
+             storage_location(r->st), key);
+    status = EXIT_OK;
+out:
+    if (fd >= 0)
+        close(fd);
+    repo_free(r);
+    uring_free(ur);
+    config_free(cfg);
+    return status;
+}

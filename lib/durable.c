@@ -1,0 +1,338 @@
+/*
+ * durable.c -- temp file, fsync, rename, fsync directory; see durable.h.
+ */
+#include "durable.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "log.h"
+
+struct durable_file {
+    char *path;
+    char *tmp;
+    int fd;
+    int committed;
+    uring *ur;
+    uring *own_ur;       /* a fallback ring made when the caller passed none */
+    uring_writer *w;
+};
+
+/* Split path into its directory (malloc'd) and base name pointer. */
+static char *dir_of(const char *path)
+{
+    char *copy = strdup(path), *d;
+    if (!copy)
+        return NULL;
+    d = strdup(dirname(copy));
+    free(copy);
+    return d;
+}
+
+int durable_fsync_path(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int ret = 0;
+
+    if (fd < 0)
+        return log_errno("could not open \"%s\" to fsync it", path);
+    if (fsync(fd) != 0)
+        ret = log_errno("could not fsync \"%s\"", path);
+    close(fd);
+    return ret;
+}
+
+/*
+ * open_temp -- create or take over "<dir>/.<name>.tmp" under an exclusive flock.
+ * A temp left by a dead writer is truncated and reused; a live writer holding the
+ * lock makes this fail. After locking, the path must still name the inode we hold
+ * (the previous holder may have renamed it into place meanwhile).
+ */
+static int open_temp(const char *tmp, mode_t mode)
+{
+    for (int attempt = 0; attempt < 10; attempt++) {
+        struct stat a, b;
+        int fd = open(tmp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (fd < 0)
+            return log_errno("could not create \"%s\"", tmp);
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int err = errno;
+            close(fd);
+            if (err == EWOULDBLOCK) {
+                errno = err;
+                return log_error("could not lock \"%s\": another process is writing the same file", tmp);
+            }
+            errno = err;
+            return log_errno("could not lock \"%s\"", tmp);
+        }
+        if (fstat(fd, &a) == 0 && stat(tmp, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
+            if (ftruncate(fd, 0) != 0) {
+                log_errno("could not truncate \"%s\"", tmp);
+                close(fd);
+                return -1;
+            }
+            return fd;
+        }
+        close(fd);
+    }
+    return log_error("could not create \"%s\": it keeps changing under us", tmp);
+}
+
+durable_file *durable_open(const char *path, uring *ur, mode_t mode)
+{
+    durable_file *f = calloc(1, sizeof(*f));
+    const char *base = strrchr(path, '/');
+    size_t dirlen;
+
+    if (!f) {
+        log_error("out of memory");
+        return NULL;
+    }
+    f->fd = -1;
+    base = base ? base + 1 : path;
+    dirlen = (size_t)(base - path);
+    f->path = strdup(path);
+    f->tmp = malloc(strlen(path) + 8);
+    if (!f->path || !f->tmp) {
+        log_error("out of memory");
+        goto fail;
+    }
+    sprintf(f->tmp, "%.*s.%s.tmp", (int)dirlen, path, base);
+    f->fd = open_temp(f->tmp, mode ? mode : 0640);
+    if (f->fd < 0)
+        goto fail;
+    if (!ur) {
+        ur = f->own_ur = uring_new_plain();
+        if (!ur) {
+            log_error("out of memory");
+            goto fail;
+        }
+    }
+    f->ur = ur;
+    f->w = uring_writer_new(ur, f->fd, 1 << 20, 4);
+    if (!f->w) {
+        log_error("out of memory");
+        goto fail;
+    }
+    return f;
+fail:
+    durable_free(f);
+    return NULL;
+}
+
+int durable_write(durable_file *f, const void *buf, size_t len)
+{
+    int ret = uring_writer_write(f->w, buf, len);
+    if (ret < 0)
+        return log_errnum(ret, "could not write \"%s\"", f->tmp);
+    return 0;
+}
+
+uint64_t durable_size(const durable_file *f) { return uring_writer_offset(f->w); }
+
+int durable_commit(durable_file *f, int flags)
+{
+    char *dir = NULL;
+    int ret, dfd = -1;
+
+    ret = uring_writer_finish(f->w, 1);
+    if (ret < 0)
+        return log_errnum(ret, "could not write \"%s\"", f->tmp);
+    if (flags & DURABLE_NOREPLACE) {
+        if (renameat2(AT_FDCWD, f->tmp, AT_FDCWD, f->path, RENAME_NOREPLACE) != 0) {
+            if (errno == EEXIST)
+                return RS_EXISTS; /* durable_free removes the temp */
+            if (errno != EINVAL && errno != ENOSYS)
+                return log_errno("could not rename \"%s\" to \"%s\"", f->tmp, f->path);
+            /* No RENAME_NOREPLACE on this file system: link(2) refuses existing
+             * names too, and the temp is removed afterwards. */
+            if (link(f->tmp, f->path) != 0) {
+                if (errno == EEXIST)
+                    return RS_EXISTS;
+                return log_errno("could not link \"%s\" to \"%s\"", f->tmp, f->path);
+            }
+            unlink(f->tmp);
+        }
+    } else if (rename(f->tmp, f->path) != 0) {
+        return log_errno("could not rename \"%s\" to \"%s\"", f->tmp, f->path);
+    }
+    f->committed = 1;
+    dir = dir_of(f->path);
+    if (!dir)
+        return log_error("out of memory");
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        ret = log_errno("could not open directory \"%s\"", dir);
+    } else if ((ret = uring_fsync(f->ur, dfd)) < 0) {
+        ret = log_errnum(ret, "could not fsync directory \"%s\"", dir);
+    }
+    if (dfd >= 0)
+        close(dfd);
+    free(dir);
+    return ret < 0 ? -1 : 0;
+}
+
+void durable_free(durable_file *f)
+{
+    if (!f)
+        return;
+    uring_writer_free(f->w);
+    if (f->fd >= 0) {
+        if (!f->committed)
+            unlink(f->tmp); /* still under our lock: nobody else uses this name */
+        close(f->fd);
+    }
+    uring_free(f->own_ur);
+    free(f->path);
+    free(f->tmp);
+    free(f);
+}
+
+int durable_write_file(const char *path, const void *buf, size_t len, mode_t mode, int flags)
+{
+    durable_file *f = durable_open(path, NULL, mode);
+    int ret;
+
+    if (!f)
+        return -1;
+    ret = durable_write(f, buf, len);
+    if (ret == 0)
+        ret = durable_commit(f, flags);
+    durable_free(f);
+    return ret;
+}
+
+int durable_mkdirs(const char *path, mode_t mode)
+{
+    char buf[PATH_MAX];
+    struct stat st;
+    size_t len = strlen(path);
+
+    if (len == 0 || len >= sizeof(buf))
+        return log_error("invalid directory path \"%s\"", path);
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return 0;
+        errno = ENOTDIR;
+        return log_errno("could not create directory \"%s\"", path);
+    }
+    memcpy(buf, path, len + 1);
+    while (len > 1 && buf[len - 1] == '/')
+        buf[--len] = '\0';
+    /* Create each missing component, then fsync its parent so the new entry lasts. */
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char saved = *p;
+            *p = '\0';
+            if (mkdir(buf, mode) == 0) {
+                char *parent = dir_of(buf);
+                int ret = parent ? durable_fsync_path(parent) : log_error("out of memory");
+                free(parent);
+                if (ret != 0)
+                    return -1;
+            } else if (errno != EEXIST) {
+                return log_errno("could not create directory \"%s\"", buf);
+            } else if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
+                errno = ENOTDIR;
+                return log_errno("could not create directory \"%s\"", buf);
+            }
+            *p = saved;
+            if (saved == '\0')
+                break;
+        }
+    }
+    return 0;
+}
+
+int durable_rename(const char *oldpath, const char *newpath)
+{
+    char *od = NULL, *nd = NULL;
+    int ret = -1;
+
+    if (rename(oldpath, newpath) != 0)
+        return log_errno("could not rename \"%s\" to \"%s\"", oldpath, newpath);
+    od = dir_of(oldpath);
+    nd = dir_of(newpath);
+    if (!od || !nd) {
+        log_error("out of memory");
+        goto out;
+    }
+    if (durable_fsync_path(nd) != 0)
+        goto out;
+    if (strcmp(od, nd) != 0 && durable_fsync_path(od) != 0)
+        goto out;
+    ret = 0;
+out:
+    free(od);
+    free(nd);
+    return ret;
+}
+
+/*
+ * walk_tree -- depth-first over path; fn(path, is_dir) after a directory's children.
+ * Symbolic links are never followed; with links they are passed to fn as files.
+ */
+static int walk_tree(const char *path, int (*fn)(const char *, int), int links)
+{
+    struct stat st;
+    DIR *d;
+    struct dirent *de;
+    int ret = 0;
+
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT)
+            return 0;
+        return log_errno("could not stat \"%s\"", path);
+    }
+    if (S_ISLNK(st.st_mode))
+        return links ? fn(path, 0) : 0;
+    if (!S_ISDIR(st.st_mode))
+        return fn(path, 0);
+    d = opendir(path);
+    if (!d)
+        return log_errno("could not open directory \"%s\"", path);
+    while (ret == 0 && (errno = 0, de = readdir(d)) != NULL) {
+        char child[PATH_MAX];
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (snprintf(child, sizeof(child), "%s/%s", path, de->d_name) >= (int)sizeof(child)) {
+            ret = log_error("path too long under \"%s\"", path);
+            break;
+        }
+        ret = walk_tree(child, fn, links);
+    }
+    if (ret == 0 && errno != 0)
+        ret = log_errno("could not read directory \"%s\"", path);
+    closedir(d);
+    return ret != 0 ? ret : fn(path, 1);
+}
+
+static int fsync_one(const char *path, int is_dir)
+{
+    (void)is_dir;
+    return durable_fsync_path(path);
+}
+
+int durable_fsync_tree(const char *path) { return walk_tree(path, fsync_one, 0); }
+
+static int remove_one(const char *path, int is_dir)
+{
+    if ((is_dir ? rmdir(path) : unlink(path)) != 0 && errno != ENOENT)
+        return log_errno("could not remove \"%s\"", path);
+    return 0;
+}
+
+int durable_remove_tree(const char *path)
+{
+    return walk_tree(path, remove_one, 1);
+}

@@ -1,0 +1,213 @@
+/*
+ * repo.c -- repository layout and repo.json; see repo.h.
+ */
+#include "repo.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common.h"
+#include "log.h"
+#include "walname.h"
+
+repo *repo_open(const char *location, uring *ur, int create)
+{
+    repo *r = calloc(1, sizeof(*r));
+    if (!r) {
+        log_error("out of memory");
+        return NULL;
+    }
+    r->st = storage_open(location, ur, create);
+    if (!r->st) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+void repo_free(repo *r)
+{
+    if (!r)
+        return;
+    storage_free(r->st);
+    free(r);
+}
+
+void repo_format_time(char *out, size_t outlen, int64_t t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    gmtime_r(&tt, &tm);
+    strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static int parse_info(const char *where, const char *text, size_t len, repo_info *out)
+{
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, 0, &jerr), *v;
+    const char *sysid;
+    char *end;
+    int ret = -1;
+
+    memset(out, 0, sizeof(*out));
+    if (!root)
+        return log_error("could not parse \"%s\": %s (line %d)", where, jerr.text, jerr.line);
+    v = json_object_get(root, "format");
+    if (!json_is_integer(v)) {
+        log_error("could not parse \"%s\": no \"format\"", where);
+        goto out;
+    }
+    out->format = (int)json_integer_value(v);
+    if (out->format > REPO_FORMAT) {
+        log_error("repository \"%s\" has format %d; this ragsafe understands up to %d", where,
+                  out->format, REPO_FORMAT);
+        goto out;
+    }
+    sysid = json_string_value(json_object_get(root, "system_identifier"));
+    if (!sysid || !*sysid) {
+        log_error("could not parse \"%s\": no \"system_identifier\"", where);
+        goto out;
+    }
+    out->sysid = strtoull(sysid, &end, 10);
+    if (*end) {
+        log_error("could not parse \"%s\": bad system_identifier \"%s\"", where, sysid);
+        goto out;
+    }
+    out->seg_size = (uint32_t)json_integer_value(json_object_get(root, "wal_segment_size"));
+    out->wal_magic = (uint32_t)json_integer_value(json_object_get(root, "wal_magic"));
+    out->pg_version = (uint32_t)json_integer_value(json_object_get(root, "pg_version"));
+    if (!walname_seg_size_valid(out->seg_size)) {
+        log_error("could not parse \"%s\": bad wal_segment_size", where);
+        goto out;
+    }
+    ret = 0;
+out:
+    json_decref(root);
+    return ret;
+}
+
+int repo_load_info(repo *r)
+{
+    char *buf = NULL, where[4200];
+    size_t len;
+    int ret = storage_get(r->st, REPO_INFO_KEY, 1 << 20, &buf, &len);
+
+    if (ret != 0)
+        return ret;
+    snprintf(where, sizeof(where), "%s/%s", storage_location(r->st), REPO_INFO_KEY);
+    ret = parse_info(where, buf, len, &r->info);
+    free(buf);
+    if (ret == 0)
+        r->have_info = 1;
+    return ret;
+}
+
+static int compare(repo *r, const repo_info *want)
+{
+    const repo_info *have = &r->info;
+    const char *loc = storage_location(r->st);
+
+    if (want->sysid && have->sysid != want->sysid) {
+        log_error("system identifier mismatch: repository \"%s\" belongs to database system %" PRIu64
+                  ", this file comes from database system %" PRIu64, loc, have->sysid, want->sysid);
+        log_hint("each PostgreSQL cluster needs its own repository");
+        return RS_MISMATCH;
+    }
+    if (want->seg_size && have->seg_size != want->seg_size) {
+        log_error("WAL segment size mismatch: repository \"%s\" holds %u-byte segments, this one is %u bytes",
+                  loc, have->seg_size, want->seg_size);
+        return RS_MISMATCH;
+    }
+    return 0;
+}
+
+int repo_pin(repo *r, const repo_info *want)
+{
+    char sysid[32], created[32], *text;
+    json_t *root;
+    int ret;
+
+    if (!r->have_info) {
+        ret = repo_load_info(r);
+        if (ret < 0)
+            return -1;
+        if (ret == 0)
+            return compare(r, want);
+    } else {
+        return compare(r, want);
+    }
+    if (!want->sysid || !want->seg_size)
+        return log_error("repository \"%s\" has no repo.json yet and nothing to create it from",
+                         storage_location(r->st));
+    snprintf(sysid, sizeof(sysid), "%" PRIu64, want->sysid);
+    repo_format_time(created, sizeof(created), time(NULL));
+    root = json_pack("{s:i, s:s, s:i, s:i, s:i, s:s, s:s}", "format", REPO_FORMAT,
+                     "system_identifier", sysid, "wal_segment_size", (json_int_t)want->seg_size,
+                     "wal_magic", (json_int_t)want->wal_magic, "pg_version",
+                     (json_int_t)want->pg_version, "created", created, "tool_version", RAGSAFE_VERSION);
+    text = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(root);
+    if (!text)
+        return log_error("out of memory");
+    size_t len = strlen(text);
+    char *withnl = realloc(text, len + 2);
+    if (!withnl) {
+        free(text);
+        return log_error("out of memory");
+    }
+    withnl[len] = '\n';
+    withnl[len + 1] = '\0';
+    ret = storage_put(r->st, REPO_INFO_KEY, withnl, len + 1, 1);
+    free(withnl);
+    if (ret < 0)
+        return -1;
+    /* RS_EXISTS: a concurrent first writer won; compare with what it wrote. */
+    if (repo_load_info(r) != 0)
+        return -1;
+    return compare(r, want);
+}
+
+int repo_wal_key(const char *name, char *out, size_t outlen)
+{
+    int n;
+
+    switch (walname_classify(name)) {
+    case WALFILE_SEGMENT:
+    case WALFILE_PARTIAL:
+    case WALFILE_BACKUP:
+        n = snprintf(out, outlen, "wal/%.16s/%s.zst", name, name);
+        break;
+    case WALFILE_HISTORY:
+        n = snprintf(out, outlen, "wal/%s.zst", name);
+        break;
+    default:
+        return -1;
+    }
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+int repo_wal_name_from_key(const char *key, char *out, size_t outlen)
+{
+    const char *base = strrchr(key, '/');
+    size_t n;
+
+    if (strncmp(key, "wal/", 4) != 0 || !base)
+        return -1;
+    base++;
+    n = strlen(base);
+    if (n < 5 || strcmp(base + n - 4, ".zst") != 0 || n - 4 >= outlen)
+        return -1;
+    memcpy(out, base, n - 4);
+    out[n - 4] = '\0';
+    if (walname_classify(out) == WALFILE_INVALID)
+        return -1;
+    /* The key must be exactly where repo_wal_key would put this name. */
+    char want[128];
+    if (repo_wal_key(out, want, sizeof(want)) != 0 || strcmp(want, key) != 0)
+        return -1;
+    return 0;
+}

@@ -1,0 +1,633 @@
+/*
+ * storage.c -- the posix backend of storage.h: a directory tree, every write through
+ * durable.h, every read through uring.h.
+ */
+#include "storage.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "durable.h"
+#include "log.h"
+
+#define READ_CHUNK (1u << 20)
+
+struct storage {
+    char *root;
+    uring *ur;
+    uring *own_ur;  /* the plain-syscall ring made when the caller gave none */
+};
+
+struct storage_write {
+    storage *st;
+    char *key;
+    durable_file *f;
+};
+
+struct storage_read {
+    char *path;
+    int fd;
+    int64_t size;
+    uring_reader *r;
+};
+
+struct storage_lock {
+    int fd;
+};
+
+storage *storage_open(const char *location, uring *ur, int create)
+{
+    storage *st = calloc(1, sizeof(*st));
+    char cwd[PATH_MAX];
+    struct stat sb;
+    size_t len;
+
+    if (!st) {
+        log_error("out of memory");
+        return NULL;
+    }
+    st->ur = ur ? ur : (st->own_ur = uring_new_plain());
+    if (!st->ur) {
+        log_error("out of memory");
+        goto fail;
+    }
+    if (!location || !*location) {
+        log_error("no repository given");
+        log_hint("use --repo DIR, RAGSAFE_REPO or \"repo = DIR\" in the config file");
+        goto fail;
+    }
+    if (strncmp(location, "s3://", 5) == 0) {
+        log_error("repository \"%s\": S3 repositories are not supported yet", location);
+        goto fail;
+    }
+    if (location[0] == '/') {
+        st->root = strdup(location);
+    } else {
+        if (!getcwd(cwd, sizeof(cwd))) {
+            log_errno("could not get the current directory");
+            goto fail;
+        }
+        st->root = malloc(strlen(cwd) + strlen(location) + 2);
+        if (st->root)
+            sprintf(st->root, "%s/%s", cwd, location);
+    }
+    if (!st->root) {
+        log_error("out of memory");
+        goto fail;
+    }
+    len = strlen(st->root);
+    while (len > 1 && st->root[len - 1] == '/')
+        st->root[--len] = '\0';
+    if (create && durable_mkdirs(st->root, 0750) != 0)
+        goto fail;
+    if (stat(st->root, &sb) != 0) {
+        log_errno("could not open repository \"%s\"", st->root);
+        goto fail;
+    }
+    if (!S_ISDIR(sb.st_mode)) {
+        log_error("repository \"%s\" is not a directory", st->root);
+        goto fail;
+    }
+    if (access(st->root, R_OK | X_OK) != 0) {
+        log_errno("could not open repository \"%s\"", st->root);
+        goto fail;
+    }
+    return st;
+fail:
+    storage_free(st);
+    return NULL;
+}
+
+void storage_free(storage *st)
+{
+    if (!st)
+        return;
+    uring_free(st->own_ur);
+    free(st->root);
+    free(st);
+}
+
+const char *storage_location(const storage *st) { return st->root; }
+uring *storage_uring(const storage *st) { return st->ur; }
+
+int storage_key_valid(const char *key)
+{
+    const char *p = key;
+
+    if (!key || !*key || *key == '/')
+        return 0;
+    while (*p) {
+        const char *e = strchr(p, '/');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        if (n == 0 || p[0] == '.')
+            return 0; /* empty component, ".", "..", or a hidden temp name */
+        if (!e)
+            break;
+        p = e + 1;
+        if (!*p)
+            return 0; /* trailing slash */
+    }
+    return 1;
+}
+
+/* prefix_valid -- "" or a key, with or without a trailing '/'. */
+static int prefix_valid(const char *prefix)
+{
+    char buf[PATH_MAX];
+    size_t n = strlen(prefix);
+
+    if (n == 0)
+        return 1;
+    if (n >= sizeof(buf))
+        return 0;
+    memcpy(buf, prefix, n + 1);
+    if (buf[n - 1] == '/')
+        buf[n - 1] = '\0';
+    return storage_key_valid(buf);
+}
+
+static char *path_of(const storage *st, const char *key)
+{
+    char *p = malloc(strlen(st->root) + strlen(key) + 2);
+    if (!p) {
+        log_error("out of memory");
+        return NULL;
+    }
+    sprintf(p, "%s%s%s", st->root, *key ? "/" : "", key);
+    return p;
+}
+
+static int bad_key(const char *key)
+{
+    return log_error("invalid repository key \"%s\"", key ? key : "");
+}
+
+/*
+ * missing -- classify an ENOENT on a key's path: RS_NOT_FOUND if the repository root
+ * is still there, else -1 (reported). A vanished root (an unmounted volume) must
+ * never read as "this object does not exist".
+ */
+static int missing(const storage *st, const char *path)
+{
+    struct stat sb;
+    if (stat(st->root, &sb) != 0)
+        return log_errno("repository \"%s\" is not reachable", st->root);
+    if (!S_ISDIR(sb.st_mode))
+        return log_error("repository \"%s\" is not a directory", st->root);
+    (void)path;
+    return RS_NOT_FOUND;
+}
+
+storage_write *storage_write_open(storage *st, const char *key)
+{
+    storage_write *w = NULL;
+    char *path = NULL, *slash;
+
+    if (!storage_key_valid(key)) {
+        bad_key(key);
+        return NULL;
+    }
+    path = path_of(st, key);
+    if (!path)
+        return NULL;
+    slash = strrchr(path, '/');
+    *slash = '\0';
+    if (durable_mkdirs(path, 0750) != 0)
+        goto fail;
+    *slash = '/';
+    w = calloc(1, sizeof(*w));
+    if (!w || !(w->key = strdup(key))) {
+        log_error("out of memory");
+        goto fail;
+    }
+    w->st = st;
+    w->f = durable_open(path, st->ur, 0640);
+    if (!w->f)
+        goto fail;
+    free(path);
+    return w;
+fail:
+    free(path);
+    storage_write_free(w);
+    return NULL;
+}
+
+int storage_write_data(storage_write *w, const void *buf, size_t len)
+{
+    return durable_write(w->f, buf, len);
+}
+
+int storage_write_commit(storage_write *w, int noreplace)
+{
+    return durable_commit(w->f, noreplace ? DURABLE_NOREPLACE : 0);
+}
+
+void storage_write_free(storage_write *w)
+{
+    if (!w)
+        return;
+    durable_free(w->f);
+    free(w->key);
+    free(w);
+}
+
+int storage_put(storage *st, const char *key, const void *buf, size_t len, int noreplace)
+{
+    storage_write *w = storage_write_open(st, key);
+    int ret;
+
+    if (!w)
+        return -1;
+    ret = storage_write_data(w, buf, len);
+    if (ret == 0)
+        ret = storage_write_commit(w, noreplace);
+    storage_write_free(w);
+    return ret;
+}
+
+int storage_read_open(storage *st, const char *key, storage_read **out)
+{
+    storage_read *rd = NULL;
+    struct stat sb;
+    int ret = -1;
+
+    *out = NULL;
+    if (!storage_key_valid(key))
+        return bad_key(key);
+    rd = calloc(1, sizeof(*rd));
+    if (!rd)
+        return log_error("out of memory");
+    rd->fd = -1;
+    rd->path = path_of(st, key);
+    if (!rd->path)
+        goto out;
+    rd->fd = open(rd->path, O_RDONLY | O_CLOEXEC);
+    if (rd->fd < 0) {
+        if (errno == ENOENT)
+            ret = missing(st, rd->path);
+        else
+            log_errno("could not open \"%s\"", rd->path);
+        goto out;
+    }
+    if (fstat(rd->fd, &sb) != 0) {
+        log_errno("could not stat \"%s\"", rd->path);
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        log_error("\"%s\" is not a regular file", rd->path);
+        goto out;
+    }
+    rd->size = sb.st_size;
+    rd->r = uring_reader_new(st->ur, rd->fd, 0, READ_CHUNK, 4);
+    if (!rd->r) {
+        log_errno("could not read \"%s\"", rd->path);
+        goto out;
+    }
+    *out = rd;
+    rd = NULL;
+    ret = 0;
+out:
+    storage_read_free(rd);
+    return ret;
+}
+
+ssize_t storage_read_data(storage_read *rd, const void **buf)
+{
+    ssize_t n = uring_reader_next(rd->r, buf);
+    if (n < 0)
+        return log_errnum((int)-n, "could not read \"%s\"", rd->path);
+    return n;
+}
+
+int64_t storage_read_size(const storage_read *rd) { return rd->size; }
+
+void storage_read_free(storage_read *rd)
+{
+    if (!rd)
+        return;
+    uring_reader_free(rd->r);
+    if (rd->fd >= 0)
+        close(rd->fd);
+    free(rd->path);
+    free(rd);
+}
+
+int storage_get(storage *st, const char *key, size_t max, char **buf, size_t *len)
+{
+    storage_read *rd;
+    const void *chunk;
+    ssize_t n;
+    size_t used = 0;
+    char *b;
+    int ret = storage_read_open(st, key, &rd);
+
+    *buf = NULL;
+    if (ret != 0)
+        return ret;
+    if ((uint64_t)rd->size > max) {
+        ret = log_error("\"%s\" is too large (%lld bytes)", rd->path, (long long)rd->size);
+        goto out;
+    }
+    b = malloc((size_t)rd->size + 1);
+    if (!b) {
+        ret = log_error("out of memory");
+        goto out;
+    }
+    while ((n = storage_read_data(rd, &chunk)) > 0) {
+        memcpy(b + used, chunk, (size_t)n);
+        used += (size_t)n;
+    }
+    if (n < 0) {
+        free(b);
+        ret = -1;
+        goto out;
+    }
+    b[used] = '\0';
+    *buf = b;
+    if (len)
+        *len = used;
+    ret = 0;
+out:
+    storage_read_free(rd);
+    return ret;
+}
+
+int storage_read_tail(storage *st, const char *key, void *buf, size_t len, int64_t *size)
+{
+    char *path;
+    int fd, ret = -1;
+    struct stat sb;
+    ssize_t n;
+
+    if (!storage_key_valid(key))
+        return bad_key(key);
+    path = path_of(st, key);
+    if (!path)
+        return -1;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        ret = errno == ENOENT ? missing(st, path) : log_errno("could not open \"%s\"", path);
+        goto out;
+    }
+    if (fstat(fd, &sb) != 0) {
+        log_errno("could not stat \"%s\"", path);
+        goto out;
+    }
+    if ((uint64_t)sb.st_size < len) {
+        log_error("\"%s\" is truncated (%lld bytes)", path, (long long)sb.st_size);
+        goto out;
+    }
+    n = pread(fd, buf, len, sb.st_size - (off_t)len);
+    if (n != (ssize_t)len) {
+        if (n < 0)
+            log_errno("could not read \"%s\"", path);
+        else
+            log_error("could not read \"%s\": short read", path);
+        goto out;
+    }
+    if (size)
+        *size = sb.st_size;
+    ret = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    free(path);
+    return ret;
+}
+
+int storage_stat(storage *st, const char *key, int64_t *size, int64_t *mtime)
+{
+    char *path;
+    struct stat sb;
+    int ret = 0;
+
+    if (!storage_key_valid(key))
+        return bad_key(key);
+    path = path_of(st, key);
+    if (!path)
+        return -1;
+    if (stat(path, &sb) != 0)
+        ret = errno == ENOENT ? missing(st, path) : log_errno("could not stat \"%s\"", path);
+    else if (!S_ISREG(sb.st_mode))
+        ret = log_error("\"%s\" is not a regular file", path);
+    else {
+        if (size)
+            *size = sb.st_size;
+        if (mtime)
+            *mtime = sb.st_mtime;
+    }
+    free(path);
+    return ret;
+}
+
+/* list_dir -- recurse below root/rel, calling cb for every regular file. */
+static int list_dir(storage *st, char *rel, size_t rel_len, storage_list_fn cb, void *arg)
+{
+    char *path = path_of(st, rel);
+    DIR *d;
+    struct dirent *de;
+    int ret = 0;
+
+    if (!path)
+        return -1;
+    d = opendir(path);
+    if (!d) {
+        if (errno == ENOENT || errno == ENOTDIR)
+            ret = errno == ENOENT ? (missing(st, path) < 0 ? -1 : 0) : 0;
+        else
+            ret = log_errno("could not open directory \"%s\"", path);
+        free(path);
+        return ret;
+    }
+    while (ret == 0 && (errno = 0, de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        struct stat sb;
+        if (de->d_name[0] == '.')
+            continue; /* ., .., temp files, folders being deleted */
+        if (rel_len + n + 2 >= PATH_MAX) {
+            ret = log_error("path too long under \"%s\"", path);
+            break;
+        }
+        if (rel_len)
+            rel[rel_len] = '/';
+        memcpy(rel + rel_len + (rel_len ? 1 : 0), de->d_name, n + 1);
+        size_t child_len = rel_len + (rel_len ? 1 : 0) + n;
+        if (fstatat(dirfd(d), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno != ENOENT)
+                ret = log_errno("could not stat \"%s/%s\"", path, de->d_name);
+        } else if (S_ISDIR(sb.st_mode)) {
+            ret = list_dir(st, rel, child_len, cb, arg);
+        } else if (S_ISREG(sb.st_mode)) {
+            ret = cb(arg, rel, sb.st_size, sb.st_mtime);
+        }
+        rel[rel_len] = '\0';
+    }
+    if (ret == 0 && errno != 0)
+        ret = log_errno("could not read directory \"%s\"", path);
+    closedir(d);
+    free(path);
+    return ret;
+}
+
+int storage_list(storage *st, const char *prefix, storage_list_fn cb, void *arg)
+{
+    char rel[PATH_MAX];
+    size_t n = strlen(prefix);
+
+    if (!prefix_valid(prefix))
+        return bad_key(prefix);
+    memcpy(rel, prefix, n + 1);
+    if (n && rel[n - 1] == '/')
+        rel[--n] = '\0';
+    return list_dir(st, rel, n, cb, arg);
+}
+
+int storage_remove(storage *st, const char *key)
+{
+    char *path;
+    int ret = 0;
+
+    if (!storage_key_valid(key))
+        return bad_key(key);
+    path = path_of(st, key);
+    if (!path)
+        return -1;
+    if (unlink(path) != 0 && errno != ENOENT)
+        ret = log_errno("could not remove \"%s\"", path);
+    free(path);
+    return ret;
+}
+
+int storage_remove_prefix(storage *st, const char *prefix)
+{
+    char key[PATH_MAX], *path = NULL, *hidden = NULL, *slash;
+    size_t n = strlen(prefix);
+    int ret = -1;
+
+    if (!prefix_valid(prefix) || n == 0 || n >= sizeof(key))
+        return bad_key(prefix);
+    memcpy(key, prefix, n + 1);
+    if (key[n - 1] == '/')
+        key[n - 1] = '\0';
+    path = path_of(st, key);
+    hidden = path ? malloc(strlen(path) + 16) : NULL;
+    if (!hidden) {
+        log_error("out of memory");
+        goto out;
+    }
+    /* Hide the folder first (one durable rename), so a crash halfway through the
+     * removal never leaves a half-deleted set under its visible name. */
+    slash = strrchr(path, '/');
+    sprintf(hidden, "%.*s/.%s.deleting", (int)(slash - path), path, slash + 1);
+    if (durable_remove_tree(hidden) != 0)
+        goto out;
+    if (rename(path, hidden) != 0) {
+        if (errno == ENOENT) {
+            ret = 0;
+            goto out;
+        }
+        log_errno("could not rename \"%s\" to \"%s\"", path, hidden);
+        goto out;
+    }
+    *slash = '\0';
+    if (durable_fsync_path(path) != 0)
+        goto out;
+    ret = durable_remove_tree(hidden);
+out:
+    free(path);
+    free(hidden);
+    return ret;
+}
+
+int storage_rename_prefix(storage *st, const char *from, const char *to)
+{
+    char *a = NULL, *b = NULL;
+    int ret = -1;
+
+    if (!storage_key_valid(from))
+        return bad_key(from);
+    if (!storage_key_valid(to))
+        return bad_key(to);
+    a = path_of(st, from);
+    b = path_of(st, to);
+    if (!a || !b)
+        goto out;
+    if (renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_NOREPLACE) != 0) {
+        if (errno == EEXIST || errno == ENOTEMPTY) {
+            ret = RS_EXISTS;
+            goto out;
+        }
+        log_errno("could not rename \"%s\" to \"%s\"", a, b);
+        goto out;
+    }
+    *strrchr(b, '/') = '\0';
+    ret = durable_fsync_path(b);
+out:
+    free(a);
+    free(b);
+    return ret;
+}
+
+int storage_lock_take(storage *st, const char *name, int exclusive, int wait, storage_lock **out)
+{
+    char key[256], *path = NULL;
+    storage_lock *lk = NULL;
+    int fd = -1, ret = -1;
+
+    *out = NULL;
+    if (snprintf(key, sizeof(key), "locks/%s.lock", name) >= (int)sizeof(key) || !storage_key_valid(key))
+        return bad_key(name);
+    path = path_of(st, "locks");
+    if (!path || durable_mkdirs(path, 0750) != 0)
+        goto out;
+    free(path);
+    path = path_of(st, key);
+    if (!path)
+        goto out;
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        log_errno("could not open lock file \"%s\"", path);
+        goto out;
+    }
+    while (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB)) != 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno == EWOULDBLOCK) {
+            ret = RS_EXISTS;
+            goto out;
+        }
+        log_errno("could not lock \"%s\"", path);
+        goto out;
+    }
+    lk = malloc(sizeof(*lk));
+    if (!lk) {
+        log_error("out of memory");
+        goto out;
+    }
+    lk->fd = fd;
+    fd = -1;
+    *out = lk;
+    ret = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    free(path);
+    return ret;
+}
+
+void storage_lock_release(storage_lock *lk)
+{
+    if (!lk)
+        return;
+    close(lk->fd);
+    free(lk);
+}

@@ -1,0 +1,309 @@
+/*
+ * zst.c -- zstd streams with the ragsafe trailer; see zst.h for the format.
+ */
+#include "zst.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "common.h"
+#include "log.h"
+
+#define TRAILER_MAGIC 0x184D2A5Eu
+#define TRAILER_PAYLOAD 48u
+#define TRAILER_VERSION 1u
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t get64(const uint8_t *p) { return get32(p) | (uint64_t)get32(p + 4) << 32; }
+
+void zst_trailer_encode(const zst_meta *meta, uint8_t out[ZST_TRAILER_SIZE])
+{
+    put32(out, TRAILER_MAGIC);
+    put32(out + 4, TRAILER_PAYLOAD);
+    memcpy(out + 8, "RGSF", 4);
+    put32(out + 12, TRAILER_VERSION);
+    put64(out + 16, meta->raw_size);
+    memcpy(out + 24, meta->sha256, SHA256_LEN);
+}
+
+int zst_trailer_decode(const uint8_t buf[ZST_TRAILER_SIZE], zst_meta *meta)
+{
+    if (get32(buf) != TRAILER_MAGIC || get32(buf + 4) != TRAILER_PAYLOAD ||
+        memcmp(buf + 8, "RGSF", 4) != 0 || get32(buf + 12) != TRAILER_VERSION)
+        return -1;
+    meta->raw_size = get64(buf + 16);
+    memcpy(meta->sha256, buf + 24, SHA256_LEN);
+    return 0;
+}
+
+/* ---- writer ---- */
+
+struct zst_writer {
+    ZSTD_CCtx *cctx;
+    sha256_ctx sha;
+    uint64_t raw;
+    zst_sink_fn sink;
+    void *arg;
+    size_t outcap;
+    uint8_t *out;
+    int failed;
+};
+
+zst_writer *zst_writer_new(int level, int workers, zst_sink_fn sink, void *arg)
+{
+    zst_writer *w = calloc(1, sizeof(*w));
+    size_t r;
+
+    if (!w) {
+        log_error("out of memory");
+        return NULL;
+    }
+    w->sink = sink;
+    w->arg = arg;
+    w->outcap = ZSTD_CStreamOutSize() * 4;
+    w->out = malloc(w->outcap);
+    w->cctx = ZSTD_createCCtx();
+    if (!w->out || !w->cctx) {
+        log_error("out of memory");
+        goto fail;
+    }
+    if (sha256_init(&w->sha) != 0)
+        goto fail;
+    r = ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, level ? level : ZST_DEFAULT_LEVEL);
+    if (!ZSTD_isError(r) && workers > 0) {
+        /* Without multithread support in libzstd this fails: run single-threaded. */
+        if (ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_nbWorkers, workers)))
+            log_debug("zstd worker threads unavailable; compressing in one thread");
+    }
+    if (ZSTD_isError(r)) {
+        log_error("invalid zstd compression level %d: %s", level, ZSTD_getErrorName(r));
+        goto fail;
+    }
+    return w;
+fail:
+    zst_writer_free(w);
+    return NULL;
+}
+
+/*
+ * compress -- feed input through the context with mode, handing every produced
+ * byte to the sink, until the input is consumed (and, for flush/end, until done).
+ */
+static int compress(zst_writer *w, const void *buf, size_t len, ZSTD_EndDirective mode)
+{
+    ZSTD_inBuffer in = {buf, len, 0};
+
+    for (;;) {
+        ZSTD_outBuffer out = {w->out, w->outcap, 0};
+        size_t rem = ZSTD_compressStream2(w->cctx, &out, &in, mode);
+        if (ZSTD_isError(rem))
+            return log_error("zstd compression failed: %s", ZSTD_getErrorName(rem));
+        if (out.pos && w->sink(w->arg, w->out, out.pos) != 0)
+            return -1;
+        if (mode == ZSTD_e_continue ? in.pos == in.size : rem == 0)
+            return 0;
+    }
+}
+
+int zst_writer_write(zst_writer *w, const void *buf, size_t len)
+{
+    if (w->failed)
+        return -1;
+    if (sha256_update(&w->sha, buf, len) != 0 || compress(w, buf, len, ZSTD_e_continue) != 0) {
+        w->failed = 1;
+        return -1;
+    }
+    w->raw += len;
+    return 0;
+}
+
+int zst_writer_finish(zst_writer *w, zst_meta *meta)
+{
+    zst_meta m;
+    uint8_t trailer[ZST_TRAILER_SIZE];
+
+    if (w->failed)
+        return -1;
+    w->failed = 1; /* finish runs once */
+    if (compress(w, NULL, 0, ZSTD_e_end) != 0)
+        return -1;
+    m.raw_size = w->raw;
+    if (sha256_final(&w->sha, m.sha256) != 0)
+        return -1;
+    zst_trailer_encode(&m, trailer);
+    if (w->sink(w->arg, trailer, sizeof(trailer)) != 0)
+        return -1;
+    if (meta)
+        *meta = m;
+    return 0;
+}
+
+void zst_writer_free(zst_writer *w)
+{
+    if (!w)
+        return;
+    ZSTD_freeCCtx(w->cctx);
+    sha256_release(&w->sha);
+    free(w->out);
+    free(w);
+}
+
+/* ---- reader ---- */
+
+struct zst_reader {
+    ZSTD_DCtx *dctx;
+    sha256_ctx sha;
+    uint64_t raw;
+    uint64_t fed;          /* compressed bytes given to zstd */
+    size_t last_ret;       /* ZSTD_decompressStream's last hint: 0 = frame complete */
+    zst_sink_fn sink;
+    void *arg;
+    uint8_t *out;
+    size_t outcap;
+    uint8_t tail[ZST_TRAILER_SIZE];
+    size_t tail_len;
+    char *name;
+    int failed;
+};
+
+zst_reader *zst_reader_new(zst_sink_fn sink, void *arg)
+{
+    zst_reader *r = calloc(1, sizeof(*r));
+    if (!r) {
+        log_error("out of memory");
+        return NULL;
+    }
+    r->sink = sink;
+    r->arg = arg;
+    r->outcap = ZSTD_DStreamOutSize() * 4;
+    r->out = malloc(r->outcap);
+    r->dctx = ZSTD_createDCtx();
+    if (!r->out || !r->dctx) {
+        log_error("out of memory");
+        goto fail;
+    }
+    if (sha256_init(&r->sha) != 0)
+        goto fail;
+    return r;
+fail:
+    zst_reader_free(r);
+    return NULL;
+}
+
+void zst_reader_set_name(zst_reader *r, const char *name)
+{
+    free(r->name);
+    r->name = name ? strdup(name) : NULL;
+}
+
+static const char *rname(const zst_reader *r) { return r->name ? r->name : "zstd stream"; }
+
+static int decompress(zst_reader *r, const uint8_t *buf, size_t len)
+{
+    ZSTD_inBuffer in = {buf, len, 0};
+    int out_full = 0;
+
+    /* Loop until the input is consumed and zstd has nothing left to flush (a full
+     * output buffer means it may hold more). */
+    while (in.pos < in.size || out_full) {
+        ZSTD_outBuffer out = {r->out, r->outcap, 0};
+        size_t ret = ZSTD_decompressStream(r->dctx, &out, &in);
+        if (ZSTD_isError(ret))
+            return log_error("could not decompress %s: %s", rname(r), ZSTD_getErrorName(ret));
+        r->last_ret = ret;
+        if (out.pos) {
+            if (sha256_update(&r->sha, r->out, out.pos) != 0)
+                return -1;
+            r->raw += out.pos;
+            if (r->sink && r->sink(r->arg, r->out, out.pos) != 0)
+                return -1;
+        }
+        out_full = out.pos == out.size;
+    }
+    r->fed += len;
+    return 0;
+}
+
+int zst_reader_write(zst_reader *r, const void *buf, size_t len)
+{
+    const uint8_t *b = buf;
+    size_t total = r->tail_len + len, process, from_tail, from_buf;
+
+    if (r->failed)
+        return -1;
+    if (total <= ZST_TRAILER_SIZE) {
+        memcpy(r->tail + r->tail_len, b, len);
+        r->tail_len = total;
+        return 0;
+    }
+    process = total - ZST_TRAILER_SIZE;
+    from_tail = process < r->tail_len ? process : r->tail_len;
+    from_buf = process - from_tail;
+    if ((from_tail && decompress(r, r->tail, from_tail) != 0) ||
+        (from_buf && decompress(r, b, from_buf) != 0)) {
+        r->failed = 1;
+        return -1;
+    }
+    memmove(r->tail, r->tail + from_tail, r->tail_len - from_tail);
+    r->tail_len -= from_tail;
+    memcpy(r->tail + r->tail_len, b + from_buf, len - from_buf);
+    r->tail_len += len - from_buf;
+    return 0;
+}
+
+int zst_reader_finish(zst_reader *r, zst_meta *meta)
+{
+    zst_meta want;
+    uint8_t got[SHA256_LEN];
+    char a[SHA256_HEX_LEN + 1], b[SHA256_HEX_LEN + 1];
+
+    if (r->failed)
+        return -1;
+    r->failed = 1;
+    if (r->tail_len < ZST_TRAILER_SIZE || zst_trailer_decode(r->tail, &want) != 0)
+        return log_error("%s is truncated or lacks its ragsafe trailer", rname(r));
+    if (r->fed == 0 || r->last_ret != 0)
+        return log_error("%s is truncated: the zstd stream ends mid-frame", rname(r));
+    if (sha256_final(&r->sha, got) != 0)
+        return -1;
+    if (meta)
+        *meta = want;
+    if (want.raw_size != r->raw) {
+        log_error("size mismatch in %s: %llu bytes decompressed, trailer records %llu", rname(r),
+                  (unsigned long long)r->raw, (unsigned long long)want.raw_size);
+        return RS_MISMATCH;
+    }
+    if (memcmp(want.sha256, got, SHA256_LEN) != 0) {
+        sha256_to_hex(got, a);
+        sha256_to_hex(want.sha256, b);
+        log_error("checksum mismatch in %s", rname(r));
+        log_detail("SHA-256 of the content is %s, the trailer records %s", a, b);
+        return RS_MISMATCH;
+    }
+    return 0;
+}
+
+void zst_reader_free(zst_reader *r)
+{
+    if (!r)
+        return;
+    ZSTD_freeDCtx(r->dctx);
+    sha256_release(&r->sha);
+    free(r->out);
+    free(r->name);
+    free(r);
+}

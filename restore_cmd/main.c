@@ -1,0 +1,201 @@
+/*
+ * ragsafe-restore -- PostgreSQL's restore_command.
+ *
+ *     restore_command = 'ragsafe-restore --repo /backups/pg %f %p'
+ *
+ * Exit 0: PATH holds the file, decompressed and its SHA-256 checked before it was
+ * renamed into place. Exit 1: the file is not in the repository (PostgreSQL asks for
+ * files that do not exist; this is quiet). Every other failure exits 128: a status
+ * above 125 makes PostgreSQL abort recovery with FATAL, where a 1 would make it take
+ * a damaged or unreachable repository for the end of the archive, end recovery early
+ * and promote, losing every later transaction.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "config.h"
+#include "log.h"
+#include "object.h"
+#include "repo.h"
+#include "uring.h"
+#include "walname.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: ragsafe-restore [OPTION]... NAME PATH\n"
+            "Fetch one WAL file from a ragsafe repository (PostgreSQL's restore_command).\n\n"
+            "  restore_command = 'ragsafe-restore --repo /backups/pg %%f %%p'\n\n"
+            "Options:\n"
+            "      --repo DIR      repository (or RAGSAFE_REPO, or \"repo\" in the config file)\n"
+            "      --config FILE   config file (default $RAGSAFE_CONFIG or %s)\n"
+            "  -v, --verbose       more messages (twice: debug)\n"
+            "  -h, --help          this help\n"
+            "  -V, --version       version\n\n"
+            "Exit status: 0 restored, 1 not in the repository, 128 any other failure\n"
+            "(PostgreSQL then stops recovery instead of promoting early).\n",
+            CONFIG_DEFAULT_PATH);
+}
+
+/*
+ * check_segment_sysid -- a restored segment must come from the repository's cluster.
+ */
+static int check_segment_sysid(int fd, const char *tmp, const char *name, const repo_info *info)
+{
+    uint8_t page[WAL_LONG_HEADER_SIZE];
+    walpage_info h;
+    ssize_t n = pread(fd, page, sizeof(page), 0);
+    int res;
+
+    if (n < 0)
+        return log_errno("could not read \"%s\"", tmp);
+    res = walpage_parse(page, (size_t)n, &h);
+    if (res != WALPAGE_OK)
+        return log_error("stored \"%s\" is not a valid WAL segment (%s)", name, walpage_result_text(res));
+    if (h.sysid != info->sysid)
+        return log_error("stored \"%s\" comes from database system %" PRIu64 ", the repository belongs to %" PRIu64,
+                         name, h.sysid, info->sysid);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"repo", required_argument, NULL, 'r'},
+        {"config", required_argument, NULL, 'c'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *opt_repo = NULL, *opt_config = NULL, *name, *path, *loc;
+    int c, verbose = LOG_LEVEL_NOTICE, status = EXIT_RESTORE_FATAL, fd = -1, ret;
+    config *cfg = NULL;
+    uring *ur = NULL;
+    repo *r = NULL;
+    walfile_kind kind;
+    char key[128], *tmp = NULL;
+    zst_meta meta;
+
+    log_init(argv[0]);
+    while ((c = getopt_long(argc, argv, "vhV", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r': opt_repo = optarg; break;
+        case 'c': opt_config = optarg; break;
+        case 'v': verbose++; break;
+        case 'h': usage(stdout); return EXIT_OK;
+        case 'V': printf("ragsafe-restore %s\n", RAGSAFE_VERSION); return EXIT_OK;
+        default: usage(stderr); return EXIT_RESTORE_FATAL;
+        }
+    }
+    log_set_level(verbose);
+    /* A usage error must not read as "not found" either: recovery would end. */
+    if (argc - optind != 2) {
+        log_error("expected 2 arguments (NAME PATH, i.e. %%f %%p), got %d", argc - optind);
+        log_hint("restore_command = 'ragsafe-restore --repo DIR %%f %%p'");
+        return EXIT_RESTORE_FATAL;
+    }
+    name = argv[optind];
+    path = argv[optind + 1];
+    kind = walname_classify(name);
+    if (kind == WALFILE_INVALID || repo_wal_key(name, key, sizeof(key)) != 0) {
+        log_error("refusing to restore \"%s\": not a WAL file name", name);
+        return EXIT_RESTORE_FATAL;
+    }
+
+    cfg = config_load(opt_config);
+    if (!cfg)
+        goto out;
+    loc = config_resolve(opt_repo, "RAGSAFE_REPO", cfg, "repo");
+    if (!loc) {
+        log_error("no repository given");
+        log_hint("use --repo DIR, RAGSAFE_REPO or \"repo = DIR\" in the config file");
+        goto out;
+    }
+    ur = uring_new(64);
+    if (!ur) {
+        log_error("out of memory");
+        goto out;
+    }
+    r = repo_open(loc, ur, 0);
+    if (!r)
+        goto out;
+    ret = repo_load_info(r);
+    if (ret == RS_NOT_FOUND) {
+        /* An empty directory (an unmounted volume, a wrong path) must not answer
+         * "not found" for every file. */
+        log_error("\"%s\" is not a ragsafe repository: it has no %s", storage_location(r->st), REPO_INFO_KEY);
+        goto out;
+    }
+    if (ret != 0)
+        goto out;
+
+    ret = object_meta(r->st, key, &meta);
+    if (ret == RS_NOT_FOUND) {
+        log_debug("\"%s\" is not in the repository", name);
+        status = EXIT_FAIL;
+        goto out;
+    }
+    if (ret != 0) {
+        log_detail("while restoring \"%s\"", name);
+        goto out;
+    }
+
+    tmp = malloc(strlen(path) + 16);
+    if (!tmp) {
+        log_error("out of memory");
+        goto out;
+    }
+    sprintf(tmp, "%s.ragsafe-tmp", path);
+    fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_errno("could not create \"%s\"", tmp);
+        goto out;
+    }
+    ret = object_get_fd(r->st, key, fd, &meta);
+    if (ret == RS_NOT_FOUND) {
+        /* Removed between the check and the read (an expire): still "not found". */
+        status = EXIT_FAIL;
+        goto out;
+    }
+    if (ret != 0) {
+        log_detail("while restoring \"%s\"; nothing was written to \"%s\"", name, path);
+        goto out;
+    }
+    if ((kind == WALFILE_SEGMENT || kind == WALFILE_PARTIAL) &&
+        check_segment_sysid(fd, tmp, name, &r->info) != 0)
+        goto out;
+    if (close(fd) != 0) {
+        fd = -1;
+        log_errno("could not write \"%s\"", tmp);
+        goto out;
+    }
+    fd = -1;
+    /* No fsync: a file lost in a crash during recovery is simply fetched again. */
+    if (rename(tmp, path) != 0) {
+        log_errno("could not rename \"%s\" to \"%s\"", tmp, path);
+        goto out;
+    }
+    free(tmp);
+    tmp = NULL;
+    log_info("restored \"%s\" (%" PRIu64 " bytes) to \"%s\"", name, meta.raw_size, path);
+    status = EXIT_OK;
+out:
+    if (fd >= 0)
+        close(fd);
+    if (tmp)
+        unlink(tmp);
+    free(tmp);
+    repo_free(r);
+    uring_free(ur);
+    config_free(cfg);
+    return status;
+}
