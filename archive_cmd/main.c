@@ -40,7 +40,8 @@ static void usage(FILE *out)
             "      --repo DIR           repository (or RAGSAFE_REPO, or \"repo\" in the config file)\n"
             "      --config FILE        config file (default $RAGSAFE_CONFIG or %s)\n"
             "      --compress-level N   zstd level, 1..19 (default %d)\n"
-            "      --compress-workers N zstd worker threads (default 0: one thread)\n"
+            "      --compress-workers N zstd worker threads (default: one per CPU, at most 4;\n"
+            "                           0 compresses in the calling thread)\n"
             "  -v, --verbose            more messages (twice: debug)\n"
             "  -h, --help               this help\n"
             "  -V, --version            version\n\n"
@@ -177,7 +178,7 @@ int main(int argc, char **argv)
     const char *opt_repo = NULL, *opt_config = NULL, *opt_level = NULL, *opt_workers = NULL;
     const char *path, *name, *loc, *s;
     int c, verbose = LOG_LEVEL_NOTICE, status = EXIT_FAIL, fd = -1, ret;
-    long level = ZST_DEFAULT_LEVEL, workers = 0;
+    long level = ZST_DEFAULT_LEVEL, workers = sysconf(_SC_NPROCESSORS_ONLN);
     config *cfg = NULL;
     uring *ur = NULL;
     repo *r = NULL;
@@ -222,6 +223,8 @@ int main(int argc, char **argv)
     if ((s = config_resolve(opt_level, NULL, cfg, "compress-level")) &&
         config_parse_int("--compress-level", s, 1, 19, &level) != 0)
         goto out;
+    if (workers < 1 || workers > 4)
+        workers = workers < 1 ? 1 : 4;
     if ((s = config_resolve(opt_workers, NULL, cfg, "compress-workers")) &&
         config_parse_int("--compress-workers", s, 0, 64, &workers) != 0)
         goto out;

@@ -88,6 +88,10 @@ zst_writer *zst_writer_new(int level, int workers, zst_sink_fn sink, void *arg)
         /* Without multithread support in libzstd this fails: run single-threaded. */
         if (ZSTD_isError(ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_nbWorkers, workers)))
             log_debug("zstd worker threads unavailable; compressing in one thread");
+        /* Small jobs keep every worker busy on a 16 MiB segment (the default job
+         * size at level 3 would be 8 MiB: two jobs, one core idle half the time). */
+        else
+            ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_jobSize, ZST_JOB_SIZE);
     }
     if (ZSTD_isError(r)) {
         log_error("invalid zstd compression level %d: %s", level, ZSTD_getErrorName(r));

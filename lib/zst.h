@@ -34,6 +34,7 @@
 
 #define ZST_TRAILER_SIZE 56
 #define ZST_DEFAULT_LEVEL 3
+#define ZST_JOB_SIZE (2 << 20) /* bytes per zstd worker job */
 
 typedef struct zst_meta {
     uint64_t raw_size;
