@@ -278,6 +278,8 @@ out:
     return ret;
 }
 
+static int remove_one(const char *path, int is_dir);
+
 /*
  * walk_tree -- depth-first over path; fn(path, is_dir) after a directory's children.
  * Symbolic links are never followed; with links they are passed to fn as files.
@@ -290,7 +292,7 @@ static int walk_tree(const char *path, int (*fn)(const char *, int), int links)
     int ret = 0;
 
     if (lstat(path, &st) != 0) {
-        if (errno == ENOENT)
+        if (errno == ENOENT && fn == remove_one)
             return 0;
         return log_errno("could not stat \"%s\"", path);
     }

@@ -18,8 +18,9 @@
  *
  * Writer: write-behind. uring_writer_write() copies into a chunk buffer and submits
  * full chunks without waiting; uring_writer_finish(w, 1) submits the last chunk and an
- * fsync linked behind it (IOSQE_IO_LINK) and waits for everything. A failed or short
- * write or fsync fails finish; an fsync failure is never retried.
+ * fsync linked behind it (IOSQE_IO_LINK) and waits for everything. A failed write or
+ * fsync fails finish; an fsync failure is never retried. A short write is completed
+ * with plain pwrite, which then fails with the real cause (ENOSPC) if there is one.
  *
  * Fault injection for tests: uring_set_fault() installs a hook that sees every
  * completed operation (kind, result) and may replace the result, on both paths.

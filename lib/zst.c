@@ -221,9 +221,10 @@ static int decompress(zst_reader *r, const uint8_t *buf, size_t len)
     ZSTD_inBuffer in = {buf, len, 0};
     int out_full = 0;
 
-    /* Loop until the input is consumed and zstd has nothing left to flush (a full
-     * output buffer means it may hold more). */
-    while (in.pos < in.size || out_full) {
+    /* Loop until the input is consumed and zstd has nothing left to flush: a full
+     * output buffer means it may hold more, unless the frame just ended (0), where a
+     * further call would only start waiting for the next frame's header. */
+    while (in.pos < in.size || (out_full && r->last_ret != 0)) {
         ZSTD_outBuffer out = {r->out, r->outcap, 0};
         size_t ret = ZSTD_decompressStream(r->dctx, &out, &in);
         if (ZSTD_isError(ret))
