@@ -19,7 +19,8 @@ Q := @
 endif
 
 TOOLS   := archive_cmd:ragsafe-archive restore_cmd:ragsafe-restore \
-           basebackup:ragsafe-basebackup pitr:ragsafe-pitr milvus:ragsafe-milvus
+           basebackup:ragsafe-basebackup pitr:ragsafe-pitr milvus:ragsafe-milvus \
+           files:ragsafe-files
 LIB_SRC := $(wildcard lib/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB_A   := $(BUILD)/libragsafe.a
