@@ -113,7 +113,7 @@ static int compare(repo *r, const repo_info *want)
 
     if (want->sysid && have->sysid != want->sysid) {
         log_error("system identifier mismatch: repository \"%s\" belongs to database system %" PRIu64
-                  ", this file comes from database system %" PRIu64, loc, have->sysid, want->sysid);
+                  ", the one offered here is database system %" PRIu64, loc, have->sysid, want->sysid);
         log_hint("each PostgreSQL cluster needs its own repository");
         return RS_MISMATCH;
     }

@@ -93,6 +93,10 @@ zst_writer *zst_writer_new(int level, int workers, zst_sink_fn sink, void *arg)
         else
             ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_jobSize, ZST_JOB_SIZE);
     }
+    /* A content checksum per frame lets stock `zstd -t` catch a damaged object too
+     * (our trailer's SHA-256 stays the check that counts). */
+    if (!ZSTD_isError(r))
+        r = ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 1);
     if (ZSTD_isError(r)) {
         log_error("invalid zstd compression level %d: %s", level, ZSTD_getErrorName(r));
         goto fail;
@@ -121,6 +125,11 @@ static int compress(zst_writer *w, const void *buf, size_t len, ZSTD_EndDirectiv
         if (mode == ZSTD_e_continue ? in.pos == in.size : rem == 0)
             return 0;
     }
+}
+
+void zst_writer_set_job_size(zst_writer *w, size_t bytes)
+{
+    ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_jobSize, (int)bytes);
 }
 
 int zst_writer_write(zst_writer *w, const void *buf, size_t len)

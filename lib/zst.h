@@ -45,6 +45,9 @@ typedef int (*zst_sink_fn)(void *arg, const void *buf, size_t len);
 
 typedef struct zst_writer zst_writer;
 zst_writer *zst_writer_new(int level, int workers, zst_sink_fn sink, void *arg);
+/* With workers: bytes per worker job (default ZST_JOB_SIZE, right for 16 MiB WAL
+ * segments; large tars compress a little better and cheaper with 8-16 MiB). */
+void zst_writer_set_job_size(zst_writer *w, size_t bytes);
 int zst_writer_write(zst_writer *w, const void *buf, size_t len);
 int zst_writer_finish(zst_writer *w, zst_meta *meta);
 void zst_writer_free(zst_writer *w);

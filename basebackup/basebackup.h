@@ -1,0 +1,106 @@
+/*
+ * basebackup.h -- the parts of ragsafe-basebackup (private to this directory).
+ *
+ *     main.c      options, configuration, exit statuses
+ *     backup.c    orchestration: checks, repository, lock, commit of the backup folder
+ *     stream.c    the BASE_BACKUP exchange: tar streams parsed, hashed and stored
+ *     walwait.c   wait until the backup's WAL is in the repository
+ *     verify.c    --verify LABEL: re-read a stored backup and check every checksum
+ *
+ * Results follow the house rule: 0, -1 (reported), RS_MISMATCH (reported; main()
+ * exits with EXIT_INTEGRITY: wrong cluster, checksum mismatch, corrupt data pages).
+ */
+#ifndef RAGSAFE_BASEBACKUP_H
+#define RAGSAFE_BASEBACKUP_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backupinfo.h"
+#include "manifest.h"
+#include "sha256.h"
+#include "storage.h"
+
+#define BB_LABEL_MAX 64
+
+typedef struct bb_opts {
+    const char *conninfo;   /* NULL: PG* environment */
+    const char *repo;
+    const char *label;      /* NULL: UTC time YYYYMMDDTHHMMSSZ */
+    int fast_checkpoint;
+    long max_rate_kb;       /* 0: unlimited */
+    int level;              /* zstd level */
+    int workers;            /* zstd worker threads; -1: one per online CPU */
+    int64_t wal_timeout;    /* seconds */
+    int json;
+    int progress;           /* progress line on stderr */
+} bb_opts;
+
+/* backup.c */
+int bb_label_valid(const char *label);
+int bb_run(const bb_opts *o);
+
+/* verify.c */
+int bb_verify(const char *repo_location, const char *label);
+
+/* stream.c ----------------------------------------------------------------- */
+
+/* One tar archive as stored. */
+typedef struct bb_archive {
+    char *file;             /* "base.tar.zst", "16384.tar.zst" */
+    char *location;         /* tablespace directory; NULL for the main data dir */
+    uint32_t oid;           /* 0 for the main data dir */
+    uint64_t raw_bytes, stored_bytes;
+    uint8_t stored_sha256[SHA256_LEN];
+} bb_archive;
+
+/* One regular file seen in the tar streams, path as the manifest names it. */
+typedef struct bb_member {
+    char *path;
+    uint64_t size;
+    uint8_t sha256[SHA256_LEN];
+} bb_member;
+
+typedef struct bb_stream {
+    /* in */
+    PGconn *conn;
+    storage *st;
+    const char *prefix;     /* "backups/<label>.partial" */
+    int level, workers;
+    int progress;
+    /* out */
+    uint64_t start_lsn, stop_lsn;
+    uint32_t start_tli, stop_tli;
+    uint64_t estimate;      /* bytes, from the tablespace result set */
+    size_t narchives;
+    bb_archive *archives;
+    size_t nmembers, members_cap;
+    bb_member *members;
+    char *manifest;
+    size_t manifest_len, manifest_cap;
+} bb_stream;
+
+/* Send command (a BASE_BACKUP) and consume the whole exchange, storing each archive
+ * under prefix. 0 | RS_MISMATCH (data-page checksum failure, SQLSTATE XX001) | -1. */
+int bb_stream_run(bb_stream *s, const char *command);
+/* Compare the members' sizes and SHA-256 with the manifest. 0 | RS_MISMATCH. */
+int bb_stream_check_manifest(const bb_stream *s, const manifest *m);
+void bb_stream_release(bb_stream *s);
+
+/* walwait.c ---------------------------------------------------------------- */
+
+typedef struct bb_walwait {
+    storage *st;
+    const char *conninfo;   /* for pg_stat_archiver on timeout */
+    int standby;
+    uint32_t seg_size;
+    uint64_t start_lsn, stop_lsn;
+    uint32_t start_tli, stop_tli;
+    int64_t timeout;        /* seconds */
+} bb_walwait;
+
+/* 0 when every segment is in the repository; -1 reported (names the missing one). */
+int bb_wal_wait(const bb_walwait *w);
+
+#endif
