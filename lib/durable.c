@@ -54,12 +54,16 @@ int durable_fsync_path(const char *path)
 
 /*
  * open_temp -- create or take over "<dir>/.<name>.tmp" under an exclusive flock.
- * A temp left by a dead writer is truncated and reused; a live writer holding the
- * lock makes this fail. After locking, the path must still name the inode we hold
- * (the previous holder may have renamed it into place meanwhile).
+ * A temp left by a dead writer is truncated and reused (no litter after kill -9).
+ * After locking, the path must still name the inode we hold (the previous holder may
+ * have renamed it into place meanwhile). When a live writer holds that name, take a
+ * private one instead, "<dir>/.<name>.<pid>.<n>.tmp": both writers go on, and the
+ * no-replace rename at commit decides which content wins.
  */
-static int open_temp(const char *tmp, mode_t mode)
+static int open_temp(char *tmp, size_t tmpcap, size_t dirlen, const char *base, mode_t mode)
 {
+    static unsigned counter;
+
     for (int attempt = 0; attempt < 10; attempt++) {
         struct stat a, b;
         int fd = open(tmp, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, mode);
@@ -68,12 +72,21 @@ static int open_temp(const char *tmp, mode_t mode)
         if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
             int err = errno;
             close(fd);
-            if (err == EWOULDBLOCK) {
+            if (err != EWOULDBLOCK) {
                 errno = err;
-                return log_error("could not lock \"%s\": another process is writing the same file", tmp);
+                return log_errno("could not lock \"%s\"", tmp);
             }
-            errno = err;
-            return log_errno("could not lock \"%s\"", tmp);
+            snprintf(tmp + dirlen, tmpcap - dirlen, ".%s.%ld.%u.tmp", base, (long)getpid(), counter++);
+            fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+            if (fd < 0)
+                return log_errno("could not create \"%s\"", tmp);
+            if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+                log_errno("could not lock \"%s\"", tmp);
+                unlink(tmp);
+                close(fd);
+                return -1;
+            }
+            return fd;
         }
         if (fstat(fd, &a) == 0 && stat(tmp, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev) {
             if (ftruncate(fd, 0) != 0) {
@@ -92,7 +105,7 @@ durable_file *durable_open(const char *path, uring *ur, mode_t mode)
 {
     durable_file *f = calloc(1, sizeof(*f));
     const char *base = strrchr(path, '/');
-    size_t dirlen;
+    size_t dirlen, tmpcap;
 
     if (!f) {
         log_error("out of memory");
@@ -102,13 +115,14 @@ durable_file *durable_open(const char *path, uring *ur, mode_t mode)
     base = base ? base + 1 : path;
     dirlen = (size_t)(base - path);
     f->path = strdup(path);
-    f->tmp = malloc(strlen(path) + 8);
+    tmpcap = strlen(path) + 48;
+    f->tmp = malloc(tmpcap);
     if (!f->path || !f->tmp) {
         log_error("out of memory");
         goto fail;
     }
     sprintf(f->tmp, "%.*s.%s.tmp", (int)dirlen, path, base);
-    f->fd = open_temp(f->tmp, mode ? mode : 0640);
+    f->fd = open_temp(f->tmp, tmpcap, dirlen, base, mode ? mode : 0640);
     if (f->fd < 0)
         goto fail;
     if (!ur) {

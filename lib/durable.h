@@ -13,7 +13,9 @@
  *
  * The temp file is "<dir>/.<name>.tmp", held under flock while in use: a temp left by
  * a process killed with -9 is taken over and truncated by the next writer of the same
- * name; a live concurrent writer of the same name makes durable_open fail.
+ * name. A live concurrent writer of the same name makes the second one write a private
+ * temp ("<dir>/.<name>.<pid>.<n>.tmp"); with DURABLE_NOREPLACE the first commit wins
+ * and the other gets RS_EXISTS.
  * Names that start with '.' are never objects: listings skip them.
  *
  * Writes go through uring.h (io_uring or the fallback); ur may be NULL for plain

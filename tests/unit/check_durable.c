@@ -235,36 +235,47 @@ START_TEST(test_stale_temp_unlocked)
 }
 END_TEST
 
-/* A live concurrent writer of the same name makes durable_open fail, and does not
- * disturb the writer that holds the name. */
+/* A live concurrent writer of the same name does not disturb the writer that holds
+ * the shared temp name: the second one writes a private temp, and with NOREPLACE the
+ * first commit wins while the other gets RS_EXISTS and leaves nothing behind. */
 START_TEST(test_live_writer_conflict)
 {
     uring *ur = path_uring(_i);
-    uint8_t data[30000];
-    durable_file *f;
+    uint8_t data[30000], other[5000];
+    durable_file *f, *g;
     pid_t pid;
     int status;
 
     memset(data, 'L', sizeof(data));
+    memset(other, 'O', sizeof(other));
     f = durable_open(tu_path("busy"), ur, 0640);
     ck_assert_ptr_nonnull(f);
     ck_assert_int_eq(durable_write(f, data, 10000), 0);
     pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        durable_file *g = durable_open(tu_path("busy"), NULL, 0640);
-
-        _exit(g == NULL ? 0 : 1);
+        /* another process: commits first */
+        g = durable_open(tu_path("busy"), NULL, 0640);
+        if (!g || durable_write(g, other, sizeof(other)) != 0)
+            _exit(1);
+        _exit(durable_commit(g, DURABLE_NOREPLACE) == 0 ? 0 : 2);
     }
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                  "a second writer opened a name in use");
-    /* and in the same process (another open file description) */
-    ck_assert_ptr_null(durable_open(tu_path("busy"), ur, 0640));
+                  "a second writer could not write beside a live one (status %d)", status);
+    assert_file(tu_path("busy"), other, sizeof(other));
+    /* the same process, another open file description: refused at commit */
+    g = durable_open(tu_path("busy"), ur, 0640);
+    ck_assert_ptr_nonnull(g);
+    ck_assert_int_eq(durable_write(g, other, 100), 0);
+    ck_assert_int_eq(durable_commit(g, DURABLE_NOREPLACE), RS_EXISTS);
+    durable_free(g);
+    /* the first writer was not disturbed: it loses the no-replace race too */
     ck_assert_int_eq(durable_write(f, data + 10000, sizeof(data) - 10000), 0);
-    ck_assert_int_eq(durable_commit(f, 0), 0);
+    ck_assert_int_eq(durable_commit(f, DURABLE_NOREPLACE), RS_EXISTS);
     durable_free(f);
-    assert_file(tu_path("busy"), data, sizeof(data));
+    assert_file(tu_path("busy"), other, sizeof(other));
+    ck_assert_int_eq(tu_count_entries(tu_dir), 1); /* no temp left behind */
     uring_free(ur);
 }
 END_TEST
