@@ -9,7 +9,7 @@ CFLAGS  ?= -O2 -g
 # Always added, even when CFLAGS comes from the command line (make asan does that).
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wformat=2 -Wno-format-nonliteral \
            -pthread -Ilib $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
+LDLIBS  += -Wl,--as-needed $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
 BUILD   ?= build
 
 ifeq ($(V),1)
