@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# bench/bench-pitr.sh BUILD -- issue 4's benchmark: restore + replay to a promoted
+# server, ragsafe-pitr against pgBackRest, from the same base backup contents and the
+# same archived WAL, both compressed with zstd level 3.
+#
+# One pgbench database; a full backup by each tool (ragsafe-basebackup, pgbackrest
+# backup --type=full); then pgbench traffic until BENCH_PITR_WAL_MB of WAL has been
+# archived, by an archive_command that hands every segment to both tools. The
+# source stops; each tool then restores into an empty directory and the server is
+# started (archive_mode off, same settings for both) and polled until it has
+# promoted. Timed: restore command + start + replay until pg_is_in_recovery() is
+# false. Both results must hold exactly the source's final pgbench balances.
+#   ragsafe:    ragsafe-pitr restore --target-latest   (restore_command ragsafe-restore)
+#   pgBackRest: pgbackrest restore (process-max 2, the CPU count here; archive-get)
+#
+# Size: BENCH_PITR_SCALE (default 20, ~300 MB database) and BENCH_PITR_WAL_MB (default
+# 512) keep it at a few minutes on 2 cores; the issue's full size is scale 50 and
+# 1024 MB. BENCH_PITR_RUNS (default 2) repeats the two restores (alternating, so both
+# see the same machine load); the best of each is shown.
+set -u
+BUILD=${1:?usage: bench-pitr.sh BUILD}
+PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+SCALE=${BENCH_PITR_SCALE:-20}
+WAL_MB=${BENCH_PITR_WAL_MB:-512}
+RUNS=${BENCH_PITR_RUNS:-2}
+
+say() { echo "bench-pitr: $*" >&2; }
+die() { say "error: $*"; exit 1; }
+as_pg() { runuser -u postgres -- "$@"; }
+
+command -v pgbackrest >/dev/null || die "pgbackrest is not installed"
+for b in ragsafe-pitr ragsafe-archive ragsafe-restore ragsafe-basebackup; do
+    [ -x "$BUILD/bin/$b" ] || die "no \"$BUILD/bin/$b\""
+done
+
+T=$(mktemp -d /tmp/ragsafe-bench-pitr.XXXXXX)
+chmod 0755 "$T"
+cleanup() {
+    local d
+    for d in "$T/pg" "$T/r"; do
+        [ -f "$d/postmaster.pid" ] && as_pg "$PGBIN/pg_ctl" -D "$d" -m immediate -w stop >/dev/null 2>&1
+    done
+    [ -n "${BENCH_PITR_KEEP:-}" ] && { say "kept $T"; return; }
+    rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$T/bin" "$T/sock" "$T/repo" "$T/pgbr" "$T/pgbr-lock"
+cp "$BUILD/bin/"ragsafe-* "$T/bin/"
+chmod 0755 "$T/bin"/*
+chown -R postgres: "$T"
+
+cat >"$T/pgbackrest.conf" <<CONF
+[global]
+repo1-path=$T/pgbr
+compress-type=zst
+compress-level=3
+start-fast=y
+archive-check=n
+process-max=2
+log-level-console=warn
+log-level-file=off
+lock-path=$T/pgbr-lock
+[bench]
+pg1-path=$T/pg
+pg1-socket-path=$T/sock
+pg1-port=5432
+pg1-user=postgres
+CONF
+chown postgres: "$T/pgbackrest.conf"
+PGBR=(pgbackrest --config="$T/pgbackrest.conf" --stanza=bench)
+
+say "initdb and pgbench -i -s $SCALE"
+as_pg "$PGBIN/initdb" -D "$T/pg" -A trust -U postgres >"$T/initdb.log" 2>&1 || die "initdb failed"
+cat >>"$T/pg/postgresql.conf" <<CONF
+listen_addresses = ''
+unix_socket_directories = '$T/sock'
+port = 5432
+shared_buffers = 128MB
+max_wal_size = 2GB
+checkpoint_timeout = 30s
+synchronous_commit = off
+archive_mode = on
+archive_command = '$T/bin/ragsafe-archive --repo $T/repo %p %f && pgbackrest --config=$T/pgbackrest.conf --stanza=bench archive-push %p'
+log_min_messages = warning
+CONF
+as_pg "$PGBIN/pg_ctl" -D "$T/pg" -l "$T/pg.log" -w -t 120 start >/dev/null || die "server did not start"
+sql() { as_pg "$PGBIN/psql" -XAtq -h "$T/sock" -U postgres -d postgres -c "$1"; }
+as_pg "$PGBIN/pgbench" -h "$T/sock" -U postgres -i -s "$SCALE" -q postgres >"$T/pgbench.log" 2>&1 \
+    || die "pgbench -i failed: $(tail -3 "$T/pgbench.log")"
+as_pg "${PGBR[@]}" stanza-create >"$T/out.log" 2>&1 || { cat "$T/out.log" >&2; die "stanza-create failed"; }
+
+catch_up() {
+    local last i
+    last=$(sql "select pg_walfile_name(pg_current_wal_lsn())")
+    sql "select pg_switch_wal()" >/dev/null
+    for ((i = 0; i < 6000; i++)); do
+        [ "$(sql "select coalesce(last_archived_wal, '') >= '$last' from pg_stat_archiver")" = t ] && return 0
+        sleep 0.1
+    done
+    die "the archiver did not catch up"
+}
+catch_up
+
+say "base backups"
+label=$(as_pg "$T/bin/ragsafe-basebackup" -d "host=$T/sock user=postgres" --repo "$T/repo" -c fast 2>"$T/bb.err") \
+    || { cat "$T/bb.err" >&2; die "ragsafe-basebackup failed"; }
+as_pg "${PGBR[@]}" backup --type=full >"$T/out.log" 2>&1 || { cat "$T/out.log" >&2; die "pgbackrest backup failed"; }
+backup_bytes=$(jq .raw_bytes "$T/repo/backups/$label/backup.json")
+
+say "pgbench traffic until $WAL_MB MB of WAL"
+lsn0=$(sql "select pg_current_wal_lsn()")
+for ((i = 0; i < 60; i++)); do
+    as_pg "$PGBIN/pgbench" -h "$T/sock" -U postgres -c 4 -j 2 -T 5 -n postgres >/dev/null 2>&1
+    done_mb=$(sql "select (pg_current_wal_lsn() - '$lsn0') / 1048576")
+    [ "${done_mb%.*}" -ge "$WAL_MB" ] && break
+done
+wal_mb=$(sql "select round((pg_current_wal_lsn() - '$lsn0') / 1048576)")
+catch_up
+want=$(sql "select sum(abalance) || ':' || (select count(*) from pgbench_history) from pgbench_accounts")
+as_pg "$PGBIN/pg_ctl" -D "$T/pg" -m fast -w stop >/dev/null
+say "generated $wal_mb MB of WAL; source stopped"
+
+# boot_and_wait: start $T/r without archiving and poll until it has promoted.
+boot_and_wait() {
+    rm -f "$T/r"/.s.PGSQL.*
+    printf "archive_mode = off\n" >>"$T/r/postgresql.conf"
+    as_pg "$PGBIN/pg_ctl" -D "$T/r" -l "$T/r.log" -W start >/dev/null || die "restored server did not start"
+    local i
+    for ((i = 0; i < 36000; i++)); do
+        [ "$(sql "select pg_is_in_recovery()" 2>/dev/null)" = f ] && return 0
+        sleep 0.05
+    done
+    die "restored server did not promote"
+}
+now_ns() { date +%s%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b - a) / 1e9 }'; }
+declare -A best_total best_restore
+run_one() {
+    local name=$1 t0 t1 t2
+    rm -rf "$T/r"
+    sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+    t0=$(now_ns)
+    case $name in
+    rs) "$T/bin/ragsafe-pitr" restore --repo "$T/repo" --pgdata "$T/r" --target-latest --owner postgres \
+            >"$T/rs.out" 2>&1 || { cat "$T/rs.out" >&2; die "ragsafe-pitr restore failed"; } ;;
+    pgbr) mkdir -m 0700 "$T/r" && chown postgres: "$T/r"
+          as_pg "${PGBR[@]}" --pg1-path="$T/r" restore >"$T/pgbr.out" 2>&1 \
+            || { cat "$T/pgbr.out" >&2; die "pgbackrest restore failed"; } ;;
+    esac
+    t1=$(now_ns)
+    boot_and_wait
+    t2=$(now_ns)
+    local got
+    got=$(sql "select sum(abalance) || ':' || (select count(*) from pgbench_history) from pgbench_accounts")
+    [ "$got" = "$want" ] || die "$name: restored data differ (got $got, want $want)"
+    as_pg "$PGBIN/pg_ctl" -D "$T/r" -m immediate -w stop >/dev/null
+    local total restore
+    total=$(secs "$t0" "$t2")
+    restore=$(secs "$t0" "$t1")
+    say "$name: restore $restore s, total $total s"
+    if [ -z "${best_total[$name]:-}" ] || awk -v a="$total" -v b="${best_total[$name]}" 'BEGIN { exit !(a < b) }'; then
+        best_total[$name]=$total
+        best_restore[$name]=$restore
+    fi
+}
+for ((run = 1; run <= RUNS; run++)); do
+    run_one pgbr
+    run_one rs
+done
+
+mb() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1048576 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f×", a / b }'; }
+replay() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
+echo "### PITR restore: pgbench scale $SCALE ($(mb "$backup_bytes") MB backup) + $wal_mb MB archived WAL, $(nproc) CPUs, best of $RUNS"
+echo
+echo "| tool | restore (s) | start + replay to promoted (s) | total (s) | vs pgBackRest |"
+echo "|---|---:|---:|---:|---:|"
+echo "| \`pgbackrest restore\` (zst 3, process-max 2, archive-get) | ${best_restore[pgbr]} | $(replay "${best_total[pgbr]}" "${best_restore[pgbr]}") | ${best_total[pgbr]} | 1.00× |"
+echo "| **\`ragsafe-pitr restore --target-latest\`** (zstd 3, ragsafe-restore) | ${best_restore[rs]} | $(replay "${best_total[rs]}" "${best_restore[rs]}") | ${best_total[rs]} | $(ratio "${best_total[rs]}" "${best_total[pgbr]}") |"
+echo
+echo "Target: ≤ 0.5× pgBackRest's wall time to a promoted server (got $(ratio "${best_total[rs]}" "${best_total[pgbr]}"))." \
+    "Both results checked against the source's final balances; page cache dropped before each run when permitted."

@@ -1,0 +1,593 @@
+/*
+ * extract.c -- unpack (or only verify) one backup tar object from the repository.
+ *
+ * Pipeline: storage_read chunks -> SHA-256 of the stored bytes (backup.json's
+ * digest) -> zst_reader (checks the object's own trailer at the end) -> libarchive
+ * pulling the decompressed tar through a read callback -> our own file writer.
+ * Every regular file is hashed while it is written and compared with its
+ * backup_manifest entry; an entry that is not a plain relative path inside the
+ * destination is refused. Nothing is fsync'd here: the caller fsyncs the whole tree
+ * once (durable_fsync_tree).
+ */
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "log.h"
+#include "pitr.h"
+#include "sha256.h"
+#include "zst.h"
+
+#define FEED_SLICE 8192
+
+typedef struct xsrc {
+    const char *key;
+    storage_read *rd;
+    zst_reader *zr;
+    sha256_ctx sha;
+    const uint8_t *in;
+    size_t inlen;
+    int eof;
+    int zresult;          /* zst_reader_finish result once eof */
+    int failed;           /* a read or decompression error (reported) */
+    char *out;
+    size_t outlen, outcap;
+    uint64_t stored;
+} xsrc;
+
+static int sink(void *arg, const void *buf, size_t len)
+{
+    xsrc *x = arg;
+    if (x->outlen + len > x->outcap) {
+        size_t nc = x->outcap ? x->outcap : 1 << 20;
+        while (nc < x->outlen + len)
+            nc *= 2;
+        char *n = realloc(x->out, nc);
+        if (!n)
+            return log_error("out of memory");
+        x->out = n;
+        x->outcap = nc;
+    }
+    memcpy(x->out + x->outlen, buf, len);
+    x->outlen += len;
+    return 0;
+}
+
+/* pull -- produce the next piece of decompressed tar into x->out. 0 at the end. */
+static ssize_t pull(xsrc *x)
+{
+    x->outlen = 0;
+    while (x->outlen == 0) {
+        if (x->inlen == 0) {
+            const void *p;
+            if (x->eof)
+                return 0;
+            ssize_t n = storage_read_data(x->rd, &p);
+            if (n < 0) {
+                x->failed = 1;
+                return -1;
+            }
+            if (n == 0) {
+                zst_meta meta;
+                x->eof = 1;
+                x->zresult = zst_reader_finish(x->zr, &meta);
+                if (x->zresult != 0) {
+                    x->failed = 1;
+                    return -1;
+                }
+                return (ssize_t)x->outlen;
+            }
+            if (sha256_update(&x->sha, p, (size_t)n) != 0) {
+                x->failed = 1;
+                return -1;
+            }
+            x->stored += (uint64_t)n;
+            x->in = p;
+            x->inlen = (size_t)n;
+        }
+        size_t take = x->inlen < FEED_SLICE ? x->inlen : FEED_SLICE;
+        if (zst_reader_write(x->zr, x->in, take) != 0) {
+            x->failed = 1;
+            return -1;
+        }
+        x->in += take;
+        x->inlen -= take;
+    }
+    return (ssize_t)x->outlen;
+}
+
+/*
+ * The decompressing thread: reading, hashing and decompressing the object runs in
+ * a second thread that hands 1 MiB chunks of tar to libarchive through a small
+ * queue, so decompression overlaps parsing, hashing and writing the files.
+ */
+#define XQ_DEPTH 4
+#define XQ_CHUNK (1u << 20)
+
+typedef struct xchunk {
+    char *buf;
+    size_t len;
+} xchunk;
+
+typedef struct xqueue {
+    xsrc *x;
+    pthread_t th;
+    int started, joined;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    xchunk q[XQ_DEPTH];
+    size_t head, count;
+    int done;      /* producer finished (x->eof or x->failed tell how) */
+    int stop;      /* consumer gave up */
+    char *cur;     /* the chunk libarchive holds */
+} xqueue;
+
+static int xq_push(xqueue *xq, char *buf, size_t len)
+{
+    pthread_mutex_lock(&xq->mu);
+    while (xq->count == XQ_DEPTH && !xq->stop)
+        pthread_cond_wait(&xq->cv, &xq->mu);
+    if (xq->stop) {
+        pthread_mutex_unlock(&xq->mu);
+        free(buf);
+        return -1;
+    }
+    xq->q[(xq->head + xq->count) % XQ_DEPTH] = (xchunk){buf, len};
+    xq->count++;
+    pthread_cond_broadcast(&xq->cv);
+    pthread_mutex_unlock(&xq->mu);
+    return 0;
+}
+
+static void *xq_main(void *arg)
+{
+    xqueue *xq = arg;
+    xsrc *x = xq->x;
+    char *chunk = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        ssize_t n = pull(x);
+        if (n <= 0)
+            break;
+        if (len + (size_t)n > cap) {
+            size_t nc = len + (size_t)n > XQ_CHUNK ? len + (size_t)n : XQ_CHUNK;
+            char *bigger = realloc(chunk, nc);
+            if (!bigger) {
+                log_error("out of memory");
+                x->failed = 1;
+                break;
+            }
+            chunk = bigger;
+            cap = nc;
+        }
+        memcpy(chunk + len, x->out, (size_t)n);
+        len += (size_t)n;
+        if (len >= XQ_CHUNK) {
+            int r = xq_push(xq, chunk, len); /* takes chunk either way */
+            chunk = NULL;
+            len = cap = 0;
+            if (r != 0)
+                break;
+        }
+    }
+    if (chunk && len && !x->failed)
+        xq_push(xq, chunk, len);
+    else
+        free(chunk);
+    pthread_mutex_lock(&xq->mu);
+    xq->done = 1;
+    pthread_cond_broadcast(&xq->cv);
+    pthread_mutex_unlock(&xq->mu);
+    return NULL;
+}
+
+/* xq_pop -- next chunk (caller owns it), NULL at the end. */
+static char *xq_pop(xqueue *xq, size_t *len)
+{
+    char *b = NULL;
+    pthread_mutex_lock(&xq->mu);
+    while (xq->count == 0 && !xq->done)
+        pthread_cond_wait(&xq->cv, &xq->mu);
+    if (xq->count) {
+        b = xq->q[xq->head].buf;
+        *len = xq->q[xq->head].len;
+        xq->head = (xq->head + 1) % XQ_DEPTH;
+        xq->count--;
+        pthread_cond_broadcast(&xq->cv);
+    }
+    pthread_mutex_unlock(&xq->mu);
+    return b;
+}
+
+/* xq_end -- drain (read the object to its end: the trailer is checked there) or
+ * stop the producer, then join it. Safe to call twice. */
+static void xq_end(xqueue *xq, int drain)
+{
+    size_t len;
+    char *b;
+    if (!xq->started || xq->joined)
+        return;
+    if (drain) {
+        while ((b = xq_pop(xq, &len)) != NULL)
+            free(b);
+    }
+    pthread_mutex_lock(&xq->mu);
+    xq->stop = 1;
+    pthread_cond_broadcast(&xq->cv);
+    pthread_mutex_unlock(&xq->mu);
+    pthread_join(xq->th, NULL);
+    xq->joined = 1;
+    for (size_t i = 0; i < xq->count; i++)
+        free(xq->q[(xq->head + i) % XQ_DEPTH].buf);
+    xq->count = 0;
+    free(xq->cur);
+    xq->cur = NULL;
+    pthread_mutex_destroy(&xq->mu);
+    pthread_cond_destroy(&xq->cv);
+}
+
+static la_ssize_t read_cb(struct archive *a, void *arg, const void **buf)
+{
+    xqueue *xq = arg;
+    size_t len = 0;
+    free(xq->cur);
+    xq->cur = xq_pop(xq, &len);
+    if (!xq->cur) {
+        /* the end: an error, or the object's end */
+        pthread_mutex_lock(&xq->mu);
+        int failed = xq->x->failed;
+        pthread_mutex_unlock(&xq->mu);
+        if (failed) {
+            archive_set_error(a, EIO, "could not read \"%s\"", xq->x->key);
+            return -1;
+        }
+        return 0;
+    }
+    *buf = xq->cur;
+    return (la_ssize_t)len;
+}
+
+/* safe_relpath -- normalize a tar entry name into out; -1 when it would escape. */
+static int safe_relpath(const char *name, char *out, size_t len)
+{
+    while (name[0] == '.' && name[1] == '/')
+        name += 2;
+    if (name[0] == '/' || name[0] == '\0')
+        return -1;
+    size_t n = strlen(name);
+    while (n > 0 && name[n - 1] == '/')
+        n--;
+    if (n == 0 || n >= len)
+        return -1;
+    memcpy(out, name, n);
+    out[n] = '\0';
+    /* every component must be a plain name */
+    const char *p = out;
+    while (*p) {
+        const char *e = strchr(p, '/');
+        size_t cl = e ? (size_t)(e - p) : strlen(p);
+        if (cl == 0 || (cl == 1 && p[0] == '.') || (cl == 2 && p[0] == '.' && p[1] == '.'))
+            return -1;
+        p += cl;
+        if (*p == '/')
+            p++;
+    }
+    return 0;
+}
+
+/* join_path -- "dir/rel" into out; -1 reported when too long. */
+static int join_path(char *out, size_t len, const char *dir, const char *rel)
+{
+    int n = snprintf(out, len, "%s/%s", dir, rel);
+    if (n < 0 || (size_t)n >= len)
+        return log_error("path too long: \"%s/%s\"", dir, rel);
+    return 0;
+}
+
+/* make_dirs -- create every directory of rel under dest (0700), refusing to pass
+ * through anything that is not a real directory (a symlink planted by an entry). */
+static int make_dirs(const char *dest, const char *rel, int include_last)
+{
+    char path[PATH_MAX];
+    size_t dl = strlen(dest);
+    if (dl + 1 + strlen(rel) + 1 > sizeof(path))
+        return log_error("path too long under \"%s\"", dest);
+    if (join_path(path, sizeof(path), dest, rel) != 0)
+        return -1;
+    char *p = path + dl + 1;
+    for (;;) {
+        char *slash = strchr(p, '/');
+        if (!slash && !include_last)
+            break;
+        if (slash)
+            *slash = '\0';
+        struct stat sb;
+        if (lstat(path, &sb) == 0) {
+            if (!S_ISDIR(sb.st_mode))
+                return log_error("could not create \"%s\": exists and is not a directory", path);
+        } else if (errno != ENOENT || mkdir(path, 0700) != 0) {
+            return log_errno("could not create directory \"%s\"", path);
+        }
+        if (!slash)
+            break;
+        *slash = '/';
+        p = slash + 1;
+    }
+    return 0;
+}
+
+static int write_all(int fd, const void *buf, size_t len, const char *path)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return log_errno("could not write \"%s\"", path);
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/*
+ * one_file -- stream a regular entry to dest (if any), hash it, check it against the
+ * manifest. 0 | RS_MISMATCH (reported) | -1.
+ */
+static int one_file(struct archive *a, struct archive_entry *e, const char *rel,
+                    const extract_opts *eo, extract_stats *stats)
+{
+    char path[PATH_MAX], mpath[PATH_MAX];
+    int fd = -1, ret = -1;
+    sha256_ctx sha = {0};
+    uint8_t dig[SHA256_LEN];
+    uint64_t size = 0;
+
+    if (sha256_init(&sha) != 0)
+        goto out;
+    if (eo->dest) {
+        if (make_dirs(eo->dest, rel, 0) != 0)
+            goto out;
+        if (join_path(path, sizeof(path), eo->dest, rel) != 0)
+            goto out;
+        mode_t mode = archive_entry_perm(e) & 0777;
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode ? mode : 0600);
+        if (fd < 0) {
+            log_errno("could not create \"%s\"", path);
+            goto out;
+        }
+    }
+    for (;;) {
+        const void *buf;
+        size_t len;
+        la_int64_t off;
+        int r = archive_read_data_block(a, &buf, &len, &off);
+        if (r == ARCHIVE_EOF)
+            break;
+        if (r != ARCHIVE_OK) {
+            log_error("could not read \"%s\" from the backup: %s", rel, archive_error_string(a));
+            goto out;
+        }
+        if ((uint64_t)off != size) {
+            /* sparse entries: PostgreSQL never writes them; fill the hole */
+            static const char zeros[8192];
+            while (size < (uint64_t)off) {
+                size_t z = (uint64_t)off - size < sizeof(zeros) ? (size_t)((uint64_t)off - size)
+                                                                : sizeof(zeros);
+                if (sha256_update(&sha, zeros, z) != 0 ||
+                    (fd >= 0 && write_all(fd, zeros, z, path) != 0))
+                    goto out;
+                size += z;
+            }
+        }
+        if (sha256_update(&sha, buf, len) != 0 || (fd >= 0 && write_all(fd, buf, len, path) != 0))
+            goto out;
+        size += len;
+    }
+    /* start writeback now, so the caller's final fsync of the tree finds most of the
+     * data already on its way (not a durability step: that fsync is) */
+    if (fd >= 0 && size > 0)
+        (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+    if (fd >= 0 && close(fd) != 0) {
+        fd = -1;
+        log_errno("could not close \"%s\"", path);
+        goto out;
+    }
+    fd = -1;
+    if (sha256_final(&sha, dig) != 0)
+        goto out;
+    stats->files++;
+    stats->bytes += size;
+    snprintf(mpath, sizeof(mpath), "%s%s", eo->mprefix ? eo->mprefix : "", rel);
+    if (eo->m) {
+        const manifest_file *mf = manifest_find(eo->m, mpath);
+        if (!mf) {
+            log_error("file \"%s\" is in the backup but not in its backup_manifest", mpath);
+            stats->bad++;
+            ret = RS_MISMATCH;
+            goto out;
+        }
+        if (eo->seen)
+            eo->seen[mf - eo->m->files] = 1;
+        if (mf->size != size) {
+            log_error("file \"%s\" has size %llu, backup_manifest says %llu", mpath,
+                      (unsigned long long)size, (unsigned long long)mf->size);
+            stats->bad++;
+            ret = RS_MISMATCH;
+            goto out;
+        }
+        if (mf->has_sha256 && memcmp(mf->sha256, dig, SHA256_LEN) != 0) {
+            log_error("checksum mismatch for file \"%s\" (backup_manifest)", mpath);
+            stats->bad++;
+            ret = RS_MISMATCH;
+            goto out;
+        }
+    }
+    ret = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    sha256_release(&sha);
+    return ret;
+}
+
+int extract_object(storage *st, const char *key, const extract_opts *eo, extract_stats *stats)
+{
+    xsrc x;
+    xqueue xq;
+    struct archive *a = NULL;
+    struct archive_entry *e;
+    int ret = -1, bad = 0;
+
+    memset(&x, 0, sizeof(x));
+    memset(&xq, 0, sizeof(xq));
+    x.key = key;
+    int r = storage_read_open(st, key, &x.rd);
+    if (r == RS_NOT_FOUND) {
+        log_error("backup object \"%s\" is missing", key);
+        return RS_MISMATCH;
+    }
+    if (r != 0)
+        return -1;
+    if (sha256_init(&x.sha) != 0)
+        goto out;
+    x.zr = zst_reader_new(sink, &x);
+    if (!x.zr)
+        goto out;
+    xq.x = &x;
+    pthread_mutex_init(&xq.mu, NULL);
+    pthread_cond_init(&xq.cv, NULL);
+    if (pthread_create(&xq.th, NULL, xq_main, &xq) != 0) {
+        pthread_mutex_destroy(&xq.mu);
+        pthread_cond_destroy(&xq.cv);
+        log_error("could not start the decompressing thread");
+        goto out;
+    }
+    xq.started = 1;
+    a = archive_read_new();
+    if (!a) {
+        log_error("out of memory");
+        goto out;
+    }
+    archive_read_support_format_tar(a);
+    if (archive_read_open(a, &xq, NULL, read_cb, NULL) != ARCHIVE_OK) {
+        if (!x.failed)
+            log_error("could not read tar in \"%s\": %s", key, archive_error_string(a));
+        goto out_fail;
+    }
+    for (;;) {
+        r = archive_read_next_header(a, &e);
+        if (r == ARCHIVE_EOF)
+            break;
+        if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
+            if (!x.failed)
+                log_error("could not read tar in \"%s\": %s", key, archive_error_string(a));
+            goto out_fail;
+        }
+        char rel[PATH_MAX];
+        const char *name = archive_entry_pathname(e);
+        if (!name || safe_relpath(name, rel, sizeof(rel)) != 0) {
+            log_error("refusing tar entry \"%s\" in \"%s\": not a relative path inside the "
+                      "target", name ? name : "(null)", key);
+            bad = 1;
+            goto out_fail;
+        }
+        switch (archive_entry_filetype(e)) {
+        case AE_IFDIR:
+            if (eo->dest && make_dirs(eo->dest, rel, 1) != 0)
+                goto out;
+            break;
+        case AE_IFREG:
+            if (archive_entry_hardlink(e)) {
+                log_error("refusing hard link entry \"%s\" in \"%s\"", rel, key);
+                bad = 1;
+                goto out_fail;
+            }
+            r = one_file(a, e, rel, eo, stats);
+            if (r == RS_MISMATCH) {
+                bad = 1;
+                break; /* keep checking the rest, report them all */
+            }
+            if (r != 0)
+                goto out_fail;
+            break;
+        case AE_IFLNK: {
+            const char *target = archive_entry_symlink(e);
+            const char *slash = strchr(rel, '/');
+            if (strncmp(rel, "pg_tblspc/", 10) != 0 || strchr(slash + 1, '/') || !target ||
+                target[0] != '/') {
+                log_error("refusing symbolic link entry \"%s\" in \"%s\"", rel, key);
+                bad = 1;
+                goto out_fail;
+            }
+            if (eo->dest) {
+                char path[PATH_MAX];
+                if (make_dirs(eo->dest, rel, 0) != 0)
+                    goto out;
+                if (join_path(path, sizeof(path), eo->dest, rel) != 0)
+                    goto out;
+                if (symlink(target, path) != 0) {
+                    log_errno("could not create symbolic link \"%s\"", path);
+                    goto out;
+                }
+            }
+            break;
+        }
+        default:
+            log_error("refusing tar entry \"%s\" of unsupported type in \"%s\"", rel, key);
+            bad = 1;
+            goto out_fail;
+        }
+    }
+    /* the tar ends before the object does (padding, then the trailer): drain it so the
+     * trailer is checked too */
+    xq_end(&xq, 1);
+out_fail:
+    xq_end(&xq, 0);
+    if (x.failed) {
+        if (x.zresult == RS_MISMATCH) {
+            log_error("backup object \"%s\" is corrupt", key);
+            ret = RS_MISMATCH;
+        } else {
+            log_error("could not read backup object \"%s\"", key);
+            ret = x.zresult != 0 && x.eof ? RS_MISMATCH : -1;
+        }
+        goto out;
+    }
+    if (!x.eof) {
+        ret = bad ? RS_MISMATCH : -1;
+        goto out;
+    }
+    {
+        uint8_t dig[SHA256_LEN];
+        if (sha256_final(&x.sha, dig) != 0)
+            goto out;
+        stats->stored += x.stored;
+        if (eo->stored_sha && memcmp(dig, eo->stored_sha, SHA256_LEN) != 0) {
+            log_error("checksum mismatch for backup object \"%s\" (backup.json)", key);
+            ret = RS_MISMATCH;
+            goto out;
+        }
+    }
+    ret = bad ? RS_MISMATCH : 0;
+out:
+    xq_end(&xq, 0);
+    if (a)
+        archive_read_free(a);
+    zst_reader_free(x.zr);
+    sha256_release(&x.sha);
+    storage_read_free(x.rd);
+    free(x.out);
+    return ret;
+}

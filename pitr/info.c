@@ -1,0 +1,323 @@
+/*
+ * info.c -- what can be restored: backups, the WAL archive per timeline with its
+ * gaps, the restorable window per timeline, and the age of the newest segment.
+ *
+ * The window of timeline T runs from the end of the oldest backup on T's history
+ * whose WAL reaches T's last archived segment without a gap, to the last commit
+ * archived on T (found by reading the last segments' records).
+ */
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common.h"
+#include "log.h"
+#include "pitr.h"
+
+typedef struct last_ctx {
+    walscan_record last;
+    int have;
+} last_ctx;
+
+static int last_cb(void *arg, const walscan_record *r)
+{
+    last_ctx *c = arg;
+    if (r->kind == WALSCAN_COMMIT || r->kind == WALSCAN_ABORT) {
+        c->last = *r;
+        c->have = 1;
+    }
+    return 0;
+}
+
+/* last_commit -- the last commit/abort archived on path (scans backwards from the
+ * path's last segment in steps, reading at most 32 segments). */
+static int last_commit(inventory *inv, const timeline_path *p, uint64_t lo, uint64_t end,
+                       walscan_record *out)
+{
+    uint64_t hi = end;
+    for (int tries = 0; tries < 16; tries++) {
+        uint64_t from = hi >= lo + 1 ? hi - 1 : lo;
+        last_ctx c;
+        scan_ctl ctl;
+        memset(&c, 0, sizeof(c));
+        memset(&ctl, 0, sizeof(ctl));
+        ctl.stop_seg = hi;
+        int r = pitr_scan(inv, p, from, last_cb, &c, &ctl);
+        if (r != 0 && r != RS_NOT_FOUND)
+            return -1;
+        if (c.have) {
+            *out = c.last;
+            return 0;
+        }
+        if (from == lo)
+            break;
+        hi = from - 1;
+    }
+    return RS_NOT_FOUND;
+}
+
+typedef struct tl_report {
+    uint32_t tli;
+    uint32_t parent;
+    uint64_t switchpoint;
+    uint64_t nsegs;
+    int have_segs;
+    uint64_t first, last;      /* this timeline's own segments */
+    char gaps[1024];
+    uint64_t ngaps;
+    const backup_info *window_backup;
+    int have_end;
+    walscan_record end;
+} tl_report;
+
+/* missing segments along p in [from, to], as text ranges; count returned */
+static uint64_t path_gaps(const inventory *inv, const timeline_path *p, uint64_t from,
+                          uint64_t to, char *out, size_t len, uint64_t *last_missing)
+{
+    uint64_t n = 0;
+    size_t l = 0;
+    out[0] = '\0';
+    for (uint64_t s = from; s <= to; s++) {
+        uint32_t tli = timeline_path_tli_for_seg(p, s, inv->seg_size);
+        if (inventory_find(inv, tli, s))
+            continue;
+        uint64_t e = s;
+        while (e + 1 <= to &&
+               !inventory_find(inv, timeline_path_tli_for_seg(p, e + 1, inv->seg_size), e + 1))
+            e++;
+        char a[WAL_NAME_LEN + 1], b[WAL_NAME_LEN + 1];
+        seg_name(inv, a, tli, s);
+        seg_name(inv, b, timeline_path_tli_for_seg(p, e, inv->seg_size), e);
+        if (l < len)
+            l += (size_t)snprintf(out + l, len - l, "%s%s%s%s", l ? ", " : "", a,
+                                  e > s ? ".." : "", e > s ? b : "");
+        n += e - s + 1;
+        *last_missing = e;
+        s = e;
+    }
+    return n;
+}
+
+static int report_timeline(inventory *inv, uint32_t tli, tl_report *t)
+{
+    timeline_path p;
+    int ret = -1;
+    memset(t, 0, sizeof(*t));
+    t->tli = tli;
+    if (timeline_get_path(&inv->ts, tli, &p) != 0)
+        return -1;
+    if (p.n > 1) {
+        t->parent = p.steps[p.n - 2].tli;
+        t->switchpoint = p.steps[p.n - 1].begin;
+    }
+    for (size_t i = 0; i < inv->nsegs; i++)
+        if (inv->segs[i].tli == tli) {
+            if (!t->have_segs)
+                t->first = inv->segs[i].segno;
+            t->last = inv->segs[i].segno;
+            t->have_segs = 1;
+            t->nsegs++;
+        }
+    uint64_t end;
+    if (!inventory_path_end(inv, &p, &end)) {
+        ret = 0;
+        goto out;
+    }
+    /* gaps from the oldest backup on the path (or the first archived segment) on */
+    uint64_t from = UINT64_MAX;
+    for (size_t i = 0; i < inv->nbackups; i++)
+        if (timeline_path_contains(&p, inv->backups[i].start_tli, inv->backups[i].start_lsn) &&
+            inv->backups[i].start_lsn / inv->seg_size < from)
+            from = inv->backups[i].start_lsn / inv->seg_size;
+    if (from == UINT64_MAX)
+        from = t->have_segs ? t->first : end;
+    uint64_t last_missing = 0;
+    t->ngaps = path_gaps(inv, &p, from, end, t->gaps, sizeof(t->gaps), &last_missing);
+    for (size_t i = 0; i < inv->nbackups; i++) {
+        const backup_info *b = &inv->backups[i];
+        if (!timeline_path_contains(&p, b->start_tli, b->start_lsn) ||
+            !timeline_path_contains(&p, b->stop_tli, b->stop_lsn))
+            continue;
+        if (t->ngaps && b->start_lsn / inv->seg_size <= last_missing)
+            continue;
+        if (b->stop_lsn / inv->seg_size > end)
+            continue;
+        t->window_backup = b;
+        break;
+    }
+    if (t->window_backup) {
+        int r = last_commit(inv, &p, t->window_backup->start_lsn / inv->seg_size, end, &t->end);
+        if (r < 0)
+            goto out;
+        t->have_end = r == 0;
+    }
+    ret = 0;
+out:
+    timeline_path_release(&p);
+    return ret;
+}
+
+int cmd_info(const pitr_opts *o)
+{
+    inventory inv;
+    int ret = EXIT_FAIL;
+    tl_report *tl = NULL;
+    uint32_t maxtli;
+    json_t *j = NULL, *jb = NULL, *jt = NULL;
+    int64_t newest = 0;
+    char newest_name[WAL_NAME_LEN + 1] = "";
+    char a[LSN_STR_LEN + 1], c[LSN_STR_LEN + 1], t1[32], t2[32];
+
+    if (inventory_load(&inv, o->repo) != 0)
+        goto out;
+    maxtli = timeline_max(&inv.ts);
+    for (size_t i = 0; i < inv.nsegs; i++)
+        if (inv.segs[i].tli > maxtli)
+            maxtli = inv.segs[i].tli;
+    if (maxtli > 65536) {
+        log_error("timeline %u is out of range", maxtli);
+        goto out;
+    }
+    tl = calloc(maxtli + 1, sizeof(*tl));
+    if (!tl) {
+        log_error("out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < inv.nsegs; i++)
+        if (inv.segs[i].mtime >= newest) {
+            newest = inv.segs[i].mtime;
+            seg_name(&inv, newest_name, inv.segs[i].tli, inv.segs[i].segno);
+        }
+
+    if (o->json) {
+        j = json_object();
+        jb = json_array();
+        jt = json_array();
+    } else {
+        printf("repository: %s (system identifier %" PRIu64 ", WAL segment size %u)\n\n",
+               storage_location(inv.st), inv.r->info.sysid, inv.seg_size);
+        printf("backups: %zu\n", inv.nbackups);
+        if (inv.nbackups)
+            printf("  %-20s %-20s %-20s %3s %-12s %-12s %12s %12s\n", "label", "start", "stop",
+                   "tli", "start lsn", "stop lsn", "raw bytes", "stored");
+    }
+    for (size_t i = 0; i < inv.nbackups; i++) {
+        const backup_info *b = &inv.backups[i];
+        lsn_format(a, b->start_lsn);
+        lsn_format(c, b->stop_lsn);
+        repo_format_time(t1, sizeof(t1), b->start_time);
+        repo_format_time(t2, sizeof(t2), b->stop_time);
+        if (j) {
+            json_t *x = json_object();
+            json_object_set_new(x, "label", json_string(b->label));
+            json_object_set_new(x, "start_time", json_string(t1));
+            json_object_set_new(x, "stop_time", json_string(t2));
+            json_object_set_new(x, "start_lsn", json_string(a));
+            json_object_set_new(x, "stop_lsn", json_string(c));
+            json_object_set_new(x, "timeline", json_integer(b->start_tli));
+            json_object_set_new(x, "raw_bytes", json_integer((json_int_t)b->raw_bytes));
+            json_object_set_new(x, "stored_bytes", json_integer((json_int_t)b->stored_bytes));
+            json_array_append_new(jb, x);
+        } else {
+            printf("  %-20s %-20s %-20s %3u %-12s %-12s %12" PRIu64 " %12" PRIu64 "\n",
+                   b->label, t1, t2, b->start_tli, a, c, b->raw_bytes, b->stored_bytes);
+        }
+    }
+    if (!j)
+        printf("\ntimelines:\n");
+    for (uint32_t t = 1; t <= maxtli; t++) {
+        int has_segs = 0;
+        for (size_t i = 0; i < inv.nsegs && !has_segs; i++)
+            has_segs = inv.segs[i].tli == t;
+        if (!timeline_exists(&inv.ts, t) && !has_segs)
+            continue;
+        if (!timeline_exists(&inv.ts, t)) {
+            log_warning("timeline %u has segments but no history file", t);
+            continue;
+        }
+        if (report_timeline(&inv, t, &tl[t]) != 0)
+            goto out;
+        tl_report *r = &tl[t];
+        char f[WAL_NAME_LEN + 1] = "", l[WAL_NAME_LEN + 1] = "", ws[32] = "", we[48] = "";
+        if (r->have_segs) {
+            seg_name(&inv, f, t, r->first);
+            seg_name(&inv, l, t, r->last);
+        }
+        if (r->window_backup)
+            repo_format_time(ws, sizeof(ws), r->window_backup->stop_time);
+        if (r->have_end)
+            walscan_format_time(we, sizeof(we), r->end.time_us);
+        lsn_format(a, r->switchpoint);
+        if (j) {
+            json_t *x = json_object();
+            json_object_set_new(x, "timeline", json_integer(t));
+            if (r->parent) {
+                json_object_set_new(x, "parent", json_integer(r->parent));
+                json_object_set_new(x, "switchpoint", json_string(a));
+            }
+            json_object_set_new(x, "segments", json_integer((json_int_t)r->nsegs));
+            json_object_set_new(x, "first_segment", r->have_segs ? json_string(f) : json_null());
+            json_object_set_new(x, "last_segment", r->have_segs ? json_string(l) : json_null());
+            json_object_set_new(x, "missing_segments", json_integer((json_int_t)r->ngaps));
+            json_object_set_new(x, "gaps", json_string(r->gaps));
+            json_t *w = json_object();
+            json_object_set_new(w, "from", r->window_backup ? json_string(ws) : json_null());
+            json_object_set_new(w, "from_backup", r->window_backup
+                                                      ? json_string(r->window_backup->label)
+                                                      : json_null());
+            json_object_set_new(w, "to", r->have_end ? json_string(we) : json_null());
+            if (r->have_end) {
+                lsn_format(c, r->end.end_lsn);
+                json_object_set_new(w, "to_lsn", json_string(c));
+                json_object_set_new(w, "to_xid", json_integer(r->end.xid));
+            }
+            json_object_set_new(x, "window", w);
+            json_array_append_new(jt, x);
+        } else {
+            printf("  timeline %u", t);
+            if (r->parent)
+                printf(" (branched off timeline %u at %s)", r->parent, a);
+            printf(": %" PRIu64 " segments", r->nsegs);
+            if (r->have_segs)
+                printf(" %s .. %s", f, l);
+            printf("\n");
+            if (r->ngaps)
+                printf("    gaps: %" PRIu64 " missing: %s\n", r->ngaps, r->gaps);
+            if (r->window_backup)
+                printf("    restorable window: %s (end of backup %s) .. %s\n", ws,
+                       r->window_backup->label, r->have_end ? we : "(no archived commit yet)");
+            else
+                printf("    restorable window: none (no backup with unbroken WAL)\n");
+        }
+    }
+    int64_t age = newest ? (int64_t)time(NULL) - newest : -1;
+    if (j) {
+        json_object_set_new(j, "repository", json_string(storage_location(inv.st)));
+        json_object_set_new(j, "backups", jb);
+        json_object_set_new(j, "timelines", jt);
+        json_t *rpo = json_object();
+        json_object_set_new(rpo, "newest_segment",
+                            newest_name[0] ? json_string(newest_name) : json_null());
+        json_object_set_new(rpo, "age_seconds", age >= 0 ? json_integer(age) : json_null());
+        json_object_set_new(j, "rpo", rpo);
+        json_dumpf(j, stdout, JSON_INDENT(2));
+        putchar('\n');
+        jb = jt = NULL;
+    } else if (newest_name[0]) {
+        printf("\nnewest archived segment: %s, %lld s ago (the recovery point objective now)\n",
+               newest_name, (long long)age);
+    } else {
+        printf("\nno WAL archived yet\n");
+    }
+    ret = EXIT_OK;
+out:
+    json_decref(j);
+    json_decref(jb);
+    json_decref(jt);
+    free(tl);
+    inventory_release(&inv);
+    return ret;
+}

@@ -1,0 +1,625 @@
+/*
+ * plan.c -- from a recovery target to a plan: which backup, which timelines,
+ * which WAL segments, where recovery will stop; or why the target is unreachable
+ * and the nearest target that is not.
+ *
+ * The stop rules are PostgreSQL 15's (recoveryStopsBefore / recoveryStopsAfter):
+ *   time  stop before the first commit/abort with xact_time > T (>= T exclusive)
+ *   xid   stop after (before, exclusive) the commit/abort of that transaction
+ *   name  stop after the first restore point of that name
+ *   lsn   stop after (before, exclusive) the first record starting at >= L
+ *   immediate  stop once consistent (after the record that ends at the backup's stop)
+ *   latest     replay everything archived on the path
+ * A stop before the backup is consistent is refused by PostgreSQL ("requested
+ * recovery stop point is before consistent recovery point"), so a backup only
+ * serves a target whose stop lies after its stop LSN.
+ */
+#include <jansson.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "log.h"
+#include "pitr.h"
+
+#define SCAN_STOP 100
+
+/* Throughputs behind the recovery-time estimate (measured on the benchmark box:
+ * extraction incl. SHA-256, and WAL replay of pgbench traffic). */
+#define EST_EXTRACT_BPS 250e6
+#define EST_REPLAY_BPS 60e6
+
+typedef struct plan_scan {
+    const pitr_opts *o;
+    const backup_info *b;
+    int stopped;
+    int before;               /* stop before stop_rec (else after it) */
+    walscan_record stop_rec;
+    walscan_record last_xact; /* last commit/abort replayed */
+    int have_last_xact;
+    walscan_record last_rec;
+    int have_last_rec;
+    char rp_names[512];       /* restore points seen, for the hint */
+} plan_scan;
+
+static int is_xact(const walscan_record *r)
+{
+    return r->kind == WALSCAN_COMMIT || r->kind == WALSCAN_ABORT;
+}
+
+static int plan_cb(void *arg, const walscan_record *r)
+{
+    plan_scan *ps = arg;
+    const pitr_opts *o = ps->o;
+    int stop = 0, before = 0;
+
+    if (r->start_lsn < ps->b->start_lsn)
+        return 0; /* before the redo point: not replayed */
+
+    switch (o->kind) {
+    case TARGET_TIME:
+        if (is_xact(r) && (o->exclusive ? r->time_us >= o->time_us : r->time_us > o->time_us))
+            stop = before = 1;
+        break;
+    case TARGET_XID:
+        if (is_xact(r) && !r->prepared && r->xid == o->xid) {
+            stop = 1;
+            before = o->exclusive;
+        }
+        break;
+    case TARGET_NAME:
+        if (r->kind == WALSCAN_RESTORE_POINT && strcmp(r->name, o->name) == 0)
+            stop = 1;
+        break;
+    case TARGET_LSN:
+        if (r->start_lsn >= o->lsn) {
+            stop = 1;
+            before = o->exclusive;
+        }
+        break;
+    case TARGET_IMMEDIATE:
+        if (r->end_lsn >= ps->b->stop_lsn)
+            stop = 1;
+        break;
+    default:
+        break;
+    }
+    if (r->kind == WALSCAN_RESTORE_POINT) {
+        size_t l = strlen(ps->rp_names);
+        if (l + strlen(r->name) + 4 < sizeof(ps->rp_names))
+            snprintf(ps->rp_names + l, sizeof(ps->rp_names) - l, "%s\"%s\"", l ? ", " : "",
+                     r->name);
+    }
+    if (stop) {
+        ps->stopped = 1;
+        ps->before = before;
+        ps->stop_rec = *r;
+        if (!before) {
+            ps->last_rec = *r;
+            ps->have_last_rec = 1;
+            if (is_xact(r)) {
+                ps->last_xact = *r;
+                ps->have_last_xact = 1;
+            }
+        }
+        return SCAN_STOP;
+    }
+    ps->last_rec = *r;
+    ps->have_last_rec = 1;
+    if (is_xact(r)) {
+        ps->last_xact = *r;
+        ps->have_last_xact = 1;
+    }
+    return 0;
+}
+
+/* scan_from -- run plan_cb from backup b along path. Returns pitr_scan's result
+ * with SCAN_STOP mapped to 0 (ps->stopped says so). */
+static int scan_from(inventory *inv, const pitr_opts *o, const backup_info *b,
+                     const timeline_path *path, plan_scan *ps, scan_ctl *ctl)
+{
+    memset(ps, 0, sizeof(*ps));
+    memset(ctl, 0, sizeof(*ctl));
+    ps->o = o;
+    ps->b = b;
+    ctl->stop_seg = UINT64_MAX;
+    uint64_t first = b->start_lsn / inv->seg_size;
+    switch (o->kind) {
+    case TARGET_LATEST:
+        ctl->prefetch_to = UINT64_MAX;
+        break;
+    case TARGET_IMMEDIATE:
+        ctl->prefetch_to = b->stop_lsn / inv->seg_size;
+        break;
+    case TARGET_LSN:
+        ctl->prefetch_to = o->lsn / inv->seg_size;
+        break;
+    case TARGET_TIME:
+        /* a segment archived before T holds no commit after T: surely needed */
+        for (uint64_t s = first;; s++) {
+            const wal_seg *w =
+                inventory_find(inv, timeline_path_tli_for_seg(path, s, inv->seg_size), s);
+            if (!w || w->mtime >= o->time_us / 1000000)
+                break;
+            ctl->prefetch_to = s;
+        }
+        break;
+    default:
+        break;
+    }
+    int r = pitr_scan(inv, path, first, plan_cb, ps, ctl);
+    if (r == SCAN_STOP)
+        r = 0;
+    return r;
+}
+
+void plan_release(plan *p)
+{
+    timeline_path_release(&p->path);
+    memset(p, 0, sizeof(*p));
+}
+
+static void describe_xact(char *out, size_t len, const char *pre, const walscan_record *r)
+{
+    char ts[48], lsn[LSN_STR_LEN + 1];
+    walscan_format_time(ts, sizeof(ts), r->time_us);
+    lsn_format(lsn, r->end_lsn);
+    snprintf(out, len, "%s%s of transaction %u at %s (lsn %s)", pre,
+             r->kind == WALSCAN_COMMIT ? "commit" : "abort", r->xid, ts, lsn);
+}
+
+/* nearest_hint -- the "nearest reachable target" line after a refusal. */
+static void nearest_hint(const plan_scan *ps)
+{
+    if (ps->have_last_xact) {
+        char ts[48], lsn[LSN_STR_LEN + 1];
+        walscan_format_time(ts, sizeof(ts), ps->last_xact.time_us);
+        lsn_format(lsn, ps->last_xact.end_lsn);
+        log_hint("the nearest reachable target is the last archived %s before it: "
+                 "--target-time '%s' (transaction %u, lsn %s)",
+                 ps->last_xact.kind == WALSCAN_COMMIT ? "commit" : "abort", ts, ps->last_xact.xid,
+                 lsn);
+    } else if (ps->have_last_rec) {
+        char lsn[LSN_STR_LEN + 1];
+        lsn_format(lsn, ps->last_rec.start_lsn);
+        log_hint("the nearest reachable target is --target-lsn %s", lsn);
+    }
+}
+
+static void list_timelines(const inventory *inv, char *out, size_t len)
+{
+    size_t l = 0;
+    l += (size_t)snprintf(out, len, "1");
+    for (size_t i = 0; i < inv->ts.n && l < len; i++)
+        l += (size_t)snprintf(out + l, len - l, ", %u", inv->ts.hist[i].tli);
+}
+
+static const char *target_word(enum target_kind k)
+{
+    switch (k) {
+    case TARGET_TIME: return "time";
+    case TARGET_LSN: return "lsn";
+    case TARGET_XID: return "xid";
+    case TARGET_NAME: return "restore point";
+    case TARGET_LATEST: return "latest";
+    case TARGET_IMMEDIATE: return "immediate";
+    default: return "none";
+    }
+}
+
+/*
+ * plan_make -- see pitr.h. Nothing is written anywhere: the caller (restore) acts
+ * only on a plan that came back 0.
+ */
+int plan_make(inventory *inv, const pitr_opts *o, plan *p)
+{
+    const backup_info **cand = NULL;
+    size_t ncand = 0;
+    const backup_info *b = NULL;
+    plan_scan ps;
+    scan_ctl ctl;
+    int ret = -1, r;
+    char name[WAL_NAME_LEN + 1], lsnbuf[LSN_STR_LEN + 1], tls[128];
+
+    memset(p, 0, sizeof(*p));
+    memset(&ps, 0, sizeof(ps));
+    if (o->kind == TARGET_TIME)
+        walscan_format_time(p->time_conf, sizeof(p->time_conf), o->time_us);
+    p->tli = o->tli ? o->tli : timeline_latest(&inv->ts, 1);
+    r = timeline_get_path(&inv->ts, p->tli, &p->path);
+    if (r == RS_NOT_FOUND) {
+        list_timelines(inv, tls, sizeof(tls));
+        log_error("target unreachable: timeline %u does not exist in the repository", p->tli);
+        log_hint("timelines in the repository: %s", tls);
+        return RS_NOT_FOUND;
+    }
+    if (r != 0)
+        return -1;
+
+    if (inv->nbackups == 0) {
+        log_error("target unreachable: the repository holds no backup");
+        log_hint("take one with ragsafe-basebackup");
+        return RS_NOT_FOUND;
+    }
+    cand = calloc(inv->nbackups, sizeof(*cand));
+    if (!cand)
+        return log_error("out of memory");
+    for (size_t i = 0; i < inv->nbackups; i++) {
+        const backup_info *bi = &inv->backups[i];
+        if (timeline_path_contains(&p->path, bi->start_tli, bi->start_lsn) &&
+            timeline_path_contains(&p->path, bi->stop_tli, bi->stop_lsn))
+            cand[ncand++] = bi;
+    }
+    if (ncand == 0) {
+        log_error("target unreachable: no backup lies on the history of timeline %u", p->tli);
+        if (p->path.n > 1) {
+            lsn_format(lsnbuf, p->path.steps[p->path.n - 1].begin);
+            log_detail("timeline %u branched off timeline %u at %s; every backup was taken "
+                       "after that point on another timeline",
+                       p->tli, p->path.steps[p->path.n - 2].tli, lsnbuf);
+        }
+        log_hint("restore on the timeline of a backup (--target-timeline %u)",
+                 inv->backups[inv->nbackups - 1].stop_tli);
+        ret = RS_NOT_FOUND;
+        goto out;
+    }
+
+    switch (o->kind) {
+    case TARGET_LATEST:
+    case TARGET_IMMEDIATE:
+        b = cand[ncand - 1];
+        r = scan_from(inv, o, b, &p->path, &ps, &ctl);
+        break;
+    case TARGET_LSN:
+        for (size_t i = ncand; i-- > 0;)
+            if (cand[i]->stop_lsn <= o->lsn) {
+                b = cand[i];
+                break;
+            }
+        if (!b) {
+            lsn_format(lsnbuf, cand[0]->stop_lsn);
+            log_error("target unreachable: lsn %s is before the end of the oldest backup",
+                      o->target_str);
+            log_hint("the earliest reachable target is --target-lsn %s (backup %s)", lsnbuf,
+                     cand[0]->label);
+            ret = RS_NOT_FOUND;
+            goto out;
+        }
+        r = scan_from(inv, o, b, &p->path, &ps, &ctl);
+        break;
+    case TARGET_TIME: {
+        int64_t tsec = o->time_us / 1000000;
+        r = RS_NOT_FOUND;
+        for (size_t i = ncand; i-- > 0;) {
+            /* stop_time has whole seconds: a backup ending in T's second is tried,
+             * and the scan below rejects it if a commit after T preceded its end */
+            if (cand[i]->stop_time > tsec)
+                continue;
+            b = cand[i];
+            r = scan_from(inv, o, b, &p->path, &ps, &ctl);
+            if (r == 0 && ps.stopped && ps.stop_rec.start_lsn < b->stop_lsn) {
+                b = NULL; /* a commit after T happened while this backup ran */
+                continue;
+            }
+            break;
+        }
+        if (!b) {
+            char when[32];
+            repo_format_time(when, sizeof(when), cand[0]->stop_time + 1);
+            log_error("target unreachable: %s is before the end of the oldest usable backup",
+                      p->time_conf[0] ? p->time_conf : o->target_str);
+            log_hint("the earliest reachable target is --target-time '%s' (end of backup %s)",
+                     when, cand[0]->label);
+            ret = RS_NOT_FOUND;
+            goto out;
+        }
+        break;
+    }
+    case TARGET_XID:
+    case TARGET_NAME: {
+        /* find the record first, then the newest backup consistent before it */
+        r = scan_from(inv, o, cand[0], &p->path, &ps, &ctl);
+        if (r == 0 && ps.stopped) {
+            uint64_t at = ps.before ? ps.stop_rec.start_lsn : ps.stop_rec.end_lsn;
+            for (size_t i = ncand; i-- > 0;)
+                if (cand[i]->stop_lsn <= at) {
+                    b = cand[i];
+                    break;
+                }
+            if (!b) {
+                log_error("target unreachable: %s %s lies before the end of the oldest backup",
+                          target_word(o->kind), o->target_str);
+                ret = RS_NOT_FOUND;
+                goto out;
+            }
+            if (b != cand[0])
+                r = scan_from(inv, o, b, &p->path, &ps, &ctl);
+        } else {
+            b = cand[0];
+        }
+        break;
+    }
+    default:
+        log_error("no recovery target given");
+        goto out;
+    }
+
+    if (r == RS_NOT_FOUND) {
+        seg_name(inv, name, ctl.gap_tli, ctl.gap_segno);
+        log_error("target unreachable: WAL segment %s is missing from the repository", name);
+        log_detail("backup %s needs every segment from its start to the target", b->label);
+        nearest_hint(&ps);
+        ret = RS_NOT_FOUND;
+        goto out;
+    }
+    if (r != 0) {
+        ret = r == RS_MISMATCH ? RS_MISMATCH : -1;
+        goto out;
+    }
+    if (ps.stopped && o->kind != TARGET_IMMEDIATE &&
+        (ps.before ? ps.stop_rec.start_lsn : ps.stop_rec.end_lsn) < b->stop_lsn) {
+        log_error("target unreachable: %s %s lies before the end of the oldest backup",
+                  target_word(o->kind), o->target_str);
+        ret = RS_NOT_FOUND;
+        goto out;
+    }
+    if (!ps.stopped && o->kind != TARGET_LATEST) {
+        switch (o->kind) {
+        case TARGET_TIME:
+            log_error("target unreachable: no archived commit after %s",
+                      p->time_conf[0] ? p->time_conf : o->target_str);
+            log_detail("recovery must see a later commit to know it reached the target time; "
+                       "PostgreSQL refuses to end recovery before the target");
+            break;
+        case TARGET_XID:
+            log_error("target unreachable: transaction %s has no commit or abort record in the "
+                      "archived WAL of timeline %u from backup %s on",
+                      o->target_str, p->tli, b->label);
+            break;
+        case TARGET_NAME:
+            log_error("target unreachable: no restore point \"%s\" in the archived WAL of "
+                      "timeline %u from backup %s on", o->name, p->tli, b->label);
+            if (ps.rp_names[0])
+                log_detail("restore points found: %s", ps.rp_names);
+            break;
+        case TARGET_LSN:
+            log_error("target unreachable: lsn %s is beyond the archived WAL", o->target_str);
+            break;
+        case TARGET_IMMEDIATE:
+            lsn_format(lsnbuf, b->stop_lsn);
+            log_error("target unreachable: the archived WAL ends before backup %s is consistent "
+                      "(%s)", b->label, lsnbuf);
+            break;
+        default:
+            break;
+        }
+        nearest_hint(&ps);
+        ret = RS_NOT_FOUND;
+        goto out;
+    }
+    if (o->kind == TARGET_LATEST && (!ps.have_last_rec || ps.last_rec.end_lsn < b->stop_lsn)) {
+        lsn_format(lsnbuf, b->stop_lsn);
+        log_error("target unreachable: the archived WAL ends before backup %s is consistent (%s)",
+                  b->label, lsnbuf);
+        ret = RS_NOT_FOUND;
+        goto out;
+    }
+
+    p->backup = b;
+    p->first_seg = b->start_lsn / inv->seg_size;
+    if (ps.stopped)
+        p->last_seg = (ps.stop_rec.end_lsn - 1) / inv->seg_size;
+    else
+        p->last_seg = ctl.last_seg;
+    p->first_tli = timeline_path_tli_for_seg(&p->path, p->first_seg, inv->seg_size);
+    p->last_tli = timeline_path_tli_for_seg(&p->path, p->last_seg, inv->seg_size);
+    for (uint64_t s = p->first_seg; s <= p->last_seg; s++) {
+        const wal_seg *w =
+            inventory_find(inv, timeline_path_tli_for_seg(&p->path, s, inv->seg_size), s);
+        p->nsegs++;
+        if (w)
+            p->wal_bytes += (uint64_t)w->size;
+    }
+    p->wal_raw = p->nsegs * (uint64_t)inv->seg_size;
+    if (ps.have_last_xact) {
+        p->stop_time_us = ps.last_xact.time_us;
+        p->stop_xid = ps.last_xact.xid;
+    }
+    if (ps.stopped) {
+        p->stop_lsn = ps.before ? ps.stop_rec.start_lsn : ps.stop_rec.end_lsn;
+        if (o->kind == TARGET_IMMEDIATE) {
+            lsn_format(lsnbuf, b->stop_lsn);
+            snprintf(p->stop_desc, sizeof(p->stop_desc),
+                     "at the consistency point of backup %s (%s)", b->label, lsnbuf);
+        } else if (is_xact(&ps.stop_rec)) {
+            describe_xact(p->stop_desc, sizeof(p->stop_desc), ps.before ? "before " : "after ",
+                          &ps.stop_rec);
+        } else if (ps.stop_rec.kind == WALSCAN_RESTORE_POINT) {
+            char ts[48];
+            walscan_format_time(ts, sizeof(ts), ps.stop_rec.time_us);
+            lsn_format(lsnbuf, ps.stop_rec.end_lsn);
+            snprintf(p->stop_desc, sizeof(p->stop_desc),
+                     "after restore point \"%s\" created at %s (lsn %s)", ps.stop_rec.name, ts,
+                     lsnbuf);
+        } else {
+            lsn_format(lsnbuf, ps.stop_rec.start_lsn);
+            snprintf(p->stop_desc, sizeof(p->stop_desc), "%s the record at %s",
+                     ps.before ? "before" : "after", lsnbuf);
+        }
+    } else {
+        p->stop_lsn = ps.last_rec.end_lsn;
+        lsn_format(lsnbuf, p->stop_lsn);
+        snprintf(p->stop_desc, sizeof(p->stop_desc), "at the end of the archived WAL (%s)",
+                 lsnbuf);
+    }
+    p->est_seconds = (double)b->raw_bytes / EST_EXTRACT_BPS +
+                     (double)(p->stop_lsn > b->start_lsn ? p->stop_lsn - b->start_lsn : 0) /
+                         EST_REPLAY_BPS +
+                     3.0;
+    ret = 0;
+out:
+    free(cand);
+    if (ret != 0)
+        timeline_path_release(&p->path);
+    return ret;
+}
+
+static void human(char *out, size_t len, uint64_t n)
+{
+    const char *u[] = {"B", "kB", "MB", "GB", "TB"};
+    double v = (double)n;
+    int i = 0;
+    while (v >= 1000 && i < 4) {
+        v /= 1000;
+        i++;
+    }
+    snprintf(out, len, i ? "%.1f %s" : "%.0f %s", v, u[i]);
+}
+
+static void target_text(const pitr_opts *o, const plan *p, char *out, size_t len)
+{
+    switch (o->kind) {
+    case TARGET_TIME:
+        snprintf(out, len, "time '%s' = %s (UTC)%s", o->target_str, p->time_conf,
+                 o->exclusive ? ", exclusive" : "");
+        break;
+    case TARGET_LSN:
+    case TARGET_XID:
+        snprintf(out, len, "%s %s%s", target_word(o->kind), o->target_str,
+                 o->exclusive ? ", exclusive" : "");
+        break;
+    case TARGET_NAME:
+        snprintf(out, len, "restore point \"%s\"", o->name);
+        break;
+    default:
+        snprintf(out, len, "%s", target_word(o->kind));
+        break;
+    }
+}
+
+void plan_print(const inventory *inv, const pitr_opts *o, const plan *p)
+{
+    const backup_info *b = p->backup;
+    char a[LSN_STR_LEN + 1], c[LSN_STR_LEN + 1], t1[32], t2[32], h1[32], h2[32], h3[32];
+    char n1[WAL_NAME_LEN + 1], n2[WAL_NAME_LEN + 1], tgt[512];
+
+    target_text(o, p, tgt, sizeof(tgt));
+    printf("target:          %s\n", tgt);
+    lsn_format(a, b->start_lsn);
+    lsn_format(c, b->stop_lsn);
+    repo_format_time(t1, sizeof(t1), b->start_time);
+    repo_format_time(t2, sizeof(t2), b->stop_time);
+    printf("backup:          %s (timeline %u, start %s at %s, consistent at %s, %s)\n", b->label,
+           b->start_tli, a, t1, c, t2);
+    printf("timeline path:  ");
+    for (size_t i = 0; i < p->path.n; i++) {
+        if (p->path.steps[i].end != TIMELINE_END) {
+            lsn_format(a, p->path.steps[i].end);
+            printf(" %u (until %s) ->", p->path.steps[i].tli, a);
+        } else {
+            printf(" %u\n", p->path.steps[i].tli);
+        }
+    }
+    seg_name(inv, n1, p->first_tli, p->first_seg);
+    seg_name(inv, n2, p->last_tli, p->last_seg);
+    human(h1, sizeof(h1), p->wal_bytes);
+    human(h2, sizeof(h2), p->wal_raw);
+    printf("wal:             %s .. %s (%" PRIu64 " segments, %s stored, %s raw)\n", n1, n2,
+           p->nsegs, h1, h2);
+    human(h1, sizeof(h1), b->stored_bytes + p->wal_bytes);
+    human(h2, sizeof(h2), b->raw_bytes);
+    human(h3, sizeof(h3), b->stored_bytes);
+    printf("bytes to restore: %s (backup %s raw, %s stored; plus WAL)\n", h1, h2, h3);
+    printf("recovery stops:  %s\n", p->stop_desc);
+    if (p->stop_time_us) {
+        char ts[48];
+        walscan_format_time(ts, sizeof(ts), p->stop_time_us);
+        printf("last replayed:   transaction %u at %s\n", p->stop_xid, ts);
+    }
+    printf("estimate:        %.0f s to a running server\n", p->est_seconds);
+}
+
+void *plan_json(const inventory *inv, const pitr_opts *o, const plan *p)
+{
+    const backup_info *b = p->backup;
+    char a[LSN_STR_LEN + 1], n[WAL_NAME_LEN + 1], ts[48];
+    json_t *j = json_object(), *path = json_array(), *tgt = json_object();
+
+    json_object_set_new(tgt, "kind", json_string(target_word(o->kind)));
+    if (o->target_str)
+        json_object_set_new(tgt, "value", json_string(o->target_str));
+    if (o->kind == TARGET_TIME)
+        json_object_set_new(tgt, "utc", json_string(p->time_conf));
+    json_object_set_new(tgt, "exclusive", json_boolean(o->exclusive));
+    json_object_set_new(tgt, "timeline", json_integer(p->tli));
+    json_object_set_new(j, "target", tgt);
+    json_object_set_new(j, "backup", json_string(b->label));
+    lsn_format(a, b->start_lsn);
+    json_object_set_new(j, "backup_start_lsn", json_string(a));
+    lsn_format(a, b->stop_lsn);
+    json_object_set_new(j, "backup_stop_lsn", json_string(a));
+    for (size_t i = 0; i < p->path.n; i++) {
+        json_t *s = json_object();
+        json_object_set_new(s, "timeline", json_integer(p->path.steps[i].tli));
+        lsn_format(a, p->path.steps[i].begin);
+        json_object_set_new(s, "begin", json_string(a));
+        if (p->path.steps[i].end != TIMELINE_END) {
+            lsn_format(a, p->path.steps[i].end);
+            json_object_set_new(s, "end", json_string(a));
+        }
+        json_array_append_new(path, s);
+    }
+    json_object_set_new(j, "timeline_path", path);
+    seg_name(inv, n, p->first_tli, p->first_seg);
+    json_object_set_new(j, "first_segment", json_string(n));
+    seg_name(inv, n, p->last_tli, p->last_seg);
+    json_object_set_new(j, "last_segment", json_string(n));
+    json_object_set_new(j, "segments", json_integer((json_int_t)p->nsegs));
+    json_object_set_new(j, "wal_stored_bytes", json_integer((json_int_t)p->wal_bytes));
+    json_object_set_new(j, "backup_raw_bytes", json_integer((json_int_t)b->raw_bytes));
+    json_object_set_new(j, "backup_stored_bytes", json_integer((json_int_t)b->stored_bytes));
+    json_object_set_new(j, "bytes_to_restore",
+                        json_integer((json_int_t)(b->stored_bytes + p->wal_bytes)));
+    json_object_set_new(j, "stop", json_string(p->stop_desc));
+    lsn_format(a, p->stop_lsn);
+    json_object_set_new(j, "stop_lsn", json_string(a));
+    if (p->stop_time_us) {
+        walscan_format_time(ts, sizeof(ts), p->stop_time_us);
+        json_object_set_new(j, "last_commit_time", json_string(ts));
+        json_object_set_new(j, "last_commit_xid", json_integer(p->stop_xid));
+    }
+    json_object_set_new(j, "estimate_seconds", json_real(p->est_seconds));
+    return j;
+}
+
+int cmd_plan(const pitr_opts *o)
+{
+    inventory inv;
+    plan p;
+    int ret = EXIT_FAIL;
+
+    if (inventory_load(&inv, o->repo) != 0)
+        goto out;
+    int r = plan_make(&inv, o, &p);
+    if (r == RS_MISMATCH) {
+        ret = EXIT_INTEGRITY;
+        goto out;
+    }
+    if (r != 0)
+        goto out;
+    if (o->json) {
+        json_t *j = plan_json(&inv, o, &p);
+        json_dumpf(j, stdout, JSON_INDENT(2));
+        putchar('\n');
+        json_decref(j);
+    } else {
+        plan_print(&inv, o, &p);
+    }
+    plan_release(&p);
+    ret = EXIT_OK;
+out:
+    inventory_release(&inv);
+    return ret;
+}

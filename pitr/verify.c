@@ -1,0 +1,254 @@
+/*
+ * verify.c -- is everything in the repository intact and usable?
+ *
+ * 1. every WAL-archive object (segments, history, .partial, .backup) is read and
+ *    its SHA-256 compared with its trailer;
+ * 2. per timeline, every segment from the start of the oldest backup on its history
+ *    to its last archived segment is present (the file PostgreSQL would read);
+ * 3. every backup: backup_manifest parses (its own checksum), every stored file
+ *    matches backup.json's digest, every tar entry matches backup_manifest and every
+ *    manifest entry is in a tar.
+ * Exit 0 only when all of it holds; 3 when something is missing or corrupt.
+ */
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "log.h"
+#include "object.h"
+#include "pitr.h"
+
+typedef struct vstats {
+    uint64_t objects, bad_objects, missing_segments, backups, bad_backups, files;
+    int failed; /* operational failure (not integrity) */
+} vstats;
+
+static int verify_object(inventory *inv, const char *key, vstats *v)
+{
+    char name[64];
+    zst_meta meta;
+    if (repo_wal_name_from_key(key, name, sizeof(name)) != 0)
+        snprintf(name, sizeof(name), "%s", key);
+    int r = object_get_fd(inv->st, key, -1, &meta);
+    v->objects++;
+    if (r == 0)
+        return 0;
+    v->bad_objects++;
+    if (r == RS_NOT_FOUND)
+        log_error("WAL file \"%s\" disappeared while verifying", name);
+    else
+        log_error("WAL file \"%s\" is corrupt or unreadable", name);
+    return 0;
+}
+
+typedef struct hist_ctx {
+    inventory *inv;
+    vstats *v;
+} hist_ctx;
+
+static int hist_cb(void *arg, const char *key, int64_t size, int64_t mtime)
+{
+    hist_ctx *h = arg;
+    char name[64];
+    (void)size;
+    (void)mtime;
+    if (repo_wal_name_from_key(key, name, sizeof(name)) == 0 &&
+        walname_classify(name) == WALFILE_HISTORY)
+        verify_object(h->inv, key, h->v);
+    return 0;
+}
+
+static void check_continuity(inventory *inv, uint32_t tli, vstats *v)
+{
+    timeline_path p;
+    uint64_t end;
+    if (timeline_get_path(&inv->ts, tli, &p) != 0)
+        return;
+    if (!inventory_path_end(inv, &p, &end))
+        goto out;
+    const backup_info *oldest = NULL;
+    for (size_t i = 0; i < inv->nbackups; i++) {
+        const backup_info *b = &inv->backups[i];
+        if (timeline_path_contains(&p, b->start_tli, b->start_lsn) &&
+            (!oldest || b->start_lsn < oldest->start_lsn))
+            oldest = b;
+    }
+    uint64_t from;
+    if (oldest) {
+        from = oldest->start_lsn / inv->seg_size;
+    } else {
+        from = end;
+        for (size_t i = 0; i < inv->nsegs; i++)
+            if (timeline_path_contains(&p, inv->segs[i].tli,
+                                       inv->segs[i].segno * (uint64_t)inv->seg_size) &&
+                inv->segs[i].segno < from)
+                from = inv->segs[i].segno;
+    }
+    if (oldest && oldest->stop_lsn / inv->seg_size > end)
+        end = oldest->stop_lsn / inv->seg_size;
+    for (uint64_t s = from; s <= end; s++) {
+        uint32_t t = timeline_path_tli_for_seg(&p, s, inv->seg_size);
+        if (inventory_find(inv, t, s))
+            continue;
+        char name[WAL_NAME_LEN + 1];
+        seg_name(inv, name, t, s);
+        log_error("WAL segment %s is missing (timeline %u%s%s)", name, tli,
+                  oldest ? ", needed by backup " : "", oldest ? oldest->label : "");
+        v->missing_segments++;
+    }
+out:
+    timeline_path_release(&p);
+}
+
+static const backup_file *find_file(const backup_info *b, const char *name)
+{
+    for (size_t i = 0; i < b->nfiles; i++)
+        if (strcmp(b->files[i].name, name) == 0)
+            return &b->files[i];
+    return NULL;
+}
+
+static void verify_backup(inventory *inv, const backup_info *b, vstats *v)
+{
+    char key[512];
+    char *mtext = NULL;
+    size_t mlen = 0;
+    manifest m;
+    unsigned char *seen = NULL;
+    int bad = 0, have_m = 0;
+    extract_stats stats;
+
+    memset(&stats, 0, sizeof(stats));
+    v->backups++;
+    snprintf(key, sizeof(key), "backups/%s/backup_manifest", b->label);
+    int r = storage_get(inv->st, key, (size_t)1 << 30, &mtext, &mlen);
+    if (r != 0) {
+        if (r == RS_NOT_FOUND)
+            log_error("backup %s: backup_manifest is missing", b->label);
+        bad = 1;
+        goto out;
+    }
+    const backup_file *bf = find_file(b, "backup_manifest");
+    if (bf) {
+        uint8_t d[SHA256_LEN];
+        if (sha256_buffer(mtext, mlen, d) != 0 || memcmp(d, bf->sha256, SHA256_LEN) != 0) {
+            log_error("backup %s: checksum mismatch for backup_manifest (backup.json)",
+                      b->label);
+            bad = 1;
+        }
+    }
+    if (manifest_parse(mtext, mlen, &m) != 0) {
+        log_error("backup %s: backup_manifest is invalid", b->label);
+        bad = 1;
+        goto out;
+    }
+    have_m = 1;
+    seen = calloc(m.nfiles + 1, 1);
+    if (!seen) {
+        log_error("out of memory");
+        v->failed = 1;
+        goto out;
+    }
+    for (size_t i = 0; i < b->nfiles; i++) {
+        const backup_file *f = &b->files[i];
+        size_t l = strlen(f->name);
+        if (l < 8 || strcmp(f->name + l - 8, ".tar.zst") != 0)
+            continue;
+        extract_opts eo = {.dest = NULL, .m = &m, .seen = seen, .stored_sha = f->sha256};
+        char prefix[64] = "";
+        if (strcmp(f->name, "base.tar.zst") != 0) {
+            unsigned long oid = strtoul(f->name, NULL, 10);
+            snprintf(prefix, sizeof(prefix), "pg_tblspc/%lu/", oid);
+        }
+        eo.mprefix = prefix;
+        snprintf(key, sizeof(key), "backups/%s/%s", b->label, f->name);
+        r = extract_object(inv->st, key, &eo, &stats);
+        if (r == RS_MISMATCH)
+            bad = 1;
+        else if (r != 0) {
+            bad = 1;
+            v->failed = 1;
+        }
+    }
+    v->files += stats.files;
+    for (size_t i = 0; i < m.nfiles; i++)
+        if (!seen[i]) {
+            log_error("backup %s: file \"%s\" listed in backup_manifest is missing", b->label,
+                      m.files[i].path);
+            bad = 1;
+        }
+out:
+    if (bad) {
+        v->bad_backups++;
+        log_error("backup %s is damaged", b->label);
+    } else {
+        log_info("backup %s: %" PRIu64 " files intact", b->label, stats.files);
+    }
+    if (have_m)
+        manifest_release(&m);
+    free(seen);
+    free(mtext);
+}
+
+int cmd_verify(const pitr_opts *o)
+{
+    inventory inv;
+    vstats v;
+    int ret = EXIT_FAIL;
+
+    memset(&v, 0, sizeof(v));
+    if (inventory_load(&inv, o->repo) != 0)
+        goto out;
+    for (size_t i = 0; i < inv.nsegs; i++)
+        verify_object(&inv, inv.segs[i].key, &v);
+    for (size_t i = 0; i < inv.nothers; i++)
+        verify_object(&inv, inv.others[i].key, &v);
+    hist_ctx hc = {&inv, &v};
+    if (storage_list(inv.st, "wal/", hist_cb, &hc) != 0)
+        goto out;
+    uint32_t maxtli = timeline_max(&inv.ts);
+    for (uint32_t t = 1; t <= maxtli; t++)
+        if (timeline_exists(&inv.ts, t))
+            check_continuity(&inv, t, &v);
+    for (size_t i = 0; i < inv.nsegs; i++)
+        if (!timeline_exists(&inv.ts, inv.segs[i].tli)) {
+            char name[WAL_NAME_LEN + 1];
+            seg_name(&inv, name, inv.segs[i].tli, inv.segs[i].segno);
+            log_error("WAL segment %s belongs to timeline %u, which has no history file", name,
+                      inv.segs[i].tli);
+            v.missing_segments++;
+            break;
+        }
+    for (size_t i = 0; i < inv.nbackups; i++)
+        verify_backup(&inv, &inv.backups[i], &v);
+
+    int intact = !v.bad_objects && !v.missing_segments && !v.bad_backups && !v.failed;
+    if (o->json) {
+        json_t *j = json_object();
+        json_object_set_new(j, "intact", json_boolean(intact));
+        json_object_set_new(j, "wal_objects", json_integer((json_int_t)v.objects));
+        json_object_set_new(j, "corrupt_objects", json_integer((json_int_t)v.bad_objects));
+        json_object_set_new(j, "missing_segments", json_integer((json_int_t)v.missing_segments));
+        json_object_set_new(j, "backups", json_integer((json_int_t)v.backups));
+        json_object_set_new(j, "damaged_backups", json_integer((json_int_t)v.bad_backups));
+        json_object_set_new(j, "backup_files", json_integer((json_int_t)v.files));
+        json_dumpf(j, stdout, JSON_INDENT(2));
+        putchar('\n');
+        json_decref(j);
+    } else {
+        printf("wal objects: %" PRIu64 " verified, %" PRIu64 " corrupt; missing segments: %" PRIu64
+               "\nbackups: %" PRIu64 " verified (%" PRIu64 " files), %" PRIu64 " damaged\n%s\n",
+               v.objects, v.bad_objects, v.missing_segments, v.backups, v.files, v.bad_backups,
+               intact ? "repository intact" : "repository DAMAGED");
+    }
+    if (intact)
+        ret = EXIT_OK;
+    else if (v.bad_objects || v.missing_segments || v.bad_backups)
+        ret = EXIT_INTEGRITY;
+out:
+    inventory_release(&inv);
+    return ret;
+}
