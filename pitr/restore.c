@@ -368,7 +368,9 @@ static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, g
                 continue;
             }
         }
-        PGresult *r = PQexec(conn, "SELECT pg_is_in_recovery(), pg_get_wal_replay_pause_state(),"
+        PGresult *r = PQexec(conn, "SELECT pg_is_in_recovery(),"
+                                   /* raises "recovery is not in progress" once promoted */
+                                   " CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() END,"
                                    " pg_last_xact_replay_timestamp(), pg_last_wal_replay_lsn()");
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             log_debug("query failed: %s", PQerrorMessage(conn));
