@@ -36,7 +36,7 @@ UNIT_HELP := $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
 .PHONY: all install check unit integration asan bench demo deps clean
 all: $(BINS)
 
-$(BUILD)/%.o: %.c $(wildcard lib/*.h) | deps-ok
+$(BUILD)/%.o: %.c $(wildcard lib/*.h */*.h) | deps-ok
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CFLAGS) -c -o $@ $<

@@ -15,6 +15,7 @@
 
 #include "common.h"
 #include "log.h"
+#include "object.h"
 #include "pitr.h"
 
 typedef struct last_ctx {
@@ -160,6 +161,133 @@ out:
     return ret;
 }
 
+/* ---- node_exporter textfile format ---- */
+
+typedef struct snap_scan {
+    char newest[512];
+    int64_t newest_mtime;
+    uint64_t count;
+} snap_scan;
+
+static int snap_cb(void *arg, const char *key, int64_t size, int64_t mtime)
+{
+    snap_scan *sc = arg;
+    size_t n = strlen(key);
+    (void)size;
+    /* ragsafe-milvus stores each manifest as a zst object, "<label>.json.zst" */
+    if (n < 9 || strcmp(key + n - 9, ".json.zst") != 0 || strchr(key + strlen("milvus/snapshots/"), '/'))
+        return 0;
+    sc->count++;
+    if (mtime >= sc->newest_mtime && n < sizeof(sc->newest)) {
+        sc->newest_mtime = mtime;
+        memcpy(sc->newest, key, n + 1);
+    }
+    return 0;
+}
+
+static int bytes_cb(void *arg, const char *key, int64_t size, int64_t mtime)
+{
+    (void)key;
+    (void)mtime;
+    *(uint64_t *)arg += (uint64_t)size;
+    return 0;
+}
+
+static void metric(const char *name, const char *type, const char *help)
+{
+    printf("# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/*
+ * print_prometheus -- the metrics a monitoring system alerts on. Every sample carries
+ * the repository as a label; the repo path is escaped as the text format requires.
+ */
+static int print_prometheus(inventory *inv, const tl_report *tl, uint32_t maxtli, int64_t newest_wal)
+{
+    char repo_label[4096 * 2 + 16], *q = repo_label;
+    const char *loc = storage_location(inv->st);
+    int64_t now = (int64_t)time(NULL);
+    snap_scan sc = {"", 0, 0};
+    uint64_t repo_bytes = 0;
+    char *vbuf = NULL;
+    size_t vlen;
+
+    q += sprintf(q, "repo=\"");
+    for (const char *c = loc; *c && q < repo_label + sizeof(repo_label) - 8; c++) {
+        if (*c == '"' || *c == '\\')
+            *q++ = '\\';
+        *q++ = *c == '\n' ? ' ' : *c;
+    }
+    sprintf(q, "\"");
+    if (storage_list(inv->st, "milvus/snapshots/", snap_cb, &sc) != 0 ||
+        storage_list(inv->st, "", bytes_cb, &repo_bytes) != 0)
+        return -1;
+
+    metric("ragsafe_wal_newest_age_seconds", "gauge",
+           "Seconds since the newest WAL file was archived (the recovery point objective now).");
+    if (newest_wal)
+        printf("ragsafe_wal_newest_age_seconds{%s} %lld\n", repo_label, (long long)(now - newest_wal));
+    metric("ragsafe_backup_count", "gauge", "Complete base backups in the repository.");
+    printf("ragsafe_backup_count{%s} %zu\n", repo_label, inv->nbackups);
+    if (inv->nbackups) {
+        const backup_info *b = &inv->backups[inv->nbackups - 1];
+        metric("ragsafe_backup_newest_age_seconds", "gauge", "Seconds since the newest base backup ended.");
+        printf("ragsafe_backup_newest_age_seconds{%s} %lld\n", repo_label, (long long)(now - b->stop_time));
+        metric("ragsafe_backup_newest_stored_bytes", "gauge", "Stored (compressed) size of the newest base backup.");
+        printf("ragsafe_backup_newest_stored_bytes{%s} %" PRIu64 "\n", repo_label, b->stored_bytes);
+        metric("ragsafe_backup_newest_raw_bytes", "gauge", "Size of the newest base backup before compression.");
+        printf("ragsafe_backup_newest_raw_bytes{%s} %" PRIu64 "\n", repo_label, b->raw_bytes);
+    }
+    metric("ragsafe_window_start_timestamp_seconds", "gauge",
+           "Unix time of the oldest instant that can be restored, per timeline.");
+    for (uint32_t t = 1; t <= maxtli; t++)
+        if (tl[t].window_backup)
+            printf("ragsafe_window_start_timestamp_seconds{%s,timeline=\"%u\"} %lld\n", repo_label, t,
+                   (long long)tl[t].window_backup->stop_time);
+    metric("ragsafe_window_end_timestamp_seconds", "gauge",
+           "Unix time of the last archived commit that can be restored, per timeline.");
+    for (uint32_t t = 1; t <= maxtli; t++)
+        if (tl[t].window_backup && tl[t].have_end)
+            printf("ragsafe_window_end_timestamp_seconds{%s,timeline=\"%u\"} %.6f\n", repo_label, t,
+                   (double)tl[t].end.time_us / 1e6);
+    metric("ragsafe_wal_missing_segments", "gauge", "WAL segments missing inside the archive, per timeline.");
+    for (uint32_t t = 1; t <= maxtli; t++)
+        if (tl[t].tli)
+            printf("ragsafe_wal_missing_segments{%s,timeline=\"%u\"} %" PRIu64 "\n", repo_label, t, tl[t].ngaps);
+    metric("ragsafe_milvus_snapshot_count", "gauge", "Milvus snapshots in the repository.");
+    printf("ragsafe_milvus_snapshot_count{%s} %" PRIu64 "\n", repo_label, sc.count);
+    if (sc.count && object_get_buf(inv->st, sc.newest, 256u << 20, &vbuf, &vlen, NULL) == 0) {
+        json_t *m = json_loadb(vbuf, vlen, 0, NULL);
+        json_t *started = m ? json_object_get(m, "started_unix") : NULL;
+        json_t *bytes = m ? json_object_get(json_object_get(m, "stats"), "bytes") : NULL;
+        metric("ragsafe_milvus_snapshot_newest_age_seconds", "gauge", "Seconds since the newest Milvus snapshot started.");
+        printf("ragsafe_milvus_snapshot_newest_age_seconds{%s} %lld\n", repo_label,
+               (long long)(now - (json_is_integer(started) ? json_integer_value(started) : sc.newest_mtime)));
+        if (json_is_integer(bytes)) {
+            metric("ragsafe_milvus_snapshot_newest_bytes", "gauge", "Bytes in the newest Milvus snapshot's volumes.");
+            printf("ragsafe_milvus_snapshot_newest_bytes{%s} %lld\n", repo_label, (long long)json_integer_value(bytes));
+        }
+        json_decref(m);
+        free(vbuf);
+        vbuf = NULL;
+    }
+    if (storage_get(inv->st, PITR_VERIFY_STATUS_KEY, 1 << 20, &vbuf, &vlen) == 0) {
+        json_t *m = json_loadb(vbuf, vlen, 0, NULL);
+        json_t *when = m ? json_object_get(m, "time") : NULL, *ok = m ? json_object_get(m, "intact") : NULL;
+        if (json_is_integer(when) && json_is_boolean(ok)) {
+            metric("ragsafe_verify_last_timestamp_seconds", "gauge", "Unix time of the last ragsafe-pitr verify.");
+            printf("ragsafe_verify_last_timestamp_seconds{%s} %lld\n", repo_label, (long long)json_integer_value(when));
+            metric("ragsafe_verify_last_success", "gauge", "1 when the last ragsafe-pitr verify found the repository intact.");
+            printf("ragsafe_verify_last_success{%s} %d\n", repo_label, json_is_true(ok) ? 1 : 0);
+        }
+        json_decref(m);
+        free(vbuf);
+    }
+    metric("ragsafe_repository_bytes", "gauge", "Bytes stored in the repository.");
+    printf("ragsafe_repository_bytes{%s} %" PRIu64 "\n", repo_label, repo_bytes);
+    return 0;
+}
+
 int cmd_info(const pitr_opts *o)
 {
     inventory inv;
@@ -192,7 +320,7 @@ int cmd_info(const pitr_opts *o)
             seg_name(&inv, newest_name, inv.segs[i].tli, inv.segs[i].segno);
         }
 
-    if (o->json) {
+    if (o->json || o->prometheus) {
         j = json_object();
         jb = json_array();
         jt = json_array();
@@ -294,7 +422,10 @@ int cmd_info(const pitr_opts *o)
         }
     }
     int64_t age = newest ? (int64_t)time(NULL) - newest : -1;
-    if (j) {
+    if (o->prometheus) {
+        if (print_prometheus(&inv, tl, maxtli, newest) != 0)
+            goto out;
+    } else if (j) {
         json_object_set_new(j, "repository", json_string(storage_location(inv.st)));
         json_object_set_new(j, "backups", jb);
         json_object_set_new(j, "timelines", jt);

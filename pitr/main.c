@@ -63,6 +63,7 @@ static void usage(FILE *out)
             "      --repo DIR            repository (or RAGSAFE_REPO, or \"repo\" in the config)\n"
             "      --config FILE         config file (default $RAGSAFE_CONFIG or %s)\n"
             "      --json                machine-readable output on stdout\n"
+            "      --prometheus          info: node_exporter textfile metrics on stdout\n"
             "  -v, --verbose             more messages   -h, --help   -V, --version\n\n"
             "Exit status: 0 ok, 1 failure or unreachable target, 2 usage, 3 integrity failure.\n",
             CONFIG_DEFAULT_PATH);
@@ -180,7 +181,7 @@ int parse_time(const char *s, int64_t *us, int *had_zone)
 }
 
 enum {
-    OPT_REPO = 256, OPT_CONFIG, OPT_JSON, OPT_TTIME, OPT_TLSN, OPT_TXID, OPT_TNAME,
+    OPT_REPO = 256, OPT_CONFIG, OPT_JSON, OPT_PROMETHEUS, OPT_TTIME, OPT_TLSN, OPT_TXID, OPT_TNAME,
     OPT_TLATEST, OPT_TIMMEDIATE, OPT_TTLI, OPT_EXCL, OPT_ACTION, OPT_FORCE, OPT_TSMAP,
     OPT_START, OPT_OWNER, OPT_PGBIN, OPT_TIMEOUT, OPT_KEEPWIN, OPT_KEEPBK, OPT_MINBK, OPT_DRY,
 };
@@ -202,6 +203,7 @@ int main(int argc, char **argv)
         {"repo", required_argument, NULL, OPT_REPO},
         {"config", required_argument, NULL, OPT_CONFIG},
         {"json", no_argument, NULL, OPT_JSON},
+        {"prometheus", no_argument, NULL, OPT_PROMETHEUS},
         {"target-time", required_argument, NULL, OPT_TTIME},
         {"target-lsn", required_argument, NULL, OPT_TLSN},
         {"target-xid", required_argument, NULL, OPT_TXID},
@@ -252,6 +254,7 @@ int main(int argc, char **argv)
         case OPT_REPO: opt_repo = optarg; break;
         case OPT_CONFIG: opt_config = optarg; break;
         case OPT_JSON: o.json = 1; break;
+        case OPT_PROMETHEUS: o.prometheus = 1; break;
         case OPT_TTIME:
             if (set_target(&o, TARGET_TIME, optarg) != 0)
                 goto out;

@@ -36,9 +36,13 @@ typedef struct tsmap_entry {
     const char *dir;
 } tsmap_entry;
 
+/* Where `verify` records its last result for `info --prometheus`. */
+#define PITR_VERIFY_STATUS_KEY "status/verify.json"
+
 typedef struct pitr_opts {
     const char *repo;
     int json;
+    int prometheus;           /* info: node_exporter textfile format */
     /* target */
     enum target_kind kind;
     const char *target_str;   /* as typed */

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common.h"
 #include "log.h"
@@ -193,6 +194,25 @@ out:
     free(mtext);
 }
 
+/*
+ * record_result -- keep this run's outcome in the repository (status/verify.json) for
+ * `info --prometheus`. A failure to write it is a warning: verifying is read-only
+ * work, and a read-only repository must still be verifiable.
+ */
+static void record_result(inventory *inv, int intact, const vstats *v)
+{
+    json_t *j = json_pack("{s:I, s:b, s:I, s:I, s:I}", "time", (json_int_t)time(NULL), "intact",
+                          intact, "corrupt_objects", (json_int_t)v->bad_objects,
+                          "missing_segments", (json_int_t)v->missing_segments,
+                          "damaged_backups", (json_int_t)v->bad_backups);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+    if (!text || storage_put(inv->st, PITR_VERIFY_STATUS_KEY, text, strlen(text), 0) != 0)
+        log_warning("could not record the verify result in the repository");
+    free(text);
+    json_decref(j);
+}
+
 int cmd_verify(const pitr_opts *o)
 {
     inventory inv;
@@ -226,6 +246,7 @@ int cmd_verify(const pitr_opts *o)
         verify_backup(&inv, &inv.backups[i], &v);
 
     int intact = !v.bad_objects && !v.missing_segments && !v.bad_backups && !v.failed;
+    record_result(&inv, intact, &v);
     if (o->json) {
         json_t *j = json_object();
         json_object_set_new(j, "intact", json_boolean(intact));

@@ -1,0 +1,457 @@
+/*
+ * catalog.c -- ragsafe-milvus list, expire and verify: the snapshots in a repository
+ * and the object store they share.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "cas.h"
+#include "common.h"
+#include "log.h"
+#include "milvus.h"
+#include "repo.h"
+
+/* mv_load_all -- every snapshot manifest, oldest first by start time. A manifest that
+ * cannot be loaded fails the whole call (expire must not sweep what it may reference).
+ * bad_ok: instead count it in *bad and go on (verify). */
+static int mv_load_all(storage *st, mv_snapshot **out, size_t *n, int bad_ok, size_t *bad)
+{
+    char **labels = NULL;
+    size_t nl = 0, cnt = 0;
+    mv_snapshot *s = NULL;
+    int ret = -1;
+
+    *out = NULL;
+    *n = 0;
+    if (mv_snapshot_labels(st, &labels, &nl) != 0)
+        return -1;
+    s = calloc(nl + 1, sizeof(*s));
+    if (s == NULL) {
+        log_errno("could not allocate");
+        goto out;
+    }
+    for (size_t i = 0; i < nl; i++) {
+        if (mv_snapshot_load(st, labels[i], &s[cnt]) != 0) {
+            if (!bad_ok)
+                goto out;
+            (*bad)++;
+            continue;
+        }
+        cnt++;
+    }
+    /* insertion sort by started, then label: a handful to a few hundred entries */
+    for (size_t i = 1; i < cnt; i++) {
+        mv_snapshot x = s[i];
+        size_t k = i;
+        while (k > 0 && (s[k - 1].started > x.started ||
+                         (s[k - 1].started == x.started && strcmp(s[k - 1].label, x.label) > 0))) {
+            s[k] = s[k - 1];
+            k--;
+        }
+        s[k] = x;
+    }
+    *out = s;
+    *n = cnt;
+    s = NULL;
+    ret = 0;
+out:
+    if (s != NULL) {
+        for (size_t i = 0; i < cnt; i++)
+            mv_snapshot_release(&s[i]);
+        free(s);
+    }
+    mv_labels_free(labels, nl);
+    return ret;
+}
+
+static void mv_free_all(mv_snapshot *s, size_t n)
+{
+    for (size_t i = 0; s && i < n; i++)
+        mv_snapshot_release(&s[i]);
+    free(s);
+}
+
+int mv_list_cmd(const mv_opts *o)
+{
+    repo *rp = repo_open(o->repo, NULL, 0);
+    mv_snapshot *s = NULL;
+    size_t n = 0;
+    json_t *arr = NULL;
+    int ret = -1;
+
+    if (rp == NULL)
+        return -1;
+    if (mv_load_all(rp->st, &s, &n, 0, NULL) != 0)
+        goto out;
+    if (o->json) {
+        arr = json_array();
+        for (size_t i = 0; arr && i < n; i++) {
+            char t[32];
+            json_t *vols = json_array();
+            repo_format_time(t, sizeof(t), s[i].started);
+            for (size_t k = 0; vols && k < s[i].nvols; k++)
+                json_array_append_new(vols, json_pack("{s:s,s:s}", "name", s[i].vols[k].name,
+                                                      "path", s[i].vols[k].dir));
+            json_t *colls = json_array();
+            for (size_t k = 0; colls && k < s[i].ncolls; k++)
+                json_array_append_new(colls, json_pack("{s:s,s:I}", "name", s[i].colls[k].name,
+                                                       "rows", (json_int_t)s[i].colls[k].rows));
+            json_t *e = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:o*,s:s?,s:s?}",
+                                  "label", s[i].label, "started", t,
+                                  "files", (json_int_t)s[i].stats.files,
+                                  "bytes", (json_int_t)s[i].stats.bytes,
+                                  "new_bytes", (json_int_t)s[i].stats.new_bytes,
+                                  "stored_bytes", (json_int_t)s[i].stats.stored_bytes,
+                                  "reused_bytes", (json_int_t)s[i].stats.reused_bytes,
+                                  "downtime_ms", (json_int_t)s[i].downtime_ms,
+                                  "volumes", vols,
+                                  "collections", s[i].have_milvus ? colls : NULL,
+                                  "pg_restore_point", s[i].pg_restore_point,
+                                  "pg_lsn", s[i].pg_lsn);
+            if (!s[i].have_milvus)
+                json_decref(colls);
+            if (e == NULL || json_array_append_new(arr, e) != 0) {
+                log_error("could not build the listing");
+                goto out;
+            }
+        }
+        char *txt = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+        if (txt == NULL) {
+            log_error("could not build the listing");
+            goto out;
+        }
+        printf("%s\n", txt);
+        free(txt);
+    } else {
+        printf("%-20s %-20s %8s %10s %10s %9s  %s\n", "label", "started", "files", "size",
+               "new", "downtime", "volumes");
+        for (size_t i = 0; i < n; i++) {
+            char t[32], b1[32], b2[32], vols[256] = "";
+            size_t vl = 0;
+            repo_format_time(t, sizeof(t), s[i].started);
+            for (size_t k = 0; k < s[i].nvols && vl < sizeof(vols); k++)
+                vl += (size_t)snprintf(vols + vl, sizeof(vols) - vl, "%s%s", k ? "," : "",
+                                       s[i].vols[k].name);
+            printf("%-20s %-20s %8llu %10s %10s %8.1fs  %s\n", s[i].label, t,
+                   (unsigned long long)s[i].stats.files, mv_bytes(s[i].stats.bytes, b1),
+                   mv_bytes(s[i].stats.new_bytes, b2), (double)s[i].downtime_ms / 1000.0, vols);
+        }
+    }
+    ret = 0;
+out:
+    json_decref(arr);
+    mv_free_all(s, n);
+    repo_free(rp);
+    return ret;
+}
+
+static int mv_mark(cas_set *set, const mv_snapshot *s)
+{
+    for (size_t k = 0; k < s->nvols; k++) {
+        for (size_t e = 0; e < s->vols[k].n; e++) {
+            const mv_entry *en = &s->vols[k].entries[e];
+            if (en->type != MV_FILE)
+                continue;
+            if (en->nchunks == 0 && cas_set_add(set, en->sha) < 0)
+                return -1;
+            for (uint32_t c = 0; c < en->nchunks; c++)
+                if (cas_set_add(set, en->chunks[c]) < 0)
+                    return -1;
+        }
+    }
+    return 0;
+}
+
+int mv_expire_cmd(const mv_opts *o)
+{
+    repo *rp = NULL;
+    storage_lock *lk = NULL;
+    mv_snapshot *s = NULL;
+    size_t n = 0, nexp = 0;
+    int *keep = NULL;
+    cas *c = NULL;
+    cas_set *mark = NULL;
+    uint64_t removed = 0, freed = 0;
+    int ret = -1, r;
+
+    rp = repo_open(o->repo, NULL, 0);
+    if (rp == NULL)
+        goto out;
+    r = storage_lock_take(rp->st, MV_LOCK_NAME, 1, 0, &lk);
+    if (r == RS_EXISTS) {
+        log_error("could not lock repository \"%s\": a ragsafe-milvus snapshot, restore or "
+                  "verify is running", storage_location(rp->st));
+        goto out;
+    }
+    if (r != 0)
+        goto out;
+    if (mv_load_all(rp->st, &s, &n, 0, NULL) != 0) {
+        log_hint("expire removes nothing while a manifest cannot be read");
+        goto out;
+    }
+    keep = calloc(n + 1, sizeof(*keep));
+    mark = cas_set_new();
+    c = cas_new(rp->st, MV_OBJECT_PREFIX, NULL);
+    if (keep == NULL || mark == NULL || c == NULL) {
+        log_errno("could not allocate");
+        goto out;
+    }
+    for (size_t i = 0; i < n && (long)i < o->keep_last; i++)
+        keep[n - 1 - i] = 1;
+    {
+        long days = 0;
+        int64_t last_day = INT64_MIN;
+        for (size_t i = n; i-- > 0 && days < o->keep_daily;) {
+            int64_t day = s[i].started / 86400;
+            if (day != last_day) {
+                keep[i] = 1;
+                last_day = day;
+                days++;
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        char key[256];
+        if (keep[i])
+            continue;
+        if (mv_snapshot_key(s[i].label, key, sizeof(key)) != 0)
+            goto out;
+        if (!o->dry_run && storage_remove(rp->st, key) != 0)
+            goto out;
+        nexp++;
+        if (!o->json)
+            printf("%s snapshot %s\n", o->dry_run ? "would expire" : "expired", s[i].label);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (keep[i] && mv_mark(mark, &s[i]) != 0)
+            goto out;
+    if (cas_sweep(c, mark, o->dry_run, &removed, &freed) != 0)
+        goto out;
+    {
+        char b[32];
+        if (o->json)
+            printf("{\"expired\":%zu,\"kept\":%zu,\"objects_removed\":%llu,\"bytes_freed\":%llu,"
+                   "\"dry_run\":%s}\n", nexp, n - nexp, (unsigned long long)removed,
+                   (unsigned long long)freed, o->dry_run ? "true" : "false");
+        else
+            printf("%s %zu snapshots, kept %zu; %s %llu unreferenced objects, %s\n",
+                   o->dry_run ? "would expire" : "expired", nexp, n - nexp,
+                   o->dry_run ? "would remove" : "removed", (unsigned long long)removed,
+                   mv_bytes(freed, b));
+    }
+    ret = 0;
+out:
+    cas_free(c);
+    cas_set_free(mark);
+    free(keep);
+    mv_free_all(s, n);
+    storage_lock_release(lk);
+    repo_free(rp);
+    return ret;
+}
+
+/* ---- verify ---- */
+
+typedef struct mv_digest_list {
+    uint8_t (*d)[SHA256_LEN];
+    int64_t *size;
+    size_t n, cap;
+    cas_set *set;
+} mv_digest_list;
+
+static int mv_collect_digest(void *arg, const uint8_t digest[SHA256_LEN], int64_t size)
+{
+    mv_digest_list *l = arg;
+
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 1024;
+        void *p = realloc(l->d, cap * SHA256_LEN);
+        void *q = realloc(l->size, cap * sizeof(*l->size));
+        if (p)
+            l->d = p;
+        if (q)
+            l->size = q;
+        if (p == NULL || q == NULL)
+            return log_errno("could not allocate");
+        l->cap = cap;
+    }
+    memcpy(l->d[l->n], digest, SHA256_LEN);
+    l->size[l->n] = size;
+    l->n++;
+    return cas_set_add(l->set, digest) < 0 ? -1 : 0;
+}
+
+typedef struct mv_verify_job {
+    const char *location;
+    mv_digest_list *todo;
+    const cas_set *only;    /* verify only these (one snapshot), or NULL: all */
+    size_t next;
+    pthread_mutex_t mu;
+    uint64_t checked, bad, bytes;
+    int error;
+} mv_verify_job;
+
+static void mv_verify_worker(void *arg, int i)
+{
+    mv_verify_job *j = arg;
+    storage *st = storage_open(j->location, NULL, 0);
+    cas *c = st ? cas_new(st, MV_OBJECT_PREFIX, NULL) : NULL;
+
+    (void)i;
+    if (c == NULL) {
+        pthread_mutex_lock(&j->mu);
+        j->error = 1;
+        pthread_mutex_unlock(&j->mu);
+        goto out;
+    }
+    for (;;) {
+        size_t k;
+        pthread_mutex_lock(&j->mu);
+        k = j->next++;
+        pthread_mutex_unlock(&j->mu);
+        if (k >= j->todo->n || mv_interrupted())
+            break;
+        if (j->only != NULL && !cas_set_has(j->only, j->todo->d[k]))
+            continue;
+        uint64_t size = 0;
+        int r = cas_get_fd(c, j->todo->d[k], -1, &size);
+        pthread_mutex_lock(&j->mu);
+        j->checked++;
+        j->bytes += size;
+        if (r != 0) {
+            char key[512];
+            cas_key(c, j->todo->d[k], key, sizeof(key));
+            log_error("object \"%s\" is %s", key, r == RS_NOT_FOUND ? "missing" : "corrupt");
+            j->bad++;
+        }
+        pthread_mutex_unlock(&j->mu);
+    }
+out:
+    cas_free(c);
+    storage_free(st);
+}
+
+int mv_verify_cmd(const mv_opts *o)
+{
+    repo *rp = NULL;
+    storage_lock *lk = NULL;
+    mv_snapshot *s = NULL, one;
+    size_t n = 0, bad_manifests = 0, missing = 0;
+    cas *c = NULL;
+    cas_set *ref = NULL;
+    mv_digest_list have = {0};
+    mv_verify_job j;
+    int ret = -1, r, have_one = 0;
+
+    memset(&j, 0, sizeof(j));
+    memset(&one, 0, sizeof(one));
+    pthread_mutex_init(&j.mu, NULL);
+    mv_signals_install();
+    rp = repo_open(o->repo, NULL, 0);
+    if (rp == NULL)
+        goto out;
+    r = storage_lock_take(rp->st, MV_LOCK_NAME, 0, 0, &lk);
+    if (r == RS_EXISTS) {
+        log_error("could not lock repository \"%s\": a ragsafe-milvus snapshot or expire is "
+                  "running", storage_location(rp->st));
+        goto out;
+    }
+    if (r != 0)
+        goto out;
+    if (o->label != NULL) {
+        r = mv_snapshot_load(rp->st, o->label, &one);
+        if (r == RS_NOT_FOUND) {
+            log_error("snapshot \"%s\" not found in \"%s\"", o->label, storage_location(rp->st));
+            goto out;
+        }
+        if (r != 0) {
+            ret = RS_MISMATCH;
+            goto out;
+        }
+        have_one = 1;
+    } else if (mv_load_all(rp->st, &s, &n, 1, &bad_manifests) != 0) {
+        goto out;
+    }
+    c = cas_new(rp->st, MV_OBJECT_PREFIX, NULL);
+    ref = cas_set_new();
+    have.set = cas_set_new();
+    if (c == NULL || ref == NULL || have.set == NULL)
+        goto out;
+    if (cas_list(c, mv_collect_digest, &have) != 0)
+        goto out;
+    /* every object each manifest references must be there */
+    for (size_t i = 0; i < (have_one ? 1 : n); i++) {
+        const mv_snapshot *x = have_one ? &one : &s[i];
+        for (size_t k = 0; k < x->nvols; k++) {
+            for (size_t e = 0; e < x->vols[k].n; e++) {
+                const mv_entry *en = &x->vols[k].entries[e];
+                if (en->type != MV_FILE)
+                    continue;
+                for (uint32_t ci = 0; ci < (en->nchunks ? en->nchunks : 1); ci++) {
+                    const uint8_t *d = en->nchunks ? en->chunks[ci] : en->sha;
+                    if (cas_set_add(ref, d) < 0)
+                        goto out;
+                    if (!cas_set_has(have.set, d)) {
+                        char key[512];
+                        cas_key(c, d, key, sizeof(key));
+                        log_error("snapshot \"%s\": object \"%s\" for \"%s/%s\" is missing",
+                                  x->label, key, x->vols[k].name, en->path);
+                        missing++;
+                    }
+                }
+            }
+        }
+    }
+    j.location = storage_location(rp->st);
+    j.todo = &have;
+    j.only = have_one ? ref : NULL;
+    {
+        int jobs = o->jobs > 0 ? o->jobs : 2;
+        if (mv_parallel(jobs, mv_verify_worker, &j) != 0)
+            goto out;
+    }
+    if (j.error)
+        goto out;
+    if (mv_interrupted()) {
+        log_error("interrupted by signal %d", mv_interrupted());
+        goto out;
+    }
+    {
+        char b[32];
+        size_t unref = 0;
+        for (size_t k = 0; k < have.n; k++)
+            if (!cas_set_has(ref, have.d[k]))
+                unref++;
+        if (o->json)
+            printf("{\"snapshots\":%zu,\"objects_checked\":%llu,\"bytes\":%llu,\"corrupt\":%llu,"
+                   "\"missing\":%zu,\"bad_manifests\":%zu,\"unreferenced\":%zu}\n",
+                   have_one ? (size_t)1 : n, (unsigned long long)j.checked,
+                   (unsigned long long)j.bytes, (unsigned long long)j.bad, missing, bad_manifests,
+                   have_one ? (size_t)0 : unref);
+        else
+            printf("verified %zu snapshots, %llu objects (%s): %llu corrupt, %zu missing, "
+                   "%zu unreadable manifests%s\n", have_one ? (size_t)1 : n,
+                   (unsigned long long)j.checked, mv_bytes(j.bytes, b),
+                   (unsigned long long)j.bad, missing, bad_manifests,
+                   (!have_one && unref) ? " (some objects unreferenced: expire removes them)" : "");
+    }
+    ret = (j.bad || missing || bad_manifests) ? RS_MISMATCH : 0;
+out:
+    free(have.d);
+    free(have.size);
+    cas_set_free(have.set);
+    cas_set_free(ref);
+    cas_free(c);
+    if (have_one)
+        mv_snapshot_release(&one);
+    mv_free_all(s, n);
+    pthread_mutex_destroy(&j.mu);
+    storage_lock_release(lk);
+    repo_free(rp);
+    return ret;
+}

@@ -1,0 +1,405 @@
+/*
+ * main.c -- ragsafe-milvus: consistent, deduplicated snapshots of a standalone Milvus
+ * stack's volumes (etcd, MinIO, Milvus) in a ragsafe repository.
+ *
+ *   ragsafe-milvus snapshot --volume NAME=DIR ... [--stop-cmd CMD] [--start-cmd CMD]
+ *                           [--health-url URL] [--milvus-url URL] [--pg CONNINFO] [--label L]
+ *   ragsafe-milvus restore LABEL [--volume NAME=DIR ...] [--force] [stack options]
+ *   ragsafe-milvus list | verify [LABEL] | expire --keep-last N [--keep-daily D]
+ *
+ * Exit status: 0 ok; 1 failure; 2 usage or configuration; 3 integrity (a corrupt or
+ * missing object, row counts that differ after a restore, another stack version).
+ */
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "config.h"
+#include "log.h"
+#include "milvus.h"
+
+enum { C_SNAP = 1, C_RESTORE = 2, C_LIST = 4, C_VERIFY = 8, C_EXPIRE = 16, C_ALL = 31 };
+#define C_STACK (C_SNAP | C_RESTORE)
+
+enum {
+    O_REPO = 256, O_CONFIG, O_JSON, O_VOLUME, O_STOP, O_START, O_HEALTH, O_HEALTH_TIMEOUT,
+    O_MURL, O_MDB, O_MTOKEN, O_PG, O_LABEL, O_ASSUME, O_FORCE, O_LEVEL, O_JOBS, O_KEEP_LAST,
+    O_KEEP_DAILY, O_DRY, O_VERSION_CMD, O_IGNORE_VERSION, O_HELP, O_VERBOSE,
+};
+
+static const struct option mv_longopts[] = {
+    {"repo", required_argument, NULL, O_REPO},
+    {"config", required_argument, NULL, O_CONFIG},
+    {"json", no_argument, NULL, O_JSON},
+    {"volume", required_argument, NULL, O_VOLUME},
+    {"stop-cmd", required_argument, NULL, O_STOP},
+    {"start-cmd", required_argument, NULL, O_START},
+    {"health-url", required_argument, NULL, O_HEALTH},
+    {"health-timeout", required_argument, NULL, O_HEALTH_TIMEOUT},
+    {"milvus-url", required_argument, NULL, O_MURL},
+    {"milvus-db", required_argument, NULL, O_MDB},
+    {"milvus-token", required_argument, NULL, O_MTOKEN},
+    {"pg", required_argument, NULL, O_PG},
+    {"label", required_argument, NULL, O_LABEL},
+    {"assume-stopped", no_argument, NULL, O_ASSUME},
+    {"force", no_argument, NULL, O_FORCE},
+    {"compress-level", required_argument, NULL, O_LEVEL},
+    {"jobs", required_argument, NULL, O_JOBS},
+    {"keep-last", required_argument, NULL, O_KEEP_LAST},
+    {"keep-daily", required_argument, NULL, O_KEEP_DAILY},
+    {"dry-run", no_argument, NULL, O_DRY},
+    {"version-cmd", required_argument, NULL, O_VERSION_CMD},
+    {"ignore-version", no_argument, NULL, O_IGNORE_VERSION},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* which subcommands take which option */
+static int mv_opt_cmds(int opt)
+{
+    switch (opt) {
+    case O_VOLUME: case O_STOP: case O_START: case O_HEALTH: case O_HEALTH_TIMEOUT:
+    case O_MURL: case O_MDB: case O_MTOKEN: case O_ASSUME: case O_VERSION_CMD:
+        return C_STACK;
+    case O_PG: case O_LABEL: case O_LEVEL:
+        return C_SNAP;
+    case O_FORCE: case O_IGNORE_VERSION:
+        return C_RESTORE;
+    case O_KEEP_LAST: case O_KEEP_DAILY: case O_DRY:
+        return C_EXPIRE;
+    case O_JOBS:
+        return C_SNAP | C_RESTORE | C_VERIFY;
+    default:
+        return C_ALL;
+    }
+}
+
+static void mv_usage(FILE *f)
+{
+    fprintf(f,
+"ragsafe-milvus -- consistent, deduplicated snapshots of a standalone Milvus stack.\n"
+"\n"
+"Usage:\n"
+"  ragsafe-milvus snapshot --volume NAME=DIR ... [OPTION]...\n"
+"  ragsafe-milvus restore LABEL [--volume NAME=DIR ...] [--force] [OPTION]...\n"
+"  ragsafe-milvus list\n"
+"  ragsafe-milvus verify [LABEL]\n"
+"  ragsafe-milvus expire --keep-last N [--keep-daily D] [--dry-run]\n"
+"\n"
+"Common options:\n"
+"  --repo DIR             repository (or RAGSAFE_REPO, or \"repo\" in the config file)\n"
+"  --config FILE          config file (default %s)\n"
+"  --json                 machine-readable output on stdout\n"
+"  --jobs N               worker threads (default 4 per CPU)\n"
+"  -v, --verbose          more messages (twice: debug)\n"
+"\n"
+"Snapshot and restore:\n"
+"  --volume NAME=DIR      a volume of the stack (etcd=volumes/etcd, minio=..., milvus=...);\n"
+"                         restore without --volume writes back to the recorded dirs\n"
+"  --stop-cmd CMD         stops the stack (/bin/sh -c), e.g.\n"
+"                         'docker compose stop -t 300 standalone minio etcd'\n"
+"  --start-cmd CMD        starts it again; runs on every exit path, signals included\n"
+"  --health-url URL       e.g. http://localhost:9091/healthz; waited for after start\n"
+"  --health-timeout SECS  bound of that wait (default 300)\n"
+"  --assume-stopped       no stop command: the stack is known to be down\n"
+"  --milvus-url URL       REST v2 endpoint (http://localhost:19530): row counts recorded\n"
+"                         and flushed before a snapshot, compared after a restore\n"
+"  --milvus-db NAME       database (default \"default\")\n"
+"  --milvus-token TOKEN   bearer token, \"user:password\" (or RAGSAFE_MILVUS_TOKEN)\n"
+"  --version-cmd CMD      prints the stack's versions (image ids); recorded at snapshot,\n"
+"                         and a restore refuses another output unless --ignore-version\n"
+"  --pg CONNINFO          snapshot: create a PostgreSQL restore point named LABEL while\n"
+"                         Milvus is down and record its LSN\n"
+"  --label L              snapshot label (default: UTC time, 20261126T021500Z)\n"
+"  --compress-level N     zstd level (default 3)\n"
+"  --force                restore: move non-empty targets aside to DIR.ragsafe-old-TIME\n"
+"\n"
+"Exit status: 0 ok, 1 failure, 2 usage, 3 integrity failure.\n",
+            CONFIG_DEFAULT_PATH);
+}
+
+/* mv_abs_dir -- an absolute path for DIR: realpath when it must exist (snapshot), else
+ * joined to the working directory. NULL reported. */
+static char *mv_abs_dir(const char *dir, int must_exist)
+{
+    char cwd[PATH_MAX], *out;
+
+    if (must_exist) {
+        out = realpath(dir, NULL);
+        if (out == NULL)
+            log_errno("could not resolve volume directory \"%s\"", dir);
+        return out;
+    }
+    if (dir[0] == '/')
+        return strdup(dir);
+    if (getcwd(cwd, sizeof(cwd)) == NULL) {
+        log_errno("could not get the current directory");
+        return NULL;
+    }
+    out = malloc(strlen(cwd) + strlen(dir) + 2);
+    if (out != NULL)
+        sprintf(out, "%s/%s", cwd, dir);
+    return out;
+}
+
+static int mv_add_volume(mv_opts *o, const char *arg, int must_exist)
+{
+    const char *eq = strchr(arg, '=');
+    char *name;
+
+    if (eq == NULL || eq == arg || eq[1] == '\0') {
+        log_error("invalid --volume \"%s\"", arg);
+        log_hint("use --volume NAME=DIR, for example --volume etcd=/srv/milvus/volumes/etcd");
+        return -1;
+    }
+    name = strndup(arg, (size_t)(eq - arg));
+    if (name == NULL)
+        return log_errno("could not allocate");
+    if (!mv_label_valid(name)) {
+        log_error("invalid volume name \"%s\": use letters, digits, '.', '_' and '-'", name);
+        free(name);
+        return -1;
+    }
+    for (size_t i = 0; i < o->nvols; i++) {
+        if (strcmp(o->vols[i].name, name) == 0) {
+            log_error("volume \"%s\" given twice", name);
+            free(name);
+            return -1;
+        }
+    }
+    mv_vol_arg *p = realloc(o->vols, (o->nvols + 1) * sizeof(*p));
+    if (p == NULL) {
+        free(name);
+        return log_errno("could not allocate");
+    }
+    o->vols = p;
+    o->vols[o->nvols].name = name;
+    o->vols[o->nvols].dir = mv_abs_dir(eq + 1, must_exist);
+    if (o->vols[o->nvols].dir == NULL) {
+        free(name);
+        return -1;
+    }
+    o->nvols++;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    mv_opts o;
+    config *cfg = NULL;
+    const char *cmdname, *opt_repo = NULL, *opt_config = NULL, *opt_level = NULL;
+    const char *opt_jobs = NULL, *opt_htimeout = NULL, *opt_stop = NULL, *opt_start = NULL;
+    const char *opt_health = NULL, *opt_murl = NULL, *opt_mtoken = NULL, *opt_version = NULL;
+    const char *opt_keep_last = NULL, *opt_keep_daily = NULL;
+    const char **vol_args = NULL;
+    size_t nvol_args = 0;
+    int cmd, verbose = 0, c, status = EXIT_USAGE, r;
+    long v;
+
+    log_init(argv[0]);
+    memset(&o, 0, sizeof(o));
+    if (argc < 2) {
+        mv_usage(stderr);
+        return EXIT_USAGE;
+    }
+    cmdname = argv[1];
+    if (strcmp(cmdname, "-h") == 0 || strcmp(cmdname, "--help") == 0) {
+        mv_usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(cmdname, "--version") == 0) {
+        printf("ragsafe-milvus %s\n", RAGSAFE_VERSION);
+        return EXIT_OK;
+    }
+    cmd = strcmp(cmdname, "snapshot") == 0 ? C_SNAP
+          : strcmp(cmdname, "restore") == 0 ? C_RESTORE
+          : strcmp(cmdname, "list") == 0 ? C_LIST
+          : strcmp(cmdname, "verify") == 0 ? C_VERIFY
+          : strcmp(cmdname, "expire") == 0 ? C_EXPIRE : 0;
+    if (cmd == 0) {
+        log_error("unknown command \"%s\"", cmdname);
+        log_hint("commands: snapshot, restore, list, verify, expire");
+        return EXIT_USAGE;
+    }
+    argv++;
+    argc--;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "vh", mv_longopts, NULL)) != -1) {
+        if (c == '?') {
+            log_error("unknown option \"%s\"", argv[optind - 1]);
+            log_hint("see \"ragsafe-milvus --help\"");
+            goto out;
+        }
+        if (c == ':' ) {
+            log_error("option \"%s\" needs a value", argv[optind - 1]);
+            goto out;
+        }
+        if (c >= 256 && !(mv_opt_cmds(c) & cmd)) {
+            log_error("option \"%s\" does not apply to %s", argv[optind - 1], cmdname);
+            goto out;
+        }
+        switch (c) {
+        case 'v': verbose++; break;
+        case 'h': mv_usage(stdout); status = EXIT_OK; goto out;
+        case O_REPO: opt_repo = optarg; break;
+        case O_CONFIG: opt_config = optarg; break;
+        case O_JSON: o.json = 1; break;
+        case O_VOLUME: {
+            const char **p = realloc(vol_args, (nvol_args + 1) * sizeof(*p));
+            if (p == NULL) {
+                log_errno("could not allocate");
+                status = EXIT_FAIL;
+                goto out;
+            }
+            vol_args = p;
+            vol_args[nvol_args++] = optarg;
+            break;
+        }
+        case O_STOP: opt_stop = optarg; break;
+        case O_START: opt_start = optarg; break;
+        case O_HEALTH: opt_health = optarg; break;
+        case O_HEALTH_TIMEOUT: opt_htimeout = optarg; break;
+        case O_MURL: opt_murl = optarg; break;
+        case O_MDB: o.milvus_db = optarg; break;
+        case O_MTOKEN: opt_mtoken = optarg; break;
+        case O_PG: o.pg = optarg; break;
+        case O_LABEL: o.label = optarg; break;
+        case O_ASSUME: o.assume_stopped = 1; break;
+        case O_FORCE: o.force = 1; break;
+        case O_LEVEL: opt_level = optarg; break;
+        case O_JOBS: opt_jobs = optarg; break;
+        case O_KEEP_LAST: opt_keep_last = optarg; break;
+        case O_KEEP_DAILY: opt_keep_daily = optarg; break;
+        case O_DRY: o.dry_run = 1; break;
+        case O_VERSION_CMD: opt_version = optarg; break;
+        case O_IGNORE_VERSION: o.ignore_version = 1; break;
+        default: goto out;
+        }
+    }
+    log_set_level(LOG_LEVEL_NOTICE + verbose);
+
+    /* positional: restore LABEL, verify [LABEL] */
+    if (cmd == C_RESTORE) {
+        if (optind != argc - 1) {
+            log_error("restore needs exactly one snapshot label");
+            goto out;
+        }
+        o.label = argv[optind];
+    } else if (cmd == C_VERIFY) {
+        if (optind < argc - 1) {
+            log_error("too many arguments");
+            goto out;
+        }
+        if (optind == argc - 1)
+            o.label = argv[optind];
+    } else if (optind != argc) {
+        log_error("unexpected argument \"%s\"", argv[optind]);
+        goto out;
+    }
+    if (o.label != NULL && !mv_label_valid(o.label)) {
+        log_error("invalid snapshot label \"%s\": use letters, digits, '.', '_' and '-'", o.label);
+        goto out;
+    }
+
+    cfg = config_load(opt_config);
+    if (cfg == NULL)
+        goto out;
+    o.repo = config_resolve(opt_repo, "RAGSAFE_REPO", cfg, "repo");
+    if (o.repo == NULL) {
+        log_error("no repository given");
+        log_hint("use --repo DIR, RAGSAFE_REPO or \"repo = DIR\" in the config file");
+        goto out;
+    }
+    if (cmd & C_STACK) {
+        o.stop_cmd = config_resolve(opt_stop, NULL, cfg, "stop-cmd");
+        o.start_cmd = config_resolve(opt_start, NULL, cfg, "start-cmd");
+        o.health_url = config_resolve(opt_health, NULL, cfg, "health-url");
+        o.milvus_url = config_resolve(opt_murl, NULL, cfg, "milvus-url");
+        o.milvus_token = config_resolve(opt_mtoken, "RAGSAFE_MILVUS_TOKEN", cfg, "milvus-token");
+        o.version_cmd = config_resolve(opt_version, NULL, cfg, "version-cmd");
+        const char *ht = config_resolve(opt_htimeout, NULL, cfg, "health-timeout");
+        o.health_timeout = 300;
+        if (ht != NULL && config_parse_duration("--health-timeout", ht, &o.health_timeout) != 0)
+            goto out;
+    }
+    if (cmd == C_SNAP) {
+        const char *lv = config_resolve(opt_level, NULL, cfg, "compress-level");
+        o.level = 3;
+        if (lv != NULL) {
+            if (config_parse_int("--compress-level", lv, 1, 19, &v) != 0)
+                goto out;
+            o.level = (int)v;
+        }
+    }
+    if (opt_jobs != NULL) {
+        if (config_parse_int("--jobs", opt_jobs, 1, 256, &v) != 0)
+            goto out;
+        o.jobs = (int)v;
+    }
+    if (cmd == C_EXPIRE) {
+        if (opt_keep_last == NULL) {
+            log_error("expire needs --keep-last N");
+            goto out;
+        }
+        if (config_parse_int("--keep-last", opt_keep_last, 1, 1000000, &o.keep_last) != 0)
+            goto out;
+        if (opt_keep_daily != NULL &&
+            config_parse_int("--keep-daily", opt_keep_daily, 0, 1000000, &o.keep_daily) != 0)
+            goto out;
+    }
+    for (size_t i = 0; i < nvol_args; i++)
+        if (mv_add_volume(&o, vol_args[i], cmd == C_SNAP) != 0)
+            goto out;
+    for (size_t i = 0; i < o.nvols; i++) {
+        for (size_t k = 0; k < o.nvols; k++) {
+            size_t l = strlen(o.vols[i].dir);
+            if (i != k && strncmp(o.vols[i].dir, o.vols[k].dir, l) == 0 &&
+                (o.vols[k].dir[l] == '/' || o.vols[k].dir[l] == '\0' ||
+                 strcmp(o.vols[i].dir, "/") == 0)) {
+                log_error("volume \"%s\" (\"%s\") overlaps volume \"%s\" (\"%s\")",
+                          o.vols[k].name, o.vols[k].dir, o.vols[i].name, o.vols[i].dir);
+                goto out;
+            }
+        }
+    }
+    if ((cmd & C_STACK) && o.stop_cmd != NULL && o.start_cmd == NULL) {
+        log_error("--stop-cmd needs --start-cmd");
+        log_hint("the stack is started again on every exit path: say how");
+        goto out;
+    }
+    if (cmd == C_SNAP) {
+        if (o.nvols == 0) {
+            log_error("snapshot needs at least one --volume NAME=DIR");
+            goto out;
+        }
+        if (o.stop_cmd == NULL && o.health_url == NULL && !o.assume_stopped) {
+            log_error("no way to know the stack is stopped");
+            log_hint("give --stop-cmd, or --health-url to check it, or --assume-stopped");
+            goto out;
+        }
+    }
+
+    switch (cmd) {
+    case C_SNAP: r = mv_snapshot_cmd(&o); break;
+    case C_RESTORE: r = mv_restore_cmd(&o); break;
+    case C_LIST: r = mv_list_cmd(&o); break;
+    case C_VERIFY: r = mv_verify_cmd(&o); break;
+    default: r = mv_expire_cmd(&o); break;
+    }
+    status = r == 0 ? EXIT_OK : r == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
+out:
+    fflush(stdout);
+    for (size_t i = 0; i < o.nvols; i++) {
+        free(o.vols[i].name);
+        free(o.vols[i].dir);
+    }
+    free(o.vols);
+    free(vol_args);
+    config_free(cfg);
+    return status;
+}

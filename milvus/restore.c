@@ -1,0 +1,611 @@
+/*
+ * restore.c -- ragsafe-milvus restore: a snapshot back into its volume directories.
+ *
+ * Before anything changes: the manifest parses and every path in it is a plain
+ * relative path whose parents are directories listed before it (snapfile.c), every
+ * snapshot volume has a target, and each target is absent, empty, or (--force) moved
+ * aside to DIR.ragsafe-old-<time> rather than deleted. Then, with the stack stopped:
+ * directories are created, files extracted on worker threads (every object re-hashed
+ * against its name and trailer while it is written: a corrupt object fails the restore
+ * naming it), symbolic links created last (so no path can be written through one),
+ * owners, modes and mtimes set (directories deepest first), and the file systems
+ * synced.
+ * A failed restore puts each target back as it was (the partial tree kept aside as
+ * DIR.ragsafe-failed-<time>) before the start command runs. With --milvus-url the
+ * collections' row counts must then match the snapshot's.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cas.h"
+#include "common.h"
+#include "durable.h"
+#include "log.h"
+#include "milvus.h"
+#include "repo.h"
+#include "uring.h"
+
+enum mv_target_state { MV_T_ABSENT, MV_T_EMPTY, MV_T_FULL };
+
+typedef struct mv_target {
+    const mv_volume *v;
+    char *dir;          /* absolute */
+    int state;          /* before the restore */
+    char *aside;        /* where the old contents went (MV_T_FULL) */
+    int touched;        /* we created / emptied it */
+} mv_target;
+
+typedef struct mv_restore_job {
+    const char *location;
+    mv_target *targets;
+    size_t ntargets;
+    struct { const mv_target *t; const mv_entry *e; } *files;
+    size_t nfiles, next;
+    int as_root;
+    pthread_mutex_t mu;
+    int failed;
+    uint64_t bytes;
+} mv_restore_job;
+
+static struct timespec mv_ts(int64_t ns)
+{
+    struct timespec ts = {ns / 1000000000LL, ns % 1000000000LL};
+    return ts;
+}
+
+/* mv_dir_state -- MV_T_ABSENT / MV_T_EMPTY / MV_T_FULL, or -1 reported. */
+static int mv_dir_state(const char *dir)
+{
+    struct stat sb;
+    DIR *d;
+    struct dirent *de;
+    int state = MV_T_EMPTY;
+
+    if (lstat(dir, &sb) != 0) {
+        if (errno == ENOENT)
+            return MV_T_ABSENT;
+        return log_errno("could not stat \"%s\"", dir);
+    }
+    if (!S_ISDIR(sb.st_mode))
+        return log_error("restore target \"%s\" is not a directory", dir);
+    d = opendir(dir);
+    if (d == NULL)
+        return log_errno("could not open directory \"%s\"", dir);
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+            state = MV_T_FULL;
+            break;
+        }
+    }
+    closedir(d);
+    return state;
+}
+
+static void mv_restore_file_done(mv_restore_job *j, int r, uint64_t size)
+{
+    pthread_mutex_lock(&j->mu);
+    if (r != 0 && (j->failed == 0 || r == RS_MISMATCH))
+        j->failed = r;
+    j->bytes += size;
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* mv_restore_file -- one file from its object (or its chunks, in order); metadata from
+ * the manifest. */
+static int mv_restore_file(cas *c, const mv_target *t, const mv_entry *e, int as_root)
+{
+    char path[PATH_MAX], key[512];
+    uint64_t size = 0, off = 0;
+    int fd, r, ret = -1;
+
+    snprintf(path, sizeof(path), "%s/%s", t->dir, e->path);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return log_errno("could not create \"%s\"", path);
+    for (uint32_t i = 0; i < (e->nchunks ? e->nchunks : 1); i++) {
+        const uint8_t *d = e->nchunks ? e->chunks[i] : e->sha;
+        uint64_t want = e->nchunks ? (e->size - off < e->chunk_size ? e->size - off : e->chunk_size)
+                                   : e->size;
+        cas_key(c, d, key, sizeof(key));
+        /* cas_get_fd writes from the position and leaves it: step past each chunk */
+        if (lseek(fd, (off_t)off, SEEK_SET) < 0) {
+            log_errno("could not seek in \"%s\"", path);
+            goto out;
+        }
+        r = cas_get_fd(c, d, fd, &size);
+        if (r == RS_NOT_FOUND) {
+            log_error("could not restore \"%s\": object \"%s\" is missing from the repository",
+                      path, key);
+            ret = RS_MISMATCH;
+            goto out;
+        }
+        if (r == RS_MISMATCH) {
+            log_error("could not restore \"%s\": object \"%s\" is corrupt", path, key);
+            ret = RS_MISMATCH;
+            goto out;
+        }
+        if (r != 0) {
+            /* -1: a write error here, or an object zstd cannot even decode. Tell them
+             * apart by checking the object alone. */
+            if (cas_get_fd(c, d, -1, NULL) != 0) {
+                log_error("could not restore \"%s\": object \"%s\" is corrupt", path, key);
+                ret = RS_MISMATCH;
+            }
+            goto out;
+        }
+        if (size != want) {
+            log_error("could not restore \"%s\": object \"%s\" holds %llu bytes, the manifest "
+                      "says %llu", path, key, (unsigned long long)size, (unsigned long long)want);
+            ret = RS_MISMATCH;
+            goto out;
+        }
+        off += size;
+    }
+    /* owner before mode: chown clears set-id bits */
+    if (as_root && fchown(fd, e->uid, e->gid) != 0) {
+        log_errno("could not change owner of \"%s\"", path);
+        goto out;
+    }
+    if (fchmod(fd, e->mode) != 0) {
+        log_errno("could not change mode of \"%s\"", path);
+        goto out;
+    }
+    struct timespec ts[2] = {mv_ts(e->mtime_ns), mv_ts(e->mtime_ns)};
+    if (futimens(fd, ts) != 0) {
+        log_errno("could not set times of \"%s\"", path);
+        goto out;
+    }
+    ret = 0;
+out:
+    if (close(fd) != 0 && ret == 0)
+        ret = log_errno("could not close \"%s\"", path);
+    return ret;
+}
+
+static void mv_restore_worker(void *arg, int i)
+{
+    mv_restore_job *j = arg;
+    uring *ur = uring_new(8);
+    storage *st = storage_open(j->location, ur, 0);
+    cas *c = st ? cas_new(st, MV_OBJECT_PREFIX, NULL) : NULL;
+
+    (void)i;
+    if (c == NULL) {
+        mv_restore_file_done(j, -1, 0);
+        goto out;
+    }
+    for (;;) {
+        size_t k;
+        pthread_mutex_lock(&j->mu);
+        if (j->failed != 0 || j->next >= j->nfiles) {
+            pthread_mutex_unlock(&j->mu);
+            break;
+        }
+        k = j->next++;
+        pthread_mutex_unlock(&j->mu);
+        if (mv_interrupted()) {
+            mv_restore_file_done(j, log_error("interrupted by signal %d", mv_interrupted()), 0);
+            break;
+        }
+        int r = mv_restore_file(c, j->files[k].t, j->files[k].e, j->as_root);
+        mv_restore_file_done(j, r, r == 0 ? j->files[k].e->size : 0);
+        if (r != 0)
+            break;
+    }
+out:
+    cas_free(c);
+    storage_free(st);
+    uring_free(ur);
+}
+
+/* mv_set_meta -- owner, mode, times of a directory or (nofollow) a symlink. */
+static int mv_set_meta(const char *path, uint32_t mode, uint32_t uid, uint32_t gid,
+                       int64_t mtime_ns, int is_link, int as_root)
+{
+    struct timespec ts[2] = {mv_ts(mtime_ns), mv_ts(mtime_ns)};
+
+    if (as_root && lchown(path, uid, gid) != 0)
+        return log_errno("could not change owner of \"%s\"", path);
+    if (!is_link && chmod(path, mode) != 0)
+        return log_errno("could not change mode of \"%s\"", path);
+    if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) != 0)
+        return log_errno("could not set times of \"%s\"", path);
+    return 0;
+}
+
+/* mv_restore_volume_tree -- directories, then files (on threads, for all targets at
+ * once by the caller), then links and metadata: see mv_restore_finish. */
+static int mv_restore_dirs(const mv_target *t)
+{
+    char path[PATH_MAX];
+
+    for (size_t k = 0; k < t->v->n; k++) {
+        const mv_entry *e = &t->v->entries[k];
+        if (e->type != MV_DIR)
+            continue;
+        if ((size_t)snprintf(path, sizeof(path), "%s/%s", t->dir, e->path) >= sizeof(path))
+            return log_error("path too long: \"%s/%s\"", t->dir, e->path);
+        if (mkdir(path, 0700) != 0)
+            return log_errno("could not create directory \"%s\"", path);
+    }
+    return 0;
+}
+
+static int mv_restore_finish(const mv_target *t, int as_root)
+{
+    char path[PATH_MAX];
+
+    for (size_t k = 0; k < t->v->n; k++) {
+        const mv_entry *e = &t->v->entries[k];
+        if (e->type != MV_LINK)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", t->dir, e->path);
+        if (symlink(e->target, path) != 0)
+            return log_errno("could not create symbolic link \"%s\"", path);
+        if (mv_set_meta(path, 0, e->uid, e->gid, e->mtime_ns, 1, as_root) != 0)
+            return -1;
+    }
+    /* deepest first: setting a child's times changes its parent's mtime */
+    for (size_t k = t->v->n; k-- > 0;) {
+        const mv_entry *e = &t->v->entries[k];
+        if (e->type != MV_DIR)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", t->dir, e->path);
+        if (mv_set_meta(path, e->mode, e->uid, e->gid, e->mtime_ns, 0, as_root) != 0)
+            return -1;
+    }
+    return mv_set_meta(t->dir, t->v->mode, t->v->uid, t->v->gid, t->v->mtime_ns, 0, as_root);
+}
+
+/* mv_sync_targets -- make every restored tree durable. One syncfs per file system
+ * instead of durable_fsync_tree's fsync per file: thousands of small MinIO objects
+ * would each cost a journal commit. syncfs reports writeback errors (Linux 5.8+). */
+static int mv_sync_targets(const mv_target *t, size_t n)
+{
+    dev_t seen[16];
+    size_t nseen = 0;
+
+    for (size_t k = 0; k < n; k++) {
+        struct stat sb;
+        int fd = open(t[k].dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), dup = 0;
+        if (fd < 0)
+            return log_errno("could not open \"%s\"", t[k].dir);
+        if (fstat(fd, &sb) != 0) {
+            close(fd);
+            return log_errno("could not stat \"%s\"", t[k].dir);
+        }
+        for (size_t i = 0; i < nseen; i++)
+            dup |= (seen[i] == sb.st_dev);
+        if (!dup && syncfs(fd) != 0) {
+            close(fd);
+            return log_errno("could not sync the file system of \"%s\"", t[k].dir);
+        }
+        if (!dup && nseen < ARRAY_LEN(seen))
+            seen[nseen++] = sb.st_dev;
+        close(fd);
+    }
+    return 0;
+}
+
+/* mv_rollback -- put a target back as it was before the restore began. */
+static void mv_rollback(mv_target *t, const char *stamp)
+{
+    char failed[PATH_MAX];
+
+    if (!t->touched)
+        return;
+    snprintf(failed, sizeof(failed), "%s.ragsafe-failed-%s", t->dir, stamp);
+    if (durable_rename(t->dir, failed) != 0)
+        return;
+    log_notice("partial restore of \"%s\" kept as \"%s\"", t->dir, failed);
+    if (t->aside != NULL) {
+        if (durable_rename(t->aside, t->dir) == 0)
+            log_notice("\"%s\" put back in place", t->dir);
+    } else if (t->state == MV_T_EMPTY) {
+        if (mkdir(t->dir, 0700) != 0)
+            log_errno("could not recreate empty directory \"%s\"", t->dir);
+    }
+}
+
+static int mv_compare_rows(const mv_opts *o, const mv_snapshot *s)
+{
+    mv_collection *now = NULL;
+    size_t n = 0;
+    int bad = 0, r;
+
+    r = mv_milvus_rows(o, &now, &n);
+    if (r == RS_NOT_FOUND)
+        return log_error("milvus at \"%s\" does not answer: row counts not compared",
+                         o->milvus_url);
+    if (r != 0)
+        return -1;
+    for (size_t i = 0; i < s->ncolls; i++) {
+        const mv_collection *want = &s->colls[i];
+        size_t k;
+        for (k = 0; k < n && strcmp(now[k].name, want->name) != 0; k++)
+            ;
+        if (k == n) {
+            log_error("collection \"%s\" is missing after the restore", want->name);
+            bad = 1;
+        } else if (now[k].rows != want->rows) {
+            log_error("collection \"%s\" has %lld rows after the restore, the snapshot had %lld",
+                      want->name, (long long)now[k].rows, (long long)want->rows);
+            bad = 1;
+        } else {
+            log_info("collection \"%s\": %lld rows, as in the snapshot", want->name,
+                     (long long)want->rows);
+        }
+    }
+    mv_collections_free(now, n);
+    return bad ? RS_MISMATCH : 0;
+}
+
+int mv_restore_cmd(const mv_opts *o)
+{
+    mv_snapshot s;
+    repo *rp = NULL;
+    storage_lock *lk = NULL;
+    mv_target *t = NULL;
+    mv_restore_job j;
+    char stamp[32];
+    char *version = NULL;
+    int loaded = 0, stop_phase = 0, start_failed = 0, ret = -1, r;
+    int64_t t0 = mv_now_ms();
+
+    memset(&s, 0, sizeof(s));
+    memset(&j, 0, sizeof(j));
+    pthread_mutex_init(&j.mu, NULL);
+    mv_signals_install();
+    {
+        struct tm tm;
+        time_t now = time(NULL);
+        gmtime_r(&now, &tm);
+        strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+    }
+    rp = repo_open(o->repo, NULL, 0);
+    if (rp == NULL)
+        goto out;
+    r = storage_lock_take(rp->st, MV_LOCK_NAME, 0, 0, &lk);
+    if (r == RS_EXISTS) {
+        log_error("could not lock repository \"%s\": a ragsafe-milvus snapshot or expire is "
+                  "running", storage_location(rp->st));
+        goto out;
+    }
+    if (r != 0)
+        goto out;
+    r = mv_snapshot_load(rp->st, o->label, &s);
+    if (r == RS_NOT_FOUND) {
+        log_error("snapshot \"%s\" not found in \"%s\"", o->label, storage_location(rp->st));
+        goto out;
+    }
+    if (r != 0) {
+        ret = r == RS_MISMATCH ? RS_MISMATCH : -1;
+        goto out;
+    }
+    loaded = 1;
+
+    /* targets: each snapshot volume exactly once */
+    t = calloc(s.nvols, sizeof(*t));
+    if (t == NULL) {
+        log_errno("could not allocate");
+        goto out;
+    }
+    j.ntargets = s.nvols;
+    for (size_t i = 0; i < o->nvols; i++) {
+        size_t k;
+        for (k = 0; k < s.nvols && strcmp(s.vols[k].name, o->vols[i].name) != 0; k++)
+            ;
+        if (k == s.nvols) {
+            log_error("snapshot \"%s\" has no volume \"%s\"", s.label, o->vols[i].name);
+            goto out;
+        }
+    }
+    for (size_t k = 0; k < s.nvols; k++) {
+        const char *dir = NULL;
+        for (size_t i = 0; i < o->nvols; i++)
+            if (strcmp(s.vols[k].name, o->vols[i].name) == 0)
+                dir = o->vols[i].dir;
+        if (dir == NULL && o->nvols > 0) {
+            log_error("no target for volume \"%s\" of snapshot \"%s\"", s.vols[k].name, s.label);
+            log_hint("restore every volume together (--volume %s=DIR): the three stores must "
+                     "come from the same instant", s.vols[k].name);
+            goto out;
+        }
+        if (dir == NULL)
+            dir = s.vols[k].dir;   /* no --volume at all: back where they came from */
+        if (dir[0] != '/') {
+            log_error("restore target \"%s\" is not an absolute path", dir);
+            goto out;
+        }
+        t[k].v = &s.vols[k];
+        t[k].dir = strdup(dir);
+        if (t[k].dir == NULL) {
+            log_errno("could not allocate");
+            goto out;
+        }
+        size_t l = strlen(t[k].dir);
+        while (l > 1 && t[k].dir[l - 1] == '/')
+            t[k].dir[--l] = '\0';
+        t[k].state = mv_dir_state(t[k].dir);
+        if (t[k].state < 0)
+            goto out;
+        if (t[k].state == MV_T_FULL && !o->force) {
+            log_error("restore target \"%s\" is not empty", t[k].dir);
+            log_hint("restore into empty directories, or give --force to move it aside");
+            goto out;
+        }
+        for (size_t i = 0; i < k; i++) {
+            if (strcmp(t[i].dir, t[k].dir) == 0) {
+                log_error("volumes \"%s\" and \"%s\" have the same target \"%s\"",
+                          t[i].v->name, t[k].v->name, t[k].dir);
+                goto out;
+            }
+        }
+    }
+
+    if (o->version_cmd != NULL && s.stack_version != NULL) {
+        if (mv_capture_cmd("version", o->version_cmd, &version) != 0)
+            goto out;
+        if (strcmp(version, s.stack_version) != 0) {
+            if (!o->ignore_version) {
+                log_error("stack version differs from snapshot \"%s\"'s", s.label);
+                log_detail("snapshot: %s", s.stack_version);
+                log_detail("now: %s", version);
+                log_hint("restore with the same Milvus, etcd and MinIO images, or give "
+                         "--ignore-version");
+                ret = RS_MISMATCH;
+                goto out;
+            }
+            log_warning("stack version differs from the snapshot's: going on (--ignore-version)");
+        }
+    }
+    if (mv_interrupted())
+        goto out;
+
+    /* stop the stack */
+    stop_phase = 1;
+    if (o->stop_cmd != NULL) {
+        if (mv_run_cmd("stop", o->stop_cmd) != 0)
+            goto restart;
+        if (o->health_url != NULL && mv_health_ok(o->health_url)) {
+            log_error("\"%s\" still answers after the stop command", o->health_url);
+            goto restart;
+        }
+    } else if (o->health_url != NULL && mv_health_ok(o->health_url) && !o->assume_stopped) {
+        log_error("milvus is running: \"%s\" answers", o->health_url);
+        log_hint("give --stop-cmd to stop the stack for the restore, or --assume-stopped");
+        stop_phase = 0;
+        goto out;
+    }
+
+    /* make each target an empty directory */
+    for (size_t k = 0; k < s.nvols; k++) {
+        if (t[k].state == MV_T_FULL) {
+            char aside[PATH_MAX];
+            snprintf(aside, sizeof(aside), "%s.ragsafe-old-%s", t[k].dir, stamp);
+            if (durable_rename(t[k].dir, aside) != 0)
+                goto fail;
+            t[k].aside = strdup(aside);
+            log_notice("moved \"%s\" aside to \"%s\"", t[k].dir, aside);
+            t[k].touched = 1;
+            if (t[k].aside == NULL || mkdir(t[k].dir, 0700) != 0) {
+                log_errno("could not create directory \"%s\"", t[k].dir);
+                goto fail;
+            }
+        } else if (t[k].state == MV_T_ABSENT) {
+            if (durable_mkdirs(t[k].dir, 0700) != 0)
+                goto fail;
+            t[k].touched = 1;
+        } else {
+            t[k].touched = 1;
+        }
+        if (mv_restore_dirs(&t[k]) != 0)
+            goto fail;
+        for (size_t e = 0; e < s.vols[k].n; e++)
+            if (s.vols[k].entries[e].type == MV_FILE)
+                j.nfiles++;
+    }
+
+    j.files = calloc(j.nfiles + 1, sizeof(*j.files));
+    if (j.files == NULL) {
+        log_errno("could not allocate");
+        goto fail;
+    }
+    j.nfiles = 0;
+    for (size_t k = 0; k < s.nvols; k++)
+        for (size_t e = 0; e < s.vols[k].n; e++)
+            if (s.vols[k].entries[e].type == MV_FILE) {
+                j.files[j.nfiles].t = &t[k];
+                j.files[j.nfiles].e = &s.vols[k].entries[e];
+                j.nfiles++;
+            }
+    j.location = storage_location(rp->st);
+    j.targets = t;
+    j.as_root = (geteuid() == 0);
+    {
+        int jobs = o->jobs > 0 ? o->jobs : mv_default_jobs();
+        if ((size_t)jobs > j.nfiles)
+            jobs = j.nfiles > 0 ? (int)j.nfiles : 1;
+        if (mv_parallel(jobs, mv_restore_worker, &j) != 0)
+            goto fail;
+    }
+    if (j.failed != 0) {
+        ret = j.failed;
+        goto fail;
+    }
+    if (mv_interrupted()) {
+        log_error("interrupted by signal %d", mv_interrupted());
+        goto fail;
+    }
+    for (size_t k = 0; k < s.nvols; k++)
+        if (mv_restore_finish(&t[k], j.as_root) != 0)
+            goto fail;
+    if (mv_sync_targets(t, s.nvols) != 0)
+        goto fail;
+    ret = 0;
+    goto restart;
+
+fail:
+    if (ret == 0)
+        ret = -1;
+    for (size_t k = 0; k < s.nvols; k++)
+        mv_rollback(&t[k], stamp);
+
+restart:
+    if (stop_phase) {
+        if (o->start_cmd != NULL && mv_run_cmd("start", o->start_cmd) != 0)
+            start_failed = 1;
+        if (o->health_url != NULL && (o->start_cmd != NULL || o->stop_cmd != NULL) &&
+            mv_wait_healthy(o->health_url, o->health_timeout) != 0)
+            start_failed = 1;
+    }
+    if (ret == 0 && start_failed)
+        ret = -1;
+    if (ret == 0 && o->milvus_url != NULL && s.have_milvus)
+        ret = mv_compare_rows(o, &s);
+    if (ret == 0) {
+        char b[32];
+        if (o->json) {
+            printf("{\"label\":\"%s\",\"files\":%zu,\"bytes\":%llu,\"elapsed_ms\":%lld}\n", s.label,
+                   j.nfiles, (unsigned long long)j.bytes, (long long)(mv_now_ms() - t0));
+        } else {
+            printf("restored snapshot %s: %zu files, %s in %.1f s\n", s.label, j.nfiles,
+                   mv_bytes(j.bytes, b), (double)(mv_now_ms() - t0) / 1000.0);
+            for (size_t k = 0; k < s.nvols; k++) {
+                if (t[k].aside != NULL)
+                    printf("  %s -> %s (old contents in %s)\n", s.vols[k].name, t[k].dir,
+                           t[k].aside);
+                else
+                    printf("  %s -> %s\n", s.vols[k].name, t[k].dir);
+            }
+            if (s.pg_restore_point)
+                printf("  postgresql: recover to restore point \"%s\" (%s) for the same instant\n",
+                       s.pg_restore_point, s.pg_lsn ? s.pg_lsn : "?");
+        }
+    }
+out:
+    if (t != NULL) {
+        for (size_t k = 0; k < j.ntargets; k++) {
+            free(t[k].dir);
+            free(t[k].aside);
+        }
+        free(t);
+    }
+    free(j.files);
+    free(version);
+    pthread_mutex_destroy(&j.mu);
+    storage_lock_release(lk);
+    if (loaded)
+        mv_snapshot_release(&s);
+    repo_free(rp);
+    return ret;
+}
