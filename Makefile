@@ -9,7 +9,9 @@ CFLAGS  ?= -O2 -g
 # Always added, even when CFLAGS comes from the command line (make asan does that).
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wformat=2 -Wno-format-nonliteral \
            -pthread -Ilib $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  += -Wl,--as-needed $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
+# libcurl is not linked: lib/curl_dl.c loads it on first use, so the per-segment
+# commands do not load it and its dependencies at every start.
+LDLIBS  += -Wl,--as-needed $(shell pkg-config --libs $(filter-out libcurl,$(PKGS)) 2>/dev/null) -pthread
 BUILD   ?= build
 
 ifeq ($(V),1)

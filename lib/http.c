@@ -3,7 +3,7 @@
  */
 #include "http.h"
 
-#include <curl/curl.h>
+#include "curl_dl.h" /* libcurl, loaded on first use */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -8,7 +8,8 @@ set -euo pipefail
 
 PKGS=(gcc make pkg-config libpq-dev libzstd-dev libssl-dev liburing-dev check
       libjansson-dev libarchive-dev libcurl4-openssl-dev
-      postgresql-15 postgresql-client-15 zstd tar util-linux procps python3 pgbackrest)
+      postgresql-15 postgresql-client-15 zstd tar util-linux procps python3 pgbackrest
+      libcurl4 curl openssl)
 
 missing=()
 for p in "${PKGS[@]}"; do
@@ -16,6 +17,11 @@ for p in "${PKGS[@]}"; do
         missing+=("$p")
     fi
 done
+# The S3 tests run a local S3 server from the npm registry (s3rver). Any node and npm
+# will do; installing Debian's over another vendor's build would conflict, so go by the
+# commands rather than the package names.
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ "${1:-}" = "--check-only" ]; then
     [ ${#missing[@]} -eq 0 ] && exit 0
