@@ -26,6 +26,8 @@
 #include "log.h"
 #include "object.h"
 #include "repo.h"
+#include "storage_s3.h"
+#include "archive.h"
 #include "sha256.h"
 #include "uring.h"
 #include "walname.h"
@@ -37,17 +39,27 @@ static void usage(FILE *out)
             "Archive one WAL file into a ragsafe repository (PostgreSQL's archive_command).\n\n"
             "  archive_command = 'ragsafe-archive --repo /backups/pg %%p %%f'\n\n"
             "Options:\n"
-            "      --repo DIR           repository (or RAGSAFE_REPO, or \"repo\" in the config file)\n"
+            "      --repo DIR           repository (or RAGSAFE_REPO, or \"repo\" in the config file);\n"
+            "                           s3://BUCKET/PREFIX for S3 (credentials: AWS_ACCESS_KEY_ID,\n"
+            "                           AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or the config file)\n"
+            "      --s3-endpoint URL    S3 endpoint (default https://s3.REGION.amazonaws.com)\n"
+            "      --s3-region NAME     S3 region (default us-east-1)\n"
+            "      --s3-uri-style path|host  bucket in the path or in the host name\n"
             "      --config FILE        config file (default $RAGSAFE_CONFIG or %s)\n"
             "      --compress-level N   zstd level, 1..19 (default %d)\n"
             "      --compress-workers N zstd worker threads (default: one per CPU, at most 4;\n"
             "                           0 compresses in the calling thread)\n"
+            "      --look-ahead N       also archive other .ready segments, N threads, up to\n"
+            "                           4N per call, and answer their own calls at once\n"
+            "                           (default %d for s3:// repositories, 0 = off otherwise)\n"
+            "      --cipher-key-file FILE  encrypt with AES-256-GCM under the 32-byte key in\n"
+            "                           FILE (raw or 64 hex digits; `openssl rand -hex 32`)\n"
             "  -v, --verbose            more messages (twice: debug)\n"
             "  -h, --help               this help\n"
             "  -V, --version            version\n\n"
             "Exit status: 0 archived (or already archived with identical content), 1 failure\n"
             "(PostgreSQL retries), 2 usage or configuration error, 3 integrity refusal.\n",
-            CONFIG_DEFAULT_PATH, ZST_DEFAULT_LEVEL);
+            CONFIG_DEFAULT_PATH, ZST_DEFAULT_LEVEL, AHEAD_DEFAULT);
 }
 
 /*
@@ -84,13 +96,13 @@ out:
  * integrity refusal. Returns an exit status.
  */
 static int check_duplicate(repo *r, uring *ur, const char *key, int fd, const char *path,
-                           const char *name, const zst_meta *have_new)
+                           const char *name, const zst_meta *have_new, const cipher_key *ck)
 {
     zst_meta stored, mine;
     char a[SHA256_HEX_LEN + 1], b[SHA256_HEX_LEN + 1];
     struct stat st;
 
-    if (object_meta(r->st, key, &stored) != 0) {
+    if (cipher_object_meta(r->st, key, &stored, ck) != 0) {
         log_detail("\"%s\" is already archived but the stored copy cannot be read; it was left untouched", name);
         return EXIT_INTEGRITY;
     }
@@ -163,38 +175,119 @@ static int check_segment(int fd, const char *path, const char *name, repo_info *
     return EXIT_OK;
 }
 
+/*
+ * archive_file -- archive one WAL file (path, name) into the repository at loc; *rp
+ * is opened on first use and kept for the next call (a look-ahead worker archives
+ * several). Returns an exit status (see the head of this file).
+ */
+int archive_file(const char *loc, repo **rp, uring *ur, const char *path, const char *name,
+                 const object_opts *oo, const cipher_key *ck)
+{
+    repo_info want = {0};
+    walfile_kind kind = walname_classify(name);
+    char key[128];
+    zst_meta meta;
+    int fd, ret, status = EXIT_FAIL;
+    repo *r;
+
+    if (kind == WALFILE_INVALID || repo_wal_key(name, key, sizeof(key)) != 0) {
+        log_error("refusing to archive \"%s\": not a WAL file name", name);
+        return EXIT_USAGE;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        log_errno("could not open \"%s\"", path);
+        return EXIT_FAIL;
+    }
+    if (kind == WALFILE_SEGMENT || kind == WALFILE_PARTIAL) {
+        status = check_segment(fd, path, name, &want);
+        if (status != EXIT_OK)
+            goto out;
+        status = EXIT_FAIL;
+    }
+    if (!*rp && !(*rp = repo_open(loc, ur, 1)))
+        goto out;
+    r = *rp;
+    if (want.sysid) {
+        ret = repo_pin(r, &want);
+        if (ret != 0) {
+            status = ret == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
+            goto out;
+        }
+    }
+
+    /* Already there? Compare without rewriting anything. */
+    ret = cipher_object_meta(r->st, key, &meta, ck);
+    if (ret < 0 || ret == RS_MISMATCH) {
+        log_detail("\"%s\" exists in the repository but cannot be checked; it was left untouched", name);
+        status = EXIT_INTEGRITY;
+        goto out;
+    }
+    if (ret == 0) {
+        status = check_duplicate(r, ur, key, fd, path, name, NULL, ck);
+        goto out;
+    }
+
+    ret = cipher_object_put_fd(r->st, key, fd, path, oo, 1, &meta, ck);
+    if (ret == RS_EXISTS) {
+        /* Someone archived the same name between our check and our rename. */
+        status = check_duplicate(r, ur, key, fd, path, name, &meta, ck);
+        goto out;
+    }
+    if (ret != 0)
+        goto out;
+    log_info("archived \"%s\" (%" PRIu64 " bytes) as \"%s/%s\"", name, meta.raw_size,
+             storage_location(r->st), key);
+    status = EXIT_OK;
+out:
+    close(fd);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"repo", required_argument, NULL, 'r'},
         {"config", required_argument, NULL, 'c'},
+        {"s3-endpoint", required_argument, NULL, 'E'},
+        {"s3-region", required_argument, NULL, 'G'},
+        {"s3-uri-style", required_argument, NULL, 'U'},
         {"compress-level", required_argument, NULL, 'l'},
         {"compress-workers", required_argument, NULL, 'w'},
+        {"look-ahead", required_argument, NULL, 'A'},
+        {"cipher-key-file", required_argument, NULL, 'K'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     const char *opt_repo = NULL, *opt_config = NULL, *opt_level = NULL, *opt_workers = NULL;
+    const char *opt_s3_endpoint = NULL, *opt_s3_region = NULL, *opt_s3_uri_style = NULL;
+    const char *opt_ahead = NULL, *opt_key = NULL;
+    cipher_key *ck = NULL;
     const char *path, *name, *loc, *s;
-    int c, verbose = LOG_LEVEL_NOTICE, status = EXIT_FAIL, fd = -1, ret;
-    long level = ZST_DEFAULT_LEVEL, workers = sysconf(_SC_NPROCESSORS_ONLN);
+    int c, verbose = LOG_LEVEL_NOTICE, status = EXIT_FAIL;
+    long level = ZST_DEFAULT_LEVEL, workers = sysconf(_SC_NPROCESSORS_ONLN), ahead_n = -1;
     config *cfg = NULL;
     uring *ur = NULL;
     repo *r = NULL;
-    repo_info want = {0};
     walfile_kind kind;
     char key[128];
-    zst_meta meta;
     object_opts oo;
+    ahead *ah = NULL;
 
     log_init(argv[0]);
     while ((c = getopt_long(argc, argv, "vhV", opts, NULL)) != -1) {
         switch (c) {
         case 'r': opt_repo = optarg; break;
         case 'c': opt_config = optarg; break;
+        case 'E': opt_s3_endpoint = optarg; break;
+        case 'G': opt_s3_region = optarg; break;
+        case 'U': opt_s3_uri_style = optarg; break;
         case 'l': opt_level = optarg; break;
         case 'w': opt_workers = optarg; break;
+        case 'A': opt_ahead = optarg; break;
+        case 'K': opt_key = optarg; break;
         case 'v': verbose++; break;
         case 'h': usage(stdout); return EXIT_OK;
         case 'V': printf("ragsafe-archive %s\n", RAGSAFE_VERSION); return EXIT_OK;
@@ -214,6 +307,8 @@ int main(int argc, char **argv)
     if (!cfg)
         return EXIT_USAGE;
     status = EXIT_USAGE;
+    if (s3_config_apply(cfg, opt_s3_endpoint, opt_s3_region, opt_s3_uri_style) != 0)
+        goto out;
     loc = config_resolve(opt_repo, "RAGSAFE_REPO", cfg, "repo");
     if (!loc) {
         log_error("no repository given");
@@ -235,64 +330,44 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    status = EXIT_FAIL;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        log_errno("could not open \"%s\"", path);
+    oo.level = (int)level;
+    oo.workers = (int)workers;
+    if ((s = config_resolve(opt_ahead, NULL, cfg, "look-ahead")) &&
+        config_parse_int("--look-ahead", s, 0, 64, &ahead_n) != 0)
         goto out;
-    }
-    if (kind == WALFILE_SEGMENT || kind == WALFILE_PARTIAL) {
-        status = check_segment(fd, path, name, &want);
-        if (status != EXIT_OK)
-            goto out;
-        status = EXIT_FAIL;
-    }
+    if (ahead_n < 0) /* default: on for S3, where every archive is a round trip away */
+        ahead_n = strncmp(loc, "s3://", 5) == 0 ? AHEAD_DEFAULT : 0;
 
+    if ((s = config_resolve(opt_key, NULL, cfg, "cipher-key-file")) && cipher_key_load(s, &ck) != 0)
+        goto out;
+
+    status = EXIT_FAIL;
+    if (ahead_n > 0 && kind == WALFILE_SEGMENT) {
+        /* Uploaded by an earlier call's look-ahead (confirmed before it was recorded)? */
+        if (ahead_consume(path, name, loc) == 1) {
+            log_info("\"%s\" was archived ahead by an earlier call", name);
+            status = EXIT_OK;
+            goto out;
+        }
+    }
     ur = uring_new(64);
     if (!ur) {
         log_error("out of memory");
         goto out;
     }
     log_debug("io_uring %s", uring_active(ur) ? "in use" : "not available; plain syscalls");
-    r = repo_open(loc, ur, 1);
-    if (!r)
-        goto out;
-    if (want.sysid) {
-        ret = repo_pin(r, &want);
-        if (ret != 0) {
-            status = ret == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
-            goto out;
-        }
+    status = archive_file(loc, &r, ur, path, name, &oo, ck);
+    /* N first (it also creates repo.json in a new repository, which concurrent
+     * first writers would race for), then the others in parallel; they finish (and
+     * are recorded) before we answer */
+    if (status == EXIT_OK && ahead_n > 0 && kind == WALFILE_SEGMENT) {
+        ah = ahead_start(loc, path, name, &oo, ck, (int)ahead_n);
+        ahead_finish(ah);
+        ah = NULL;
     }
-
-    /* Already there? Compare without rewriting anything. */
-    ret = object_meta(r->st, key, &meta);
-    if (ret < 0) {
-        log_detail("\"%s\" exists in the repository but cannot be checked; it was left untouched", name);
-        status = EXIT_INTEGRITY;
-        goto out;
-    }
-    if (ret == 0) {
-        status = check_duplicate(r, ur, key, fd, path, name, NULL);
-        goto out;
-    }
-
-    oo.level = (int)level;
-    oo.workers = (int)workers;
-    ret = object_put_fd(r->st, key, fd, path, &oo, 1, &meta);
-    if (ret == RS_EXISTS) {
-        /* Someone archived the same name between our check and our rename. */
-        status = check_duplicate(r, ur, key, fd, path, name, &meta);
-        goto out;
-    }
-    if (ret != 0)
-        goto out;
-    log_info("archived \"%s\" (%" PRIu64 " bytes) as \"%s/%s\"", name, meta.raw_size,
-             storage_location(r->st), key);
-    status = EXIT_OK;
 out:
-    if (fd >= 0)
-        close(fd);
+    ahead_finish(ah);
+    cipher_key_free(ck);
     repo_free(r);
     uring_free(ur);
     config_free(cfg);

@@ -1,6 +1,8 @@
 /*
  * storage.c -- the posix backend of storage.h: a directory tree, every write through
- * durable.h, every read through uring.h.
+ * durable.h, every read through uring.h. An "s3://" location is handed to
+ * storage_s3.c: every public function's first line dispatches on st->s3 (or the
+ * handle's s3 member), so the posix code below it is the posix backend alone.
  */
 #include "storage.h"
 
@@ -18,6 +20,7 @@
 #include "common.h"
 #include "durable.h"
 #include "log.h"
+#include "storage_s3.h"
 
 #define READ_CHUNK (1u << 20)
 
@@ -25,12 +28,14 @@ struct storage {
     char *root;
     uring *ur;
     uring *own_ur;  /* the plain-syscall ring made when the caller gave none */
+    s3_storage *s3; /* an S3 repository: everything goes to storage_s3.c */
 };
 
 struct storage_write {
     storage *st;
     char *key;
     durable_file *f;
+    s3_write *s3;
 };
 
 struct storage_read {
@@ -38,10 +43,12 @@ struct storage_read {
     int fd;
     int64_t size;
     uring_reader *r;
+    s3_read *s3;
 };
 
 struct storage_lock {
     int fd;
+    s3_lock *s3;
 };
 
 storage *storage_open(const char *location, uring *ur, int create)
@@ -66,8 +73,10 @@ storage *storage_open(const char *location, uring *ur, int create)
         goto fail;
     }
     if (strncmp(location, "s3://", 5) == 0) {
-        log_error("repository \"%s\": S3 repositories are not supported yet", location);
-        goto fail;
+        st->s3 = s3_storage_open(location, create);
+        if (!st->s3)
+            goto fail;
+        return st;
     }
     if (location[0] == '/') {
         st->root = strdup(location);
@@ -111,12 +120,16 @@ void storage_free(storage *st)
 {
     if (!st)
         return;
+    s3_storage_free(st->s3);
     uring_free(st->own_ur);
     free(st->root);
     free(st);
 }
 
-const char *storage_location(const storage *st) { return st->root; }
+const char *storage_location(const storage *st)
+{
+    return st->s3 ? s3_storage_location(st->s3) : st->root;
+}
 uring *storage_uring(const storage *st) { return st->ur; }
 
 int storage_key_valid(const char *key)
@@ -192,6 +205,18 @@ storage_write *storage_write_open(storage *st, const char *key)
     storage_write *w = NULL;
     char *path = NULL, *slash;
 
+    if (st->s3) {
+        s3_write *s3w = s3_storage_write_open(st->s3, key);
+        if (s3w && !(w = calloc(1, sizeof(*w))))
+            log_error("out of memory");
+        if (!w) {
+            s3_storage_write_free(s3w);
+            return NULL;
+        }
+        w->st = st;
+        w->s3 = s3w;
+        return w;
+    }
     if (!storage_key_valid(key)) {
         bad_key(key);
         return NULL;
@@ -223,11 +248,15 @@ fail:
 
 int storage_write_data(storage_write *w, const void *buf, size_t len)
 {
+    if (w->s3)
+        return s3_storage_write_data(w->s3, buf, len);
     return durable_write(w->f, buf, len);
 }
 
 int storage_write_commit(storage_write *w, int noreplace)
 {
+    if (w->s3)
+        return s3_storage_write_commit(w->s3, noreplace);
     return durable_commit(w->f, noreplace ? DURABLE_NOREPLACE : 0);
 }
 
@@ -235,6 +264,7 @@ void storage_write_free(storage_write *w)
 {
     if (!w)
         return;
+    s3_storage_write_free(w->s3);
     durable_free(w->f);
     free(w->key);
     free(w);
@@ -242,9 +272,12 @@ void storage_write_free(storage_write *w)
 
 int storage_put(storage *st, const char *key, const void *buf, size_t len, int noreplace)
 {
-    storage_write *w = storage_write_open(st, key);
+    storage_write *w;
     int ret;
 
+    if (st->s3)
+        return s3_storage_put(st->s3, key, buf, len, noreplace);
+    w = storage_write_open(st, key);
     if (!w)
         return -1;
     ret = storage_write_data(w, buf, len);
@@ -261,6 +294,20 @@ int storage_read_open(storage *st, const char *key, storage_read **out)
     int ret = -1;
 
     *out = NULL;
+    if (st->s3) {
+        s3_read *s3r;
+        ret = s3_storage_read_open(st->s3, key, &s3r);
+        if (ret != 0)
+            return ret;
+        if (!(rd = calloc(1, sizeof(*rd)))) {
+            s3_storage_read_free(s3r);
+            return log_error("out of memory");
+        }
+        rd->fd = -1;
+        rd->s3 = s3r;
+        *out = rd;
+        return 0;
+    }
     if (!storage_key_valid(key))
         return bad_key(key);
     rd = calloc(1, sizeof(*rd));
@@ -302,18 +349,24 @@ out:
 
 ssize_t storage_read_data(storage_read *rd, const void **buf)
 {
+    if (rd->s3)
+        return s3_storage_read_data(rd->s3, buf);
     ssize_t n = uring_reader_next(rd->r, buf);
     if (n < 0)
         return log_errnum((int)-n, "could not read \"%s\"", rd->path);
     return n;
 }
 
-int64_t storage_read_size(const storage_read *rd) { return rd->size; }
+int64_t storage_read_size(const storage_read *rd)
+{
+    return rd->s3 ? s3_storage_read_size(rd->s3) : rd->size;
+}
 
 void storage_read_free(storage_read *rd)
 {
     if (!rd)
         return;
+    s3_storage_read_free(rd->s3);
     uring_reader_free(rd->r);
     if (rd->fd >= 0)
         close(rd->fd);
@@ -328,8 +381,11 @@ int storage_get(storage *st, const char *key, size_t max, char **buf, size_t *le
     ssize_t n;
     size_t used = 0;
     char *b;
-    int ret = storage_read_open(st, key, &rd);
+    int ret;
 
+    if (st->s3)
+        return s3_storage_get(st->s3, key, max, buf, len);
+    ret = storage_read_open(st, key, &rd);
     *buf = NULL;
     if (ret != 0)
         return ret;
@@ -368,6 +424,8 @@ int storage_read_tail(storage *st, const char *key, void *buf, size_t len, int64
     struct stat sb;
     ssize_t n;
 
+    if (st->s3)
+        return s3_storage_read_tail(st->s3, key, buf, len, size);
     if (!storage_key_valid(key))
         return bad_key(key);
     path = path_of(st, key);
@@ -410,6 +468,8 @@ int storage_stat(storage *st, const char *key, int64_t *size, int64_t *mtime)
     struct stat sb;
     int ret = 0;
 
+    if (st->s3)
+        return s3_storage_stat(st->s3, key, size, mtime);
     if (!storage_key_valid(key))
         return bad_key(key);
     path = path_of(st, key);
@@ -483,6 +543,8 @@ int storage_list(storage *st, const char *prefix, storage_list_fn cb, void *arg)
     char rel[PATH_MAX];
     size_t n = strlen(prefix);
 
+    if (st->s3)
+        return s3_storage_list(st->s3, prefix, cb, arg);
     if (!prefix_valid(prefix))
         return bad_key(prefix);
     memcpy(rel, prefix, n + 1);
@@ -496,6 +558,8 @@ int storage_remove(storage *st, const char *key)
     char *path;
     int ret = 0;
 
+    if (st->s3)
+        return s3_storage_remove(st->s3, key);
     if (!storage_key_valid(key))
         return bad_key(key);
     path = path_of(st, key);
@@ -513,6 +577,8 @@ int storage_remove_prefix(storage *st, const char *prefix)
     size_t n = strlen(prefix);
     int ret = -1;
 
+    if (st->s3)
+        return s3_storage_remove_prefix(st->s3, prefix);
     if (!prefix_valid(prefix) || n == 0 || n >= sizeof(key))
         return bad_key(prefix);
     memcpy(key, prefix, n + 1);
@@ -553,6 +619,8 @@ int storage_rename_prefix(storage *st, const char *from, const char *to)
     char *a = NULL, *b = NULL;
     int ret = -1;
 
+    if (st->s3)
+        return s3_storage_rename_prefix(st->s3, from, to);
     if (!storage_key_valid(from))
         return bad_key(from);
     if (!storage_key_valid(to))
@@ -584,6 +652,20 @@ int storage_lock_take(storage *st, const char *name, int exclusive, int wait, st
     int fd = -1, ret = -1;
 
     *out = NULL;
+    if (st->s3) {
+        s3_lock *s3l;
+        ret = s3_storage_lock_take(st->s3, name, exclusive, wait, &s3l);
+        if (ret != 0)
+            return ret;
+        if (!(lk = calloc(1, sizeof(*lk)))) {
+            s3_storage_lock_release(s3l);
+            return log_error("out of memory");
+        }
+        lk->fd = -1;
+        lk->s3 = s3l;
+        *out = lk;
+        return 0;
+    }
     if (snprintf(key, sizeof(key), "locks/%s.lock", name) >= (int)sizeof(key) || !storage_key_valid(key))
         return bad_key(name);
     path = path_of(st, "locks");
@@ -614,6 +696,7 @@ int storage_lock_take(storage *st, const char *name, int exclusive, int wait, st
         goto out;
     }
     lk->fd = fd;
+    lk->s3 = NULL;
     fd = -1;
     *out = lk;
     ret = 0;
@@ -628,6 +711,8 @@ void storage_lock_release(storage_lock *lk)
 {
     if (!lk)
         return;
-    close(lk->fd);
+    s3_storage_lock_release(lk->s3);
+    if (lk->fd >= 0)
+        close(lk->fd);
     free(lk);
 }

@@ -25,6 +25,8 @@
 #include "log.h"
 #include "object.h"
 #include "repo.h"
+#include "storage_s3.h"
+#include "restore.h"
 #include "uring.h"
 #include "walname.h"
 
@@ -35,20 +37,28 @@ static void usage(FILE *out)
             "Fetch one WAL file from a ragsafe repository (PostgreSQL's restore_command).\n\n"
             "  restore_command = 'ragsafe-restore --repo /backups/pg %%f %%p'\n\n"
             "Options:\n"
-            "      --repo DIR      repository (or RAGSAFE_REPO, or \"repo\" in the config file)\n"
+            "      --repo DIR      repository (or RAGSAFE_REPO, or \"repo\" in the config file);\n"
+            "                      s3://BUCKET/PREFIX for S3 (credentials: AWS_ACCESS_KEY_ID,\n"
+            "                      AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or the config file)\n"
+            "      --s3-endpoint URL    S3 endpoint (default https://s3.REGION.amazonaws.com)\n"
+            "      --s3-region NAME     S3 region (default us-east-1)\n"
+            "      --s3-uri-style path|host  bucket in the path or in the host name\n"
             "      --config FILE   config file (default $RAGSAFE_CONFIG or %s)\n"
+            "      --prefetch N    also fetch the next N segments in parallel into\n"
+            "                      pg_wal/ragsafe-prefetch (default %d for s3://, 0 otherwise)\n"
+            "      --cipher-key-file FILE  the key the repository was encrypted with\n"
             "  -v, --verbose       more messages (twice: debug)\n"
             "  -h, --help          this help\n"
             "  -V, --version       version\n\n"
             "Exit status: 0 restored, 1 not in the repository, 128 any other failure\n"
             "(PostgreSQL then stops recovery instead of promoting early).\n",
-            CONFIG_DEFAULT_PATH);
+            CONFIG_DEFAULT_PATH, PREFETCH_DEFAULT);
 }
 
 /*
- * check_segment_sysid -- a restored segment must come from the repository's cluster.
+ * restore_check_sysid -- a restored segment must come from the repository's cluster.
  */
-static int check_segment_sysid(int fd, const char *tmp, const char *name, const repo_info *info)
+int restore_check_sysid(int fd, const char *tmp, const char *name, const repo_info *info)
 {
     uint8_t page[WAL_LONG_HEADER_SIZE];
     walpage_info h;
@@ -71,12 +81,22 @@ int main(int argc, char **argv)
     static const struct option opts[] = {
         {"repo", required_argument, NULL, 'r'},
         {"config", required_argument, NULL, 'c'},
+        {"s3-endpoint", required_argument, NULL, 'E'},
+        {"s3-region", required_argument, NULL, 'G'},
+        {"s3-uri-style", required_argument, NULL, 'U'},
+        {"prefetch", required_argument, NULL, 'P'},
+        {"cipher-key-file", required_argument, NULL, 'K'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     const char *opt_repo = NULL, *opt_config = NULL, *name, *path, *loc;
+    const char *opt_s3_endpoint = NULL, *opt_s3_region = NULL, *opt_s3_uri_style = NULL;
+    const char *opt_prefetch = NULL, *opt_key = NULL, *s;
+    cipher_key *ck = NULL;
+    long prefetch_n = -1;
+    prefetch *pf = NULL;
     int c, verbose = LOG_LEVEL_NOTICE, status = EXIT_RESTORE_FATAL, fd = -1, ret;
     config *cfg = NULL;
     uring *ur = NULL;
@@ -90,6 +110,11 @@ int main(int argc, char **argv)
         switch (c) {
         case 'r': opt_repo = optarg; break;
         case 'c': opt_config = optarg; break;
+        case 'E': opt_s3_endpoint = optarg; break;
+        case 'G': opt_s3_region = optarg; break;
+        case 'U': opt_s3_uri_style = optarg; break;
+        case 'P': opt_prefetch = optarg; break;
+        case 'K': opt_key = optarg; break;
         case 'v': verbose++; break;
         case 'h': usage(stdout); return EXIT_OK;
         case 'V': printf("ragsafe-restore %s\n", RAGSAFE_VERSION); return EXIT_OK;
@@ -114,10 +139,23 @@ int main(int argc, char **argv)
     cfg = config_load(opt_config);
     if (!cfg)
         goto out;
+    if (s3_config_apply(cfg, opt_s3_endpoint, opt_s3_region, opt_s3_uri_style) != 0)
+        goto out;
     loc = config_resolve(opt_repo, "RAGSAFE_REPO", cfg, "repo");
     if (!loc) {
         log_error("no repository given");
         log_hint("use --repo DIR, RAGSAFE_REPO or \"repo = DIR\" in the config file");
+        goto out;
+    }
+    if ((s = config_resolve(opt_prefetch, NULL, cfg, "prefetch")) &&
+        config_parse_int("--prefetch", s, 0, 16, &prefetch_n) != 0)
+        goto out;
+    if (prefetch_n < 0) /* default: on for S3, where every fetch is a round trip away */
+        prefetch_n = strncmp(loc, "s3://", 5) == 0 ? PREFETCH_DEFAULT : 0;
+    if ((s = config_resolve(opt_key, NULL, cfg, "cipher-key-file")) && cipher_key_load(s, &ck) != 0)
+        goto out;
+    if (prefetch_n > 0 && kind == WALFILE_SEGMENT && prefetch_take(path, name) == 1) {
+        status = EXIT_OK;
         goto out;
     }
     ur = uring_new(64);
@@ -126,21 +164,28 @@ int main(int argc, char **argv)
         goto out;
     }
     r = repo_open(loc, ur, 0);
-    if (!r)
+    if (!r) {
+        log_detail("while restoring \"%s\"", name);
         goto out;
+    }
     ret = repo_load_info(r);
     if (ret == RS_NOT_FOUND) {
         /* An empty directory (an unmounted volume, a wrong path) must not answer
          * "not found" for every file. */
         log_error("\"%s\" is not a ragsafe repository: it has no %s", storage_location(r->st), REPO_INFO_KEY);
+        log_detail("while restoring \"%s\"", name);
         goto out;
     }
-    if (ret != 0)
+    if (ret != 0) {
+        log_detail("while restoring \"%s\"", name);
         goto out;
+    }
 
-    ret = object_meta(r->st, key, &meta);
+    ret = cipher_object_meta(r->st, key, &meta, ck);
     if (ret == RS_NOT_FOUND) {
         log_debug("\"%s\" is not in the repository", name);
+        if (prefetch_n > 0)
+            prefetch_clear(path);
         status = EXIT_FAIL;
         goto out;
     }
@@ -148,6 +193,9 @@ int main(int argc, char **argv)
         log_detail("while restoring \"%s\"", name);
         goto out;
     }
+    /* it is there: fetch the next ones alongside */
+    if (prefetch_n > 0 && kind == WALFILE_SEGMENT)
+        pf = prefetch_start(loc, path, name, &r->info, ck, (int)prefetch_n);
 
     tmp = malloc(strlen(path) + 16);
     if (!tmp) {
@@ -160,7 +208,7 @@ int main(int argc, char **argv)
         log_errno("could not create \"%s\"", tmp);
         goto out;
     }
-    ret = object_get_fd(r->st, key, fd, &meta);
+    ret = cipher_object_get_fd(r->st, key, fd, &meta, ck);
     if (ret == RS_NOT_FOUND) {
         /* Removed between the check and the read (an expire): still "not found". */
         status = EXIT_FAIL;
@@ -171,7 +219,7 @@ int main(int argc, char **argv)
         goto out;
     }
     if ((kind == WALFILE_SEGMENT || kind == WALFILE_PARTIAL) &&
-        check_segment_sysid(fd, tmp, name, &r->info) != 0)
+        restore_check_sysid(fd, tmp, name, &r->info) != 0)
         goto out;
     if (close(fd) != 0) {
         fd = -1;
@@ -189,6 +237,8 @@ int main(int argc, char **argv)
     log_info("restored \"%s\" (%" PRIu64 " bytes) to \"%s\"", name, meta.raw_size, path);
     status = EXIT_OK;
 out:
+    prefetch_finish(pf);
+    cipher_key_free(ck);
     if (fd >= 0)
         close(fd);
     if (tmp)

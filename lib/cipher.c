@@ -1,0 +1,634 @@
+/*
+ * cipher.c -- AES-256-GCM frames for objects at rest; see cipher.h for the format.
+ */
+#include "cipher.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "log.h"
+
+struct cipher_key {
+    uint8_t enc[CIPHER_KEY_LEN];  /* HMAC(master, "ragsafe-encrypt") */
+    uint8_t mac[CIPHER_KEY_LEN];  /* HMAC(master, "ragsafe-digest") */
+};
+
+static int ssl_error(const char *what)
+{
+    unsigned long e = ERR_get_error();
+    char buf[256] = "unknown error";
+    if (e)
+        ERR_error_string_n(e, buf, sizeof(buf));
+    return log_error("could not %s: %s", what, buf);
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+cipher_key *cipher_key_from_bytes(const uint8_t raw[CIPHER_KEY_LEN])
+{
+    cipher_key *k = calloc(1, sizeof(*k));
+    unsigned int n = 0;
+
+    if (!k) {
+        log_error("out of memory");
+        return NULL;
+    }
+    if (!HMAC(EVP_sha256(), raw, CIPHER_KEY_LEN, (const unsigned char *)"ragsafe-encrypt", 15,
+              k->enc, &n) ||
+        n != CIPHER_KEY_LEN ||
+        !HMAC(EVP_sha256(), raw, CIPHER_KEY_LEN, (const unsigned char *)"ragsafe-digest", 14,
+              k->mac, &n) ||
+        n != CIPHER_KEY_LEN) {
+        ssl_error("derive the cipher keys");
+        cipher_key_free(k);
+        return NULL;
+    }
+    return k;
+}
+
+void cipher_key_free(cipher_key *k)
+{
+    if (!k)
+        return;
+    OPENSSL_cleanse(k, sizeof(*k));
+    free(k);
+}
+
+int cipher_key_load(const char *path, cipher_key **out)
+{
+    uint8_t buf[130], raw[CIPHER_KEY_LEN];
+    struct stat sb;
+    ssize_t n;
+    size_t len;
+    int fd, ret = -1;
+
+    *out = NULL;
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return log_errno("could not open cipher key file \"%s\"", path);
+    if (fstat(fd, &sb) == 0 && (sb.st_mode & 077))
+        log_warning("cipher key file \"%s\" is readable by group or others", path);
+    n = read(fd, buf, sizeof(buf));
+    close(fd);
+    if (n < 0)
+        return log_errno("could not read cipher key file \"%s\"", path);
+    len = (size_t)n;
+    if (len == CIPHER_KEY_LEN) {
+        memcpy(raw, buf, CIPHER_KEY_LEN);
+    } else {
+        while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+            len--;
+        if (len != 2 * CIPHER_KEY_LEN) {
+            log_error("cipher key file \"%s\" must hold 32 bytes or 64 hex digits", path);
+            goto out;
+        }
+        for (size_t i = 0; i < CIPHER_KEY_LEN; i++) {
+            int v = 0;
+            for (int j = 0; j < 2; j++) {
+                uint8_t c = buf[2 * i + (size_t)j];
+                v <<= 4;
+                if (c >= '0' && c <= '9')
+                    v |= c - '0';
+                else if (c >= 'a' && c <= 'f')
+                    v |= c - 'a' + 10;
+                else if (c >= 'A' && c <= 'F')
+                    v |= c - 'A' + 10;
+                else {
+                    log_error("cipher key file \"%s\" must hold 32 bytes or 64 hex digits", path);
+                    goto out;
+                }
+            }
+            raw[i] = (uint8_t)v;
+        }
+    }
+    *out = cipher_key_from_bytes(raw);
+    ret = *out ? 0 : -1;
+out:
+    OPENSSL_cleanse(buf, sizeof(buf));
+    OPENSSL_cleanse(raw, sizeof(raw));
+    return ret;
+}
+
+int cipher_keyed_digest(const cipher_key *k, const void *data, size_t len, uint8_t out[32])
+{
+    unsigned int n = 0;
+    if (!HMAC(EVP_sha256(), k->mac, CIPHER_KEY_LEN, data, len, out, &n) || n != 32)
+        return ssl_error("compute a keyed digest");
+    return 0;
+}
+
+uint64_t cipher_plain_size_max(uint64_t stored_size)
+{
+    if (stored_size < CIPHER_TAIL_SIZE)
+        return 0;
+    return stored_size - CIPHER_OVERHEAD; /* every object has at least one frame */
+}
+
+/*
+ * seal -- one frame: header, fresh nonce, AES-256-GCM of plain (padded to pad_to
+ * when larger than len) with header + name as AAD, tag; to sink.
+ */
+static int seal(const cipher_key *k, const char *name, int final, uint64_t index,
+                uint64_t offset, const uint8_t *plain, size_t len, size_t pad_to,
+                uint8_t *scratch, cipher_sink_fn sink, void *arg)
+{
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    uint8_t *hdr = scratch, *nonce = scratch + CIPHER_HEADER, *ct = nonce + CIPHER_NONCE;
+    size_t clen = pad_to > len ? pad_to : len;
+    uint8_t pad[CIPHER_TAIL_PLAIN] = {0};
+    int n = 0, ret = -1;
+
+    if (!c)
+        return log_error("out of memory");
+    memcpy(hdr, "RGSE", 4);
+    hdr[4] = 1;
+    hdr[5] = final ? 1 : 0;
+    hdr[6] = hdr[7] = 0;
+    put32(hdr + 8, (uint32_t)len);
+    put64(hdr + 12, index);
+    put64(hdr + 20, offset);
+    if (RAND_bytes(nonce, CIPHER_NONCE) != 1) {
+        ssl_error("make a nonce");
+        goto out;
+    }
+    if (EVP_EncryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, CIPHER_NONCE, NULL) != 1 ||
+        EVP_EncryptInit_ex(c, NULL, NULL, k->enc, nonce) != 1 ||
+        EVP_EncryptUpdate(c, NULL, &n, hdr, CIPHER_HEADER) != 1 ||
+        EVP_EncryptUpdate(c, NULL, &n, (const uint8_t *)name, (int)strlen(name)) != 1 ||
+        (len && EVP_EncryptUpdate(c, ct, &n, plain, (int)len) != 1) ||
+        (clen > len && EVP_EncryptUpdate(c, ct + len, &n, pad, (int)(clen - len)) != 1) ||
+        EVP_EncryptFinal_ex(c, ct + clen, &n) != 1 ||
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, CIPHER_TAG, ct + clen) != 1) {
+        ssl_error("encrypt");
+        goto out;
+    }
+    ret = sink(arg, scratch, CIPHER_OVERHEAD + clen);
+out:
+    EVP_CIPHER_CTX_free(c);
+    return ret;
+}
+
+/*
+ * open_frame -- verify and decrypt one whole frame (f, flen) into plain (room for
+ * its plaintext length). RS_MISMATCH (reported) when the tag does not verify.
+ */
+static int open_frame(const cipher_key *k, const char *name, const uint8_t *f, size_t flen,
+                      uint8_t *plain)
+{
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    const uint8_t *nonce = f + CIPHER_HEADER, *ct = nonce + CIPHER_NONCE;
+    size_t clen = flen - CIPHER_OVERHEAD;
+    int n = 0, ret = -1;
+
+    if (!c)
+        return log_error("out of memory");
+    if (EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL) != 1 ||
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, CIPHER_NONCE, NULL) != 1 ||
+        EVP_DecryptInit_ex(c, NULL, NULL, k->enc, nonce) != 1 ||
+        EVP_DecryptUpdate(c, NULL, &n, f, CIPHER_HEADER) != 1 ||
+        EVP_DecryptUpdate(c, NULL, &n, (const uint8_t *)name, (int)strlen(name)) != 1 ||
+        (clen && EVP_DecryptUpdate(c, plain, &n, ct, (int)clen) != 1) ||
+        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, CIPHER_TAG, (void *)(ct + clen)) != 1) {
+        ssl_error("decrypt");
+        goto out;
+    }
+    if (EVP_DecryptFinal_ex(c, plain + clen, &n) != 1) {
+        ERR_clear_error();
+        ret = RS_MISMATCH;
+        goto out;
+    }
+    ret = 0;
+out:
+    EVP_CIPHER_CTX_free(c);
+    return ret;
+}
+
+static int mismatch(const char *name, const char *why)
+{
+    log_error("could not decrypt \"%s\": wrong key or damaged object", name);
+    log_detail("%s", why);
+    return RS_MISMATCH;
+}
+
+/* ---- encrypting -------------------------------------------------------------------- */
+
+struct cipher_enc {
+    const cipher_key *k;
+    char *name;
+    cipher_sink_fn sink;
+    void *arg;
+    uint8_t *buf;          /* plaintext held back: up to CIPHER_FRAME + CIPHER_TAIL_PLAIN */
+    size_t len;
+    uint8_t *scratch;      /* one sealed frame */
+    uint64_t index, offset;
+    int finished, failed;
+};
+
+cipher_enc *cipher_enc_new(const cipher_key *k, const char *name, cipher_sink_fn sink, void *arg)
+{
+    cipher_enc *e = calloc(1, sizeof(*e));
+
+    if (!e || !(e->name = strdup(name)) ||
+        !(e->buf = malloc(CIPHER_FRAME + CIPHER_TAIL_PLAIN)) ||
+        !(e->scratch = malloc(CIPHER_FRAME + CIPHER_OVERHEAD + CIPHER_TAIL_PLAIN))) {
+        log_error("out of memory");
+        cipher_enc_free(e);
+        return NULL;
+    }
+    e->k = k;
+    e->sink = sink;
+    e->arg = arg;
+    return e;
+}
+
+static int emit(cipher_enc *e, size_t n, int final)
+{
+    int r = seal(e->k, e->name, final, e->index, e->offset, e->buf, n,
+                 final ? CIPHER_TAIL_PLAIN : 0, e->scratch, e->sink, e->arg);
+    if (r != 0) {
+        e->failed = 1;
+        return -1;
+    }
+    e->index++;
+    e->offset += n;
+    memmove(e->buf, e->buf + n, e->len - n);
+    e->len -= n;
+    return 0;
+}
+
+int cipher_enc_write(cipher_enc *e, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+
+    if (e->failed || e->finished)
+        return log_error("could not encrypt \"%s\": the stream is closed", e->name);
+    while (len > 0) {
+        size_t room = CIPHER_FRAME + CIPHER_TAIL_PLAIN - e->len, n = len < room ? len : room;
+        memcpy(e->buf + e->len, p, n);
+        e->len += n;
+        p += n;
+        len -= n;
+        /* a full frame and the tail's worth held back: the frame can go */
+        if (e->len == CIPHER_FRAME + CIPHER_TAIL_PLAIN && emit(e, CIPHER_FRAME, 0) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+int cipher_enc_finish(cipher_enc *e)
+{
+    if (e->failed || e->finished)
+        return log_error("could not encrypt \"%s\": the stream is closed", e->name);
+    if (e->len > CIPHER_TAIL_PLAIN && emit(e, e->len - CIPHER_TAIL_PLAIN, 0) != 0)
+        return -1;
+    if (emit(e, e->len, 1) != 0)
+        return -1;
+    e->finished = 1;
+    return 0;
+}
+
+void cipher_enc_free(cipher_enc *e)
+{
+    if (!e)
+        return;
+    if (e->buf)
+        OPENSSL_cleanse(e->buf, CIPHER_FRAME + CIPHER_TAIL_PLAIN);
+    free(e->buf);
+    free(e->scratch);
+    free(e->name);
+    free(e);
+}
+
+/* ---- decrypting -------------------------------------------------------------------- */
+
+struct cipher_dec {
+    const cipher_key *k;
+    char *name;
+    cipher_sink_fn sink;
+    void *arg;
+    uint8_t *frame;        /* the frame being assembled */
+    size_t have;
+    uint8_t *plain;
+    uint64_t index, offset;
+    int final_seen, failed;
+};
+
+cipher_dec *cipher_dec_new(const cipher_key *k, const char *name, cipher_sink_fn sink, void *arg)
+{
+    cipher_dec *d = calloc(1, sizeof(*d));
+
+    if (!d || !(d->name = strdup(name)) ||
+        !(d->frame = malloc(CIPHER_FRAME + CIPHER_OVERHEAD)) ||
+        !(d->plain = malloc(CIPHER_FRAME))) {
+        log_error("out of memory");
+        cipher_dec_free(d);
+        return NULL;
+    }
+    d->k = k;
+    d->sink = sink;
+    d->arg = arg;
+    return d;
+}
+
+/* frame_len -- the whole length of the frame whose header is h, or 0 if malformed. */
+static size_t frame_len(const uint8_t *h, int *final)
+{
+    uint32_t plen = get32(h + 8);
+    if (memcmp(h, "RGSE", 4) != 0 || h[4] != 1 || h[5] > 1 || h[6] || h[7])
+        return 0;
+    *final = h[5];
+    if (*final) {
+        if (plen > CIPHER_TAIL_PLAIN)
+            return 0;
+        return CIPHER_TAIL_SIZE;
+    }
+    if (plen == 0 || plen > CIPHER_FRAME)
+        return 0;
+    return CIPHER_OVERHEAD + plen;
+}
+
+int cipher_dec_write(cipher_dec *d, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+
+    if (d->failed)
+        return -1;
+    while (len > 0) {
+        size_t want = CIPHER_HEADER, n;
+        int final = 0, r;
+        if (d->final_seen) {
+            d->failed = 1;
+            return mismatch(d->name, "data after the final frame");
+        }
+        if (d->have >= CIPHER_HEADER) {
+            want = frame_len(d->frame, &final);
+            if (!want) {
+                d->failed = 1;
+                return mismatch(d->name, "not an encrypted ragsafe object, or a damaged frame header");
+            }
+        }
+        n = want - d->have < len ? want - d->have : len;
+        memcpy(d->frame + d->have, p, n);
+        d->have += n;
+        p += n;
+        len -= n;
+        if (d->have < want || want == CIPHER_HEADER)
+            continue;
+        /* a whole frame: in place, in order, authentic? */
+        if (get64(d->frame + 12) != d->index || get64(d->frame + 20) != d->offset) {
+            d->failed = 1;
+            return mismatch(d->name, "a frame is missing, repeated or out of place");
+        }
+        r = open_frame(d->k, d->name, d->frame, d->have, d->plain);
+        if (r != 0) {
+            d->failed = 1;
+            return r == RS_MISMATCH ? mismatch(d->name, "a frame does not authenticate") : -1;
+        }
+        {
+            uint32_t plen = get32(d->frame + 8);
+            if (plen && d->sink && d->sink(d->arg, d->plain, plen) != 0) {
+                d->failed = 1;
+                return -1;
+            }
+            d->index++;
+            d->offset += plen;
+        }
+        d->final_seen = final;
+        d->have = 0;
+    }
+    return 0;
+}
+
+int cipher_dec_finish(cipher_dec *d)
+{
+    if (d->failed)
+        return -1;
+    if (!d->final_seen || d->have) {
+        d->failed = 1;
+        return mismatch(d->name, "truncated: the final frame is missing");
+    }
+    return 0;
+}
+
+uint64_t cipher_dec_size(const cipher_dec *d) { return d->offset; }
+
+void cipher_dec_free(cipher_dec *d)
+{
+    if (!d)
+        return;
+    if (d->plain)
+        OPENSSL_cleanse(d->plain, CIPHER_FRAME);
+    free(d->plain);
+    free(d->frame);
+    free(d->name);
+    free(d);
+}
+
+int cipher_tail_open(const cipher_key *k, const char *name, const uint8_t tail[CIPHER_TAIL_SIZE],
+                     uint8_t plain[CIPHER_TAIL_PLAIN], size_t *plain_len, uint64_t *total)
+{
+    int final = 0, r;
+    uint32_t plen;
+
+    if (frame_len(tail, &final) != CIPHER_TAIL_SIZE || !final)
+        return mismatch(name, "the object does not end with a final frame");
+    r = open_frame(k, name, tail, CIPHER_TAIL_SIZE, plain);
+    if (r != 0)
+        return r == RS_MISMATCH ? mismatch(name, "the final frame does not authenticate") : -1;
+    plen = get32(tail + 8);
+    *plain_len = plen;
+    *total = get64(tail + 20) + plen;
+    return 0;
+}
+
+/* ---- encrypted zst objects --------------------------------------------------------- */
+
+#include "uring.h"
+#include "zst.h"
+
+#define OBJ_CHUNK (1u << 20)
+
+static int sink_write(void *arg, const void *buf, size_t len)
+{
+    return storage_write_data(arg, buf, len);
+}
+
+static int sink_enc(void *arg, const void *buf, size_t len)
+{
+    return cipher_enc_write(arg, buf, len);
+}
+
+int cipher_object_put_fd(storage *st, const char *key, int fd, const char *src_name,
+                         const object_opts *opts, int noreplace, zst_meta *meta,
+                         const cipher_key *k)
+{
+    storage_write *w = NULL;
+    cipher_enc *e = NULL;
+    zst_writer *zw = NULL;
+    uring_reader *rd = NULL;
+    const void *buf;
+    ssize_t n;
+    int ret = -1;
+
+    if (!k)
+        return object_put_fd(st, key, fd, src_name, opts, noreplace, meta);
+    w = storage_write_open(st, key);
+    if (!w)
+        goto out;
+    e = cipher_enc_new(k, key, sink_write, w);
+    if (!e)
+        goto out;
+    zw = zst_writer_new(opts && opts->level ? opts->level : ZST_DEFAULT_LEVEL,
+                        opts ? opts->workers : 0, sink_enc, e);
+    if (!zw)
+        goto out;
+    rd = uring_reader_new(storage_uring(st), fd, 0, OBJ_CHUNK, 4);
+    if (!rd) {
+        log_errno("could not read \"%s\"", src_name);
+        goto out;
+    }
+    while ((n = uring_reader_next(rd, &buf)) > 0)
+        if (zst_writer_write(zw, buf, (size_t)n) != 0)
+            goto out;
+    if (n < 0) {
+        log_errnum((int)-n, "could not read \"%s\"", src_name);
+        goto out;
+    }
+    if (zst_writer_finish(zw, meta) != 0 || cipher_enc_finish(e) != 0)
+        goto out;
+    ret = storage_write_commit(w, noreplace);
+out:
+    uring_reader_free(rd);
+    zst_writer_free(zw);
+    cipher_enc_free(e);
+    storage_write_free(w);
+    return ret;
+}
+
+struct fd_out {
+    uring_writer *w;
+};
+
+static int sink_fd(void *arg, const void *buf, size_t len)
+{
+    struct fd_out *o = arg;
+    int r = uring_writer_write(o->w, buf, len);
+    if (r < 0)
+        return log_errnum(r, "could not write the restored file");
+    return 0;
+}
+
+static int sink_zst(void *arg, const void *buf, size_t len)
+{
+    return zst_reader_write(arg, buf, len);
+}
+
+int cipher_object_get_fd(storage *st, const char *key, int fd, zst_meta *meta,
+                         const cipher_key *k)
+{
+    storage_read *rd = NULL;
+    cipher_dec *d = NULL;
+    zst_reader *zr = NULL;
+    struct fd_out o = {NULL};
+    const void *buf;
+    ssize_t n;
+    char name[512];
+    int ret, fret = 0;
+
+    if (!k)
+        return object_get_fd(st, key, fd, meta);
+    ret = storage_read_open(st, key, &rd);
+    if (ret != 0)
+        return ret;
+    ret = -1;
+    if (fd >= 0 && !(o.w = uring_writer_new(storage_uring(st), fd, OBJ_CHUNK, 4))) {
+        log_errno("could not set up writing the restored file");
+        goto out;
+    }
+    zr = zst_reader_new(fd >= 0 ? sink_fd : NULL, &o);
+    if (!zr)
+        goto out;
+    snprintf(name, sizeof(name), "object \"%s/%s\"", storage_location(st), key);
+    zst_reader_set_name(zr, name);
+    d = cipher_dec_new(k, key, sink_zst, zr);
+    if (!d)
+        goto out;
+    while ((n = storage_read_data(rd, &buf)) > 0) {
+        ret = cipher_dec_write(d, buf, (size_t)n);
+        if (ret != 0)
+            goto out;
+    }
+    ret = -1;
+    if (n < 0)
+        goto out;
+    ret = cipher_dec_finish(d);
+    if (ret != 0)
+        goto out;
+    ret = zst_reader_finish(zr, meta);
+out:
+    if (o.w) {
+        fret = uring_writer_finish(o.w, 0);
+        uring_writer_free(o.w);
+    }
+    if (ret == 0 && fret < 0)
+        ret = log_errnum(fret, "could not write the restored file");
+    cipher_dec_free(d);
+    zst_reader_free(zr);
+    storage_read_free(rd);
+    return ret;
+}
+
+int cipher_object_meta(storage *st, const char *key, zst_meta *meta, const cipher_key *k)
+{
+    uint8_t tail[CIPHER_TAIL_SIZE], plain[CIPHER_TAIL_PLAIN];
+    size_t pl = 0;
+    uint64_t total = 0;
+    int ret;
+
+    if (!k)
+        return object_meta(st, key, meta);
+    ret = storage_read_tail(st, key, tail, sizeof(tail), NULL);
+    if (ret != 0)
+        return ret;
+    ret = cipher_tail_open(k, key, tail, plain, &pl, &total);
+    if (ret != 0)
+        return ret;
+    if (pl != ZST_TRAILER_SIZE || zst_trailer_decode(plain, meta) != 0)
+        return log_error("object \"%s/%s\" lacks its ragsafe trailer", storage_location(st), key);
+    return 0;
+}

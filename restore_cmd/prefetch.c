@@ -1,0 +1,269 @@
+/*
+ * prefetch.c -- ragsafe-restore fetches the next segments in parallel; see restore.h.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "log.h"
+#include "object.h"
+#include "restore.h"
+#include "sha256.h"
+#include "walname.h"
+
+#define PREFETCH_MAX 16
+
+struct prefetch {
+    char *loc;
+    char spool[PATH_MAX];
+    repo_info info;
+    const cipher_key *ck;
+    char names[PREFETCH_MAX][32];
+    int n, next, ok;
+    pthread_mutex_t mu;
+    pthread_t threads[PREFETCH_MAX];
+    int nthreads;
+};
+
+static void spool_of(const char *path, char *out, size_t n)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        snprintf(out, n, "%s", PREFETCH_DIR);
+    else
+        snprintf(out, n, "%.*s/%s", (int)(slash - path), path, PREFETCH_DIR);
+}
+
+/* file_sum -- "<sha256 hex> <size>\n" of a file; -1 when it cannot be read. */
+static int file_sum(const char *path, char *out, size_t n)
+{
+    uint8_t buf[1 << 16], d[SHA256_LEN];
+    char hex[SHA256_HEX_LEN + 1];
+    sha256_ctx c = {0};
+    uint64_t size = 0;
+    ssize_t got;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), ret = -1;
+
+    if (fd < 0)
+        return -1;
+    if (sha256_init(&c) != 0)
+        goto out;
+    while ((got = read(fd, buf, sizeof(buf))) > 0) {
+        if (sha256_update(&c, buf, (size_t)got) != 0)
+            goto out;
+        size += (uint64_t)got;
+    }
+    if (got < 0 || sha256_final(&c, d) != 0)
+        goto out;
+    sha256_to_hex(d, hex);
+    snprintf(out, n, "%s %ju\n", hex, (uintmax_t)size);
+    ret = 0;
+out:
+    sha256_release(&c);
+    close(fd);
+    return ret;
+}
+
+/*
+ * prefetch_take -- a spooled copy is used only if it still hashes to what was
+ * recorded when it was fetched and verified (X.sum, written before X): a spool file
+ * damaged or replaced since is removed and the call fetches from the repository.
+ */
+int prefetch_take(const char *path, const char *name)
+{
+    char spool[PATH_MAX], f[PATH_MAX + 64], sum[PATH_MAX + 64], want[128], got[128];
+    ssize_t n;
+    int fd, ok = 0;
+
+    spool_of(path, spool, sizeof(spool));
+    snprintf(f, sizeof(f), "%s/%s", spool, name);
+    snprintf(sum, sizeof(sum), "%s/%s.sum", spool, name);
+    fd = open(sum, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        (void)unlink(f); /* no record, no use */
+        return 0;
+    }
+    n = read(fd, want, sizeof(want) - 1);
+    close(fd);
+    if (n > 0) {
+        want[n] = '\0';
+        ok = file_sum(f, got, sizeof(got)) == 0 && strcmp(want, got) == 0;
+    }
+    if (ok && rename(f, path) == 0) {
+        (void)unlink(sum);
+        log_info("restored \"%s\" from the prefetched copy", name);
+        return 1;
+    }
+    if (n > 0 && !ok)
+        log_warning("ignoring the prefetched copy of \"%s\": it changed since it was verified", name);
+    (void)unlink(f);
+    (void)unlink(sum);
+    return 0;
+}
+
+static void fetch_one(prefetch *p, repo *r, const char *name)
+{
+    char key[128], tmp[PATH_MAX + 64], dst[PATH_MAX + 64], sum[PATH_MAX + 64];
+    char stmp[PATH_MAX + 64], text[128], hex[SHA256_HEX_LEN + 1];
+    zst_meta m;
+    int fd, ret;
+
+    if (repo_wal_key(name, key, sizeof(key)) != 0)
+        return;
+    snprintf(sum, sizeof(sum), "%s/%s.sum", p->spool, name);
+    snprintf(stmp, sizeof(stmp), "%s/.%s.sum.tmp", p->spool, name);
+    snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", p->spool, name);
+    snprintf(dst, sizeof(dst), "%s/%s", p->spool, name);
+    fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    ret = cipher_object_get_fd(r->st, key, fd, &m, p->ck);
+    if (ret == 0)
+        ret = restore_check_sysid(fd, tmp, name, &p->info);
+    if (close(fd) != 0)
+        ret = -1;
+    /* the verified digest first, then the file: a spooled file is never without it */
+    if (ret == 0) {
+        sha256_to_hex(m.sha256, hex);
+        snprintf(text, sizeof(text), "%s %ju\n", hex, (uintmax_t)m.raw_size);
+        fd = open(stmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+            ret = -1;
+        if (fd >= 0 && close(fd) != 0)
+            ret = -1;
+        if (ret == 0 && rename(stmp, sum) != 0)
+            ret = -1;
+        (void)unlink(stmp);
+    }
+    if (ret == 0 && rename(tmp, dst) == 0) {
+        pthread_mutex_lock(&p->mu);
+        p->ok++;
+        pthread_mutex_unlock(&p->mu);
+        return;
+    }
+    (void)unlink(tmp);
+}
+
+static void *worker(void *arg)
+{
+    prefetch *p = arg;
+    uring *ur = uring_new(16);
+    repo *r = ur ? repo_open(p->loc, ur, 0) : NULL;
+
+    for (;;) {
+        const char *name;
+        pthread_mutex_lock(&p->mu);
+        name = p->next < p->n ? p->names[p->next++] : NULL;
+        pthread_mutex_unlock(&p->mu);
+        if (!name || !r)
+            break;
+        fetch_one(p, r, name);
+    }
+    repo_free(r);
+    uring_free(ur);
+    return NULL;
+}
+
+prefetch *prefetch_start(const char *loc, const char *path, const char *name,
+                         const repo_info *info, const cipher_key *ck, int k)
+{
+    prefetch *p = calloc(1, sizeof(*p));
+    uint32_t tli;
+    uint64_t segno;
+    DIR *d;
+    struct dirent *de;
+
+    if (!p)
+        return NULL;
+    pthread_mutex_init(&p->mu, NULL);
+    if (k > PREFETCH_MAX)
+        k = PREFETCH_MAX;
+    if (!info->seg_size || walname_parse(name, info->seg_size, &tli, &segno) != 0)
+        goto none;
+    spool_of(path, p->spool, sizeof(p->spool));
+    if (mkdir(p->spool, 0700) != 0 && errno != EEXIST)
+        goto none;
+    /* spooled segments before this one will not be asked for any more; temp files
+     * are a killed run's */
+    if ((d = opendir(p->spool)) != NULL) {
+        while ((de = readdir(d)) != NULL) {
+            char f[PATH_MAX + 300];
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                continue;
+            /* X or X.sum; the last 16 hex digits of X are the position, whatever
+             * the timeline */
+            size_t l = strlen(de->d_name);
+            if (de->d_name[0] == '.' || (l != 24 && (l != 28 || strcmp(de->d_name + 24, ".sum"))) ||
+                strncmp(de->d_name + 8, name + 8, 16) <= 0) {
+                snprintf(f, sizeof(f), "%s/%s", p->spool, de->d_name);
+                (void)unlink(f);
+            }
+        }
+        closedir(d);
+    }
+    for (int i = 1; i <= k; i++) {
+        char f[PATH_MAX + 64];
+        struct stat sb;
+        walname_format(p->names[p->n], tli, segno + (uint64_t)i, info->seg_size);
+        snprintf(f, sizeof(f), "%s/%s", p->spool, p->names[p->n]);
+        if (stat(f, &sb) == 0)
+            continue; /* spooled by an earlier call */
+        p->n++;
+    }
+    if (p->n == 0 || !(p->loc = strdup(loc)))
+        goto none;
+    p->info = *info;
+    p->ck = ck;
+    for (int i = 0; i < p->n && i < PREFETCH_THREADS; i++) {
+        if (pthread_create(&p->threads[i], NULL, worker, p) != 0)
+            break;
+        p->nthreads++;
+    }
+    if (p->nthreads == 0)
+        goto none;
+    return p;
+none:
+    prefetch_finish(p);
+    return NULL;
+}
+
+void prefetch_clear(const char *path)
+{
+    char spool[PATH_MAX], f[PATH_MAX + 300];
+    DIR *d;
+    struct dirent *de;
+
+    spool_of(path, spool, sizeof(spool));
+    d = opendir(spool);
+    if (!d)
+        return;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(f, sizeof(f), "%s/%s", spool, de->d_name);
+        (void)unlink(f);
+    }
+    closedir(d);
+    (void)rmdir(spool);
+}
+
+void prefetch_finish(prefetch *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->nthreads; i++)
+        pthread_join(p->threads[i], NULL);
+    if (p->nthreads)
+        log_debug("prefetch: %d of %d segments spooled", p->ok, p->n);
+    free(p->loc);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}

@@ -1,0 +1,193 @@
+#!/usr/bin/env bash
+# 060_s3_faults.sh -- S3 failures in the middle of archiving and restoring, through a
+# small fault-injecting proxy in front of a local s3rver: transient 500s are retried
+# (single PUT, multipart parts, GETs, the open), a GET cut off mid-body resumes with a
+# Range request, and a persistent failure is an error -- ragsafe-archive exits 1 and
+# leaves no object (so the next call retries cleanly), ragsafe-restore exits 128 and
+# never creates %p, never 1.
+source "$(dirname "$0")/lib.sh"
+t_init
+
+ARCH=$RAGSAFE_BIN/ragsafe-archive
+REST=$RAGSAFE_BIN/ragsafe-restore
+S3DIR=/var/tmp/ragsafe-s3rver
+S3JS=$S3DIR/node_modules/s3rver/bin/s3rver.js
+BUCKET=ragsafe
+
+if [ ! -f "$S3JS" ]; then
+    mkdir -p "$S3DIR"
+    if ! (cd "$S3DIR" && npm install --no-audit --no-fund --silent s3rver@3.7.1 >"$T/npm.log" 2>&1); then
+        if grep -qiE 'ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|network' "$T/npm.log"; then
+            echo "skipped: s3rver unavailable (npm cannot reach its registry)"
+            t_done
+            exit 0
+        fi
+        cat "$T/npm.log"; fail "npm install s3rver"; t_done; exit 1
+    fi
+fi
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() {
+    local i
+    for ((i = 0; i < 100; i++)); do
+        python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 0.2)" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+S3PORT=$(free_port)
+PPORT=$(free_port)
+mkdir -p "$T/s3"
+NODE_OPTIONS=--openssl-legacy-provider node "$S3JS" -d "$T/s3" -a 127.0.0.1 -p "$S3PORT" \
+    --configure-bucket "$BUCKET" --no-vhost-buckets -s >"$T/s3rver.log" 2>&1 &
+S3PID=$!
+t_on_exit "kill $S3PID"
+cat >"$T/proxy.py" <<'PY'
+# s3 fault/latency proxy: python3 proxy.py LISTEN_PORT UPSTREAM_PORT CONTROL_FILE
+# CONTROL_FILE holds one line, read on every request:
+#   ok | delay MS | fail500 N [SKIP] | cut N [SKIP]
+# fail500 / cut: after SKIP requests pass, the next N requests fail: 500 InternalError,
+# or (cut, GETs with a body) half the body and then the connection closes.
+import http.client, http.server, sys, threading, time, os
+listen, upstream, control = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+lock = threading.Lock()
+
+def take(kind):
+    """Decrement the counter of kind in the control file; True when one was left."""
+    with lock:
+        try:
+            words = open(control).read().split()
+        except OSError:
+            return False, 0
+        if len(words) in (2, 3) and words[0] == kind:
+            n = int(words[1])
+            skip = int(words[2]) if len(words) == 3 else 0
+            if kind == 'delay':
+                return True, n
+            if skip > 0:
+                open(control, 'w').write('%s %d %d\n' % (kind, n, skip - 1))
+                return False, 0
+            if n > 0:
+                open(control, 'w').write('%s %d\n' % (kind, n - 1))
+                return True, n
+        return False, 0
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = 'HTTP/1.1'
+    def log_message(self, *a):
+        pass
+    def handle_any(self):
+        n = int(self.headers.get('Content-Length') or 0)
+        body = self.rfile.read(n) if n else None
+        d, ms = take('delay')
+        if d:
+            time.sleep(ms / 1000.0)
+        if take('fail500')[0]:
+            msg = b'<?xml version="1.0"?><Error><Code>InternalError</Code><Message>injected</Message></Error>'
+            self.send_response(500)
+            self.send_header('Content-Length', str(len(msg)))
+            self.end_headers()
+            self.wfile.write(msg)
+            return
+        c = http.client.HTTPConnection('127.0.0.1', upstream, timeout=60)
+        hdrs = {k: v for k, v in self.headers.items() if k.lower() not in ('connection',)}
+        c.request(self.command, self.path, body=body, headers=hdrs)
+        r = c.getresponse()
+        data = r.read()
+        cut = self.command == 'GET' and len(data) > 1000 and take('cut')[0]
+        self.send_response(r.status)
+        for k, v in r.getheaders():
+            if k.lower() not in ('connection', 'transfer-encoding', 'content-length'):
+                self.send_header(k, v)
+        if self.command == 'HEAD':
+            self.send_header('Content-Length', r.getheader('Content-Length') or '0')
+        else:
+            self.send_header('Content-Length', str(len(data)))
+        self.end_headers()
+        if self.command != 'HEAD':
+            if cut:
+                self.wfile.write(data[:len(data) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                return
+            self.wfile.write(data)
+        c.close()
+    do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
+
+http.server.ThreadingHTTPServer.daemon_threads = True
+http.server.ThreadingHTTPServer(('127.0.0.1', listen), H).serve_forever()
+PY
+echo ok >"$T/ctl"
+chmod 0666 "$T/ctl"
+python3 "$T/proxy.py" "$PPORT" "$S3PORT" "$T/ctl" 2>"$T/proxy.log" &
+PXPID=$!
+t_on_exit "kill $PXPID"
+wait_port "$S3PORT" && wait_port "$PPORT" || { echo "# servers did not start"; exit 1; }
+ctl() { echo "$*" >"$T/ctl"; }
+
+export RAGSAFE_S3_ENDPOINT=http://127.0.0.1:$PPORT AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+export RAGSAFE_S3_RETRIES=4 RAGSAFE_S3_PART_SIZE=5242880
+REPO=s3://$BUCKET/f
+OBJ=$T/s3/$BUCKET/f/wal/0000000100000000
+
+# segments: initdb's first one, and a copy of it full of random data (multipart)
+pg_init a || exit 1
+S1=000000010000000000000001
+cp "$T/a/pg_wal/$S1" "$T/s1"
+R=000000010000000000000070
+cp "$T/s1" "$T/rnd"
+head -c $((16 * 1024 * 1024 - 8192)) /dev/urandom | dd of="$T/rnd" bs=8192 seek=1 conv=notrunc status=none
+python3 - "$T/rnd" <<'PY'
+import struct, sys
+with open(sys.argv[1], 'r+b') as f:
+    f.seek(8); f.write(struct.pack('<Q', 0x70 * 16 * 1024 * 1024))
+PY
+chown postgres: "$T/s1" "$T/rnd"
+arch() { as_pg env RAGSAFE_S3_ENDPOINT="$RAGSAFE_S3_ENDPOINT" "$ARCH" --repo "$REPO" "$@"; }
+rest() { (cd "$T" && as_pg "$REST" --prefetch 0 --repo "$REPO" "$@"); }
+
+# archive
+ctl fail500 3
+exit_is "archive: three 500s in a row are retried: exit 0" 0 arch "$T/s1" "$S1"
+is "... the proxy's failures were all used" "fail500 0" "$(cat "$T/ctl")"
+ctl fail500 1000
+exit_is "archive: a persistent 500: exit 1" 1 arch "$T/rnd" "$R"
+ok "... no object left behind" [ ! -e "$OBJ/$R.zst._S3rver_object" ]
+ctl fail500 2 4
+exit_is "archive: 500s during the multipart upload are retried: exit 0" 0 arch "$T/rnd" "$R"
+ok "... the object is complete" [ -s "$OBJ/$R.zst._S3rver_object" ]
+ctl ok
+rm -f "$OBJ/$R.zst"._S3rver_*
+ctl fail500 1000 5
+exit_is "archive: the server fails for good mid-multipart: exit 1" 1 arch "$T/rnd" "$R"
+ok "... no object appears (the upload is never completed)" [ ! -e "$OBJ/$R.zst._S3rver_object" ]
+ctl ok
+exit_is "... and the next call archives it cleanly" 0 arch "$T/rnd" "$R"
+
+# restore
+ctl fail500 3
+rm -f "$T/out"
+exit_is "restore: three 500s are retried: exit 0" 0 rest "$S1" out
+ok "... identical bytes" cmp -s "$T/out" "$T/s1"
+ctl cut 2
+rm -f "$T/out"
+exit_is "restore: a GET cut off twice mid-body resumes (Range): exit 0" 0 rest "$R" out
+ok "... identical bytes" cmp -s "$T/out" "$T/rnd"
+is "... both cuts happened" "cut 0" "$(cat "$T/ctl")"
+ctl fail500 1000
+rm -f "$T/out"
+exit_is "restore: a persistent 500 on a present segment: exit 128" 128 rest "$S1" out
+exit_is "restore: a persistent 500 on an absent segment: exit 128, not 1" 128 rest 0000000100000000000000F0 out
+ok "... %p never created" [ ! -e "$T/out" ]
+ctl fail500 1000 3
+exit_is "restore: the server fails for good after the object check: exit 128" 128 rest "$R" out
+ok "... %p not created" [ ! -e "$T/out" ]
+ctl cut 1000
+exit_is "restore: every GET cut off: exit 128" 128 rest "$R" out
+ok "... %p not created" [ ! -e "$T/out" ]
+ctl ok
+exit_is "restore: the server healthy again: exit 0" 0 rest "$R" out
+ok "... identical bytes" cmp -s "$T/out" "$T/rnd"
+
+kill "$PXPID" "$S3PID"
+wait 2>/dev/null
+t_done
