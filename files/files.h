@@ -1,0 +1,89 @@
+/*
+ * files.h -- ragsafe-files: encrypted snapshots of config files and log directories.
+ *
+ * Storage, in the repository:
+ *     files/objects/<ab>/<address>.zst   one object per distinct content (lib/cas.h names)
+ *     files/snapshots/<label>.json       the snapshot manifest
+ * Every object is a zst object (zst.h) sealed in AES-256-GCM frames (cipher.h), the
+ * frames' name being the storage key. The manifest (it names the files) is sealed the
+ * same way. An object's address is HMAC-SHA256 (cipher_keyed_digest, a subkey of the
+ * key file) of the SHA-256 of its plaintext: identical contents deduplicate, while
+ * nobody without the key can test a guess of a file's content against the names.
+ *
+ * Results: 0; -1 reported; RS_NOT_FOUND (no such snapshot, reported); RS_MISMATCH
+ * (reported): a wrong key, a tampered or missing object, an unsafe manifest.
+ */
+#ifndef RAGSAFE_FILES_H
+#define RAGSAFE_FILES_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cas.h"
+#include "cipher.h"
+#include "storage.h"
+
+#define FILES_OBJECTS "files/objects"
+#define FILES_SNAPSHOTS "files/snapshots"
+#define FILES_LOCK "files"
+#define FILES_LABEL_MAX 100
+
+enum { FILES_REG = 'f', FILES_DIR = 'd', FILES_LNK = 'l' };
+
+typedef struct files_entry {
+    char *path;        /* relative, validated */
+    int type;          /* FILES_REG / FILES_DIR / FILES_LNK */
+    mode_t mode;       /* permission bits (07777) */
+    int64_t mtime;     /* seconds */
+    long mtime_ns;
+    uid_t uid;
+    gid_t gid;
+    uint64_t size;     /* FILES_REG */
+    uint8_t addr[SHA256_LEN]; /* FILES_REG: keyed address */
+    char *target;      /* FILES_LNK */
+} files_entry;
+
+typedef struct files_manifest {
+    char label[FILES_LABEL_MAX + 1];
+    char created[32];  /* "2026-11-26T01:00:00Z" */
+    int64_t created_t;
+    char *base;        /* directory the paths were relative to, informative */
+    files_entry *v;
+    size_t n, cap;
+} files_manifest;
+
+typedef struct files_ctx {
+    storage *st;
+    cas *c;
+    cipher_key *k;
+    int json;
+} files_ctx;
+
+/* key.c */
+int files_keygen(const char *path);
+/* Load the key; refuses (reported) a file readable or writable by group or others. */
+int files_key_load(const char *path, cipher_key **out);
+
+/* manifest.c */
+int files_label_valid(const char *label);
+int files_path_valid(const char *path);
+void files_manifest_release(files_manifest *m);
+files_entry *files_manifest_add(files_manifest *m);
+int files_manifest_save(files_ctx *x, const files_manifest *m);
+int files_manifest_load(files_ctx *x, const char *label, files_manifest *m);
+/* Labels of every stored snapshot, sorted; *labels freed by files_labels_free. */
+int files_labels(files_ctx *x, char ***labels, size_t *n);
+void files_labels_free(char **labels, size_t n);
+
+/* snapshot.c */
+int files_snapshot(files_ctx *x, const char *label, char *const *paths, size_t npaths);
+/* catalog.c */
+int files_list(files_ctx *x);
+int files_verify(files_ctx *x, const char *label);
+/* prefix NULL: every snapshot; else only labels starting with it are counted and
+ * expired (objects the others reference are kept all the same). */
+int files_expire(files_ctx *x, const char *prefix, long keep_last, int dry_run);
+/* restore.c */
+int files_restore(files_ctx *x, const char *label, const char *target, int force);
+
+#endif

@@ -1,0 +1,322 @@
+/*
+ * restore.c -- ragsafe-files restore: a snapshot back under a target directory.
+ *
+ * All or nothing: every entry is first written and verified in a hidden staging
+ * directory inside the target (same file system), and only when every object has
+ * decrypted, authenticated and matched its address are the entries renamed into
+ * place. A wrong key or a tampered object therefore leaves no file behind.
+ * A non-empty target is refused unless force; then each existing entry that a
+ * restored one replaces is moved aside to TARGET/.ragsafe-aside-<time>/<path>, and
+ * everything else in the target is left alone (restoring .env into a project
+ * directory does not move the project).
+ *
+ * Paths come from an authenticated manifest and are still checked (manifest.c:
+ * relative, no ".."); directories are created before files and symlinks last, so
+ * no write goes through a link.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "durable.h"
+#include "files.h"
+#include "log.h"
+
+/* dir_is_empty -- 1 empty, 0 not, -1 reported */
+static int dir_is_empty(const char *path)
+{
+    DIR *d = opendir(path);
+    struct dirent *de;
+    int empty = 1;
+
+    if (!d)
+        return log_errno("could not open directory \"%s\"", path);
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+            empty = 0;
+            break;
+        }
+    }
+    closedir(d);
+    return empty;
+}
+
+/* set_times -- an entry's recorded mtime (atime too); a failure only warns */
+static void set_times(int dirfd, const char *path, const files_entry *e, int flags)
+{
+    struct timespec ts[2];
+
+    ts[0].tv_sec = e->mtime;
+    ts[0].tv_nsec = e->mtime_ns;
+    ts[1] = ts[0];
+    if (utimensat(dirfd, path, ts, flags) != 0)
+        log_warning("could not set the times of \"%s\": %s", path, strerror(errno));
+}
+
+/*
+ * stage_file -- decrypt and verify one object into path (created, must not exist).
+ * 0 | RS_MISMATCH (reported) | -1.
+ */
+static int stage_file(files_ctx *x, const files_entry *e, const char *path)
+{
+    char key[512];
+    uint8_t addr[SHA256_LEN];
+    zst_meta meta;
+    struct timespec ts[2];
+    int fd, ret = -1;
+
+    if (cas_key(x->c, e->addr, key, sizeof(key)) != 0)
+        return log_error("could not name the object of \"%s\"", e->path);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return log_errno("could not create \"%s\"", path);
+    ret = cipher_object_get_fd(x->st, key, fd, &meta, x->k);
+    if (ret == RS_NOT_FOUND) {
+        log_error("could not restore \"%s\": its object \"%s\" is missing", e->path, key);
+        ret = RS_MISMATCH;
+        goto out;
+    }
+    if (ret != 0)
+        goto out;
+    ret = RS_MISMATCH;
+    if (cipher_keyed_digest(x->k, meta.sha256, SHA256_LEN, addr) != 0) {
+        ret = -1;
+        goto out;
+    }
+    if (memcmp(addr, e->addr, SHA256_LEN) != 0 || meta.raw_size != e->size) {
+        log_error("could not restore \"%s\": object \"%s\" holds other content", e->path, key);
+        goto out;
+    }
+    ret = -1;
+    if (geteuid() == 0 && fchown(fd, e->uid, e->gid) != 0) {
+        log_errno("could not change the owner of \"%s\"", path);
+        goto out;
+    }
+    if (fchmod(fd, e->mode) != 0) {
+        log_errno("could not change the mode of \"%s\"", path);
+        goto out;
+    }
+    if (fsync(fd) != 0) {
+        log_errno("could not fsync \"%s\"", path);
+        goto out;
+    }
+    ts[0].tv_sec = e->mtime;
+    ts[0].tv_nsec = e->mtime_ns;
+    ts[1] = ts[0];
+    if (futimens(fd, ts) != 0) {
+        log_errno("could not set the times of \"%s\"", path);
+        goto out;
+    }
+    ret = 0;
+out:
+    if (close(fd) != 0 && ret == 0)
+        ret = log_errno("could not close \"%s\"", path);
+    return ret;
+}
+
+/* join -- "a/b" into a malloc'd string; NULL reported */
+static char *join(const char *a, const char *b)
+{
+    char *s;
+
+    if (asprintf(&s, "%s/%s", a, b) < 0) {
+        log_error("out of memory");
+        return NULL;
+    }
+    return s;
+}
+
+/* move_aside -- rename an existing target entry to ASIDE/<rel> */
+static int move_aside(const char *aside, const char *rel, const char *tp)
+{
+    char *dst = join(aside, rel), *dir = NULL;
+    int ret = -1;
+
+    if (!dst)
+        return -1;
+    if (!(dir = strdup(dst))) {
+        log_error("out of memory");
+        goto out;
+    }
+    if (durable_mkdirs(dirname(dir), 0700) != 0)
+        goto out;
+    if (rename(tp, dst) != 0) {
+        log_errno("could not move \"%s\" aside to \"%s\"", tp, dst);
+        goto out;
+    }
+    log_info("moved \"%s\" aside to \"%s\"", tp, dst);
+    ret = 0;
+out:
+    free(dst);
+    free(dir);
+    return ret;
+}
+
+/*
+ * files_restore -- snapshot label into target. 0 | RS_NOT_FOUND | RS_MISMATCH | -1.
+ */
+int files_restore(files_ctx *x, const char *label, const char *target, int force)
+{
+    files_manifest m;
+    struct stat sb;
+    char *stage = NULL, *sp = NULL, *tp = NULL, aside[4200] = "";
+    const char *skip = NULL;  /* a directory moved in whole: its entries are done */
+    size_t skiplen = 0, moved = 0;
+    int created = 0, ret;
+    int r;
+
+    ret = files_manifest_load(x, label, &m);
+    if (ret != 0)
+        return ret;
+    ret = -1;
+    /* stat, not lstat: the target itself may be a symlink to the project directory */
+    if (stat(target, &sb) == 0) {
+        if (!S_ISDIR(sb.st_mode)) {
+            log_error("could not restore into \"%s\": not a directory", target);
+            goto out;
+        }
+        r = dir_is_empty(target);
+        if (r < 0)
+            goto out;
+        if (r == 0 && !force) {
+            log_error("could not restore into \"%s\": the directory is not empty", target);
+            log_hint("use --force to move the entries the snapshot replaces aside");
+            goto out;
+        }
+    } else if (errno == ENOENT) {
+        if (durable_mkdirs(target, 0755) != 0)
+            goto out;
+        created = 1;
+    } else {
+        log_errno("could not stat \"%s\"", target);
+        goto out;
+    }
+    if (!(stage = join(target, ".ragsafe-restore-XXXXXX")))
+        goto out;
+    if (!mkdtemp(stage)) {
+        log_errno("could not create a staging directory in \"%s\"", target);
+        free(stage);
+        stage = NULL;
+        goto out;
+    }
+
+    /* 1: everything into the staging directory, verified */
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < m.n; i++) {
+            const files_entry *e = &m.v[i];
+            if ((pass == 0) == (e->type == FILES_LNK))
+                continue;
+            free(sp);
+            if (!(sp = join(stage, e->path)))
+                goto out;
+            if (e->type == FILES_DIR) {
+                if (mkdir(sp, 0700) != 0) {
+                    log_errno("could not create directory \"%s\"", sp);
+                    goto out;
+                }
+            } else if (e->type == FILES_REG) {
+                ret = stage_file(x, e, sp);
+                if (ret != 0)
+                    goto out;
+                ret = -1;
+            } else {
+                if (symlink(e->target, sp) != 0) {
+                    log_errno("could not create symbolic link \"%s\"", sp);
+                    goto out;
+                }
+                if (geteuid() == 0 && lchown(sp, e->uid, e->gid) != 0)
+                    log_warning("could not change the owner of \"%s\": %s", sp, strerror(errno));
+                set_times(AT_FDCWD, sp, e, AT_SYMLINK_NOFOLLOW);
+            }
+        }
+    }
+
+    /* 2: into place, parents first */
+    {
+        char ts[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(ts, sizeof(ts), "%Y%m%dT%H%M%SZ", &tm);
+        snprintf(aside, sizeof(aside), "%s/.ragsafe-aside-%s", target, ts);
+    }
+    for (size_t i = 0; i < m.n; i++) {
+        const files_entry *e = &m.v[i];
+        if (skip && strncmp(e->path, skip, skiplen) == 0 && e->path[skiplen] == '/')
+            continue;
+        skip = NULL;
+        free(sp);
+        free(tp);
+        tp = NULL;
+        if (!(sp = join(stage, e->path)) || !(tp = join(target, e->path)))
+            goto out;
+        if (lstat(tp, &sb) == 0) {
+            if (e->type == FILES_DIR && S_ISDIR(sb.st_mode))
+                continue; /* merge into the existing directory */
+            if (move_aside(aside, e->path, tp) != 0)
+                goto out;
+            moved++;
+        } else if (errno != ENOENT) {
+            log_errno("could not stat \"%s\"", tp);
+            goto out;
+        }
+        if (rename(sp, tp) != 0) {
+            log_errno("could not rename \"%s\" to \"%s\"", sp, tp);
+            goto out;
+        }
+        if (e->type == FILES_DIR) {
+            skip = e->path;
+            skiplen = strlen(skip);
+        }
+    }
+
+    /* 3: directory modes, owners and times, deepest first (creating entries changed
+     * the times), then make the renames durable */
+    for (size_t i = m.n; i-- > 0;) {
+        const files_entry *e = &m.v[i];
+        if (e->type != FILES_DIR)
+            continue;
+        free(tp);
+        if (!(tp = join(target, e->path)))
+            goto out;
+        if (geteuid() == 0 && lchown(tp, e->uid, e->gid) != 0)
+            log_warning("could not change the owner of \"%s\": %s", tp, strerror(errno));
+        if (chmod(tp, e->mode) != 0) {
+            log_errno("could not change the mode of \"%s\"", tp);
+            goto out;
+        }
+        if (durable_fsync_path(tp) != 0)
+            goto out;
+        set_times(AT_FDCWD, tp, e, AT_SYMLINK_NOFOLLOW);
+    }
+    if (durable_remove_tree(stage) != 0)
+        goto out;
+    free(stage);
+    stage = NULL;
+    if (durable_fsync_path(target) != 0)
+        goto out;
+    if (moved)
+        log_notice("%zu existing entries moved aside to \"%s\"", moved, aside);
+    log_info("restored snapshot \"%s\" (%zu entries) into \"%s\"", m.label, m.n, target);
+    ret = 0;
+out:
+    if (stage) {
+        /* staged files may be unwritable directories' children: modes are 0700 */
+        durable_remove_tree(stage);
+        free(stage);
+        if (created)
+            rmdir(target);
+    }
+    free(sp);
+    free(tp);
+    files_manifest_release(&m);
+    return ret;
+}

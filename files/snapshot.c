@@ -1,0 +1,346 @@
+/*
+ * snapshot.c -- ragsafe-files snapshot: files and directory trees into sealed objects
+ * and one sealed manifest.
+ *
+ * Paths are taken relative to the working directory (main() changes to --base);
+ * an absolute path under it is made relative, any other absolute path loses its
+ * leading '/' (as tar does). Directories are walked without following symlinks;
+ * symlinks are recorded as links; sockets, fifos and devices are skipped with a
+ * warning. The ancestors of every path are recorded too, so a restore recreates
+ * them with their modes.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "files.h"
+#include "log.h"
+#include "repo.h"
+
+struct snap_stats {
+    uint64_t files, bytes, new_objects, stored_bytes;
+};
+
+/* entry_from_stat -- mode, mtime and owner of an entry */
+static void entry_from_stat(files_entry *e, const struct stat *sb)
+{
+    e->mode = sb->st_mode & 07777;
+    e->mtime = sb->st_mtim.tv_sec;
+    e->mtime_ns = sb->st_mtim.tv_nsec;
+    e->uid = sb->st_uid;
+    e->gid = sb->st_gid;
+}
+
+/*
+ * store_file -- hash, address and (when new) store one regular file. A file that
+ * changes between hashing and storing is hashed again (logs grow); after three
+ * tries the snapshot fails rather than record an address that does not match.
+ */
+static int store_file(files_ctx *x, const char *path, files_entry *e, struct snap_stats *s)
+{
+    uint8_t sha[SHA256_LEN];
+    char key[512];
+    zst_meta meta;
+    struct stat sb;
+    int fd, ret = -1;
+
+    fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return log_errno("could not open \"%s\"", path);
+    for (int attempt = 0; attempt < 3; attempt++) {
+        if (fstat(fd, &sb) != 0) {
+            log_errno("could not stat \"%s\"", path);
+            goto out;
+        }
+        entry_from_stat(e, &sb);
+        if (cas_hash_fd(fd, path, sha, &e->size) != 0
+            || cipher_keyed_digest(x->k, sha, sizeof(sha), e->addr) != 0
+            || cas_key(x->c, e->addr, key, sizeof(key)) != 0)
+            goto out;
+        ret = storage_stat(x->st, key, NULL, NULL);
+        if (ret == 0)
+            break; /* deduplicated */
+        if (ret != RS_NOT_FOUND)
+            goto out;
+        ret = cipher_object_put_fd(x->st, key, fd, path, NULL, 1, &meta, x->k);
+        if (ret == RS_EXISTS) {
+            ret = 0;
+            break;
+        }
+        if (ret != 0)
+            goto out;
+        if (memcmp(meta.sha256, sha, SHA256_LEN) == 0 && meta.raw_size == e->size) {
+            int64_t stored = 0;
+            storage_stat(x->st, key, &stored, NULL);
+            s->new_objects++;
+            s->stored_bytes += (uint64_t)stored;
+            break;
+        }
+        /* changed under us: the object holds other bytes than its address says */
+        storage_remove(x->st, key);
+        ret = -1;
+        log_warning("\"%s\" changed while it was read; reading it again", path);
+    }
+    if (ret != 0) {
+        log_error("could not store \"%s\": it keeps changing while it is read", path);
+        goto out;
+    }
+    s->files++;
+    s->bytes += e->size;
+out:
+    close(fd);
+    return ret;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int add_path(files_ctx *x, files_manifest *m, const char *path, struct snap_stats *s);
+
+/* walk_dir -- every entry of directory path, sorted, through add_path */
+static int walk_dir(files_ctx *x, files_manifest *m, const char *path, struct snap_stats *s)
+{
+    DIR *d;
+    struct dirent *de;
+    char **names = NULL, *child = NULL;
+    size_t n = 0, cap = 0;
+    int ret = -1;
+
+    d = opendir(path);
+    if (!d)
+        return log_errno("could not open directory \"%s\"", path);
+    errno = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 32;
+            char **v = realloc(names, cap * sizeof(*v));
+            if (!v) {
+                log_error("out of memory");
+                goto out;
+            }
+            names = v;
+        }
+        if (!(names[n] = strdup(de->d_name))) {
+            log_error("out of memory");
+            goto out;
+        }
+        n++;
+        errno = 0;
+    }
+    if (errno != 0) {
+        log_errno("could not read directory \"%s\"", path);
+        goto out;
+    }
+    if (n)
+        qsort(names, n, sizeof(*names), name_cmp);
+    for (size_t i = 0; i < n; i++) {
+        if (asprintf(&child, "%s/%s", path, names[i]) < 0) {
+            child = NULL;
+            log_error("out of memory");
+            goto out;
+        }
+        if (add_path(x, m, child, s) != 0)
+            goto out;
+        free(child);
+        child = NULL;
+    }
+    ret = 0;
+out:
+    free(child);
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    closedir(d);
+    return ret;
+}
+
+/* add_path -- one path (already normalised, relative) and, for a directory, its tree */
+static int add_path(files_ctx *x, files_manifest *m, const char *path, struct snap_stats *s)
+{
+    struct stat sb;
+    files_entry *e;
+    char target[4096];
+    ssize_t n;
+
+    if (lstat(path, &sb) != 0)
+        return log_errno("could not stat \"%s\"", path);
+    if (!S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode) && !S_ISLNK(sb.st_mode)) {
+        log_warning("skipping \"%s\": not a file, directory or symlink", path);
+        return 0;
+    }
+    if (!(e = files_manifest_add(m)))
+        return -1;
+    if (!(e->path = strdup(path))) {
+        m->n--;
+        return log_error("out of memory");
+    }
+    entry_from_stat(e, &sb);
+    if (S_ISLNK(sb.st_mode)) {
+        e->type = FILES_LNK;
+        n = readlink(path, target, sizeof(target) - 1);
+        if (n <= 0)
+            return log_errno("could not read symbolic link \"%s\"", path);
+        target[n] = '\0';
+        if (!(e->target = strdup(target)))
+            return log_error("out of memory");
+        return 0;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        e->type = FILES_DIR;
+        return walk_dir(x, m, path, s);
+    }
+    e->type = FILES_REG;
+    /* e may move when the array grows: store through the index */
+    size_t idx = (size_t)(e - m->v);
+    return store_file(x, path, &m->v[idx], s);
+}
+
+/* add_ancestors -- a directory entry for every ancestor of path not yet recorded */
+static int add_ancestors(files_manifest *m, const char *path)
+{
+    char buf[4096];
+    struct stat sb;
+
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = strchr(buf, '/'); p; p = strchr(p + 1, '/')) {
+        int seen = 0;
+        *p = '\0';
+        for (size_t i = 0; i < m->n && !seen; i++)
+            seen = strcmp(m->v[i].path, buf) == 0;
+        if (!seen) {
+            files_entry *e;
+            if (lstat(buf, &sb) != 0)
+                return log_errno("could not stat \"%s\"", buf);
+            if (!S_ISDIR(sb.st_mode))
+                return log_error("\"%s\" is not a directory", buf);
+            if (!(e = files_manifest_add(m)))
+                return -1;
+            if (!(e->path = strdup(buf))) {
+                m->n--;
+                return log_error("out of memory");
+            }
+            e->type = FILES_DIR;
+            entry_from_stat(e, &sb);
+        }
+        *p = '/';
+    }
+    return 0;
+}
+
+/* normalise -- the stored relative form of a command-line path into out; -1 reported */
+static int normalise(const char *arg, const char *cwd, char *out, size_t outlen)
+{
+    size_t cl = strlen(cwd), n;
+    const char *p = arg;
+
+    if (p[0] == '/') {
+        if (strncmp(p, cwd, cl) == 0 && (p[cl] == '/' || p[cl] == '\0') && cl > 1)
+            p += cl;
+        while (*p == '/')
+            p++;
+    }
+    while (p[0] == '.' && p[1] == '/')
+        for (p += 2; *p == '/'; p++)
+            ;
+    n = strlen(p);
+    while (n > 0 && p[n - 1] == '/')
+        n--;
+    if (n == 0 || n >= outlen)
+        return log_error("invalid path \"%s\": name a file or directory below the base", arg);
+    memcpy(out, p, n);
+    out[n] = '\0';
+    if (!files_path_valid(out))
+        return log_error("invalid path \"%s\": \"..\", \".\" and empty components are refused",
+                         arg);
+    return 0;
+}
+
+static int entry_cmp(const void *a, const void *b)
+{
+    return strcmp(((const files_entry *)a)->path, ((const files_entry *)b)->path);
+}
+
+/*
+ * files_snapshot -- store paths (relative to the working directory) as snapshot label
+ * and print the label on stdout (a JSON summary with --json). 0 | -1.
+ */
+int files_snapshot(files_ctx *x, const char *label, char *const *paths, size_t npaths)
+{
+    files_manifest m;
+    struct snap_stats s = {0, 0, 0, 0};
+    storage_lock *lk = NULL;
+    char cwd[4096], rel[4096];
+    time_t now = time(NULL);
+    size_t out_n;
+    int ret = -1;
+
+    memset(&m, 0, sizeof(m));
+    if (!getcwd(cwd, sizeof(cwd)))
+        return log_errno("could not get the current directory");
+    if (label) {
+        snprintf(m.label, sizeof(m.label), "%s", label);
+    } else {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(m.label, sizeof(m.label), "%Y%m%dT%H%M%SZ", &tm);
+    }
+    repo_format_time(m.created, sizeof(m.created), (int64_t)now);
+    m.created_t = (int64_t)now;
+    if (!(m.base = strdup(cwd)))
+        return log_error("out of memory");
+    /* shared: snapshots may run together, expire's sweep excludes them */
+    ret = storage_lock_take(x->st, FILES_LOCK, 0, 1, &lk);
+    if (ret != 0) {
+        ret = -1;
+        goto out;
+    }
+    ret = -1;
+    for (size_t i = 0; i < npaths; i++) {
+        if (normalise(paths[i], cwd, rel, sizeof(rel)) != 0 || add_ancestors(&m, rel) != 0
+            || add_path(x, &m, rel, &s) != 0)
+            goto out;
+    }
+    /* sorted, parents first (a parent is a prefix); overlapping arguments leave
+     * duplicates, dropped here */
+    if (m.n)
+        qsort(m.v, m.n, sizeof(*m.v), entry_cmp);
+    out_n = 0;
+    for (size_t i = 0; i < m.n; i++) {
+        if (out_n > 0 && strcmp(m.v[out_n - 1].path, m.v[i].path) == 0) {
+            free(m.v[i].path);
+            free(m.v[i].target);
+            continue;
+        }
+        m.v[out_n++] = m.v[i];
+    }
+    m.n = out_n;
+    if (files_manifest_save(x, &m) != 0)
+        goto out;
+    if (x->json)
+        printf("{\"label\":\"%s\",\"created\":\"%s\",\"entries\":%zu,\"files\":%llu,"
+               "\"bytes\":%llu,\"new_objects\":%llu,\"stored_bytes\":%llu}\n",
+               m.label, m.created, m.n, (unsigned long long)s.files,
+               (unsigned long long)s.bytes, (unsigned long long)s.new_objects,
+               (unsigned long long)s.stored_bytes);
+    else
+        printf("%s\n", m.label);
+    log_info("snapshot \"%s\": %zu entries, %llu files, %llu bytes, %llu new objects", m.label,
+             m.n, (unsigned long long)s.files, (unsigned long long)s.bytes,
+             (unsigned long long)s.new_objects);
+    ret = 0;
+out:
+    storage_lock_release(lk);
+    files_manifest_release(&m);
+    return ret;
+}

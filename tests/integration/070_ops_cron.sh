@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# 070_ops_cron.sh -- scripts/install-cron.sh into a temp crontab file: --dry-run changes
+# nothing, the real install writes the runbook's schedule in one marked block, keeps
+# foreign lines, is idempotent and replaces its block in place; the installed entries
+# run as cron would run them (sh -c, % unescaped) through ragsafe-job.sh: a real base
+# backup leaves an "ok" status line, a failing job a "failed" line and a notification,
+# and a run that finds the previous one still going (flock) does not overlap.
+source "$(dirname "$0")/lib.sh"
+t_init
+
+B=$RAGSAFE_BIN
+S=$RAGSAFE_SRC/scripts
+REPO=$T/repo
+CT=$T/crontab
+ST=$T/status
+as_pg mkdir -p "$REPO"
+pg_init primary
+pg_set primary "wal_level = replica"
+pg_set primary "archive_mode = on"
+pg_set primary "archive_command = '$B/ragsafe-archive --repo $REPO %p %f'"
+pg_start primary
+CONN="$(pg_conn primary) application_name=cron%job"
+"$B/ragsafe-files" keygen "$T/key"
+mkdir -p "$T/platform/logs"; echo "A=1" >"$T/platform/.env"; echo log >"$T/platform/logs/app.log"
+
+printf 'MAILTO=ops@example.com\n15 * * * * /usr/bin/true # someone else\n' >"$CT"
+orig=$(cat "$CT")
+ARGS=(--repo "$REPO" --pgconn "$CONN" --bin "$B" --status-dir "$ST" --crontab "$CT"
+    --milvus-volume etcd=/srv/milvus/volumes/etcd --milvus-volume minio=/srv/milvus/volumes/minio
+    --milvus-stop-cmd "docker compose stop -t 300 standalone minio etcd"
+    --milvus-start-cmd "docker compose start etcd minio standalone"
+    --config-path .env --log-path logs --files-base "$T/platform" --key-file "$T/key"
+    --notify-cmd "echo \"\$1: \$2\" >>$T/notified")
+
+dry=$("$S/install-cron.sh" "${ARGS[@]}" --dry-run)
+is "dry run: exit 0" 0 $?
+is "dry run: crontab unchanged" "$orig" "$(cat "$CT")"
+ok "dry run: prints the block" grep -q "^# BEGIN ragsafe" <<<"$dry"
+ok "dry run: no status dir created" test ! -e "$ST"
+
+out=$("$S/install-cron.sh" "${ARGS[@]}")
+is "install: exit 0" 0 $?
+ct=$(cat "$CT")
+is "install: foreign lines kept" "$orig" "$(sed -n 1,2p "$CT")"
+is "install: printed exactly the installed block" "$(sed -n '/^# BEGIN ragsafe/,/^# END ragsafe/p' "$CT")" \
+    "$(sed -n '/^# BEGIN ragsafe/,/^# END ragsafe/p' <<<"$out")"
+is "dry run printed the same block" "$(sed -n '/^# BEGIN ragsafe/,/^# END ragsafe/p' <<<"$dry")" \
+    "$(sed -n '/^# BEGIN ragsafe/,/^# END ragsafe/p' <<<"$out")"
+sched() { grep -E "^$1 .*ragsafe-job.sh' .* $2 '" "$CT" | head -1; }
+ok "config snapshot daily 01:00" test -n "$(sched '0 1 \* \* \*' config)"
+ok "base backup daily 02:00" test -n "$(sched '0 2 \* \* \*' basebackup)"
+ok "milvus snapshot daily 03:00" test -n "$(sched '0 3 \* \* \*' milvus-snapshot)"
+ok "logs weekly (Sunday)" test -n "$(sched '0 4 \* \* 0' logs)"
+ok "expire 05:00" test -n "$(sched '0 5 \* \* \*' expire-pg)"
+ok "verify daily" test -n "$(sched '0 6 \* \* \*' verify-pg)"
+ok "restore drill monthly" test -n "$(sched '0 7 1 \* \*' restore-drill)"
+ok "milvus entry has the stop and start commands" grep -q "'docker compose stop -t 300 standalone minio etcd'.*'docker compose start etcd minio standalone'" <<<"$(sched '0 3 \* \* \*' milvus-snapshot)"
+ok "% escaped for cron" grep -q 'application_name=cron\\%job' "$CT"
+ok "every entry goes through ragsafe-job.sh" bash -c "! grep -E '^[0-9]' '$CT' | grep -v '/usr/bin/true' | grep -vq 'ragsafe-job.sh'"
+is "twelve entries" 12 "$(grep -c "ragsafe-job.sh" "$CT")"
+
+"$S/install-cron.sh" "${ARGS[@]}" >/dev/null
+is "idempotent: same file after a second install" "$ct" "$(cat "$CT")"
+is "one block" 1 "$(grep -c '^# BEGIN ragsafe' "$CT")"
+"$S/install-cron.sh" "${ARGS[@]}" --files-keep-last 9 >/dev/null
+is "reinstall with other options: still one block" 1 "$(grep -c '^# BEGIN ragsafe' "$CT")"
+ok "reinstall: block replaced" grep -q "'--prefix' 'config-' '--keep-last' '9'" "$CT"
+is "reinstall: foreign lines kept" "$orig" "$(sed -n 1,2p "$CT")"
+
+# run entries as cron does: the command after the five time fields, % unescaped, sh -c,
+# as the postgres user (the crontab's owner: archive_command writes the same repository)
+chown postgres: "$T/key"
+mkdir -p "$ST"; chown postgres: "$ST"
+run_entry() { local c; c=$(sched "$1" "$2" | cut -d' ' -f6- | sed 's/\\%/%/g'); as_pg sh -c "$c"; }
+exit_is "basebackup entry runs" 0 run_entry '0 2 \* \* \*' basebackup
+read -r job ts res secs msg <"$ST/basebackup.status"
+is "status: job name" basebackup "$job"
+is "status: ok" ok "$res"
+ok "status: unix time now" test $(( $(date +%s) - ts )) -lt 60
+ok "status: duration in seconds" grep -Eq '^[0-9]+$' <<<"$secs"
+is "status: message is the backup label" "$(ls "$REPO/backups")" "$msg"
+exit_is "config entry runs" 0 run_entry '0 1 \* \* \*' config
+is "config: status ok" ok "$(cut -d' ' -f3 "$ST/config.status")"
+exit_is "logs entry runs" 0 run_entry '0 4 \* \* 0' logs
+exit_is "verify-files entry runs" 0 run_entry '45 6 \* \* \*' verify-files
+is "config and logs snapshots, labelled by job" "config-,logs-" \
+    "$("$B/ragsafe-files" list --repo "$REPO" --key-file "$T/key" | cut -c1-7 | sed 's/[0-9].*//' | sort | paste -sd,)"
+exit_is "expire-config entry runs" 0 run_entry '30 5 \* \* \*' expire-config
+exit_is "expire-logs entry runs" 0 run_entry '35 5 \* \* \*' expire-logs
+ok "no notification after successes" test ! -e "$T/notified"
+
+# a failing job: status failed, notify called with the job name and the message
+chmod 0644 "$T/key"
+run_entry '45 6 \* \* \*' verify-files 2>/dev/null
+ok "failing job: non-zero" test $? -ne 0
+is "failing job: status failed" failed "$(cut -d' ' -f3 "$ST/verify-files.status")"
+cat "$ST/verify-files.status" "$T/notified" | sed "s/^/#   /"
+ok "failing job: message carries the error" grep -q "must be 0600" "$ST/verify-files.status"
+ok "failing job: notified with job and message" grep -q "^verify-files: exit status 2: .*must be 0600" "$T/notified"
+chmod 0600 "$T/key"
+
+# no overlap: while the lock is held, a run fails fast and says so
+as_pg flock "$ST/verify-pg.lock" sleep 5 &
+sleep 0.5
+start=$(date +%s)
+run_entry '0 6 \* \* \*' verify-pg 2>/dev/null
+rc=$?
+ok "overlapping run refused" test "$rc" -ne 0
+ok "overlapping run did not wait" test $(( $(date +%s) - start )) -lt 4
+ok "overlap: status says so" grep -q "failed .*previous run still running" "$ST/verify-pg.status"
+ok "overlap: notified" grep -q "^verify-pg: previous run still running" "$T/notified"
+wait
+exit_is "after the lock is free it runs" 0 run_entry '0 6 \* \* \*' verify-pg
+is "verify-pg: status ok" ok "$(cut -d' ' -f3 "$ST/verify-pg.status")"
+exit_is "usage: no --repo" 2 "$S/install-cron.sh" --pgconn x --crontab "$CT"
+t_done
