@@ -18,6 +18,7 @@
 #include "common.h"
 #include "config.h"
 #include "log.h"
+#include "repo.h"
 #include "zst.h"
 
 /* usage -- --help text. */
@@ -133,12 +134,9 @@ int main(int argc, char **argv)
     if (!cfg)
         goto out;
     memset(&o, 0, sizeof(o));
-    o.repo = config_resolve(o_repo, "RAGSAFE_REPO", cfg, "repo");
-    if (!o.repo) {
-        log_error("no repository given");
-        log_hint("use --repo DIR, RAGSAFE_REPO, or \"repo = DIR\" in the config file");
+    o.repo = repo_location(o_repo, cfg);
+    if (!o.repo)
         goto out;
-    }
     if (o_verify) {
         if (!bb_label_valid(o_verify)) {
             log_error("invalid backup label \"%s\"", o_verify);

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "files.h"
 #include "log.h"
+#include "repo.h"
 
 enum {
     O_REPO = 256, O_CONFIG, O_KEY, O_LABEL, O_BASE, O_TARGET, O_FORCE, O_KEEP_LAST, O_DRY,
@@ -228,11 +229,12 @@ int main(int argc, char **argv)
     }
     if (!(cfg = config_load(opt_config)))
         return EXIT_USAGE;
-    repo = config_resolve(opt_repo, "RAGSAFE_REPO", cfg, "repo");
+    if (!(repo = repo_location(opt_repo, cfg)))
+        goto out;
     keyfile = config_resolve(opt_key, "RAGSAFE_FILES_KEY", cfg, "files-key-file");
-    if (!repo || !keyfile) {
-        log_error("no %s given", !repo ? "repository" : "key file");
-        log_hint("use %s", !repo ? "--repo DIR" : "--key-file FILE");
+    if (!keyfile) {
+        log_error("no key file given");
+        log_hint("use --key-file FILE, RAGSAFE_FILES_KEY or \"files-key-file = FILE\" in the config file");
         goto out;
     }
     if (files_key_load(keyfile, &x.k) != 0)

@@ -11,8 +11,24 @@
 #include <time.h>
 
 #include "common.h"
+#include "config.h"
+#include "storage_s3.h"
 #include "log.h"
 #include "walname.h"
+
+const char *repo_location(const char *flag, const config *cfg)
+{
+    const char *loc = config_resolve(flag, "RAGSAFE_REPO", cfg, "repo");
+
+    if (!loc) {
+        log_error("no repository given");
+        log_hint("use --repo DIR, RAGSAFE_REPO or \"repo = DIR\" in the config file");
+        return NULL;
+    }
+    if (strncmp(loc, "s3://", 5) == 0 && s3_config_apply(cfg, NULL, NULL, NULL) != 0)
+        return NULL;
+    return loc;
+}
 
 repo *repo_open(const char *location, uring *ur, int create)
 {

@@ -44,6 +44,13 @@ typedef struct repo {
     int have_info;
 } repo;
 
+/* The repository location every tool takes: --repo (flag), else $RAGSAFE_REPO, else
+ * "repo" in the config file. Also applies the config file's S3 settings (s3-endpoint,
+ * s3-region, s3-uri-style, credentials) for an s3:// repository. NULL, reported with a
+ * hint, when there is none (a usage error). */
+struct config;
+const char *repo_location(const char *flag, const struct config *cfg);
+
 repo *repo_open(const char *location, uring *ur, int create);
 void repo_free(repo *r);
 

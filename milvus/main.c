@@ -20,6 +20,7 @@
 #include "common.h"
 #include "config.h"
 #include "log.h"
+#include "repo.h"
 #include "milvus.h"
 
 enum { C_SNAP = 1, C_RESTORE = 2, C_LIST = 4, C_VERIFY = 8, C_EXPIRE = 16, C_ALL = 31 };
@@ -309,12 +310,9 @@ int main(int argc, char **argv)
     cfg = config_load(opt_config);
     if (cfg == NULL)
         goto out;
-    o.repo = config_resolve(opt_repo, "RAGSAFE_REPO", cfg, "repo");
-    if (o.repo == NULL) {
-        log_error("no repository given");
-        log_hint("use --repo DIR, RAGSAFE_REPO or \"repo = DIR\" in the config file");
+    o.repo = repo_location(opt_repo, cfg);
+    if (o.repo == NULL)
         goto out;
-    }
     if (cmd & C_STACK) {
         o.stop_cmd = config_resolve(opt_stop, NULL, cfg, "stop-cmd");
         o.start_cmd = config_resolve(opt_start, NULL, cfg, "start-cmd");

@@ -353,12 +353,9 @@ int main(int argc, char **argv)
     cfg = config_load(opt_config);
     if (!cfg)
         goto out;
-    o.repo = config_resolve(opt_repo, "RAGSAFE_REPO", cfg, "repo");
-    if (!o.repo) {
-        log_error("no repository given");
-        log_hint("use --repo DIR, RAGSAFE_REPO, or \"repo = DIR\" in the config file");
+    o.repo = repo_location(opt_repo, cfg);
+    if (!o.repo)
         goto out;
-    }
     if (ttli && strcmp(ttli, "latest") != 0) {
         if (config_parse_int("--target-timeline", ttli, 1, UINT32_MAX, &v) != 0)
             goto out;

@@ -695,7 +695,26 @@ int cmd_restore(const pitr_opts *o)
         size_t n = 0;
         shell_quote(q1, sizeof(q1), restore_bin);
         shell_quote(q2, sizeof(q2), storage_location(inv.st));
-        snprintf(cmd, sizeof(cmd), "%s --repo %s %%f %%p", q1, q2);
+        size_t cn = (size_t)snprintf(cmd, sizeof(cmd), "%s --repo %s", q1, q2);
+        if (strncmp(storage_location(inv.st), "s3://", 5) == 0) {
+            /* The server's environment is not ours: carry the S3 settings on the
+             * command line (credentials stay in the server's environment or in the
+             * config file ragsafe-restore reads, never in postgresql.auto.conf). */
+            static const struct { const char *env, *opt; } s3[] = {
+                {"RAGSAFE_S3_ENDPOINT", "--s3-endpoint"},
+                {"RAGSAFE_S3_REGION", "--s3-region"},
+                {"RAGSAFE_S3_URI_STYLE", "--s3-uri-style"},
+            };
+            for (size_t i = 0; i < ARRAY_LEN(s3); i++) {
+                const char *v = getenv(s3[i].env);
+                char qv[PATH_MAX + 16];
+                if (!v || !*v)
+                    continue;
+                shell_quote(qv, sizeof(qv), v);
+                cn += (size_t)snprintf(cmd + cn, sizeof(cmd) - cn, " %s %s", s3[i].opt, qv);
+            }
+        }
+        snprintf(cmd + cn, sizeof(cmd) - cn, " %%f %%p");
         conf_quote(conf, sizeof(conf), cmd);
         repo_format_time(stamp, sizeof(stamp), (int64_t)time(NULL));
         n += (size_t)snprintf(settings + n, sizeof(settings) - n,

@@ -141,12 +141,9 @@ int main(int argc, char **argv)
         goto out;
     if (s3_config_apply(cfg, opt_s3_endpoint, opt_s3_region, opt_s3_uri_style) != 0)
         goto out;
-    loc = config_resolve(opt_repo, "RAGSAFE_REPO", cfg, "repo");
-    if (!loc) {
-        log_error("no repository given");
-        log_hint("use --repo DIR, RAGSAFE_REPO or \"repo = DIR\" in the config file");
+    loc = repo_location(opt_repo, cfg);
+    if (!loc)
         goto out;
-    }
     if ((s = config_resolve(opt_prefetch, NULL, cfg, "prefetch")) &&
         config_parse_int("--prefetch", s, 0, 16, &prefetch_n) != 0)
         goto out;
