@@ -13,6 +13,7 @@
 #include "log.h"
 
 #define CHUNK (1u << 20)
+#define HASH_THREAD_MIN (128 << 10) /* stored bytes */
 
 static int sink_storage(void *arg, const void *buf, size_t len)
 {
@@ -117,6 +118,9 @@ static int get_stream(storage *st, const char *key, zst_sink_fn sink, void *arg,
     ret = -1;
     zr = zst_reader_new(sink, arg);
     if (!zr)
+        goto out;
+    /* A WAL segment or larger: hash on a second core while decompressing. */
+    if (storage_read_size(rd) >= HASH_THREAD_MIN && zst_reader_hash_in_thread(zr) != 0)
         goto out;
     snprintf(name, sizeof(name), "object \"%s/%s\"", storage_location(st), key);
     zst_reader_set_name(zr, name);

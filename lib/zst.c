@@ -3,6 +3,7 @@
  */
 #include "zst.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
@@ -177,9 +178,54 @@ void zst_writer_free(zst_writer *w)
 
 /* ---- reader ---- */
 
+/*
+ * A hashing thread for large reads: SHA-256 of a 16 MiB segment costs about as much as
+ * writing it, so ragsafe-restore hashes chunk k on a second core while chunk k+1 is
+ * decompressed. Buffers cycle through a small ring: filled by the reader, hashed by
+ * the thread, then free for the reader again, in order.
+ */
+#define HASH_BUFS 4
+
+struct hasher {
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint8_t *buf[HASH_BUFS];
+    size_t len[HASH_BUFS];
+    int queued[HASH_BUFS];
+    unsigned head, tail;   /* next to hash, next to fill */
+    int stop, err;
+    sha256_ctx *sha;
+};
+
+static void *hasher_main(void *arg)
+{
+    struct hasher *h = arg;
+
+    pthread_mutex_lock(&h->mu);
+    for (;;) {
+        while (!h->queued[h->head] && !h->stop)
+            pthread_cond_wait(&h->cv, &h->mu);
+        if (!h->queued[h->head])
+            break; /* stopped and drained */
+        unsigned k = h->head;
+        pthread_mutex_unlock(&h->mu);
+        int bad = !h->err && sha256_update(h->sha, h->buf[k], h->len[k]) != 0;
+        pthread_mutex_lock(&h->mu);
+        if (bad)
+            h->err = 1;
+        h->queued[k] = 0;
+        h->head = (k + 1) % HASH_BUFS;
+        pthread_cond_broadcast(&h->cv);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
 struct zst_reader {
     ZSTD_DCtx *dctx;
     sha256_ctx sha;
+    struct hasher *hasher;   /* NULL: hash in the calling thread */
     uint64_t raw;
     uint64_t fed;          /* compressed bytes given to zstd */
     size_t last_ret;       /* ZSTD_decompressStream's last hint: 0 = frame complete */
@@ -225,6 +271,97 @@ void zst_reader_set_name(zst_reader *r, const char *name)
 
 static const char *rname(const zst_reader *r) { return r->name ? r->name : "zstd stream"; }
 
+/* hasher_stop -- drain and join the thread; -1 if hashing failed. */
+static int hasher_stop(zst_reader *r)
+{
+    struct hasher *h = r->hasher;
+    int err;
+
+    if (!h)
+        return 0;
+    pthread_mutex_lock(&h->mu);
+    h->stop = 1;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    pthread_join(h->th, NULL);
+    err = h->err;
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->cv);
+    for (int i = 0; i < HASH_BUFS; i++)
+        free(h->buf[i]);
+    free(h);
+    r->hasher = NULL;
+    return err ? -1 : 0;
+}
+
+int zst_reader_hash_in_thread(zst_reader *r)
+{
+    struct hasher *h;
+
+    if (r->hasher || r->raw)
+        return 0;
+    h = calloc(1, sizeof(*h));
+    if (!h)
+        return log_error("out of memory");
+    for (int i = 0; i < HASH_BUFS; i++)
+        if (!(h->buf[i] = malloc(r->outcap))) {
+            for (int j = 0; j < i; j++)
+                free(h->buf[j]);
+            free(h);
+            return log_error("out of memory");
+        }
+    h->sha = &r->sha;
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
+    if (pthread_create(&h->th, NULL, hasher_main, h) != 0) {
+        /* No thread: hash inline, as without this call. */
+        pthread_mutex_destroy(&h->mu);
+        pthread_cond_destroy(&h->cv);
+        for (int i = 0; i < HASH_BUFS; i++)
+            free(h->buf[i]);
+        free(h);
+        return 0;
+    }
+    r->hasher = h;
+    return 0;
+}
+
+/* out_buffer -- where the next decompressed bytes go: the ring's next free buffer
+ * (waiting for the hasher if it is behind), or the reader's own buffer. */
+static uint8_t *out_buffer(zst_reader *r)
+{
+    struct hasher *h = r->hasher;
+    uint8_t *b;
+
+    if (!h)
+        return r->out;
+    pthread_mutex_lock(&h->mu);
+    while (h->queued[h->tail])
+        pthread_cond_wait(&h->cv, &h->mu);
+    b = h->buf[h->tail];
+    pthread_mutex_unlock(&h->mu);
+    return b;
+}
+
+/* consume -- hash and pass on n bytes just decompressed into buf. */
+static int consume(zst_reader *r, uint8_t *buf, size_t n)
+{
+    struct hasher *h = r->hasher;
+
+    r->raw += n;
+    if (r->sink && r->sink(r->arg, buf, n) != 0)
+        return -1;
+    if (!h)
+        return sha256_update(&r->sha, buf, n);
+    pthread_mutex_lock(&h->mu);
+    h->len[h->tail] = n;
+    h->queued[h->tail] = 1;
+    h->tail = (h->tail + 1) % HASH_BUFS;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    return 0;
+}
+
 static int decompress(zst_reader *r, const uint8_t *buf, size_t len)
 {
     ZSTD_inBuffer in = {buf, len, 0};
@@ -234,18 +371,14 @@ static int decompress(zst_reader *r, const uint8_t *buf, size_t len)
      * output buffer means it may hold more, unless the frame just ended (0), where a
      * further call would only start waiting for the next frame's header. */
     while (in.pos < in.size || (out_full && r->last_ret != 0)) {
-        ZSTD_outBuffer out = {r->out, r->outcap, 0};
+        uint8_t *b = out_buffer(r);
+        ZSTD_outBuffer out = {b, r->outcap, 0};
         size_t ret = ZSTD_decompressStream(r->dctx, &out, &in);
         if (ZSTD_isError(ret))
             return log_error("could not decompress %s: %s", rname(r), ZSTD_getErrorName(ret));
         r->last_ret = ret;
-        if (out.pos) {
-            if (sha256_update(&r->sha, r->out, out.pos) != 0)
-                return -1;
-            r->raw += out.pos;
-            if (r->sink && r->sink(r->arg, r->out, out.pos) != 0)
-                return -1;
-        }
+        if (out.pos && consume(r, b, out.pos) != 0)
+            return -1;
         out_full = out.pos == out.size;
     }
     r->fed += len;
@@ -292,7 +425,7 @@ int zst_reader_finish(zst_reader *r, zst_meta *meta)
         return log_error("%s is truncated or lacks its ragsafe trailer", rname(r));
     if (r->fed == 0 || r->last_ret != 0)
         return log_error("%s is truncated: the zstd stream ends mid-frame", rname(r));
-    if (sha256_final(&r->sha, got) != 0)
+    if (hasher_stop(r) != 0 || sha256_final(&r->sha, got) != 0)
         return -1;
     if (meta)
         *meta = want;
@@ -315,6 +448,7 @@ void zst_reader_free(zst_reader *r)
 {
     if (!r)
         return;
+    hasher_stop(r);
     ZSTD_freeDCtx(r->dctx);
     sha256_release(&r->sha);
     free(r->out);

@@ -54,6 +54,10 @@ void zst_writer_free(zst_writer *w);
 
 typedef struct zst_reader zst_reader;
 zst_reader *zst_reader_new(zst_sink_fn sink, void *arg);
+/* Hash on a second thread while the caller's thread decompresses (large objects:
+ * the hash of a 16 MiB segment costs about as much as its decompression). Call before
+ * the first write; without a thread it stays inline. 0 | -1 (reported). */
+int zst_reader_hash_in_thread(zst_reader *r);
 /* Name used in the reader's messages ("object \"wal/...\""); copied. */
 void zst_reader_set_name(zst_reader *r, const char *name);
 int zst_reader_write(zst_reader *r, const void *buf, size_t len);

@@ -65,6 +65,8 @@ static void compress(const void *data, size_t len, int workers, size_t piece, bu
 
 /* decompress -- feed the object to a reader in piece-sized writes; the first failing
  * result (write -1, or whatever finish returns). */
+static int threaded; /* hash on the reader's second thread */
+
 static int decompress(const void *obj, size_t len, size_t piece, buf *out, zst_meta *meta)
 {
     zst_reader *r = zst_reader_new(out ? buf_sink : NULL, out);
@@ -73,6 +75,8 @@ static int decompress(const void *obj, size_t len, size_t piece, buf *out, zst_m
     int ret = 0;
 
     ck_assert_ptr_nonnull(r);
+    if (threaded)
+        ck_assert_int_eq(zst_reader_hash_in_thread(r), 0);
     while (off < len) {
         size_t n = len - off < piece ? len - off : piece;
 
@@ -471,6 +475,44 @@ START_TEST(test_concatenated_objects)
 }
 END_TEST
 
+/* The same checks with the SHA-256 computed on the reader's hashing thread: exact
+ * output, the digest checked, a flipped body or digest byte caught. */
+START_TEST(test_threaded_hash)
+{
+    static const size_t lens[] = {0, 1000, 3u << 20, 5u << 20};
+
+    threaded = 1;
+    for (size_t k = 0; k < ARRAY_LEN(lens); k++) {
+        size_t len = lens[k];
+        uint8_t *data = make_data(len, k % 2);
+        buf obj = {0}, plain = {0};
+        zst_meta meta, got;
+
+        compress(data, len, 0, 65536, &obj, &meta);
+        ck_assert_int_eq(decompress(obj.p, obj.len, 65537, &plain, &got), 0);
+        ck_assert_uint_eq(plain.len, len);
+        ck_assert(len == 0 || memcmp(plain.p, data, len) == 0);
+        ck_assert(memcmp(got.sha256, meta.sha256, SHA256_LEN) == 0);
+        buf_release(&plain);
+
+        obj.p[obj.len - 1] ^= 0x01; /* last byte of the recorded digest */
+        ck_assert_int_eq(decompress(obj.p, obj.len, 65537, NULL, NULL), RS_MISMATCH);
+        obj.p[obj.len - 1] ^= 0x01;
+        if (obj.len > ZST_TRAILER_SIZE + 64) {
+            size_t pos = (obj.len - ZST_TRAILER_SIZE) / 2;
+            obj.p[pos] ^= 0xFF;
+            int ret = decompress(obj.p, obj.len, 65537, NULL, NULL);
+            ck_assert_msg(ret == RS_MISMATCH || ret == -1, "flip: result %d", ret);
+            obj.p[pos] ^= 0xFF;
+        }
+        ck_assert_int_eq(decompress(obj.p, obj.len, 1 << 20, NULL, NULL), 0);
+        buf_release(&obj);
+        free(data);
+    }
+    threaded = 0;
+}
+END_TEST
+
 static Suite *zst_suite(void)
 {
     Suite *s = suite_create("zst");
@@ -496,6 +538,7 @@ static Suite *zst_suite(void)
     tcase_add_test(tc, test_not_an_object);
     tcase_add_test(tc, test_sink_failure);
     tcase_add_test(tc, test_concatenated_objects);
+    tcase_add_test(tc, test_threaded_hash);
     suite_add_tcase(s, tc);
     return s;
 }
