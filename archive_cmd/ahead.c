@@ -216,8 +216,7 @@ ahead *ahead_start(const char *loc, const char *path, const char *name,
                 continue;
             snprintf(f, sizeof(f), "%s/%.24s.ready", status_dir, de->d_name);
             if (stat(f, &sb) != 0 && errno == ENOENT) {
-                snprintf(f, sizeof(f), "%s/%s", mdir, de->d_name);
-                (void)unlink(f);
+                (void)unlinkat(dirfd(d), de->d_name, 0);
             }
         }
         closedir(d);
