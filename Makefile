@@ -83,8 +83,9 @@ unit: all $(UNIT_BIN)
 integration: all
 	tests/run.sh --integration-only $(BUILD)
 
+# Sanitized code runs several times slower: give check's per-test timeouts room.
 asan:
-	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" check
+	CK_TIMEOUT_MULTIPLIER=4 $(MAKE) BUILD=build-asan CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" check
 
 bench: all
 	@scripts/install-deps.sh --check-only || scripts/install-deps.sh
