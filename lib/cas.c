@@ -163,12 +163,34 @@ static int cas_batch_put(cas *c, const char *key, int fd, const void *src, size_
                          const char *name, const uint8_t digest[SHA256_LEN],
                          int64_t *stored_size);
 
+/*
+ * put_result -- after object_put_*: the content read while storing must hash to the
+ * digest the caller named it by. If it changed between the caller's hash and our read,
+ * what we just stored sits under a name that does not describe it: take it back.
+ */
+static int put_result(cas *c, const char *key, int r, const zst_meta *meta,
+                      const uint8_t digest[SHA256_LEN], const char *name, int64_t *stored_size)
+{
+    if (r < 0)
+        return -1;
+    if (memcmp(meta->sha256, digest, SHA256_LEN) != 0) {
+        if (r == 0)
+            (void)storage_remove(c->st, key);
+        log_error("\"%s\" changed while it was being stored", name);
+        return RS_MISMATCH;
+    }
+    if (r == RS_EXISTS)
+        return RS_EXISTS;
+    if (stored_size != NULL && storage_stat(c->st, key, stored_size, NULL) != 0)
+        return log_error("could not stat stored object \"%s\"", key);
+    return 0;
+}
+
 int cas_put_fd(cas *c, int fd, const char *name, const uint8_t digest[SHA256_LEN],
                int64_t *stored_size)
 {
     char key[512];
     zst_meta meta;
-    int64_t sz = 0;
     int r;
 
     if (stored_size != NULL)
@@ -178,24 +200,7 @@ int cas_put_fd(cas *c, int fd, const char *name, const uint8_t digest[SHA256_LEN
     if (c->batch != NULL && c->batch->active)
         return cas_batch_put(c, key, fd, NULL, 0, name, digest, stored_size);
     r = object_put_fd(c->st, key, fd, name, &c->opts, 1, &meta);
-    if (r < 0)
-        return -1;
-    if (memcmp(meta.sha256, digest, SHA256_LEN) != 0) {
-        /* Content changed between the caller's hash and our read. What we just stored
-         * sits under a name that does not describe it: take it back. */
-        if (r == 0)
-            (void)storage_remove(c->st, key);
-        log_error("\"%s\" changed while it was being stored", name);
-        return RS_MISMATCH;
-    }
-    if (r == RS_EXISTS)
-        return RS_EXISTS;
-    if (stored_size != NULL) {
-        if (storage_stat(c->st, key, &sz, NULL) != 0)
-            return log_error("could not stat stored object \"%s\"", key);
-        *stored_size = sz;
-    }
-    return 0;
+    return put_result(c, key, r, &meta, digest, name, stored_size);
 }
 
 int cas_put_buf(cas *c, const void *buf, size_t len, const char *name,
@@ -203,7 +208,6 @@ int cas_put_buf(cas *c, const void *buf, size_t len, const char *name,
 {
     char key[512];
     zst_meta meta;
-    int64_t sz = 0;
     int r;
 
     if (stored_size != NULL)
@@ -213,22 +217,7 @@ int cas_put_buf(cas *c, const void *buf, size_t len, const char *name,
     if (c->batch != NULL && c->batch->active)
         return cas_batch_put(c, key, -1, buf, len, name, digest, stored_size);
     r = object_put_buf(c->st, key, buf, len, &c->opts, 1, &meta);
-    if (r < 0)
-        return -1;
-    if (memcmp(meta.sha256, digest, SHA256_LEN) != 0) {
-        if (r == 0)
-            (void)storage_remove(c->st, key);
-        log_error("content of %s does not match its digest", name);
-        return RS_MISMATCH;
-    }
-    if (r == RS_EXISTS)
-        return RS_EXISTS;
-    if (stored_size != NULL) {
-        if (storage_stat(c->st, key, &sz, NULL) != 0)
-            return log_error("could not stat stored object \"%s\"", key);
-        *stored_size = sz;
-    }
-    return 0;
+    return put_result(c, key, r, &meta, digest, name, stored_size);
 }
 
 int cas_get_fd(cas *c, const uint8_t digest[SHA256_LEN], int fd, uint64_t *size)
