@@ -25,7 +25,6 @@ struct ahead {
     char *loc;
     char wal_dir[PATH_MAX];
     object_opts oo;
-    const cipher_key *ck;
     char **names;         /* the queue */
     size_t n, next;
     pthread_mutex_t mu;
@@ -133,7 +132,7 @@ static void *worker(void *arg)
         if (!name)
             break;
         snprintf(path, sizeof(path), "%s/%s", a->wal_dir, name);
-        status = archive_file(a->loc, &r, ur, path, name, &a->oo, a->ck);
+        status = archive_file(a->loc, &r, ur, path, name, &a->oo);
         if (status == EXIT_OK) {
             record(a, name, path);
             pthread_mutex_lock(&a->mu);
@@ -155,7 +154,7 @@ static int cmp_names(const void *a, const void *b)
 }
 
 ahead *ahead_start(const char *loc, const char *path, const char *name,
-                   const object_opts *oo, const cipher_key *ck, int workers)
+                   const object_opts *oo, int workers)
 {
     char status_dir[PATH_MAX + 32], mdir[PATH_MAX + 32], f[PATH_MAX + 128], text[PATH_MAX + 128];
     ahead *a = calloc(1, sizeof(*a));
@@ -234,7 +233,6 @@ ahead *ahead_start(const char *loc, const char *path, const char *name,
     if (!(a->loc = strdup(loc)))
         goto none;
     a->oo = *oo;
-    a->ck = ck;
     a->oo.workers = 0; /* the parallelism is the threads */
     for (int i = 0; i < workers && (size_t)i < a->n; i++) {
         if (pthread_create(&a->threads[i], NULL, worker, a) != 0)

@@ -21,13 +21,12 @@
  *
  *     if (ahead_consume(path, name, loc) == 1) -> exit 0
  *     ... archive N ...
- *     ahead *a = ahead_start(loc, path, name, &oo, ck, workers);   NULL: nothing to do
+ *     ahead *a = ahead_start(loc, path, name, &oo, workers);   NULL: nothing to do
  *     ahead_finish(a);           joins the workers (their markers are written)
  */
 #ifndef RAGSAFE_ARCHIVE_H
 #define RAGSAFE_ARCHIVE_H
 
-#include "cipher.h"
 #include "object.h"
 #include "repo.h"
 #include "uring.h"
@@ -36,10 +35,10 @@
 #define AHEAD_QUEUE 4    /* segments per thread and call: fewer, longer calls */
 #define AHEAD_DIR "ragsafe-ahead"
 
-/* main.c: archive one file; *rp is opened on first use and reused; ck may be NULL
- * (no encryption). An exit status. */
+/* main.c: archive one file; *rp is opened on first use and reused (sealed when the
+ * process has a key: repo_cli_setup). An exit status. */
 int archive_file(const char *loc, repo **rp, uring *ur, const char *path, const char *name,
-                 const object_opts *oo, const cipher_key *ck);
+                 const object_opts *oo);
 
 typedef struct ahead ahead;
 
@@ -48,7 +47,7 @@ int ahead_consume(const char *path, const char *name, const char *loc);
 /* Start archiving other ready segments next to path. NULL when there are none or
  * the look-ahead cannot run (not reported: it is an optimisation). */
 ahead *ahead_start(const char *loc, const char *path, const char *name,
-                   const object_opts *oo, const cipher_key *ck, int workers);
+                   const object_opts *oo, int workers);
 void ahead_finish(ahead *a);
 
 #endif

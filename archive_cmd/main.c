@@ -39,12 +39,10 @@ static void usage(FILE *out)
             "Archive one WAL file into a ragsafe repository (PostgreSQL's archive_command).\n\n"
             "  archive_command = 'ragsafe-archive --repo /backups/pg %%p %%f'\n\n"
             "Options:\n"
-            "      --repo DIR           repository (or RAGSAFE_REPO, or \"repo\" in the config file);\n"
-            "                           s3://BUCKET/PREFIX for S3 (credentials: AWS_ACCESS_KEY_ID,\n"
-            "                           AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or the config file)\n"
-            "      --s3-endpoint URL    S3 endpoint (default https://s3.REGION.amazonaws.com)\n"
-            "      --s3-region NAME     S3 region (default us-east-1)\n"
-            "      --s3-uri-style path|host  bucket in the path or in the host name\n"
+            REPO_OPTIONS_HELP
+            "                           (S3 credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,\n"
+            "                           AWS_SESSION_TOKEN or the config file; an encrypted\n"
+            "                           repository is made by the first write with a key)\n"
             "      --config FILE        config file (default $RAGSAFE_CONFIG or %s)\n"
             "      --compress-level N   zstd level, 1..19 (default %d)\n"
             "      --compress-workers N zstd worker threads (default: one per CPU, at most 4;\n"
@@ -52,8 +50,6 @@ static void usage(FILE *out)
             "      --look-ahead N       also archive other .ready segments, N threads, up to\n"
             "                           4N per call, and answer their own calls at once\n"
             "                           (default %d for s3:// repositories, 0 = off otherwise)\n"
-            "      --cipher-key-file FILE  encrypt with AES-256-GCM under the 32-byte key in\n"
-            "                           FILE (raw or 64 hex digits; `openssl rand -hex 32`)\n"
             "  -v, --verbose            more messages (twice: debug)\n"
             "  -h, --help               this help\n"
             "  -V, --version            version\n\n"
@@ -96,13 +92,13 @@ out:
  * integrity refusal. Returns an exit status.
  */
 static int check_duplicate(repo *r, uring *ur, const char *key, int fd, const char *path,
-                           const char *name, const zst_meta *have_new, const cipher_key *ck)
+                           const char *name, const zst_meta *have_new)
 {
     zst_meta stored, mine;
     char a[SHA256_HEX_LEN + 1], b[SHA256_HEX_LEN + 1];
     struct stat st;
 
-    if (cipher_object_meta(r->st, key, &stored, ck) != 0) {
+    if (object_meta(r->st, key, &stored) != 0) {
         log_detail("\"%s\" is already archived but the stored copy cannot be read; it was left untouched", name);
         return EXIT_INTEGRITY;
     }
@@ -181,7 +177,7 @@ static int check_segment(int fd, const char *path, const char *name, repo_info *
  * several). Returns an exit status (see the head of this file).
  */
 int archive_file(const char *loc, repo **rp, uring *ur, const char *path, const char *name,
-                 const object_opts *oo, const cipher_key *ck)
+                 const object_opts *oo)
 {
     repo_info want = {0};
     walfile_kind kind = walname_classify(name);
@@ -217,21 +213,21 @@ int archive_file(const char *loc, repo **rp, uring *ur, const char *path, const 
     }
 
     /* Already there? Compare without rewriting anything. */
-    ret = cipher_object_meta(r->st, key, &meta, ck);
+    ret = object_meta(r->st, key, &meta);
     if (ret < 0 || ret == RS_MISMATCH) {
         log_detail("\"%s\" exists in the repository but cannot be checked; it was left untouched", name);
         status = EXIT_INTEGRITY;
         goto out;
     }
     if (ret == 0) {
-        status = check_duplicate(r, ur, key, fd, path, name, NULL, ck);
+        status = check_duplicate(r, ur, key, fd, path, name, NULL);
         goto out;
     }
 
-    ret = cipher_object_put_fd(r->st, key, fd, path, oo, 1, &meta, ck);
+    ret = object_put_fd(r->st, key, fd, path, oo, 1, &meta);
     if (ret == RS_EXISTS) {
         /* Someone archived the same name between our check and our rename. */
-        status = check_duplicate(r, ur, key, fd, path, name, &meta, ck);
+        status = check_duplicate(r, ur, key, fd, path, name, &meta);
         goto out;
     }
     if (ret != 0)
@@ -247,24 +243,18 @@ out:
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"repo", required_argument, NULL, 'r'},
+        REPO_LONG_OPTIONS,
         {"config", required_argument, NULL, 'c'},
-        {"s3-endpoint", required_argument, NULL, 'E'},
-        {"s3-region", required_argument, NULL, 'G'},
-        {"s3-uri-style", required_argument, NULL, 'U'},
         {"compress-level", required_argument, NULL, 'l'},
         {"compress-workers", required_argument, NULL, 'w'},
         {"look-ahead", required_argument, NULL, 'A'},
-        {"cipher-key-file", required_argument, NULL, 'K'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    const char *opt_repo = NULL, *opt_config = NULL, *opt_level = NULL, *opt_workers = NULL;
-    const char *opt_s3_endpoint = NULL, *opt_s3_region = NULL, *opt_s3_uri_style = NULL;
-    const char *opt_ahead = NULL, *opt_key = NULL;
-    cipher_key *ck = NULL;
+    const char *opt_config = NULL, *opt_level = NULL, *opt_workers = NULL, *opt_ahead = NULL;
+    repo_cli rc = {0};
     const char *path, *name, *loc, *s;
     int c, verbose = LOG_LEVEL_NOTICE, status = EXIT_FAIL;
     long level = ZST_DEFAULT_LEVEL, workers = sysconf(_SC_NPROCESSORS_ONLN), ahead_n = -1;
@@ -278,16 +268,13 @@ int main(int argc, char **argv)
 
     log_init(argv[0]);
     while ((c = getopt_long(argc, argv, "vhV", opts, NULL)) != -1) {
+        if (repo_cli_option(&rc, c, optarg))
+            continue;
         switch (c) {
-        case 'r': opt_repo = optarg; break;
         case 'c': opt_config = optarg; break;
-        case 'E': opt_s3_endpoint = optarg; break;
-        case 'G': opt_s3_region = optarg; break;
-        case 'U': opt_s3_uri_style = optarg; break;
         case 'l': opt_level = optarg; break;
         case 'w': opt_workers = optarg; break;
         case 'A': opt_ahead = optarg; break;
-        case 'K': opt_key = optarg; break;
         case 'v': verbose++; break;
         case 'h': usage(stdout); return EXIT_OK;
         case 'V': printf("ragsafe-archive %s\n", RAGSAFE_VERSION); return EXIT_OK;
@@ -307,9 +294,7 @@ int main(int argc, char **argv)
     if (!cfg)
         return EXIT_USAGE;
     status = EXIT_USAGE;
-    if (s3_config_apply(cfg, opt_s3_endpoint, opt_s3_region, opt_s3_uri_style) != 0)
-        goto out;
-    loc = repo_location(opt_repo, cfg);
+    loc = repo_cli_setup(&rc, cfg);
     if (!loc)
         goto out;
     if ((s = config_resolve(opt_level, NULL, cfg, "compress-level")) &&
@@ -335,9 +320,6 @@ int main(int argc, char **argv)
     if (ahead_n < 0) /* default: on for S3, where every archive is a round trip away */
         ahead_n = strncmp(loc, "s3://", 5) == 0 ? AHEAD_DEFAULT : 0;
 
-    if ((s = config_resolve(opt_key, NULL, cfg, "cipher-key-file")) && cipher_key_load(s, &ck) != 0)
-        goto out;
-
     status = EXIT_FAIL;
     if (ahead_n > 0 && kind == WALFILE_SEGMENT) {
         /* Uploaded by an earlier call's look-ahead (confirmed before it was recorded)? */
@@ -353,19 +335,19 @@ int main(int argc, char **argv)
         goto out;
     }
     log_debug("io_uring %s", uring_active(ur) ? "in use" : "not available; plain syscalls");
-    status = archive_file(loc, &r, ur, path, name, &oo, ck);
+    status = archive_file(loc, &r, ur, path, name, &oo);
     /* N first (it also creates repo.json in a new repository, which concurrent
      * first writers would race for), then the others in parallel; they finish (and
      * are recorded) before we answer */
     if (status == EXIT_OK && ahead_n > 0 && kind == WALFILE_SEGMENT) {
-        ah = ahead_start(loc, path, name, &oo, ck, (int)ahead_n);
+        ah = ahead_start(loc, path, name, &oo, (int)ahead_n);
         ahead_finish(ah);
         ah = NULL;
     }
 out:
     ahead_finish(ah);
-    cipher_key_free(ck);
     repo_free(r);
+    repo_cli_release();
     uring_free(ur);
     config_free(cfg);
     return status;

@@ -10,8 +10,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "cipher.h"
 #include "common.h"
 #include "config.h"
+#include "sha256.h"
 #include "storage_s3.h"
 #include "log.h"
 #include "walname.h"
@@ -28,6 +30,87 @@ const char *repo_location(const char *flag, const config *cfg)
     if (strncmp(loc, "s3://", 5) == 0 && s3_config_apply(cfg, NULL, NULL, NULL) != 0)
         return NULL;
     return loc;
+}
+
+int repo_cli_option(repo_cli *c, int opt, const char *arg)
+{
+    switch (opt) {
+    case REPO_OPT_REPO: c->repo = arg; return 1;
+    case REPO_OPT_S3_ENDPOINT: c->s3_endpoint = arg; return 1;
+    case REPO_OPT_S3_REGION: c->s3_region = arg; return 1;
+    case REPO_OPT_S3_URI_STYLE: c->s3_uri_style = arg; return 1;
+    case REPO_OPT_CIPHER_KEY: c->key_file = arg; return 1;
+    default: return 0;
+    }
+}
+
+static cipher_key *cli_key;
+
+void repo_cli_release(void)
+{
+    storage_set_default_cipher(NULL);
+    cipher_key_free(cli_key);
+    cli_key = NULL;
+}
+
+const char *repo_cli_setup(const repo_cli *c, const config *cfg)
+{
+    const char *loc, *kf;
+    char *abs;
+
+    if (s3_config_apply(cfg, c->s3_endpoint, c->s3_region, c->s3_uri_style) != 0)
+        return NULL;
+    loc = repo_location(c->repo, cfg);
+    if (!loc)
+        return NULL;
+    kf = config_resolve(c->key_file, "RAGSAFE_CIPHER_KEY_FILE", cfg, "cipher-key-file");
+    if (kf && *kf) {
+        repo_cli_release();
+        if (cipher_key_load(kf, &cli_key) != 0)
+            return NULL;
+        /* exported, absolute: a restore_command written from here must find it */
+        abs = realpath(kf, NULL);
+        if (abs) {
+            setenv("RAGSAFE_CIPHER_KEY_FILE", abs, 1);
+            free(abs);
+        }
+        storage_set_default_cipher(cli_key);
+    }
+    return loc;
+}
+
+#define KEY_CHECK_TEXT "ragsafe repository key check"
+
+static int key_check_of(const cipher_key *k, uint8_t out[32])
+{
+    return cipher_keyed_digest(k, KEY_CHECK_TEXT, strlen(KEY_CHECK_TEXT), out);
+}
+
+/* check_key -- does the storage's key fit the repository? */
+static int check_key(repo *r)
+{
+    const cipher_key *k = storage_cipher(r->st);
+    const char *loc = storage_location(r->st);
+    uint8_t kc[32];
+
+    if (r->info.encrypted && !k) {
+        log_error("repository \"%s\" is encrypted and no key was given", loc);
+        log_hint("give the key it was created with: --cipher-key-file FILE, RAGSAFE_CIPHER_KEY_FILE "
+                 "or \"cipher-key-file\" in the config file");
+        return RS_MISMATCH;
+    }
+    if (!r->info.encrypted && k) {
+        log_error("repository \"%s\" is not encrypted, but a key was given", loc);
+        log_hint("a repository is encrypted or not from its creation on; drop --cipher-key-file "
+                 "for this one, or start a new repository with the key");
+        return RS_MISMATCH;
+    }
+    if (k && (key_check_of(k, kc) != 0 || memcmp(kc, r->info.key_check, sizeof(kc)) != 0)) {
+        log_error("wrong key for repository \"%s\": it was encrypted with another key", loc);
+        log_hint("--cipher-key-file must name the key the repository was created with");
+        return RS_MISMATCH;
+    }
+    return 0;
 }
 
 repo *repo_open(const char *location, uring *ur, int create)
@@ -100,6 +183,16 @@ static int parse_info(const char *where, const char *text, size_t len, repo_info
         log_error("could not parse \"%s\": bad wal_segment_size", where);
         goto out;
     }
+    v = json_object_get(root, "encryption");
+    if (v) {
+        const char *c = json_string_value(json_object_get(v, "cipher"));
+        const char *kc = json_string_value(json_object_get(v, "key_check"));
+        if (!c || strcmp(c, "aes-256-gcm") != 0 || !kc || sha256_from_hex(kc, out->key_check) != 0) {
+            log_error("could not parse \"%s\": unknown \"encryption\"", where);
+            goto out;
+        }
+        out->encrypted = 1;
+    }
     ret = 0;
 out:
     json_decref(root);
@@ -117,6 +210,8 @@ int repo_load_info(repo *r)
     snprintf(where, sizeof(where), "%s/%s", storage_location(r->st), REPO_INFO_KEY);
     ret = parse_info(where, buf, len, &r->info);
     free(buf);
+    if (ret == 0)
+        ret = check_key(r);
     if (ret == 0)
         r->have_info = 1;
     return ret;
@@ -149,8 +244,8 @@ int repo_pin(repo *r, const repo_info *want)
 
     if (!r->have_info) {
         ret = repo_load_info(r);
-        if (ret < 0)
-            return -1;
+        if (ret < 0 || ret == RS_MISMATCH)
+            return ret;
         if (ret == 0)
             return compare(r, want);
     } else {
@@ -165,6 +260,20 @@ int repo_pin(repo *r, const repo_info *want)
                      "system_identifier", sysid, "wal_segment_size", (json_int_t)want->seg_size,
                      "wal_magic", (json_int_t)want->wal_magic, "pg_version",
                      (json_int_t)want->pg_version, "created", created, "tool_version", RAGSAFE_VERSION);
+    if (root && storage_cipher(r->st)) {
+        uint8_t kc[32];
+        char hex[65];
+        if (key_check_of(storage_cipher(r->st), kc) != 0) {
+            json_decref(root);
+            return -1;
+        }
+        sha256_to_hex(kc, hex);
+        if (json_object_set_new(root, "encryption", json_pack("{s:s, s:s}", "cipher", "aes-256-gcm",
+                                                              "key_check", hex)) != 0) {
+            json_decref(root);
+            root = NULL;
+        }
+    }
     text = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(root);
     if (!text)
@@ -182,8 +291,8 @@ int repo_pin(repo *r, const repo_info *want)
     if (ret < 0)
         return -1;
     /* RS_EXISTS: a concurrent first writer won; compare with what it wrote. */
-    if (repo_load_info(r) != 0)
-        return -1;
+    if ((ret = repo_load_info(r)) != 0)
+        return ret == RS_MISMATCH ? ret : -1;
     return compare(r, want);
 }
 

@@ -36,6 +36,8 @@ typedef struct repo_info {
     uint32_t seg_size;
     uint32_t wal_magic;
     uint32_t pg_version;
+    int encrypted;          /* "encryption" in repo.json: objects are sealed (cipher.h) */
+    uint8_t key_check[32];  /* keyed digest of a fixed text: tells a wrong key at once */
 } repo_info;
 
 typedef struct repo {
@@ -51,15 +53,61 @@ typedef struct repo {
 struct config;
 const char *repo_location(const char *flag, const struct config *cfg);
 
+/*
+ * The repository options every tool takes, parsed alike:
+ *     --repo LOCATION  --s3-endpoint URL  --s3-region R  --s3-uri-style path|host
+ *     --cipher-key-file FILE
+ * Put REPO_LONG_OPTIONS in the getopt_long table, offer every option to
+ * repo_cli_option() first, then call repo_cli_setup() once the config file is loaded:
+ * it applies the S3 settings (flag > environment > config file; they are exported as
+ * RAGSAFE_S3_* so child processes and a written restore_command see them), loads the
+ * key (flag > $RAGSAFE_CIPHER_KEY_FILE > "cipher-key-file" in the config; exported as
+ * an absolute RAGSAFE_CIPHER_KEY_FILE) and makes it the default of every storage this
+ * process opens (storage_set_default_cipher), and returns the location. NULL:
+ * reported, a usage error. repo_cli_release() wipes the key at exit.
+ */
+enum {
+    REPO_OPT_REPO = 0x1100,
+    REPO_OPT_S3_ENDPOINT,
+    REPO_OPT_S3_REGION,
+    REPO_OPT_S3_URI_STYLE,
+    REPO_OPT_CIPHER_KEY,
+};
+#define REPO_LONG_OPTIONS                                                  \
+    {"repo", required_argument, NULL, REPO_OPT_REPO},                      \
+    {"s3-endpoint", required_argument, NULL, REPO_OPT_S3_ENDPOINT},        \
+    {"s3-region", required_argument, NULL, REPO_OPT_S3_REGION},            \
+    {"s3-uri-style", required_argument, NULL, REPO_OPT_S3_URI_STYLE},      \
+    {"cipher-key-file", required_argument, NULL, REPO_OPT_CIPHER_KEY}
+#define REPO_OPTIONS_HELP                                                                 \
+    "      --repo LOCATION        repository: a directory or s3://BUCKET/PREFIX\n"          \
+    "                             (default: $RAGSAFE_REPO, then \"repo\" in the config)\n"  \
+    "      --s3-endpoint URL      S3 endpoint (MinIO, Ceph RGW, ...; default: AWS)\n"       \
+    "      --s3-region REGION     S3 region (default: us-east-1)\n"                          \
+    "      --s3-uri-style STYLE   path or host (virtual-hosted) bucket addressing\n"         \
+    "      --cipher-key-file FILE the repository's AES-256-GCM key (32 bytes, raw or hex)\n"
+
+typedef struct repo_cli {
+    const char *repo, *s3_endpoint, *s3_region, *s3_uri_style, *key_file;
+} repo_cli;
+
+/* 1: opt was one of REPO_LONG_OPTIONS (arg kept); 0: not ours. */
+int repo_cli_option(repo_cli *c, int opt, const char *arg);
+const char *repo_cli_setup(const repo_cli *c, const struct config *cfg);
+void repo_cli_release(void);
+
 repo *repo_open(const char *location, uring *ur, int create);
 void repo_free(repo *r);
 
 /* Read repo.json into r->info. RS_NOT_FOUND when absent; -1 (reported) when it
- * cannot be read or parsed. */
+ * cannot be read or parsed; RS_MISMATCH (reported, with a hint) when the storage's
+ * key does not fit: an encrypted repository opened without a key or with another
+ * key, or a key given for a repository that is not encrypted. */
 int repo_load_info(repo *r);
 
 /* Make sure repo.json names this cluster: create it (no-replace; a concurrent
- * creator wins and is then compared) or compare. RS_MISMATCH (reported, naming both
+ * creator wins and is then compared; a storage with a key makes it an encrypted
+ * repository) or compare. RS_MISMATCH (reported, naming both
  * system identifiers) for another cluster or another segment size. Fields of want
  * that are 0 are not compared; a pg_version learnt later is not written back. */
 int repo_pin(repo *r, const repo_info *want);

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cipher.h"
 #include "common.h"
 #include "durable.h"
 #include "log.h"
@@ -29,6 +30,7 @@ struct storage {
     uring *ur;
     uring *own_ur;  /* the plain-syscall ring made when the caller gave none */
     s3_storage *s3; /* an S3 repository: everything goes to storage_s3.c */
+    const cipher_key *ck; /* encryption at rest (storage_set_cipher) */
 };
 
 struct storage_write {
@@ -36,6 +38,7 @@ struct storage_write {
     char *key;
     durable_file *f;
     s3_write *s3;
+    cipher_enc *enc; /* sealed: data goes through here to raw_write */
 };
 
 struct storage_read {
@@ -44,7 +47,24 @@ struct storage_read {
     int64_t size;
     uring_reader *r;
     s3_read *s3;
+    cipher_dec *dec;  /* sealed: raw data goes through here into plain */
+    uint8_t *plain;
+    size_t plain_len, plain_cap;
+    int done;
 };
+
+static const cipher_key *default_key;
+
+void storage_set_default_cipher(const cipher_key *k) { default_key = k; }
+void storage_set_cipher(storage *st, const cipher_key *k) { st->ck = k; }
+const cipher_key *storage_cipher(const storage *st) { return st->ck; }
+
+/* sealed -- is the object under key encrypted? Everything below the root is; objects
+ * at the root (repo.json) say what the repository is and stay readable. */
+static int sealed(const storage *st, const char *key)
+{
+    return st->ck != NULL && strchr(key, '/') != NULL;
+}
 
 struct storage_lock {
     int fd;
@@ -62,6 +82,7 @@ storage *storage_open(const char *location, uring *ur, int create)
         log_error("out of memory");
         return NULL;
     }
+    st->ck = default_key;
     st->ur = ur ? ur : (st->own_ur = uring_new_plain());
     if (!st->ur) {
         log_error("out of memory");
@@ -200,7 +221,28 @@ static int missing(const storage *st, const char *path)
     return RS_NOT_FOUND;
 }
 
+static int raw_write(void *arg, const void *buf, size_t len)
+{
+    storage_write *w = arg;
+    if (w->s3)
+        return s3_storage_write_data(w->s3, buf, len);
+    return durable_write(w->f, buf, len);
+}
+
+static storage_write *write_open(storage *st, const char *key);
+
 storage_write *storage_write_open(storage *st, const char *key)
+{
+    storage_write *w = write_open(st, key);
+
+    if (w && sealed(st, key) && !(w->enc = cipher_enc_new(st->ck, key, raw_write, w))) {
+        storage_write_free(w);
+        return NULL;
+    }
+    return w;
+}
+
+static storage_write *write_open(storage *st, const char *key)
 {
     storage_write *w = NULL;
     char *path = NULL, *slash;
@@ -248,13 +290,15 @@ fail:
 
 int storage_write_data(storage_write *w, const void *buf, size_t len)
 {
-    if (w->s3)
-        return s3_storage_write_data(w->s3, buf, len);
-    return durable_write(w->f, buf, len);
+    if (w->enc)
+        return cipher_enc_write(w->enc, buf, len);
+    return raw_write(w, buf, len);
 }
 
 int storage_write_commit(storage_write *w, int noreplace)
 {
+    if (w->enc && cipher_enc_finish(w->enc) != 0)
+        return -1;
     if (w->s3)
         return s3_storage_write_commit(w->s3, noreplace);
     return durable_commit(w->f, noreplace ? DURABLE_NOREPLACE : 0);
@@ -264,6 +308,7 @@ void storage_write_free(storage_write *w)
 {
     if (!w)
         return;
+    cipher_enc_free(w->enc);
     s3_storage_write_free(w->s3);
     durable_free(w->f);
     free(w->key);
@@ -275,7 +320,7 @@ int storage_put(storage *st, const char *key, const void *buf, size_t len, int n
     storage_write *w;
     int ret;
 
-    if (st->s3)
+    if (st->s3 && !sealed(st, key))
         return s3_storage_put(st->s3, key, buf, len, noreplace);
     w = storage_write_open(st, key);
     if (!w)
@@ -287,7 +332,39 @@ int storage_put(storage *st, const char *key, const void *buf, size_t len, int n
     return ret;
 }
 
+static int plain_sink(void *arg, const void *buf, size_t len)
+{
+    storage_read *rd = arg;
+    if (rd->plain_len + len > rd->plain_cap) {
+        size_t cap = rd->plain_cap ? rd->plain_cap : CIPHER_FRAME;
+        uint8_t *p;
+        while (cap < rd->plain_len + len)
+            cap *= 2;
+        if (!(p = realloc(rd->plain, cap)))
+            return log_error("out of memory");
+        rd->plain = p;
+        rd->plain_cap = cap;
+    }
+    memcpy(rd->plain + rd->plain_len, buf, len);
+    rd->plain_len += len;
+    return 0;
+}
+
+static int read_open(storage *st, const char *key, storage_read **out);
+
 int storage_read_open(storage *st, const char *key, storage_read **out)
+{
+    int ret = read_open(st, key, out);
+
+    if (ret == 0 && sealed(st, key) && !((*out)->dec = cipher_dec_new(st->ck, key, plain_sink, *out))) {
+        storage_read_free(*out);
+        *out = NULL;
+        return -1;
+    }
+    return ret;
+}
+
+static int read_open(storage *st, const char *key, storage_read **out)
 {
     storage_read *rd = NULL;
     struct stat sb;
@@ -347,7 +424,7 @@ out:
     return ret;
 }
 
-ssize_t storage_read_data(storage_read *rd, const void **buf)
+static ssize_t raw_read(storage_read *rd, const void **buf)
 {
     if (rd->s3)
         return s3_storage_read_data(rd->s3, buf);
@@ -355,6 +432,30 @@ ssize_t storage_read_data(storage_read *rd, const void **buf)
     if (n < 0)
         return log_errnum((int)-n, "could not read \"%s\"", rd->path);
     return n;
+}
+
+ssize_t storage_read_data(storage_read *rd, const void **buf)
+{
+    const void *raw;
+    ssize_t n;
+
+    if (!rd->dec)
+        return raw_read(rd, buf);
+    rd->plain_len = 0;
+    while (rd->plain_len == 0 && !rd->done) {
+        n = raw_read(rd, &raw);
+        if (n < 0)
+            return -1;
+        if (n > 0 && cipher_dec_write(rd->dec, raw, (size_t)n) != 0)
+            return -1;
+        if (n == 0) {
+            rd->done = 1;
+            if (cipher_dec_finish(rd->dec) != 0)
+                return -1;
+        }
+    }
+    *buf = rd->plain;
+    return (ssize_t)rd->plain_len;
 }
 
 int64_t storage_read_size(const storage_read *rd)
@@ -366,6 +467,10 @@ void storage_read_free(storage_read *rd)
 {
     if (!rd)
         return;
+    cipher_dec_free(rd->dec);
+    if (rd->plain)
+        explicit_bzero(rd->plain, rd->plain_cap);
+    free(rd->plain);
     s3_storage_read_free(rd->s3);
     uring_reader_free(rd->r);
     if (rd->fd >= 0)
@@ -379,45 +484,85 @@ int storage_get(storage *st, const char *key, size_t max, char **buf, size_t *le
     storage_read *rd;
     const void *chunk;
     ssize_t n;
-    size_t used = 0;
-    char *b;
+    size_t used = 0, cap;
+    char *b = NULL, *nb;
     int ret;
 
-    if (st->s3)
+    *buf = NULL;
+    if (st->s3 && !sealed(st, key))
         return s3_storage_get(st->s3, key, max, buf, len);
     ret = storage_read_open(st, key, &rd);
-    *buf = NULL;
     if (ret != 0)
         return ret;
-    if ((uint64_t)rd->size > max) {
-        ret = log_error("\"%s\" is too large (%lld bytes)", rd->path, (long long)rd->size);
-        goto out;
-    }
-    b = malloc((size_t)rd->size + 1);
-    if (!b) {
-        ret = log_error("out of memory");
-        goto out;
-    }
+    /* the stored size when known (a sealed object's plaintext is a little smaller) */
+    cap = storage_read_size(rd) > 0 ? (size_t)storage_read_size(rd) : 65536;
+    if (cap > max)
+        cap = max;
+    ret = -1;
     while ((n = storage_read_data(rd, &chunk)) > 0) {
+        if (used + (size_t)n > max) {
+            log_error("\"%s/%s\" is too large (over %zu bytes)", storage_location(st), key, max);
+            goto out;
+        }
+        if (!b || used + (size_t)n + 1 > cap + 1) {
+            while (used + (size_t)n > cap)
+                cap *= 2;
+            if (!(nb = realloc(b, cap + 1))) {
+                log_error("out of memory");
+                goto out;
+            }
+            b = nb;
+        }
         memcpy(b + used, chunk, (size_t)n);
         used += (size_t)n;
     }
-    if (n < 0) {
-        free(b);
-        ret = -1;
+    if (n < 0)
+        goto out;
+    if (!b && !(b = malloc(1))) {
+        log_error("out of memory");
         goto out;
     }
     b[used] = '\0';
     *buf = b;
+    b = NULL;
     if (len)
         *len = used;
     ret = 0;
 out:
+    free(b);
     storage_read_free(rd);
     return ret;
 }
 
+static int read_tail(storage *st, const char *key, void *buf, size_t len, int64_t *size);
+
 int storage_read_tail(storage *st, const char *key, void *buf, size_t len, int64_t *size)
+{
+    uint8_t tail[CIPHER_TAIL_SIZE], plain[CIPHER_TAIL_PLAIN];
+    size_t pl = 0;
+    uint64_t total = 0;
+    int ret;
+
+    if (!sealed(st, key))
+        return read_tail(st, key, buf, len, size);
+    if (len > CIPHER_TAIL_PLAIN)
+        return log_error("internal error: a tail of %zu bytes of a sealed object", len);
+    ret = read_tail(st, key, tail, sizeof(tail), NULL);
+    if (ret == 0 && cipher_tail_open(st->ck, key, tail, plain, &pl, &total) != 0)
+        ret = -1;
+    if (ret == 0 && pl < len)
+        ret = log_error("\"%s/%s\" is truncated (%llu bytes)", storage_location(st), key,
+                        (unsigned long long)total);
+    if (ret == 0) {
+        memcpy(buf, plain + pl - len, len);
+        if (size)
+            *size = (int64_t)total;
+    }
+    explicit_bzero(plain, sizeof(plain));
+    return ret;
+}
+
+static int read_tail(storage *st, const char *key, void *buf, size_t len, int64_t *size)
 {
     char *path;
     int fd, ret = -1;

@@ -44,6 +44,22 @@ uring *storage_uring(const storage *st);
 
 int storage_key_valid(const char *key);
 
+/*
+ * Encryption at rest (cipher.h). With a key set, every object below the root is
+ * stored as AES-256-GCM frames named by its key: storage_write_* and storage_put
+ * encrypt, storage_read_*, storage_get and storage_read_tail (len <= 56) decrypt and
+ * authenticate (a wrong key or a tampered, truncated or moved object is an error,
+ * reported, never data). Objects at the root (repo.json) stay plain: they say what
+ * the repository is. Sizes from storage_stat, storage_list and storage_read_size are
+ * stored (encrypted) bytes. storage_open takes the process's default key, which a
+ * tool sets once from --cipher-key-file (repo_cli_setup) so that every storage its
+ * threads open is sealed alike. The key must outlive the storages.
+ */
+struct cipher_key;
+void storage_set_default_cipher(const struct cipher_key *k);
+void storage_set_cipher(storage *st, const struct cipher_key *k);
+const struct cipher_key *storage_cipher(const storage *st);
+
 storage_write *storage_write_open(storage *st, const char *key);
 int storage_write_data(storage_write *w, const void *buf, size_t len);
 int storage_write_commit(storage_write *w, int noreplace);

@@ -37,16 +37,12 @@ static void usage(FILE *out)
             "Fetch one WAL file from a ragsafe repository (PostgreSQL's restore_command).\n\n"
             "  restore_command = 'ragsafe-restore --repo /backups/pg %%f %%p'\n\n"
             "Options:\n"
-            "      --repo DIR      repository (or RAGSAFE_REPO, or \"repo\" in the config file);\n"
-            "                      s3://BUCKET/PREFIX for S3 (credentials: AWS_ACCESS_KEY_ID,\n"
-            "                      AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or the config file)\n"
-            "      --s3-endpoint URL    S3 endpoint (default https://s3.REGION.amazonaws.com)\n"
-            "      --s3-region NAME     S3 region (default us-east-1)\n"
-            "      --s3-uri-style path|host  bucket in the path or in the host name\n"
+            REPO_OPTIONS_HELP
+            "                      (S3 credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,\n"
+            "                      AWS_SESSION_TOKEN or the config file)\n"
             "      --config FILE   config file (default $RAGSAFE_CONFIG or %s)\n"
             "      --prefetch N    also fetch the next N segments in parallel into\n"
             "                      pg_wal/ragsafe-prefetch (default %d for s3://, 0 otherwise)\n"
-            "      --cipher-key-file FILE  the key the repository was encrypted with\n"
             "  -v, --verbose       more messages (twice: debug)\n"
             "  -h, --help          this help\n"
             "  -V, --version       version\n\n"
@@ -79,22 +75,16 @@ int restore_check_sysid(int fd, const char *tmp, const char *name, const repo_in
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"repo", required_argument, NULL, 'r'},
+        REPO_LONG_OPTIONS,
         {"config", required_argument, NULL, 'c'},
-        {"s3-endpoint", required_argument, NULL, 'E'},
-        {"s3-region", required_argument, NULL, 'G'},
-        {"s3-uri-style", required_argument, NULL, 'U'},
         {"prefetch", required_argument, NULL, 'P'},
-        {"cipher-key-file", required_argument, NULL, 'K'},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    const char *opt_repo = NULL, *opt_config = NULL, *name, *path, *loc;
-    const char *opt_s3_endpoint = NULL, *opt_s3_region = NULL, *opt_s3_uri_style = NULL;
-    const char *opt_prefetch = NULL, *opt_key = NULL, *s;
-    cipher_key *ck = NULL;
+    const char *opt_config = NULL, *name, *path, *loc, *opt_prefetch = NULL, *s;
+    repo_cli rc = {0};
     long prefetch_n = -1;
     prefetch *pf = NULL;
     int c, verbose = LOG_LEVEL_NOTICE, status = EXIT_RESTORE_FATAL, fd = -1, ret;
@@ -107,14 +97,11 @@ int main(int argc, char **argv)
 
     log_init(argv[0]);
     while ((c = getopt_long(argc, argv, "vhV", opts, NULL)) != -1) {
+        if (repo_cli_option(&rc, c, optarg))
+            continue;
         switch (c) {
-        case 'r': opt_repo = optarg; break;
         case 'c': opt_config = optarg; break;
-        case 'E': opt_s3_endpoint = optarg; break;
-        case 'G': opt_s3_region = optarg; break;
-        case 'U': opt_s3_uri_style = optarg; break;
         case 'P': opt_prefetch = optarg; break;
-        case 'K': opt_key = optarg; break;
         case 'v': verbose++; break;
         case 'h': usage(stdout); return EXIT_OK;
         case 'V': printf("ragsafe-restore %s\n", RAGSAFE_VERSION); return EXIT_OK;
@@ -139,9 +126,7 @@ int main(int argc, char **argv)
     cfg = config_load(opt_config);
     if (!cfg)
         goto out;
-    if (s3_config_apply(cfg, opt_s3_endpoint, opt_s3_region, opt_s3_uri_style) != 0)
-        goto out;
-    loc = repo_location(opt_repo, cfg);
+    loc = repo_cli_setup(&rc, cfg);
     if (!loc)
         goto out;
     if ((s = config_resolve(opt_prefetch, NULL, cfg, "prefetch")) &&
@@ -149,8 +134,6 @@ int main(int argc, char **argv)
         goto out;
     if (prefetch_n < 0) /* default: on for S3, where every fetch is a round trip away */
         prefetch_n = strncmp(loc, "s3://", 5) == 0 ? PREFETCH_DEFAULT : 0;
-    if ((s = config_resolve(opt_key, NULL, cfg, "cipher-key-file")) && cipher_key_load(s, &ck) != 0)
-        goto out;
     if (prefetch_n > 0 && kind == WALFILE_SEGMENT && prefetch_take(path, name) == 1) {
         status = EXIT_OK;
         goto out;
@@ -178,7 +161,7 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    ret = cipher_object_meta(r->st, key, &meta, ck);
+    ret = object_meta(r->st, key, &meta);
     if (ret == RS_NOT_FOUND) {
         log_debug("\"%s\" is not in the repository", name);
         if (prefetch_n > 0)
@@ -192,7 +175,7 @@ int main(int argc, char **argv)
     }
     /* it is there: fetch the next ones alongside */
     if (prefetch_n > 0 && kind == WALFILE_SEGMENT)
-        pf = prefetch_start(loc, path, name, &r->info, ck, (int)prefetch_n);
+        pf = prefetch_start(loc, path, name, &r->info, (int)prefetch_n);
 
     tmp = malloc(strlen(path) + 16);
     if (!tmp) {
@@ -205,7 +188,7 @@ int main(int argc, char **argv)
         log_errno("could not create \"%s\"", tmp);
         goto out;
     }
-    ret = cipher_object_get_fd(r->st, key, fd, &meta, ck);
+    ret = object_get_fd(r->st, key, fd, &meta);
     if (ret == RS_NOT_FOUND) {
         /* Removed between the check and the read (an expire): still "not found". */
         status = EXIT_FAIL;
@@ -235,7 +218,7 @@ int main(int argc, char **argv)
     status = EXIT_OK;
 out:
     prefetch_finish(pf);
-    cipher_key_free(ck);
+    repo_cli_release();
     if (fd >= 0)
         close(fd);
     if (tmp)

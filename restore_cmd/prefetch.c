@@ -25,7 +25,6 @@ struct prefetch {
     char *loc;
     char spool[PATH_MAX];
     repo_info info;
-    const cipher_key *ck;
     char names[PREFETCH_MAX][32];
     int n, next, ok;
     pthread_mutex_t mu;
@@ -125,7 +124,7 @@ static void fetch_one(prefetch *p, repo *r, const char *name)
     fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return;
-    ret = cipher_object_get_fd(r->st, key, fd, &m, p->ck);
+    ret = object_get_fd(r->st, key, fd, &m);
     if (ret == 0)
         ret = restore_check_sysid(fd, tmp, name, &p->info);
     if (close(fd) != 0)
@@ -173,7 +172,7 @@ static void *worker(void *arg)
 }
 
 prefetch *prefetch_start(const char *loc, const char *path, const char *name,
-                         const repo_info *info, const cipher_key *ck, int k)
+                         const repo_info *info, int k)
 {
     prefetch *p = calloc(1, sizeof(*p));
     uint32_t tli;
@@ -221,7 +220,6 @@ prefetch *prefetch_start(const char *loc, const char *path, const char *name,
     if (p->n == 0 || !(p->loc = strdup(loc)))
         goto none;
     p->info = *info;
-    p->ck = ck;
     for (int i = 0; i < p->n && i < PREFETCH_THREADS; i++) {
         if (pthread_create(&p->threads[i], NULL, worker, p) != 0)
             break;

@@ -22,7 +22,6 @@
 #ifndef RAGSAFE_RESTORE_H
 #define RAGSAFE_RESTORE_H
 
-#include "cipher.h"
 #include "repo.h"
 
 #define PREFETCH_DEFAULT 8  /* segments: 128 MiB of spool at most, pgBackRest's queue default */
@@ -37,7 +36,7 @@ typedef struct prefetch prefetch;
 /* 1: a verified spooled copy of name is now at path; 0: none. Never fails. */
 int prefetch_take(const char *path, const char *name);
 prefetch *prefetch_start(const char *loc, const char *path, const char *name,
-                         const repo_info *info, const cipher_key *ck, int k);
+                         const repo_info *info, int k);
 void prefetch_finish(prefetch *p);
 /* Recovery asked for a file the repository does not have: it is about to end (or to
  * switch timelines); spooled segments would only be left behind in pg_wal. */

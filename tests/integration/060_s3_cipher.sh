@@ -3,8 +3,10 @@
 # lib/cipher.h) on the WAL path, in a local repository and in S3 (a local s3rver):
 # the stored object holds no zstd stream a reader without the key could open; the
 # key restores the exact bytes; a wrong key, no key, or one flipped bit is 128 (never
-# garbage, never 1); the duplicate check works on the encrypted trailer alone; the
-# look-ahead and the prefetch carry the key.
+# garbage, never 1); repo.json records the encryption, so a missing or wrong key is
+# told at once and a repository never mixes sealed and plain objects; the duplicate
+# check works on the encrypted trailer alone; the look-ahead and the prefetch carry
+# the key.
 source "$(dirname "$0")/lib.sh"
 t_init
 
@@ -89,7 +91,7 @@ for REPO in "$T/local" "s3://$BUCKET/enc"; do
     rm -f "$T/out"
     rest --cipher-key-file "$T/wrong" "$S" out 2>"$T/err"
     is "$where: restore with a wrong key: exit 128" 128 "$?"
-    ok "$where: ... says wrong key or damaged object" grep -q "wrong key or damaged object" "$T/err"
+    ok "$where: ... says wrong key (told by repo.json's key check)" grep -q "wrong key for repository" "$T/err"
     ok "$where: ... %p not created" [ ! -e "$T/out" ]
     exit_is "$where: restore without the key: exit 128" 128 rest "$S" out
     cp "$obj" "$T/obj.bak"
@@ -101,9 +103,24 @@ for REPO in "$T/local" "s3://$BUCKET/enc"; do
     exit_is "$where: one flipped bit in the final frame: exit 128" 128 rest --cipher-key-file "$T/key" "$S" out
     cp "$T/obj.bak" "$obj"
     exit_is "$where: the repaired object restores" 0 rest --cipher-key-file "$T/key" "$S" out
+    ok "$where: repo.json records the encryption" bash -c "grep -q aes-256-gcm '$objdir/repo.json$sfx'"
     S2=${SEGS[1]}
-    exit_is "$where: a segment archived without a key" 0 arch "$T/segs/$S2" "$S2"
-    exit_is "$where: ... restored with a key: exit 128, not garbage" 128 rest --cipher-key-file "$T/key" "$S2" out
+    obj2=$objdir/wal/${S2:0:16}/$S2.zst$sfx
+    arch "$T/segs/$S2" "$S2" 2>"$T/err"
+    is "$where: archiving without the key into the encrypted repository: exit 3" 3 "$?"
+    ok "$where: ... says it is encrypted" grep -q "is encrypted and no key was given" "$T/err"
+    ok "$where: ... nothing stored" [ ! -e "$obj2" ]
+    case $where in s3) PLAIN=s3://$BUCKET/plain; pobj=$T/s3/$BUCKET/plain/wal/${S2:0:16}/$S2.zst$sfx ;;
+                   *) PLAIN=$T/plain; mkdir -p "$PLAIN"; chown postgres: "$PLAIN"; pobj=$PLAIN/wal/${S2:0:16}/$S2.zst ;; esac
+    exit_is "$where: a plain repository" 0 bash -c "cd '$T' && runuser -u postgres -- '$ARCH' --repo '$PLAIN' '$T/segs/$S2' '$S2'"
+    (cd "$T" && as_pg "$ARCH" --repo "$PLAIN" --cipher-key-file "$T/key" "$T/segs/${SEGS[2]}" "${SEGS[2]}") 2>"$T/err"
+    is "$where: ... refuses a key: exit 3" 3 "$?"
+    ok "$where: ... says it is not encrypted" grep -q "is not encrypted, but a key was given" "$T/err"
+    # a plain object planted where a sealed one belongs: an error, never its bytes
+    mkdir -p "$(dirname "$obj2")" && cp "$pobj" "$obj2"
+    exit_is "$where: a plain object in the encrypted repository, restored with the key: exit 128" 128 \
+        rest --cipher-key-file "$T/key" "$S2" out
+    rm -f "$obj2"
 done
 
 # S3: the look-ahead and the prefetch carry the key
