@@ -32,7 +32,8 @@ static void usage(FILE *f)
             "  %s --verify LABEL [OPTION]...  check a stored backup's checksums\n\n"
             "Options:\n"
             "  -d, --dbname=CONNINFO      libpq connection string (default: PG* environment)\n"
-            "  -r, --repo=DIR             repository (or $RAGSAFE_REPO, or \"repo\" in the config)\n"
+            "  -r, --repo=LOCATION        repository (or $RAGSAFE_REPO, or \"repo\" in the config)\n"
+            REPO_OPTIONS_HELP
             "      --config=FILE          config file (default $RAGSAFE_CONFIG or %s)\n"
             "  -l, --label=NAME           backup label (default: UTC time YYYYMMDDTHHMMSSZ)\n"
             "  -c, --checkpoint=fast|spread  checkpoint mode (default spread)\n"
@@ -78,7 +79,7 @@ int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"dbname", required_argument, NULL, 'd'},
-        {"repo", required_argument, NULL, 'r'},
+        REPO_LONG_OPTIONS,
         {"config", required_argument, NULL, 1},
         {"label", required_argument, NULL, 'l'},
         {"checkpoint", required_argument, NULL, 'c'},
@@ -93,7 +94,8 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *o_dbname = NULL, *o_repo = NULL, *o_config = NULL, *o_label = NULL;
+    repo_cli rc = {0};
+    const char *o_dbname = NULL, *o_config = NULL, *o_label = NULL;
     const char *o_checkpoint = NULL, *o_rate = NULL, *o_level = NULL, *o_timeout = NULL;
     const char *o_verify = NULL, *o_workers = NULL, *v;
     int verbose = 0, json = 0, c, ret, status = EXIT_USAGE;
@@ -103,9 +105,10 @@ int main(int argc, char **argv)
 
     log_init(argv[0]);
     while ((c = getopt_long(argc, argv, "d:r:l:c:Z:vVh", longopts, NULL)) != -1) {
+        if (repo_cli_option(&rc, c == 'r' ? REPO_OPT_REPO : c, optarg))
+            continue;
         switch (c) {
         case 'd': o_dbname = optarg; break;
-        case 'r': o_repo = optarg; break;
         case 1: o_config = optarg; break;
         case 'l': o_label = optarg; break;
         case 'c': o_checkpoint = optarg; break;
@@ -134,7 +137,7 @@ int main(int argc, char **argv)
     if (!cfg)
         goto out;
     memset(&o, 0, sizeof(o));
-    o.repo = repo_location(o_repo, cfg);
+    o.repo = repo_cli_setup(&rc, cfg);
     if (!o.repo)
         goto out;
     if (o_verify) {
@@ -188,5 +191,6 @@ int main(int argc, char **argv)
     status = ret == 0 ? EXIT_OK : ret == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
 out:
     config_free(cfg);
+    repo_cli_release();
     return status;
 }

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cipher.h"
 #include "common.h"
 #include "log.h"
 
@@ -76,14 +77,62 @@ void cas_free(cas *c)
     free(c);
 }
 
-int cas_key(const cas *c, const uint8_t digest[SHA256_LEN], char *out, size_t outlen)
+int cas_addr(const cas *c, const uint8_t digest[SHA256_LEN], uint8_t addr[SHA256_LEN])
+{
+    const cipher_key *k = storage_cipher(c->st);
+
+    if (!k) {
+        memmove(addr, digest, SHA256_LEN);
+        return 0;
+    }
+    return cipher_keyed_digest(k, digest, SHA256_LEN, addr);
+}
+
+/* addr_key -- the key of an address (what cas_list hands out). */
+static int addr_key(const cas *c, const uint8_t addr[SHA256_LEN], char *out, size_t outlen)
 {
     char hex[SHA256_HEX_LEN + 1];
     int n;
 
-    sha256_to_hex(digest, hex);
+    sha256_to_hex(addr, hex);
     n = snprintf(out, outlen, "%s/%.2s/%s.zst", c->prefix, hex, hex);
     return (n < 0 || (size_t)n >= outlen) ? -1 : 0;
+}
+
+int cas_key(const cas *c, const uint8_t digest[SHA256_LEN], char *out, size_t outlen)
+{
+    uint8_t addr[SHA256_LEN];
+
+    if (cas_addr(c, digest, addr) != 0)
+        return -1;
+    return addr_key(c, addr, out, outlen);
+}
+
+int cas_check_addr(cas *c, const uint8_t addr[SHA256_LEN], uint64_t *size)
+{
+    char key[512];
+    uint8_t back[SHA256_LEN];
+    zst_meta meta;
+    int r;
+
+    if (addr_key(c, addr, key, sizeof(key)) != 0)
+        return log_error("object store prefix \"%s\" too long", c->prefix);
+    r = object_get_fd(c->st, key, -1, &meta);
+    if (r == RS_MISMATCH) {
+        log_detail("object \"%s\" is corrupt", key);
+        return RS_MISMATCH;
+    }
+    if (r != 0)
+        return r;
+    if (cas_addr(c, meta.sha256, back) != 0)
+        return -1;
+    if (memcmp(back, addr, SHA256_LEN) != 0) {
+        log_error("object \"%s\" holds content that belongs under another name", key);
+        return RS_MISMATCH;
+    }
+    if (size != NULL)
+        *size = meta.raw_size;
+    return 0;
 }
 
 int cas_digest_from_key(const cas *c, const char *key, uint8_t digest[SHA256_LEN])
@@ -277,6 +326,11 @@ int cas_list(cas *c, cas_list_fn cb, void *arg)
 
 /* ---- batch mode ---- */
 
+static int cas_enc_sink(void *arg, const void *buf, size_t len)
+{
+    return cipher_enc_write(arg, buf, len);
+}
+
 static int cas_write_all(void *arg, const void *buf, size_t len)
 {
     int fd = *(int *)arg;
@@ -342,6 +396,7 @@ static int cas_batch_put(cas *c, const char *key, int fd, const void *src, size_
     cas_batch *b = c->batch;
     char path[4096], tmp[4096 + 16];
     zst_writer *zw = NULL;
+    cipher_enc *enc = NULL;
     zst_meta meta;
     struct stat sb;
     int out = -1, ret = -1;
@@ -360,7 +415,11 @@ static int cas_batch_put(cas *c, const char *key, int fd, const void *src, size_
     out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (out < 0)
         return log_errno("could not create \"%s\"", tmp);
-    zw = zst_writer_new(c->opts.level, c->opts.workers, cas_write_all, &out);
+    if (storage_cipher(c->st) &&
+        !(enc = cipher_enc_new(storage_cipher(c->st), key, cas_write_all, &out)))
+        goto out;
+    zw = enc ? zst_writer_new(c->opts.level, c->opts.workers, cas_enc_sink, enc)
+             : zst_writer_new(c->opts.level, c->opts.workers, cas_write_all, &out);
     if (zw == NULL)
         goto out;
     if (src != NULL) {
@@ -381,7 +440,7 @@ static int cas_batch_put(cas *c, const char *key, int fd, const void *src, size_
             goto out;
         off += (uint64_t)n;
     }
-    if (zst_writer_finish(zw, &meta) != 0)
+    if (zst_writer_finish(zw, &meta) != 0 || (enc && cipher_enc_finish(enc) != 0))
         goto out;
     if (memcmp(meta.sha256, digest, SHA256_LEN) != 0) {
         log_error("\"%s\" changed while it was being stored", name);
@@ -426,6 +485,7 @@ static int cas_batch_put(cas *c, const char *key, int fd, const void *src, size_
     ret = 0;
 out:
     zst_writer_free(zw);
+    cipher_enc_free(enc);
     if (out >= 0)
         close(out);
     if (ret != 0)
@@ -669,7 +729,7 @@ static int cas_sweep_one(void *arg, const uint8_t digest[SHA256_LEN], int64_t st
 
     if (cas_set_has(sc->keep, digest))
         return 0;
-    if (cas_key(sc->c, digest, key, sizeof(key)) != 0)
+    if (addr_key(sc->c, digest, key, sizeof(key)) != 0)
         return -1;
     if (!sc->dry_run) {
         if (storage_remove(sc->c->st, key) != 0)
@@ -684,7 +744,23 @@ static int cas_sweep_one(void *arg, const uint8_t digest[SHA256_LEN], int64_t st
 int cas_sweep(cas *c, const cas_set *keep, int dry_run, uint64_t *removed, uint64_t *bytes)
 {
     cas_sweep_ctx sc = {c, keep, dry_run, 0, 0};
-    int r = cas_list(c, cas_sweep_one, &sc);
+    cas_set *addrs = NULL;
+    int r = 0;
+
+    if (storage_cipher(c->st)) {
+        /* the listing names objects by address: compare addresses */
+        if (!(addrs = cas_set_new()))
+            return -1;
+        for (size_t i = 0; i < keep->cap && r == 0; i++) {
+            uint8_t a[SHA256_LEN];
+            if (keep->used[i] && (cas_addr(c, keep->slots[i], a) != 0 || cas_set_add(addrs, a) < 0))
+                r = -1;
+        }
+        sc.keep = addrs;
+    }
+    if (r == 0)
+        r = cas_list(c, cas_sweep_one, &sc);
+    cas_set_free(addrs);
 
     if (r == 0)
         r = cas_sweep_temps(c, dry_run);

@@ -38,11 +38,22 @@ typedef struct cas cas;
 cas *cas_new(storage *st, const char *prefix, const object_opts *opts);
 void cas_free(cas *c);
 
-/* Key of a digest. out holds >= strlen(prefix) + 80 bytes; -1 (not reported) when
- * too small. */
+/* Address of a digest: the digest itself, or in an encrypted repository (the storage
+ * has a key, storage.h) the keyed digest (cipher_keyed_digest), so that identical
+ * content still deduplicates while the bucket's names reveal nothing about it.
+ * Objects are stored and listed by address. 0 | -1 (reported). */
+int cas_addr(const cas *c, const uint8_t digest[SHA256_LEN], uint8_t addr[SHA256_LEN]);
+
+/* Key of a digest (of its address). out holds >= strlen(prefix) + 80 bytes; -1 (not
+ * reported) when too small. */
 int cas_key(const cas *c, const uint8_t digest[SHA256_LEN], char *out, size_t outlen);
-/* Digest back from a key under the prefix; -1 (not reported) for anything else. */
+/* Address back from a key under the prefix; -1 (not reported) for anything else. */
 int cas_digest_from_key(const cas *c, const char *key, uint8_t digest[SHA256_LEN]);
+
+/* Verify the object at an address (from cas_list) without knowing its digest: it
+ * must decompress to content matching its trailer, whose digest has this address.
+ * size: original size, may be NULL. Same results as cas_get_fd. */
+int cas_check_addr(cas *c, const uint8_t addr[SHA256_LEN], uint64_t *size);
 
 /* SHA-256 and size of the whole of fd, read from offset 0 (the position is left
  * alone). name is for messages. 0 | -1 (reported). */
@@ -74,7 +85,8 @@ int cas_put_buf(cas *c, const void *buf, size_t len, const char *name,
  * one fd seeks past each. */
 int cas_get_fd(cas *c, const uint8_t digest[SHA256_LEN], int fd, uint64_t *size);
 
-/* Every object under the prefix: cb(arg, digest, stored_size). Keys under the prefix
+/* Every object under the prefix: cb(arg, address, stored_size) (cas_addr: the digest
+ * itself unless the repository is encrypted). Keys under the prefix
  * that are not CAS names are skipped with a warning. cb returns 0 to go on; anything
  * else stops the listing and is returned. */
 typedef int (*cas_list_fn)(void *arg, const uint8_t digest[SHA256_LEN], int64_t stored_size);
@@ -100,7 +112,7 @@ int cas_list(cas *c, cas_list_fn cb, void *arg);
  *     cas_batch_free(b);
  *
  * Only for repositories that are local directories (storage_location() starts with
- * '/'); elsewhere cas_batch_new() returns a batch that changes nothing (objects are
+ * '/'; sealed with the storage's key like any other write); elsewhere cas_batch_new() returns a batch that changes nothing (objects are
  * durably written one by one) so callers need no second path. Thread-safe. */
 typedef struct cas_batch cas_batch;
 cas_batch *cas_batch_new(storage *st);
@@ -117,7 +129,7 @@ int cas_set_add(cas_set *s, const uint8_t digest[SHA256_LEN]);
 int cas_set_has(const cas_set *s, const uint8_t digest[SHA256_LEN]);
 size_t cas_set_count(const cas_set *s);
 
-/* Remove every object whose digest is not in keep, and batch temps a killed process
+/* Remove every object whose digest (keep holds digests, not addresses) is not in keep, and batch temps a killed process
  * left behind (local repositories). dry_run: count only.
  * removed / bytes (compressed bytes freed) may be NULL. 0 | -1 (reported; objects
  * removed before the failure stay removed). */

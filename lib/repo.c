@@ -128,6 +128,17 @@ repo *repo_open(const char *location, uring *ur, int create)
     return r;
 }
 
+repo *repo_open_checked(const char *location, uring *ur, int create)
+{
+    repo *r = repo_open(location, ur, create);
+    int ret = r ? repo_load_info(r) : -1;
+
+    if (ret == 0 || ret == RS_NOT_FOUND)
+        return r;
+    repo_free(r);
+    return NULL;
+}
+
 void repo_free(repo *r)
 {
     if (!r)

@@ -66,6 +66,32 @@ static int sealed(const storage *st, const char *key)
     return st->ck != NULL && strchr(key, '/') != NULL;
 }
 
+/* seal_name -- the name a sealed object is bound to (its frames' authenticated data):
+ * its key, with ".partial" dropped from folder names, because storage_rename_prefix
+ * commits a set by moving "backups/L.partial/" to "backups/L/" and its objects must
+ * still open there. Anything else moved or copied to another key fails to open. */
+static const char *seal_name(const char *key, char *buf, size_t len)
+{
+    const char *p = key, *slash;
+    size_t n = 0;
+
+    while ((slash = strchr(p, '/')) != NULL) {
+        size_t c = (size_t)(slash - p);
+        if (c > 8 && memcmp(slash - 8, ".partial", 8) == 0)
+            c -= 8;
+        if (n + c + 1 >= len)
+            return key;
+        memcpy(buf + n, p, c);
+        n += c;
+        buf[n++] = '/';
+        p = slash + 1;
+    }
+    if (n + strlen(p) + 1 > len)
+        return key;
+    strcpy(buf + n, p);
+    return buf;
+}
+
 struct storage_lock {
     int fd;
     s3_lock *s3;
@@ -234,8 +260,10 @@ static storage_write *write_open(storage *st, const char *key);
 storage_write *storage_write_open(storage *st, const char *key)
 {
     storage_write *w = write_open(st, key);
+    char name[PATH_MAX];
 
-    if (w && sealed(st, key) && !(w->enc = cipher_enc_new(st->ck, key, raw_write, w))) {
+    if (w && sealed(st, key) &&
+        !(w->enc = cipher_enc_new(st->ck, seal_name(key, name, sizeof(name)), raw_write, w))) {
         storage_write_free(w);
         return NULL;
     }
@@ -355,8 +383,10 @@ static int read_open(storage *st, const char *key, storage_read **out);
 int storage_read_open(storage *st, const char *key, storage_read **out)
 {
     int ret = read_open(st, key, out);
+    char name[PATH_MAX];
 
-    if (ret == 0 && sealed(st, key) && !((*out)->dec = cipher_dec_new(st->ck, key, plain_sink, *out))) {
+    if (ret == 0 && sealed(st, key) &&
+        !((*out)->dec = cipher_dec_new(st->ck, seal_name(key, name, sizeof(name)), plain_sink, *out))) {
         storage_read_free(*out);
         *out = NULL;
         return -1;
@@ -547,8 +577,10 @@ int storage_read_tail(storage *st, const char *key, void *buf, size_t len, int64
         return read_tail(st, key, buf, len, size);
     if (len > CIPHER_TAIL_PLAIN)
         return log_error("internal error: a tail of %zu bytes of a sealed object", len);
+    char name[PATH_MAX];
     ret = read_tail(st, key, tail, sizeof(tail), NULL);
-    if (ret == 0 && cipher_tail_open(st->ck, key, tail, plain, &pl, &total) != 0)
+    if (ret == 0 && cipher_tail_open(st->ck, seal_name(key, name, sizeof(name)), tail, plain, &pl,
+                                     &total) != 0)
         ret = -1;
     if (ret == 0 && pl < len)
         ret = log_error("\"%s/%s\" is truncated (%llu bytes)", storage_location(st), key,

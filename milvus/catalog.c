@@ -78,7 +78,7 @@ static void mv_free_all(mv_snapshot *s, size_t n)
 
 int mv_list_cmd(const mv_opts *o)
 {
-    repo *rp = repo_open(o->repo, NULL, 0);
+    repo *rp = repo_open_checked(o->repo, NULL, 0);
     mv_snapshot *s = NULL;
     size_t n = 0;
     json_t *arr = NULL;
@@ -179,7 +179,7 @@ int mv_expire_cmd(const mv_opts *o)
     uint64_t removed = 0, freed = 0;
     int ret = -1, r;
 
-    rp = repo_open(o->repo, NULL, 0);
+    rp = repo_open_checked(o->repo, NULL, 0);
     if (rp == NULL)
         goto out;
     r = storage_lock_take(rp->st, MV_LOCK_NAME, 1, 0, &lk);
@@ -319,14 +319,14 @@ static void mv_verify_worker(void *arg, int i)
         if (j->only != NULL && !cas_set_has(j->only, j->todo->d[k]))
             continue;
         uint64_t size = 0;
-        int r = cas_get_fd(c, j->todo->d[k], -1, &size);
+        int r = cas_check_addr(c, j->todo->d[k], &size);
         pthread_mutex_lock(&j->mu);
         j->checked++;
         j->bytes += size;
         if (r != 0) {
-            char key[512];
-            cas_key(c, j->todo->d[k], key, sizeof(key));
-            log_error("object \"%s\" is %s", key, r == RS_NOT_FOUND ? "missing" : "corrupt");
+            char hex[SHA256_HEX_LEN + 1];
+            sha256_to_hex(j->todo->d[k], hex);
+            log_error("object %s is %s", hex, r == RS_NOT_FOUND ? "missing" : "corrupt");
             j->bad++;
         }
         pthread_mutex_unlock(&j->mu);
@@ -352,7 +352,7 @@ int mv_verify_cmd(const mv_opts *o)
     memset(&one, 0, sizeof(one));
     pthread_mutex_init(&j.mu, NULL);
     mv_signals_install();
-    rp = repo_open(o->repo, NULL, 0);
+    rp = repo_open_checked(o->repo, NULL, 0);
     if (rp == NULL)
         goto out;
     r = storage_lock_take(rp->st, MV_LOCK_NAME, 0, 0, &lk);
@@ -394,9 +394,11 @@ int mv_verify_cmd(const mv_opts *o)
                     continue;
                 for (uint32_t ci = 0; ci < (en->nchunks ? en->nchunks : 1); ci++) {
                     const uint8_t *d = en->nchunks ? en->chunks[ci] : en->sha;
-                    if (cas_set_add(ref, d) < 0)
+                    uint8_t a[SHA256_LEN];
+                    /* stored objects are listed by address (cas_addr) */
+                    if (cas_addr(c, d, a) != 0 || cas_set_add(ref, a) < 0)
                         goto out;
-                    if (!cas_set_has(have.set, d)) {
+                    if (!cas_set_has(have.set, a)) {
                         char key[512];
                         cas_key(c, d, key, sizeof(key));
                         log_error("snapshot \"%s\": object \"%s\" for \"%s/%s\" is missing",

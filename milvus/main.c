@@ -27,13 +27,13 @@ enum { C_SNAP = 1, C_RESTORE = 2, C_LIST = 4, C_VERIFY = 8, C_EXPIRE = 16, C_ALL
 #define C_STACK (C_SNAP | C_RESTORE)
 
 enum {
-    O_REPO = 256, O_CONFIG, O_JSON, O_VOLUME, O_STOP, O_START, O_HEALTH, O_HEALTH_TIMEOUT,
+    O_CONFIG = 256, O_JSON, O_VOLUME, O_STOP, O_START, O_HEALTH, O_HEALTH_TIMEOUT,
     O_MURL, O_MDB, O_MTOKEN, O_PG, O_LABEL, O_ASSUME, O_FORCE, O_LEVEL, O_JOBS, O_KEEP_LAST,
     O_KEEP_DAILY, O_DRY, O_VERSION_CMD, O_IGNORE_VERSION, O_HELP, O_VERBOSE,
 };
 
 static const struct option mv_longopts[] = {
-    {"repo", required_argument, NULL, O_REPO},
+    REPO_LONG_OPTIONS,
     {"config", required_argument, NULL, O_CONFIG},
     {"json", no_argument, NULL, O_JSON},
     {"volume", required_argument, NULL, O_VOLUME},
@@ -93,7 +93,7 @@ static void mv_usage(FILE *f)
 "  ragsafe-milvus expire --keep-last N [--keep-daily D] [--dry-run]\n"
 "\n"
 "Common options:\n"
-"  --repo DIR             repository (or RAGSAFE_REPO, or \"repo\" in the config file)\n"
+REPO_OPTIONS_HELP
 "  --config FILE          config file (default %s)\n"
 "  --json                 machine-readable output on stdout\n"
 "  --jobs N               worker threads (default 4 per CPU)\n"
@@ -193,7 +193,8 @@ int main(int argc, char **argv)
 {
     mv_opts o;
     config *cfg = NULL;
-    const char *cmdname, *opt_repo = NULL, *opt_config = NULL, *opt_level = NULL;
+    repo_cli rc = {0};
+    const char *cmdname, *opt_config = NULL, *opt_level = NULL;
     const char *opt_jobs = NULL, *opt_htimeout = NULL, *opt_stop = NULL, *opt_start = NULL;
     const char *opt_health = NULL, *opt_murl = NULL, *opt_mtoken = NULL, *opt_version = NULL;
     const char *opt_keep_last = NULL, *opt_keep_daily = NULL;
@@ -247,7 +248,8 @@ int main(int argc, char **argv)
         switch (c) {
         case 'v': verbose++; break;
         case 'h': mv_usage(stdout); status = EXIT_OK; goto out;
-        case O_REPO: opt_repo = optarg; break;
+        case REPO_OPT_REPO: case REPO_OPT_S3_ENDPOINT: case REPO_OPT_S3_REGION:
+        case REPO_OPT_S3_URI_STYLE: case REPO_OPT_CIPHER_KEY: repo_cli_option(&rc, c, optarg); break;
         case O_CONFIG: opt_config = optarg; break;
         case O_JSON: o.json = 1; break;
         case O_VOLUME: {
@@ -310,7 +312,7 @@ int main(int argc, char **argv)
     cfg = config_load(opt_config);
     if (cfg == NULL)
         goto out;
-    o.repo = repo_location(opt_repo, cfg);
+    o.repo = repo_cli_setup(&rc, cfg);
     if (o.repo == NULL)
         goto out;
     if (cmd & C_STACK) {
@@ -399,5 +401,6 @@ out:
     free(o.vols);
     free(vol_args);
     config_free(cfg);
+    repo_cli_release();
     return status;
 }

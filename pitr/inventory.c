@@ -94,7 +94,7 @@ int inventory_load(inventory *inv, const char *repo_path)
         return -1;
     }
     if (r != 0)
-        return -1;
+        return r == RS_MISMATCH ? RS_MISMATCH : -1;
     inv->seg_size = inv->r->info.seg_size ? inv->r->info.seg_size : WAL_DEFAULT_SEG_SIZE;
     if (!walname_seg_size_valid(inv->seg_size))
         return log_error("repository \"%s\" names an invalid WAL segment size %u", repo_path,

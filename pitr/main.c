@@ -60,7 +60,7 @@ static void usage(FILE *out)
             "      --min-backups N         keep at least N backups (1)\n"
             "      --dry-run               only say what would be deleted\n\n"
             "Common:\n"
-            "      --repo DIR            repository (or RAGSAFE_REPO, or \"repo\" in the config)\n"
+            REPO_OPTIONS_HELP
             "      --config FILE         config file (default $RAGSAFE_CONFIG or %s)\n"
             "      --json                machine-readable output on stdout\n"
             "      --prometheus          info: node_exporter textfile metrics on stdout\n"
@@ -181,7 +181,7 @@ int parse_time(const char *s, int64_t *us, int *had_zone)
 }
 
 enum {
-    OPT_REPO = 256, OPT_CONFIG, OPT_JSON, OPT_PROMETHEUS, OPT_TTIME, OPT_TLSN, OPT_TXID, OPT_TNAME,
+    OPT_CONFIG = 256, OPT_JSON, OPT_PROMETHEUS, OPT_TTIME, OPT_TLSN, OPT_TXID, OPT_TNAME,
     OPT_TLATEST, OPT_TIMMEDIATE, OPT_TTLI, OPT_EXCL, OPT_ACTION, OPT_FORCE, OPT_TSMAP,
     OPT_START, OPT_OWNER, OPT_PGBIN, OPT_TIMEOUT, OPT_KEEPWIN, OPT_KEEPBK, OPT_MINBK, OPT_DRY,
 };
@@ -200,7 +200,7 @@ static int set_target(pitr_opts *o, enum target_kind k, const char *arg)
 int main(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"repo", required_argument, NULL, OPT_REPO},
+        REPO_LONG_OPTIONS,
         {"config", required_argument, NULL, OPT_CONFIG},
         {"json", no_argument, NULL, OPT_JSON},
         {"prometheus", no_argument, NULL, OPT_PROMETHEUS},
@@ -230,7 +230,8 @@ int main(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     pitr_opts o;
-    const char *opt_repo = NULL, *opt_config = NULL, *sub = NULL;
+    repo_cli rc = {0};
+    const char *opt_config = NULL, *sub = NULL;
     const char *keep_window = NULL, *keep_backups = NULL, *min_backups = NULL;
     const char *ttli = NULL, *timeout = NULL;
     config *cfg = NULL;
@@ -250,8 +251,9 @@ int main(int argc, char **argv)
         argc--;
     }
     while ((c = getopt_long(argc, argv, "D:vhV", longopts, NULL)) != -1) {
+        if (repo_cli_option(&rc, c, optarg))
+            continue;
         switch (c) {
-        case OPT_REPO: opt_repo = optarg; break;
         case OPT_CONFIG: opt_config = optarg; break;
         case OPT_JSON: o.json = 1; break;
         case OPT_PROMETHEUS: o.prometheus = 1; break;
@@ -353,7 +355,7 @@ int main(int argc, char **argv)
     cfg = config_load(opt_config);
     if (!cfg)
         goto out;
-    o.repo = repo_location(opt_repo, cfg);
+    o.repo = repo_cli_setup(&rc, cfg);
     if (!o.repo)
         goto out;
     if (ttli && strcmp(ttli, "latest") != 0) {
@@ -421,6 +423,7 @@ int main(int argc, char **argv)
     }
 out:
     config_free(cfg);
+    repo_cli_release();
     free(o.tsmap);
     fflush(stdout);
     return ret;

@@ -714,6 +714,12 @@ int cmd_restore(const pitr_opts *o)
                 cn += (size_t)snprintf(cmd + cn, sizeof(cmd) - cn, " %s %s", s3[i].opt, qv);
             }
         }
+        if (storage_cipher(inv.st) && getenv("RAGSAFE_CIPHER_KEY_FILE")) {
+            /* the key file's path (absolute, repo_cli_setup), never the key */
+            char qk[PATH_MAX + 16];
+            shell_quote(qk, sizeof(qk), getenv("RAGSAFE_CIPHER_KEY_FILE"));
+            cn += (size_t)snprintf(cmd + cn, sizeof(cmd) - cn, " --cipher-key-file %s", qk);
+        }
         snprintf(cmd + cn, sizeof(cmd) - cn, " %%f %%p");
         conf_quote(conf, sizeof(conf), cmd);
         repo_format_time(stamp, sizeof(stamp), (int64_t)time(NULL));

@@ -3,7 +3,11 @@
  * boundaries, a wrong key, a flipped bit anywhere, truncation, frames reordered or
  * moved to another object, the tail alone, key files.
  */
+#include "cas.h"
 #include "cipher.h"
+#include "object.h"
+#include "repo.h"
+#include "storage.h"
 #include "testutil.h"
 
 struct buf {
@@ -256,6 +260,167 @@ START_TEST(test_key_file)
 }
 END_TEST
 
+
+/* A sealed storage: what is stored is cipher frames, what is read back is the exact
+ * plaintext (streamed, whole, tail); root objects stay plain; another key, no key, a
+ * flipped bit are errors. */
+START_TEST(test_sealed_storage)
+{
+    cipher_key *k = key_of(7), *other = key_of(8);
+    storage *st = storage_open(tu_path("repo"), NULL, 1);
+    static uint8_t data[3 * CIPHER_FRAME + 123];
+    char *got = NULL;
+    size_t len = 0;
+    uint8_t tail[40];
+    int64_t size = 0;
+    zst_meta meta;
+
+    ck_assert_ptr_nonnull(st);
+    tu_fill_random(data, sizeof(data), 42);
+    storage_set_cipher(st, k);
+    ck_assert_int_eq(storage_put(st, "a/b.bin", data, sizeof(data), 1), 0);
+    ck_assert_int_eq(storage_put(st, "top.json", "{}", 2, 1), 0);
+    /* on disk: frames, not the data */
+    size_t raw_len = 0;
+    uint8_t *raw = (uint8_t *)tu_read_file(tu_path("repo/a/b.bin"), &raw_len);
+    ck_assert_mem_eq(raw, "RGSE", 4);
+    ck_assert_uint_gt(raw_len, sizeof(data));
+    ck_assert_ptr_null(memmem(raw, raw_len, data + 1000, 64));
+    free(raw);
+    uint8_t *top = (uint8_t *)tu_read_file(tu_path("repo/top.json"), &raw_len);
+    ck_assert_uint_eq(raw_len, 2);
+    ck_assert_mem_eq(top, "{}", 2);
+    free(top);
+    /* read back */
+    ck_assert_int_eq(storage_get(st, "a/b.bin", sizeof(data), &got, &len), 0);
+    ck_assert_uint_eq(len, sizeof(data));
+    ck_assert_mem_eq(got, data, sizeof(data));
+    free(got);
+    ck_assert_int_eq(storage_get(st, "a/b.bin", sizeof(data) - 1, &got, &len), -1);
+    ck_assert_int_eq(storage_read_tail(st, "a/b.bin", tail, sizeof(tail), &size), 0);
+    ck_assert_int_eq(size, (int64_t)sizeof(data));
+    ck_assert_mem_eq(tail, data + sizeof(data) - sizeof(tail), sizeof(tail));
+    /* zst objects: the trailer through the final frame alone */
+    ck_assert_int_eq(object_put_buf(st, "w/x.zst", data, 5000, NULL, 1, &meta), 0);
+    zst_meta m2;
+    ck_assert_int_eq(object_meta(st, "w/x.zst", &m2), 0);
+    ck_assert_mem_eq(m2.sha256, meta.sha256, SHA256_LEN);
+    ck_assert_int_eq(object_get_fd(st, "w/x.zst", -1, &m2), 0);
+    /* another key, no key */
+    storage_set_cipher(st, other);
+    ck_assert_int_eq(storage_get(st, "a/b.bin", sizeof(data), &got, &len), -1);
+    ck_assert_int_ne(object_meta(st, "w/x.zst", &m2), 0);
+    storage_set_cipher(st, NULL);
+    ck_assert_int_ne(object_get_fd(st, "w/x.zst", -1, &m2), 0);
+    /* a flipped bit */
+    storage_set_cipher(st, k);
+    raw = (uint8_t *)tu_read_file(tu_path("repo/a/b.bin"), &raw_len);
+    raw[raw_len / 2] ^= 1;
+    tu_write_file(tu_path("repo/a/b.bin"), raw, raw_len);
+    free(raw);
+    ck_assert_int_eq(storage_get(st, "a/b.bin", sizeof(data), &got, &len), -1);
+    ck_assert_ptr_null(got);
+    storage_free(st);
+    cipher_key_free(k);
+    cipher_key_free(other);
+}
+END_TEST
+
+/* repo.json: created encrypted with a key check; a missing, wrong or unexpected key
+ * is refused by repo_load_info. */
+START_TEST(test_repo_key_check)
+{
+    cipher_key *k = key_of(7), *other = key_of(8);
+    repo_info want = {.sysid = 7312345678901234567ULL, .seg_size = 16 << 20};
+    repo *r = repo_open(tu_path("enc"), NULL, 1);
+
+    ck_assert_ptr_nonnull(r);
+    storage_set_cipher(r->st, k);
+    ck_assert_int_eq(repo_pin(r, &want), 0);
+    repo_free(r);
+    size_t n = 0;
+    char *text = (char *)tu_read_file(tu_path("enc/repo.json"), &n);
+    ck_assert_ptr_nonnull(strstr(text, "aes-256-gcm"));
+    free(text);
+    const cipher_key *keys[] = {k, other, NULL};
+    const int want_r[] = {0, RS_MISMATCH, RS_MISMATCH};
+    for (int i = 0; i < 3; i++) {
+        r = repo_open(tu_path("enc"), NULL, 0);
+        storage_set_cipher(r->st, keys[i]);
+        ck_assert_int_eq(repo_load_info(r), want_r[i]);
+        repo_free(r);
+    }
+    r = repo_open(tu_path("plain"), NULL, 1);
+    ck_assert_int_eq(repo_pin(r, &want), 0);
+    storage_set_cipher(r->st, k);
+    r->have_info = 0;
+    ck_assert_int_eq(repo_pin(r, &want), RS_MISMATCH);
+    repo_free(r);
+    cipher_key_free(k);
+    cipher_key_free(other);
+}
+END_TEST
+
+/* CAS in a sealed storage: addressed by the keyed digest (names reveal nothing,
+ * identical content still stored once), read back by digest, checked by address,
+ * swept by digest; batch writes are sealed too. */
+START_TEST(test_sealed_cas)
+{
+    cipher_key *k = key_of(9);
+    storage *st = storage_open(tu_path("repo"), NULL, 1);
+    uint8_t a[70000], b[5000], da[SHA256_LEN], db[SHA256_LEN], addr[SHA256_LEN];
+    char key[512], hex[SHA256_HEX_LEN + 1];
+    uint64_t size = 0, removed = 0;
+
+    tu_fill_random(a, sizeof(a), 1);
+    tu_fill_random(b, sizeof(b), 2);
+    storage_set_cipher(st, k);
+    cas *c = cas_new(st, "objs", NULL);
+    ck_assert_int_eq(sha256_buffer(a, sizeof(a), da), 0);
+    ck_assert_int_eq(sha256_buffer(b, sizeof(b), db), 0);
+    ck_assert_int_eq(cas_put_buf(c, a, sizeof(a), "a", da, NULL), 0);
+    ck_assert_int_eq(cas_put_buf(c, a, sizeof(a), "a", da, NULL), RS_EXISTS);
+    /* batch mode (local repository): sealed as well */
+    cas_batch *bt = cas_batch_new(st);
+    cas_use_batch(c, bt);
+    ck_assert_int_eq(cas_put_buf(c, b, sizeof(b), "b", db, NULL), 0);
+    ck_assert_int_eq(cas_batch_commit(bt), 0);
+    cas_batch_free(bt);
+    cas_use_batch(c, NULL);
+    ck_assert_int_eq(cas_addr(c, da, addr), 0);
+    ck_assert_mem_ne(addr, da, SHA256_LEN);
+    sha256_to_hex(da, hex);
+    ck_assert_int_eq(cas_key(c, da, key, sizeof(key)), 0);
+    ck_assert_ptr_null(strstr(key, hex));
+    size_t n = 0;
+    char path[600];
+    snprintf(path, sizeof(path), "repo/%s", key);
+    uint8_t *raw = (uint8_t *)tu_read_file(tu_path(path), &n);
+    ck_assert_mem_eq(raw, "RGSE", 4);
+    free(raw);
+    ck_assert_int_eq(cas_key(c, db, key, sizeof(key)), 0);
+    snprintf(path, sizeof(path), "repo/%s", key);
+    raw = (uint8_t *)tu_read_file(tu_path(path), &n);
+    ck_assert_mem_eq(raw, "RGSE", 4);
+    free(raw);
+    ck_assert_int_eq(cas_get_fd(c, da, -1, &size), 0);
+    ck_assert_uint_eq(size, sizeof(a));
+    ck_assert_int_eq(cas_check_addr(c, addr, &size), 0);
+    ck_assert_int_eq(cas_check_addr(c, da, &size), RS_NOT_FOUND);
+    /* sweep keeps by digest */
+    cas_set *keep = cas_set_new();
+    cas_set_add(keep, da);
+    ck_assert_int_eq(cas_sweep(c, keep, 0, &removed, NULL), 0);
+    ck_assert_uint_eq(removed, 1);
+    ck_assert_int_eq(cas_get_fd(c, da, -1, NULL), 0);
+    ck_assert_int_eq(cas_get_fd(c, db, -1, NULL), RS_NOT_FOUND);
+    cas_set_free(keep);
+    cas_free(c);
+    storage_free(st);
+    cipher_key_free(k);
+}
+END_TEST
+
 static Suite *cipher_suite(void)
 {
     Suite *s = suite_create("cipher");
@@ -269,6 +434,9 @@ static Suite *cipher_suite(void)
     tcase_add_test(tc, test_tamper);
     tcase_add_test(tc, test_truncated_and_reordered);
     tcase_add_test(tc, test_key_file);
+    tcase_add_test(tc, test_sealed_storage);
+    tcase_add_test(tc, test_repo_key_check);
+    tcase_add_test(tc, test_sealed_cas);
     suite_add_tcase(s, tc);
     return s;
 }
