@@ -13,6 +13,13 @@
  *   5. the member files checked against the manifest; backup_manifest stored
  *   6. wait until every WAL segment from start to stop is in the repository
  *   7. backup.json, marker removed, rename backups/<label>.partial -> backups/<label>
+ *
+ * In an S3 repository there is no rename: copying every object of a backup (CopyObject,
+ * at most 5 GiB each) would double its upload cost. There the set is written under its
+ * final name backups/<label>/ and backup.json, one atomic PUT, is its commit: a backup
+ * exists for every reader (backupinfo_list) exactly when its backup.json does. Under the
+ * exclusive "backup" lock any backups/<x>/ without a backup.json is therefore the
+ * leftover of an interrupted run, removed like a stale .partial.
  */
 #include <ctype.h>
 #include <inttypes.h>
@@ -50,38 +57,46 @@ int bb_label_valid(const char *label)
 
 typedef struct partial_list {
     char **prefixes;
+    unsigned char *complete; /* has backup.json */
     size_t n;
 } partial_list;
 
-/* partial_cb -- collect "backups/<x>.partial" of every object under it (once each). */
+/* partial_cb -- collect every "backups/<x>" (once each), noting which hold backup.json. */
 static int partial_cb(void *arg, const char *key, int64_t size, int64_t mtime)
 {
     partial_list *pl = arg;
     const char *rest = key + strlen("backups/"), *slash = strchr(rest, '/');
-    size_t n;
+    size_t n, i;
     char **p;
+    unsigned char *c;
 
     (void)size;
     (void)mtime;
     if (!slash)
         return 0;
     n = (size_t)(slash - key);
-    if (n < 8 + 8 || memcmp(slash - 8, ".partial", 8) != 0)
-        return 0;
-    for (size_t i = 0; i < pl->n; i++)
+    for (i = 0; i < pl->n; i++)
         if (strlen(pl->prefixes[i]) == n && memcmp(pl->prefixes[i], key, n) == 0)
-            return 0;
-    p = realloc(pl->prefixes, (pl->n + 1) * sizeof(*p));
-    if (!p)
-        return log_errno("could not allocate memory");
-    pl->prefixes = p;
-    if (!(pl->prefixes[pl->n] = strndup(key, n)))
-        return log_errno("could not allocate memory");
-    pl->n++;
+            break;
+    if (i == pl->n) {
+        p = realloc(pl->prefixes, (pl->n + 1) * sizeof(*p));
+        if (p)
+            pl->prefixes = p;
+        c = p ? realloc(pl->complete, pl->n + 1) : NULL;
+        if (c)
+            pl->complete = c;
+        if (!p || !c || !(pl->prefixes[pl->n] = strndup(key, n)))
+            return log_errno("could not allocate memory");
+        pl->complete[pl->n++] = 0;
+    }
+    if (strcmp(slash + 1, "backup.json") == 0)
+        pl->complete[i] = 1;
     return 0;
 }
 
-/* remove_stale -- every backups/<x>.partial left by an interrupted run. */
+/* remove_stale -- every backups/<x>.partial, and every backups/<x>/ without a
+ * backup.json (S3: see the top), left by an interrupted run. The caller holds the
+ * exclusive backup lock: no backup is in progress. */
 static int remove_stale(storage *st)
 {
     partial_list pl = {0};
@@ -90,6 +105,10 @@ static int remove_stale(storage *st)
     if (storage_list(st, "backups/", partial_cb, &pl) != 0)
         goto out;
     for (size_t i = 0; i < pl.n; i++) {
+        size_t n = strlen(pl.prefixes[i]);
+        int partial = n > 8 && strcmp(pl.prefixes[i] + n - 8, ".partial") == 0;
+        if (!partial && pl.complete[i])
+            continue;
         log_notice("removing \"%s\" left by an interrupted backup", pl.prefixes[i]);
         if (storage_remove_prefix(st, pl.prefixes[i]) != 0)
             goto out;
@@ -99,6 +118,7 @@ out:
     for (size_t i = 0; i < pl.n; i++)
         free(pl.prefixes[i]);
     free(pl.prefixes);
+    free(pl.complete);
     return ret;
 }
 
@@ -260,7 +280,7 @@ int bb_run(const bb_opts *o)
     char key[BB_LABEL_MAX + 64], command[512];
     uint8_t manifest_sha[SHA256_LEN];
     uint32_t seg_size = 0;
-    int standby = 0, ret = -1, rr, created_partial = 0;
+    int standby = 0, ret = -1, rr, created_partial = 0, direct = 0;
     int64_t t_start, t_stop;
     char *json = NULL;
 
@@ -317,6 +337,9 @@ int bb_run(const bb_opts *o)
         goto out;
     if (remove_stale(r->st) != 0)
         goto out;
+    direct = strncmp(storage_location(r->st), "s3://", 5) == 0;
+    if (direct)
+        snprintf(prefix, sizeof(prefix), "%s", final_prefix);
     snprintf(key, sizeof(key), "%s/", final_prefix);
     rr = storage_list(r->st, key, any_cb, NULL);
     if (rr < 0)
@@ -387,13 +410,17 @@ int bb_run(const bb_opts *o)
     json = backupinfo_to_json(&bi);
     if (!json)
         goto out;
+    snprintf(key, sizeof(key), "%s/%s", prefix, MARKER_NAME);
+    if (direct && storage_remove(r->st, key) != 0)
+        goto out;
     snprintf(key, sizeof(key), "%s/backup.json", prefix);
     if (storage_put(r->st, key, json, strlen(json), 1) != 0)
         goto out;
+    /* direct: that was the commit */
     snprintf(key, sizeof(key), "%s/%s", prefix, MARKER_NAME);
-    if (storage_remove(r->st, key) != 0)
+    if (!direct && storage_remove(r->st, key) != 0)
         goto out;
-    rr = storage_rename_prefix(r->st, prefix, final_prefix);
+    rr = direct ? 0 : storage_rename_prefix(r->st, prefix, final_prefix);
     if (rr == RS_EXISTS) {
         log_error("could not commit backup \"%s\": \"%s\" already exists", label, final_prefix);
         goto out;

@@ -95,7 +95,10 @@ int storage_remove(storage *st, const char *key);
 int storage_remove_prefix(storage *st, const char *prefix);
 
 /* Rename a whole prefix ("backups/L.partial" -> "backups/L"); the commit point of a
- * multi-object set. RS_EXISTS if the target exists. */
+ * multi-object set. RS_EXISTS if the target exists. posix: one rename(2). S3 has no
+ * rename: a server-side copy of every object (commit objects last), then deletes;
+ * CopyObject takes at most 5 GiB per object, so large sets are better written under
+ * their final names with a commit object last (ragsafe-basebackup does that on S3). */
 int storage_rename_prefix(storage *st, const char *from, const char *to);
 
 /* Repository lock (flock on "<root>/locks/<name>.lock" in posix). exclusive: writer

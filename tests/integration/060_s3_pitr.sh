@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # 060_s3_pitr.sh -- a base backup and a point-in-time restore with the repository in S3
 # (a local s3rver): PostgreSQL archives into s3://BUCKET/PREFIX, ragsafe-basebackup
-# writes the backup there (the base tar in multipart uploads, the set committed by
-# copying backup.json last), ragsafe-pitr info / plan / verify / restore read it back,
+# writes the backup there (the base tar in multipart uploads, the set written under its
+# final name with backup.json, the commit, last: no copies; a folder without backup.json
+# is a killed run's leftover, removed by the next backup), ragsafe-pitr info / plan / verify / restore read it back,
 # and the restored cluster, whose restore_command reads WAL from S3, recovers exactly
 # to a time between two commits. ragsafe-basebackup --verify re-hashes the stored backup.
 #
@@ -72,8 +73,13 @@ ok "base.tar.zst is in the bucket" [ -s "$OBJ/backups/$backup/base.tar.zst._S3rv
 is "no .partial set left behind" "" "$(ls "$OBJ/backups" | grep partial)"
 is "the backup lock was released" "" "$(ls "$OBJ/locks" 2>/dev/null | grep -v '^$')"
 ok "the base tar went up in parts" grep -aq "/base.tar.zst?partNumber=2&uploadId=.* 200 " "$T/s3rver.log"
-ok "the set was committed by copying backup.json from the .partial" \
-    grep -aq "backups/$backup/backup.json 200 " "$T/s3rver.log"
+ok "the set was written under its final name, backup.json (the commit) after the tars" \
+    python3 -c 'import sys, re
+log = open(sys.argv[1], errors="replace").read()
+j = log.find("/backups/%s/backup.json" % sys.argv[2]); t = log.find("/backups/%s/base.tar.zst" % sys.argv[2])
+sys.exit(0 if 0 <= t < j else 1)' "$T/s3rver.log" "$backup"
+is "... never under a .partial name, never copied" "0" \
+    "$(grep -ac 'partial/\|x-amz-copy-source\|Copied object' "$T/s3rver.log")"
 exit_is "ragsafe-basebackup --verify re-hashes the stored backup" 0 \
     "$RAGSAFE_BIN/ragsafe-basebackup" --repo "$REPO" --verify "$backup"
 
@@ -113,10 +119,18 @@ fi
 pg_stop r1 >/dev/null 2>&1
 
 # expire in S3: a second backup, then the first goes (DeleteObjects, backup.json first)
+# a killed backup's leftover: objects under backups/<x>/ but no backup.json
+echo junk >"$T/junk"
+curl -s -o /dev/null -X PUT --data-binary @"$T/junk" "$RAGSAFE_S3_ENDPOINT/$BUCKET/prod/pg/backups/zombie/base.tar.zst"
+ok "a leftover folder is planted" [ -s "$OBJ/backups/zombie/base.tar.zst._S3rver_object" ]
+"$PITR" info --repo "$REPO" >"$T/info2.out" 2>&1
+ok "... pitr info does not count it as a backup" bash -c "! grep -q zombie '$T/info2.out'"
 pg_sql src "insert into t values (3000, 'before b2')"
 b2=$(as_pg env "RAGSAFE_S3_ENDPOINT=$RAGSAFE_S3_ENDPOINT" "$RAGSAFE_BIN/ragsafe-basebackup" \
     -d "$(pg_conn src)" --repo "$REPO" -c fast -l b2 2>"$T/bb2.err")
 is "a second base backup into S3 exits 0" 0 "$?"
+ok "... it removed the leftover folder" [ ! -e "$OBJ/backups/zombie/base.tar.zst._S3rver_object" ]
+ok "... and kept the first backup" [ -s "$OBJ/backups/$backup/backup.json._S3rver_object" ]
 pg_sql src "insert into t values (3001, 'after b2')" # so that the switch has a segment to close
 switch_wal || exit 1
 # a window of 1 s that opens after b2's end: b2 restores all of it, the first goes
