@@ -88,8 +88,8 @@ int cas_addr(const cas *c, const uint8_t digest[SHA256_LEN], uint8_t addr[SHA256
     return cipher_keyed_digest(k, digest, SHA256_LEN, addr);
 }
 
-/* addr_key -- the key of an address (what cas_list hands out). */
-static int addr_key(const cas *c, const uint8_t addr[SHA256_LEN], char *out, size_t outlen)
+/* cas_addr_key -- see cas.h. */
+int cas_addr_key(const cas *c, const uint8_t addr[SHA256_LEN], char *out, size_t outlen)
 {
     char hex[SHA256_HEX_LEN + 1];
     int n;
@@ -105,7 +105,7 @@ int cas_key(const cas *c, const uint8_t digest[SHA256_LEN], char *out, size_t ou
 
     if (cas_addr(c, digest, addr) != 0)
         return -1;
-    return addr_key(c, addr, out, outlen);
+    return cas_addr_key(c, addr, out, outlen);
 }
 
 int cas_check_addr(cas *c, const uint8_t addr[SHA256_LEN], uint64_t *size)
@@ -115,7 +115,7 @@ int cas_check_addr(cas *c, const uint8_t addr[SHA256_LEN], uint64_t *size)
     zst_meta meta;
     int r;
 
-    if (addr_key(c, addr, key, sizeof(key)) != 0)
+    if (cas_addr_key(c, addr, key, sizeof(key)) != 0)
         return log_error("object store prefix \"%s\" too long", c->prefix);
     r = object_get_fd(c->st, key, -1, &meta);
     if (r == RS_MISMATCH) {
@@ -729,7 +729,7 @@ static int cas_sweep_one(void *arg, const uint8_t digest[SHA256_LEN], int64_t st
 
     if (cas_set_has(sc->keep, digest))
         return 0;
-    if (addr_key(sc->c, digest, key, sizeof(key)) != 0)
+    if (cas_addr_key(sc->c, digest, key, sizeof(key)) != 0)
         return -1;
     if (!sc->dry_run) {
         if (storage_remove(sc->c->st, key) != 0)

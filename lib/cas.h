@@ -47,6 +47,8 @@ int cas_addr(const cas *c, const uint8_t digest[SHA256_LEN], uint8_t addr[SHA256
 /* Key of a digest (of its address). out holds >= strlen(prefix) + 80 bytes; -1 (not
  * reported) when too small. */
 int cas_key(const cas *c, const uint8_t digest[SHA256_LEN], char *out, size_t outlen);
+/* Key of an address (what cas_list hands out). Same results as cas_key. */
+int cas_addr_key(const cas *c, const uint8_t addr[SHA256_LEN], char *out, size_t outlen);
 /* Address back from a key under the prefix; -1 (not reported) for anything else. */
 int cas_digest_from_key(const cas *c, const char *key, uint8_t digest[SHA256_LEN]);
 

@@ -324,9 +324,9 @@ static void mv_verify_worker(void *arg, int i)
         j->checked++;
         j->bytes += size;
         if (r != 0) {
-            char hex[SHA256_HEX_LEN + 1];
-            sha256_to_hex(j->todo->d[k], hex);
-            log_error("object %s is %s", hex, r == RS_NOT_FOUND ? "missing" : "corrupt");
+            char key[512];
+            cas_addr_key(c, j->todo->d[k], key, sizeof(key));
+            log_error("object \"%s\" is %s", key, r == RS_NOT_FOUND ? "missing" : "corrupt");
             j->bad++;
         }
         pthread_mutex_unlock(&j->mu);

@@ -161,19 +161,8 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    ret = object_meta(r->st, key, &meta);
-    if (ret == RS_NOT_FOUND) {
-        log_debug("\"%s\" is not in the repository", name);
-        if (prefetch_n > 0)
-            prefetch_clear(path);
-        status = EXIT_FAIL;
-        goto out;
-    }
-    if (ret != 0) {
-        log_detail("while restoring \"%s\"", name);
-        goto out;
-    }
-    /* it is there: fetch the next ones alongside */
+    /* The next segments are fetched alongside this one (no round trip to ask whether
+     * it exists first: the fetch itself answers "not found"). */
     if (prefetch_n > 0 && kind == WALFILE_SEGMENT)
         pf = prefetch_start(loc, path, name, &r->info, (int)prefetch_n);
 
@@ -190,7 +179,13 @@ int main(int argc, char **argv)
     }
     ret = object_get_fd(r->st, key, fd, &meta);
     if (ret == RS_NOT_FOUND) {
-        /* Removed between the check and the read (an expire): still "not found". */
+        log_debug("\"%s\" is not in the repository", name);
+        if (prefetch_n > 0) {
+            /* recovery is about to end or switch timelines: nothing spooled is wanted */
+            prefetch_finish(pf);
+            pf = NULL;
+            prefetch_clear(path);
+        }
         status = EXIT_FAIL;
         goto out;
     }

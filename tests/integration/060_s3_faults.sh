@@ -178,8 +178,8 @@ rm -f "$T/out"
 exit_is "restore: a persistent 500 on a present segment: exit 128" 128 rest "$S1" out
 exit_is "restore: a persistent 500 on an absent segment: exit 128, not 1" 128 rest 0000000100000000000000F0 out
 ok "... %p never created" [ ! -e "$T/out" ]
-ctl fail500 1000 3
-exit_is "restore: the server fails for good after the object check: exit 128" 128 rest "$R" out
+ctl fail500 1000 1
+exit_is "restore: the server fails for good once repo.json is read: exit 128" 128 rest "$R" out
 ok "... %p not created" [ ! -e "$T/out" ]
 ctl cut 1000
 exit_is "restore: every GET cut off: exit 128" 128 rest "$R" out
