@@ -335,15 +335,23 @@ int main(int argc, char **argv)
         goto out;
     }
     log_debug("io_uring %s", uring_active(ur) ? "in use" : "not available; plain syscalls");
-    status = archive_file(loc, &r, ur, path, name, &oo);
-    /* N first (it also creates repo.json in a new repository, which concurrent
-     * first writers would race for), then the others in parallel; they finish (and
-     * are recorded) before we answer */
-    if (status == EXIT_OK && ahead_n > 0 && kind == WALFILE_SEGMENT) {
-        ah = ahead_start(loc, path, name, &oo, (int)ahead_n);
-        ahead_finish(ah);
-        ah = NULL;
+    /* The others go up alongside N once repo.json is known (read here, one round
+     * trip); a new repository gets its repo.json from N first, which concurrent first
+     * writers would race for. They all finish (and are recorded) before we answer. */
+    if (ahead_n > 0 && kind == WALFILE_SEGMENT && (r = repo_open(loc, ur, 1)) != NULL) {
+        int li = repo_load_info(r);
+        if (li == RS_MISMATCH || li < 0) {
+            status = li == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
+            goto out;
+        }
+        if (li == 0)
+            ah = ahead_start(loc, path, name, &oo, (int)ahead_n);
     }
+    status = archive_file(loc, &r, ur, path, name, &oo);
+    if (status == EXIT_OK && ahead_n > 0 && kind == WALFILE_SEGMENT && !ah)
+        ah = ahead_start(loc, path, name, &oo, (int)ahead_n);
+    ahead_finish(ah);
+    ah = NULL;
 out:
     ahead_finish(ah);
     repo_free(r);

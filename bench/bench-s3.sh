@@ -220,6 +220,8 @@ SEGS=("$@")
 export RAGSAFE_S3_ENDPOINT=https://127.0.0.1:$PORT RAGSAFE_S3_CA_FILE=$B/cert.pem
 export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
 now() { echo "${EPOCHREALTIME/./}"; }
+# busy CPU of the whole machine in clock ticks (every process: tools, s3rver, proxy)
+busy() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
 # backlog: every segment back in pg_wal, marked ready
 backlog() {
     find "$B/pg/pg_wal" -maxdepth 1 -type f -delete
@@ -233,22 +235,24 @@ backlog() {
 }
 # archive NAME CMD...: PostgreSQL's archiver over the backlog (%p %f appended)
 archive() {
-    local name=$1 a b s; shift
+    local name=$1 a b c s; shift
     backlog
     cd "$B/pg"
+    c=$(busy)
     a=$(now)
     for s in "${SEGS[@]}"; do
         "$@" "pg_wal/$s" "$s" || { echo "bench-s3: error: $name failed on $s" >&2; exit 1; }
         mv "pg_wal/archive_status/$s.ready" "pg_wal/archive_status/$s.done"
     done
     b=$(now)
-    echo "archive $name $((b - a))"
+    echo "archive $name $((b - a)) $(($(busy) - c))"
 }
 # restore NAME CMD...: recovery's restore_command calls (%f %p appended)
 restore() {
-    local name=$1 a b s; shift
+    local name=$1 a b c s; shift
     rm -rf "$B/rd/pg_wal" && mkdir -p "$B/rd/pg_wal"
     cd "$B/rd"
+    c=$(busy)
     a=$(now)
     for s in "${SEGS[@]}"; do
         "$@" "$s" pg_wal/RECOVERYXLOG || { echo "bench-s3: error: $name failed on $s" >&2; exit 1; }
@@ -256,7 +260,7 @@ restore() {
         rm -f pg_wal/RECOVERYXLOG
     done
     b=$(now)
-    echo "restore $name $((b - a))"
+    echo "restore $name $((b - a)) $(($(busy) - c))"
 }
 pgbr_push() { pgbackrest --config="$B/pgbr.conf" --stanza=bench archive-push "$B/pg/$1"; }
 pgbr_get() { pgbackrest --config="$B/pgbr.conf" --stanza=bench archive-get "$1" "$B/rd/$2"; }
@@ -274,6 +278,8 @@ as_pg bash "$B/inner.sh" "$B" "$PORT" "${SEGS[@]}" >"$B/times" || die "a timed r
 
 # --- the table
 us() { awk -v k="$1 $2" '$1 " " $2 == k { print $3 }' "$B/times"; }
+# machine CPU seconds (all processes) during a run
+cpu() { awk -v k="$1 $2" -v hz="$(getconf CLK_TCK)" '$1 " " $2 == k { printf "%.2f", $4 / hz }' "$B/times"; }
 rate() { awk -v n="$NSEG" -v u="$1" 'BEGIN { printf "%.1f", n / (u / 1e6) }'; }
 secs() { awk -v u="$1" 'BEGIN { printf "%.2f", u / 1e6 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
@@ -282,14 +288,14 @@ r0=$(us restore ragsafe-prefetch0); r4=$(us restore ragsafe-prefetch8); rp=$(us 
 cat <<TABLE
 ### S3 repository, ${LAT} ms added per request ($NSEG pgbench segments, s3rver over TLS)
 
-| path | tool | total s | segments/s |
-|---|---|---:|---:|
-| archive | ragsafe-archive --look-ahead 0 | $(secs "$a0") | $(rate "$a0") |
-| archive | ragsafe-archive --look-ahead 4 | $(secs "$a4") | $(rate "$a4") |
-| archive | pgbackrest archive-push (async, process-max=4) | $(secs "$ap") | $(rate "$ap") |
-| restore | ragsafe-restore --prefetch 0 | $(secs "$r0") | $(rate "$r0") |
-| restore | ragsafe-restore --prefetch 8 | $(secs "$r4") | $(rate "$r4") |
-| restore | pgbackrest archive-get (async, process-max=4) | $(secs "$rp") | $(rate "$rp") |
+| path | tool | total s | segments/s | machine CPU s (all processes) |
+|---|---|---:|---:|---:|
+| archive | ragsafe-archive --look-ahead 0 | $(secs "$a0") | $(rate "$a0") | $(cpu archive ragsafe-ahead0) |
+| archive | ragsafe-archive --look-ahead 4 | $(secs "$a4") | $(rate "$a4") | $(cpu archive ragsafe-ahead4) |
+| archive | pgbackrest archive-push (async, process-max=4) | $(secs "$ap") | $(rate "$ap") | $(cpu archive pgbackrest) |
+| restore | ragsafe-restore --prefetch 0 | $(secs "$r0") | $(rate "$r0") | $(cpu restore ragsafe-prefetch0) |
+| restore | ragsafe-restore --prefetch 8 | $(secs "$r4") | $(rate "$r4") | $(cpu restore ragsafe-prefetch8) |
+| restore | pgbackrest archive-get (async, process-max=4) | $(secs "$rp") | $(rate "$rp") | $(cpu restore pgbackrest) |
 
 - archive throughput, look-ahead vs pgBackRest: $(ratio "$ap" "$a4")x (target >= 2x)
 - restore time, prefetch vs pgBackRest: $(ratio "$r4" "$rp")x (target <= 0.5x)
