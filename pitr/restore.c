@@ -527,6 +527,21 @@ int cmd_restore(const pitr_opts *o)
         }
         if (uid == 0)
             log_warning("the restored data directory will be owned by root");
+        /* the restored server's restore_command reads the key file as that user */
+        const char *kf = getenv("RAGSAFE_CIPHER_KEY_FILE");
+        struct stat ks;
+        if (storage_cipher(inv.st) && kf && uid != 0 && stat(kf, &ks) == 0) {
+            gid_t groups[64];
+            int ng = 64, in_group = 0;
+            if (getgrouplist(user, gid, groups, &ng) < 0)
+                ng = 0;
+            for (int g = 0; g < ng; g++)
+                in_group |= groups[g] == ks.st_gid;
+            if (!((ks.st_uid == uid && (ks.st_mode & S_IRUSR)) ||
+                  ((in_group || ks.st_gid == gid) && (ks.st_mode & S_IRGRP)) || (ks.st_mode & S_IROTH)))
+                log_warning("the key file \"%s\" is not readable by %s, who will run the restored "
+                            "server's restore_command: recovery would stop at its first WAL file", kf, user);
+        }
     }
 
     /* destinations: all checked before the first write */

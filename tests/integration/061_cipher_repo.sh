@@ -79,6 +79,11 @@ is "pitr restore with the key: exit 0" 0 "$?"
 ok "restore_command carries the key file (its path, not the key)" \
     grep -q "restore_command = .*--cipher-key-file .*$KEY" "$T/r1/postgresql.auto.conf"
 ok "... and not the key itself" bash -c "! grep -q '$(cat "$KEY")' '$T/r1/postgresql.auto.conf'"
+ok "... no warning about the key file (postgres can read it)" bash -c "! grep -q 'not readable' '$T/r1.err'"
+install -m 0600 -o root "$KEY" "$T/rootkey"
+"$PITR" restore --repo "$R" --cipher-key-file "$T/rootkey" --pgdata "$T/r3" --target-latest \
+    --owner postgres >/dev/null 2>"$T/r3.err"
+ok "a key file postgres cannot read draws a warning naming it" grep -q "rootkey.* is not readable by postgres" "$T/r3.err"
 rm -f "$T/r1"/.s.PGSQL.*
 pg_set r1 "unix_socket_directories = '$T/r1'"
 pg_set r1 "archive_mode = off"
