@@ -442,6 +442,18 @@ START_TEST(test_rename_prefix)
 }
 END_TEST
 
+/* lock_child -- the other process of lock_in_child: a fresh exec of this binary (a
+ * fork of the test would inherit a lock-renewer thread's locks mid-flight). */
+static int lock_child(const char *loc, const char *name, int exclusive)
+{
+    storage *s2 = storage_open(loc, NULL, 0);
+    storage_lock *lk = NULL;
+    int r = s2 ? storage_lock_take(s2, name, exclusive, 0, &lk) : -1;
+    storage_lock_release(lk);
+    storage_free(s2);
+    return r < 0 ? 99 : r;
+}
+
 /* lock_in_child -- storage_lock_take in another process; its result. */
 static int lock_in_child(const char *loc, const char *name, int exclusive)
 {
@@ -450,12 +462,9 @@ static int lock_in_child(const char *loc, const char *name, int exclusive)
 
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        storage *s2 = storage_open(loc, NULL, 0);
-        storage_lock *lk = NULL;
-        int r = s2 ? storage_lock_take(s2, name, exclusive, 0, &lk) : -1;
-        storage_lock_release(lk);
-        storage_free(s2);
-        _exit(r < 0 ? 99 : r);
+        execl("/proc/self/exe", "check_s3", "--lock-child", loc, name, exclusive ? "1" : "0",
+              (char *)NULL);
+        _exit(98);
     }
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert(WIFEXITED(status));
@@ -597,8 +606,10 @@ static Suite *s3_suite(void)
     return s;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     log_init("check_s3");
+    if (argc == 5 && strcmp(argv[1], "--lock-child") == 0)
+        return lock_child(argv[2], argv[3], strcmp(argv[4], "1") == 0);
     return tu_main(s3_suite());
 }
