@@ -120,3 +120,38 @@ t_done() {
     echo "$T_NAME: $T_PASS passed, $T_FAIL failed"
     [ "$T_FAIL" -eq 0 ]
 }
+
+# s3_start BUCKET: a local s3rver (npm; installed into /var/tmp/ragsafe-s3rver when
+# missing) on a free port with BUCKET, data in $T/s3, stopped at exit. Sets S3PID,
+# S3PORT and exports RAGSAFE_S3_ENDPOINT and the (ignored) credentials. Returns 2 when
+# npm cannot reach its registry (the caller prints "skipped: ..." and exits 0).
+s3_start() {
+    local bucket=$1 dir=/var/tmp/ragsafe-s3rver i
+    local js=$dir/node_modules/s3rver/bin/s3rver.js
+    if [ ! -f "$js" ]; then
+        mkdir -p "$dir"
+        if ! (cd "$dir" && npm install --no-audit --no-fund --silent s3rver@3.7.1 >"$T/npm.log" 2>&1); then
+            grep -qiE 'ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|network' "$T/npm.log" && return 2
+            cat "$T/npm.log"
+            return 1
+        fi
+    fi
+    S3PORT=$(free_port)
+    mkdir -p "$T/s3"
+    NODE_OPTIONS=--openssl-legacy-provider node "$js" -d "$T/s3" -a 127.0.0.1 -p "$S3PORT" \
+        --configure-bucket "$bucket" --no-vhost-buckets -s >"$T/s3rver.log" 2>&1 &
+    S3PID=$!
+    t_on_exit "kill $S3PID"
+    wait_port "$S3PORT" || return 1
+    export RAGSAFE_S3_ENDPOINT=http://127.0.0.1:$S3PORT AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+}
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() {
+    local i
+    for ((i = 0; i < 100; i++)); do
+        python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 0.2)" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
