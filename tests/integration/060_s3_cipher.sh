@@ -12,32 +12,8 @@ t_init
 
 ARCH=$RAGSAFE_BIN/ragsafe-archive
 REST=$RAGSAFE_BIN/ragsafe-restore
-S3DIR=/var/tmp/ragsafe-s3rver
-S3JS=$S3DIR/node_modules/s3rver/bin/s3rver.js
 BUCKET=ragsafe
-
-if [ ! -f "$S3JS" ]; then
-    mkdir -p "$S3DIR"
-    if ! (cd "$S3DIR" && npm install --no-audit --no-fund --silent s3rver@3.7.1 >"$T/npm.log" 2>&1); then
-        if grep -qiE 'ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|network' "$T/npm.log"; then
-            echo "skipped: s3rver unavailable (npm cannot reach its registry)"
-            t_done
-            exit 0
-        fi
-        cat "$T/npm.log"; fail "npm install s3rver"; t_done; exit 1
-    fi
-fi
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p "$T/s3"
-NODE_OPTIONS=--openssl-legacy-provider node "$S3JS" -d "$T/s3" -a 127.0.0.1 -p "$PORT" \
-    --configure-bucket "$BUCKET" --no-vhost-buckets -s >"$T/s3rver.log" 2>&1 &
-S3PID=$!
-t_on_exit "kill $S3PID"
-for ((i = 0; i < 100; i++)); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 0.2)" 2>/dev/null && break
-    sleep 0.1
-done
-export RAGSAFE_S3_ENDPOINT=http://127.0.0.1:$PORT AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+s3_start "$BUCKET"
 
 openssl rand -hex 32 >"$T/key"
 openssl rand -hex 32 >"$T/wrong"

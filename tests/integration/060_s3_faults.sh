@@ -10,28 +10,9 @@ t_init
 
 ARCH=$RAGSAFE_BIN/ragsafe-archive
 REST=$RAGSAFE_BIN/ragsafe-restore
-S3DIR=/var/tmp/ragsafe-s3rver
-S3JS=$S3DIR/node_modules/s3rver/bin/s3rver.js
 BUCKET=ragsafe
-
-if [ ! -f "$S3JS" ]; then
-    mkdir -p "$S3DIR"
-    if ! (cd "$S3DIR" && npm install --no-audit --no-fund --silent s3rver@3.7.1 >"$T/npm.log" 2>&1); then
-        if grep -qiE 'ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|network' "$T/npm.log"; then
-            echo "skipped: s3rver unavailable (npm cannot reach its registry)"
-            t_done
-            exit 0
-        fi
-        cat "$T/npm.log"; fail "npm install s3rver"; t_done; exit 1
-    fi
-fi
-S3PORT=$(free_port)
+s3_start "$BUCKET"
 PPORT=$(free_port)
-mkdir -p "$T/s3"
-NODE_OPTIONS=--openssl-legacy-provider node "$S3JS" -d "$T/s3" -a 127.0.0.1 -p "$S3PORT" \
-    --configure-bucket "$BUCKET" --no-vhost-buckets -s >"$T/s3rver.log" 2>&1 &
-S3PID=$!
-t_on_exit "kill $S3PID"
 echo ok >"$T/ctl"
 chmod 0666 "$T/ctl"
 python3 "$RAGSAFE_SRC/tests/integration/s3_proxy.py" "$PPORT" "$S3PORT" "$T/ctl" 2>"$T/proxy.log" &

@@ -13,36 +13,8 @@ source "$(dirname "$0")/lib.sh"
 t_init
 
 PITR=$RAGSAFE_BIN/ragsafe-pitr
-S3DIR=/var/tmp/ragsafe-s3rver
-S3JS=$S3DIR/node_modules/s3rver/bin/s3rver.js
 BUCKET=ragsafe
-
-if [ ! -f "$S3JS" ]; then
-    mkdir -p "$S3DIR"
-    if ! (cd "$S3DIR" && npm install --no-audit --no-fund --silent s3rver@3.7.1 >"$T/npm.log" 2>&1); then
-        if grep -qiE 'ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|network' "$T/npm.log"; then
-            echo "skipped: s3rver unavailable (npm cannot reach its registry)"
-            t_done
-            exit 0
-        fi
-        cat "$T/npm.log"
-        fail "npm install s3rver"
-        t_done
-        exit 1
-    fi
-fi
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p "$T/s3"
-NODE_OPTIONS=--openssl-legacy-provider node "$S3JS" -d "$T/s3" -a 127.0.0.1 -p "$PORT" \
-    --configure-bucket "$BUCKET" --no-vhost-buckets >"$T/s3rver.log" 2>&1 &
-S3PID=$!
-t_on_exit "kill $S3PID"
-for ((i = 0; i < 100; i++)); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 0.2)" 2>/dev/null && break
-    sleep 0.1
-done
-
-export RAGSAFE_S3_ENDPOINT=http://127.0.0.1:$PORT AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+S3_LOG=1 s3_start "$BUCKET"
 export RAGSAFE_S3_PART_SIZE=5242880
 REPO=s3://$BUCKET/prod/pg
 OBJ=$T/s3/$BUCKET/prod/pg
