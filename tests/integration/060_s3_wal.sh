@@ -14,43 +14,11 @@ t_init
 
 ARCH=$RAGSAFE_BIN/ragsafe-archive
 REST=$RAGSAFE_BIN/ragsafe-restore
-S3DIR=/var/tmp/ragsafe-s3rver
-S3JS=$S3DIR/node_modules/s3rver/bin/s3rver.js
 BUCKET=ragsafe
-
-if [ ! -f "$S3JS" ]; then
-    mkdir -p "$S3DIR"
-    if ! (cd "$S3DIR" && npm install --no-audit --no-fund --silent s3rver@3.7.1 >"$T/npm.log" 2>&1); then
-        if grep -qiE 'ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|network' "$T/npm.log"; then
-            echo "skipped: s3rver unavailable (npm cannot reach its registry)"
-            sed 's/^/#   /' "$T/npm.log" | tail -5
-            t_done
-            exit 0
-        fi
-        cat "$T/npm.log"
-        fail "npm install s3rver"
-        t_done
-        exit 1
-    fi
-fi
-
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-mkdir -p "$T/s3"
-s3_start() {
-    NODE_OPTIONS=--openssl-legacy-provider node "$S3JS" -d "$T/s3" -a 127.0.0.1 -p "$PORT" \
-        --configure-bucket "$BUCKET" --no-vhost-buckets >>"$T/s3rver.log" 2>&1 &
-    S3PID=$!
-    local i
-    for ((i = 0; i < 100; i++)); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1', $PORT), 0.2)" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "# s3rver did not start"; tail -5 "$T/s3rver.log"
-    return 1
-}
-s3_stop() { kill "$S3PID" 2>/dev/null; wait "$S3PID" 2>/dev/null; S3PID=; }
-t_on_exit '[ -n "${S3PID:-}" ] && kill "$S3PID"'
-s3_start || exit 1
+# credentials and endpoint from the config file below, not the environment
+export S3_LOG=1 S3_NO_ENV=1
+s3_start "$BUCKET"
+PORT=$S3PORT
 
 CONF=$T/ragsafe.conf
 cat >"$CONF" <<EOF
@@ -186,7 +154,7 @@ exit_is "server stopped: archive exits 1" 1 \
     as_pg env RAGSAFE_S3_RETRIES=2 "$ARCH" --config "$CONF" --repo "$REPO" "$T/a/pg_wal/$pending" "$pending"
 ok "PostgreSQL's archive_command fails while the server is down" \
     pg_wait_for a "select failed_count > 0 from pg_stat_archiver" t 60
-s3_start || exit 1
+s3_start "$BUCKET"
 ok "after the server is back PostgreSQL's archiver catches up" \
     pg_wait_for a "select last_archived_wal >= '$pending' from pg_stat_archiver" t 90
 # the backlog went up in parallel: later calls found their segment archived ahead

@@ -122,9 +122,10 @@ t_done() {
 }
 
 # s3_start BUCKET: a local s3rver (npm; installed into /var/tmp/ragsafe-s3rver when
-# missing) on a free port with BUCKET, data in $T/s3, stopped at exit; S3_LOG=1 keeps
-# its request log in $T/s3rver.log. Sets S3PID, S3PORT; exports RAGSAFE_S3_ENDPOINT and
-# the credentials (s3rver ignores signatures). When npm cannot reach its registry the
+# missing) on a free port (S3PORT again after s3_stop) with BUCKET, data in $T/s3,
+# stopped at exit; S3_LOG=1 keeps its request log in $T/s3rver.log. Sets S3PID, S3PORT;
+# exports RAGSAFE_S3_ENDPOINT and the credentials (s3rver ignores signatures) unless
+# S3_NO_ENV=1. When npm cannot reach its registry the
 # test is skipped ("skipped: s3rver unavailable", exit 0); any other failure fails it.
 s3_start() {
     local bucket=$1 dir=/var/tmp/ragsafe-s3rver quiet=-s
@@ -145,20 +146,23 @@ s3_start() {
             exit 1
         fi
     fi
-    S3PORT=$(free_port)
+    [ -n "${S3PORT:-}" ] || t_on_exit '[ -n "${S3PID:-}" ] && kill "$S3PID"'
+    S3PORT=${S3PORT:-$(free_port)}
     mkdir -p "$T/s3"
     NODE_OPTIONS=--openssl-legacy-provider node "$js" -d "$T/s3" -a 127.0.0.1 -p "$S3PORT" \
-        --configure-bucket "$bucket" --no-vhost-buckets $quiet >"$T/s3rver.log" 2>&1 &
+        --configure-bucket "$bucket" --no-vhost-buckets $quiet >>"$T/s3rver.log" 2>&1 &
     S3PID=$!
-    t_on_exit "kill $S3PID"
     if ! wait_port "$S3PORT"; then
         cat "$T/s3rver.log"
         fail "s3rver starts"
         t_done
         exit 1
     fi
-    export RAGSAFE_S3_ENDPOINT=http://127.0.0.1:$S3PORT AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+    [ -n "${S3_NO_ENV:-}" ] ||
+        export RAGSAFE_S3_ENDPOINT=http://127.0.0.1:$S3PORT AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
 }
+# s3_stop: stop it (s3_start again brings it back on the same port, with its data).
+s3_stop() { kill "$S3PID" 2>/dev/null; wait "$S3PID" 2>/dev/null; S3PID=; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() {
