@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,14 +72,45 @@ out:
     return ret;
 }
 
+/* boot_id -- this boot's id (the kernel's random boot_id); "" when unknown. */
+static void boot_id(char *out, size_t n)
+{
+    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read(fd, out, n - 1) : -1;
+
+    if (fd >= 0)
+        close(fd);
+    out[got > 0 ? got : 0] = '\0';
+    out[strcspn(out, "\n")] = '\0';
+}
+
+/* identity -- "<boot id> <inode> <size> <mtime ns>" of a file; -1 when it cannot be
+ * stat'd or the boot is unknown. */
+static int identity(const char *path, char *out, size_t n)
+{
+    char boot[64];
+    struct stat sb;
+
+    boot_id(boot, sizeof(boot));
+    if (!*boot || stat(path, &sb) != 0)
+        return -1;
+    snprintf(out, n, "%s %ju %jd %jd.%09ld", boot, (uintmax_t)sb.st_ino, (intmax_t)sb.st_size,
+             (intmax_t)sb.st_mtim.tv_sec, sb.st_mtim.tv_nsec);
+    return 0;
+}
+
 /*
- * prefetch_take -- a spooled copy is used only if it still hashes to what was
- * recorded when it was fetched and verified (X.sum, written before X): a spool file
- * damaged or replaced since is removed and the call fetches from the repository.
+ * prefetch_take -- a spooled copy is used only if it is still what was verified when
+ * it was fetched (X.sum, written before X: "<sha256> <size>\n<identity>\n"). Spool
+ * files are not fsync'd, so only the same boot vouches for their contents: when the
+ * file is the one written (same inode, size and mtime) and the machine has not
+ * restarted since, it is taken as is; otherwise (a crash in between, a file replaced)
+ * it is re-hashed, and a copy that no longer hashes to the record is removed and the
+ * call fetches from the repository.
  */
 int prefetch_take(const char *path, const char *name)
 {
-    char spool[PATH_MAX], f[PATH_MAX + 64], sum[PATH_MAX + 64], want[128], got[128];
+    char spool[PATH_MAX], f[PATH_MAX + 64], sum[PATH_MAX + 64], want[256], got[128], id[128];
     ssize_t n;
     int fd, ok = 0;
 
@@ -93,8 +125,16 @@ int prefetch_take(const char *path, const char *name)
     n = read(fd, want, sizeof(want) - 1);
     close(fd);
     if (n > 0) {
+        char *nl;
         want[n] = '\0';
-        ok = file_sum(f, got, sizeof(got)) == 0 && strcmp(want, got) == 0;
+        nl = strchr(want, '\n');
+        if (nl && nl[1] && identity(f, id, sizeof(id)) == 0 && strncmp(nl + 1, id, strlen(id)) == 0 &&
+            nl[1 + strlen(id)] == '\n') {
+            ok = 1; /* the very file verified, this boot */
+        } else if (nl) {
+            nl[1] = '\0';
+            ok = file_sum(f, got, sizeof(got)) == 0 && strcmp(want, got) == 0;
+        }
     }
     if (ok && rename(f, path) == 0) {
         (void)unlink(sum);
@@ -111,7 +151,7 @@ int prefetch_take(const char *path, const char *name)
 static void fetch_one(prefetch *p, repo *r, const char *name)
 {
     char key[128], tmp[PATH_MAX + 64], dst[PATH_MAX + 64], sum[PATH_MAX + 64];
-    char stmp[PATH_MAX + 64], text[128], hex[SHA256_HEX_LEN + 1];
+    char stmp[PATH_MAX + 64], text[256], hex[SHA256_HEX_LEN + 1];
     zst_meta m;
     int fd, ret;
 
@@ -131,8 +171,11 @@ static void fetch_one(prefetch *p, repo *r, const char *name)
         ret = -1;
     /* the verified digest first, then the file: a spooled file is never without it */
     if (ret == 0) {
+        char id[128];
         sha256_to_hex(m.sha256, hex);
-        snprintf(text, sizeof(text), "%s %ju\n", hex, (uintmax_t)m.raw_size);
+        if (identity(tmp, id, sizeof(id)) != 0)
+            id[0] = '\0';
+        snprintf(text, sizeof(text), "%s %ju\n%s%s", hex, (uintmax_t)m.raw_size, id, *id ? "\n" : "");
         fd = open(stmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
             ret = -1;

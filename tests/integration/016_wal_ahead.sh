@@ -152,6 +152,20 @@ CONF
         ok "$mode: a spool file holding another segment is never handed to recovery" absent_or_exact "$X" "$T/src_$S3"
         rm -f "$X"
     fi
+    if [ -f "$SP/$S4" ] && [ -f "$SP/$S4.sum" ]; then
+        # spool files are not fsync'd: one recorded in another boot (a crash since) is
+        # re-hashed even when its inode, size and mtime still match the record
+        touch -r "$SP/$S4" "$T/stamp"
+        flip_byte "$SP/$S4" 7000
+        touch -r "$T/stamp" "$SP/$S4"
+        sed -i '2s/^[^ ]*/00000000-0000-0000-0000-000000000000/' "$SP/$S4.sum"
+        in_mode $mode "$REST" --prefetch 3 --repo "$R2" "$S4" "$X" 2>/dev/null
+        ok "$mode: a spool file from before a restart is re-hashed, never handed over damaged" \
+            absent_or_exact "$X" "$T/src_$S4"
+        rm -f "$X"
+    else
+        fail "$mode: $S4 spooled with its record"
+    fi
     exit_is "$mode: the end of the archive: not found" 1 \
         in_mode $mode "$REST" --prefetch 3 --repo "$R2" "${S1:0:16}000000F0" "$X"
     is "$mode: ... and the spool is gone" "" "$(find "$SP" -type f -printf '%P\n' 2>/dev/null)"
