@@ -675,6 +675,23 @@ int cmd_restore(const pitr_opts *o)
             goto out;
         }
     }
+    /* A cluster whose Unix socket lived in its data directory left the socket's lock
+     * file in the backup (the server excludes postmaster.pid, not these). It names the
+     * old postmaster's PID: once that PID is reused by any process, the restored
+     * server refuses to start ("lock file already exists"). Runtime state, not data. */
+    {
+        DIR *d = opendir(pgdata);
+        struct dirent *de;
+        while (d && (de = readdir(d)) != NULL) {
+            size_t l = strlen(de->d_name);
+            if (strncmp(de->d_name, ".s.PGSQL.", 9) != 0 || l < 14 || strcmp(de->d_name + l - 5, ".lock") != 0)
+                continue;
+            if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+                log_info("removed \"%s\", a socket lock file of the backed-up server", de->d_name);
+        }
+        if (d)
+            closedir(d);
+    }
 
     char path[PATH_MAX + 64];
     /* tablespace_map with the (possibly remapped) locations */

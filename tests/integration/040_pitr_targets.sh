@@ -37,9 +37,7 @@ restore_to() {
 # boot NAME: start a restored cluster on its own socket, without archiving, and wait
 # until recovery has ended (promoted).
 boot() {
-    # the source keeps its socket (and the socket's lock file) in its data directory,
-    # so the backup carries that lock file: remove it
-    rm -f "$T/$1"/.s.PGSQL.*
+    # (the source's socket lock file came with the backup; ragsafe-pitr leaves it out)
     pg_set "$1" "unix_socket_directories = '$T/$1'"
     pg_set "$1" "archive_mode = off"
     pg_start "$1" && pg_wait_for "$1" "select pg_is_in_recovery()" f 120
@@ -137,8 +135,11 @@ ok "recovery_target_time has an explicit +00 offset" \
     grep -Eq "^recovery_target_time = '[0-9-]{10} [0-9:.]{15}\+00'" "$auto"
 ok "recovery_target_timeline written" grep -q "^recovery_target_timeline = '1'" "$auto"
 ok "recovery_target_action written" grep -q "^recovery_target_action = 'promote'" "$auto"
-ok "backup_manifest copied for pg_verifybackup" \
-    "$PGBIN/pg_verifybackup" --no-parse-wal -q "$T/r_look"
+ok "the source's socket lock file is in the backup" grep -q '"Path": ".s.PGSQL.5432.lock"' "$T/r_look/backup_manifest"
+ok "... but not restored (a reused PID in it would stop the server from starting)" \
+    test ! -e "$T/r_look/.s.PGSQL.5432.lock"
+ok "backup_manifest copied for pg_verifybackup (the lock file, runtime state, ignored)" \
+    "$PGBIN/pg_verifybackup" --no-parse-wal -q -i .s.PGSQL.5432.lock "$T/r_look"
 rm -rf "${T:?}/r_look"
 
 # --- --start follows recovery and reports where it stopped ---------------------------
