@@ -81,7 +81,7 @@ int bb_verify(const char *repo_location, const char *label)
 
     memset(&bi, 0, sizeof(bi));
     memset(&m, 0, sizeof(m));
-    r = repo_open(repo_location, NULL, 0);
+    r = repo_open_checked(repo_location, NULL, 0, &ret);
     if (!r)
         goto out;
     rr = backupinfo_load(r->st, label, &bi);

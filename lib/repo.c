@@ -128,13 +128,15 @@ repo *repo_open(const char *location, uring *ur, int create)
     return r;
 }
 
-repo *repo_open_checked(const char *location, uring *ur, int create)
+repo *repo_open_checked(const char *location, uring *ur, int create, int *why)
 {
     repo *r = repo_open(location, ur, create);
     int ret = r ? repo_load_info(r) : -1;
 
     if (ret == 0 || ret == RS_NOT_FOUND)
         return r;
+    if (why)
+        *why = ret == RS_MISMATCH ? RS_MISMATCH : -1;
     repo_free(r);
     return NULL;
 }

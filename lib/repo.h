@@ -99,8 +99,9 @@ void repo_cli_release(void);
 repo *repo_open(const char *location, uring *ur, int create);
 /* repo_open, then repo_load_info when repo.json exists (a repository may hold only
  * Milvus snapshots and no repo.json): a missing, wrong or unexpected key is refused
- * here, before anything is read or written. NULL: reported. */
-repo *repo_open_checked(const char *location, uring *ur, int create);
+ * here, before anything is read or written. NULL: reported, and *why (may be NULL)
+ * set to RS_MISMATCH for a key that does not fit, -1 otherwise. */
+repo *repo_open_checked(const char *location, uring *ur, int create, int *why);
 void repo_free(repo *r);
 
 /* Read repo.json into r->info. RS_NOT_FOUND when absent; -1 (reported) when it

@@ -78,14 +78,14 @@ static void mv_free_all(mv_snapshot *s, size_t n)
 
 int mv_list_cmd(const mv_opts *o)
 {
-    repo *rp = repo_open_checked(o->repo, NULL, 0);
+    int ret = -1;
+    repo *rp = repo_open_checked(o->repo, NULL, 0, &ret);
     mv_snapshot *s = NULL;
     size_t n = 0;
     json_t *arr = NULL;
-    int ret = -1;
 
     if (rp == NULL)
-        return -1;
+        return ret;
     if (mv_load_all(rp->st, &s, &n, 0, NULL) != 0)
         goto out;
     if (o->json) {
@@ -179,7 +179,7 @@ int mv_expire_cmd(const mv_opts *o)
     uint64_t removed = 0, freed = 0;
     int ret = -1, r;
 
-    rp = repo_open_checked(o->repo, NULL, 0);
+    rp = repo_open_checked(o->repo, NULL, 0, &ret);
     if (rp == NULL)
         goto out;
     r = storage_lock_take(rp->st, MV_LOCK_NAME, 1, 0, &lk);
@@ -352,7 +352,7 @@ int mv_verify_cmd(const mv_opts *o)
     memset(&one, 0, sizeof(one));
     pthread_mutex_init(&j.mu, NULL);
     mv_signals_install();
-    rp = repo_open_checked(o->repo, NULL, 0);
+    rp = repo_open_checked(o->repo, NULL, 0, &ret);
     if (rp == NULL)
         goto out;
     r = storage_lock_take(rp->st, MV_LOCK_NAME, 0, 0, &lk);

@@ -371,7 +371,7 @@ int mv_restore_cmd(const mv_opts *o)
         gmtime_r(&now, &tm);
         strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
     }
-    rp = repo_open_checked(o->repo, NULL, 0);
+    rp = repo_open_checked(o->repo, NULL, 0, &ret);
     if (rp == NULL)
         goto out;
     r = storage_lock_take(rp->st, MV_LOCK_NAME, 0, 0, &lk);

@@ -600,8 +600,13 @@ int cmd_plan(const pitr_opts *o)
     plan p;
     int ret = EXIT_FAIL;
 
-    if (inventory_load(&inv, o->repo) != 0)
-        goto out;
+    {
+        int lr = inventory_load(&inv, o->repo);
+        if (lr != 0) {
+            ret = lr == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL; /* e.g. a key that does not fit */
+            goto out;
+        }
+    }
     int r = plan_make(&inv, o, &p);
     if (r == RS_MISMATCH) {
         ret = EXIT_INTEGRITY;

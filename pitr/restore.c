@@ -452,8 +452,13 @@ int cmd_restore(const pitr_opts *o)
 
     memset(&stats, 0, sizeof(stats));
     memset(&m, 0, sizeof(m));
-    if (inventory_load(&inv, o->repo) != 0)
-        goto out;
+    {
+        int lr = inventory_load(&inv, o->repo);
+        if (lr != 0) {
+            ret = lr == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL; /* e.g. a key that does not fit */
+            goto out;
+        }
+    }
     r = plan_make(&inv, o, &p);
     if (r == RS_MISMATCH) {
         ret = EXIT_INTEGRITY;

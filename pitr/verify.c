@@ -220,8 +220,13 @@ int cmd_verify(const pitr_opts *o)
     int ret = EXIT_FAIL;
 
     memset(&v, 0, sizeof(v));
-    if (inventory_load(&inv, o->repo) != 0)
-        goto out;
+    {
+        int lr = inventory_load(&inv, o->repo);
+        if (lr != 0) {
+            ret = lr == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL; /* e.g. a key that does not fit */
+            goto out;
+        }
+    }
     for (size_t i = 0; i < inv.nsegs; i++)
         verify_object(&inv, inv.segs[i].key, &v);
     for (size_t i = 0; i < inv.nothers; i++)

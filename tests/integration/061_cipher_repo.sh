@@ -50,7 +50,7 @@ n_plain=$(find "$R/wal" -type f -name '*.zst' | while read -r f; do head -c 4 "$
 is "every archived WAL object is sealed" 0 "$n_plain"
 exit_is "--verify with the key: exit 0" 0 "$BB" --repo "$R" --cipher-key-file "$KEY" --verify "$label"
 "$BB" --repo "$R" --cipher-key-file "$T/wrong" --verify "$label" 2>"$T/v.err"
-ok "--verify with another key fails (exit $?)" [ "$?" -ne 0 ]
+is "--verify with another key: exit 3" 3 "$?"
 ok "... says wrong key" grep -q "wrong key" "$T/v.err"
 
 sleep 1.1
@@ -64,7 +64,7 @@ pg_sql src "select pg_switch_wal()" >/dev/null
 pg_wait_for src "select last_archived_wal >= '$seg' from pg_stat_archiver" t 60 || fail "archived up to $seg"
 
 "$PITR" info --repo "$R" >"$T/info.out" 2>"$T/info.err"
-ok "pitr info without the key fails (exit $?)" [ "$?" -ne 0 ]
+is "pitr info without the key: exit 3" 3 "$?"
 ok "... says the repository is encrypted" grep -q "is encrypted and no key was given" "$T/info.err"
 exit_is "pitr info with the key: exit 0" 0 "$PITR" info --repo "$R" --cipher-key-file "$KEY"
 RAGSAFE_CIPHER_KEY_FILE=$KEY "$PITR" plan --repo "$R" --target-time "$M1" >"$T/plan.out" 2>&1
@@ -112,7 +112,7 @@ V=$T/vol
 python3 "$FAKE" gen "$V" --mb 6 --seed 11
 VOLS=(--volume "etcd=$V/etcd" --volume "minio=$V/minio" --volume "milvus=$V/milvus")
 "$MV" snapshot --repo "$R" "${VOLS[@]}" --assume-stopped --label m1 >/dev/null 2>"$T/m0.err"
-ok "milvus snapshot without the key fails (exit $?)" [ "$?" -ne 0 ]
+is "milvus snapshot without the key: exit 3" 3 "$?"
 ok "... says the repository is encrypted" grep -q "is encrypted and no key was given" "$T/m0.err"
 ok "... no objects written" [ ! -e "$R/milvus" ]
 exit_is "milvus snapshot with the key: exit 0" 0 \
@@ -131,7 +131,7 @@ is "... stores no new object (deduplicated by keyed address)" "${#OBJS[@]}" \
     "$(find "$R/milvus/objects" -type f -name '*.zst' | wc -l)"
 exit_is "milvus verify with the key: exit 0" 0 "$MV" verify --repo "$R" --cipher-key-file "$KEY"
 "$MV" verify --repo "$R" --cipher-key-file "$T/wrong" >/dev/null 2>"$T/mv.err"
-ok "milvus verify with another key fails (exit $?)" [ "$?" -ne 0 ]
+is "milvus verify with another key: exit 3" 3 "$?"
 ok "... says wrong key" grep -q "wrong key" "$T/mv.err"
 exit_is "milvus restore with the key: exit 0" 0 \
     "$MV" restore m1 --repo "$R" --cipher-key-file "$KEY" --volume "etcd=$T/f/etcd" \
