@@ -6,7 +6,8 @@
  * asked for segment N, ragsafe-restore also fetches N+1 .. N+K of the same timeline
  * with up to PREFETCH_THREADS threads while the main thread fetches N, each into
  * pg_wal/ragsafe-prefetch/<name> (a temp name first, renamed only once the object's
- * SHA-256 and the segment's system identifier have been checked). When recovery then
+ * SHA-256 and the segment's system identifier have been checked; <name>.sum records
+ * the digest and the file's identity: boot id, inode, size, mtime). When recovery then
  * asks for one of them, prefetch_take renames the spooled file onto %p and the call
  * returns 0 at once. A file that is not in the repository is simply not spooled (the
  * real call answers "not found"); spooled files older than the segment asked for are
