@@ -26,7 +26,7 @@
 #include "repo.h"
 
 #define PREFETCH_DEFAULT 8  /* segments: 128 MiB of spool at most, pgBackRest's queue default */
-#define PREFETCH_THREADS 4
+#define PREFETCH_THREADS 8
 #define PREFETCH_DIR "ragsafe-prefetch"
 
 /* main.c: a restored segment must come from the repository's cluster. 0 | -1 reported. */
