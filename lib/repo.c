@@ -113,6 +113,101 @@ static int check_key(repo *r)
     return 0;
 }
 
+/*
+ * A repository without repo.json (only Milvus snapshots so far) records its encryption
+ * in the plain root object cipher.json, {"cipher": "aes-256-gcm", "key_check": HEX},
+ * written by the first sealed writer; repo.json, once created, carries the same record.
+ * Either way a repository is sealed or plain from its first object on.
+ */
+#define CIPHER_INFO_KEY "cipher.json"
+
+static int any_object(void *arg, const char *key, int64_t size, int64_t mtime)
+{
+    (void)arg;
+    (void)key;
+    (void)size;
+    (void)mtime;
+    return 1;
+}
+
+/* has_objects -- 1 when anything is stored below the root, 0 when not, -1 (reported). */
+static int has_objects(repo *r)
+{
+    static const char *const prefixes[] = {"milvus/", "wal/", "backups/", "files/"};
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        int n = storage_list(r->st, prefixes[i], any_object, NULL);
+        if (n != 0)
+            return n < 0 ? -1 : 1;
+    }
+    return 0;
+}
+
+/* cipher_record -- the encryption record of a repository without repo.json into
+ * r->info (encrypted, key_check). 0 | RS_NOT_FOUND | -1 (reported). */
+static int cipher_record(repo *r)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    json_error_t jerr;
+    json_t *root;
+    const char *c, *kc;
+    int ret = storage_get(r->st, CIPHER_INFO_KEY, 4096, &buf, &len);
+
+    if (ret != 0)
+        return ret;
+    root = json_loadb(buf, len, 0, &jerr);
+    free(buf);
+    c = root ? json_string_value(json_object_get(root, "cipher")) : NULL;
+    kc = root ? json_string_value(json_object_get(root, "key_check")) : NULL;
+    if (!c || strcmp(c, "aes-256-gcm") != 0 || !kc || sha256_from_hex(kc, r->info.key_check) != 0)
+        ret = log_error("could not parse \"%s/%s\"", storage_location(r->st), CIPHER_INFO_KEY);
+    else
+        r->info.encrypted = 1;
+    json_decref(root);
+    return ret;
+}
+
+/* check_unpinned -- the key against a repository that has no repo.json: its
+ * cipher.json if any, else what is stored (a key for a repository holding plain
+ * objects is refused). create: a sealed writer's first write records cipher.json. */
+static int check_unpinned(repo *r, int create)
+{
+    const cipher_key *k = storage_cipher(r->st);
+    int ret = cipher_record(r);
+
+    if (ret == 0)
+        return check_key(r);
+    if (ret != RS_NOT_FOUND)
+        return -1;
+    if (!k)
+        return 0; /* plain; a later sealed writer sees these objects and refuses */
+    ret = has_objects(r);
+    if (ret < 0)
+        return -1;
+    if (ret > 0)
+        return check_key(r); /* objects, no record: plain, and a key was given */
+    if (!create)
+        return 0;
+    {
+        uint8_t kc[32];
+        char hex[65], text[160];
+        if (key_check_of(k, kc) != 0)
+            return -1;
+        sha256_to_hex(kc, hex);
+        snprintf(text, sizeof(text), "{\"cipher\": \"aes-256-gcm\", \"key_check\": \"%s\"}\n", hex);
+        ret = storage_put(r->st, CIPHER_INFO_KEY, text, strlen(text), 1);
+        if (ret < 0)
+            return -1;
+        if (ret == RS_EXISTS) { /* a concurrent first writer: its record decides */
+            if (cipher_record(r) != 0)
+                return -1;
+            return check_key(r);
+        }
+    }
+    r->info.encrypted = 1;
+    return 0;
+}
+
 repo *repo_open(const char *location, uring *ur, int create)
 {
     repo *r = calloc(1, sizeof(*r));
@@ -133,7 +228,9 @@ repo *repo_open_checked(const char *location, uring *ur, int create, int *why)
     repo *r = repo_open(location, ur, create);
     int ret = r ? repo_load_info(r) : -1;
 
-    if (ret == 0 || ret == RS_NOT_FOUND)
+    if (ret == RS_NOT_FOUND)
+        ret = check_unpinned(r, create);
+    if (ret == 0)
         return r;
     if (why)
         *why = ret == RS_MISMATCH ? RS_MISMATCH : -1;
@@ -267,6 +364,10 @@ int repo_pin(repo *r, const repo_info *want)
     if (!want->sysid || !want->seg_size)
         return log_error("repository \"%s\" has no repo.json yet and nothing to create it from",
                          storage_location(r->st));
+    /* Milvus snapshots may be there already: repo.json must say what they are */
+    ret = check_unpinned(r, 0);
+    if (ret != 0)
+        return ret;
     snprintf(sysid, sizeof(sysid), "%" PRIu64, want->sysid);
     repo_format_time(created, sizeof(created), time(NULL));
     root = json_pack("{s:i, s:s, s:i, s:i, s:i, s:s, s:s}", "format", REPO_FORMAT,

@@ -3,6 +3,7 @@
  *
  * Layout (keys in the storage):
  *     repo.json                                   this module
+ *     cipher.json                                 encryption record without repo.json
  *     wal/<first 16 hex of name>/<segment>.zst    segments, .partial and .backup files
  *     wal/<TTTTTTTT>.history.zst                  timeline history, never overwritten
  *     backups/<label>/ and backups/<label>.partial/   ragsafe-basebackup

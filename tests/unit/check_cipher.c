@@ -361,6 +361,60 @@ START_TEST(test_repo_key_check)
 }
 END_TEST
 
+/* A repository without repo.json (Milvus snapshots only) records its encryption in
+ * cipher.json: later writers with no key or another key are refused, a key for one
+ * holding plain objects is refused, and repo.json created later must agree. */
+START_TEST(test_unpinned_key_check)
+{
+    cipher_key *k = key_of(7), *other = key_of(8);
+    repo_info want = {.sysid = 7312345678901234567ULL, .seg_size = 16 << 20};
+    int why = 0;
+    repo *r;
+
+    /* the first sealed writer records cipher.json */
+    storage_set_default_cipher(k);
+    r = repo_open_checked(tu_path("m"), NULL, 1, &why);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(storage_put(r->st, "milvus/snapshots/a.json.zst", "x", 1, 1), 0);
+    repo_free(r);
+    ck_assert(tu_exists(tu_path("m/cipher.json")));
+    /* no key, another key: refused */
+    storage_set_default_cipher(NULL);
+    ck_assert_ptr_null(repo_open_checked(tu_path("m"), NULL, 1, &why));
+    ck_assert_int_eq(why, RS_MISMATCH);
+    storage_set_default_cipher(other);
+    ck_assert_ptr_null(repo_open_checked(tu_path("m"), NULL, 0, &why));
+    ck_assert_int_eq(why, RS_MISMATCH);
+    /* repo.json created later: without the key refused, with it recorded */
+    storage_set_default_cipher(NULL);
+    r = repo_open(tu_path("m"), NULL, 0);
+    ck_assert_int_eq(repo_pin(r, &want), RS_MISMATCH);
+    repo_free(r);
+    ck_assert(!tu_exists(tu_path("m/repo.json")));
+    storage_set_default_cipher(k);
+    r = repo_open(tu_path("m"), NULL, 0);
+    ck_assert_int_eq(repo_pin(r, &want), 0);
+    repo_free(r);
+    size_t n = 0;
+    char *text = tu_read_file(tu_path("m/repo.json"), &n);
+    ck_assert_ptr_nonnull(strstr(text, "aes-256-gcm"));
+    free(text);
+    /* plain objects, then a key: refused, nothing recorded */
+    storage_set_default_cipher(NULL);
+    r = repo_open_checked(tu_path("p"), NULL, 1, &why);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(storage_put(r->st, "milvus/objects/ab/x.zst", "x", 1, 1), 0);
+    repo_free(r);
+    storage_set_default_cipher(k);
+    ck_assert_ptr_null(repo_open_checked(tu_path("p"), NULL, 1, &why));
+    ck_assert_int_eq(why, RS_MISMATCH);
+    ck_assert(!tu_exists(tu_path("p/cipher.json")));
+    storage_set_default_cipher(NULL);
+    cipher_key_free(k);
+    cipher_key_free(other);
+}
+END_TEST
+
 /* CAS in a sealed storage: addressed by the keyed digest (names reveal nothing,
  * identical content still stored once), read back by digest, checked by address,
  * swept by digest; batch writes are sealed too. */
@@ -436,6 +490,7 @@ static Suite *cipher_suite(void)
     tcase_add_test(tc, test_key_file);
     tcase_add_test(tc, test_sealed_storage);
     tcase_add_test(tc, test_repo_key_check);
+    tcase_add_test(tc, test_unpinned_key_check);
     tcase_add_test(tc, test_sealed_cas);
     suite_add_tcase(s, tc);
     return s;
