@@ -21,13 +21,6 @@ pg_set src "archive_mode = on"
 pg_set src "archive_command = '$RAGSAFE_BIN/ragsafe-archive --repo $REPO %p %f'"
 pg_start src || exit 1
 
-# switch_wal: close the current segment and wait until it is archived.
-switch_wal() {
-    local seg
-    seg=$(pg_sql src "select pg_walfile_name(pg_current_wal_insert_lsn())")
-    pg_sql src "select pg_switch_wal()" >/dev/null
-    pg_wait_for src "select last_archived_wal >= '$seg' from pg_stat_archiver" t 60
-}
 state() { pg_sql "$1" "select count(*) || ':' || coalesce(sum(id), 0) from t"; }
 # restore_to NAME ARGS...: ragsafe-pitr restore into $T/NAME.
 restore_to() {
@@ -85,7 +78,7 @@ C_LSN=$(state src)
 sleep 1.1
 pg_sql src "insert into t values (6000, 'last')"
 C_LAST=$(state src)
-switch_wal || exit 1
+switch_wal src || exit 1
 
 # --- plan ----------------------------------------------------------------------------
 "$PITR" plan --repo "$REPO" --target-time "${M[2]}" >"$T/plan.out" 2>"$T/plan.err"

@@ -23,12 +23,6 @@ pg_set src "archive_mode = on"
 pg_set src "archive_command = '$RAGSAFE_BIN/ragsafe-archive --repo $REPO %p %f'"
 pg_start src || exit 1
 
-switch_wal() {
-    local seg
-    seg=$(pg_sql "$1" "select pg_walfile_name(pg_current_wal_insert_lsn())")
-    pg_sql "$1" "select pg_switch_wal()" >/dev/null
-    pg_wait_for "$1" "select last_archived_wal >= '$seg' from pg_stat_archiver" t 60
-}
 state() { pg_sql "$1" "select (select count(*) || ':' || coalesce(sum(id), 0) from t) || '/' || (select count(*) from tt)"; }
 TSOID=
 # restore_to NAME ARGS...: restore into $T/NAME, the tablespace into $T/NAME_ts.

@@ -24,12 +24,6 @@ pg_set src "archive_mode = on"
 pg_set src "archive_command = '$RAGSAFE_BIN/ragsafe-archive --repo $REPO %p %f'"
 pg_start src || exit 1
 
-switch_wal() {
-    local seg
-    seg=$(pg_sql src "select pg_walfile_name(pg_current_wal_insert_lsn())")
-    pg_sql src "select pg_switch_wal()" >/dev/null
-    pg_wait_for src "select last_archived_wal >= '$seg' from pg_stat_archiver" t 60
-}
 state() { pg_sql "$1" "select count(*) || ':' || coalesce(sum(id), 0) from t"; }
 
 pg_sql src "create table t (id int primary key, v text)" || exit 1
@@ -62,7 +56,7 @@ C1=$(state src)
 sleep 1.1
 pg_sql src "insert into t select g, 'm2' from generate_series(2000, 2009) g"
 C2=$(state src)
-switch_wal || exit 1
+switch_wal src || exit 1
 
 "$PITR" info --repo "$REPO" >"$T/info.out" 2>"$T/info.err"
 is "pitr info exits 0" 0 "$?"
@@ -104,7 +98,7 @@ is "a second base backup into S3 exits 0" 0 "$?"
 ok "... it removed the leftover folder" [ ! -e "$OBJ/backups/zombie/base.tar.zst._S3rver_object" ]
 ok "... and kept the first backup" [ -s "$OBJ/backups/$backup/backup.json._S3rver_object" ]
 pg_sql src "insert into t values (3001, 'after b2')" # so that the switch has a segment to close
-switch_wal || exit 1
+switch_wal src || exit 1
 # a window of 1 s that opens after b2's end: b2 restores all of it, the first goes
 sleep 2
 args=(--repo "$REPO" --keep-window 1s --keep-backups 1s --min-backups 1)

@@ -59,9 +59,7 @@ M1=$(pg_sql src "select clock_timestamp()")
 C1=$(state src)
 sleep 1.1
 pg_sql src "insert into t select g, 'm2' from generate_series(2000, 2009) g"
-seg=$(pg_sql src "select pg_walfile_name(pg_current_wal_insert_lsn())")
-pg_sql src "select pg_switch_wal()" >/dev/null
-pg_wait_for src "select last_archived_wal >= '$seg' from pg_stat_archiver" t 60 || fail "archived up to $seg"
+switch_wal src || fail "the last segment archived"
 
 "$PITR" info --repo "$R" >"$T/info.out" 2>"$T/info.err"
 is "pitr info without the key: exit 3" 3 "$?"

@@ -6,6 +6,7 @@
 #     pg_set NAME "key = value"   append to postgresql.conf
 #     pg_start NAME / pg_stop NAME
 #     pg_sql NAME "SQL"           psql -XAtq as postgres over the cluster's Unix socket
+#     switch_wal NAME             pg_switch_wal() and wait until that segment is archived
 #     as_pg CMD...                run as the postgres user
 #     ok "name" CMD...            pass when CMD exits 0
 #     not_ok_expected / is "name" EXPECTED ACTUAL / exit_is "name" STATUS CMD...
@@ -119,6 +120,15 @@ exit_is() {
 t_done() {
     echo "$T_NAME: $T_PASS passed, $T_FAIL failed"
     [ "$T_FAIL" -eq 0 ]
+}
+
+# switch_wal NAME: close the current WAL segment and wait (60 s at most) until the
+# archiver has archived it.
+switch_wal() {
+    local seg
+    seg=$(pg_sql "$1" "select pg_walfile_name(pg_current_wal_insert_lsn())")
+    pg_sql "$1" "select pg_switch_wal()" >/dev/null
+    pg_wait_for "$1" "select last_archived_wal >= '$seg' from pg_stat_archiver" t 60
 }
 
 # s3_start BUCKET: a local s3rver (npm; installed into /var/tmp/ragsafe-s3rver when
