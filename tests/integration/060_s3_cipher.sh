@@ -6,7 +6,7 @@
 # garbage, never 1); repo.json records the encryption, so a missing or wrong key is
 # told at once and a repository never mixes sealed and plain objects; the duplicate
 # check works on the encrypted trailer alone; the look-ahead and the prefetch carry
-# the key.
+# the key; an encrypted base backup (multipart) in S3 and a PITR restore from it.
 source "$(dirname "$0")/lib.sh"
 t_init
 
@@ -117,6 +117,43 @@ exit_is "s3: restore with prefetch and a key: exit 0" 0 \
     bash -c "cd '$D/rd' && runuser -u postgres -- '$REST' --repo '$REPO' --cipher-key-file '$T/key' --prefetch 2 $first pg_wal/RECOVERYXLOG"
 ok "s3: ... identical bytes" cmp -s "$D/rd/pg_wal/RECOVERYXLOG" "$T/segs/$first"
 ok "s3: ... the next segments were decrypted into the spool" cmp -s "$D/rd/pg_wal/ragsafe-prefetch/${SEGS[2]}" "$T/segs/${SEGS[2]}"
+
+# S3: an encrypted base backup (multipart: incompressible rows past the 5 MiB part size)
+# and a point-in-time restore from it, the restore_command carrying endpoint and key file
+REPO=s3://$BUCKET/encbb
+OBJ=$T/s3/$BUCKET/encbb
+export RAGSAFE_S3_PART_SIZE=5242880
+pg_init b || exit 1
+pg_set b "archive_mode = on"
+pg_set b "archive_command = '$ARCH --repo $REPO --cipher-key-file $T/key %p %f'"
+pg_start b || exit 1
+pg_sql b "create table blob as select g, (select string_agg(md5(random()::text || g || s), '') from generate_series(1, 40) s) v from generate_series(1, 8000) g"
+label=$(as_pg env "RAGSAFE_S3_ENDPOINT=$RAGSAFE_S3_ENDPOINT" "$RAGSAFE_BIN/ragsafe-basebackup" \
+    -d "$(pg_conn b)" --repo "$REPO" --cipher-key-file "$T/key" -c fast 2>"$T/bb.err")
+is "s3: encrypted base backup: exit 0" 0 "$?"
+[ -n "$label" ] || cat "$T/bb.err"
+ok "s3: ... base.tar.zst is cipher frames" bash -c "head -c 4 '$OBJ/backups/$label/base.tar.zst._S3rver_object' | grep -q RGSE"
+ok "s3: ... larger than one 5 MiB part, so sent as a multipart upload" bash -c "[ \$(stat -c %s '$OBJ/backups/$label/base.tar.zst._S3rver_object') -gt 5242880 ]"
+exit_is "s3: ... --verify with the key: exit 0" 0 \
+    "$RAGSAFE_BIN/ragsafe-basebackup" --repo "$REPO" --cipher-key-file "$T/key" --verify "$label"
+pg_sql b "create table after_backup as select 1 as x"
+want=$(pg_sql b "select count(*) from blob")
+switch_wal b || fail "s3: the last segment archived"
+pg_stop b
+"$RAGSAFE_BIN/ragsafe-pitr" restore --repo "$REPO" --cipher-key-file "$T/key" --pgdata "$T/rb" \
+    --target-latest --owner postgres >"$T/rb.out" 2>"$T/rb.err"
+is "s3: pitr restore from the encrypted bucket: exit 0" 0 "$?"
+ok "s3: ... restore_command names the endpoint and the key file" \
+    grep -q "restore_command = .*--s3-endpoint .*--cipher-key-file .*$T/key" "$T/rb/postgresql.auto.conf"
+pg_set rb "unix_socket_directories = '$T/rb'"
+pg_set rb "archive_mode = off"
+if pg_start rb && pg_wait_for rb "select pg_is_in_recovery()" f 120; then
+    is "s3: ... the restored server has every row" "$want" "$(pg_sql rb 'select count(*) from blob')"
+    is "s3: ... and what was written after the backup" "1" "$(pg_sql rb 'select count(*) from after_backup')"
+else
+    fail "s3: the restored server recovers from the encrypted bucket"; tail -20 "$T/rb.log"
+fi
+pg_stop rb >/dev/null 2>&1
 
 kill "$S3PID"; wait "$S3PID" 2>/dev/null
 t_done
