@@ -46,7 +46,11 @@ static int check_stored(storage *st, const char *key, const backup_file *f)
             goto out;
         total += (uint64_t)n;
     }
-    if (n < 0 || sha256_final(&h, got) != 0)
+    if (n < 0) {
+        ret = storage_read_mismatch(rd) ? RS_MISMATCH : -1;
+        goto out;
+    }
+    if (sha256_final(&h, got) != 0)
         goto out;
     if (total != f->stored_bytes) {
         log_error("size mismatch for \"%s\": %" PRIu64 " bytes stored, backup.json says %" PRIu64, key,
@@ -120,6 +124,10 @@ int bb_verify(const char *repo_location, const char *label)
             }
         } else if (strcmp(f->name, "backup_manifest") == 0) {
             rr = storage_get(r->st, key, 1u << 30, &buf, &len);
+            if (rr == RS_MISMATCH) {
+                bad++;
+                continue;
+            }
             if (rr != 0)
                 goto out;
             if (manifest_parse(buf, len, &m) != 0)

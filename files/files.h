@@ -4,10 +4,11 @@
  * Storage, in the repository:
  *     files/objects/<ab>/<address>.zst   one object per distinct content (lib/cas.h names)
  *     files/snapshots/<label>.json       the snapshot manifest
- * Every object is a zst object (zst.h) sealed in AES-256-GCM frames (cipher.h), the
- * frames' name being the storage key. The manifest (it names the files) is sealed the
- * same way. An object's address is HMAC-SHA256 (cipher_keyed_digest, a subkey of the
- * key file) of the SHA-256 of its plaintext: identical contents deduplicate, while
+ * The storage is sealed with the key file (storage_set_cipher, storage.h): every object
+ * is a zst object (zst.h) in AES-256-GCM frames (cipher.h) bound to its storage key, and
+ * so is the manifest (it names the files). An object's address is cas_addr: the
+ * HMAC-SHA256 (cipher_keyed_digest, a subkey of the key file) of the SHA-256 of its
+ * plaintext: identical contents deduplicate, while
  * nobody without the key can test a guess of a file's content against the names.
  *
  * Results: 0; -1 reported; RS_NOT_FOUND (no such snapshot, reported); RS_MISMATCH

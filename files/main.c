@@ -244,6 +244,7 @@ int main(int argc, char **argv)
     x.st = storage_open(repo, NULL, strcmp(cmd, "snapshot") == 0);
     if (!x.st)
         goto out;
+    storage_set_cipher(x.st, x.k); /* everything ragsafe-files stores is sealed */
     x.c = cas_new(x.st, FILES_OBJECTS, NULL);
     if (!x.c)
         goto out;

@@ -92,34 +92,6 @@ static void snapshot_key(char *out, size_t len, const char *label)
     snprintf(out, len, "%s/%s.json", FILES_SNAPSHOTS, label);
 }
 
-struct membuf {
-    char *p;
-    size_t len, cap;
-};
-
-/* membuf_sink -- a cipher sink that appends to a growing NUL-terminated buffer */
-static int membuf_sink(void *arg, const void *buf, size_t len)
-{
-    struct membuf *b = arg;
-
-    if (b->len + len + 1 > FILES_MANIFEST_MAX)
-        return log_error("manifest larger than %u bytes", FILES_MANIFEST_MAX);
-    if (b->len + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + len + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return log_error("out of memory");
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, buf, len);
-    b->len += len;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
 /* entry_json -- one entry as a JSON object, NULL when out of memory */
 static json_t *entry_json(const files_entry *e)
 {
@@ -154,8 +126,6 @@ int files_manifest_save(files_ctx *x, const files_manifest *m)
 {
     json_t *root = NULL, *arr = NULL;
     char *text = NULL, key[256];
-    struct membuf b = {NULL, 0, 0};
-    cipher_enc *e = NULL;
     int ret = -1;
 
     snapshot_key(key, sizeof(key), m->label);
@@ -173,24 +143,21 @@ int files_manifest_save(files_ctx *x, const files_manifest *m)
     text = json_dumps(root, JSON_COMPACT);
     if (!text)
         goto oom;
-    e = cipher_enc_new(x->k, key, membuf_sink, &b);
-    if (!e)
+    if (strlen(text) + 1 > FILES_MANIFEST_MAX) {
+        log_error("manifest larger than %u bytes", FILES_MANIFEST_MAX);
         goto out;
-    if (cipher_enc_write(e, text, strlen(text)) != 0 || cipher_enc_finish(e) != 0)
-        goto out;
-    ret = storage_put(x->st, key, b.p, b.len, 1);
+    }
+    ret = storage_put(x->st, key, text, strlen(text), 1); /* sealed by the storage */
     if (ret == RS_EXISTS)
         log_error("could not store snapshot \"%s\": a snapshot of that label exists", m->label);
     goto out;
 oom:
     log_error("out of memory");
 out:
-    cipher_enc_free(e);
     if (text) {
         explicit_bzero(text, strlen(text));
         free(text);
     }
-    free(b.p);
     json_decref(root);
     return ret;
 }
@@ -236,10 +203,8 @@ static int entry_parse(json_t *o, files_entry *e)
  */
 int files_manifest_load(files_ctx *x, const char *label, files_manifest *m)
 {
-    char key[256], *ct = NULL;
-    size_t ctlen = 0;
-    struct membuf b = {NULL, 0, 0};
-    cipher_dec *d = NULL;
+    char key[256], *text = NULL;
+    size_t len = 0;
     json_t *root = NULL, *arr, *o;
     json_error_t jerr;
     const char *lbl, *created, *base;
@@ -253,24 +218,16 @@ int files_manifest_load(files_ctx *x, const char *label, files_manifest *m)
         return -1;
     }
     snapshot_key(key, sizeof(key), label);
-    ret = storage_get(x->st, key, FILES_MANIFEST_MAX, &ct, &ctlen);
+    /* sealed: a wrong key, a tampered, truncated or swapped manifest is RS_MISMATCH */
+    ret = storage_get(x->st, key, FILES_MANIFEST_MAX, &text, &len);
     if (ret == RS_NOT_FOUND) {
         log_error("could not find snapshot \"%s\" in \"%s\"", label, storage_location(x->st));
         goto out;
     }
     if (ret != 0)
         goto out;
-    ret = -1;
-    d = cipher_dec_new(x->k, key, membuf_sink, &b);
-    if (!d)
-        goto out;
-    ret = cipher_dec_write(d, ct, ctlen);
-    if (ret == 0)
-        ret = cipher_dec_finish(d);
-    if (ret != 0)
-        goto out;
     ret = RS_MISMATCH;
-    root = json_loadb(b.p ? b.p : "", b.len, 0, &jerr);
+    root = json_loadb(text, len, 0, &jerr);
     if (!root || json_unpack(root, "{s:I, s:s, s:s, s:I, s:s, s:o}", "format", &fmt, "label", &lbl,
                              "created", &created, "created_t", &created_t, "base", &base,
                              "files", &arr) != 0
@@ -301,13 +258,11 @@ int files_manifest_load(files_ctx *x, const char *label, files_manifest *m)
 out:
     if (ret != 0)
         files_manifest_release(m);
-    cipher_dec_free(d);
     json_decref(root);
-    if (b.p) {
-        explicit_bzero(b.p, b.len);
-        free(b.p);
+    if (text) {
+        explicit_bzero(text, len);
+        free(text);
     }
-    free(ct);
     return ret;
 }
 

@@ -61,15 +61,15 @@ static int store_file(files_ctx *x, const char *path, files_entry *e, struct sna
         }
         entry_from_stat(e, &sb);
         if (cas_hash_fd(fd, path, sha, &e->size) != 0
-            || cipher_keyed_digest(x->k, sha, sizeof(sha), e->addr) != 0
-            || cas_key(x->c, e->addr, key, sizeof(key)) != 0)
+            || cas_addr(x->c, sha, e->addr) != 0
+            || cas_addr_key(x->c, e->addr, key, sizeof(key)) != 0)
             goto out;
         ret = storage_stat(x->st, key, NULL, NULL);
         if (ret == 0)
             break; /* deduplicated */
         if (ret != RS_NOT_FOUND)
             goto out;
-        ret = cipher_object_put_fd(x->st, key, fd, path, NULL, 1, &meta, x->k);
+        ret = object_put_fd(x->st, key, fd, path, NULL, 1, &meta);
         if (ret == RS_EXISTS) {
             ret = 0;
             break;

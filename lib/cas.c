@@ -108,33 +108,6 @@ int cas_key(const cas *c, const uint8_t digest[SHA256_LEN], char *out, size_t ou
     return cas_addr_key(c, addr, out, outlen);
 }
 
-int cas_check_addr(cas *c, const uint8_t addr[SHA256_LEN], uint64_t *size)
-{
-    char key[512];
-    uint8_t back[SHA256_LEN];
-    zst_meta meta;
-    int r;
-
-    if (cas_addr_key(c, addr, key, sizeof(key)) != 0)
-        return log_error("object store prefix \"%s\" too long", c->prefix);
-    r = object_get_fd(c->st, key, -1, &meta);
-    if (r == RS_MISMATCH) {
-        log_detail("object \"%s\" is corrupt", key);
-        return RS_MISMATCH;
-    }
-    if (r != 0)
-        return r;
-    if (cas_addr(c, meta.sha256, back) != 0)
-        return -1;
-    if (memcmp(back, addr, SHA256_LEN) != 0) {
-        log_error("object \"%s\" holds content that belongs under another name", key);
-        return RS_MISMATCH;
-    }
-    if (size != NULL)
-        *size = meta.raw_size;
-    return 0;
-}
-
 int cas_digest_from_key(const cas *c, const char *key, uint8_t digest[SHA256_LEN])
 {
     const char *p;
@@ -269,13 +242,14 @@ int cas_put_buf(cas *c, const void *buf, size_t len, const char *name,
     return put_result(c, key, r, &meta, digest, name, stored_size);
 }
 
-int cas_get_fd(cas *c, const uint8_t digest[SHA256_LEN], int fd, uint64_t *size)
+int cas_get_addr_fd(cas *c, const uint8_t addr[SHA256_LEN], int fd, uint64_t *size)
 {
     char key[512];
+    uint8_t back[SHA256_LEN];
     zst_meta meta;
     int r;
 
-    if (cas_key(c, digest, key, sizeof(key)) != 0)
+    if (cas_addr_key(c, addr, key, sizeof(key)) != 0)
         return log_error("object store prefix \"%s\" too long", c->prefix);
     r = object_get_fd(c->st, key, fd, &meta);
     if (r == RS_MISMATCH) {
@@ -284,15 +258,27 @@ int cas_get_fd(cas *c, const uint8_t digest[SHA256_LEN], int fd, uint64_t *size)
     }
     if (r != 0)
         return r;
-    if (memcmp(meta.sha256, digest, SHA256_LEN) != 0) {
+    if (cas_addr(c, meta.sha256, back) != 0)
+        return -1;
+    if (memcmp(back, addr, SHA256_LEN) != 0) {
         char hex[SHA256_HEX_LEN + 1];
         sha256_to_hex(meta.sha256, hex);
-        log_error("object \"%s\" holds content with SHA-256 %s", key, hex);
+        log_error("object \"%s\" holds content with SHA-256 %s, which belongs under another name",
+                  key, hex);
         return RS_MISMATCH;
     }
     if (size != NULL)
         *size = meta.raw_size;
     return 0;
+}
+
+int cas_get_fd(cas *c, const uint8_t digest[SHA256_LEN], int fd, uint64_t *size)
+{
+    uint8_t addr[SHA256_LEN];
+
+    if (cas_addr(c, digest, addr) != 0)
+        return -1;
+    return cas_get_addr_fd(c, addr, fd, size);
 }
 
 typedef struct cas_list_ctx {
@@ -418,8 +404,8 @@ static int cas_batch_put(cas *c, const char *key, int fd, const void *src, size_
     if (storage_cipher(c->st) &&
         !(enc = cipher_enc_new(storage_cipher(c->st), key, cas_write_all, &out)))
         goto out;
-    zw = enc ? zst_writer_new(c->opts.level, c->opts.workers, cas_enc_sink, enc)
-             : zst_writer_new(c->opts.level, c->opts.workers, cas_write_all, &out);
+    zw = zst_writer_new(c->opts.level, c->opts.workers, enc ? cas_enc_sink : cas_write_all,
+                        enc ? (void *)enc : &out);
     if (zw == NULL)
         goto out;
     if (src != NULL) {
@@ -744,23 +730,7 @@ static int cas_sweep_one(void *arg, const uint8_t digest[SHA256_LEN], int64_t st
 int cas_sweep(cas *c, const cas_set *keep, int dry_run, uint64_t *removed, uint64_t *bytes)
 {
     cas_sweep_ctx sc = {c, keep, dry_run, 0, 0};
-    cas_set *addrs = NULL;
-    int r = 0;
-
-    if (storage_cipher(c->st)) {
-        /* the listing names objects by address: compare addresses */
-        if (!(addrs = cas_set_new()))
-            return -1;
-        for (size_t i = 0; i < keep->cap && r == 0; i++) {
-            uint8_t a[SHA256_LEN];
-            if (keep->used[i] && (cas_addr(c, keep->slots[i], a) != 0 || cas_set_add(addrs, a) < 0))
-                r = -1;
-        }
-        sc.keep = addrs;
-    }
-    if (r == 0)
-        r = cas_list(c, cas_sweep_one, &sc);
-    cas_set_free(addrs);
+    int r = cas_list(c, cas_sweep_one, &sc);
 
     if (r == 0)
         r = cas_sweep_temps(c, dry_run);

@@ -13,8 +13,9 @@
  *     r = cas_get_fd(c, digest, out_fd, &size);               0 | RS_NOT_FOUND | RS_MISMATCH | -1
  *     cas_free(c);
  *
- * Garbage collection is mark and sweep: the caller marks every digest its kept
- * catalogues reference in a cas_set, then cas_sweep() removes every other object.
+ * Garbage collection is mark and sweep: the caller marks the address (cas_addr) of
+ * every digest its kept catalogues reference in a cas_set, then cas_sweep() removes
+ * every other object.
  * The caller holds a storage lock that also excludes writers, or a sweep could remove
  * an object a concurrent writer is about to reference.
  *
@@ -52,10 +53,6 @@ int cas_addr_key(const cas *c, const uint8_t addr[SHA256_LEN], char *out, size_t
 /* Address back from a key under the prefix; -1 (not reported) for anything else. */
 int cas_digest_from_key(const cas *c, const char *key, uint8_t digest[SHA256_LEN]);
 
-/* Verify the object at an address (from cas_list) without knowing its digest: it
- * must decompress to content matching its trailer, whose digest has this address.
- * size: original size, may be NULL. Same results as cas_get_fd. */
-int cas_check_addr(cas *c, const uint8_t addr[SHA256_LEN], uint64_t *size);
 
 /* SHA-256 and size of the whole of fd, read from offset 0 (the position is left
  * alone). name is for messages. 0 | -1 (reported). */
@@ -86,10 +83,13 @@ int cas_put_buf(cas *c, const void *buf, size_t len, const char *name,
  * fd's position, which is left where it was: a caller appending several objects to
  * one fd seeks past each. */
 int cas_get_fd(cas *c, const uint8_t digest[SHA256_LEN], int fd, uint64_t *size);
+/* The same by address (what cas_list hands out, what a caller that keeps addresses
+ * recorded): the content's digest must have this address. */
+int cas_get_addr_fd(cas *c, const uint8_t addr[SHA256_LEN], int fd, uint64_t *size);
 
 /* Every object under the prefix: cb(arg, address, stored_size) (cas_addr: the digest
- * itself unless the repository is encrypted). Keys under the prefix
- * that are not CAS names are skipped with a warning. cb returns 0 to go on; anything
+ * itself unless the repository is encrypted). Keys under the prefix that are not CAS
+ * names are skipped with a warning. cb returns 0 to go on; anything
  * else stops the listing and is returned. */
 typedef int (*cas_list_fn)(void *arg, const uint8_t digest[SHA256_LEN], int64_t stored_size);
 int cas_list(cas *c, cas_list_fn cb, void *arg);
@@ -114,8 +114,9 @@ int cas_list(cas *c, cas_list_fn cb, void *arg);
  *     cas_batch_free(b);
  *
  * Only for repositories that are local directories (storage_location() starts with
- * '/'; sealed with the storage's key like any other write); elsewhere cas_batch_new() returns a batch that changes nothing (objects are
- * durably written one by one) so callers need no second path. Thread-safe. */
+ * '/'; objects sealed with the storage's key like any other write); elsewhere
+ * cas_batch_new() returns a batch that changes nothing (objects are durably written
+ * one by one) so callers need no second path. Thread-safe. */
 typedef struct cas_batch cas_batch;
 cas_batch *cas_batch_new(storage *st);
 void cas_use_batch(cas *c, cas_batch *b);
@@ -131,8 +132,8 @@ int cas_set_add(cas_set *s, const uint8_t digest[SHA256_LEN]);
 int cas_set_has(const cas_set *s, const uint8_t digest[SHA256_LEN]);
 size_t cas_set_count(const cas_set *s);
 
-/* Remove every object whose digest (keep holds digests, not addresses) is not in keep, and batch temps a killed process
- * left behind (local repositories). dry_run: count only.
+/* Remove every object whose address (cas_addr) is not in keep, and batch temps a
+ * killed process left behind (local repositories). dry_run: count only.
  * removed / bytes (compressed bytes freed) may be NULL. 0 | -1 (reported; objects
  * removed before the failure stay removed). */
 int cas_sweep(cas *c, const cas_set *keep, int dry_run, uint64_t *removed, uint64_t *bytes);

@@ -28,9 +28,8 @@
  * Decrypting (push model, like zst_reader): d = cipher_dec_new(key, name, sink, arg);
  * cipher_dec_write(d, ciphertext...)*; cipher_dec_finish(d); cipher_dec_free(d).
  * Plaintext reaches sink only after its frame's tag was verified.
- * Wired in so far: ragsafe-archive / ragsafe-restore (--cipher-key-file) through the
- * cipher_object_* calls at the end of this header. Base backups and Milvus objects
- * need the same calls in object.c / storage.c (see the S3 issue's report).
+ * Wired in: the storage layer (storage_set_cipher, storage.h) seals every object below
+ * a repository's root with these calls, for every tool.
  *
  * Results: 0; -1 reported (out of memory, OpenSSL failure, a sink's -1);
  * RS_MISMATCH reported ("could not decrypt "name": wrong key or damaged object"):
@@ -41,7 +40,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "object.h"
 
 #define CIPHER_KEY_LEN 32
 #define CIPHER_FRAME (1u << 20)
@@ -87,19 +85,5 @@ int cipher_tail_open(const cipher_key *k, const char *name, const uint8_t tail[C
 
 /* The plaintext size of an object of stored_size bytes is at most this. */
 uint64_t cipher_plain_size_max(uint64_t stored_size);
-
-/*
- * Encrypted zst objects: object.h's calls with a key (k NULL: exactly object.h's).
- * The stored object is the cipher frames of the zst.h object; the frames' name is the
- * storage key. cipher_object_meta reads only the final frame (storage_read_tail).
- * Same results as object.h; a wrong key or a tampered object is RS_MISMATCH
- * (reported), never data.
- */
-int cipher_object_put_fd(storage *st, const char *key, int fd, const char *src_name,
-                         const object_opts *opts, int noreplace, zst_meta *meta,
-                         const cipher_key *k);
-int cipher_object_get_fd(storage *st, const char *key, int fd, zst_meta *meta,
-                         const cipher_key *k);
-int cipher_object_meta(storage *st, const char *key, zst_meta *meta, const cipher_key *k);
 
 #endif

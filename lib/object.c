@@ -127,8 +127,10 @@ static int get_stream(storage *st, const char *key, zst_sink_fn sink, void *arg,
     while ((n = storage_read_data(rd, &buf)) > 0)
         if (zst_reader_write(zr, buf, (size_t)n) != 0)
             goto out;
-    if (n < 0)
+    if (n < 0) {
+        ret = storage_read_mismatch(rd) ? RS_MISMATCH : -1;
         goto out;
+    }
     ret = zst_reader_finish(zr, meta);
 out:
     zst_reader_free(zr);

@@ -51,6 +51,7 @@ struct storage_read {
     uint8_t *plain;
     size_t plain_len, plain_cap;
     int done;
+    int mismatch;     /* the -1 was an object that did not authenticate */
 };
 
 static const cipher_key *default_key;
@@ -473,20 +474,26 @@ ssize_t storage_read_data(storage_read *rd, const void **buf)
         return raw_read(rd, buf);
     rd->plain_len = 0;
     while (rd->plain_len == 0 && !rd->done) {
+        int r = 0;
         n = raw_read(rd, &raw);
         if (n < 0)
             return -1;
-        if (n > 0 && cipher_dec_write(rd->dec, raw, (size_t)n) != 0)
-            return -1;
+        if (n > 0)
+            r = cipher_dec_write(rd->dec, raw, (size_t)n);
         if (n == 0) {
             rd->done = 1;
-            if (cipher_dec_finish(rd->dec) != 0)
-                return -1;
+            r = cipher_dec_finish(rd->dec);
+        }
+        if (r != 0) {
+            rd->mismatch = r == RS_MISMATCH;
+            return -1;
         }
     }
     *buf = rd->plain;
     return (ssize_t)rd->plain_len;
 }
+
+int storage_read_mismatch(const storage_read *rd) { return rd->mismatch; }
 
 int64_t storage_read_size(const storage_read *rd)
 {
@@ -534,7 +541,7 @@ int storage_get(storage *st, const char *key, size_t max, char **buf, size_t *le
             log_error("\"%s/%s\" is too large (over %zu bytes)", storage_location(st), key, max);
             goto out;
         }
-        if (!b || used + (size_t)n + 1 > cap + 1) {
+        if (!b || used + (size_t)n > cap) {
             while (used + (size_t)n > cap)
                 cap *= 2;
             if (!(nb = realloc(b, cap + 1))) {
@@ -546,8 +553,10 @@ int storage_get(storage *st, const char *key, size_t max, char **buf, size_t *le
         memcpy(b + used, chunk, (size_t)n);
         used += (size_t)n;
     }
-    if (n < 0)
+    if (n < 0) {
+        ret = storage_read_mismatch(rd) ? RS_MISMATCH : -1;
         goto out;
+    }
     if (!b && !(b = malloc(1))) {
         log_error("out of memory");
         goto out;
@@ -579,9 +588,8 @@ int storage_read_tail(storage *st, const char *key, void *buf, size_t len, int64
         return log_error("internal error: a tail of %zu bytes of a sealed object", len);
     char name[PATH_MAX];
     ret = read_tail(st, key, tail, sizeof(tail), NULL);
-    if (ret == 0 && cipher_tail_open(st->ck, seal_name(key, name, sizeof(name)), tail, plain, &pl,
-                                     &total) != 0)
-        ret = -1;
+    if (ret == 0)
+        ret = cipher_tail_open(st->ck, seal_name(key, name, sizeof(name)), tail, plain, &pl, &total);
     if (ret == 0 && pl < len)
         ret = log_error("\"%s/%s\" is truncated (%llu bytes)", storage_location(st), key,
                         (unsigned long long)total);
@@ -728,6 +736,21 @@ int storage_list(storage *st, const char *prefix, storage_list_fn cb, void *arg)
     if (n && rel[n - 1] == '/')
         rel[--n] = '\0';
     return list_dir(st, rel, n, cb, arg);
+}
+
+static int any_cb(void *arg, const char *key, int64_t size, int64_t mtime)
+{
+    (void)arg;
+    (void)key;
+    (void)size;
+    (void)mtime;
+    return 1; /* stop at the first object */
+}
+
+int storage_any(storage *st, const char *prefix)
+{
+    int r = storage_list(st, prefix, any_cb, NULL);
+    return r < 0 ? -1 : r > 0;
 }
 
 int storage_remove(storage *st, const char *key)

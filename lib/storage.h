@@ -51,9 +51,11 @@ int storage_key_valid(const char *key);
  * authenticate (a wrong key or a tampered, truncated or moved object is an error,
  * reported, never data). Objects at the root (repo.json) stay plain: they say what
  * the repository is. Sizes from storage_stat, storage_list and storage_read_size are
- * stored (encrypted) bytes. storage_open takes the process's default key, which a
- * tool sets once from --cipher-key-file (repo_cli_setup) so that every storage its
- * threads open is sealed alike. The key must outlive the storages.
+ * stored (encrypted) bytes. An object that does not authenticate is RS_MISMATCH from
+ * storage_get and storage_read_tail (storage_read_mismatch after a read's -1).
+ * storage_open takes the process's default key, which a tool sets once from
+ * --cipher-key-file (repo_cli_setup) so that every storage its threads open is sealed
+ * alike. The key must outlive the storages.
  */
 struct cipher_key;
 void storage_set_default_cipher(const struct cipher_key *k);
@@ -71,14 +73,19 @@ int storage_put(storage *st, const char *key, const void *buf, size_t len, int n
 int storage_read_open(storage *st, const char *key, storage_read **out);
 ssize_t storage_read_data(storage_read *rd, const void **buf);
 int64_t storage_read_size(const storage_read *rd);
+/* After storage_read_data's -1: 1 when it was a sealed object that did not
+ * authenticate (a wrong key, a tampered or truncated object), 0 for an I/O error. */
+int storage_read_mismatch(const storage_read *rd);
 void storage_read_free(storage_read *rd);
 
 /* Whole object into a malloc'd NUL-terminated buffer (*len excludes the NUL).
- * 0 | RS_NOT_FOUND | -1. max: refuse objects larger than this. */
+ * 0 | RS_NOT_FOUND | RS_MISMATCH (sealed, reported) | -1. max: refuse objects larger
+ * than this. */
 int storage_get(storage *st, const char *key, size_t max, char **buf, size_t *len);
 
-/* The last len bytes of an object and its total size. 0 | RS_NOT_FOUND | -1
- * (an object shorter than len is -1, reported as truncated). */
+/* The last len bytes of an object and its total size. 0 | RS_NOT_FOUND |
+ * RS_MISMATCH (sealed, reported) | -1 (an object shorter than len is -1, reported as
+ * truncated). */
 int storage_read_tail(storage *st, const char *key, void *buf, size_t len, int64_t *size);
 
 /* 0 | RS_NOT_FOUND | -1; size and mtime (seconds) may be NULL. */
@@ -89,6 +96,8 @@ int storage_stat(storage *st, const char *key, int64_t *size, int64_t *mtime);
  * returned. A missing prefix lists nothing. */
 typedef int (*storage_list_fn)(void *arg, const char *key, int64_t size, int64_t mtime);
 int storage_list(storage *st, const char *prefix, storage_list_fn cb, void *arg);
+/* 1 when at least one object is under prefix, 0 when none, -1 (reported). */
+int storage_any(storage *st, const char *prefix);
 
 /* Remove an object (absent: 0) / everything under a prefix (absent: 0). */
 int storage_remove(storage *st, const char *key);

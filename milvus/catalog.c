@@ -150,17 +150,19 @@ out:
     return ret;
 }
 
-static int mv_mark(cas_set *set, const mv_snapshot *s)
+/* mv_mark -- the addresses (cas_addr) of every object snapshot s references. */
+static int mv_mark(cas *c, cas_set *set, const mv_snapshot *s)
 {
+    uint8_t a[SHA256_LEN];
+
     for (size_t k = 0; k < s->nvols; k++) {
         for (size_t e = 0; e < s->vols[k].n; e++) {
             const mv_entry *en = &s->vols[k].entries[e];
             if (en->type != MV_FILE)
                 continue;
-            if (en->nchunks == 0 && cas_set_add(set, en->sha) < 0)
-                return -1;
-            for (uint32_t c = 0; c < en->nchunks; c++)
-                if (cas_set_add(set, en->chunks[c]) < 0)
+            for (uint32_t ci = 0; ci < (en->nchunks ? en->nchunks : 1); ci++)
+                if (cas_addr(c, en->nchunks ? en->chunks[ci] : en->sha, a) != 0 ||
+                    cas_set_add(set, a) < 0)
                     return -1;
         }
     }
@@ -228,7 +230,7 @@ int mv_expire_cmd(const mv_opts *o)
             printf("%s snapshot %s\n", o->dry_run ? "would expire" : "expired", s[i].label);
     }
     for (size_t i = 0; i < n; i++)
-        if (keep[i] && mv_mark(mark, &s[i]) != 0)
+        if (keep[i] && mv_mark(c, mark, &s[i]) != 0)
             goto out;
     if (cas_sweep(c, mark, o->dry_run, &removed, &freed) != 0)
         goto out;
@@ -319,7 +321,7 @@ static void mv_verify_worker(void *arg, int i)
         if (j->only != NULL && !cas_set_has(j->only, j->todo->d[k]))
             continue;
         uint64_t size = 0;
-        int r = cas_check_addr(c, j->todo->d[k], &size);
+        int r = cas_get_addr_fd(c, j->todo->d[k], -1, &size);
         pthread_mutex_lock(&j->mu);
         j->checked++;
         j->bytes += size;

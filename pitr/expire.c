@@ -44,12 +44,10 @@ int cmd_expire(const pitr_opts *o)
     }
     if (r != 0)
         goto out;
-    {
-        int lr = inventory_load(&inv, o->repo);
-        if (lr != 0) {
-            ret = lr == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL; /* e.g. a key that does not fit */
-            goto out;
-        }
+    int lr = inventory_load(&inv, o->repo);
+    if (lr != 0) {
+        ret = pitr_status(lr);
+        goto out;
     }
 
     int64_t now = (int64_t)time(NULL);

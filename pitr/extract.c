@@ -74,6 +74,8 @@ static ssize_t pull(xsrc *x)
             ssize_t n = storage_read_data(x->rd, &p);
             if (n < 0) {
                 x->failed = 1;
+                if (storage_read_mismatch(x->rd))
+                    x->zresult = RS_MISMATCH; /* sealed and it did not authenticate */
                 return -1;
             }
             if (n == 0) {

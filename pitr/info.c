@@ -299,12 +299,10 @@ int cmd_info(const pitr_opts *o)
     char newest_name[WAL_NAME_LEN + 1] = "";
     char a[LSN_STR_LEN + 1], c[LSN_STR_LEN + 1], t1[32], t2[32];
 
-    {
-        int lr = inventory_load(&inv, o->repo);
-        if (lr != 0) {
-            ret = lr == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL; /* e.g. a key that does not fit */
-            goto out;
-        }
+    int lr = inventory_load(&inv, o->repo);
+    if (lr != 0) {
+        ret = pitr_status(lr);
+        goto out;
     }
     maxtli = timeline_max(&inv.ts);
     for (size_t i = 0; i < inv.nsegs; i++)

@@ -92,7 +92,14 @@ typedef struct inventory {
     timeline_set ts;
 } inventory;
 
+/* 0 | RS_MISMATCH (reported: a key that does not fit the repository) | -1 (reported). */
 int inventory_load(inventory *inv, const char *repo_path);
+
+/* The exit status of a failed step: 3 for an integrity failure (RS_MISMATCH), else 1. */
+static inline int pitr_status(int r)
+{
+    return r == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
+}
 void inventory_release(inventory *inv);
 const wal_seg *inventory_find(const inventory *inv, uint32_t tli, uint64_t segno);
 /* Highest segno of timeline tli within [lo, hi]; 0 with *found 0 when none. */

@@ -600,12 +600,10 @@ int cmd_plan(const pitr_opts *o)
     plan p;
     int ret = EXIT_FAIL;
 
-    {
-        int lr = inventory_load(&inv, o->repo);
-        if (lr != 0) {
-            ret = lr == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL; /* e.g. a key that does not fit */
-            goto out;
-        }
+    int lr = inventory_load(&inv, o->repo);
+    if (lr != 0) {
+        ret = pitr_status(lr);
+        goto out;
     }
     int r = plan_make(&inv, o, &p);
     if (r == RS_MISMATCH) {

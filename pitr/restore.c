@@ -452,12 +452,10 @@ int cmd_restore(const pitr_opts *o)
 
     memset(&stats, 0, sizeof(stats));
     memset(&m, 0, sizeof(m));
-    {
-        int lr = inventory_load(&inv, o->repo);
-        if (lr != 0) {
-            ret = lr == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL; /* e.g. a key that does not fit */
-            goto out;
-        }
+    int lr = inventory_load(&inv, o->repo);
+    if (lr != 0) {
+        ret = pitr_status(lr);
+        goto out;
     }
     r = plan_make(&inv, o, &p);
     if (r == RS_MISMATCH) {
@@ -607,7 +605,7 @@ int cmd_restore(const pitr_opts *o)
     if (r != 0) {
         if (r == RS_NOT_FOUND)
             log_error("backup %s has no backup_manifest", b->label);
-        ret = r == RS_NOT_FOUND ? EXIT_INTEGRITY : EXIT_FAIL;
+        ret = r == RS_NOT_FOUND || r == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
         goto out;
     }
     if (manifest_parse(mtext, mlen, &m) != 0) {
@@ -646,7 +644,7 @@ int cmd_restore(const pitr_opts *o)
     log_info("extracting \"%s\" into \"%s\"", key, pgdata);
     r = extract_object(inv.st, key, &eo, &stats);
     if (r != 0) {
-        ret = r == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
+        ret = pitr_status(r);
         goto out;
     }
     for (size_t k = 0; k < nts; k++) {
@@ -660,7 +658,7 @@ int cmd_restore(const pitr_opts *o)
         log_info("extracting \"%s\" into \"%s\"", key, ts[k].dir);
         r = extract_object(inv.st, key, &eo, &stats);
         if (r != 0) {
-            ret = r == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
+            ret = pitr_status(r);
             goto out;
         }
     }

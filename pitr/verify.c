@@ -220,12 +220,10 @@ int cmd_verify(const pitr_opts *o)
     int ret = EXIT_FAIL;
 
     memset(&v, 0, sizeof(v));
-    {
-        int lr = inventory_load(&inv, o->repo);
-        if (lr != 0) {
-            ret = lr == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL; /* e.g. a key that does not fit */
-            goto out;
-        }
+    int lr = inventory_load(&inv, o->repo);
+    if (lr != 0) {
+        ret = pitr_status(lr);
+        goto out;
     }
     for (size_t i = 0; i < inv.nsegs; i++)
         verify_object(&inv, inv.segs[i].key, &v);
