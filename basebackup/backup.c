@@ -55,9 +55,13 @@ int bb_label_valid(const char *label)
     return 1;
 }
 
+typedef struct backup_dir {
+    char *prefix; /* "backups/<x>" */
+    int complete; /* holds backup.json */
+} backup_dir;
+
 typedef struct partial_list {
-    char **prefixes;
-    unsigned char *complete; /* has backup.json */
+    backup_dir *v;
     size_t n;
 } partial_list;
 
@@ -67,8 +71,6 @@ static int partial_cb(void *arg, const char *key, int64_t size, int64_t mtime)
     partial_list *pl = arg;
     const char *rest = key + strlen("backups/"), *slash = strchr(rest, '/');
     size_t n, i;
-    char **p;
-    unsigned char *c;
 
     (void)size;
     (void)mtime;
@@ -76,21 +78,20 @@ static int partial_cb(void *arg, const char *key, int64_t size, int64_t mtime)
         return 0;
     n = (size_t)(slash - key);
     for (i = 0; i < pl->n; i++)
-        if (strlen(pl->prefixes[i]) == n && memcmp(pl->prefixes[i], key, n) == 0)
+        if (strlen(pl->v[i].prefix) == n && memcmp(pl->v[i].prefix, key, n) == 0)
             break;
     if (i == pl->n) {
-        p = realloc(pl->prefixes, (pl->n + 1) * sizeof(*p));
-        if (p)
-            pl->prefixes = p;
-        c = p ? realloc(pl->complete, pl->n + 1) : NULL;
-        if (c)
-            pl->complete = c;
-        if (!p || !c || !(pl->prefixes[pl->n] = strndup(key, n)))
+        backup_dir *v = realloc(pl->v, (pl->n + 1) * sizeof(*v));
+        if (!v)
             return log_errno("could not allocate memory");
-        pl->complete[pl->n++] = 0;
+        pl->v = v;
+        if (!(v[i].prefix = strndup(key, n)))
+            return log_errno("could not allocate memory");
+        v[i].complete = 0;
+        pl->n++;
     }
     if (strcmp(slash + 1, "backup.json") == 0)
-        pl->complete[i] = 1;
+        pl->v[i].complete = 1;
     return 0;
 }
 
@@ -105,31 +106,20 @@ static int remove_stale(storage *st)
     if (storage_list(st, "backups/", partial_cb, &pl) != 0)
         goto out;
     for (size_t i = 0; i < pl.n; i++) {
-        size_t n = strlen(pl.prefixes[i]);
-        int partial = n > 8 && strcmp(pl.prefixes[i] + n - 8, ".partial") == 0;
-        if (!partial && pl.complete[i])
+        const char *p = pl.v[i].prefix;
+        size_t n = strlen(p);
+        if (pl.v[i].complete && !(n > 8 && strcmp(p + n - 8, ".partial") == 0))
             continue;
-        log_notice("removing \"%s\" left by an interrupted backup", pl.prefixes[i]);
-        if (storage_remove_prefix(st, pl.prefixes[i]) != 0)
+        log_notice("removing \"%s\" left by an interrupted backup", p);
+        if (storage_remove_prefix(st, p) != 0)
             goto out;
     }
     ret = 0;
 out:
     for (size_t i = 0; i < pl.n; i++)
-        free(pl.prefixes[i]);
-    free(pl.prefixes);
-    free(pl.complete);
+        free(pl.v[i].prefix);
+    free(pl.v);
     return ret;
-}
-
-/* any_cb -- stop the listing at the first object: "is there anything under prefix". */
-static int any_cb(void *arg, const char *key, int64_t size, int64_t mtime)
-{
-    (void)arg;
-    (void)key;
-    (void)size;
-    (void)mtime;
-    return 1;
 }
 
 /* check_server -- version, archive_mode, standby or not. */
@@ -341,7 +331,7 @@ int bb_run(const bb_opts *o)
     if (direct)
         snprintf(prefix, sizeof(prefix), "%s", final_prefix);
     snprintf(key, sizeof(key), "%s/", final_prefix);
-    rr = storage_list(r->st, key, any_cb, NULL);
+    rr = storage_any(r->st, key);
     if (rr < 0)
         goto out;
     if (rr != 0) {

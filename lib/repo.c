@@ -81,9 +81,31 @@ const char *repo_cli_setup(const repo_cli *c, const config *cfg)
 
 #define KEY_CHECK_TEXT "ragsafe repository key check"
 
-static int key_check_of(const cipher_key *k, uint8_t out[32])
+/* The encryption record, in repo.json ("encryption") or cipher.json:
+ * {"cipher": "aes-256-gcm", "key_check": HEX}; key_check is the keyed digest of a
+ * fixed text, which tells a wrong key at once and nothing about the key. */
+static json_t *record_json(const cipher_key *k)
 {
-    return cipher_keyed_digest(k, KEY_CHECK_TEXT, strlen(KEY_CHECK_TEXT), out);
+    uint8_t kc[32];
+    char hex[65];
+
+    if (cipher_keyed_digest(k, KEY_CHECK_TEXT, strlen(KEY_CHECK_TEXT), kc) != 0)
+        return NULL;
+    sha256_to_hex(kc, hex);
+    return json_pack("{s:s, s:s}", "cipher", "aes-256-gcm", "key_check", hex);
+}
+
+/* record_parse -- a record into info->encrypted / key_check. -1 (not reported) when it
+ * is not one this version knows. */
+static int record_parse(json_t *v, repo_info *info)
+{
+    const char *c = json_string_value(json_object_get(v, "cipher"));
+    const char *kc = json_string_value(json_object_get(v, "key_check"));
+
+    if (!c || strcmp(c, "aes-256-gcm") != 0 || !kc || sha256_from_hex(kc, info->key_check) != 0)
+        return -1;
+    info->encrypted = 1;
+    return 0;
 }
 
 /* check_key -- does the storage's key fit the repository? */
@@ -105,7 +127,8 @@ static int check_key(repo *r)
                  "for this one, or start a new repository with the key");
         return RS_MISMATCH;
     }
-    if (k && (key_check_of(k, kc) != 0 || memcmp(kc, r->info.key_check, sizeof(kc)) != 0)) {
+    if (k && (cipher_keyed_digest(k, KEY_CHECK_TEXT, strlen(KEY_CHECK_TEXT), kc) != 0 ||
+              memcmp(kc, r->info.key_check, sizeof(kc)) != 0)) {
         log_error("wrong key for repository \"%s\": it was encrypted with another key", loc);
         log_hint("--cipher-key-file must name the key the repository was created with");
         return RS_MISMATCH;
@@ -121,23 +144,14 @@ static int check_key(repo *r)
  */
 #define CIPHER_INFO_KEY "cipher.json"
 
-static int any_object(void *arg, const char *key, int64_t size, int64_t mtime)
-{
-    (void)arg;
-    (void)key;
-    (void)size;
-    (void)mtime;
-    return 1;
-}
-
 /* has_objects -- 1 when anything is stored below the root, 0 when not, -1 (reported). */
 static int has_objects(repo *r)
 {
     static const char *const prefixes[] = {"milvus/", "wal/", "backups/", "files/"};
     for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
-        int n = storage_list(r->st, prefixes[i], any_object, NULL);
+        int n = storage_any(r->st, prefixes[i]);
         if (n != 0)
-            return n < 0 ? -1 : 1;
+            return n;
     }
     return 0;
 }
@@ -150,19 +164,14 @@ static int cipher_record(repo *r)
     size_t len = 0;
     json_error_t jerr;
     json_t *root;
-    const char *c, *kc;
     int ret = storage_get(r->st, CIPHER_INFO_KEY, 4096, &buf, &len);
 
     if (ret != 0)
         return ret;
     root = json_loadb(buf, len, 0, &jerr);
     free(buf);
-    c = root ? json_string_value(json_object_get(root, "cipher")) : NULL;
-    kc = root ? json_string_value(json_object_get(root, "key_check")) : NULL;
-    if (!c || strcmp(c, "aes-256-gcm") != 0 || !kc || sha256_from_hex(kc, r->info.key_check) != 0)
+    if (!root || record_parse(root, &r->info) != 0)
         ret = log_error("could not parse \"%s/%s\"", storage_location(r->st), CIPHER_INFO_KEY);
-    else
-        r->info.encrypted = 1;
     json_decref(root);
     return ret;
 }
@@ -189,23 +198,18 @@ static int check_unpinned(repo *r, int create)
     if (!create)
         return 0;
     {
-        uint8_t kc[32];
-        char hex[65], text[160];
-        if (key_check_of(k, kc) != 0)
-            return -1;
-        sha256_to_hex(kc, hex);
-        snprintf(text, sizeof(text), "{\"cipher\": \"aes-256-gcm\", \"key_check\": \"%s\"}\n", hex);
-        ret = storage_put(r->st, CIPHER_INFO_KEY, text, strlen(text), 1);
-        if (ret < 0)
-            return -1;
-        if (ret == RS_EXISTS) { /* a concurrent first writer: its record decides */
-            if (cipher_record(r) != 0)
-                return -1;
-            return check_key(r);
-        }
+        json_t *rec = record_json(k);
+        char *text = rec ? json_dumps(rec, 0) : NULL;
+        ret = text ? storage_put(r->st, CIPHER_INFO_KEY, text, strlen(text), 1)
+                   : log_error("out of memory");
+        if (ret == 0)
+            record_parse(rec, &r->info);
+        free(text);
+        json_decref(rec);
     }
-    r->info.encrypted = 1;
-    return 0;
+    if (ret == RS_EXISTS) /* a concurrent first writer: its record decides */
+        return cipher_record(r) != 0 ? -1 : check_key(r);
+    return ret < 0 ? -1 : 0;
 }
 
 repo *repo_open(const char *location, uring *ur, int create)
@@ -294,14 +298,9 @@ static int parse_info(const char *where, const char *text, size_t len, repo_info
         goto out;
     }
     v = json_object_get(root, "encryption");
-    if (v) {
-        const char *c = json_string_value(json_object_get(v, "cipher"));
-        const char *kc = json_string_value(json_object_get(v, "key_check"));
-        if (!c || strcmp(c, "aes-256-gcm") != 0 || !kc || sha256_from_hex(kc, out->key_check) != 0) {
-            log_error("could not parse \"%s\": unknown \"encryption\"", where);
-            goto out;
-        }
-        out->encrypted = 1;
+    if (v && record_parse(v, out) != 0) {
+        log_error("could not parse \"%s\": unknown \"encryption\"", where);
+        goto out;
     }
     ret = 0;
 out:
@@ -374,19 +373,10 @@ int repo_pin(repo *r, const repo_info *want)
                      "system_identifier", sysid, "wal_segment_size", (json_int_t)want->seg_size,
                      "wal_magic", (json_int_t)want->wal_magic, "pg_version",
                      (json_int_t)want->pg_version, "created", created, "tool_version", RAGSAFE_VERSION);
-    if (root && storage_cipher(r->st)) {
-        uint8_t kc[32];
-        char hex[65];
-        if (key_check_of(storage_cipher(r->st), kc) != 0) {
-            json_decref(root);
-            return -1;
-        }
-        sha256_to_hex(kc, hex);
-        if (json_object_set_new(root, "encryption", json_pack("{s:s, s:s}", "cipher", "aes-256-gcm",
-                                                              "key_check", hex)) != 0) {
-            json_decref(root);
-            root = NULL;
-        }
+    if (root && storage_cipher(r->st) &&
+        json_object_set_new(root, "encryption", record_json(storage_cipher(r->st))) != 0) {
+        json_decref(root);
+        root = NULL;
     }
     text = root ? json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     json_decref(root);

@@ -245,11 +245,11 @@ int main(int argc, char **argv)
             log_error("option \"%s\" does not apply to %s", argv[optind - 1], cmdname);
             goto out;
         }
+        if (repo_cli_option(&rc, c, optarg))
+            continue;
         switch (c) {
         case 'v': verbose++; break;
         case 'h': mv_usage(stdout); status = EXIT_OK; goto out;
-        case REPO_OPT_REPO: case REPO_OPT_S3_ENDPOINT: case REPO_OPT_S3_REGION:
-        case REPO_OPT_S3_URI_STYLE: case REPO_OPT_CIPHER_KEY: repo_cli_option(&rc, c, optarg); break;
         case O_CONFIG: opt_config = optarg; break;
         case O_JSON: o.json = 1; break;
         case O_VOLUME: {

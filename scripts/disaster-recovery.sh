@@ -214,10 +214,6 @@ if [ -z "$pg_conn" ]; then
     pg_conn="host=${sock:-/var/run/postgresql} port=${port:-5432} user=postgres dbname=postgres"
 fi
 psql_() { psql -XAtq -d "$pg_conn" -c "$1"; }
-# A socket lock file that came back with the backup (a cluster whose socket lives in
-# its data directory) names a long-gone postmaster; if that PID has since been reused,
-# PostgreSQL refuses to start. The old server is stopped: nobody owns these.
-rm -f "$pgdata"/.s.PGSQL.*.lock
 echo "   starting: $pg_start"
 bash -c "$pg_start" >/dev/null || { tail -n 20 "$pgdata/ragsafe-start.log" 2>/dev/null >&2; abort "the PostgreSQL start command failed"; }
 # follow recovery until the promotion
