@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # tests/run.sh [--unit-only|--integration-only] BUILD -- run the test suites.
 #
-# Unit tests: every build/tests/check_* binary (check, CK_FORK). Integration tests:
-# every tests/integration/[0-9]*.sh, against real PostgreSQL 15 clusters they start
-# themselves as the postgres user. The executables are installed into a temp prefix
-# the postgres user can read, since PostgreSQL runs archive_command as that user.
-# Prints one closing line "N passed, N failed" counting test programs.
+# Unit tests: one build/tests/check_NAME binary for every tests/unit/check_NAME.c (check,
+# CK_FORK); a missing binary is a failure. Integration tests: every
+# tests/integration/[0-9]*.sh (TESTS=pattern picks those whose name contains it),
+# against real PostgreSQL 15 clusters they start themselves as the postgres user. The
+# executables are installed into a temp prefix the postgres user can read, since
+# PostgreSQL runs archive_command as that user.
+#
+# Exit status of a test program: 0 passed, 77 skipped (a dependency such as s3rver is
+# unavailable; lib.sh's t_skip), anything else failed. Every program runs under a
+# timeout (RAGSAFE_UNIT_TIMEOUT, default 300 s; RAGSAFE_TEST_TIMEOUT, default 900 s per
+# integration script; both multiplied by CK_TIMEOUT_MULTIPLIER, as make asan sets it);
+# a test that runs out of time is killed and counts as failed. Under CI=true a skip
+# fails the run. The last line printed is "N passed, N failed, N skipped".
 set -u
 mode=all
 case "${1:-}" in --unit-only) mode=unit; shift ;; --integration-only) mode=integration; shift ;; esac
@@ -13,28 +21,51 @@ BUILD=${1:-build}
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
+mult=${CK_TIMEOUT_MULTIPLIER:-1}
+unit_timeout=$(( ${RAGSAFE_UNIT_TIMEOUT:-300} * mult ))
+test_timeout=$(( ${RAGSAFE_TEST_TIMEOUT:-900} * mult ))
+
 passed=0
 failed=0
+skipped=0
 failed_names=()
+skipped_names=()
 
+# run_one NAME SECONDS CMD...: run CMD under a timeout (TERM, then KILL 30 s later).
 run_one() {
-    local name=$1; shift
-    local start=$SECONDS
+    local name=$1 secs=$2 start=$SECONDS rc; shift 2
     echo "=== $name"
-    if "$@"; then
+    timeout --kill-after=30 "$secs" "$@"
+    rc=$?
+    if [ "$rc" -eq 0 ]; then
         passed=$((passed + 1))
         echo "=== $name: PASS ($((SECONDS - start)) s)"
+    elif [ "$rc" -eq 77 ]; then
+        skipped=$((skipped + 1))
+        skipped_names+=("$name")
+        echo "=== $name: SKIP ($((SECONDS - start)) s)"
+    elif [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        failed=$((failed + 1))
+        failed_names+=("$name(timeout)")
+        echo "=== $name: FAIL: timed out after $secs s"
     else
         failed=$((failed + 1))
         failed_names+=("$name")
-        echo "=== $name: FAIL ($((SECONDS - start)) s)"
+        echo "=== $name: FAIL (exit $rc, $((SECONDS - start)) s)"
     fi
 }
 
 if [ "$mode" != integration ]; then
-    for t in "$BUILD"/tests/check_*; do
-        [ -x "$t" ] || continue
-        run_one "unit/$(basename "$t")" env CK_FORK=yes "$t"
+    for src in tests/unit/check_*.c; do
+        [ -f "$src" ] || continue
+        t=$BUILD/tests/$(basename "$src" .c)
+        if [ ! -x "$t" ]; then
+            failed=$((failed + 1))
+            failed_names+=("unit/$(basename "$t")(missing)")
+            echo "=== unit/$(basename "$t"): FAIL: $t was not built"
+            continue
+        fi
+        run_one "unit/$(basename "$t")" "$unit_timeout" env CK_FORK=yes "$t"
     done
 fi
 
@@ -48,7 +79,7 @@ if [ "$mode" != unit ]; then
     for t in tests/integration/[0-9]*.sh; do
         [ -f "$t" ] || continue
         if [ -n "${TESTS:-}" ] && ! [[ "$(basename "$t")" == *${TESTS}* ]]; then continue; fi
-        run_one "integration/$(basename "$t" .sh)" bash "$t" </dev/null
+        run_one "integration/$(basename "$t" .sh)" "$test_timeout" bash "$t" </dev/null
     done
 fi
 
@@ -56,5 +87,16 @@ echo
 if [ "$failed" -gt 0 ]; then
     echo "failed: ${failed_names[*]}"
 fi
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+if [ "$skipped" -gt 0 ]; then
+    echo "skipped: ${skipped_names[*]}"
+    if [ "${CI:-}" = true ]; then
+        echo "error: CI=true and $skipped test program(s) skipped: ${skipped_names[*]}"
+        echo "hint: install what they need (scripts/install-deps.sh; s3rver from the npm registry)"
+    fi
+fi
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ] || exit 1
+if [ "$skipped" -gt 0 ] && [ "${CI:-}" = true ]; then
+    exit 1
+fi
+exit 0

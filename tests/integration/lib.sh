@@ -11,6 +11,9 @@
 #     ok "name" CMD...            pass when CMD exits 0
 #     not_ok_expected / is "name" EXPECTED ACTUAL / exit_is "name" STATUS CMD...
 #     t_done                      prints "N passed, N failed" and exits non-zero on failure
+#     t_skip "reason"             a dependency is unavailable: prints "skipped: reason" and
+#                                 exits 77, which tests/run.sh counts as skipped (and, under
+#                                 CI=true, as a failed run); never use it for a failure
 #
 # Binaries: $RAGSAFE_BIN (set by tests/run.sh: an installed prefix the postgres user can
 # read; CI's clone may sit where postgres cannot enter). PostgreSQL 15 binaries: $PGBIN.
@@ -122,6 +125,15 @@ t_done() {
     [ "$T_FAIL" -eq 0 ]
 }
 
+# t_skip REASON: stop here, skipped (exit 77). Assertions that already failed still
+# fail the script.
+T_SKIP_STATUS=77
+t_skip() {
+    echo "skipped: $1"
+    t_done || exit 1
+    exit "$T_SKIP_STATUS"
+}
+
 # switch_wal NAME: close the current WAL segment and wait (60 s at most) until the
 # archiver has archived it.
 switch_wal() {
@@ -131,24 +143,22 @@ switch_wal() {
     pg_wait_for "$1" "select last_archived_wal >= '$seg' from pg_stat_archiver" t 60
 }
 
-# s3_start BUCKET: a local s3rver (npm; installed into /var/tmp/ragsafe-s3rver when
-# missing) on a free port (S3PORT again after s3_stop) with BUCKET, data in $T/s3,
+# s3_start BUCKET: a local s3rver (npm; installed into $RAGSAFE_S3RVER_DIR, default
+# /var/tmp/ragsafe-s3rver, when missing) on a free port (S3PORT again after s3_stop) with BUCKET, data in $T/s3,
 # stopped at exit; S3_LOG=1 keeps its request log in $T/s3rver.log. Sets S3PID, S3PORT;
 # exports RAGSAFE_S3_ENDPOINT and the credentials (s3rver ignores signatures) unless
 # S3_NO_ENV=1. When npm cannot reach its registry the
-# test is skipped ("skipped: s3rver unavailable", exit 0); any other failure fails it.
+# test is skipped (t_skip: exit 77); any other failure fails it.
 s3_start() {
-    local bucket=$1 dir=/var/tmp/ragsafe-s3rver quiet=-s
+    local bucket=$1 dir=${RAGSAFE_S3RVER_DIR:-/var/tmp/ragsafe-s3rver} quiet=-s
     local js=$dir/node_modules/s3rver/bin/s3rver.js
     [ -n "${S3_LOG:-}" ] && quiet=
     if [ ! -f "$js" ]; then
         mkdir -p "$dir"
-        if ! (cd "$dir" && npm install --no-audit --no-fund --silent s3rver@3.7.1 >"$T/npm.log" 2>&1); then
+        if ! (cd "$dir" && npm install --no-audit --no-fund --loglevel=error s3rver@3.7.1 >"$T/npm.log" 2>&1); then
             if grep -qiE 'ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|network' "$T/npm.log"; then
-                echo "skipped: s3rver unavailable (npm cannot reach its registry)"
-                sed 's/^/#   /' "$T/npm.log" | tail -5
-                t_done
-                exit 0
+                grep -m3 -E 'error (code|errno)|reason' "$T/npm.log" | sed 's/^/#   /'
+                t_skip "s3rver unavailable (npm cannot reach its registry)"
             fi
             cat "$T/npm.log"
             fail "npm install s3rver"
