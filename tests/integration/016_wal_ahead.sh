@@ -40,8 +40,6 @@ flip_byte() {
     printf "\\x$(printf %02x $((b ^ 0xff)))" | dd of="$1" bs=1 seek="$2" count=1 conv=notrunc status=none
 }
 pgbench() { as_pg "$PGBIN/pgbench" -h "$T/$1" -p 5432 -U postgres "${@:2}" postgres; }
-# restored_ok FILE SRC: FILE is absent (the call failed) or exactly SRC.
-absent_or_exact() { [ ! -e "$1" ] || cmp -s "$1" "$2"; }
 
 STATE_SQL="select (select sum(abalance) || ':' || count(*) from pgbench_accounts)
     || '/' || (select count(*) || ':' || coalesce(sum(delta), 0) from pgbench_history)"
@@ -142,14 +140,16 @@ CONF
     ok "$mode: ... $S2 spooled" [ -f "$SP/$S2" ]
     if [ -f "$SP/$S2" ]; then
         flip_byte "$SP/$S2" 5000
-        in_mode $mode "$REST" --prefetch 3 --repo "$R2" "$S2" "$X" 2>/dev/null
-        ok "$mode: a damaged spool file is never handed to recovery" absent_or_exact "$X" "$T/src_$S2"
+        exit_is "$mode: a damaged spool file: re-fetched from the repository, exit 0" 0 \
+            in_mode $mode "$REST" --prefetch 3 --repo "$R2" "$S2" "$X" 2>/dev/null
+        ok "$mode: ... the exact segment, never the damaged copy" cmp -s "$X" "$T/src_$S2"
         rm -f "$X"
     fi
     if [ -d "$SP" ]; then
         cp "$T/src_$S4" "$SP/$S3" && chown postgres: "$SP/$S3"
-        in_mode $mode "$REST" --prefetch 3 --repo "$R2" "$S3" "$X" 2>/dev/null
-        ok "$mode: a spool file holding another segment is never handed to recovery" absent_or_exact "$X" "$T/src_$S3"
+        exit_is "$mode: a spool file holding another segment: re-fetched, exit 0" 0 \
+            in_mode $mode "$REST" --prefetch 3 --repo "$R2" "$S3" "$X" 2>/dev/null
+        ok "$mode: ... the exact segment, never the other one" cmp -s "$X" "$T/src_$S3"
         rm -f "$X"
     fi
     if [ -f "$SP/$S4" ] && [ -f "$SP/$S4.sum" ]; then
@@ -159,9 +159,9 @@ CONF
         flip_byte "$SP/$S4" 7000
         touch -r "$T/stamp" "$SP/$S4"
         sed -i '2s/^[^ ]*/00000000-0000-0000-0000-000000000000/' "$SP/$S4.sum"
-        in_mode $mode "$REST" --prefetch 3 --repo "$R2" "$S4" "$X" 2>/dev/null
-        ok "$mode: a spool file from before a restart is re-hashed, never handed over damaged" \
-            absent_or_exact "$X" "$T/src_$S4"
+        exit_is "$mode: a damaged spool file from before a restart: re-hashed, re-fetched, exit 0" 0 \
+            in_mode $mode "$REST" --prefetch 3 --repo "$R2" "$S4" "$X" 2>/dev/null
+        ok "$mode: ... the exact segment, never the damaged copy" cmp -s "$X" "$T/src_$S4"
         rm -f "$X"
     else
         fail "$mode: $S4 spooled with its record"

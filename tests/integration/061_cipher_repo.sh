@@ -36,7 +36,8 @@ as_pg "$PGBIN/pgbench" -h "$T/src" -p 5432 -U postgres -i -s 2 -q postgres >/dev
 as_pg "$BB" -d "$(pg_conn src)" --repo "$R" -c fast -l nokey >/dev/null 2>"$T/nokey.err"
 is "base backup without the key: exit 3" 3 "$?"
 ok "... says the repository is encrypted" grep -q "is encrypted and no key was given" "$T/nokey.err"
-ok "... nothing written" [ ! -e "$R/backups/nokey" ] && [ ! -e "$R/backups/nokey.partial" ]
+ok "... nothing written (no backup)" [ ! -e "$R/backups/nokey" ]
+ok "... nothing written (no partial backup)" [ ! -e "$R/backups/nokey.partial" ]
 
 label=$(as_pg "$BB" -d "$(pg_conn src)" --repo "$R" --cipher-key-file "$KEY" -c fast 2>"$T/bb.err")
 is "base backup with the key: exit 0" 0 "$?"
