@@ -549,7 +549,11 @@ static int setup(s3_storage *st, CURL *h, const s3_req *rq, const char *sha_hex,
     }
     if (st->token_hdr)
         ADD(st->token_hdr);
-    ADD("Expect:"); /* no 100-continue round trip */
+    /* no 100-continue round trip: curl sends its "Expect: 100-continue" (unsigned) but
+     * does not wait for the 100. Not "Expect:" to drop the header: libcurl before 8.3.0
+     * then lists it in SigV4's SignedHeaders without sending it (curl issue 11664), a
+     * signature that servers which check them refuse */
+    curl_easy_setopt(h, CURLOPT_EXPECT_100_TIMEOUT_MS, 0L);
     if (rq->range_from >= 0 && rq->range_to >= 0) {
         snprintf(line, sizeof(line), "Range: bytes=%" PRId64 "-%" PRId64, rq->range_from,
                  rq->range_to);

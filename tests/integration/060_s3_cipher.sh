@@ -155,5 +155,6 @@ else
 fi
 pg_stop rb >/dev/null 2>&1
 
-kill "$S3PID"; wait "$S3PID" 2>/dev/null
+s3_all_signed
+s3_stop
 t_done

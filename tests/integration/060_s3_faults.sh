@@ -85,6 +85,7 @@ ctl ok
 exit_is "restore: the server healthy again: exit 0" 0 rest "$R" out
 ok "... identical bytes" cmp -s "$T/out" "$T/rnd"
 
-kill "$PXPID" "$S3PID"
+s3_all_signed
+kill "$PXPID"; s3_stop
 wait 2>/dev/null
 t_done

@@ -118,5 +118,6 @@ ok "pitr info lists b2 only" bash -c "grep -q b2 '$T/info2.out' && ! grep -q '$b
 is "the expire lock was released" "" "$(ls "$OBJ/locks" 2>/dev/null)"
 
 pg_stop src
-kill "$S3PID"; wait "$S3PID" 2>/dev/null
+s3_all_signed
+s3_stop
 t_done

@@ -85,4 +85,5 @@ for s in "${SEGS[@]}"; do
 done
 ok "at least 30 archived segments checked ($n)" [ "$n" -ge 30 ]
 is "every archived segment restores identically from the bucket ($n checked)" 0 "$bad"
+s3_all_signed
 t_done

@@ -144,11 +144,18 @@ switch_wal() {
 }
 
 # s3_start BUCKET: a local s3rver (npm; installed into $RAGSAFE_S3RVER_DIR, default
-# /var/tmp/ragsafe-s3rver, when missing) on a free port (S3PORT again after s3_stop) with BUCKET, data in $T/s3,
-# stopped at exit; S3_LOG=1 keeps its request log in $T/s3rver.log. Sets S3PID, S3PORT;
-# exports RAGSAFE_S3_ENDPOINT and the credentials (s3rver ignores signatures) unless
-# S3_NO_ENV=1. When npm cannot reach its registry the
-# test is skipped (t_skip: exit 77); any other failure fails it.
+# /var/tmp/ragsafe-s3rver, when missing) with BUCKET, data in $T/s3, behind the SigV4
+# verifier s3_sigv4_proxy.py (s3rver ignores signatures; the verifier recomputes each
+# request's signature with python3-botocore for S3_KEY / S3_SECRET and answers 403 on a
+# mismatch; its log, one line per request, is $T/sigv4.log). S3PORT is the verifier's
+# port (free; the same again after s3_stop), S3RVER_PORT s3rver's own. Both stopped at
+# exit; S3_LOG=1 keeps s3rver's request log in $T/s3rver.log. Sets S3PID (s3rver),
+# S3VPID (the verifier), S3PORT; exports RAGSAFE_S3_ENDPOINT and the credentials unless
+# S3_NO_ENV=1. S3_NO_VERIFY=1: no verifier, S3PORT is s3rver's (as before). When npm
+# cannot reach its registry the test is skipped (t_skip: exit 77); any other failure,
+# a missing python3-botocore included, fails it.
+S3_KEY=S3RVER
+S3_SECRET=S3RVER
 s3_start() {
     local bucket=$1 dir=${RAGSAFE_S3RVER_DIR:-/var/tmp/ragsafe-s3rver} quiet=-s
     local js=$dir/node_modules/s3rver/bin/s3rver.js
@@ -166,23 +173,66 @@ s3_start() {
             exit 1
         fi
     fi
-    [ -n "${S3PORT:-}" ] || t_on_exit '[ -n "${S3PID:-}" ] && kill "$S3PID"'
-    S3PORT=${S3PORT:-$(free_port)}
+    if [ -z "${S3PORT:-}" ]; then
+        t_on_exit '[ -n "${S3PID:-}" ] && kill "$S3PID"'
+        t_on_exit '[ -n "${S3VPID:-}" ] && kill "$S3VPID"'
+        S3PORT=$(free_port)
+        S3RVER_PORT=$S3PORT
+        [ -n "${S3_NO_VERIFY:-}" ] || S3RVER_PORT=$(free_port)
+    fi
     mkdir -p "$T/s3"
-    NODE_OPTIONS=--openssl-legacy-provider node "$js" -d "$T/s3" -a 127.0.0.1 -p "$S3PORT" \
+    NODE_OPTIONS=--openssl-legacy-provider node "$js" -d "$T/s3" -a 127.0.0.1 -p "$S3RVER_PORT" \
         --configure-bucket "$bucket" --no-vhost-buckets $quiet >>"$T/s3rver.log" 2>&1 &
     S3PID=$!
-    if ! wait_port "$S3PORT"; then
+    if ! wait_port "$S3RVER_PORT"; then
         cat "$T/s3rver.log"
         fail "s3rver starts"
         t_done
         exit 1
     fi
+    if [ "$S3RVER_PORT" != "$S3PORT" ]; then
+        if ! s3_verifier_py >/dev/null; then
+            fail "python3-botocore is installed (scripts/install-deps.sh): the SigV4 verifier needs it"
+            t_done
+            exit 1
+        fi
+        "$(s3_verifier_py)" "$RAGSAFE_SRC/tests/integration/s3_sigv4_proxy.py" \
+            "$S3PORT" "$S3RVER_PORT" "$S3_KEY" "$S3_SECRET" >>"$T/sigv4.log" 2>&1 &
+        S3VPID=$!
+        if ! wait_port "$S3PORT"; then
+            cat "$T/sigv4.log"
+            fail "the SigV4 verifier starts"
+            t_done
+            exit 1
+        fi
+    fi
     [ -n "${S3_NO_ENV:-}" ] ||
-        export RAGSAFE_S3_ENDPOINT=http://127.0.0.1:$S3PORT AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+        export RAGSAFE_S3_ENDPOINT=http://127.0.0.1:$S3PORT AWS_ACCESS_KEY_ID=$S3_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET
 }
-# s3_stop: stop it (s3_start again brings it back on the same port, with its data).
-s3_stop() { kill "$S3PID" 2>/dev/null; wait "$S3PID" 2>/dev/null; S3PID=; }
+# s3_verifier_py: a python3 that has botocore (Debian's python3-botocore is for
+# /usr/bin/python3, which another python3 first on PATH may not see).
+s3_verifier_py() {
+    local py
+    for py in /usr/bin/python3 python3; do
+        if "$py" -c 'import botocore.auth' 2>/dev/null; then command -v "$py"; return 0; fi
+    done
+    return 1
+}
+# s3_stop: stop s3rver and the verifier (s3_start again brings them back on the same
+# ports, with the data).
+s3_stop() {
+    kill "$S3PID" ${S3VPID:+"$S3VPID"} 2>/dev/null
+    wait "$S3PID" ${S3VPID:+"$S3VPID"} 2>/dev/null
+    S3PID= S3VPID=
+}
+# s3_verified: how many requests the verifier passed (0 without one).
+s3_verified() { grep -c '^ok ' "$T/sigv4.log" 2>/dev/null || true; }
+# s3_all_signed: assert that the verifier passed requests and refused none (call it at
+# the end of a test that never sends a wrong signature on purpose).
+s3_all_signed() {
+    ok "SigV4: the verifier checked the requests ($(s3_verified) passed)" [ "$(s3_verified)" -gt 0 ]
+    is "SigV4: no request refused" "" "$(grep '^refused' "$T/sigv4.log" 2>/dev/null | head -3)"
+}
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() {
