@@ -157,7 +157,7 @@ block() {
     if [ ${#config_paths[@]} -gt 0 ] || [ ${#log_paths[@]} -gt 0 ]; then
         line "45 6 * * *" verify-files "$bin/ragsafe-files" verify --repo "$repo" --key-file "$key_file"
     fi
-    local d=("$here/restore-drill.sh" --repo "$repo" --bin "$bin")
+    local d=("$here/restore-drill.sh" --repo "$repo" --bin "$bin" --source "$pgconn")
     if [ -n "$drill_args" ]; then
         # shellcheck disable=SC2206 # word splitting wanted: a list of extra arguments
         d+=($drill_args)
