@@ -7,8 +7,9 @@
  * tests use the same place). When npm
  * cannot reach the registry the server tests are skipped with a "skipped: s3rver
  * unavailable" line and the program exits 77 once the offline tests (always run) have
- * passed, which tests/run.sh counts as a skip, not a pass. s3rver ignores signatures, so
- * what is tested is everything but the credentials' validity.
+ * passed, which tests/run.sh counts as a skip, not a pass. s3rver ignores signatures:
+ * the shared server sits behind the SigV4 verifier of the integration tests
+ * (tests/integration/s3_sigv4_proxy.py), and the last test checks it refused nothing.
  */
 #include <netinet/in.h>
 #include <signal.h>
@@ -115,15 +116,56 @@ static void server_stop(pid_t pid)
     }
 }
 
+/*
+ * verifier_start -- tests/integration/s3_sigv4_proxy.py on port, in front of s3rver on
+ * upstream: it recomputes every request's SigV4 signature (python3-botocore) for
+ * S3RVER/S3RVER and answers 403 on a mismatch; one line per request in log. The script
+ * is found under $RAGSAFE_SRC, else the current directory (tests/run.sh runs from the
+ * top of the tree).
+ */
+static pid_t verifier_start(int port, int upstream, const char *log)
+{
+    const char *src = getenv("RAGSAFE_SRC");
+    char script[512], p[16], u[16];
+    pid_t pid;
+
+    snprintf(script, sizeof(script), "%s/tests/integration/s3_sigv4_proxy.py",
+             src && *src ? src : ".");
+    ck_assert_msg(access(script, R_OK) == 0, "%s not found (set RAGSAFE_SRC)", script);
+    ck_assert_msg(system("/usr/bin/python3 -c 'import botocore.auth' 2>/dev/null") == 0,
+                  "python3-botocore is missing (scripts/install-deps.sh)");
+    snprintf(p, sizeof(p), "%d", port);
+    snprintf(u, sizeof(u), "%d", upstream);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl("/usr/bin/python3", "python3", script, p, u, "S3RVER", "S3RVER", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 300 && !port_open(port); i++)
+        usleep(50000);
+    ck_assert_msg(port_open(port), "the SigV4 verifier did not start");
+    return pid;
+}
+
+static pid_t verifier_pid = -1;
+static char verifier_log[300];
+
 static void srv_setup(void)
 {
-    int port = free_port();
+    int port = free_port(), vport;
 
     snprintf(server_dir, sizeof(server_dir), "/tmp/ragsafe-s3unit.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(server_dir));
     server_pid = server_start(server_dir, port);
-    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d", port);
-    server_port = port;
+    vport = free_port(); /* after s3rver holds its port */
+    snprintf(verifier_log, sizeof(verifier_log), "%s.sigv4.log", server_dir);
+    verifier_pid = verifier_start(vport, port, verifier_log);
+    snprintf(endpoint, sizeof(endpoint), "http://127.0.0.1:%d", vport);
+    server_port = vport;
     setenv("RAGSAFE_S3_ENDPOINT", endpoint, 1);
     setenv("AWS_ACCESS_KEY_ID", "S3RVER", 1);
     setenv("AWS_SECRET_ACCESS_KEY", "S3RVER", 1);
@@ -134,9 +176,12 @@ static void srv_setup(void)
 
 static void srv_teardown(void)
 {
+    server_stop(verifier_pid);
+    verifier_pid = -1;
     server_stop(server_pid);
     server_pid = -1;
     tu_rm_rf(server_dir);
+    unlink(verifier_log);
 }
 
 /* a fresh prefix per test: tests share one server */
@@ -534,6 +579,21 @@ START_TEST(test_host_style)
 }
 END_TEST
 
+/* test_all_signed -- runs last: the verifier passed requests of the tests before and
+ * refused none (every one carried a valid SigV4 signature). */
+START_TEST(test_all_signed)
+{
+    size_t len;
+    char *log = tu_read_file(verifier_log, &len), *refused;
+
+    ck_assert_ptr_nonnull(log);
+    ck_assert_msg(strncmp(log, "ok ", 3) == 0 || strstr(log, "\nok "), "no request verified");
+    refused = strstr(log, "refused ");
+    ck_assert_msg(!refused, "the SigV4 verifier refused a request: %.300s", refused ? refused : "");
+    free(log);
+}
+END_TEST
+
 /* test_unreachable -- a store that goes away is an error, never "not found". */
 START_TEST(test_unreachable)
 {
@@ -608,6 +668,7 @@ static Suite *s3_suite(void)
     tcase_add_test(tc, test_locks);
     tcase_add_test(tc, test_host_style);
     tcase_add_test(tc, test_unreachable);
+    tcase_add_test(tc, test_all_signed);
     suite_add_tcase(s, tc);
     return s;
 }
