@@ -87,7 +87,8 @@ pg_stop r1 >/dev/null 2>&1
 # expire in S3: a second backup, then the first goes (DeleteObjects, backup.json first)
 # a killed backup's leftover: objects under backups/<x>/ but no backup.json
 echo junk >"$T/junk"
-curl -s -o /dev/null -X PUT --data-binary @"$T/junk" "$RAGSAFE_S3_ENDPOINT/$BUCKET/prod/pg/backups/zombie/base.tar.zst"
+is "a leftover object PUT (signed)" 200 \
+    "$(s3_curl PUT "$RAGSAFE_S3_ENDPOINT/$BUCKET/prod/pg/backups/zombie/base.tar.zst" "$T/junk")"
 ok "a leftover folder is planted" [ -s "$OBJ/backups/zombie/base.tar.zst._S3rver_object" ]
 "$PITR" info --repo "$REPO" >"$T/info2.out" 2>&1
 ok "... pitr info does not count it as a backup" bash -c "! grep -q zombie '$T/info2.out'"
@@ -104,11 +105,13 @@ sleep 2
 args=(--repo "$REPO" --keep-window 1s --keep-backups 1s --min-backups 1)
 # a live lock held by another host: expire must refuse
 printf 'owner=otherhost:1:x\nexpires=99999999999\n' >"$T/lock"
-curl -s -o /dev/null -X PUT --data-binary @"$T/lock" "$RAGSAFE_S3_ENDPOINT/$BUCKET/prod/pg/locks/backup.lock"
+is "another host's lock PUT (signed)" 200 \
+    "$(s3_curl PUT "$RAGSAFE_S3_ENDPOINT/$BUCKET/prod/pg/locks/backup.lock" "$T/lock")"
 "$PITR" expire "${args[@]}" >"$T/exp0.out" 2>&1
 is "expire while another host holds the S3 lock: exit 1" 1 "$?"
 ok "... the first backup is still there" [ -s "$OBJ/backups/$backup/backup.json._S3rver_object" ]
-curl -s -o /dev/null -X DELETE "$RAGSAFE_S3_ENDPOINT/$BUCKET/prod/pg/locks/backup.lock"
+is "... its lock removed (signed DELETE)" 204 \
+    "$(s3_curl DELETE "$RAGSAFE_S3_ENDPOINT/$BUCKET/prod/pg/locks/backup.lock")"
 "$PITR" expire "${args[@]}" >"$T/exp.out" 2>&1
 is "pitr expire in S3 exits 0" 0 "$?"
 is "the first backup's objects are gone" "" "$(find "$OBJ/backups/$backup" -type f 2>/dev/null)"

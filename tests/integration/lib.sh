@@ -225,6 +225,15 @@ s3_stop() {
     wait "$S3PID" ${S3VPID:+"$S3VPID"} 2>/dev/null
     S3PID= S3VPID=
 }
+# s3_curl METHOD URL [FILE]: one request signed (SigV4, curl) with S3_KEY / S3_SECRET,
+# FILE as the body; prints the HTTP status.
+s3_curl() {
+    local method=$1 url=$2 file=${3:-} sha body=()
+    sha=$(if [ -n "$file" ]; then sha256sum <"$file"; else printf '' | sha256sum; fi | cut -c1-64)
+    [ -n "$file" ] && body=(--data-binary "@$file")
+    curl -s -o /dev/null -w '%{http_code}' -X "$method" --aws-sigv4 aws:amz:us-east-1:s3 \
+        --user "$S3_KEY:$S3_SECRET" -H "x-amz-content-sha256: $sha" "${body[@]}" "$url"
+}
 # s3_verified: how many requests the verifier passed (0 without one).
 s3_verified() { grep -c '^ok ' "$T/sigv4.log" 2>/dev/null || true; }
 # s3_all_signed: assert that the verifier passed requests and refused none (call it at
