@@ -10,7 +10,8 @@
 #     as_pg CMD...                run as the postgres user
 #     ok "name" CMD...            pass when CMD exits 0
 #     not_ok_expected / is "name" EXPECTED ACTUAL / exit_is "name" STATUS CMD...
-#     t_done                      prints "N passed, N failed" and exits non-zero on failure
+#     t_done                      prints "N passed, N failed"; non-zero on a failure or
+#                                 when no assertion ran
 #     t_skip "reason"             a dependency is unavailable: prints "skipped: reason" and
 #                                 exits 77, which tests/run.sh counts as skipped (and, under
 #                                 CI=true, as a failed run); never use it for a failure
@@ -122,6 +123,10 @@ exit_is() {
 
 t_done() {
     echo "$T_NAME: $T_PASS passed, $T_FAIL failed"
+    if [ $((T_PASS + T_FAIL)) -eq 0 ]; then
+        echo "$T_NAME: no assertion ran: that is a failure, not a pass"
+        return 1
+    fi
     [ "$T_FAIL" -eq 0 ]
 }
 
@@ -130,7 +135,8 @@ t_done() {
 T_SKIP_STATUS=77
 t_skip() {
     echo "skipped: $1"
-    t_done || exit 1
+    echo "$T_NAME: $T_PASS passed, $T_FAIL failed"
+    [ "$T_FAIL" -eq 0 ] || exit 1
     exit "$T_SKIP_STATUS"
 }
 
