@@ -84,23 +84,10 @@ out:
 }
 
 /*
- * files_key_load -- load the key after checking the file is private (no group or
- * other bits): a key anyone can read protects nothing.
+ * files_key_load -- load the key; cipher_key_load refuses a file that is not private
+ * (no group or other bits): a key anyone can read protects nothing.
  */
 int files_key_load(const char *path, cipher_key **out)
 {
-    struct stat sb;
-
-    *out = NULL;
-    if (stat(path, &sb) != 0)
-        return log_errno("could not stat key file \"%s\"", path);
-    if (!S_ISREG(sb.st_mode))
-        return log_error("key file \"%s\" is not a regular file", path);
-    if (sb.st_mode & 077) {
-        log_error("key file \"%s\" has mode %04o: it must be 0600 or stricter",
-                  path, (unsigned)(sb.st_mode & 07777));
-        log_hint("chmod 600 \"%s\"", path);
-        return -1;
-    }
     return cipher_key_load(path, out);
 }

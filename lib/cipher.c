@@ -88,29 +88,67 @@ void cipher_key_free(cipher_key *k)
     free(k);
 }
 
+/*
+ * read_key_file -- the whole of fd (at most cap bytes) into buf, reading until EOF.
+ * A file longer than cap is an error (no key file is): *len = cap + 1. -1 reported.
+ */
+static int read_key_file(int fd, const char *path, uint8_t *buf, size_t cap, size_t *len)
+{
+    size_t got = 0;
+    uint8_t extra;
+
+    for (;;) {
+        ssize_t n = got < cap ? read(fd, buf + got, cap - got) : read(fd, &extra, 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return log_errno("could not read cipher key file \"%s\"", path);
+        if (n == 0)
+            break;
+        if (got == cap) {
+            explicit_bzero(&extra, sizeof(extra));
+            got = cap + 1;
+            break;
+        }
+        got += (size_t)n;
+    }
+    *len = got;
+    return 0;
+}
+
 int cipher_key_load(const char *path, cipher_key **out)
 {
     uint8_t buf[130], raw[CIPHER_KEY_LEN];
     struct stat sb;
-    ssize_t n;
-    size_t len;
-    int fd, ret = -1;
+    size_t len = 0;
+    int fd = -1, ret = -1;
 
     *out = NULL;
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return log_errno("could not open cipher key file \"%s\"", path);
-    if (fstat(fd, &sb) == 0 && (sb.st_mode & 077))
-        log_warning("cipher key file \"%s\" is readable by group or others", path);
-    n = read(fd, buf, sizeof(buf));
-    close(fd);
-    if (n < 0)
-        return log_errno("could not read cipher key file \"%s\"", path);
-    len = (size_t)n;
+    if (fstat(fd, &sb) != 0) {
+        log_errno("could not stat cipher key file \"%s\"", path);
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        log_error("cipher key file \"%s\" is not a regular file", path);
+        goto out;
+    }
+    /* a key anyone else can read protects nothing: refuse it, as ssh refuses a
+     * private key file other users can read */
+    if (sb.st_mode & 077) {
+        log_error("cipher key file \"%s\" has mode %04o: it must be 0600 or stricter", path,
+                  (unsigned)(sb.st_mode & 07777));
+        log_hint("chmod 600 \"%s\"", path);
+        goto out;
+    }
+    if (read_key_file(fd, path, buf, sizeof(buf), &len) != 0)
+        goto out;
     if (len == CIPHER_KEY_LEN) {
         memcpy(raw, buf, CIPHER_KEY_LEN);
     } else {
-        while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+        while (len && len <= sizeof(buf) && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
             len--;
         if (len != 2 * CIPHER_KEY_LEN) {
             log_error("cipher key file \"%s\" must hold 32 bytes or 64 hex digits", path);
@@ -138,8 +176,10 @@ int cipher_key_load(const char *path, cipher_key **out)
     *out = cipher_key_from_bytes(raw);
     ret = *out ? 0 : -1;
 out:
-    OPENSSL_cleanse(buf, sizeof(buf));
-    OPENSSL_cleanse(raw, sizeof(raw));
+    if (fd >= 0)
+        close(fd);
+    explicit_bzero(buf, sizeof(buf));
+    explicit_bzero(raw, sizeof(raw));
     return ret;
 }
 

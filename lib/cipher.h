@@ -53,8 +53,9 @@
 typedef struct cipher_key cipher_key;
 typedef int (*cipher_sink_fn)(void *arg, const void *buf, size_t len);
 
-/* Load a key file. -1 reported (missing, unreadable, not 32 bytes / 64 hex digits).
- * A file readable by group or others draws a warning. */
+/* Load a key file (read to its end; every copy of the key is wiped). -1 reported:
+ * missing, unreadable, not a regular file, not 32 bytes / 64 hex digits, or readable
+ * or writable by group or others (refused with the hint "chmod 600 FILE"). */
 int cipher_key_load(const char *path, cipher_key **out);
 /* From raw bytes (tests). NULL when out of memory (reported). */
 cipher_key *cipher_key_from_bytes(const uint8_t raw[CIPHER_KEY_LEN]);

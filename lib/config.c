@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -87,6 +89,75 @@ static int parse_line(config *cfg, char *line, const char *path, int lineno)
     return config_add(cfg, key, val);
 }
 
+/*
+ * dir_chain_safe -- no directory from the file's up to "/" may be writable by group
+ * or others (unless sticky, like /tmp: others cannot rename or remove what is not
+ * theirs there), or whoever can write there can replace the file. -1 reported.
+ */
+static int dir_chain_safe(const char *path)
+{
+    char *real = realpath(path, NULL), *slash;
+    int ret = -1;
+
+    if (!real)
+        return log_errno("could not resolve config file \"%s\"", path);
+    while ((slash = strrchr(real, '/')) != NULL) {
+        struct stat sb;
+        if (slash == real)
+            slash[1] = '\0'; /* "/" itself */
+        else
+            *slash = '\0';
+        if (stat(real, &sb) != 0) {
+            log_errno("could not stat \"%s\"", real);
+            goto out;
+        }
+        if ((sb.st_mode & (S_IWGRP | S_IWOTH)) && !(sb.st_mode & S_ISVTX)) {
+            log_error("refusing config file \"%s\": directory \"%s\" is writable by group or "
+                      "others (mode %04o), who could replace it", path, real,
+                      (unsigned)(sb.st_mode & 07777));
+            log_hint("chmod go-w \"%s\", or keep the config file elsewhere", real);
+            goto out;
+        }
+        if (slash == real)
+            break;
+    }
+    ret = 0;
+out:
+    free(real);
+    return ret;
+}
+
+/*
+ * config_file_safe -- the config file holds shell commands (stop-cmd, start-cmd,
+ * version-cmd, notify commands) that the tools run, and S3 secrets: like ssh with its
+ * key files, refuse one that someone other than root or the running user owns or can
+ * write. /dev/null (an empty config) is fine. -1 reported.
+ */
+static int config_file_safe(FILE *f, const char *path)
+{
+    struct stat sb, nul;
+    uid_t me = geteuid();
+
+    if (fstat(fileno(f), &sb) != 0)
+        return log_errno("could not stat config file \"%s\"", path);
+    if (S_ISCHR(sb.st_mode) && stat("/dev/null", &nul) == 0 && S_ISCHR(nul.st_mode) &&
+        sb.st_rdev == nul.st_rdev)
+        return 0;
+    if (sb.st_uid != 0 && sb.st_uid != me) {
+        log_error("refusing config file \"%s\": it is owned by uid %u, not by root or the "
+                  "user running this tool (uid %u)", path, (unsigned)sb.st_uid, (unsigned)me);
+        log_hint("chown root \"%s\" (or chown to the user the tool runs as), and chmod go-w", path);
+        return -1;
+    }
+    if (sb.st_mode & (S_IWGRP | S_IWOTH)) {
+        log_error("refusing config file \"%s\": it is writable by group or others (mode %04o)",
+                  path, (unsigned)(sb.st_mode & 07777));
+        log_hint("chmod go-w \"%s\"", path);
+        return -1;
+    }
+    return S_ISREG(sb.st_mode) ? dir_chain_safe(path) : 0;
+}
+
 config *config_load(const char *path)
 {
     int explicit_path = path != NULL;
@@ -116,6 +187,8 @@ config *config_load(const char *path)
         log_errno("could not open config file \"%s\"", path);
         goto fail;
     }
+    if (config_file_safe(f, path) != 0)
+        goto fail;
     while (getline(&line, &cap, f) >= 0) {
         lineno++;
         if (parse_line(cfg, line, path, lineno) != 0)

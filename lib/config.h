@@ -22,7 +22,11 @@ typedef struct config config;
 
 /* Load a config file. path NULL: $RAGSAFE_CONFIG, else the default path, and a
  * missing default file is not an error. An explicitly named file must exist.
- * A malformed line is an error naming file and line. Returns NULL after reporting. */
+ * A malformed line is an error naming file and line. Returns NULL after reporting.
+ * The file holds commands the tools run and secrets, so (as ssh does) it is refused
+ * when owned by anyone but root or the running user, when group or others can write
+ * it, or when a directory on its path is writable by group or others without the
+ * sticky bit; each refusal names the fix (chown, chmod go-w). /dev/null is fine. */
 config *config_load(const char *path);
 void config_free(config *cfg);
 

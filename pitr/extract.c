@@ -8,6 +8,11 @@
  * backup_manifest entry; an entry that is not a plain relative path inside the
  * destination is refused. Nothing is fsync'd here: the caller fsyncs the whole tree
  * once (durable_fsync_tree).
+ *
+ * Results: 0; RS_MISMATCH for a damaged backup (a bad file, an entry that appears
+ * twice, a tar or object that does not parse or authenticate); -1 for I/O: the object
+ * could not be read, or a local write failed (ENOSPC...). A write error stops the
+ * extraction at once and is reported once, where it happened.
  */
 #include <archive.h>
 #include <archive_entry.h>
@@ -347,15 +352,28 @@ static int write_all(int fd, const void *buf, size_t len, const char *path)
  * one_file -- stream a regular entry to dest (if any), hash it, check it against the
  * manifest. 0 | RS_MISMATCH (reported) | -1.
  */
-static int one_file(struct archive *a, struct archive_entry *e, const char *rel,
+static int one_file(struct archive *a, struct archive_entry *e, const char *rel, const char *key,
                     const extract_opts *eo, extract_stats *stats)
 {
     char path[PATH_MAX], mpath[PATH_MAX];
-    int fd = -1, ret = -1;
+    int fd = -1, ret = -1, n;
     sha256_ctx sha = {0};
     uint8_t dig[SHA256_LEN];
     uint64_t size = 0;
+    const manifest_file *mf = NULL;
 
+    n = snprintf(mpath, sizeof(mpath), "%s%s", eo->mprefix ? eo->mprefix : "", rel);
+    if (n < 0 || (size_t)n >= sizeof(mpath))
+        return log_error("path too long: \"%s%s\"", eo->mprefix ? eo->mprefix : "", rel);
+    if (eo->m && (mf = manifest_find(eo->m, mpath)) != NULL && eo->seen) {
+        /* a second copy of an entry: the tar is damaged, whichever copy is right */
+        if (eo->seen[mf - eo->m->files]) {
+            log_error("tar entry \"%s\" appears twice in \"%s\"", rel, key);
+            stats->bad++;
+            return RS_MISMATCH;
+        }
+        eo->seen[mf - eo->m->files] = 1;
+    }
     if (sha256_init(&sha) != 0)
         goto out;
     if (eo->dest) {
@@ -365,6 +383,13 @@ static int one_file(struct archive *a, struct archive_entry *e, const char *rel,
             goto out;
         mode_t mode = archive_entry_perm(e) & 0777;
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode ? mode : 0600);
+        if (fd < 0 && errno == EEXIST) {
+            /* the destination started empty: an earlier entry made this name */
+            log_error("tar entry \"%s\" appears twice in \"%s\"", rel, key);
+            stats->bad++;
+            ret = RS_MISMATCH;
+            goto out;
+        }
         if (fd < 0) {
             log_errno("could not create \"%s\"", path);
             goto out;
@@ -378,7 +403,11 @@ static int one_file(struct archive *a, struct archive_entry *e, const char *rel,
         if (r == ARCHIVE_EOF)
             break;
         if (r != ARCHIVE_OK) {
+            /* the tar itself is damaged (a read error of the object is told apart by
+             * the caller: it comes first) */
             log_error("could not read \"%s\" from the backup: %s", rel, archive_error_string(a));
+            stats->bad++;
+            ret = RS_MISMATCH;
             goto out;
         }
         if ((uint64_t)off != size) {
@@ -411,17 +440,13 @@ static int one_file(struct archive *a, struct archive_entry *e, const char *rel,
         goto out;
     stats->files++;
     stats->bytes += size;
-    snprintf(mpath, sizeof(mpath), "%s%s", eo->mprefix ? eo->mprefix : "", rel);
     if (eo->m) {
-        const manifest_file *mf = manifest_find(eo->m, mpath);
         if (!mf) {
             log_error("file \"%s\" is in the backup but not in its backup_manifest", mpath);
             stats->bad++;
             ret = RS_MISMATCH;
             goto out;
         }
-        if (eo->seen)
-            eo->seen[mf - eo->m->files] = 1;
         if (mf->size != size) {
             log_error("file \"%s\" has size %llu, backup_manifest says %llu", mpath,
                       (unsigned long long)size, (unsigned long long)mf->size);
@@ -486,6 +511,7 @@ int extract_object(storage *st, const char *key, const extract_opts *eo, extract
     if (archive_read_open(a, &xq, NULL, read_cb, NULL) != ARCHIVE_OK) {
         if (!x.failed)
             log_error("could not read tar in \"%s\": %s", key, archive_error_string(a));
+        bad = 1; /* unless the object could not be read (x.failed, checked first) */
         goto out_fail;
     }
     for (;;) {
@@ -495,6 +521,7 @@ int extract_object(storage *st, const char *key, const extract_opts *eo, extract
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN) {
             if (!x.failed)
                 log_error("could not read tar in \"%s\": %s", key, archive_error_string(a));
+            bad = 1;
             goto out_fail;
         }
         char rel[PATH_MAX];
@@ -508,7 +535,7 @@ int extract_object(storage *st, const char *key, const extract_opts *eo, extract
         switch (archive_entry_filetype(e)) {
         case AE_IFDIR:
             if (eo->dest && make_dirs(eo->dest, rel, 1) != 0)
-                goto out;
+                goto out_write;
             break;
         case AE_IFREG:
             if (archive_entry_hardlink(e)) {
@@ -516,13 +543,13 @@ int extract_object(storage *st, const char *key, const extract_opts *eo, extract
                 bad = 1;
                 goto out_fail;
             }
-            r = one_file(a, e, rel, eo, stats);
+            r = one_file(a, e, rel, key, eo, stats);
             if (r == RS_MISMATCH) {
                 bad = 1;
                 break; /* keep checking the rest, report them all */
             }
             if (r != 0)
-                goto out_fail;
+                goto out_write;
             break;
         case AE_IFLNK: {
             const char *target = archive_entry_symlink(e);
@@ -536,12 +563,18 @@ int extract_object(storage *st, const char *key, const extract_opts *eo, extract
             if (eo->dest) {
                 char path[PATH_MAX];
                 if (make_dirs(eo->dest, rel, 0) != 0)
-                    goto out;
+                    goto out_write;
                 if (join_path(path, sizeof(path), eo->dest, rel) != 0)
-                    goto out;
+                    goto out_write;
                 if (symlink(target, path) != 0) {
+                    if (errno == EEXIST) {
+                        log_error("tar entry \"%s\" appears twice in \"%s\"", rel, key);
+                        stats->bad++;
+                        bad = 1;
+                        break;
+                    }
                     log_errno("could not create symbolic link \"%s\"", path);
-                    goto out;
+                    goto out_write;
                 }
             }
             break;
@@ -555,6 +588,14 @@ int extract_object(storage *st, const char *key, const extract_opts *eo, extract
     /* the tar ends before the object does (padding, then the trailer): drain it so the
      * trailer is checked too */
     xq_end(&xq, 1);
+    goto out_fail;
+out_write:
+    /* A local write failed (ENOSPC, EIO; reported where it happened). Stop here: the
+     * object may well have been read to its end already (the decompressing thread
+     * runs up to XQ_DEPTH MiB ahead), and what is left unwritten is not the backup's
+     * fault. I/O, unless damage was already found. */
+    ret = bad ? RS_MISMATCH : -1;
+    goto out;
 out_fail:
     xq_end(&xq, 0);
     if (x.failed) {

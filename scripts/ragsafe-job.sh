@@ -5,7 +5,15 @@
 #   - runs never overlap: an exclusive flock on LOCKDIR/NAME.lock; a run that finds the
 #     previous one still going does not wait, it fails with "previous run still running"
 #     (so a hung job is noticed rather than piling up);
-#   - CMD's stdout and stderr go to STATUSDIR/NAME.log (replaced each run);
+#   - CMD's stdout and stderr go to STATUSDIR/NAME.log (replaced each run), mode 0600:
+#     it can hold whatever a failing tool printed, and only the job's user (and root)
+#     needs it -- the status line and the notification carry the gist to others;
+#   - secrets never reach the log, the status line or a notification: in the logged
+#     command line and in CMD's output, password=... (libpq conninfo, also quoted,
+#     PGPASSWORD=, secret=, token=) and the password of a postgresql://user:pass@ URI
+#     become ****, as does the value of an option named like --*password*, --*secret*,
+#     --*token*; the values of the shell-command options (--stop-cmd, --start-cmd,
+#     --version-cmd, --notify-cmd...) are left out of the logged command line;
 #   - every run, whatever happens, writes one line to STATUSDIR/NAME.status (atomically):
 #         <job> <unix time> <ok|failed> <seconds> <message>
 #     the message being CMD's last line (on failure its last error line), for the
@@ -52,6 +60,35 @@ mkdir -p "$status_dir" "$lock_dir" || exit 1
 
 start=$(date +%s)
 
+# mask -- a filter that hides secrets (see the header): key=value forms (quoted or
+# not) of password / passwd / secret / token, and the password of a URI.
+mask() {
+    sed -E \
+        -e "s/([A-Za-z_-]*(password|passwd|secret|token)[A-Za-z_-]*[[:space:]]*=[[:space:]]*)('([^'\\\\]|\\\\.)*'|\"([^\"\\\\]|\\\\.)*\"|[^[:space:]&'\"]+)/\\1****/Ig" \
+        -e 's#([A-Za-z][A-Za-z0-9+.-]*://[^:/@[:space:]]*):[^@/[:space:]]*@#\1:****@#g'
+}
+
+# shown_args ARG... -- the command line as it may be logged: secrets masked, the
+# values of shell-command options (they may embed credentials) left out.
+shown_args() {
+    local a out=() hide=
+    for a in "$@"; do
+        if [ -n "$hide" ]; then
+            out+=("$hide")
+            hide=
+            continue
+        fi
+        case $a in
+        --*-cmd=*|--*cmd=*) out+=("${a%%=*}=<command not logged>") ;;
+        --*-cmd|--*cmd) out+=("$a"); hide="<command not logged>" ;;
+        --*password*=*|--*secret*=*|--*token*=*) out+=("${a%%=*}=****") ;;
+        --*password*|--*secret*|--*token*) out+=("$a"); hide="****" ;;
+        *) out+=("$a") ;;
+        esac
+    done
+    printf '%s' "${out[*]}" | mask
+}
+
 # write_status RESULT MESSAGE -- the status line, atomically (temp + rename)
 write_status() {
     local msg tmp
@@ -82,12 +119,19 @@ if ! flock -n 9; then
 fi
 
 log=$status_dir/$job.log
-{
-    printf '# %s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$job" "$*"
-} >"$log"
+# 0600 from the start, also when an older run left the file with a wider mode
+(umask 077 && : >"$log") && chmod 0600 "$log" || {
+    write_status failed "could not create log file $log"; notify "could not create log file $log"; exit 1; }
+printf '# %s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$job" "$(shown_args "$@")" >>"$log"
 # 9 (the lock) is not passed on: a server a job starts must not hold it
 "$@" >>"$log" 2>&1 9>&-
 rc=$?
+# CMD's output masked in place (same file: a server the job started may still append
+# to it), before anything is taken from it for the status line or a notification
+if mtmp=$(mktemp "$status_dir/.$job.log.XXXXXX"); then
+    mask <"$log" >"$mtmp" && cat "$mtmp" >"$log"
+    rm -f "$mtmp"
+fi
 last=$(tail -n +2 "$log" | grep -v '^[[:space:]]*$' | tail -n 1)
 # on failure the last error says more than a trailing hint or detail line
 err=$(tail -n +2 "$log" | grep -E ': error: |: FAILED: |^ERROR: ' | tail -n 1)

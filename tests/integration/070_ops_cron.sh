@@ -4,7 +4,10 @@
 # foreign lines, is idempotent and replaces its block in place; the installed entries
 # run as cron would run them (sh -c, % unescaped) through ragsafe-job.sh: a real base
 # backup leaves an "ok" status line, a failing job a "failed" line and a notification,
-# and a run that finds the previous one still going (flock) does not overlap.
+# and a run that finds the previous one still going (flock) does not overlap. Secrets
+# stay out of the logs: a password in the connection string (trust auth ignores it)
+# or printed by a failing job is masked in the log, the status line and the
+# notification, the stop/start commands are not logged, and logs are created 0600.
 source "$(dirname "$0")/lib.sh"
 t_init
 
@@ -19,7 +22,7 @@ pg_set primary "wal_level = replica"
 pg_set primary "archive_mode = on"
 pg_set primary "archive_command = '$B/ragsafe-archive --repo $REPO %p %f'"
 pg_start primary
-CONN="$(pg_conn primary) application_name=cron%job"
+CONN="$(pg_conn primary) password=hunter2 application_name=cron%job"
 "$B/ragsafe-files" keygen "$T/key"
 mkdir -p "$T/platform/logs"; echo "A=1" >"$T/platform/.env"; echo log >"$T/platform/logs/app.log"
 
@@ -112,5 +115,28 @@ ok "overlap: notified" grep -q "^verify-pg: previous run still running" "$T/noti
 wait
 exit_is "after the lock is free it runs" 0 run_entry '0 6 \* \* \*' verify-pg
 is "verify-pg: status ok" ok "$(cut -d' ' -f3 "$ST/verify-pg.status")"
+
+# --- secrets and the job logs ---------------------------------------------------------
+ok "the connection string's password is in the crontab entry" grep -q "password=hunter2" "$CT"
+ok "... but in no log or status file" bash -c "! grep -r hunter2 '$ST'"
+ok "... the logged command line shows it masked" grep -q "password=\*\*\*\*" "$ST/basebackup.log"
+is "job logs are created 0600" "600" "$(stat -c %a "$ST"/*.log | sort -u | paste -sd,)"
+# an older log with a wider mode is narrowed on the next run
+chmod 0644 "$ST/config.log"
+exit_is "config entry runs again" 0 run_entry '0 1 \* \* \*' config
+is "... its log is 0600 again" 600 "$(stat -c %a "$ST/config.log")"
+# a failing job that prints secrets, with stop/start commands on its command line
+rm -f "$T/notified"
+as_pg "$S/ragsafe-job.sh" --status-dir "$ST" --notify-cmd "cat >>$T/notified; echo \"\$1: \$2\" >>$T/notified" \
+    leaky sh -c 'echo "connecting to postgresql://alice:hunter2@db/app"; echo "leaky: error: could not connect with password=hunter2"; exit 1' \
+    leaky --stop-cmd "curl -u admin:stopsecret http://stack/stop" --start-cmd "start-it" 2>"$T/leaky.err"
+is "leaky job: exit 1" 1 "$?"
+sed 's/^/#   /' "$ST/leaky.log" "$ST/leaky.status" "$T/notified"
+ok "leaky job: the log keeps the lines, masked" grep -q "postgresql://alice:\*\*\*\*@db/app" "$ST/leaky.log"
+ok "leaky job: no password in log, status, notification or stderr" \
+    bash -c "! grep -l hunter2 '$ST/leaky.log' '$ST/leaky.status' '$T/notified' '$T/leaky.err'"
+ok "leaky job: the status still carries the (masked) error" grep -q "error: could not connect with password=\*\*\*\*" "$ST/leaky.status"
+ok "leaky job: the stop command is not logged" bash -c "! grep -q stopsecret '$ST/leaky.log'"
+ok "leaky job: ... the option is" grep -q -- "--stop-cmd <command not logged>" "$ST/leaky.log"
 exit_is "usage: no --repo" 2 "$S/install-cron.sh" --pgconn x --crontab "$CT"
 t_done

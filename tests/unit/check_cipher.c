@@ -10,6 +10,9 @@
 #include "storage.h"
 #include "testutil.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
 struct buf {
     uint8_t *p;
     size_t len, cap;
@@ -222,6 +225,34 @@ START_TEST(test_truncated_and_reordered)
 }
 END_TEST
 
+/* A tiny read() shim: with short_reads set, every read returns at most 5 bytes (as a
+ * network or FUSE file system may), so a loader that reads once sees a short key. */
+static int short_reads;
+
+ssize_t read(int fd, void *buf, size_t n)
+{
+    if (short_reads && n > 5)
+        n = 5;
+    return syscall(SYS_read, fd, buf, n);
+}
+
+/* stderr_to -- send stderr to path (returns the saved descriptor for stderr_back). */
+static int stderr_to(const char *path)
+{
+    int saved = dup(2), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(dup2(fd, 2), 2);
+    close(fd);
+    return saved;
+}
+
+static void stderr_back(int saved)
+{
+    ck_assert_int_eq(dup2(saved, 2), 2);
+    close(saved);
+}
+
 START_TEST(test_key_file)
 {
     cipher_key *k = NULL, *k2 = NULL;
@@ -250,10 +281,12 @@ START_TEST(test_key_file)
     cipher_key_free(k2);
     k2 = NULL;
     tu_write_str(tu_path("short.key"), "abcd\n");
+    chmod(tu_path("short.key"), 0600);
     ck_assert_int_eq(cipher_key_load(tu_path("short.key"), &k2), -1);
     ck_assert_ptr_null(k2);
     hex[5] = 'x';
     tu_write_str(tu_path("bad.key"), hex);
+    chmod(tu_path("bad.key"), 0600);
     ck_assert_int_eq(cipher_key_load(tu_path("bad.key"), &k2), -1);
     ck_assert_int_eq(cipher_key_load(tu_path("none.key"), &k2), -1);
     cipher_key_free(k);
@@ -264,6 +297,79 @@ END_TEST
 /* A sealed storage: what is stored is cipher frames, what is read back is the exact
  * plaintext (streamed, whole, tail); root objects stay plain; another key, no key, a
  * flipped bit are errors. */
+/* A key file readable or writable by group or others is refused, naming the fix. */
+START_TEST(test_key_file_mode)
+{
+    static const mode_t modes[] = {0644, 0640, 0604, 0620, 0602, 0660};
+    cipher_key *k = NULL;
+    char hex[70];
+    size_t n;
+
+    for (int i = 0; i < 32; i++)
+        sprintf(hex + 2 * i, "%02x", (unsigned)(i * 3));
+    strcat(hex, "\n");
+    tu_write_str(tu_path("k"), hex);
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        ck_assert_int_eq(chmod(tu_path("k"), modes[i]), 0);
+        int saved = stderr_to(tu_path("err"));
+        int r = cipher_key_load(tu_path("k"), &k);
+        stderr_back(saved);
+        ck_assert_msg(r == -1, "mode %04o accepted", (unsigned)modes[i]);
+        ck_assert_ptr_null(k);
+        char *err = tu_read_file(tu_path("err"), &n);
+        ck_assert_ptr_nonnull(strstr(err, "it must be 0600 or stricter"));
+        ck_assert_ptr_nonnull(strstr(err, "hint: chmod 600 \""));
+        free(err);
+    }
+    ck_assert_int_eq(chmod(tu_path("k"), 0400), 0);
+    ck_assert_int_eq(cipher_key_load(tu_path("k"), &k), 0);
+    cipher_key_free(k);
+    /* not a regular file */
+    ck_assert_int_eq(cipher_key_load(tu_dir, &k), -1);
+    ck_assert_ptr_null(k);
+}
+END_TEST
+
+/* The key file is read to its end, however short each read() is; a file longer than
+ * any key is refused, not cut. */
+START_TEST(test_key_file_short_reads)
+{
+    cipher_key *k = NULL, *k2 = NULL;
+    uint8_t raw[32], dg1[32], dg2[32], big[300];
+    char hex[70];
+
+    for (int i = 0; i < 32; i++)
+        raw[i] = (uint8_t)(255 - i);
+    for (int i = 0; i < 32; i++)
+        sprintf(hex + 2 * i, "%02x", raw[i]);
+    strcat(hex, "\r\n");
+    tu_write_str(tu_path("hex.key"), hex);
+    chmod(tu_path("hex.key"), 0600);
+    tu_write_file(tu_path("raw.key"), raw, 32);
+    chmod(tu_path("raw.key"), 0600);
+    short_reads = 1;
+    int r1 = cipher_key_load(tu_path("hex.key"), &k);
+    int r2 = cipher_key_load(tu_path("raw.key"), &k2);
+    short_reads = 0;
+    ck_assert_int_eq(r1, 0);
+    ck_assert_int_eq(r2, 0);
+    ck_assert_int_eq(cipher_keyed_digest(k, "abc", 3, dg1), 0);
+    ck_assert_int_eq(cipher_keyed_digest(k2, "abc", 3, dg2), 0);
+    ck_assert_mem_eq(dg1, dg2, 32);
+    cipher_key_free(k);
+    cipher_key_free(k2);
+    k = NULL;
+    /* 64 hex digits followed by more text */
+    memset(big, 'a', sizeof(big));
+    tu_write_file(tu_path("long.key"), big, sizeof(big));
+    chmod(tu_path("long.key"), 0600);
+    ck_assert_int_eq(cipher_key_load(tu_path("long.key"), &k), -1);
+    tu_write_file(tu_path("long.key"), big, 131);
+    ck_assert_int_eq(cipher_key_load(tu_path("long.key"), &k), -1);
+    ck_assert_ptr_null(k);
+}
+END_TEST
+
 START_TEST(test_sealed_storage)
 {
     cipher_key *k = key_of(7), *other = key_of(8);
@@ -488,6 +594,8 @@ static Suite *cipher_suite(void)
     tcase_add_test(tc, test_tamper);
     tcase_add_test(tc, test_truncated_and_reordered);
     tcase_add_test(tc, test_key_file);
+    tcase_add_test(tc, test_key_file_mode);
+    tcase_add_test(tc, test_key_file_short_reads);
     tcase_add_test(tc, test_sealed_storage);
     tcase_add_test(tc, test_repo_key_check);
     tcase_add_test(tc, test_unpinned_key_check);

@@ -1,10 +1,12 @@
 /*
  * check_config.c -- unit tests for lib/config: the "key = value" file (comments,
  * quotes, spaces, malformed lines), where the file comes from, flag > env > file,
- * and integer / duration parsing.
+ * integer / duration parsing, and the refusal of a config file others could change.
  */
 #include "config.h"
 #include "testutil.h"
+
+#include <unistd.h>
 
 static void cfg_setup(void)
 {
@@ -156,6 +158,120 @@ START_TEST(test_resolve_order)
 }
 END_TEST
 
+/* load_err -- config_load(path) with stderr captured into *err (malloc'd). */
+static config *load_err(const char *path, char **err)
+{
+    int saved = dup(2), fd = open(tu_path("stderr"), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    config *cfg;
+
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(dup2(fd, 2), 2);
+    close(fd);
+    cfg = config_load(path);
+    ck_assert_int_eq(dup2(saved, 2), 2);
+    close(saved);
+    *err = tu_read_file(tu_path("stderr"), NULL);
+    ck_assert_ptr_nonnull(*err);
+    return cfg;
+}
+
+/* A config file group or others can write, or owned by another user, is refused with
+ * the fix named; 0644 or 0600 owned by root (or the running user) is fine. */
+static const struct {
+    mode_t mode;
+    uid_t uid;
+    const char *hint;
+} perms[] = {
+    {0664, 0, "chmod go-w"},
+    {0646, 0, "chmod go-w"},
+    {0666, 0, "chmod go-w"},
+    {0620, 0, "chmod go-w"},
+    {0644, 65534, "chown root"},
+    {0600, 65534, "chown root"},
+    {0644, 0, NULL},
+    {0600, 0, NULL},
+    {0400, 0, NULL},
+};
+
+START_TEST(test_file_permissions)
+{
+    const char *p = tu_path("ragsafe.conf");
+    char *err = NULL;
+    config *cfg;
+
+    if (geteuid() != 0 && perms[_i].uid != 0)
+        return; /* chown needs root; the suite runs as root in CI */
+    tu_write_str(p, "repo = /backups/pg\nstop-cmd = systemctl stop x\n");
+    ck_assert_int_eq(chown(p, perms[_i].uid ? perms[_i].uid : geteuid(), (gid_t)-1), 0);
+    ck_assert_int_eq(chmod(p, perms[_i].mode), 0);
+    cfg = load_err(p, &err);
+    if (perms[_i].hint) {
+        ck_assert_msg(cfg == NULL, "mode %04o uid %u accepted", (unsigned)perms[_i].mode,
+                      (unsigned)perms[_i].uid);
+        ck_assert_ptr_nonnull(strstr(err, "refusing config file"));
+        ck_assert_msg(strstr(err, perms[_i].hint) != NULL, "no \"%s\" in: %s", perms[_i].hint, err);
+    } else {
+        ck_assert_msg(cfg != NULL, "mode %04o refused: %s", (unsigned)perms[_i].mode, err);
+        ck_assert_str_eq(config_get(cfg, "repo"), "/backups/pg");
+    }
+    config_free(cfg);
+    free(err);
+}
+END_TEST
+
+/* A directory on the path that group or others can write is refused (they could
+ * replace the file), unless it is sticky like /tmp. */
+START_TEST(test_dir_permissions)
+{
+    char sub[PATH_MAX], conf[PATH_MAX + 32], *err = NULL;
+    config *cfg;
+
+    snprintf(sub, sizeof(sub), "%s", tu_path("etc"));
+    ck_assert_int_eq(mkdir(sub, 0755), 0);
+    snprintf(conf, sizeof(conf), "%s/ragsafe.conf", sub);
+    tu_write_str(conf, "repo = /r\n");
+    chmod(conf, 0600);
+    cfg = load_err(conf, &err);
+    ck_assert_ptr_nonnull(cfg);
+    config_free(cfg);
+    free(err);
+
+    ck_assert_int_eq(chmod(sub, 0775), 0);
+    cfg = load_err(conf, &err);
+    ck_assert_ptr_null(cfg);
+    ck_assert_ptr_nonnull(strstr(err, "is writable by group or others"));
+    ck_assert_ptr_nonnull(strstr(err, "chmod go-w"));
+    ck_assert_ptr_nonnull(strstr(err, sub));
+    free(err);
+
+    /* the parent of the parent counts too */
+    ck_assert_int_eq(chmod(sub, 0755), 0);
+    ck_assert_int_eq(chmod(tu_dir, 0777), 0);
+    cfg = load_err(conf, &err);
+    ck_assert_ptr_null(cfg);
+    free(err);
+
+    /* sticky, like /tmp: others cannot replace what they do not own */
+    ck_assert_int_eq(chmod(tu_dir, 01777), 0);
+    cfg = load_err(conf, &err);
+    ck_assert_msg(cfg != NULL, "sticky directory refused: %s", err);
+    config_free(cfg);
+    free(err);
+    chmod(tu_dir, 0700);
+}
+END_TEST
+
+/* /dev/null is an empty config (tests and scripts use --config /dev/null). */
+START_TEST(test_dev_null)
+{
+    config *cfg = config_load("/dev/null");
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert_ptr_null(config_get(cfg, "repo"));
+    config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_parse_int)
 {
     long v = -99;
@@ -236,6 +352,9 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_env_config_path);
     tcase_add_test(tc, test_default_absent);
     tcase_add_test(tc, test_resolve_order);
+    tcase_add_loop_test(tc, test_file_permissions, 0, (int)ARRAY_LEN(perms));
+    tcase_add_test(tc, test_dir_permissions);
+    tcase_add_test(tc, test_dev_null);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("values");
