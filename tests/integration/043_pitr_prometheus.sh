@@ -25,6 +25,7 @@ head -c 100000 /dev/urandom >"$T/vol/etcd/db"
     --volume etcd="$T/vol/etcd" >/dev/null
 chown -R postgres: "$R"
 
+t_info=$(date +%s)
 out=$(as_pg "$RAGSAFE_BIN/ragsafe-pitr" info --repo "$R" --prometheus)
 status=$?
 is "info --prometheus exits 0" 0 "$status"
@@ -54,8 +55,12 @@ ok "window end is after its start and not in the future" test "${end:-0}" -ge "$
 age=$(val ragsafe_wal_newest_age_seconds)
 ok "newest WAL age is small and not negative ($age s)" test "${age:-999}" -ge 0 -a "${age:-999}" -lt 120
 newest_file=$(find "$R/wal" -name '*.zst' -not -name '.*' -printf '%T@\n' | sort -n | tail -1)
-want_age=$((now - ${newest_file%.*}))
-ok "newest WAL age agrees with the newest object's mtime" test $((age - want_age)) -ge -2 -a $((age - want_age)) -le 2
+# info ran between t_info and now: its age lies between those two instants' ages (a
+# loaded machine can take seconds between them), with a second of rounding either way.
+lo_age=$((t_info - ${newest_file%.*} - 1))
+hi_age=$((now - ${newest_file%.*} + 1))
+ok "newest WAL age agrees with the newest object's mtime ($lo_age <= $age <= $hi_age)" \
+    test "${age:-999}" -ge "$lo_age" -a "${age:-999}" -le "$hi_age"
 is "one Milvus snapshot counted" 1 "$(val ragsafe_milvus_snapshot_count)"
 is "Milvus snapshot bytes" 100000 "$(val ragsafe_milvus_snapshot_newest_bytes)"
 repo_bytes=$(find "$R" -type f -not -path '*/.*' -printf '%s\n' | awk '{s+=$1} END {print s}')
