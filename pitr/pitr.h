@@ -145,7 +145,7 @@ typedef struct plan {
     char stop_desc[256];
     double est_seconds;
     char time_conf[64];       /* TARGET_TIME: the value written into recovery_target_time */
-    char warn[PLAN_MAX_WARNINGS][640]; /* warnings about the timeline "latest" chose */
+    char warn[PLAN_MAX_WARNINGS][2048]; /* warnings about the timeline "latest" chose */
     int nwarn;                /* (logged by plan_make, listed by plan_json) */
 } plan;
 
@@ -212,6 +212,7 @@ typedef struct restore_rec {
     uint64_t stop_lsn;         /* planned stop point (0 unknown) */
     uint64_t replay_lsn;       /* where the started server stopped (0 unknown) */
     uint32_t new_tli;          /* the timeline it promoted to (0: none / unknown) */
+    int latest;                /* target latest: recovery ran to the end of the archive */
     void *json;                /* the record as stored (json_t *) */
 } restore_rec;
 

@@ -289,6 +289,7 @@ static int rec_cb(void *arg, const char *key, int64_t size, int64_t mtime)
     else
         snprintf(rr->target, sizeof(rr->target), "%s", kind);
     rr->target_tli = jtli(t, "timeline");
+    rr->latest = strcmp(kind, "latest") == 0;
     json_t *s = json_object_get(j, "planned_stop");
     rr->stop_lsn = jlsn(s, "lsn");
     rr->stop_tli = jtli(s, "timeline");
@@ -388,7 +389,18 @@ const tl_node *tltree_get(const tl_tree *t, uint32_t tli)
  * hand). A copy that kept archiving ("preserve") is the one that can have archived a
  * timeline, so it wins over one that did not; among equals the newest.
  */
-static const restore_rec *creator(const tl_tree *t, const tl_node *n)
+static int fork_matches(const restore_rec *r, const tl_node *n, uint32_t seg_size)
+{
+    uint64_t d = n->fork > r->stop_lsn ? n->fork - r->stop_lsn : r->stop_lsn - n->fork;
+    if (d < FORK_SLACK)
+        return 1;
+    /* recovery to the end of the archive ends on the last segment's XLOG_SWITCH, whose
+     * end PostgreSQL takes to be the end of its segment: the fork is the next one's start */
+    return r->latest && n->fork % seg_size == 0 && r->stop_lsn < n->fork &&
+           n->fork - r->stop_lsn <= seg_size;
+}
+
+static const restore_rec *creator(const tl_tree *t, const tl_node *n, uint32_t seg_size)
 {
     const restore_rec *best = NULL;
     int best_score = 0;
@@ -398,8 +410,7 @@ static const restore_rec *creator(const tl_tree *t, const tl_node *n)
         if (r->new_tli == n->tli)
             score = 4;
         else if (r->new_tli == 0 && r->stop_tli == n->parent && r->stop_lsn &&
-                 (n->fork > r->stop_lsn ? n->fork - r->stop_lsn : r->stop_lsn - n->fork) <
-                     FORK_SLACK)
+                 fork_matches(r, n, seg_size))
             score = 2;
         if (!score)
             continue;
@@ -449,7 +460,7 @@ int tltree_load(inventory *inv, tl_tree *t, int with_commits)
             n->own_segs = inv->segs[k].tli == n->tli;
         n->fresh = n->parent != 0 && !n->own_segs;
         if (n->parent)
-            n->creator = creator(t, n);
+            n->creator = creator(t, n, inv->seg_size);
     }
     if (with_commits) {
         for (size_t i = 0; i < t->n; i++) {
