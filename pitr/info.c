@@ -512,10 +512,10 @@ int cmd_info(const pitr_opts *o)
             const restore_rec *rr = &tree.recs[i];
             char d[1024];
             record_describe(d, sizeof(d), rr);
-            printf("  %s: %s", d, rr->state);
             if (rr->new_tli)
-                printf(", promoted to timeline %u", rr->new_tli);
-            printf(", into %s\n", rr->pgdata);
+                printf("  %s: promoted to timeline %u, in %s\n", d, rr->new_tli, rr->pgdata);
+            else
+                printf("  %s: %s, in %s\n", d, rr->state, rr->pgdata);
         }
         if (newest_name[0])
             printf("\nnewest archived segment: %s, %lld s ago (the recovery point objective now)\n",

@@ -221,7 +221,8 @@ typedef struct tl_node {
     uint32_t tli;
     uint32_t parent;           /* 0 for the root */
     uint64_t fork;             /* switch point off the parent */
-    int leaf;                  /* no timeline branched off it */
+    int leaf;                  /* a branch tip: nothing forked off it, or its WAL goes on
+                                * past its last fork */
     int own_segs;              /* segments archived on this timeline */
     int fresh;                 /* a history file but no WAL of its own yet: not a gap */
     int have_commit;           /* newest archived commit along its history */

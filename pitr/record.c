@@ -451,13 +451,26 @@ int tltree_load(inventory *inv, tl_tree *t, int with_commits)
     }
     for (size_t i = 0; i < t->n; i++) {
         tl_node *n = &t->nodes[i];
-        n->leaf = 1;
+        uint64_t last = 0, maxfork = 0;
+        int children = 0;
+        for (size_t k = 0; k < inv->nsegs; k++)
+            if (inv->segs[k].tli == n->tli) {
+                n->own_segs = 1;
+                last = inv->segs[k].segno;
+            }
         for (size_t k = 0; k < t->n; k++)
-            if (t->nodes[k].parent == n->tli)
-                n->leaf = 0;
+            if (t->nodes[k].parent == n->tli) {
+                children = 1;
+                if (t->nodes[k].fork > maxfork)
+                    maxfork = t->nodes[k].fork;
+            }
+        /* A leaf is a branch tip: nothing forked off it, or its own WAL goes on past its
+         * last fork (a test copy forked off production, which kept writing). A fork at
+         * a segment boundary (recovery ended on a WAL switch) is past a segment the
+         * parent has; a fork inside a segment the parent archived has the parent's
+         * later records after it. */
+        n->leaf = !children || (n->own_segs && last >= maxfork / inv->seg_size);
         t->nleaves += (size_t)n->leaf;
-        for (size_t k = 0; k < inv->nsegs && !n->own_segs; k++)
-            n->own_segs = inv->segs[k].tli == n->tli;
         n->fresh = n->parent != 0 && !n->own_segs;
         if (n->parent)
             n->creator = creator(t, n, inv->seg_size);
