@@ -14,7 +14,7 @@
 #   --target-timeline 1 and, once timeline 1 has newer commits, that latest misses the
 #   newest archived commit; an explicit --target-timeline has no warning;
 # - a restore without --start, started by hand, makes timeline 3: info finds its
-#   record by the fork point;
+#   record by the fork point, and no gap while it has archived no segment;
 # - a restore from a repository it cannot write succeeds with a warning;
 # - every restore that wrote a data directory has exactly one record.
 source "$(dirname "$0")/lib.sh"
@@ -176,14 +176,16 @@ pg_set copy2 "archive_command = '$RAGSAFE_BIN/ragsafe-archive --repo $REPO %p %f
 pg_start copy2 || exit 1
 ok "copy 2 promotes" bash -c "for i in \$(seq 300); do [ \"\$(runuser -u postgres -- '$PGBIN/psql' -XAtq -h '$T/copy2' -p 5434 -U postgres -d postgres -c 'select pg_is_in_recovery()' 2>/dev/null)\" = f ] && exit 0; sleep 0.2; done; exit 1"
 ok "its promotion archived 00000003.history" wait_file "$REPO/wal/00000003.history.zst"
-pg_stop copy2
 "$PITR" info --repo "$REPO" --json >"$T/info3.json" 2>/dev/null
 is "info: timeline 3's parent is 1" 1 "$(jq -r '.timelines[] | select(.timeline == 3) | .parent' "$T/info3.json")"
 is "info: timeline 3 made by restore 2 (by its fork point)" "$ID2" "$(jq -r '.timelines[] | select(.timeline == 3) | .created_by' "$T/info3.json")"
+is "info: timeline 3 is new" true "$(jq -r '.timelines[] | select(.timeline == 3) | .new' "$T/info3.json")"
 is "info: timeline 3 has no missing segment" 0 "$(jq -r '.timelines[] | select(.timeline == 3) | .missing_segments' "$T/info3.json")"
 is "info --json lists both records" 2 "$(jq '.restores | length' "$T/info3.json")"
 "$PITR" plan --repo "$REPO" --target-latest >/dev/null 2>"$T/plan3.err"
 ok "plan: three leaf timelines" grep -q 'warning: 3 leaf timelines exist: "latest" follows timeline 3' "$T/plan3.err"
+# immediate: a clean shutdown would switch and archive timeline 3's first segment
+as_pg "$PGBIN/pg_ctl" -D "$T/copy2" -m immediate -w stop >/dev/null
 
 # --- a repository the restoring user cannot write: restore works, warns --------------
 cp -a "$REPO" "$T/repo_ro"
