@@ -9,7 +9,7 @@
 #   typed and as written, the planned stop, the data directory, the archive mode and
 #   the new timeline and where the server stopped;
 # - info shows timeline 2 with parent 1, its fork point and the restore that made it,
-#   and reports no gap for it (text, --json, --prometheus);
+#   and reports no gap for it (text, --json, --prometheus), nor does verify;
 # - plan --target-latest warns that two leaf timelines exist, naming
 #   --target-timeline 1 and, once timeline 1 has newer commits, that latest misses the
 #   newest archived commit; an explicit --target-timeline has no warning;
@@ -118,6 +118,10 @@ is "info --prometheus exits 0" 0 "$?"
 ok "prometheus: no missing segment on timeline 2" \
     grep -q 'ragsafe_wal_missing_segments{repo="[^"]*",timeline="2"} 0$' "$T/info.prom"
 ok "prometheus: no missing segment anywhere" bash -c "! grep -Eq '^ragsafe_wal_missing_segments.* [1-9]' '$T/info.prom'"
+
+"$PITR" verify --repo "$REPO" >"$T/verify.out" 2>"$T/verify.err"
+is "verify: the new timeline is not missing segments (exit 0)" 0 "$?"
+ok "verify: no segment reported missing" bash -c "! grep -q 'is missing' '$T/verify.err'"
 
 # --- plan --target-latest: two leaves ------------------------------------------------
 "$PITR" plan --repo "$REPO" --target-latest --json >"$T/plan0.json" 2>"$T/plan0.err"
