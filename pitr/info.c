@@ -271,8 +271,8 @@ static void print_tree(const tl_tree *tr, uint32_t parent, int depth)
     char a[LSN_STR_LEN + 1];
     for (size_t i = 0; i < tr->n; i++) {
         const tl_node *n = &tr->nodes[i];
-        if (n->parent != parent || (depth > 0 && !parent))
-            continue;
+        if (n->parent != parent || (depth > 0 && !parent) || n->tli <= parent)
+            continue; /* a child's number is always above its parent's */
         if (!parent) {
             printf("  %u", n->tli);
         } else {
