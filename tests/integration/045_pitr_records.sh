@@ -16,7 +16,8 @@
 # - a restore without --start, started by hand, makes timeline 3: info finds its
 #   record by the fork point, and no gap while it has archived no segment;
 # - a restore from a repository it cannot write succeeds with a warning;
-# - every restore that wrote a data directory has exactly one record.
+# - every restore that wrote a data directory has exactly one record;
+# - in an encrypted repository the record is sealed, and info reads it with the key.
 source "$(dirname "$0")/lib.sh"
 t_init
 
@@ -200,5 +201,27 @@ is "restore from a read-only repository exits 0" 0 "$?"
 ok "it warns that no record was kept" grep -q "warning: could not record this restore in the repository" "$T/copy3.err"
 ok "the data directory is restored" test -f "$T/copy3/recovery.signal"
 is "no record appeared in it" 2 "$(nrecords "$T/repo_ro")"
+
+# --- an encrypted repository: the record is sealed like every object ------------------
+ER=$T/erepo KEY=$T/key
+mkdir -p "$ER" && chown postgres: "$ER"
+openssl rand -hex 32 >"$KEY" && chown postgres: "$KEY" && chmod 0600 "$KEY"
+pg_init enc || exit 1
+pg_set enc "port = 5435"
+pg_set enc "archive_mode = on"
+pg_set enc "archive_command = '$RAGSAFE_BIN/ragsafe-archive --repo $ER --cipher-key-file $KEY %p %f'"
+pg_start enc || exit 1
+enc_conn="host=$T/enc port=5435 user=postgres dbname=postgres"
+as_pg "$RAGSAFE_BIN/ragsafe-basebackup" -d "$enc_conn" --repo "$ER" --cipher-key-file "$KEY" -c fast \
+    >/dev/null 2>"$T/ebb.err" || { cat "$T/ebb.err"; exit 1; }
+as_pg "$PGBIN/psql" -XAtq -h "$T/enc" -p 5435 -U postgres -d postgres -c "create table e (x int); select pg_switch_wal()" >/dev/null
+for ((i = 0; i < 300; i++)); do [ "$(find "$ER/wal" -name '0*.zst' ! -name '*.backup.zst' | wc -l)" -ge 3 ] && break; sleep 0.2; done
+"$PITR" restore --repo "$ER" --cipher-key-file "$KEY" --pgdata "$T/ecopy" --target-latest >/dev/null 2>"$T/ecopy.err"
+is "restore from an encrypted repository exits 0" 0 "$?"
+EREC=$(find "$ER/restores" -name '*.json' | head -1)
+ok "its record is cipher frames" bash -c "head -c 4 '$EREC' | grep -q RGSE"
+ok "its record has no readable text" bash -c "! grep -aq ecopy '$EREC'"
+"$PITR" info --repo "$ER" --cipher-key-file "$KEY" --json >"$T/einfo.json" 2>/dev/null
+is "info with the key reads it" "$(basename "$EREC" .json)" "$(jq -r '.restores[0].id' "$T/einfo.json")"
 
 t_done
