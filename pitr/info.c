@@ -18,48 +18,6 @@
 #include "object.h"
 #include "pitr.h"
 
-typedef struct last_ctx {
-    walscan_record last;
-    int have;
-} last_ctx;
-
-static int last_cb(void *arg, const walscan_record *r)
-{
-    last_ctx *c = arg;
-    if (r->kind == WALSCAN_COMMIT || r->kind == WALSCAN_ABORT) {
-        c->last = *r;
-        c->have = 1;
-    }
-    return 0;
-}
-
-/* last_commit -- the last commit/abort archived on path (scans backwards from the
- * path's last segment in steps, reading at most 32 segments). */
-static int last_commit(inventory *inv, const timeline_path *p, uint64_t lo, uint64_t end,
-                       walscan_record *out)
-{
-    uint64_t hi = end;
-    for (int tries = 0; tries < 16; tries++) {
-        uint64_t from = hi >= lo + 1 ? hi - 1 : lo;
-        last_ctx c;
-        scan_ctl ctl;
-        memset(&c, 0, sizeof(c));
-        memset(&ctl, 0, sizeof(ctl));
-        ctl.stop_seg = hi;
-        int r = pitr_scan(inv, p, from, last_cb, &c, &ctl);
-        if (r != 0 && r != RS_NOT_FOUND)
-            return -1;
-        if (c.have) {
-            *out = c.last;
-            return 0;
-        }
-        if (from == lo)
-            break;
-        hi = from - 1;
-    }
-    return RS_NOT_FOUND;
-}
-
 typedef struct tl_report {
     uint32_t tli;
     uint32_t parent;
@@ -72,6 +30,7 @@ typedef struct tl_report {
     const backup_info *window_backup;
     int have_end;
     walscan_record end;
+    int fresh;                 /* promoted, no WAL of its own archived yet: not a gap */
 } tl_report;
 
 /* missing segments along p in [from, to], as text ranges; count returned */
@@ -127,6 +86,19 @@ static int report_timeline(inventory *inv, uint32_t tli, tl_report *t)
         ret = 0;
         goto out;
     }
+    /* A timeline just promoted (a restored copy that archives) has its history file
+     * and no segment yet: the segment holding its fork point is still being written.
+     * Its history up to the fork is its parent's; nothing of its own is missing. */
+    if (t->parent && !t->have_segs) {
+        uint64_t fs = t->switchpoint / inv->seg_size;
+        t->fresh = 1;
+        if (fs == 0) {
+            ret = 0;
+            goto out;
+        }
+        if (end >= fs)
+            end = fs - 1;
+    }
     /* gaps from the oldest backup on the path (or the first archived segment) on */
     uint64_t from = UINT64_MAX;
     for (size_t i = 0; i < inv->nbackups; i++)
@@ -136,7 +108,12 @@ static int report_timeline(inventory *inv, uint32_t tli, tl_report *t)
     if (from == UINT64_MAX)
         from = t->have_segs ? t->first : end;
     uint64_t last_missing = 0;
-    t->ngaps = path_gaps(inv, &p, from, end, t->gaps, sizeof(t->gaps), &last_missing);
+    t->ngaps = from <= end ? path_gaps(inv, &p, from, end, t->gaps, sizeof(t->gaps), &last_missing)
+                           : 0;
+    if (t->fresh) {
+        ret = 0; /* no restorable window of its own yet */
+        goto out;
+    }
     for (size_t i = 0; i < inv->nbackups; i++) {
         const backup_info *b = &inv->backups[i];
         if (!timeline_path_contains(&p, b->start_tli, b->start_lsn) ||
@@ -150,8 +127,8 @@ static int report_timeline(inventory *inv, uint32_t tli, tl_report *t)
         break;
     }
     if (t->window_backup) {
-        int r = last_commit(inv, &p, t->window_backup->start_lsn / inv->seg_size, end, &t->end);
-        if (r < 0)
+        int r = pitr_last_commit(inv, &p, t->window_backup->start_lsn / inv->seg_size, end, &t->end);
+        if (r != 0 && r != RS_NOT_FOUND)
             goto out;
         t->have_end = r == 0;
     }
@@ -288,11 +265,54 @@ static int print_prometheus(inventory *inv, const tl_report *tl, uint32_t maxtli
     return 0;
 }
 
+/* print_tree -- the children of parent, indented by depth, oldest first. */
+static void print_tree(const tl_tree *tr, uint32_t parent, int depth)
+{
+    char a[LSN_STR_LEN + 1];
+    for (size_t i = 0; i < tr->n; i++) {
+        const tl_node *n = &tr->nodes[i];
+        if (n->parent != parent || (depth > 0 && !parent) || n->tli <= parent)
+            continue; /* a child's number is always above its parent's */
+        if (!parent) {
+            printf("  %u", n->tli);
+        } else {
+            lsn_format(a, n->fork);
+            printf("  %*s+- %u at %s", (depth - 1) * 3, "", n->tli, a);
+        }
+        if (n->leaf)
+            printf(" (leaf)");
+        if (n->fresh)
+            printf(", new: no WAL archived yet");
+        if (n->creator)
+            printf(", made by restore %s", n->creator->id);
+        printf("\n");
+        print_tree(tr, n->tli, depth + 1);
+    }
+}
+
+static json_t *commit_json(const walscan_record *r)
+{
+    char ts[48], l[LSN_STR_LEN + 1];
+    json_t *x = json_object();
+    walscan_format_time(ts, sizeof(ts), r->time_us);
+    lsn_format(l, r->end_lsn);
+    json_object_set_new(x, "time", json_string(ts));
+    json_object_set_new(x, "xid", json_integer(r->xid));
+    json_object_set_new(x, "lsn", json_string(l));
+    json_object_set_new(x, "timeline", json_integer(r->tli));
+    return x;
+}
+
+/* How many records the text output lists (--json lists all). */
+#define INFO_RESTORES_SHOWN 10
+
 int cmd_info(const pitr_opts *o)
 {
     inventory inv;
     int ret = EXIT_FAIL;
     tl_report *tl = NULL;
+    tl_tree tree;
+    int have_tree = 0;
     uint32_t maxtli;
     json_t *j = NULL, *jb = NULL, *jt = NULL;
     int64_t newest = 0;
@@ -304,6 +324,9 @@ int cmd_info(const pitr_opts *o)
         ret = pitr_status(lr);
         goto out;
     }
+    if (tltree_load(&inv, &tree, !o->prometheus) != 0)
+        goto out;
+    have_tree = 1;
     maxtli = timeline_max(&inv.ts);
     for (size_t i = 0; i < inv.nsegs; i++)
         if (inv.segs[i].tli > maxtli)
@@ -357,8 +380,11 @@ int cmd_info(const pitr_opts *o)
                    b->label, t1, t2, b->start_tli, a, c, b->raw_bytes, b->stored_bytes);
         }
     }
-    if (!j)
+    if (!j) {
+        printf("\ntimeline tree:\n");
+        print_tree(&tree, 0, 0);
         printf("\ntimelines:\n");
+    }
     for (uint32_t t = 1; t <= maxtli; t++) {
         int has_segs = 0;
         for (size_t i = 0; i < inv.nsegs && !has_segs; i++)
@@ -389,6 +415,18 @@ int cmd_info(const pitr_opts *o)
                 json_object_set_new(x, "parent", json_integer(r->parent));
                 json_object_set_new(x, "switchpoint", json_string(a));
             }
+            const tl_node *nd = tltree_get(&tree, t);
+            json_t *kids = json_array();
+            for (size_t k = 0; k < tree.n; k++)
+                if (tree.nodes[k].parent == t)
+                    json_array_append_new(kids, json_integer(tree.nodes[k].tli));
+            json_object_set_new(x, "children", kids);
+            json_object_set_new(x, "leaf", json_boolean(nd && nd->leaf));
+            json_object_set_new(x, "new", json_boolean(r->fresh));
+            json_object_set_new(x, "newest_commit", nd && nd->have_commit ? commit_json(&nd->commit)
+                                                                          : json_null());
+            json_object_set_new(x, "created_by", nd && nd->creator ? json_string(nd->creator->id)
+                                                                   : json_null());
             json_object_set_new(x, "segments", json_integer((json_int_t)r->nsegs));
             json_object_set_new(x, "first_segment", r->have_segs ? json_string(f) : json_null());
             json_object_set_new(x, "last_segment", r->have_segs ? json_string(l) : json_null());
@@ -411,13 +449,34 @@ int cmd_info(const pitr_opts *o)
             printf("  timeline %u", t);
             if (r->parent)
                 printf(" (branched off timeline %u at %s)", r->parent, a);
-            printf(": %" PRIu64 " segments", r->nsegs);
+            const tl_node *nd = tltree_get(&tree, t);
+            if (r->fresh)
+                printf(": new, no WAL archived yet");
+            else
+                printf(": %" PRIu64 " segments", r->nsegs);
             if (r->have_segs)
                 printf(" %s .. %s", f, l);
+            if (nd && nd->leaf)
+                printf(" (leaf)");
             printf("\n");
+            if (nd && nd->creator) {
+                char d[1024];
+                record_describe(d, sizeof(d), nd->creator);
+                printf("    created by %s\n", d);
+            }
+            if (nd && nd->have_commit) {
+                char ts[48];
+                walscan_format_time(ts, sizeof(ts), nd->commit.time_us);
+                lsn_format(c, nd->commit.end_lsn);
+                printf("    newest archived commit: %s (transaction %u, lsn %s%s)\n", ts,
+                       nd->commit.xid, c, r->fresh ? ", before the fork" : "");
+            }
             if (r->ngaps)
                 printf("    gaps: %" PRIu64 " missing: %s\n", r->ngaps, r->gaps);
-            if (r->window_backup)
+            if (r->fresh)
+                printf("    restorable window: none of its own yet (its history up to the fork "
+                       "is timeline %u's)\n", r->parent);
+            else if (r->window_backup)
                 printf("    restorable window: %s (end of backup %s) .. %s\n", ws,
                        r->window_backup->label, r->have_end ? we : "(no archived commit yet)");
             else
@@ -432,6 +491,10 @@ int cmd_info(const pitr_opts *o)
         json_object_set_new(j, "repository", json_string(storage_location(inv.st)));
         json_object_set_new(j, "backups", jb);
         json_object_set_new(j, "timelines", jt);
+        json_t *jr = json_array();
+        for (size_t i = 0; i < tree.nrecs; i++)
+            json_array_append(jr, (json_t *)tree.recs[i].json);
+        json_object_set_new(j, "restores", jr);
         json_t *rpo = json_object();
         json_object_set_new(rpo, "newest_segment",
                             newest_name[0] ? json_string(newest_name) : json_null());
@@ -440,11 +503,25 @@ int cmd_info(const pitr_opts *o)
         json_dumpf(j, stdout, JSON_INDENT(2));
         putchar('\n');
         jb = jt = NULL;
-    } else if (newest_name[0]) {
-        printf("\nnewest archived segment: %s, %lld s ago (the recovery point objective now)\n",
-               newest_name, (long long)age);
     } else {
-        printf("\nno WAL archived yet\n");
+        printf("\nrestores: %zu recorded\n", tree.nrecs);
+        size_t first = tree.nrecs > INFO_RESTORES_SHOWN ? tree.nrecs - INFO_RESTORES_SHOWN : 0;
+        if (first)
+            printf("  (%zu older not shown; --json lists all)\n", first);
+        for (size_t i = first; i < tree.nrecs; i++) {
+            const restore_rec *rr = &tree.recs[i];
+            char d[1024];
+            record_describe(d, sizeof(d), rr);
+            if (rr->new_tli)
+                printf("  %s: promoted to timeline %u, in %s\n", d, rr->new_tli, rr->pgdata);
+            else
+                printf("  %s: %s, in %s\n", d, rr->state, rr->pgdata);
+        }
+        if (newest_name[0])
+            printf("\nnewest archived segment: %s, %lld s ago (the recovery point objective now)\n",
+                   newest_name, (long long)age);
+        else
+            printf("\nno WAL archived yet\n");
     }
     ret = EXIT_OK;
 out:
@@ -452,6 +529,8 @@ out:
     json_decref(jb);
     json_decref(jt);
     free(tl);
+    if (have_tree)
+        tltree_release(&tree);
     inventory_release(&inv);
     return ret;
 }

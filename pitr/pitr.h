@@ -62,6 +62,7 @@ typedef struct pitr_opts {
     const char *owner;
     const char *pg_bin;
     int64_t timeout;
+    const char *archive_mode; /* "off" | "preserve" (NULL: off) */
     /* expire */
     int64_t keep_window;
     int64_t keep_backups;
@@ -127,6 +128,8 @@ typedef struct scan_ctl {
 int pitr_scan(inventory *inv, const timeline_path *p, uint64_t first_seg, walscan_fn cb,
               void *arg, scan_ctl *ctl);
 
+#define PLAN_MAX_WARNINGS 4
+
 typedef struct plan {
     const backup_info *backup;
     uint32_t tli;             /* target timeline */
@@ -142,6 +145,8 @@ typedef struct plan {
     char stop_desc[256];
     double est_seconds;
     char time_conf[64];       /* TARGET_TIME: the value written into recovery_target_time */
+    char warn[PLAN_MAX_WARNINGS][2048]; /* warnings about the timeline "latest" chose */
+    int nwarn;                /* (logged by plan_make, listed by plan_json) */
 } plan;
 
 /* 0: plan made | RS_NOT_FOUND: unreachable (reported with reason and nearest target) |
@@ -169,6 +174,82 @@ typedef struct extract_stats {
 
 /* 0 | RS_MISMATCH (reported) | -1 (reported) */
 int extract_object(storage *st, const char *key, const extract_opts *eo, extract_stats *stats);
+
+/*
+ * record.c -- restore records and the timeline tree.
+ *
+ * Every restore that wrote a data directory leaves a record in the repository,
+ * restores/<UTC stamp>-<random>.json, written through the storage layer (sealed in an
+ * encrypted repository, a PUT on S3). With --start it is written before the server
+ * starts (state "starting") and rewritten under the same key once recovery stopped, with
+ * the new timeline when the server promoted. A record that cannot be written is a
+ * warning: a restore from a read-only repository must still work.
+ *
+ *     restore_outcome ro = {.pgdata = ..., .started = ...};
+ *     record_restore(&inv, o, &p, &ro);      0 | -1 (warned, never an error)
+ */
+typedef struct restore_outcome {
+    const char *pgdata;        /* absolute */
+    const char *old_contents;  /* the directory moved aside by --force, or NULL */
+    int64_t started;           /* Unix seconds the restore began */
+    int start_ran;             /* --start ran and returned */
+    int start_failed;
+    int promoted, paused, shutdown;
+    const char *replay_ts;     /* last replayed commit timestamp ("" / NULL: unknown) */
+    const char *replay_lsn;    /* pg_last_wal_replay_lsn() at the stop */
+    char key[128];             /* in/out: "" makes a new record, else rewrites this one */
+} restore_outcome;
+int record_restore(inventory *inv, const pitr_opts *o, const plan *p, restore_outcome *out);
+
+/* A restore record as read back (for info and plan). */
+typedef struct restore_rec {
+    char id[64];               /* "<stamp>-<random>" */
+    char user[64], host[128], started[32], backup[64], state[24], archive_mode[16];
+    char target[256];          /* e.g. "time '2026-11-26 14:03:00+01'" */
+    char pgdata[512];
+    uint32_t target_tli;       /* recovery_target_timeline written */
+    uint32_t stop_tli;         /* the timeline at the planned stop point */
+    uint64_t stop_lsn;         /* planned stop point (0 unknown) */
+    uint64_t replay_lsn;       /* where the started server stopped (0 unknown) */
+    uint32_t new_tli;          /* the timeline it promoted to (0: none / unknown) */
+    int latest;                /* target latest: recovery ran to the end of the archive */
+    void *json;                /* the record as stored (json_t *) */
+} restore_rec;
+
+/* One timeline of the repository's tree. */
+typedef struct tl_node {
+    uint32_t tli;
+    uint32_t parent;           /* 0 for the root */
+    uint64_t fork;             /* switch point off the parent */
+    int leaf;                  /* a branch tip: nothing forked off it, or its WAL goes on
+                                * past its last fork */
+    int own_segs;              /* segments archived on this timeline */
+    int fresh;                 /* a history file but no WAL of its own yet: not a gap */
+    int have_commit;           /* newest archived commit along its history */
+    walscan_record commit;
+    const restore_rec *creator; /* the restore that made it, if known */
+} tl_node;
+
+typedef struct tl_tree {
+    tl_node *nodes;            /* sorted by tli */
+    size_t n;
+    restore_rec *recs;         /* sorted by id (oldest first) */
+    size_t nrecs;
+    size_t nleaves;
+} tl_tree;
+
+/* Timelines (1 and every history file), their leaves, the restore records and which
+ * made which timeline; with_commits also scans the newest archived commit of each
+ * (at most 32 segments each). 0 | -1 reported. */
+int tltree_load(inventory *inv, tl_tree *t, int with_commits);
+void tltree_release(tl_tree *t);
+const tl_node *tltree_get(const tl_tree *t, uint32_t tli);
+/* The newest commit/abort archived on path between segments lo and end (scans
+ * backwards, at most 32 segments). 0 | RS_NOT_FOUND | -1 reported. */
+int pitr_last_commit(inventory *inv, const timeline_path *p, uint64_t lo, uint64_t end,
+                     walscan_record *out);
+/* "restore ID (user@host at TIME, backup L, target ...)" */
+void record_describe(char *out, size_t len, const restore_rec *r);
 
 /* helpers (util in main.c) */
 int parse_time(const char *s, int64_t *us, int *had_zone);

@@ -209,6 +209,96 @@ static const char *target_word(enum target_kind k)
     }
 }
 
+/* plan_warn -- keep a warning for --json (log it yourself). */
+static void plan_warn(plan *p, const char *text)
+{
+    if (p->nwarn < PLAN_MAX_WARNINGS)
+        snprintf(p->warn[p->nwarn++], sizeof(p->warn[0]), "%s", text);
+}
+
+static void append(char *buf, size_t len, const char *s)
+{
+    size_t l = strlen(buf);
+    if (l < len)
+        snprintf(buf + l, len - l, "%s", s);
+}
+
+/*
+ * latest_warnings -- PostgreSQL's "latest" follows the highest timeline, which may be
+ * a restored test copy's. Say so when several timelines are leaves (the DBA must pick
+ * one) and when the chosen one does not hold the newest archived commit, naming each
+ * leaf, its newest commit, the restore that made it and the --target-timeline that
+ * picks it. Nothing here fails the plan.
+ */
+static void latest_warnings(inventory *inv, plan *p)
+{
+    tl_tree tr;
+    const tl_node *chosen, *newest = NULL;
+    char line[1024], all[2048], ts[48];
+
+    if (tltree_load(inv, &tr, 0) != 0)
+        return;
+    chosen = tltree_get(&tr, p->tli);
+    int needed = tr.nleaves > 1 || (chosen && !chosen->leaf);
+    tltree_release(&tr);
+    if (!needed || tltree_load(inv, &tr, 1) != 0)
+        return;
+    chosen = tltree_get(&tr, p->tli);
+    for (size_t i = 0; i < tr.n; i++) {
+        const tl_node *n = &tr.nodes[i];
+        if (n->leaf && n->have_commit && (!newest || n->commit.time_us > newest->commit.time_us))
+            newest = n;
+    }
+    if (tr.nleaves > 1) {
+        snprintf(line, sizeof(line), "%zu leaf timelines exist: \"latest\" follows timeline %u",
+                 tr.nleaves, p->tli);
+        log_warning("%s", line);
+        snprintf(all, sizeof(all), "%s", line);
+        for (size_t i = 0; i < tr.n; i++) {
+            const tl_node *n = &tr.nodes[i];
+            if (!n->leaf)
+                continue;
+            snprintf(line, sizeof(line), "timeline %u: ", n->tli);
+            if (n->have_commit) {
+                char x[160];
+                walscan_format_time(ts, sizeof(ts), n->commit.time_us);
+                snprintf(x, sizeof(x), "newest archived commit %s (transaction %u%s)", ts,
+                         n->commit.xid, n->fresh ? ", before its fork" : "");
+                append(line, sizeof(line), x);
+            } else {
+                append(line, sizeof(line), "no archived commit found");
+            }
+            if (n->creator) {
+                char d[768];
+                record_describe(d, sizeof(d), n->creator);
+                append(line, sizeof(line), "; created by ");
+                append(line, sizeof(line), d);
+            }
+            char pick[64];
+            snprintf(pick, sizeof(pick), "; pick it with --target-timeline %u", n->tli);
+            append(line, sizeof(line), pick);
+            log_detail("%s", line);
+            append(all, sizeof(all), "; ");
+            append(all, sizeof(all), line);
+        }
+        plan_warn(p, all);
+    }
+    if (newest && chosen && newest != chosen &&
+        (!chosen->have_commit || chosen->commit.time_us < newest->commit.time_us)) {
+        char lsn[LSN_STR_LEN + 1];
+        walscan_format_time(ts, sizeof(ts), newest->commit.time_us);
+        lsn_format(lsn, newest->commit.end_lsn);
+        snprintf(all, sizeof(all),
+                 "timeline %u, which \"latest\" follows, does not hold the newest archived "
+                 "commit: transaction %u at %s (lsn %s) on timeline %u; --target-timeline %u "
+                 "restores up to it",
+                 p->tli, newest->commit.xid, ts, lsn, newest->tli, newest->tli);
+        log_warning("%s", all);
+        plan_warn(p, all);
+    }
+    tltree_release(&tr);
+}
+
 /*
  * plan_make -- see pitr.h. Nothing is written anywhere: the caller (restore) acts
  * only on a plan that came back 0.
@@ -237,6 +327,8 @@ int plan_make(inventory *inv, const pitr_opts *o, plan *p)
     }
     if (r != 0)
         return -1;
+    if (!o->tli)
+        latest_warnings(inv, p);
 
     if (inv->nbackups == 0) {
         log_error("target unreachable: the repository holds no backup");
@@ -591,6 +683,10 @@ void *plan_json(const inventory *inv, const pitr_opts *o, const plan *p)
         json_object_set_new(j, "last_commit_xid", json_integer(p->stop_xid));
     }
     json_object_set_new(j, "estimate_seconds", json_real(p->est_seconds));
+    json_t *w = json_array();
+    for (int i = 0; i < p->nwarn; i++)
+        json_array_append_new(w, json_string(p->warn[i]));
+    json_object_set_new(j, "warnings", w);
     return j;
 }
 

@@ -844,10 +844,24 @@ int cmd_restore(const pitr_opts *o)
             printf("next:            start it as %s: pg_ctl -D %s start\n", user, pgdata);
         fflush(stdout);
     }
+    /* the restore record: before the server starts (a record even if recovery never
+     * returns), then again with where it stopped */
+    restore_outcome ro = {.pgdata = pgdata, .old_contents = moved ? aside : NULL,
+                          .started = (int64_t)t0};
+    if (o->start)
+        record_restore(&inv, o, &p, &ro);
     if (o->start) {
         if (start_and_follow(o, pgdata, uid, gid, user, &sr) != 0)
             start_failed = 1;
+        ro.start_ran = 1;
+        ro.start_failed = start_failed;
+        ro.promoted = sr.promoted;
+        ro.paused = sr.paused;
+        ro.shutdown = sr.shutdown;
+        ro.replay_ts = sr.replay_ts;
+        ro.replay_lsn = sr.replay_lsn;
     }
+    record_restore(&inv, o, &p, &ro);
     if (o->json) {
         json_t *j = plan_json(&inv, o, &p);
         json_object_set_new(j, "pgdata", json_string(pgdata));

@@ -90,6 +90,15 @@ static void check_continuity(inventory *inv, uint32_t tli, vstats *v)
     }
     if (oldest && oldest->stop_lsn / inv->seg_size > end)
         end = oldest->stop_lsn / inv->seg_size;
+    /* a timeline just promoted has archived no segment yet: its own part is not missing
+     * (info.c says the same) */
+    int own;
+    inventory_last_seg(inv, tli, 0, UINT64_MAX, &own);
+    if (p.n > 1 && !own && end >= p.steps[p.n - 1].begin / inv->seg_size) {
+        if (p.steps[p.n - 1].begin / inv->seg_size == 0)
+            goto out;
+        end = p.steps[p.n - 1].begin / inv->seg_size - 1;
+    }
     for (uint64_t s = from; s <= end; s++) {
         uint32_t t = timeline_path_tli_for_seg(&p, s, inv->seg_size);
         if (inventory_find(inv, t, s))

@@ -117,7 +117,9 @@ is "pitr expire in S3 exits 0" 0 "$?"
 is "the first backup's objects are gone" "" "$(find "$OBJ/backups/$backup" -type f 2>/dev/null)"
 ok "the second backup is kept" [ -s "$OBJ/backups/b2/backup.json._S3rver_object" ]
 "$PITR" info --repo "$REPO" >"$T/info2.out" 2>&1
-ok "pitr info lists b2 only" bash -c "grep -q b2 '$T/info2.out' && ! grep -q '$backup' '$T/info2.out'"
+# (the backups section: the restore records below it still name the first backup)
+sed -n '/^backups:/,/^$/p' "$T/info2.out" >"$T/info2.backups"
+ok "pitr info lists b2 only" bash -c "grep -q b2 '$T/info2.backups' && ! grep -q '$backup' '$T/info2.backups'"
 is "the expire lock was released" "" "$(ls "$OBJ/locks" 2>/dev/null)"
 
 pg_stop src
