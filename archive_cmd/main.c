@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -237,6 +238,33 @@ static int check_segment(int fd, const char *path, const char *name, repo_info *
 }
 
 /*
+ * control_pin -- a history or backup-label file carries no system identifier; the
+ * data directory it comes from does. %p is "pg_wal/NAME" (PostgreSQL runs
+ * archive_command in the data directory) or ".../pg_wal/NAME": fill want from that
+ * data directory's global/pg_control. 0 | RS_NOT_FOUND (not under a data
+ * directory's pg_wal/) | -1 (reported).
+ */
+static int control_pin(const char *path, repo_info *want)
+{
+    const char *slash = strrchr(path, '/'), *prev;
+    char dir[PATH_MAX];
+
+    if (!slash)
+        return RS_NOT_FOUND;
+    for (prev = slash; prev > path && prev[-1] != '/'; prev--)
+        ;
+    if ((size_t)(slash - prev) != 6 || strncmp(prev, "pg_wal", 6) != 0)
+        return RS_NOT_FOUND;
+    if (prev == path)
+        snprintf(dir, sizeof(dir), ".");
+    else if (prev - 1 == path)
+        snprintf(dir, sizeof(dir), "/");
+    else if (snprintf(dir, sizeof(dir), "%.*s", (int)(prev - 1 - path), path) >= (int)sizeof(dir))
+        return RS_NOT_FOUND;
+    return repo_info_from_pg_control(dir, want);
+}
+
+/*
  * archive_file -- archive one WAL file (path, name) into the repository at loc; *rp
  * is opened on first use and kept for the next call (a look-ahead worker archives
  * several). Returns an exit status (see the head of this file).
@@ -269,6 +297,27 @@ int archive_file(const char *loc, repo **rp, uring *ur, const char *path, const 
     if (!*rp && !(*rp = repo_open(loc, ur, 1)))
         goto out;
     r = *rp;
+    if (!want.sysid) {
+        /* A history or backup file first into a new repository (a promoted standby):
+         * pin it now from pg_control, or ragsafe-restore could not serve it. */
+        ret = r->have_info ? 0 : repo_load_info(r);
+        if (ret == RS_NOT_FOUND) {
+            ret = control_pin(path, &want);
+            if (ret == RS_NOT_FOUND) {
+                log_error("refusing to archive \"%s\" into \"%s\": the repository has no repo.json yet, "
+                          "and a %s file does not say which database system it belongs to", name,
+                          storage_location(r->st), kind == WALFILE_HISTORY ? "history" : "backup");
+                log_hint("run it as archive_command (%%p is pg_wal/%s under the data directory, whose "
+                         "global/pg_control names the system), or archive a WAL segment first", name);
+                goto out;
+            }
+            if (ret != 0)
+                goto out;
+        } else if (ret != 0) {
+            status = ret == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
+            goto out;
+        }
+    }
     if (want.sysid) {
         ret = repo_pin(r, &want);
         if (ret != 0) {

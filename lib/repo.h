@@ -118,6 +118,13 @@ int repo_load_info(repo *r);
  * that are 0 are not compared; a pg_version learnt later is not written back. */
 int repo_pin(repo *r, const repo_info *want);
 
+/* The pin of the cluster whose data directory is datadir, read from its
+ * global/pg_control (PostgreSQL 15's layout, CRC-32C checked): sysid, seg_size,
+ * wal_magic (pg_version 0). History and backup-label files carry no system
+ * identifier; ragsafe-archive pins a new repository from here when one comes first.
+ * 0 | RS_NOT_FOUND (no global/pg_control there) | -1 (reported). */
+int repo_info_from_pg_control(const char *datadir, repo_info *out);
+
 /* Object key of a WAL-archive file name (segment, .partial, .backup, .history).
  * -1 (not reported) if name is not a WAL-archive name. out holds >= 64 bytes. */
 int repo_wal_key(const char *name, char *out, size_t outlen);

@@ -154,4 +154,31 @@ ok "sealed: the objects are encrypted" bash -c "head -c 4 '$T/repo-sealed/$(wal_
 s3_start "$BUCKET"
 run_mode s3
 
+# --- a fresh repository whose first file is a history file (the promoted standby's),
+# archived as PostgreSQL does it: cwd = the data directory, %p = pg_wal/%f
+fresh() {
+    local repo=$1 what=$2
+    exit_is "$what: only 00000002.history into a fresh repository: exit 0" 0 \
+        bash -c "cd '$T/sb' && runuser -u postgres -- '$ARCH' --repo '$repo' pg_wal/00000002.history 00000002.history"
+    rm -f "$T/out"
+    exit_is "$what: ragsafe-restore 00000002.history exits 0" 0 as_pg "$REST" --repo "$repo" 00000002.history "$T/out"
+    ok "$what: ... with the history file's bytes" cmp -s "$T/out" "$HIST"
+    rm -f "$T/out"
+    exit_is "$what: ragsafe-restore of a segment exits 1 (not in the archive), not 128" 1 \
+        as_pg "$REST" --repo "$repo" "$S1" "$T/out" 2>/dev/null
+    ok "$what: ... and writes nothing" [ ! -e "$T/out" ]
+    exit_is "$what: then a segment of the same cluster: exit 0" 0 as_pg "$ARCH" --repo "$repo" "$T/pg_wal/$S1" "$S1"
+}
+fresh "$T/fresh" local
+ok "local: repo.json pins the system identifier from pg_control" \
+    grep -q "\"system_identifier\" *: *\"$SYSID\"" "$T/fresh/repo.json"
+ok "local: ... and the segment size" grep -q '"wal_segment_size" *: *16777216' "$T/fresh/repo.json"
+fresh "s3://$BUCKET/fresh" s3
+
+# outside a data directory nothing says which system it is: refused, nothing stored
+exit_is "a history file into a fresh repository from outside a data directory: exit 1" 1 \
+    as_pg "$ARCH" --repo "$T/fresh2" "$T/other/00000002.history" 00000002.history 2>"$T/err"
+ok "... the hint says how to run it" grep -q "archive_command" "$T/err"
+ok "... nothing stored" [ ! -e "$T/fresh2/wal" ]
+
 t_done
