@@ -14,7 +14,10 @@
  *     {"format":1,"system_identifier":"7312...","wal_segment_size":16777216,
  *      "wal_magic":53520,"pg_version":150018,"created":"2026-11-26T02:15:00Z"}
  * system_identifier is a string (uint64 does not fit a JSON double). pg_version may
- * be 0 (unknown: the first writer was ragsafe-archive, which only sees WAL).
+ * be 0 (unknown: the first writer was ragsafe-archive, which only sees WAL). The
+ * first WAL segment creates it from its page header; a history or backup file that
+ * comes first (no system identifier in it) from the data directory's
+ * global/pg_control (repo_info_from_pg_control).
  *
  *     repo *r = repo_open(location, ur, create);     NULL: reported
  *     repo_load_info(r)                               0 | RS_NOT_FOUND | -1
