@@ -13,6 +13,9 @@
 # archiving into a new repository): pinned at once from the data directory's
 # global/pg_control, so ragsafe-restore serves it (history: 0, a segment: 1 = not
 # found, never 128).
+#
+# A file system without RENAME_NOREPLACE (renameat2 answering EINVAL, as NFS and FUSE
+# do; a preloaded shim): archiving and a base backup's commit still work.
 source "$(dirname "$0")/lib.sh"
 t_init
 
@@ -180,5 +183,42 @@ exit_is "a history file into a fresh repository from outside a data directory: e
     as_pg "$ARCH" --repo "$T/fresh2" "$T/other/00000002.history" 00000002.history 2>"$T/err"
 ok "... the hint says how to run it" grep -q "archive_command" "$T/err"
 ok "... nothing stored" [ ! -e "$T/fresh2/wal" ]
+
+# --- a file system without RENAME_NOREPLACE (NFS, many FUSE file systems: renameat2
+# answers EINVAL), made with a preloaded renameat2 that refuses every flag: the WAL
+# commit and the backup commit (.partial -> final folder) still work, and still never
+# replace anything
+cat >"$T/noflag.c" <<'EOF'
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+int renameat2(int od, const char *o, int nd, const char *n, unsigned flags)
+{
+    if (flags) {
+        errno = EINVAL;
+        return -1;
+    }
+    return renameat(od, o, nd, n);
+}
+EOF
+ok "the renameat2 shim builds" gcc -shared -fPIC -O1 -o "$T/noflag.so" "$T/noflag.c"
+chmod 0755 "$T/noflag.so"
+NF=$T/noflag
+noflag() { as_pg env LD_PRELOAD="$T/noflag.so" "$@"; }
+exit_is "no RENAME_NOREPLACE: archive $S1 exits 0" 0 noflag "$ARCH" --repo "$NF" "$T/pg_wal/$S1" "$S1"
+exit_is "... other content under the name: 3" 3 noflag "$ARCH" --repo "$NF" "$T/other/$S1" "$S1" 2>/dev/null
+rm -f "$T/out"
+exit_is "... ragsafe-restore exits 0" 0 as_pg "$REST" --repo "$NF" "$S1" "$T/out"
+ok "... and returns the original bytes" cmp -s "$T/out" "$T/segs/$S1"
+pg_set a "archive_command = 'LD_PRELOAD=$T/noflag.so $ARCH --repo $NF %p %f'"
+pg_start a || exit 1
+label=$(noflag "$RAGSAFE_BIN/ragsafe-basebackup" -d "$(pg_conn a)" --repo "$NF" -c fast 2>"$T/err")
+st=$?
+is "no RENAME_NOREPLACE: a base backup exits 0" 0 "$st"
+[ "$st" = 0 ] || sed 's/^/#   /' "$T/err"
+ok "... committed under its label" [ -n "$label" -a -d "$NF/backups/$label" ]
+is "... no .partial folder left" "" "$(ls "$NF/backups" | grep partial)"
+exit_is "... and it verifies" 0 as_pg "$RAGSAFE_BIN/ragsafe-basebackup" --repo "$NF" --verify "$label"
+pg_stop a
 
 t_done
