@@ -204,13 +204,14 @@ EOF
 ok "the renameat2 shim builds" gcc -shared -fPIC -O1 -o "$T/noflag.so" "$T/noflag.c"
 chmod 0755 "$T/noflag.so"
 NF=$T/noflag
-noflag() { as_pg env LD_PRELOAD="$T/noflag.so" "$@"; }
+# (verify_asan_link_order=0: under `make asan` the shim comes before ASan's runtime)
+noflag() { as_pg env LD_PRELOAD="$T/noflag.so" ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" "$@"; }
 exit_is "no RENAME_NOREPLACE: archive $S1 exits 0" 0 noflag "$ARCH" --repo "$NF" "$T/pg_wal/$S1" "$S1"
 exit_is "... other content under the name: 3" 3 noflag "$ARCH" --repo "$NF" "$T/other/$S1" "$S1" 2>/dev/null
 rm -f "$T/out"
 exit_is "... ragsafe-restore exits 0" 0 as_pg "$REST" --repo "$NF" "$S1" "$T/out"
 ok "... and returns the original bytes" cmp -s "$T/out" "$T/segs/$S1"
-pg_set a "archive_command = 'LD_PRELOAD=$T/noflag.so $ARCH --repo $NF %p %f'"
+pg_set a "archive_command = 'LD_PRELOAD=$T/noflag.so ASAN_OPTIONS=verify_asan_link_order=0 $ARCH --repo $NF %p %f'"
 pg_start a || exit 1
 label=$(noflag "$RAGSAFE_BIN/ragsafe-basebackup" -d "$(pg_conn a)" --repo "$NF" -c fast 2>"$T/err")
 st=$?
