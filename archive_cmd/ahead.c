@@ -96,7 +96,7 @@ int ahead_consume(const char *path, const char *name, const char *loc)
 static void record(const ahead *a, const char *name, const char *path)
 {
     char marker[PATH_MAX + 64], tmp[PATH_MAX + 80], id[PATH_MAX + 128];
-    int fd;
+    int fd, written;
 
     if (marker_text(path, a->loc, id, sizeof(id)) != 0)
         return;
@@ -105,12 +105,12 @@ static void record(const ahead *a, const char *name, const char *path)
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0)
         return;
-    if (write(fd, id, strlen(id)) == (ssize_t)strlen(id) && close(fd) == 0) {
-        if (rename(tmp, marker) != 0)
-            (void)unlink(tmp);
-        return;
-    }
-    (void)unlink(tmp);
+    /* close on every path: a failed or short write (ENOSPC) must not leak the fd */
+    written = write(fd, id, strlen(id)) == (ssize_t)strlen(id);
+    if (close(fd) != 0)
+        written = 0;
+    if (!written || rename(tmp, marker) != 0)
+        (void)unlink(tmp);
 }
 
 static void *worker(void *arg)

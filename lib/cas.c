@@ -15,6 +15,7 @@
 
 #include "cipher.h"
 #include "common.h"
+#include "durable.h"
 #include "log.h"
 
 #define CAS_HASH_CHUNK (1u << 20)
@@ -527,13 +528,11 @@ int cas_batch_commit(cas_batch *b)
     }
     /* 2: into place; an object that appeared meanwhile is the same content */
     for (size_t i = 0; i < b->n; i++) {
-        if (renameat2(AT_FDCWD, b->p[i].tmp, AT_FDCWD, b->p[i].final, RENAME_NOREPLACE) != 0) {
-            if (errno != EEXIST) {
-                log_errno("could not rename \"%s\" to \"%s\"", b->p[i].tmp, b->p[i].final);
-                goto out;
-            }
+        int r = durable_rename_noreplace(b->p[i].tmp, b->p[i].final);
+        if (r < 0)
+            goto out;
+        if (r == RS_EXISTS)
             unlink(b->p[i].tmp);
-        }
         free(b->p[i].tmp);
         free(b->p[i].final);
         b->p[i].tmp = b->p[i].final = NULL;

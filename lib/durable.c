@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,6 +155,77 @@ int durable_write(durable_file *f, const void *buf, size_t len)
 
 uint64_t durable_size(const durable_file *f) { return uring_writer_offset(f->w); }
 
+/* -1: not decided yet; 1: behave as a file system without RENAME_NOREPLACE */
+static atomic_int no_noreplace = -1;
+
+void durable_set_no_rename_noreplace(int on)
+{
+    atomic_store(&no_noreplace, on ? 1 : 0);
+}
+
+static int noreplace_unsupported(void)
+{
+    int v = atomic_load(&no_noreplace);
+
+    if (v < 0) {
+        const char *e = getenv("RAGSAFE_NO_RENAME_NOREPLACE");
+        v = e && strcmp(e, "1") == 0;
+        atomic_store(&no_noreplace, v);
+    }
+    return v;
+}
+
+/*
+ * durable_rename_noreplace -- the commit of everything that must never replace an
+ * existing name. renameat2(RENAME_NOREPLACE) where the file system has it; NFS, many
+ * FUSE file systems and some others answer EINVAL (ENOSYS on old kernels). Then:
+ *  - a file: link(2) refuses an existing name just as atomically; the old name is
+ *    unlinked afterwards (a crash in between leaves a temp name behind, which the
+ *    next writer takes over or a listing skips, never a missing object);
+ *  - a directory cannot be linked: check that the new name is absent, then rename(2).
+ *    That is not atomic (rename(2) replaces an empty directory, and a name can appear
+ *    between the check and the rename), the best POSIX offers; the callers that
+ *    rename directories (the .partial -> final commit of a backup) hold the
+ *    repository's exclusive backup lock, so no other ragsafe writer makes that name
+ *    meanwhile.
+ */
+int durable_rename_noreplace(const char *oldpath, const char *newpath)
+{
+    struct stat st;
+
+    if (!noreplace_unsupported()) {
+        if (renameat2(AT_FDCWD, oldpath, AT_FDCWD, newpath, RENAME_NOREPLACE) == 0)
+            return 0;
+        if (errno == EEXIST || errno == ENOTEMPTY)
+            return RS_EXISTS;
+        if (errno != EINVAL && errno != ENOSYS)
+            return log_errno("could not rename \"%s\" to \"%s\"", oldpath, newpath);
+    }
+    if (lstat(oldpath, &st) != 0)
+        return log_errno("could not rename \"%s\" to \"%s\"", oldpath, newpath);
+    if (!S_ISDIR(st.st_mode)) {
+        if (link(oldpath, newpath) != 0) {
+            if (errno == EEXIST)
+                return RS_EXISTS;
+            return log_errno("could not link \"%s\" to \"%s\"", oldpath, newpath);
+        }
+        if (unlink(oldpath) != 0)
+            log_warning("could not remove \"%s\" after linking it to \"%s\": %s", oldpath, newpath,
+                        strerror(errno));
+        return 0;
+    }
+    if (lstat(newpath, &st) == 0)
+        return RS_EXISTS;
+    if (errno != ENOENT)
+        return log_errno("could not stat \"%s\"", newpath);
+    if (rename(oldpath, newpath) != 0) {
+        if (errno == EEXIST || errno == ENOTEMPTY)
+            return RS_EXISTS;
+        return log_errno("could not rename \"%s\" to \"%s\"", oldpath, newpath);
+    }
+    return 0;
+}
+
 int durable_commit(durable_file *f, int flags)
 {
     char *dir = NULL;
@@ -163,20 +235,9 @@ int durable_commit(durable_file *f, int flags)
     if (ret < 0)
         return log_errnum(ret, "could not write \"%s\"", f->tmp);
     if (flags & DURABLE_NOREPLACE) {
-        if (renameat2(AT_FDCWD, f->tmp, AT_FDCWD, f->path, RENAME_NOREPLACE) != 0) {
-            if (errno == EEXIST)
-                return RS_EXISTS; /* durable_free removes the temp */
-            if (errno != EINVAL && errno != ENOSYS)
-                return log_errno("could not rename \"%s\" to \"%s\"", f->tmp, f->path);
-            /* No RENAME_NOREPLACE on this file system: link(2) refuses existing
-             * names too, and the temp is removed afterwards. */
-            if (link(f->tmp, f->path) != 0) {
-                if (errno == EEXIST)
-                    return RS_EXISTS;
-                return log_errno("could not link \"%s\" to \"%s\"", f->tmp, f->path);
-            }
-            unlink(f->tmp);
-        }
+        ret = durable_rename_noreplace(f->tmp, f->path);
+        if (ret != 0)
+            return ret; /* RS_EXISTS: durable_free removes the temp */
     } else if (rename(f->tmp, f->path) != 0) {
         return log_errno("could not rename \"%s\" to \"%s\"", f->tmp, f->path);
     }

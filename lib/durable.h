@@ -47,6 +47,18 @@ int durable_write_file(const char *path, const void *buf, size_t len, mode_t mod
 /* mkdir -p; each directory created is fsync'd into its parent. */
 int durable_mkdirs(const char *path, mode_t mode);
 
+/* The one no-replace rename of the code base (every commit that must never replace a
+ * name goes through it): rename oldpath (a file or a directory) to newpath unless
+ * newpath exists. 0 | RS_EXISTS (nothing changed, nothing reported) | -1 (reported).
+ * Without RENAME_NOREPLACE (NFS, FUSE: EINVAL) a file is link()ed and unlinked, a
+ * directory checked for and renamed (callers hold the repository lock). Nothing is
+ * fsync'd: the caller makes the rename durable. */
+int durable_rename_noreplace(const char *oldpath, const char *newpath);
+
+/* Test hook: on != 0 behaves as a file system without RENAME_NOREPLACE. The
+ * environment variable RAGSAFE_NO_RENAME_NOREPLACE=1 does the same (read once). */
+void durable_set_no_rename_noreplace(int on);
+
 /* rename(old, new) then fsync both parent directories. */
 int durable_rename(const char *oldpath, const char *newpath);
 

@@ -14,7 +14,10 @@
  *     {"format":1,"system_identifier":"7312...","wal_segment_size":16777216,
  *      "wal_magic":53520,"pg_version":150018,"created":"2026-11-26T02:15:00Z"}
  * system_identifier is a string (uint64 does not fit a JSON double). pg_version may
- * be 0 (unknown: the first writer was ragsafe-archive, which only sees WAL).
+ * be 0 (unknown: the first writer was ragsafe-archive, which only sees WAL). The
+ * first WAL segment creates it from its page header; a history or backup file that
+ * comes first (no system identifier in it) from the data directory's
+ * global/pg_control (repo_info_from_pg_control).
  *
  *     repo *r = repo_open(location, ur, create);     NULL: reported
  *     repo_load_info(r)                               0 | RS_NOT_FOUND | -1
@@ -117,6 +120,13 @@ int repo_load_info(repo *r);
  * system identifiers) for another cluster or another segment size. Fields of want
  * that are 0 are not compared; a pg_version learnt later is not written back. */
 int repo_pin(repo *r, const repo_info *want);
+
+/* The pin of the cluster whose data directory is datadir, read from its
+ * global/pg_control (PostgreSQL 15's layout, CRC-32C checked): sysid, seg_size,
+ * wal_magic (pg_version 0). History and backup-label files carry no system
+ * identifier; ragsafe-archive pins a new repository from here when one comes first.
+ * 0 | RS_NOT_FOUND (no global/pg_control there) | -1 (reported). */
+int repo_info_from_pg_control(const char *datadir, repo_info *out);
 
 /* Object key of a WAL-archive file name (segment, .partial, .backup, .history).
  * -1 (not reported) if name is not a WAL-archive name. out holds >= 64 bytes. */

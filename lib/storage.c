@@ -829,14 +829,9 @@ int storage_rename_prefix(storage *st, const char *from, const char *to)
     b = path_of(st, to);
     if (!a || !b)
         goto out;
-    if (renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_NOREPLACE) != 0) {
-        if (errno == EEXIST || errno == ENOTEMPTY) {
-            ret = RS_EXISTS;
-            goto out;
-        }
-        log_errno("could not rename \"%s\" to \"%s\"", a, b);
+    ret = durable_rename_noreplace(a, b);
+    if (ret != 0)
         goto out;
-    }
     *strrchr(b, '/') = '\0';
     ret = durable_fsync_path(b);
 out:

@@ -466,6 +466,67 @@ START_TEST(test_rename_and_fsync)
 }
 END_TEST
 
+/* durable_rename_noreplace, natively (_i 0) and with RENAME_NOREPLACE forced off
+ * (_i 1: the link() / check-then-rename fallback of NFS and FUSE), for files and
+ * directories; and a durable_commit through it. */
+START_TEST(test_rename_noreplace)
+{
+    durable_file *f;
+
+    durable_set_no_rename_noreplace(_i);
+    /* a file onto a free name */
+    tu_write_str(tu_path("a"), "first");
+    ck_assert_int_eq(durable_rename_noreplace(tu_path("a"), tu_path("b")), 0);
+    ck_assert(!tu_exists(tu_path("a")));
+    assert_file(tu_path("b"), "first", 5);
+    /* a file onto an existing name: EEXIST, both left as they were */
+    tu_write_str(tu_path("c"), "second");
+    ck_assert_int_eq(durable_rename_noreplace(tu_path("c"), tu_path("b")), RS_EXISTS);
+    assert_file(tu_path("b"), "first", 5);
+    assert_file(tu_path("c"), "second", 6);
+    /* a missing source */
+    ck_assert_int_eq(durable_rename_noreplace(tu_path("none"), tu_path("d")), -1);
+    ck_assert(!tu_exists(tu_path("d")));
+
+    /* a directory onto a free name */
+    ck_assert_int_eq(durable_mkdirs(tu_path("L.partial"), 0755), 0);
+    tu_write_str(tu_path("L.partial/base"), "base");
+    ck_assert_int_eq(durable_rename_noreplace(tu_path("L.partial"), tu_path("L")), 0);
+    ck_assert(!tu_exists(tu_path("L.partial")));
+    assert_file(tu_path("L/base"), "base", 4);
+    /* onto an existing directory, full or empty (rename(2) would replace an empty one) */
+    ck_assert_int_eq(durable_mkdirs(tu_path("M.partial"), 0755), 0);
+    tu_write_str(tu_path("M.partial/x"), "m");
+    ck_assert_int_eq(durable_rename_noreplace(tu_path("M.partial"), tu_path("L")), RS_EXISTS);
+    assert_file(tu_path("L/base"), "base", 4);
+    assert_file(tu_path("M.partial/x"), "m", 1);
+    ck_assert_int_eq(durable_mkdirs(tu_path("empty"), 0755), 0);
+    ck_assert_int_eq(durable_rename_noreplace(tu_path("M.partial"), tu_path("empty")), RS_EXISTS);
+    assert_file(tu_path("M.partial/x"), "m", 1);
+    ck_assert(tu_exists(tu_path("empty")));
+    ck_assert_int_eq(tu_count_entries(tu_path("empty")), 0);
+    /* onto an existing file */
+    ck_assert_int_eq(durable_rename_noreplace(tu_path("M.partial"), tu_path("b")), RS_EXISTS);
+    assert_file(tu_path("b"), "first", 5);
+
+    /* durable_commit with DURABLE_NOREPLACE goes the same way */
+    f = durable_open(tu_path("obj"), NULL, 0640);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(durable_write(f, "one", 3), 0);
+    ck_assert_int_eq(durable_commit(f, DURABLE_NOREPLACE), 0);
+    durable_free(f);
+    f = durable_open(tu_path("obj"), NULL, 0640);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(durable_write(f, "two", 3), 0);
+    ck_assert_int_eq(durable_commit(f, DURABLE_NOREPLACE), RS_EXISTS);
+    durable_free(f);
+    assert_file(tu_path("obj"), "one", 3);
+    /* no temp left: only the names made above */
+    ck_assert_int_eq(tu_count_entries(tu_dir), 6); /* b c L M.partial empty obj */
+    durable_set_no_rename_noreplace(0);
+}
+END_TEST
+
 static Suite *durable_suite(void)
 {
     Suite *s = suite_create("durable");
@@ -496,6 +557,7 @@ static Suite *durable_suite(void)
     tcase_add_test(tc, test_mkdirs);
     tcase_add_test(tc, test_remove_tree);
     tcase_add_test(tc, test_rename_and_fsync);
+    tcase_add_loop_test(tc, test_rename_noreplace, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -245,6 +245,69 @@ START_TEST(test_format_time)
 }
 END_TEST
 
+/* The first 292 bytes of a real PostgreSQL 15.18 pg_control (initdb --wal-segsize=64;
+ * pg_controldata: system identifier 7714409773660871057, 67108864 bytes per segment),
+ * up to and with its CRC-32C. */
+static const char control_hex[] =
+    "9199db02d1160f6b1405000025770d0c0100000000000000d2160f6b00000000"
+    "1807500400000000180750040000000001000000010000000100000000000000"
+    "d402000000000000043500000100000000000000cc0200000100000001000000"
+    "0100000000000000d2160f6b0000000000000000000000000000000000000000"
+    "e803000000000000000000000000000000000000000000000000000000000000"
+    "000000000000000000000000010000000000000064000000080000000a000000"
+    "000000004000000000000000080000000000000087d632410020000000000200"
+    "00200000000000044000000020000000cc070000000800000100000000000000"
+    "4f44481ed5c57b8a1c58b79b985212b1775881c23c881484109c35ad1ba929e7"
+    "2f46d2d7";
+
+static void write_control(const char *datadir, size_t flip)
+{
+    uint8_t buf[8192] = {0};
+    char path[600];
+
+    for (size_t i = 0; i < sizeof(control_hex) / 2; i++)
+        ck_assert_int_eq(sscanf(control_hex + 2 * i, "%2hhx", &buf[i]), 1);
+    if (flip < sizeof(buf))
+        buf[flip] ^= 0x01;
+    snprintf(path, sizeof(path), "%s/global", datadir);
+    ck_assert_int_eq(mkdir(datadir, 0700) == 0 || errno == EEXIST, 1);
+    ck_assert_int_eq(mkdir(path, 0700) == 0 || errno == EEXIST, 1);
+    snprintf(path, sizeof(path), "%s/global/pg_control", datadir);
+    tu_write_file(path, buf, sizeof(buf));
+}
+
+START_TEST(test_pg_control)
+{
+    repo_info i;
+
+    write_control(tu_path("data"), (size_t)-1);
+    ck_assert_int_eq(repo_info_from_pg_control(tu_path("data"), &i), 0);
+    ck_assert_uint_eq(i.sysid, 7714409773660871057ull);
+    ck_assert_uint_eq(i.seg_size, 64u << 20);
+    ck_assert_uint_eq(i.wal_magic, 0xD110);
+    ck_assert_int_eq(i.format, REPO_FORMAT);
+    /* it pins a fresh repository like a segment would */
+    repo *r = repo_open(tu_path("repo"), NULL, 1);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(repo_pin(r, &i), 0);
+    repo_free(r);
+    r = repo_open(tu_path("repo"), NULL, 0);
+    ck_assert_int_eq(repo_load_info(r), 0);
+    ck_assert_uint_eq(r->info.sysid, 7714409773660871057ull);
+    ck_assert_uint_eq(r->info.seg_size, 64u << 20);
+    repo_free(r);
+
+    ck_assert_int_eq(repo_info_from_pg_control(tu_path("nodata"), &i), RS_NOT_FOUND);
+    write_control(tu_path("bad-sysid"), 3);         /* one bit of the identifier */
+    ck_assert_int_eq(repo_info_from_pg_control(tu_path("bad-sysid"), &i), -1);
+    write_control(tu_path("bad-crc"), 289);         /* the CRC itself */
+    ck_assert_int_eq(repo_info_from_pg_control(tu_path("bad-crc"), &i), -1);
+    write_control(tu_path("short"), (size_t)-1);
+    ck_assert_int_eq(truncate(tu_path("short/global/pg_control"), 200), 0);
+    ck_assert_int_eq(repo_info_from_pg_control(tu_path("short"), &i), -1);
+}
+END_TEST
+
 static Suite *repo_suite(void)
 {
     Suite *s = suite_create("repo");
@@ -256,6 +319,7 @@ static Suite *repo_suite(void)
     tcase_add_test(tc, test_pin_compare);
     tcase_add_test(tc, test_pin_big_sysid);
     tcase_add_loop_test(tc, test_bad_repo_json, 0, 3);
+    tcase_add_test(tc, test_pg_control);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("keys");
