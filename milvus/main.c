@@ -315,15 +315,17 @@ int main(int argc, char **argv)
     o.repo = repo_cli_setup(&rc, cfg);
     if (o.repo == NULL)
         goto out;
+    /* every command may have to start a stack a killed run left stopped: the start
+     * command and health URL of the config file serve list, verify and expire too */
+    o.start_cmd = config_resolve(opt_start, NULL, cfg, "start-cmd");
+    o.health_url = config_resolve(opt_health, NULL, cfg, "health-url");
+    o.health_timeout = 300;
     if (cmd & C_STACK) {
         o.stop_cmd = config_resolve(opt_stop, NULL, cfg, "stop-cmd");
-        o.start_cmd = config_resolve(opt_start, NULL, cfg, "start-cmd");
-        o.health_url = config_resolve(opt_health, NULL, cfg, "health-url");
         o.milvus_url = config_resolve(opt_murl, NULL, cfg, "milvus-url");
         o.milvus_token = config_resolve(opt_mtoken, "RAGSAFE_MILVUS_TOKEN", cfg, "milvus-token");
         o.version_cmd = config_resolve(opt_version, NULL, cfg, "version-cmd");
         const char *ht = config_resolve(opt_htimeout, NULL, cfg, "health-timeout");
-        o.health_timeout = 300;
         if (ht != NULL && config_parse_duration("--health-timeout", ht, &o.health_timeout) != 0)
             goto out;
     }
@@ -384,6 +386,16 @@ int main(int argc, char **argv)
         }
     }
 
+    /* list, verify, expire: first finish what a killed run left (snapshot and restore do
+     * it under their own lock) */
+    int recovered = 0;
+    if (!(cmd & C_STACK)) {
+        recovered = mv_recover_cmd(&o);
+        if (recovered == RS_NOT_FOUND || recovered == RS_MISMATCH) {
+            status = recovered == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
+            goto out;
+        }
+    }
     switch (cmd) {
     case C_SNAP: r = mv_snapshot_cmd(&o); break;
     case C_RESTORE: r = mv_restore_cmd(&o); break;
@@ -392,6 +404,8 @@ int main(int argc, char **argv)
     default: r = mv_expire_cmd(&o); break;
     }
     status = r == 0 ? EXIT_OK : r == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
+    if (status == EXIT_OK && recovered != 0)
+        status = EXIT_FAIL;
 out:
     fflush(stdout);
     for (size_t i = 0; i < o.nvols; i++) {
