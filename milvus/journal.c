@@ -472,6 +472,13 @@ int mv_recover_cmd(const mv_opts *o)
     rp = repo_open_checked(o->repo, NULL, 0, &why);
     if (rp == NULL)
         return why == RS_MISMATCH ? RS_MISMATCH : RS_NOT_FOUND;
+    /* the lock only when there is something to do: a list run by monitoring must not
+     * make a snapshot starting at that moment find the repository locked */
+    if (storage_stat(rp->st, MV_JOURNAL_KEY, NULL, NULL) == RS_NOT_FOUND &&
+        storage_stat(rp->st, MV_STOPPED_KEY, NULL, NULL) == RS_NOT_FOUND) {
+        repo_free(rp);
+        return 0;
+    }
     r = storage_lock_take(rp->st, MV_LOCK_NAME, 1, 0, &lk);
     if (r == 0) {
         ret = mv_recover(rp->st, o);

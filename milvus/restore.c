@@ -4,7 +4,11 @@
  * Before anything changes: the manifest parses and every path in it is a plain
  * relative path whose parents are directories listed before it (snapfile.c), every
  * snapshot volume has a target, and each target is absent, empty, or (--force) to be
- * moved aside to DIR.ragsafe-old-ID rather than deleted.
+ * moved aside to DIR.ragsafe-old-ID rather than deleted. Without a stop command, no
+ * live process may have its working directory, root or an open file under a target.
+ * Modes come back without set-user-ID/set-group-ID bits; owners only with
+ * --same-owner or when the volumes' recorded owners are the targets' (mv_same_owner).
+ * The manifest knows no device files, FIFOs or sockets (a snapshot skips them).
  *
  * Then every volume is restored into a staging directory beside its target,
  * DIR.ragsafe-staging-ID (same file system), while the stack still runs: directories,
@@ -38,6 +42,7 @@
 #include "durable.h"
 #include "log.h"
 #include "milvus.h"
+#include "procuse.h"
 #include "repo.h"
 #include "uring.h"
 
@@ -107,6 +112,16 @@ static void mv_restore_file_done(mv_restore_job *j, int r, uint64_t size)
     mv_test_point("extract", done);
 }
 
+/* mv_safe_mode -- the recorded mode without set-user-ID and set-group-ID: a restore
+ * (often as root) never creates a set-id program from repository content. */
+static uint32_t mv_safe_mode(const char *path, uint32_t mode)
+{
+    if (mode & (S_ISUID | S_ISGID))
+        log_warning("\"%s\": set-user-ID/set-group-ID bits not restored (mode %04o recorded, "
+                    "%04o restored)", path, (unsigned)mode, (unsigned)(mode & ~(S_ISUID | S_ISGID)));
+    return mode & ~(uint32_t)(S_ISUID | S_ISGID);
+}
+
 /* mv_restore_file -- one file from its object (or its chunks, in order); metadata from
  * the manifest. */
 static int mv_restore_file(cas *c, const mv_target *t, const mv_entry *e, int as_root)
@@ -165,7 +180,7 @@ static int mv_restore_file(cas *c, const mv_target *t, const mv_entry *e, int as
         log_errno("could not change owner of \"%s\"", path);
         goto out;
     }
-    if (fchmod(fd, e->mode) != 0) {
+    if (fchmod(fd, mv_safe_mode(shown, e->mode)) != 0) {
         log_errno("could not change mode of \"%s\"", path);
         goto out;
     }
@@ -225,7 +240,7 @@ static int mv_set_meta(const char *path, uint32_t mode, uint32_t uid, uint32_t g
 
     if (as_root && lchown(path, uid, gid) != 0)
         return log_errno("could not change owner of \"%s\"", path);
-    if (!is_link && chmod(path, mode) != 0)
+    if (!is_link && chmod(path, mv_safe_mode(path, mode)) != 0)
         return log_errno("could not change mode of \"%s\"", path);
     if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) != 0)
         return log_errno("could not set times of \"%s\"", path);
@@ -304,6 +319,41 @@ static int mv_sync_targets(const mv_target *t, size_t n)
         close(fd);
     }
     return 0;
+}
+
+/* mv_same_owner -- restore recorded owners? Only as root, and only when asked
+ * (--same-owner) or, by default, when each volume's recorded root owner is the
+ * target root's owner now (or, for a target not there yet, the user restoring): a
+ * snapshot from another machine must not hand files to whoever has those ids here. */
+static int mv_same_owner(const mv_opts *o, const mv_swap *sw, const mv_snapshot *s)
+{
+    struct stat sb;
+
+    if (o->same_owner == 0)
+        return 0;
+    if (geteuid() != 0) {
+        if (o->same_owner == 1)
+            log_warning("--same-owner: only root can restore owners; files will be yours");
+        return 0;
+    }
+    if (o->same_owner == 1)
+        return 1;
+    for (size_t k = 0; k < s->nvols; k++) {
+        uid_t uid = geteuid();
+        gid_t gid = getegid();
+        if (sw[k].before != MV_T_ABSENT && stat(sw[k].dir, &sb) == 0) {
+            uid = sb.st_uid;
+            gid = sb.st_gid;
+        }
+        if (s->vols[k].uid != uid || s->vols[k].gid != gid) {
+            log_notice("owners not restored: volume \"%s\" was owned by %u:%u, \"%s\" is %u:%u",
+                       s->vols[k].name, (unsigned)s->vols[k].uid, (unsigned)s->vols[k].gid,
+                       sw[k].dir, (unsigned)uid, (unsigned)gid);
+            log_hint("give --same-owner to restore the recorded owners anyway");
+            return 0;
+        }
+    }
+    return 1;
 }
 
 /* mv_discard_staging -- a failed restore: each staging tree kept aside for inspection
@@ -518,6 +568,29 @@ int mv_restore_cmd(const mv_opts *o)
         log_hint("give --stop-cmd to stop the stack for the restore, or --assume-stopped");
         goto out;
     }
+    /* never under a live process: with no stop command, nothing stops what runs there
+     * (Milvus keeps its files open and writes them by path) */
+    if (o->stop_cmd == NULL) {
+        const char **dirs = calloc(s.nvols + 1, sizeof(*dirs));
+        size_t nd = 0;
+        if (dirs == NULL) {
+            log_errno("could not allocate");
+            goto out;
+        }
+        for (size_t k = 0; k < s.nvols; k++)
+            if (sw[k].before != MV_T_ABSENT)
+                dirs[nd++] = sw[k].dir;
+        r = procuse_check(dirs, nd);
+        free(dirs);
+        if (r != 0) {
+            if (r > 0) {
+                log_error("restore refused: a live process uses the restore targets");
+                log_hint("stop it first, or give --stop-cmd (and --start-cmd) so the stack is "
+                         "stopped for the swap");
+            }
+            goto out;
+        }
+    }
     if (mv_interrupted())
         goto out;
 
@@ -567,7 +640,7 @@ int mv_restore_cmd(const mv_opts *o)
             }
     j.location = storage_location(rp->st);
     j.targets = t;
-    j.as_root = (geteuid() == 0);
+    j.as_root = mv_same_owner(o, sw, &s);
     {
         int jobs = o->jobs > 0 ? o->jobs : mv_default_jobs();
         if ((size_t)jobs > j.nfiles)

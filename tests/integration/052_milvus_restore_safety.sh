@@ -147,4 +147,104 @@ is "restored" new "$(which_state)"
 is "every move-aside name distinct (4 occupied + 2 runs)" 6 \
     "$(find "$T/vol" -maxdepth 1 -name 'etcd.ragsafe-old-*' | wc -l)"
 
+# --- never over a live process (no stop command given) ---------------------------------
+reset_volumes
+(cd "$V/minio" && exec sleep 300) &
+SLEEP=$!
+t_on_exit "kill $SLEEP"
+sleep 0.3
+"$M" restore s1 --repo "$R" "${VOLS[@]}" --force --assume-stopped >/dev/null 2>"$T/live.err"
+is "a process with its cwd in a target: refused (exit 1)" 1 $?
+ok "refusal names the PID and its command" grep -q "in use by process $SLEEP (sleep)" "$T/live.err"
+ok "refusal names the fix" grep -q "hint: stop it first, or give --stop-cmd" "$T/live.err"
+is "refused: nothing changed" old "$(which_state)"
+is "refused: no staging directory" 0 "$(leftovers)"
+kill "$SLEEP"; wait "$SLEEP" 2>/dev/null
+sleep 300 <"$V/etcd/member/snap/db" &
+SLEEP=$!
+t_on_exit "kill $SLEEP"
+sleep 0.3
+"$M" restore s1 --repo "$R" "${VOLS[@]}" --force --assume-stopped >/dev/null 2>"$T/live.err"
+is "a process with an open file in a target: refused" 1 $?
+ok "refusal names the open file" grep -q "process $SLEEP (sleep): an open file \".*/etcd/member/snap/db\"" "$T/live.err"
+is "refused: still old" old "$(which_state)"
+kill "$SLEEP"; wait "$SLEEP" 2>/dev/null
+exit_is "once it is gone, the restore runs" 0 "$M" restore s1 --repo "$R" "${VOLS[@]}" --force --assume-stopped
+
+# --- no set-id bits, no device files, owners only when they fit ---------------------------
+S="$T/sv"
+mkdir -p "$S/etcd" "$S/minio/shared" "$S/milvus"
+printf '#!/bin/sh\nid\n' >"$S/milvus/suid-tool"
+chmod 4755 "$S/milvus/suid-tool"
+chmod 2775 "$S/minio/shared"
+echo data >"$S/minio/shared/obj"
+chown postgres: "$S/minio/shared/obj"
+mkfifo "$S/milvus/a-fifo"
+"$M" snapshot --repo "$R" --volume "etcd=$S/etcd" --volume "minio=$S/minio" \
+    --volume "milvus=$S/milvus" --assume-stopped --label su >/dev/null 2>"$T/su.err"
+is "snapshot of a tree with a set-uid file and a FIFO" 0 $?
+ok "the FIFO is skipped with a warning" grep -q 'warning: skipping ".*/a-fifo"' "$T/su.err"
+to() { echo --volume "etcd=$1/etcd" --volume "minio=$1/minio" --volume "milvus=$1/milvus"; }
+"$M" restore su --repo "$R" $(to "$T/su1") --assume-stopped >/dev/null 2>"$T/su1.err"
+is "restore of it" 0 $?
+is "set-uid bit not restored" 755 "$(stat -c %a "$T/su1/milvus/suid-tool")"
+is "set-gid bit of a directory not restored" 775 "$(stat -c %a "$T/su1/minio/shared")"
+ok "the restore says so" grep -q 'suid-tool": set-user-ID/set-group-ID bits not restored' "$T/su1.err"
+ok "no FIFO restored" test ! -e "$T/su1/milvus/a-fifo"
+is "owners restored: recorded roots are root's, as the new targets'" postgres \
+    "$(stat -c %U "$T/su1/minio/shared/obj")"
+mkdir -p "$T/su2/etcd" "$T/su2/minio" "$T/su2/milvus"
+chown postgres: "$T/su2/etcd" "$T/su2/minio" "$T/su2/milvus"
+"$M" restore su --repo "$R" $(to "$T/su2") --assume-stopped >/dev/null 2>"$T/su2.err"
+is "restore into targets owned by someone else" 0 $?
+is "owners not restored there" root "$(stat -c %U "$T/su2/minio/shared/obj")"
+ok "the restore says why and names --same-owner" grep -q 'hint: give --same-owner' "$T/su2.err"
+mkdir -p "$T/su3/etcd" "$T/su3/minio" "$T/su3/milvus"
+chown postgres: "$T/su3/etcd" "$T/su3/minio" "$T/su3/milvus"
+exit_is "--same-owner" 0 "$M" restore su --repo "$R" $(to "$T/su3") --assume-stopped --same-owner
+is "--same-owner restores the recorded owner" postgres "$(stat -c %U "$T/su3/minio/shared/obj")"
+is "--same-owner still strips set-uid" 755 "$(stat -c %a "$T/su3/milvus/suid-tool")"
+# a manifest that names a device node (or a FIFO) is refused before anything is written
+for typ in chardev blockdev fifo; do
+    python3 "$FAKE" manifest-get "$R/milvus/snapshots/su.json.zst" | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+m["label"] = "dev"
+v = [v for v in m["volumes"] if v["name"] == "milvus"][0]
+v["entries"].append({"path": "null", "type": sys.argv[1], "mode": 438, "uid": 0, "gid": 0,
+                     "mtime_ns": 0, "rdev": 259})
+json.dump(m, sys.stdout)' "$typ" | python3 "$FAKE" manifest-put "$R/milvus/snapshots/dev.json.zst"
+    "$M" restore dev --repo "$R" $(to "$T/dev") --assume-stopped >/dev/null 2>"$T/dev.err"
+    ok "manifest with a $typ entry refused" test $? -ne 0
+    ok "$typ: nothing written" test ! -e "$T/dev"
+done
+rm -f "$R/milvus/snapshots/dev.json.zst"
+
+# --- no secret on the command line -------------------------------------------------------
+printf '{"up": true, "token": "root:Milvus", "collections": {"docs": 7}}\n' >"$T/state.json"
+MURL="http://127.0.0.1:$(cat "$T/port")"
+TV=(--volume "etcd=$S/etcd" --volume "minio=$S/minio" --volume "milvus=$S/milvus")
+rm -f "$S/milvus/a-fifo"
+: >"$LOG"
+"$M" snapshot --repo "$R" "${TV[@]}" --assume-stopped --milvus-url "$MURL" \
+    --milvus-token root:Milvus --label tok0 >/dev/null 2>"$T/tok.err"
+is "--milvus-token on the command line: refused (exit 2)" 2 $?
+ok "the refusal names both replacements" \
+    grep -q 'hint: .*--milvus-token-file FILE, or set RAGSAFE_MILVUS_TOKEN' "$T/tok.err"
+is "refused before talking to Milvus" "" "$(cat "$LOG")"
+printf 'root:Milvus\n' >"$T/token"
+chmod 0640 "$T/token"
+exit_is "a token file readable by the group: refused (exit 2)" 2 "$M" snapshot --repo "$R" \
+    "${TV[@]}" --assume-stopped --milvus-url "$MURL" --milvus-token-file "$T/token" --label tok1
+chmod 0600 "$T/token"
+out=$("$M" snapshot --repo "$R" "${TV[@]}" --assume-stopped --milvus-url "$MURL" \
+    --milvus-token-file "$T/token" --label tok2 --json)
+is "--milvus-token-file (0600)" 0 $?
+ok "the token was sent: row counts recorded" grep -q '"docs"' <<<"$("$M" list --repo "$R" --json)"
+exit_is "RAGSAFE_MILVUS_TOKEN" 0 env RAGSAFE_MILVUS_TOKEN=root:Milvus "$M" snapshot --repo "$R" \
+    "${TV[@]}" --assume-stopped --milvus-url "$MURL" --label tok3
+exit_is "a wrong token fails" 1 env RAGSAFE_MILVUS_TOKEN=root:wrong "$M" snapshot --repo "$R" \
+    "${TV[@]}" --assume-stopped --milvus-url "$MURL" --label tok4
+printf '{"up": true, "collections": {}}\n' >"$T/state.json"
+
 t_done
