@@ -7,6 +7,10 @@
  *   ragsafe-milvus restore LABEL [--volume NAME=DIR ...] [--force] [stack options]
  *   ragsafe-milvus list | verify [LABEL] | expire --keep-last N [--keep-daily D]
  *
+ * A restore or snapshot killed halfway is finished or undone by the next command
+ * (journal.c): snapshot and restore do it under their lock, list, verify and expire
+ * through mv_recover_cmd before their own work.
+ *
  * Exit status: 0 ok; 1 failure; 2 usage or configuration; 3 integrity (a corrupt or
  * missing object, row counts that differ after a restore, another stack version).
  */
@@ -130,6 +134,11 @@ REPO_OPTIONS_HELP
 "  --same-owner           restore: give files their recorded owners (as root); default\n"
 "                         only when the volumes' recorded owners are the targets' owners\n"
 "  --no-same-owner        restore: files belong to the user restoring\n"
+"\n"
+"A restore is staged beside its targets and swapped in under a journal in the\n"
+"repository: a restore killed at any point is finished or undone by the next\n"
+"ragsafe-milvus command, and a stack a killed run left stopped is started again by\n"
+"the next command that has a start command (--start-cmd or start-cmd in the config).\n"
 "\n"
 "Exit status: 0 ok, 1 failure, 2 usage, 3 integrity failure.\n",
             CONFIG_DEFAULT_PATH);
