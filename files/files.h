@@ -85,6 +85,8 @@ int files_verify(files_ctx *x, const char *label);
  * expired (objects the others reference are kept all the same). */
 int files_expire(files_ctx *x, const char *prefix, long keep_last, int dry_run);
 /* restore.c */
-int files_restore(files_ctx *x, const char *label, const char *target, int force);
+/* same_owner: 1 restore recorded owners (as root), 0 never, -1 when the snapshot's
+ * top-level entries were owned by the target's owner (restore.c) */
+int files_restore(files_ctx *x, const char *label, const char *target, int force, int same_owner);
 
 #endif

@@ -1,8 +1,9 @@
 /*
  * main.c -- ragsafe-files: encrypted, deduplicated snapshots of config files and logs.
  *
- *   ragsafe-files snapshot --repo R --key-file K [--label L] [--base DIR] PATH...
- *   ragsafe-files restore LABEL --repo R --key-file K --target DIR [--force]
+ *   ragsafe-files snapshot --repo R --cipher-key-file K [--label L] [--base DIR] PATH...
+ *   ragsafe-files restore LABEL --repo R --cipher-key-file K --target DIR [--force]
+ *                         [--same-owner | --no-same-owner]
  *   ragsafe-files list | verify [LABEL] | expire --keep-last N [--dry-run]
  *   ragsafe-files keygen FILE
  *
@@ -25,13 +26,16 @@
 
 enum {
     O_REPO = 256, O_CONFIG, O_KEY, O_LABEL, O_BASE, O_TARGET, O_FORCE, O_KEEP_LAST, O_DRY,
-    O_JSON, O_LABEL_PREFIX, O_PREFIX,
+    O_JSON, O_LABEL_PREFIX, O_PREFIX, O_SAME_OWNER, O_NO_SAME_OWNER,
 };
 
 static const struct option fl_longopts[] = {
     {"repo", required_argument, NULL, O_REPO},
     {"config", required_argument, NULL, O_CONFIG},
-    {"key-file", required_argument, NULL, O_KEY},
+    {"cipher-key-file", required_argument, NULL, O_KEY},
+    {"key-file", required_argument, NULL, O_KEY},   /* the older name, kept as an alias */
+    {"same-owner", no_argument, NULL, O_SAME_OWNER},
+    {"no-same-owner", no_argument, NULL, O_NO_SAME_OWNER},
     {"label", required_argument, NULL, O_LABEL},
     {"label-prefix", required_argument, NULL, O_LABEL_PREFIX},
     {"prefix", required_argument, NULL, O_PREFIX},
@@ -63,14 +67,19 @@ static void fl_usage(FILE *f)
 "\n"
 "Options:\n"
 "  --repo DIR        repository (or RAGSAFE_REPO, or \"repo\" in the config file)\n"
-"  --key-file FILE   32 random bytes, raw or 64 hex digits, mode 0600 or stricter\n"
-"                    (or RAGSAFE_FILES_KEY, or \"files-key-file\" in the config file)\n"
+"  --cipher-key-file FILE  32 random bytes, raw or 64 hex digits, mode 0600 or\n"
+"                    stricter (or RAGSAFE_FILES_KEY, or \"files-key-file\" in the config\n"
+"                    file); --key-file is the older name of this option\n"
 "  --config FILE     config file (default $RAGSAFE_CONFIG or %s)\n"
 "  --label L         snapshot label (default: UTC time, 20261126T010000Z)\n"
 "  --label-prefix P  default label P + UTC time (config-20261126T010000Z)\n"
 "  --base DIR        PATHs are relative to DIR and stored relative to it (default: .)\n"
-"  --target DIR      restore under DIR, with the stored relative paths, modes, times\n"
-"                    (and owners, as root); DIR must be empty or absent\n"
+"  --target DIR      restore under DIR, with the stored relative paths, modes (never\n"
+"                    set-user/group-ID bits) and times; DIR must be empty or absent\n"
+"                    and no live process may work in it\n"
+"  --same-owner      restore: give entries their recorded owners (as root); default only\n"
+"                    when the snapshot's top-level entries were owned by DIR's owner\n"
+"  --no-same-owner   restore: entries belong to the user restoring\n"
 "  --force           restore into a non-empty DIR: entries the snapshot replaces are\n"
 "                    moved aside to DIR/.ragsafe-aside-TIME/\n"
 "  --keep-last N     expire: keep the N newest snapshots, remove unreferenced objects\n"
@@ -103,6 +112,7 @@ int main(int argc, char **argv)
     char labelbuf[FILES_LABEL_MAX + 40];
     const char *base = NULL, *target = NULL, *keep_arg = NULL, *repo, *keyfile;
     int force = 0, dry_run = 0, json = 0, verbose = 0, c, r, status = EXIT_USAGE;
+    int same_owner = -1;
     long keep_last = 0;
     config *cfg = NULL;
     files_ctx x = {NULL, NULL, NULL, 0};
@@ -143,6 +153,8 @@ int main(int argc, char **argv)
         case O_BASE: base = optarg; break;
         case O_TARGET: target = optarg; break;
         case O_FORCE: force = 1; break;
+        case O_SAME_OWNER: same_owner = 1; break;
+        case O_NO_SAME_OWNER: same_owner = 0; break;
         case O_KEEP_LAST: keep_arg = optarg; break;
         case O_DRY: dry_run = 1; break;
         case O_JSON: json = 1; break;
@@ -207,8 +219,8 @@ int main(int argc, char **argv)
         snprintf(labelbuf, sizeof(labelbuf), "%s%s", label_prefix, ts);
         label = labelbuf;
     }
-    if ((target || force) && strcmp(cmd, "restore") != 0) {
-        log_error("--target and --force are for restore");
+    if ((target || force || same_owner != -1) && strcmp(cmd, "restore") != 0) {
+        log_error("--target, --force and --same-owner are for restore");
         return EXIT_USAGE;
     }
     if ((keep_arg || dry_run) && strcmp(cmd, "expire") != 0) {
@@ -234,7 +246,7 @@ int main(int argc, char **argv)
     keyfile = config_resolve(opt_key, "RAGSAFE_FILES_KEY", cfg, "files-key-file");
     if (!keyfile) {
         log_error("no key file given");
-        log_hint("use --key-file FILE, RAGSAFE_FILES_KEY or \"files-key-file = FILE\" in the config file");
+        log_hint("use --cipher-key-file FILE, RAGSAFE_FILES_KEY or \"files-key-file = FILE\" in the config file");
         goto out;
     }
     if (files_key_load(keyfile, &x.k) != 0)
@@ -256,7 +268,7 @@ int main(int argc, char **argv)
         }
         r = files_snapshot(&x, label, args, (size_t)nargs);
     } else if (strcmp(cmd, "restore") == 0) {
-        r = files_restore(&x, args[0], target, force);
+        r = files_restore(&x, args[0], target, force, same_owner);
     } else if (strcmp(cmd, "list") == 0) {
         r = files_list(&x);
     } else if (strcmp(cmd, "verify") == 0) {

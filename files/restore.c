@@ -8,7 +8,12 @@
  * A non-empty target is refused unless force; then each existing entry that a
  * restored one replaces is moved aside to TARGET/.ragsafe-aside-<time>/<path>, and
  * everything else in the target is left alone (restoring .env into a project
- * directory does not move the project).
+ * directory does not move the project). A target that a live process uses (its
+ * working directory, root or an open file under it) is refused before anything changes.
+ * Modes come back without set-user-ID/set-group-ID bits; owners only as root, and only
+ * with --same-owner or when the snapshot's top-level entries were owned by the target
+ * directory's owner. A manifest knows no device files, FIFOs or sockets (manifest.c
+ * refuses other types; a snapshot skips them with a warning).
  *
  * Paths come from an authenticated manifest and are still checked (manifest.c:
  * relative, no ".."); directories are created before files and symlinks last, so
@@ -30,6 +35,7 @@
 #include "durable.h"
 #include "files.h"
 #include "log.h"
+#include "procuse.h"
 
 /* dir_is_empty -- 1 empty, 0 not, -1 reported */
 static int dir_is_empty(const char *path)
@@ -62,11 +68,56 @@ static void set_times(int dirfd, const char *path, const files_entry *e, int fla
         log_warning("could not set the times of \"%s\": %s", path, strerror(errno));
 }
 
+/* safe_mode -- the recorded mode without set-user-ID / set-group-ID: a restore (often
+ * as root) never creates a set-id program from repository content */
+static mode_t safe_mode(const files_entry *e)
+{
+    if (e->mode & (S_ISUID | S_ISGID))
+        log_warning("\"%s\": set-user-ID/set-group-ID bits not restored (mode %04o recorded, "
+                    "%04o restored)", e->path, (unsigned)e->mode,
+                    (unsigned)(e->mode & ~(mode_t)(S_ISUID | S_ISGID)));
+    return e->mode & ~(mode_t)(S_ISUID | S_ISGID);
+}
+
+/* restore_owners -- give entries their recorded owners? Only as root; same_owner 1:
+ * yes, 0: no, -1: when every top-level entry was owned by the target directory's
+ * owner (the user restoring, for a target not there yet) */
+static int restore_owners(const files_manifest *m, const char *target, int same_owner)
+{
+    struct stat sb;
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+
+    if (same_owner == 0)
+        return 0;
+    if (geteuid() != 0) {
+        if (same_owner == 1)
+            log_warning("--same-owner: only root can restore owners; files will be yours");
+        return 0;
+    }
+    if (same_owner == 1)
+        return 1;
+    if (stat(target, &sb) == 0) {
+        uid = sb.st_uid;
+        gid = sb.st_gid;
+    }
+    for (size_t i = 0; i < m->n; i++) {
+        const files_entry *e = &m->v[i];
+        if (strchr(e->path, '/') != NULL || (e->uid == uid && e->gid == gid))
+            continue;
+        log_notice("owners not restored: \"%s\" was owned by %u:%u, \"%s\" is %u:%u", e->path,
+                   (unsigned)e->uid, (unsigned)e->gid, target, (unsigned)uid, (unsigned)gid);
+        log_hint("give --same-owner to restore the recorded owners anyway");
+        return 0;
+    }
+    return 1;
+}
+
 /*
  * stage_file -- decrypt and verify one object into path (created, must not exist).
  * 0 | RS_MISMATCH (reported) | -1.
  */
-static int stage_file(files_ctx *x, const files_entry *e, const char *path)
+static int stage_file(files_ctx *x, const files_entry *e, const char *path, int owners)
 {
     char key[512];
     uint64_t size = 0;
@@ -93,11 +144,11 @@ static int stage_file(files_ctx *x, const files_entry *e, const char *path)
         goto out;
     }
     ret = -1;
-    if (geteuid() == 0 && fchown(fd, e->uid, e->gid) != 0) {
+    if (owners && fchown(fd, e->uid, e->gid) != 0) {
         log_errno("could not change the owner of \"%s\"", path);
         goto out;
     }
-    if (fchmod(fd, e->mode) != 0) {
+    if (fchmod(fd, safe_mode(e)) != 0) {
         log_errno("could not change the mode of \"%s\"", path);
         goto out;
     }
@@ -160,20 +211,21 @@ out:
 /*
  * files_restore -- snapshot label into target. 0 | RS_NOT_FOUND | RS_MISMATCH | -1.
  */
-int files_restore(files_ctx *x, const char *label, const char *target, int force)
+int files_restore(files_ctx *x, const char *label, const char *target, int force, int same_owner)
 {
     files_manifest m;
     struct stat sb;
     char *stage = NULL, *sp = NULL, *tp = NULL, aside[4200] = "";
     const char *skip = NULL;  /* a directory moved in whole: its entries are done */
     size_t skiplen = 0, moved = 0;
-    int created = 0, ret;
+    int created = 0, owners, ret;
     int r;
 
     ret = files_manifest_load(x, label, &m);
     if (ret != 0)
         return ret;
     ret = -1;
+    owners = restore_owners(&m, target, same_owner);
     /* stat, not lstat: the target itself may be a symlink to the project directory */
     if (stat(target, &sb) == 0) {
         if (!S_ISDIR(sb.st_mode)) {
@@ -186,6 +238,16 @@ int files_restore(files_ctx *x, const char *label, const char *target, int force
         if (r == 0 && !force) {
             log_error("could not restore into \"%s\": the directory is not empty", target);
             log_hint("use --force to move the entries the snapshot replaces aside");
+            goto out;
+        }
+        /* never under a live process: it keeps files open and writes them by path */
+        r = procuse_check(&target, 1);
+        if (r != 0) {
+            if (r > 0) {
+                log_error("restore into \"%s\" refused: a live process uses it", target);
+                log_hint("stop that process first (the service whose files these are), then "
+                         "restore");
+            }
             goto out;
         }
     } else if (errno == ENOENT) {
@@ -220,7 +282,7 @@ int files_restore(files_ctx *x, const char *label, const char *target, int force
                     goto out;
                 }
             } else if (e->type == FILES_REG) {
-                ret = stage_file(x, e, sp);
+                ret = stage_file(x, e, sp, owners);
                 if (ret != 0)
                     goto out;
                 ret = -1;
@@ -229,7 +291,7 @@ int files_restore(files_ctx *x, const char *label, const char *target, int force
                     log_errno("could not create symbolic link \"%s\"", sp);
                     goto out;
                 }
-                if (geteuid() == 0 && lchown(sp, e->uid, e->gid) != 0)
+                if (owners && lchown(sp, e->uid, e->gid) != 0)
                     log_warning("could not change the owner of \"%s\": %s", sp, strerror(errno));
                 set_times(AT_FDCWD, sp, e, AT_SYMLINK_NOFOLLOW);
             }
@@ -284,9 +346,9 @@ int files_restore(files_ctx *x, const char *label, const char *target, int force
         free(tp);
         if (!(tp = join(target, e->path)))
             goto out;
-        if (geteuid() == 0 && lchown(tp, e->uid, e->gid) != 0)
+        if (owners && lchown(tp, e->uid, e->gid) != 0)
             log_warning("could not change the owner of \"%s\": %s", tp, strerror(errno));
-        if (chmod(tp, e->mode) != 0) {
+        if (chmod(tp, safe_mode(e)) != 0) {
             log_errno("could not change the mode of \"%s\"", tp);
             goto out;
         }

@@ -7,14 +7,21 @@
  *   ragsafe-milvus restore LABEL [--volume NAME=DIR ...] [--force] [stack options]
  *   ragsafe-milvus list | verify [LABEL] | expire --keep-last N [--keep-daily D]
  *
+ * A restore or snapshot killed halfway is finished or undone by the next command
+ * (journal.c): snapshot and restore do it under their lock, list, verify and expire
+ * through mv_recover_cmd before their own work.
+ *
  * Exit status: 0 ok; 1 failure; 2 usage or configuration; 3 integrity (a corrupt or
  * missing object, row counts that differ after a restore, another stack version).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -29,7 +36,8 @@ enum { C_SNAP = 1, C_RESTORE = 2, C_LIST = 4, C_VERIFY = 8, C_EXPIRE = 16, C_ALL
 enum {
     O_CONFIG = 256, O_JSON, O_VOLUME, O_STOP, O_START, O_HEALTH, O_HEALTH_TIMEOUT,
     O_MURL, O_MDB, O_MTOKEN, O_PG, O_LABEL, O_ASSUME, O_FORCE, O_LEVEL, O_JOBS, O_KEEP_LAST,
-    O_KEEP_DAILY, O_DRY, O_VERSION_CMD, O_IGNORE_VERSION, O_HELP, O_VERBOSE,
+    O_KEEP_DAILY, O_DRY, O_VERSION_CMD, O_IGNORE_VERSION, O_HELP, O_VERBOSE, O_SAME_OWNER,
+    O_NO_SAME_OWNER, O_MTOKEN_FILE,
 };
 
 static const struct option mv_longopts[] = {
@@ -43,7 +51,8 @@ static const struct option mv_longopts[] = {
     {"health-timeout", required_argument, NULL, O_HEALTH_TIMEOUT},
     {"milvus-url", required_argument, NULL, O_MURL},
     {"milvus-db", required_argument, NULL, O_MDB},
-    {"milvus-token", required_argument, NULL, O_MTOKEN},
+    {"milvus-token", required_argument, NULL, O_MTOKEN},   /* refused: see main() */
+    {"milvus-token-file", required_argument, NULL, O_MTOKEN_FILE},
     {"pg", required_argument, NULL, O_PG},
     {"label", required_argument, NULL, O_LABEL},
     {"assume-stopped", no_argument, NULL, O_ASSUME},
@@ -55,6 +64,8 @@ static const struct option mv_longopts[] = {
     {"dry-run", no_argument, NULL, O_DRY},
     {"version-cmd", required_argument, NULL, O_VERSION_CMD},
     {"ignore-version", no_argument, NULL, O_IGNORE_VERSION},
+    {"same-owner", no_argument, NULL, O_SAME_OWNER},
+    {"no-same-owner", no_argument, NULL, O_NO_SAME_OWNER},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -65,11 +76,11 @@ static int mv_opt_cmds(int opt)
 {
     switch (opt) {
     case O_VOLUME: case O_STOP: case O_START: case O_HEALTH: case O_HEALTH_TIMEOUT:
-    case O_MURL: case O_MDB: case O_MTOKEN: case O_ASSUME: case O_VERSION_CMD:
+    case O_MURL: case O_MDB: case O_MTOKEN: case O_MTOKEN_FILE: case O_ASSUME: case O_VERSION_CMD:
         return C_STACK;
     case O_PG: case O_LABEL: case O_LEVEL:
         return C_SNAP;
-    case O_FORCE: case O_IGNORE_VERSION:
+    case O_FORCE: case O_IGNORE_VERSION: case O_SAME_OWNER: case O_NO_SAME_OWNER:
         return C_RESTORE;
     case O_KEEP_LAST: case O_KEEP_DAILY: case O_DRY:
         return C_EXPIRE;
@@ -111,14 +122,23 @@ REPO_OPTIONS_HELP
 "  --milvus-url URL       REST v2 endpoint (http://localhost:19530): row counts recorded\n"
 "                         and flushed before a snapshot, compared after a restore\n"
 "  --milvus-db NAME       database (default \"default\")\n"
-"  --milvus-token TOKEN   bearer token, \"user:password\" (or RAGSAFE_MILVUS_TOKEN)\n"
+"  --milvus-token-file F  file holding the bearer token, \"user:password\" (mode 0600 or\n"
+"                         stricter; or the RAGSAFE_MILVUS_TOKEN environment variable)\n"
 "  --version-cmd CMD      prints the stack's versions (image ids); recorded at snapshot,\n"
 "                         and a restore refuses another output unless --ignore-version\n"
 "  --pg CONNINFO          snapshot: create a PostgreSQL restore point named LABEL while\n"
 "                         Milvus is down and record its LSN\n"
 "  --label L              snapshot label (default: UTC time, 20261126T021500Z)\n"
 "  --compress-level N     zstd level (default 3)\n"
-"  --force                restore: move non-empty targets aside to DIR.ragsafe-old-TIME\n"
+"  --force                restore: move non-empty targets aside to DIR.ragsafe-old-ID\n"
+"  --same-owner           restore: give files their recorded owners (as root); default\n"
+"                         only when the volumes' recorded owners are the targets' owners\n"
+"  --no-same-owner        restore: files belong to the user restoring\n"
+"\n"
+"A restore is staged beside its targets and swapped in under a journal in the\n"
+"repository: a restore killed at any point is finished or undone by the next\n"
+"ragsafe-milvus command, and a stack a killed run left stopped is started again by\n"
+"the next command that has a start command (--start-cmd or start-cmd in the config).\n"
 "\n"
 "Exit status: 0 ok, 1 failure, 2 usage, 3 integrity failure.\n",
             CONFIG_DEFAULT_PATH);
@@ -189,6 +209,64 @@ static int mv_add_volume(mv_opts *o, const char *arg, int must_exist)
     return 0;
 }
 
+/* mv_read_token -- the Milvus token from a file only its owner can read (trailing
+ * newlines dropped). -1 reported. */
+static int mv_read_token(const char *path, char **out)
+{
+    char buf[4096];
+    struct stat sb;
+    ssize_t n;
+    size_t len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), ret = -1;
+
+    *out = NULL;
+    if (fd < 0)
+        return log_errno("could not open Milvus token file \"%s\"", path);
+    if (fstat(fd, &sb) != 0) {
+        log_errno("could not stat \"%s\"", path);
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        log_error("Milvus token file \"%s\" is not a regular file", path);
+        goto out;
+    }
+    if (sb.st_mode & 077) {
+        log_error("Milvus token file \"%s\" is accessible by group or others (mode %04o)", path,
+                  (unsigned)(sb.st_mode & 07777));
+        log_hint("chmod 600 \"%s\"", path);
+        goto out;
+    }
+    while (len < sizeof(buf) - 1) {
+        n = read(fd, buf + len, sizeof(buf) - 1 - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            log_errno("could not read \"%s\"", path);
+            goto out;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    buf[len] = '\0';
+    while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+        buf[--len] = '\0';
+    if (len == 0 || len == sizeof(buf) - 1 || strchr(buf, '\n') != NULL) {
+        log_error("Milvus token file \"%s\" must hold one token on one line", path);
+        goto out;
+    }
+    *out = strdup(buf);
+    if (*out == NULL) {
+        log_errno("could not allocate");
+        goto out;
+    }
+    ret = 0;
+out:
+    explicit_bzero(buf, sizeof(buf));
+    close(fd);
+    return ret;
+}
+
 int main(int argc, char **argv)
 {
     mv_opts o;
@@ -201,10 +279,12 @@ int main(int argc, char **argv)
     const char **vol_args = NULL;
     size_t nvol_args = 0;
     int cmd, verbose = 0, c, status = EXIT_USAGE, r;
+    char *token = NULL;
     long v;
 
     log_init(argv[0]);
     memset(&o, 0, sizeof(o));
+    o.same_owner = -1;
     if (argc < 2) {
         mv_usage(stderr);
         return EXIT_USAGE;
@@ -269,7 +349,14 @@ int main(int argc, char **argv)
         case O_HEALTH_TIMEOUT: opt_htimeout = optarg; break;
         case O_MURL: opt_murl = optarg; break;
         case O_MDB: o.milvus_db = optarg; break;
-        case O_MTOKEN: opt_mtoken = optarg; break;
+        case O_MTOKEN:
+            /* a command line is readable by every user of the host (ps, /proc) */
+            log_error("--milvus-token is refused: a token on the command line is visible to "
+                      "every user of the host");
+            log_hint("put it in a file only you can read and give --milvus-token-file FILE, or "
+                     "set RAGSAFE_MILVUS_TOKEN");
+            goto out;
+        case O_MTOKEN_FILE: opt_mtoken = optarg; break;
         case O_PG: o.pg = optarg; break;
         case O_LABEL: o.label = optarg; break;
         case O_ASSUME: o.assume_stopped = 1; break;
@@ -281,6 +368,8 @@ int main(int argc, char **argv)
         case O_DRY: o.dry_run = 1; break;
         case O_VERSION_CMD: opt_version = optarg; break;
         case O_IGNORE_VERSION: o.ignore_version = 1; break;
+        case O_SAME_OWNER: o.same_owner = 1; break;
+        case O_NO_SAME_OWNER: o.same_owner = 0; break;
         default: goto out;
         }
     }
@@ -315,15 +404,24 @@ int main(int argc, char **argv)
     o.repo = repo_cli_setup(&rc, cfg);
     if (o.repo == NULL)
         goto out;
+    /* every command may have to start a stack a killed run left stopped: the start
+     * command and health URL of the config file serve list, verify and expire too */
+    o.start_cmd = config_resolve(opt_start, NULL, cfg, "start-cmd");
+    o.health_url = config_resolve(opt_health, NULL, cfg, "health-url");
+    o.health_timeout = 300;
     if (cmd & C_STACK) {
         o.stop_cmd = config_resolve(opt_stop, NULL, cfg, "stop-cmd");
-        o.start_cmd = config_resolve(opt_start, NULL, cfg, "start-cmd");
-        o.health_url = config_resolve(opt_health, NULL, cfg, "health-url");
         o.milvus_url = config_resolve(opt_murl, NULL, cfg, "milvus-url");
-        o.milvus_token = config_resolve(opt_mtoken, "RAGSAFE_MILVUS_TOKEN", cfg, "milvus-token");
+        const char *tf = config_resolve(opt_mtoken, NULL, cfg, "milvus-token-file");
+        if (tf != NULL) {
+            if (mv_read_token(tf, &token) != 0)
+                goto out;
+            o.milvus_token = token;
+        } else {
+            o.milvus_token = config_resolve(NULL, "RAGSAFE_MILVUS_TOKEN", cfg, "milvus-token");
+        }
         o.version_cmd = config_resolve(opt_version, NULL, cfg, "version-cmd");
         const char *ht = config_resolve(opt_htimeout, NULL, cfg, "health-timeout");
-        o.health_timeout = 300;
         if (ht != NULL && config_parse_duration("--health-timeout", ht, &o.health_timeout) != 0)
             goto out;
     }
@@ -384,6 +482,16 @@ int main(int argc, char **argv)
         }
     }
 
+    /* list, verify, expire: first finish what a killed run left (snapshot and restore do
+     * it under their own lock) */
+    int recovered = 0;
+    if (!(cmd & C_STACK)) {
+        recovered = mv_recover_cmd(&o);
+        if (recovered == RS_NOT_FOUND || recovered == RS_MISMATCH) {
+            status = recovered == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
+            goto out;
+        }
+    }
     switch (cmd) {
     case C_SNAP: r = mv_snapshot_cmd(&o); break;
     case C_RESTORE: r = mv_restore_cmd(&o); break;
@@ -392,6 +500,8 @@ int main(int argc, char **argv)
     default: r = mv_expire_cmd(&o); break;
     }
     status = r == 0 ? EXIT_OK : r == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
+    if (status == EXIT_OK && recovered != 0)
+        status = EXIT_FAIL;
 out:
     fflush(stdout);
     for (size_t i = 0; i < o.nvols; i++) {
@@ -400,6 +510,10 @@ out:
     }
     free(o.vols);
     free(vol_args);
+    if (token != NULL) {
+        explicit_bzero(token, strlen(token));
+        free(token);
+    }
     config_free(cfg);
     repo_cli_release();
     return status;

@@ -9,6 +9,8 @@
  *   snapfile.c  the snapshot manifest (JSON) in and out, path checks
  *   walk.c      one volume's tree: files, directories, symlinks and their metadata
  *   stack.c     stop/start commands, signals, health wait, Milvus REST, PostgreSQL
+ *   journal.c   the restore journal and the stopped-stack marker: what a killed run
+ *               left behind, finished or undone by the next command
  *
  * Snapshot manifest ("milvus/snapshots/<label>.json.zst": JSON stored like every other
  * object, zstd with the SHA-256 trailer, so `zstd -dc` reads it and every load checks
@@ -44,6 +46,8 @@
 #define MV_SNAPSHOT_PREFIX "milvus/snapshots/"
 #define MV_MANIFEST_SUFFIX ".json.zst"
 #define MV_LOCK_NAME "milvus"
+#define MV_JOURNAL_KEY "milvus/journal/restore.json"
+#define MV_STOPPED_KEY "milvus/journal/stack-stopped.json"
 #define MV_MANIFEST_MAX ((size_t)2 << 30)
 /* Files larger than MV_CHUNK_MIN are stored as MV_CHUNK_SIZE chunks, each its own
  * object: a file rewritten in place (etcd's bbolt db) or appended to (a WAL, RocksMQ's
@@ -129,7 +133,18 @@ typedef struct mv_opts {
     int jobs;
     long keep_last, keep_daily;
     int dry_run;
+    int same_owner;           /* -1: decide from the roots' owners, 0 no, 1 yes */
 } mv_opts;
+
+/* A restore target and the names of its swap (journal.c). */
+enum mv_target_state { MV_T_ABSENT, MV_T_EMPTY, MV_T_FULL };
+typedef struct mv_swap {
+    const char *name;
+    const char *dir;     /* absolute, no trailing '/' */
+    int before;          /* enum mv_target_state */
+    char *staging;       /* DIR.ragsafe-staging-ID */
+    char *aside;         /* DIR.ragsafe-old-ID (used when before == MV_T_FULL) */
+} mv_swap;
 
 /* snapshot.c / restore.c / catalog.c: 0 | -1 | RS_MISMATCH (exit 3) */
 int mv_snapshot_cmd(const mv_opts *o);
@@ -137,6 +152,30 @@ int mv_restore_cmd(const mv_opts *o);
 int mv_list_cmd(const mv_opts *o);
 int mv_expire_cmd(const mv_opts *o);
 int mv_verify_cmd(const mv_opts *o);
+
+/* journal.c */
+/* RAGSAFE_MILVUS_TEST_KILL=POINT[:N]: SIGKILL ourselves at that point (tests only). */
+void mv_test_point(const char *point, long n);
+int mv_swap_names(mv_swap *t, const char *id);   /* fills staging and aside */
+void mv_swap_release(mv_swap *t, size_t n);
+/* state "staging" or "swapping"; durable in the repository once it returns 0 */
+int mv_journal_write(storage *st, const char *label, const char *id, const char *state,
+                     const mv_swap *t, size_t n);
+int mv_journal_remove(storage *st);
+/* Swap every staging tree in (idempotent: steps already done are skipped), then fsync
+ * the parents; renames counts the renames done. mv_swap_back undoes it. -1 reported. */
+int mv_swap_forward(const mv_swap *t, size_t n, int *renames);
+int mv_swap_back(const mv_swap *t, size_t n);
+/* The stack is being stopped by this process (command names it) / was started again. */
+int mv_stack_mark(storage *st, const char *command);
+int mv_stack_unmark(storage *st);
+/* Under the exclusive lock: finish or undo an interrupted restore, then restart a stack
+ * an interrupted run left stopped (o->start_cmd) or say loudly that it is down. */
+int mv_recover(storage *st, const mv_opts *o);
+/* For list, verify, expire: mv_recover when the lock is free, else only report.
+ * 0 | -1 (recovery failed, reported) | RS_NOT_FOUND or RS_MISMATCH: the repository
+ * could not be opened (reported; do not run the command). */
+int mv_recover_cmd(const mv_opts *o);
 
 /* snapfile.c */
 void mv_snapshot_release(mv_snapshot *s);

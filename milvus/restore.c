@@ -3,20 +3,31 @@
  *
  * Before anything changes: the manifest parses and every path in it is a plain
  * relative path whose parents are directories listed before it (snapfile.c), every
- * snapshot volume has a target, and each target is absent, empty, or (--force) moved
- * aside to DIR.ragsafe-old-<time> rather than deleted. Then, with the stack stopped:
- * directories are created, files extracted on worker threads (every object re-hashed
- * against its name and trailer while it is written: a corrupt object fails the restore
- * naming it), symbolic links created last (so no path can be written through one),
- * owners, modes and mtimes set (directories deepest first), and the file systems
- * synced.
- * A failed restore puts each target back as it was (the partial tree kept aside as
- * DIR.ragsafe-failed-<time>) before the start command runs. With --milvus-url the
+ * snapshot volume has a target, and each target is absent, empty, or (--force) to be
+ * moved aside to DIR.ragsafe-old-ID rather than deleted. Without a stop command, no
+ * live process may have its working directory, root or an open file under a target.
+ * Modes come back without set-user-ID/set-group-ID bits; owners only with
+ * --same-owner or when the volumes' recorded owners are the targets' (mv_same_owner).
+ * The manifest knows no device files, FIFOs or sockets (a snapshot skips them).
+ *
+ * Then every volume is restored into a staging directory beside its target,
+ * DIR.ragsafe-staging-ID (same file system), while the stack still runs: directories,
+ * files on worker threads (every object re-hashed against its name and trailer while
+ * it is written: a corrupt object fails the restore naming it), symbolic links last
+ * (so no path can be written through one), owners, modes and mtimes (directories
+ * deepest first), and the file systems synced. Only then is the stack stopped and the
+ * three targets swapped in one short step of renames, driven by a journal in the
+ * repository (journal.c): killed at any point, the targets stay wholly old or wholly
+ * new, and the next ragsafe-milvus command finishes or undoes the swap. ID is the
+ * time, our pid and, if needed, a counter: names never collide with a rerun's.
+ * A failed restore leaves the targets untouched (the partial staging tree kept as
+ * DIR.ragsafe-failed-ID) and starts the stack again. With --milvus-url the
  * collections' row counts must then match the snapshot's.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -31,17 +42,14 @@
 #include "durable.h"
 #include "log.h"
 #include "milvus.h"
+#include "procuse.h"
 #include "repo.h"
 #include "uring.h"
 
-enum mv_target_state { MV_T_ABSENT, MV_T_EMPTY, MV_T_FULL };
-
 typedef struct mv_target {
     const mv_volume *v;
-    char *dir;          /* absolute */
-    int state;          /* before the restore */
-    char *aside;        /* where the old contents went (MV_T_FULL) */
-    int touched;        /* we created / emptied it */
+    const char *dir;    /* where this run writes: the staging directory */
+    mv_swap *sw;        /* the target, its state before, its staging and aside names */
 } mv_target;
 
 typedef struct mv_restore_job {
@@ -54,6 +62,7 @@ typedef struct mv_restore_job {
     pthread_mutex_t mu;
     int failed;
     uint64_t bytes;
+    long done;
 } mv_restore_job;
 
 static struct timespec mv_ts(int64_t ns)
@@ -92,22 +101,38 @@ static int mv_dir_state(const char *dir)
 
 static void mv_restore_file_done(mv_restore_job *j, int r, uint64_t size)
 {
+    long done;
+
     pthread_mutex_lock(&j->mu);
     if (r != 0 && (j->failed == 0 || r == RS_MISMATCH))
         j->failed = r;
     j->bytes += size;
+    done = ++j->done;
     pthread_mutex_unlock(&j->mu);
+    mv_test_point("extract", done);
+}
+
+/* mv_safe_mode -- the recorded mode without set-user-ID and set-group-ID: a restore
+ * (often as root) never creates a set-id program from repository content. */
+static uint32_t mv_safe_mode(const char *path, uint32_t mode)
+{
+    if (mode & (S_ISUID | S_ISGID))
+        log_warning("\"%s\": set-user-ID/set-group-ID bits not restored (mode %04o recorded, "
+                    "%04o restored)", path, (unsigned)mode, (unsigned)(mode & ~(S_ISUID | S_ISGID)));
+    return mode & ~(uint32_t)(S_ISUID | S_ISGID);
 }
 
 /* mv_restore_file -- one file from its object (or its chunks, in order); metadata from
  * the manifest. */
 static int mv_restore_file(cas *c, const mv_target *t, const mv_entry *e, int as_root)
 {
-    char path[PATH_MAX], key[512];
+    char path[PATH_MAX], shown[PATH_MAX], key[512];
     uint64_t size = 0, off = 0;
     int fd, r, ret = -1;
 
     snprintf(path, sizeof(path), "%s/%s", t->dir, e->path);
+    /* messages about the content name the file where it is going */
+    snprintf(shown, sizeof(shown), "%s/%s", t->sw->dir, e->path);
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)
         return log_errno("could not create \"%s\"", path);
@@ -124,12 +149,12 @@ static int mv_restore_file(cas *c, const mv_target *t, const mv_entry *e, int as
         r = cas_get_fd(c, d, fd, &size);
         if (r == RS_NOT_FOUND) {
             log_error("could not restore \"%s\": object \"%s\" is missing from the repository",
-                      path, key);
+                      shown, key);
             ret = RS_MISMATCH;
             goto out;
         }
         if (r == RS_MISMATCH) {
-            log_error("could not restore \"%s\": object \"%s\" is corrupt", path, key);
+            log_error("could not restore \"%s\": object \"%s\" is corrupt", shown, key);
             ret = RS_MISMATCH;
             goto out;
         }
@@ -137,14 +162,14 @@ static int mv_restore_file(cas *c, const mv_target *t, const mv_entry *e, int as
             /* -1: a write error here, or an object zstd cannot even decode. Tell them
              * apart by checking the object alone. */
             if (cas_get_fd(c, d, -1, NULL) != 0) {
-                log_error("could not restore \"%s\": object \"%s\" is corrupt", path, key);
+                log_error("could not restore \"%s\": object \"%s\" is corrupt", shown, key);
                 ret = RS_MISMATCH;
             }
             goto out;
         }
         if (size != want) {
             log_error("could not restore \"%s\": object \"%s\" holds %llu bytes, the manifest "
-                      "says %llu", path, key, (unsigned long long)size, (unsigned long long)want);
+                      "says %llu", shown, key, (unsigned long long)size, (unsigned long long)want);
             ret = RS_MISMATCH;
             goto out;
         }
@@ -155,7 +180,7 @@ static int mv_restore_file(cas *c, const mv_target *t, const mv_entry *e, int as
         log_errno("could not change owner of \"%s\"", path);
         goto out;
     }
-    if (fchmod(fd, e->mode) != 0) {
+    if (fchmod(fd, mv_safe_mode(shown, e->mode)) != 0) {
         log_errno("could not change mode of \"%s\"", path);
         goto out;
     }
@@ -215,7 +240,7 @@ static int mv_set_meta(const char *path, uint32_t mode, uint32_t uid, uint32_t g
 
     if (as_root && lchown(path, uid, gid) != 0)
         return log_errno("could not change owner of \"%s\"", path);
-    if (!is_link && chmod(path, mode) != 0)
+    if (!is_link && chmod(path, mv_safe_mode(path, mode)) != 0)
         return log_errno("could not change mode of \"%s\"", path);
     if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) != 0)
         return log_errno("could not set times of \"%s\"", path);
@@ -296,24 +321,85 @@ static int mv_sync_targets(const mv_target *t, size_t n)
     return 0;
 }
 
-/* mv_rollback -- put a target back as it was before the restore began. */
-static void mv_rollback(mv_target *t, const char *stamp)
+/* mv_same_owner -- restore recorded owners? Only as root, and only when asked
+ * (--same-owner) or, by default, when each volume's recorded root owner is the
+ * target root's owner now (or, for a target not there yet, the user restoring): a
+ * snapshot from another machine must not hand files to whoever has those ids here. */
+static int mv_same_owner(const mv_opts *o, const mv_swap *sw, const mv_snapshot *s)
+{
+    struct stat sb;
+
+    if (o->same_owner == 0)
+        return 0;
+    if (geteuid() != 0) {
+        if (o->same_owner == 1)
+            log_warning("--same-owner: only root can restore owners; files will be yours");
+        return 0;
+    }
+    if (o->same_owner == 1)
+        return 1;
+    for (size_t k = 0; k < s->nvols; k++) {
+        uid_t uid = geteuid();
+        gid_t gid = getegid();
+        if (sw[k].before != MV_T_ABSENT && stat(sw[k].dir, &sb) == 0) {
+            uid = sb.st_uid;
+            gid = sb.st_gid;
+        }
+        if (s->vols[k].uid != uid || s->vols[k].gid != gid) {
+            log_notice("owners not restored: volume \"%s\" was owned by %u:%u, \"%s\" is %u:%u",
+                       s->vols[k].name, (unsigned)s->vols[k].uid, (unsigned)s->vols[k].gid,
+                       sw[k].dir, (unsigned)uid, (unsigned)gid);
+            log_hint("give --same-owner to restore the recorded owners anyway");
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* mv_discard_staging -- a failed restore: each staging tree kept aside for inspection
+ * as DIR.ragsafe-failed-ID (the targets were not touched). */
+static void mv_discard_staging(const mv_swap *sw, size_t n, const char *id)
 {
     char failed[PATH_MAX];
+    struct stat sb;
 
-    if (!t->touched)
-        return;
-    snprintf(failed, sizeof(failed), "%s.ragsafe-failed-%s", t->dir, stamp);
-    if (durable_rename(t->dir, failed) != 0)
-        return;
-    log_notice("partial restore of \"%s\" kept as \"%s\"", t->dir, failed);
-    if (t->aside != NULL) {
-        if (durable_rename(t->aside, t->dir) == 0)
-            log_notice("\"%s\" put back in place", t->dir);
-    } else if (t->state == MV_T_EMPTY) {
-        if (mkdir(t->dir, 0700) != 0)
-            log_errno("could not recreate empty directory \"%s\"", t->dir);
+    for (size_t k = 0; k < n; k++) {
+        if (lstat(sw[k].staging, &sb) != 0)
+            continue;
+        snprintf(failed, sizeof(failed), "%s.ragsafe-failed-%s", sw[k].dir, id);
+        if (durable_rename(sw[k].staging, failed) == 0)
+            log_notice("partial restore of \"%s\" kept as \"%s\"", sw[k].dir, failed);
     }
+}
+
+/* mv_pick_id -- an id no staging, aside or failed name of any target uses yet: the
+ * time, our pid, and a counter if even that is taken (never collide with a rerun). */
+static int mv_pick_id(mv_swap *sw, size_t n, char *id, size_t idlen)
+{
+    char stamp[32], failed[PATH_MAX];
+    struct tm tm;
+    struct stat sb;
+    time_t now = time(NULL);
+
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+    for (int attempt = 1; attempt < 1000; attempt++) {
+        int taken = 0;
+        if (attempt == 1)
+            snprintf(id, idlen, "%s-%ld", stamp, (long)getpid());
+        else
+            snprintf(id, idlen, "%s-%ld-%d", stamp, (long)getpid(), attempt);
+        for (size_t k = 0; k < n && !taken; k++) {
+            if (mv_swap_names(&sw[k], id) != 0)
+                return -1;
+            snprintf(failed, sizeof(failed), "%s.ragsafe-failed-%s", sw[k].dir, id);
+            taken = lstat(sw[k].staging, &sb) == 0 || lstat(sw[k].aside, &sb) == 0 ||
+                    lstat(failed, &sb) == 0;
+        }
+        if (!taken)
+            return 0;
+    }
+    return log_error("could not find an unused name beside the restore targets");
 }
 
 static int mv_compare_rows(const mv_opts *o, const mv_snapshot *s)
@@ -355,32 +441,31 @@ int mv_restore_cmd(const mv_opts *o)
     repo *rp = NULL;
     storage_lock *lk = NULL;
     mv_target *t = NULL;
+    mv_swap *sw = NULL;
     mv_restore_job j;
-    char stamp[32];
+    char id[64] = "";
     char *version = NULL;
-    int loaded = 0, stop_phase = 0, start_failed = 0, ret = -1, r;
+    int loaded = 0, journal = 0, stopped = 0, marked = 0, start_failed = 0, keep_down = 0;
+    int renames = 0, ret = -1, r;
     int64_t t0 = mv_now_ms();
 
     memset(&s, 0, sizeof(s));
     memset(&j, 0, sizeof(j));
     pthread_mutex_init(&j.mu, NULL);
     mv_signals_install();
-    {
-        struct tm tm;
-        time_t now = time(NULL);
-        gmtime_r(&now, &tm);
-        strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
-    }
     rp = repo_open_checked(o->repo, NULL, 0, &ret);
     if (rp == NULL)
         goto out;
-    r = storage_lock_take(rp->st, MV_LOCK_NAME, 0, 0, &lk);
+    /* exclusive: the restore journal and the stack are ours until we are done */
+    r = storage_lock_take(rp->st, MV_LOCK_NAME, 1, 0, &lk);
     if (r == RS_EXISTS) {
-        log_error("could not lock repository \"%s\": a ragsafe-milvus snapshot or expire is "
-                  "running", storage_location(rp->st));
+        log_error("could not lock repository \"%s\": another ragsafe-milvus snapshot, restore "
+                  "or expire is running", storage_location(rp->st));
         goto out;
     }
     if (r != 0)
+        goto out;
+    if (mv_recover(rp->st, o) != 0)
         goto out;
     r = mv_snapshot_load(rp->st, o->label, &s);
     if (r == RS_NOT_FOUND) {
@@ -395,7 +480,8 @@ int mv_restore_cmd(const mv_opts *o)
 
     /* targets: each snapshot volume exactly once */
     t = calloc(s.nvols, sizeof(*t));
-    if (t == NULL) {
+    sw = calloc(s.nvols, sizeof(*sw));
+    if (t == NULL || sw == NULL) {
         log_errno("could not allocate");
         goto out;
     }
@@ -411,6 +497,7 @@ int mv_restore_cmd(const mv_opts *o)
     }
     for (size_t k = 0; k < s.nvols; k++) {
         const char *dir = NULL;
+        char *d;
         for (size_t i = 0; i < o->nvols; i++)
             if (strcmp(s.vols[k].name, o->vols[i].name) == 0)
                 dir = o->vols[i].dir;
@@ -427,26 +514,33 @@ int mv_restore_cmd(const mv_opts *o)
             goto out;
         }
         t[k].v = &s.vols[k];
-        t[k].dir = strdup(dir);
-        if (t[k].dir == NULL) {
+        t[k].sw = &sw[k];
+        sw[k].name = s.vols[k].name;
+        sw[k].dir = d = strdup(dir);
+        if (d == NULL) {
             log_errno("could not allocate");
             goto out;
         }
-        size_t l = strlen(t[k].dir);
-        while (l > 1 && t[k].dir[l - 1] == '/')
-            t[k].dir[--l] = '\0';
-        t[k].state = mv_dir_state(t[k].dir);
-        if (t[k].state < 0)
+        size_t l = strlen(d);
+        while (l > 1 && d[l - 1] == '/')
+            d[--l] = '\0';
+        if (strcmp(d, "/") == 0) {
+            log_error("restore target \"/\" refused");
             goto out;
-        if (t[k].state == MV_T_FULL && !o->force) {
-            log_error("restore target \"%s\" is not empty", t[k].dir);
+        }
+        r = mv_dir_state(d);
+        if (r < 0)
+            goto out;
+        sw[k].before = r;
+        if (r == MV_T_FULL && !o->force) {
+            log_error("restore target \"%s\" is not empty", d);
             log_hint("restore into empty directories, or give --force to move it aside");
             goto out;
         }
         for (size_t i = 0; i < k; i++) {
-            if (strcmp(t[i].dir, t[k].dir) == 0) {
+            if (strcmp(sw[i].dir, d) == 0) {
                 log_error("volumes \"%s\" and \"%s\" have the same target \"%s\"",
-                          t[i].v->name, t[k].v->name, t[k].dir);
+                          sw[i].name, sw[k].name, d);
                 goto out;
             }
         }
@@ -468,46 +562,62 @@ int mv_restore_cmd(const mv_opts *o)
             log_warning("stack version differs from the snapshot's: going on (--ignore-version)");
         }
     }
+    if (o->stop_cmd == NULL && o->health_url != NULL && !o->assume_stopped &&
+        mv_health_ok(o->health_url)) {
+        log_error("milvus is running: \"%s\" answers", o->health_url);
+        log_hint("give --stop-cmd to stop the stack for the restore, or --assume-stopped");
+        goto out;
+    }
+    /* never under a live process: with no stop command, nothing stops what runs there
+     * (Milvus keeps its files open and writes them by path) */
+    if (o->stop_cmd == NULL) {
+        const char **dirs = calloc(s.nvols + 1, sizeof(*dirs));
+        size_t nd = 0;
+        if (dirs == NULL) {
+            log_errno("could not allocate");
+            goto out;
+        }
+        for (size_t k = 0; k < s.nvols; k++)
+            if (sw[k].before != MV_T_ABSENT)
+                dirs[nd++] = sw[k].dir;
+        r = procuse_check(dirs, nd);
+        free(dirs);
+        if (r != 0) {
+            if (r > 0) {
+                log_error("restore refused: a live process uses the restore targets");
+                log_hint("stop it first, or give --stop-cmd (and --start-cmd) so the stack is "
+                         "stopped for the swap");
+            }
+            goto out;
+        }
+    }
     if (mv_interrupted())
         goto out;
 
-    /* stop the stack */
-    stop_phase = 1;
-    if (o->stop_cmd != NULL) {
-        if (mv_run_cmd("stop", o->stop_cmd) != 0)
-            goto restart;
-        if (o->health_url != NULL && mv_health_ok(o->health_url)) {
-            log_error("\"%s\" still answers after the stop command", o->health_url);
-            goto restart;
-        }
-    } else if (o->health_url != NULL && mv_health_ok(o->health_url) && !o->assume_stopped) {
-        log_error("milvus is running: \"%s\" answers", o->health_url);
-        log_hint("give --stop-cmd to stop the stack for the restore, or --assume-stopped");
-        stop_phase = 0;
+    /* staging trees beside the targets (same file system: the swap is renames); the
+     * journal names them before the first one exists */
+    if (mv_pick_id(sw, s.nvols, id, sizeof(id)) != 0)
         goto out;
-    }
-
-    /* make each target an empty directory */
     for (size_t k = 0; k < s.nvols; k++) {
-        if (t[k].state == MV_T_FULL) {
-            char aside[PATH_MAX];
-            snprintf(aside, sizeof(aside), "%s.ragsafe-old-%s", t[k].dir, stamp);
-            if (durable_rename(t[k].dir, aside) != 0)
-                goto fail;
-            t[k].aside = strdup(aside);
-            log_notice("moved \"%s\" aside to \"%s\"", t[k].dir, aside);
-            t[k].touched = 1;
-            if (t[k].aside == NULL || mkdir(t[k].dir, 0700) != 0) {
-                log_errno("could not create directory \"%s\"", t[k].dir);
-                goto fail;
-            }
-        } else if (t[k].state == MV_T_ABSENT) {
-            if (durable_mkdirs(t[k].dir, 0700) != 0)
-                goto fail;
-            t[k].touched = 1;
-        } else {
-            t[k].touched = 1;
+        char *parent = strdup(sw[k].dir);
+        if (parent == NULL) {
+            log_errno("could not allocate");
+            goto out;
         }
+        r = durable_mkdirs(dirname(parent), 0755);
+        free(parent);
+        if (r != 0)
+            goto out;
+    }
+    if (mv_journal_write(rp->st, s.label, id, "staging", sw, s.nvols) != 0)
+        goto out;
+    journal = 1;
+    for (size_t k = 0; k < s.nvols; k++) {
+        if (mkdir(sw[k].staging, 0700) != 0) {
+            log_errno("could not create directory \"%s\"", sw[k].staging);
+            goto fail;
+        }
+        t[k].dir = sw[k].staging;
         if (mv_restore_dirs(&t[k]) != 0)
             goto fail;
         for (size_t e = 0; e < s.vols[k].n; e++)
@@ -530,7 +640,7 @@ int mv_restore_cmd(const mv_opts *o)
             }
     j.location = storage_location(rp->st);
     j.targets = t;
-    j.as_root = (geteuid() == 0);
+    j.as_root = mv_same_owner(o, sw, &s);
     {
         int jobs = o->jobs > 0 ? o->jobs : mv_default_jobs();
         if ((size_t)jobs > j.nfiles)
@@ -551,22 +661,68 @@ int mv_restore_cmd(const mv_opts *o)
             goto fail;
     if (mv_sync_targets(t, s.nvols) != 0)
         goto fail;
+    mv_test_point("staged", 0);
+
+    /* stop the stack: only now, the staging ran while it served */
+    if (o->stop_cmd != NULL) {
+        if (mv_stack_mark(rp->st, "restore") != 0)
+            goto fail;
+        marked = stopped = 1;
+        if (mv_run_cmd("stop", o->stop_cmd) != 0)
+            goto fail;
+        if (o->health_url != NULL && mv_health_ok(o->health_url)) {
+            log_error("\"%s\" still answers after the stop command", o->health_url);
+            goto fail;
+        }
+        mv_test_point("stopped", 0);
+    }
+    if (mv_interrupted()) {
+        log_error("interrupted by signal %d", mv_interrupted());
+        goto fail;
+    }
+
+    /* the commit point: from here a later command finishes the swap */
+    if (mv_journal_write(rp->st, s.label, id, "swapping", sw, s.nvols) != 0)
+        goto fail;
+    mv_test_point("swapping", 0);
+    if (mv_swap_forward(sw, s.nvols, &renames) != 0) {
+        if (mv_swap_back(sw, s.nvols) != 0) {
+            log_error("THE RESTORE TARGETS ARE HALF SWAPPED and could not be put back");
+            log_hint("fix the error above and run ragsafe-milvus again: it finishes the swap "
+                     "(journal \"%s\")", MV_JOURNAL_KEY);
+            journal = 0;     /* keep it: the next command rolls forward */
+            keep_down = 1;   /* never start a stack over mixed volumes */
+            goto restart;
+        }
+        log_notice("the targets are back as they were");
+        goto fail;
+    }
+    /* a journal that cannot be removed is harmless: the next command finds the swap
+     * done and removes it */
+    mv_journal_remove(rp->st);
+    journal = 0;
     ret = 0;
     goto restart;
 
 fail:
     if (ret == 0)
         ret = -1;
-    for (size_t k = 0; k < s.nvols; k++)
-        mv_rollback(&t[k], stamp);
+    mv_discard_staging(sw, s.nvols, id);
+    if (journal && mv_journal_remove(rp->st) == 0)
+        journal = 0;
 
 restart:
-    if (stop_phase) {
+    /* start what we stopped; with a start command and no stop command (the stack was
+     * down already) start it too */
+    if (!keep_down && (stopped || (o->stop_cmd == NULL && o->start_cmd != NULL))) {
         if (o->start_cmd != NULL && mv_run_cmd("start", o->start_cmd) != 0)
             start_failed = 1;
-        if (o->health_url != NULL && (o->start_cmd != NULL || o->stop_cmd != NULL) &&
-            mv_wait_healthy(o->health_url, o->health_timeout) != 0)
+        if (o->health_url != NULL && mv_wait_healthy(o->health_url, o->health_timeout) != 0)
             start_failed = 1;
+        if (!start_failed && marked && mv_stack_unmark(rp->st) != 0)
+            start_failed = 1;
+    } else if (keep_down) {
+        log_error("THE MILVUS STACK IS LEFT STOPPED: its volumes are half swapped");
     }
     if (ret == 0 && start_failed)
         ret = -1;
@@ -581,11 +737,11 @@ restart:
             printf("restored snapshot %s: %zu files, %s in %.1f s\n", s.label, j.nfiles,
                    mv_bytes(j.bytes, b), (double)(mv_now_ms() - t0) / 1000.0);
             for (size_t k = 0; k < s.nvols; k++) {
-                if (t[k].aside != NULL)
-                    printf("  %s -> %s (old contents in %s)\n", s.vols[k].name, t[k].dir,
-                           t[k].aside);
+                if (sw[k].before == MV_T_FULL)
+                    printf("  %s -> %s (old contents in %s)\n", s.vols[k].name, sw[k].dir,
+                           sw[k].aside);
                 else
-                    printf("  %s -> %s\n", s.vols[k].name, t[k].dir);
+                    printf("  %s -> %s\n", s.vols[k].name, sw[k].dir);
             }
             if (s.pg_restore_point)
                 printf("  postgresql: recover to restore point \"%s\" (%s) for the same instant\n",
@@ -593,13 +749,13 @@ restart:
         }
     }
 out:
-    if (t != NULL) {
-        for (size_t k = 0; k < j.ntargets; k++) {
-            free(t[k].dir);
-            free(t[k].aside);
-        }
-        free(t);
+    if (sw != NULL) {
+        for (size_t k = 0; k < j.ntargets; k++)
+            free((char *)sw[k].dir);
+        mv_swap_release(sw, j.ntargets);
+        free(sw);
     }
+    free(t);
     free(j.files);
     free(version);
     pthread_mutex_destroy(&j.mu);

@@ -540,7 +540,7 @@ int mv_snapshot_cmd(const mv_opts *o)
     char key[256], stamp[32];
     char *json = NULL;
     size_t json_len = 0;
-    int have_prev = 0, committed = 0, start_failed = 0, ret = -1, r;
+    int have_prev = 0, committed = 0, start_failed = 0, marked = 0, ret = -1, r;
     int64_t t0 = mv_now_ms(), t_down = 0, healthy_ms = -1;
 
     memset(&s, 0, sizeof(s));
@@ -587,6 +587,9 @@ int mv_snapshot_cmd(const mv_opts *o)
     }
     if (r != 0)
         goto out;
+    /* a restore or snapshot killed before us: finish it, restart the stack */
+    if (mv_recover(rp->st, o) != 0)
+        goto out;
     if (mv_snapshot_key(s.label, key, sizeof(key)) != 0)
         goto out;
     r = storage_stat(rp->st, key, NULL, NULL);
@@ -622,8 +625,13 @@ int mv_snapshot_cmd(const mv_opts *o)
     /* From here on the stack may be down: every path runs the start command. */
     t_down = mv_now_ms();
     if (o->stop_cmd != NULL) {
+        /* killed while the stack is down, the next command must know who stopped it */
+        if (mv_stack_mark(rp->st, "snapshot") != 0)
+            goto out;
+        marked = 1;
         if (mv_run_cmd("stop", o->stop_cmd) != 0)
             goto restart;
+        mv_test_point("stopped", 0);
         if (o->health_url != NULL && mv_health_ok(o->health_url)) {
             log_error("\"%s\" still answers after the stop command", o->health_url);
             goto restart;
@@ -686,6 +694,8 @@ restart:
             start_failed = 1;
         }
     }
+    if (marked && !start_failed && mv_stack_unmark(rp->st) != 0)
+        start_failed = 1;
     object_opts mopts = {.level = o->level, .workers = 0};
     /* Every file is stored: record the snapshot even when the stack did not come back
      * (the copy was taken cold and is good), but fail. */

@@ -125,6 +125,8 @@ while pos < len(blob):
     pos += 40 + clen + 16
 m = json.loads(plain)
 m["files"][-1]["path"] = newpath
+if len(sys.argv) > 5:
+    m["files"][-1]["type"] = sys.argv[5]
 plain = json.dumps(m).encode()
 def seal(final, idx, off, data):
     ln = len(data)
@@ -150,11 +152,54 @@ for bad in ../escaped /tmp/escaped-$$ a/../../escaped ./x x//y; do
     ok "manifest path '$bad': nothing written" test ! -e "$T/esc/in" -a ! -e "$T/esc/escaped" -a ! -e "/tmp/escaped-$$"
 done
 cp "$T/forged.orig" "$REPO/files/snapshots/forged.json"
+for typ in c b p s; do
+    cp "$T/forged.orig" "$REPO/files/snapshots/forged.json"
+    python3 "$T/forge.py" "$T/key" "$REPO/files/snapshots/forged.json" files/snapshots/forged.json dev-node "$typ"
+    "$F" restore forged --repo "$REPO" --key-file "$T/key" --target "$T/dev" 2>/dev/null
+    ok "manifest entry of type '$typ' (device, FIFO, socket) refused" test $? -ne 0
+    ok "type '$typ': nothing written" test ! -e "$T/dev"
+done
+cp "$T/forged.orig" "$REPO/files/snapshots/forged.json"
+
+# no set-id bits, FIFOs skipped, owners only when the target's owner fits
+S=$T/su
+mkdir -p "$S/shared"
+printf '#!/bin/sh\nid\n' >"$S/tool"; chmod 4755 "$S/tool"
+chmod 2775 "$S/shared"; echo x >"$S/shared/f"; chown postgres: "$S/shared/f"
+mkfifo "$S/fifo"
+"$F" snapshot --repo "$REPO" --cipher-key-file "$T/key" --base "$S" --label su tool shared fifo \
+    >/dev/null 2>"$T/su.err"
+ok "FIFO skipped with a warning at snapshot" grep -q 'warning: skipping "fifo"' "$T/su.err"
+"$F" restore su --repo "$REPO" --cipher-key-file "$T/key" --target "$T/su1" 2>"$T/su1.err"
+is "restore (--cipher-key-file)" 0 $?
+is "set-uid bit not restored" 755 "$(stat -c %a "$T/su1/tool")"
+is "set-gid bit of a directory not restored" 775 "$(stat -c %a "$T/su1/shared")"
+ok "the restore says so" grep -q '"tool": set-user-ID/set-group-ID bits not restored' "$T/su1.err"
+ok "no FIFO restored" test ! -e "$T/su1/fifo"
+is "owner restored (top-level owners are the new target's)" postgres "$(stat -c %U "$T/su1/shared/f")"
+mkdir "$T/su2"; chown postgres: "$T/su2"
+exit_is "restore into a directory owned by someone else" 0 "$F" restore su --repo "$REPO" --key-file "$T/key" --target "$T/su2"
+is "owners not restored there" root "$(stat -c %U "$T/su2/shared/f")"
+mkdir "$T/su3"; chown postgres: "$T/su3"; chown nobody "$S/shared/f"
+"$F" snapshot --repo "$REPO" --key-file "$T/key" --base "$S" --label su-b tool shared >/dev/null 2>&1
+exit_is "--same-owner" 0 "$F" restore su-b --repo "$REPO" --key-file "$T/key" --target "$T/su3" --same-owner
+is "--same-owner restores the recorded owner" nobody "$(stat -c %U "$T/su3/shared/f")"
 
 # a non-empty target: refused, then --force moves only what is replaced aside
 mkdir -p "$T/live/backend"; echo "OLD=1" >"$T/live/.env"; echo keep >"$T/live/unrelated.txt"
 exit_is "non-empty target refused" 1 "$F" restore "$label" --repo "$REPO" --key-file "$T/key" --target "$T/live"
 is "refused: old .env untouched" "OLD=1" "$(cat "$T/live/.env")"
+# a process working in the target: refused, even with --force, nothing changed
+(cd "$T/live/backend" && exec sleep 300) &
+SLEEP=$!
+t_on_exit "kill $SLEEP"
+sleep 0.3
+"$F" restore "$label" --repo "$REPO" --key-file "$T/key" --target "$T/live" --force 2>"$T/live.err"
+is "live process in the target: refused (exit 1)" 1 $?
+ok "refusal names the PID and its command" grep -q "in use by process $SLEEP (sleep)" "$T/live.err"
+is "live process: old .env untouched" "OLD=1" "$(cat "$T/live/.env")"
+is "live process: nothing moved aside" "" "$(find "$T/live" -name '.ragsafe-*')"
+kill "$SLEEP"; wait "$SLEEP" 2>/dev/null
 exit_is "--force" 0 "$F" restore "$label" --repo "$REPO" --key-file "$T/key" --target "$T/live" --force
 ok "--force: .env restored" cmp "$P/.env" "$T/live/.env"
 is "--force: unrelated file left alone" keep "$(cat "$T/live/unrelated.txt")"
