@@ -110,7 +110,7 @@ int mv_run_cmd(const char *what, const char *cmd)
 {
     pid_t pid;
 
-    log_info("running %s command: %s", what, cmd);
+    log_debug("running %s command: %s", what, cmd); /* commands can hold secrets: -vv only */
     fflush(stdout);
     pid = mv_spawn(what, cmd, STDERR_FILENO);
     if (pid < 0)
