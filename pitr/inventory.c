@@ -181,6 +181,29 @@ void seg_name(const inventory *inv, char *out, uint32_t tli, uint64_t segno)
 }
 
 /*
+ * inventory_check_seg -- the segment (or .partial) stored as name must be that
+ * segment of this repository: its long page header against the name, repo.json's
+ * system identifier and segment size, and the name's timeline history
+ * (walpage_check, the same checks ragsafe-archive and ragsafe-restore make).
+ * raw_size: the object's length (0: not checked). 0 | RS_MISMATCH (reported).
+ */
+int inventory_check_seg(const inventory *inv, const char *name, const void *buf, size_t len,
+                        uint64_t raw_size)
+{
+    walpage_expect ex = {.sysid = inv->r->info.sysid, .seg_size = inv->seg_size,
+                         .file_size = raw_size, .check_tli = 1};
+    uint32_t tli;
+    char why[256];
+
+    if (walname_parse(name, inv->seg_size, &tli, NULL) == 0)
+        ex.history = timeline_history(&inv->ts, tli);
+    if (walpage_check(buf, len, name, &ex, NULL, why, sizeof(why)) == WALPAGE_OK)
+        return 0;
+    log_error("WAL segment \"%s\" is damaged: %s", name, why);
+    return RS_MISMATCH;
+}
+
+/*
  * The read-ahead thread: verifying a segment (decompress + SHA-256) costs about as
  * much as walking its records, so on two cores a second thread reads the next
  * segments while the caller walks this one. It only reads segments the caller has
@@ -343,6 +366,11 @@ int pitr_scan(inventory *inv, const timeline_path *p, uint64_t first_seg, walsca
             else
                 log_error("could not read WAL segment \"%s\"", name);
             ret = r == RS_MISMATCH ? RS_MISMATCH : -1;
+            goto out;
+        }
+        if (inventory_check_seg(inv, name, buf, len, len) != 0) {
+            free(buf);
+            ret = RS_MISMATCH;
             goto out;
         }
         ctl->read_any = 1;

@@ -107,6 +107,11 @@ uint64_t inventory_last_seg(const inventory *inv, uint32_t tli, uint64_t lo, uin
 /* Last segment on a path (the chosen timeline's file for each segment). */
 int inventory_path_end(const inventory *inv, const timeline_path *p, uint64_t *segno);
 void seg_name(const inventory *inv, char *out, uint32_t tli, uint64_t segno);
+/* The segment stored as name must be that segment of this repository (page header
+ * against name, repo.json and history; raw_size 0: length not checked).
+ * 0 | RS_MISMATCH (reported). */
+int inventory_check_seg(const inventory *inv, const char *name, const void *buf, size_t len,
+                        uint64_t raw_size);
 
 /* Walk records along path from segment first_seg on. cb as for walscan; it stops
  * the walk by returning non-zero (that value is returned). Reaching the end of the

@@ -2,7 +2,10 @@
  * verify.c -- is everything in the repository intact and usable?
  *
  * 1. every WAL-archive object (segments, history, .partial, .backup) is read and
- *    its SHA-256 compared with its trailer;
+ *    its SHA-256 compared with its trailer; every segment's long page header must
+ *    name that segment of this repository (page address, segment size, system
+ *    identifier of repo.json, a timeline on the name's history), as ragsafe-restore
+ *    checks before it serves one;
  * 2. per timeline, every segment from the start of the oldest backup on its history
  *    to its last archived segment is present (the file PostgreSQL would read);
  * 3. every backup: backup_manifest parses (its own checksum), every stored file
@@ -27,14 +30,31 @@ typedef struct vstats {
     int failed; /* operational failure (not integrity) */
 } vstats;
 
+/*
+ * verify_object -- read one WAL-archive object and check it against its trailer; a
+ * segment or .partial also against its name and the repository (its long page header:
+ * what ragsafe-restore would refuse). Damage is counted, never fatal.
+ */
 static int verify_object(inventory *inv, const char *key, vstats *v)
 {
-    char name[64];
-    zst_meta meta;
+    char name[64], *buf = NULL;
+    size_t len = 0;
+    walfile_kind kind;
+    int r;
+
     if (repo_wal_name_from_key(key, name, sizeof(name)) != 0)
         snprintf(name, sizeof(name), "%s", key);
-    int r = object_get_fd(inv->st, key, -1, &meta);
+    kind = walname_classify(name);
+    if (kind == WALFILE_SEGMENT || kind == WALFILE_PARTIAL)
+        r = object_get_buf(inv->st, key, (size_t)inv->seg_size + 1, &buf, &len, NULL);
+    else
+        r = object_get_fd(inv->st, key, -1, NULL);
     v->objects++;
+    if (r == 0 && buf && inventory_check_seg(inv, name, buf, len, len) != 0) {
+        v->bad_objects++; /* reported */
+        r = 0;
+    }
+    free(buf);
     if (r == 0)
         return 0;
     v->bad_objects++;
