@@ -2,6 +2,7 @@
  * inventory.c -- what a repository holds: backups, WAL per timeline, history.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +74,26 @@ static int cmp_seg(const void *a, const void *b)
     return strcmp(x->key, y->key);
 }
 
+static int add_damaged(inventory *inv, const char *key, const char *why)
+{
+    damaged_obj *d = realloc(inv->damaged, (inv->ndamaged + 1) * sizeof(*d));
+    if (!d)
+        return log_error("out of memory");
+    inv->damaged = d;
+    d += inv->ndamaged++;
+    snprintf(d->key, sizeof(d->key), "%s", key);
+    snprintf(d->why, sizeof(d->why), "%s", why);
+    return 0;
+}
+
+static int backup_damaged(void *arg, const char *label, const char *why)
+{
+    char key[160];
+    snprintf(key, sizeof(key), "backups/%s/backup.json", label);
+    log_warning("backup %s is left out: %s", label, why);
+    return add_damaged(arg, key, why);
+}
+
 /*
  * inventory_load -- open the repository and read everything the subcommands plan
  * with. Fails (reported) on a missing repo.json: a directory that is not a
@@ -110,8 +131,17 @@ int inventory_load(inventory *inv, const char *repo_path)
         qsort(inv->others, inv->nothers, sizeof(*inv->others), cmp_seg);
     if (timeline_load(&inv->ts, inv->st) != 0)
         return -1;
-    if (backupinfo_list(inv->st, &inv->backups, &inv->nbackups) != 0)
-        return -1;
+    for (size_t i = 0; i < inv->ts.ndamaged; i++) {
+        char name[17], key[128];
+        walname_history(name, inv->ts.damaged[i].tli);
+        if (repo_wal_key(name, key, sizeof(key)) != 0)
+            snprintf(key, sizeof(key), "wal/%s", name);
+        if (add_damaged(inv, key, inv->ts.damaged[i].reason) != 0)
+            return -1;
+    }
+    r = backupinfo_list(inv->st, &inv->backups, &inv->nbackups, backup_damaged, inv);
+    if (r != 0)
+        return r == RS_MISMATCH ? RS_MISMATCH : -1;
     return 0;
 }
 
@@ -122,6 +152,7 @@ void inventory_release(inventory *inv)
     free(inv->segs);
     free(inv->others);
     timeline_set_release(&inv->ts);
+    free(inv->damaged);
     if (inv->r)
         repo_free(inv->r);
     memset(inv, 0, sizeof(*inv));

@@ -78,6 +78,13 @@ typedef struct wal_seg {
     char key[96];
 } wal_seg;
 
+/* An object judged damaged while loading the inventory (reported then): it is left
+ * out, everything else is used. */
+typedef struct damaged_obj {
+    char key[160];     /* its key in the repository */
+    char why[128];
+} damaged_obj;
+
 typedef struct inventory {
     repo *r;
     storage *st;
@@ -90,9 +97,13 @@ typedef struct inventory {
     size_t nothers;
     size_t nhistory;
     timeline_set ts;
+    damaged_obj *damaged;     /* backup.json and history files that could not be used */
+    size_t ndamaged;
 } inventory;
 
-/* 0 | RS_MISMATCH (reported: a key that does not fit the repository) | -1 (reported). */
+/* 0 | RS_MISMATCH (reported: repo.json damaged) | -1 (reported). A damaged backup.json
+ * or history file does not fail it: it is reported, listed in inv->damaged, and left
+ * out (a damaged backup is never planned with; a damaged timeline cannot be followed). */
 int inventory_load(inventory *inv, const char *repo_path);
 
 /* The exit status of a failed step: 3 for an integrity failure (RS_MISMATCH), else 1. */

@@ -76,6 +76,9 @@ static int hist_cb(void *arg, const char *key, int64_t size, int64_t mtime)
     char name[64];
     (void)size;
     (void)mtime;
+    for (size_t i = 0; i < h->inv->ndamaged; i++)
+        if (strcmp(h->inv->damaged[i].key, key) == 0)
+            return 0; /* reported and counted already */
     if (repo_wal_name_from_key(key, name, sizeof(name)) == 0 &&
         walname_classify(name) == WALFILE_HISTORY)
         verify_object(h->inv, key, h->v);
@@ -245,6 +248,14 @@ int cmd_verify(const pitr_opts *o)
         ret = pitr_status(lr);
         goto out;
     }
+    /* what inventory_load left out: damaged backup.json and history files */
+    for (size_t i = 0; i < inv.ndamaged; i++) {
+        log_error("\"%s\" is damaged: %s", inv.damaged[i].key, inv.damaged[i].why);
+        if (strncmp(inv.damaged[i].key, "backups/", 8) == 0)
+            v.bad_backups++;
+        else
+            v.bad_objects++;
+    }
     for (size_t i = 0; i < inv.nsegs; i++)
         verify_object(&inv, inv.segs[i].key, &v);
     for (size_t i = 0; i < inv.nothers; i++)
@@ -257,7 +268,8 @@ int cmd_verify(const pitr_opts *o)
         if (timeline_exists(&inv.ts, t))
             check_continuity(&inv, t, &v);
     for (size_t i = 0; i < inv.nsegs; i++)
-        if (!timeline_exists(&inv.ts, inv.segs[i].tli)) {
+        if (!timeline_exists(&inv.ts, inv.segs[i].tli) &&
+            !timeline_damaged(&inv.ts, inv.segs[i].tli)) {
             char name[WAL_NAME_LEN + 1];
             seg_name(&inv, name, inv.segs[i].tli, inv.segs[i].segno);
             log_error("WAL segment %s belongs to timeline %u, which has no history file", name,
@@ -279,6 +291,11 @@ int cmd_verify(const pitr_opts *o)
         json_object_set_new(j, "backups", json_integer((json_int_t)v.backups));
         json_object_set_new(j, "damaged_backups", json_integer((json_int_t)v.bad_backups));
         json_object_set_new(j, "backup_files", json_integer((json_int_t)v.files));
+        json_t *jd = json_array();
+        for (size_t i = 0; i < inv.ndamaged; i++)
+            json_array_append_new(jd, json_pack("{s:s, s:s}", "key", inv.damaged[i].key, "why",
+                                                inv.damaged[i].why));
+        json_object_set_new(j, "damaged", jd);
         json_dumpf(j, stdout, JSON_INDENT(2));
         putchar('\n');
         json_decref(j);

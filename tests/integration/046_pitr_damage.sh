@@ -69,4 +69,41 @@ exit_is "plan latest refuses (3)" 3 "$PITR" plan --repo "$REPO" --target-latest
 "$PITR" plan --repo "$REPO" --target-latest >/dev/null 2>"$T/p1.err"
 ok "plan names the object" grep -q "\"$B\" is damaged" "$T/p1.err"
 
+# --- 2. one damaged object is judged alone --------------------------------------------
+fresh
+echo '{"format":1, "label":' >"$REPO/backups/b1/backup.json"   # the oldest backup
+exit_is "info with a damaged backup.json still works (0)" 0 "$PITR" info --repo "$REPO"
+"$PITR" info --repo "$REPO" >"$T/i2.out" 2>&1
+ok "info lists the damaged backup.json" grep -q "backups/b1/backup.json: backup.json does not parse" "$T/i2.out"
+ok "info still shows the intact backup" grep -qE "^  b2 " "$T/i2.out"
+exit_is "info --prometheus still works (0)" 0 "$PITR" info --repo "$REPO" --prometheus
+"$PITR" info --repo "$REPO" --prometheus >"$T/i2.prom" 2>/dev/null
+ok "prometheus exports the damaged object" grep -qE '^ragsafe_damaged_objects\{.*\} 1$' "$T/i2.prom"
+exit_is "plan chooses among the intact backups (0)" 0 "$PITR" plan --repo "$REPO" --target-latest
+"$PITR" plan --repo "$REPO" --target-latest >"$T/p2.out" 2>&1
+ok "the plan uses b2" grep -q "backup: *b2" "$T/p2.out"
+exit_is "verify reports the damaged backup (3)" 3 "$PITR" verify --repo "$REPO"
+"$PITR" verify --repo "$REPO" >/dev/null 2>"$T/v2.err"
+ok "verify names it" grep -q '"backups/b1/backup.json" is damaged' "$T/v2.err"
+# a --target-immediate restore from b2 into a fresh directory works
+exit_is "restore with a damaged oldest backup.json (0)" 0 \
+    "$PITR" restore --repo "$REPO" --pgdata "$T/r2" --target-immediate
+rm -rf "$T/r2"
+
+# a damaged history file off the path: plan is unaffected, verify reports it
+fresh
+printf 'not a zstd object' >"$REPO/wal/00000007.history.zst"
+exit_is "info with a damaged unrelated .history (0)" 0 "$PITR" info --repo "$REPO"
+exit_is "plan with a damaged unrelated .history (0)" 0 "$PITR" plan --repo "$REPO" --target-latest --target-timeline 1
+exit_is "verify reports the damaged .history (3)" 3 "$PITR" verify --repo "$REPO"
+"$PITR" verify --repo "$REPO" >/dev/null 2>"$T/v3.err"
+ok "verify names the .history" grep -q '00000007.history.zst" is damaged' "$T/v3.err"
+# ... on the path (timeline 2 would be "latest"): a refusal naming it, exit 3
+printf 'not a zstd object' >"$REPO/wal/00000002.history.zst"
+exit_is "plan latest through a damaged 00000002.history refuses (3)" 3 "$PITR" plan --repo "$REPO" --target-latest
+"$PITR" plan --repo "$REPO" --target-latest >/dev/null 2>"$T/p3.err"
+ok "the refusal names the history file" grep -q '00000002.history' "$T/p3.err"
+exit_is "restore refuses it too (3)" 3 "$PITR" restore --repo "$REPO" --pgdata "$T/r3" --target-latest
+exit_is "plan on timeline 1 still works (0)" 0 "$PITR" plan --repo "$REPO" --target-latest --target-timeline 1
+
 t_done

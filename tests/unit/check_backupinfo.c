@@ -179,6 +179,16 @@ static void put_info(storage *st, const char *dir, const char *label, uint64_t s
     backupinfo_release(&a);
 }
 
+static int damaged_seen;
+static int count_damaged(void *arg, const char *label, const char *why)
+{
+    (void)arg;
+    ck_assert(strcmp(label, "F") == 0 || strcmp(label, "H") == 0);
+    ck_assert_ptr_nonnull(why);
+    damaged_seen++;
+    return 0;
+}
+
 START_TEST(test_load_list)
 {
     storage *st = storage_open(tu_path("repo"), NULL, 1);
@@ -187,7 +197,7 @@ START_TEST(test_load_list)
 
     ck_assert_ptr_nonnull(st);
     /* empty repository */
-    ck_assert_int_eq(backupinfo_list(st, &list, &n), 0);
+    ck_assert_int_eq(backupinfo_list(st, &list, &n, NULL, NULL), 0);
     ck_assert_uint_eq(n, 0);
     backupinfo_list_free(list, n);
 
@@ -204,7 +214,7 @@ START_TEST(test_load_list)
     ck_assert_int_eq(backupinfo_load(st, "nope", &bi), RS_NOT_FOUND);
     ck_assert_int_eq(backupinfo_load(st, "E", &bi), RS_NOT_FOUND);
 
-    ck_assert_int_eq(backupinfo_list(st, &list, &n), 0);
+    ck_assert_int_eq(backupinfo_list(st, &list, &n, NULL, NULL), 0);
     ck_assert_uint_eq(n, 3);
     ck_assert_str_eq(list[0].label, "A");
     ck_assert_str_eq(list[1].label, "C");
@@ -212,14 +222,21 @@ START_TEST(test_load_list)
     backupinfo_list_free(list, n);
     backupinfo_list_free(NULL, 0);
 
-    /* a folder whose backup.json names another label is refused */
+    /* a folder whose backup.json names another label is damaged */
     put_info(st, "F", "G", 0x7000000);
-    ck_assert_int_eq(backupinfo_load(st, "F", &bi), -1);
-    ck_assert_int_eq(backupinfo_list(st, &list, &n), -1);
+    ck_assert_int_eq(backupinfo_load(st, "F", &bi), RS_MISMATCH);
+    ck_assert_int_eq(backupinfo_list(st, &list, &n, NULL, NULL), RS_MISMATCH);
 
-    /* a corrupt backup.json fails the load, not silently skipped */
+    /* a corrupt backup.json is damage, not silently skipped */
     ck_assert_int_eq(storage_put(st, "backups/H/backup.json", "{", 1, 0), 0);
-    ck_assert_int_eq(backupinfo_load(st, "H", &bi), -1);
+    ck_assert_int_eq(backupinfo_load(st, "H", &bi), RS_MISMATCH);
+
+    /* with a callback each damaged one is reported alone and the rest listed */
+    damaged_seen = 0;
+    ck_assert_int_eq(backupinfo_list(st, &list, &n, count_damaged, NULL), 0);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_int_eq(damaged_seen, 2);
+    backupinfo_list_free(list, n);
     storage_free(st);
 }
 END_TEST
