@@ -194,6 +194,19 @@ int backupinfo_parse(const char *json, size_t len, backup_info *out)
             goto out;
         }
     }
+    /* every object a restore reads must have its digest here: restore and verify
+     * check each against it, and accept or refuse the same backups */
+    for (i = 0; i <= out->ntablespaces + 1; i++) {
+        const char *need = i == 0 ? "base.tar.zst"
+                         : i == 1 ? "backup_manifest" : out->tablespaces[i - 2].file;
+        size_t k;
+        for (k = 0; k < out->nfiles && strcmp(out->files[k].name, need) != 0; k++)
+            ;
+        if (k == out->nfiles) {
+            log_error("could not parse backup.json: \"files\" lacks \"%s\"", need);
+            goto out;
+        }
+    }
     ret = 0;
 out:
     free(s);

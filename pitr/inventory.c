@@ -411,7 +411,9 @@ int pitr_scan(inventory *inv, const timeline_path *p, uint64_t first_seg, walsca
         r = walscan_feed(ws, tli, s, buf, len);
         free(buf);
         if (r == -1) {
-            log_error("could not parse WAL segment \"%s\": %s", name, walscan_error(ws));
+            /* it passed its checksum, so it was archived like this: damage (exit 3) */
+            log_error("WAL segment \"%s\" is damaged: %s", name, walscan_error(ws));
+            ret = RS_MISMATCH;
             goto out;
         }
         if (r == WALSCAN_END) {

@@ -183,6 +183,13 @@ typedef struct extract_stats {
     uint64_t bad;
 } extract_stats;
 
+/* backups/<label>/backup_manifest as restore and verify both accept it: present, the
+ * SHA-256 backup.json records, parses with its own checksum. On 0 the caller releases
+ * m and, when text is not NULL, frees *text (the manifest as stored, *len bytes).
+ * 0 | RS_MISMATCH (reported: missing or damaged) | -1 (reported: I/O). */
+int backup_manifest_load(storage *st, const backup_info *b, manifest *m, char **text,
+                         size_t *len);
+
 /* 0 | RS_MISMATCH (reported) | -1 (reported) */
 int extract_object(storage *st, const char *key, const extract_opts *eo, extract_stats *stats);
 

@@ -106,4 +106,61 @@ ok "the refusal names the history file" grep -q '00000002.history' "$T/p3.err"
 exit_is "restore refuses it too (3)" 3 "$PITR" restore --repo "$REPO" --pgdata "$T/r3" --target-latest
 exit_is "plan on timeline 1 still works (0)" 0 "$PITR" plan --repo "$REPO" --target-latest --target-timeline 1
 
+# --- 3. verify checks what restore would fail on --------------------------------------
+# repo.json no longer matching the segments (system identifier, then segment size)
+fresh
+jq '.system_identifier = "1234567890123456789"' "$ORIG/repo.json" >"$REPO/repo.json"
+exit_is "verify: repo.json's system identifier does not match the segments (3)" 3 "$PITR" verify --repo "$REPO"
+"$PITR" verify --repo "$REPO" >/dev/null 2>"$T/v4.err"
+ok "verify says which system" grep -q "database system [0-9]* in the page header, the repository belongs to 1234567890123456789" "$T/v4.err"
+exit_is "ragsafe-restore refuses those segments (128)" 128 "$RESTORE" --repo "$REPO" --prefetch 0 "$B" "$T/pgwal/x"
+fresh
+jq '.wal_segment_size = 33554432' "$ORIG/repo.json" >"$REPO/repo.json"
+exit_is "verify: repo.json's segment size does not match the segments (3)" 3 "$PITR" verify --repo "$REPO"
+"$PITR" verify --repo "$REPO" >/dev/null 2>"$T/v5.err"
+ok "verify says which size" grep -q "segment size 16777216 in the page header, the repository's is 33554432" "$T/v5.err"
+
+# a backup_manifest that parses (its own checksum recomputed) but is not the one
+# backup.json records: restore used to accept it while verify refused it
+fresh
+python3 - "$REPO/backups/b2/backup_manifest" <<'PY'
+import hashlib, re, sys
+p = sys.argv[1]
+t = open(p, "rb").read()
+at = t.rindex(b'"Manifest-Checksum"')
+ls = t.rindex(b"\n", 0, at) + 1
+body = t[:ls].replace(b"{", b"{ ", 1)   # same content, other bytes
+tail = re.sub(rb'"[0-9a-f]{64}"', b'"' + hashlib.sha256(body).hexdigest().encode() + b'"', t[ls:])
+open(p, "wb").write(body + tail)
+PY
+exit_is "verify refuses a backup_manifest backup.json does not record (3)" 3 "$PITR" verify --repo "$REPO"
+exit_is "restore refuses it too (3)" 3 "$PITR" restore --repo "$REPO" --pgdata "$T/r4" --target-immediate
+"$PITR" restore --repo "$REPO" --pgdata "$T/r4" --target-immediate >/dev/null 2>"$T/r4.err"
+ok "restore says why" grep -q "checksum mismatch for backup_manifest (backup.json)" "$T/r4.err"
+rm -rf "$T/r4"
+
+# --- 4. damage is exit 3 everywhere, I/O 1 --------------------------------------------
+# a WAL object that is not a zstd stream any more (its trailer intact)
+fresh
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.write(b"\0" * 16)' "$(segkey "$B")"
+exit_is "ragsafe-restore: a damaged WAL object (128)" 128 "$RESTORE" --repo "$REPO" --prefetch 0 "$B" "$T/pgwal/y"
+exit_is "plan: a damaged WAL object is damage (3)" 3 "$PITR" plan --repo "$REPO" --target-latest
+exit_is "restore: a damaged WAL object is damage (3)" 3 "$PITR" restore --repo "$REPO" --pgdata "$T/r5" --target-latest
+exit_is "verify: a damaged WAL object is damage (3)" 3 "$PITR" verify --repo "$REPO"
+rm -rf "$T/r5"
+# a base tar object whose zstd stream is broken
+fresh
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.write(b"\0" * 16)' "$REPO/backups/b2/base.tar.zst"
+exit_is "restore: a broken base tar is damage (3)" 3 "$PITR" restore --repo "$REPO" --pgdata "$T/r6" --target-immediate
+exit_is "verify: the same broken base tar (3)" 3 "$PITR" verify --repo "$REPO"
+rm -rf "$T/r6"
+# reading that fails (not damage): an unreadable segment object is 1, not 3
+if [ "$(id -u)" = 0 ]; then
+    fresh
+    chown -R postgres: "$REPO"
+    chmod 000 "$(segkey "$B")"
+    exit_is "verify: an unreadable WAL object is an I/O failure (1)" 1 as_pg "$PITR" verify --repo "$REPO"
+    exit_is "plan: an unreadable WAL object is an I/O failure (1)" 1 as_pg "$PITR" plan --repo "$REPO" --target-latest
+fi
+
 t_done

@@ -33,8 +33,8 @@ static void sample(backup_info *bi, const char *label, uint64_t stop_lsn)
     bi->tablespaces[0].oid = 16384;
     bi->tablespaces[0].location = strdup("/srv/ts \"one\"");
     bi->tablespaces[0].file = strdup("16384.tar.zst");
-    bi->nfiles = 2;
-    bi->files = calloc(2, sizeof(*bi->files));
+    bi->nfiles = 3;
+    bi->files = calloc(3, sizeof(*bi->files));
     bi->files[0].name = strdup("base.tar.zst");
     bi->files[0].raw_bytes = 100;
     bi->files[0].stored_bytes = 10;
@@ -43,6 +43,10 @@ static void sample(backup_info *bi, const char *label, uint64_t stop_lsn)
     bi->files[1].raw_bytes = 7;
     bi->files[1].stored_bytes = 7;
     memset(bi->files[1].sha256, 0x01, SHA256_LEN);
+    bi->files[2].name = strdup("16384.tar.zst");
+    bi->files[2].raw_bytes = 9;
+    bi->files[2].stored_bytes = 8;
+    memset(bi->files[2].sha256, 0x02, SHA256_LEN);
 }
 
 START_TEST(test_roundtrip)
@@ -72,7 +76,7 @@ START_TEST(test_roundtrip)
     ck_assert_uint_eq(b.tablespaces[0].oid, 16384);
     ck_assert_str_eq(b.tablespaces[0].location, "/srv/ts \"one\"");
     ck_assert_str_eq(b.tablespaces[0].file, "16384.tar.zst");
-    ck_assert_uint_eq(b.nfiles, 2);
+    ck_assert_uint_eq(b.nfiles, 3);
     ck_assert_str_eq(b.files[0].name, "base.tar.zst");
     ck_assert_uint_eq(b.files[0].raw_bytes, 100);
     ck_assert_uint_eq(b.files[0].stored_bytes, 10);
@@ -136,6 +140,15 @@ static const struct {
     {"tablespaces", "[{\"oid\":1}]"},
     {"files", NULL},
     {"files", "[{\"name\":\"a\",\"raw_bytes\":1,\"stored_bytes\":1,\"sha256\":\"ab\"}]"},
+    /* an object restore reads without a digest to check it against */
+    {"files", "[{\"name\":\"base.tar.zst\",\"raw_bytes\":1,\"stored_bytes\":1,\"sha256\":"
+              "\"" "0000000000000000000000000000000000000000000000000000000000000000" "\"},"
+              "{\"name\":\"backup_manifest\",\"raw_bytes\":1,\"stored_bytes\":1,\"sha256\":"
+              "\"" "0000000000000000000000000000000000000000000000000000000000000000" "\"}]"},
+    {"files", "[{\"name\":\"16384.tar.zst\",\"raw_bytes\":1,\"stored_bytes\":1,\"sha256\":"
+              "\"" "0000000000000000000000000000000000000000000000000000000000000000" "\"},"
+              "{\"name\":\"backup_manifest\",\"raw_bytes\":1,\"stored_bytes\":1,\"sha256\":"
+              "\"" "0000000000000000000000000000000000000000000000000000000000000000" "\"}]"},
 };
 
 START_TEST(test_malformed)
