@@ -163,4 +163,15 @@ if [ "$(id -u)" = 0 ]; then
     exit_is "plan: an unreadable WAL object is an I/O failure (1)" 1 as_pg "$PITR" plan --repo "$REPO" --target-latest
 fi
 
+# --- 5. a killed expire's hidden leftover ------------------------------------------------
+fresh
+mkdir -p "$REPO/backups/.b0.deleting/sub"
+head -c 1048576 /dev/urandom >"$REPO/backups/.b0.deleting/base.tar.zst"
+echo x >"$REPO/backups/.b0.deleting/sub/f"
+exit_is "expire --dry-run exits 0" 0 "$PITR" expire --repo "$REPO" --keep-window 3650d --dry-run
+ok "a dry run leaves the leftover" test -d "$REPO/backups/.b0.deleting"
+exit_is "expire exits 0" 0 "$PITR" expire --repo "$REPO" --keep-window 3650d
+ok "expire removed the leftover .b0.deleting" test ! -e "$REPO/backups/.b0.deleting"
+ok "and kept both backups" test -f "$REPO/backups/b1/backup.json" -a -f "$REPO/backups/b2/backup.json"
+
 t_done
