@@ -202,9 +202,10 @@ static int check_segment(int fd, const char *path, const char *name, repo_info *
 {
     uint8_t page[WAL_LONG_HEADER_SIZE];
     walpage_info h;
+    walpage_expect ex = {0};
     struct stat st;
+    char why[256];
     ssize_t n;
-    uint64_t segno;
     int res;
 
     if (fstat(fd, &st) != 0) {
@@ -216,19 +217,10 @@ static int check_segment(int fd, const char *path, const char *name, repo_info *
         log_errno("could not read \"%s\"", path);
         return EXIT_FAIL;
     }
-    res = walpage_parse(page, (size_t)n, &h);
+    ex.file_size = (uint64_t)st.st_size; /* the repository is pinned after this */
+    res = walpage_check(page, (size_t)n, name, &ex, &h, why, sizeof(why));
     if (res != WALPAGE_OK) {
-        log_error("refusing to archive \"%s\": not a valid WAL segment (%s)", path, walpage_result_text(res));
-        return EXIT_INTEGRITY;
-    }
-    if ((uint64_t)st.st_size != h.seg_size) {
-        log_error("refusing to archive \"%s\": it is %lld bytes, its page header says segments are %u bytes",
-                  path, (long long)st.st_size, h.seg_size);
-        return EXIT_INTEGRITY;
-    }
-    if (walname_parse(name, h.seg_size, NULL, &segno) != 0 || h.pageaddr != segno * h.seg_size) {
-        log_error("refusing to archive \"%s\": its first page belongs to another segment than \"%s\"", path, name);
-        log_detail("page address %" PRIX64 ", expected %" PRIX64, h.pageaddr, segno * (uint64_t)h.seg_size);
+        log_error("refusing to archive \"%s\" as \"%s\": %s", path, name, why);
         return EXIT_INTEGRITY;
     }
     want->sysid = h.sysid;

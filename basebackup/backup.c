@@ -103,6 +103,8 @@ static int remove_stale(storage *st)
     partial_list pl = {0};
     int ret = -1;
 
+    if (storage_sweep_deleting(st, "backups/", NULL) != 0) /* a killed expire's */
+        goto out;
     if (storage_list(st, "backups/", partial_cb, &pl) != 0)
         goto out;
     for (size_t i = 0; i < pl.n; i++) {

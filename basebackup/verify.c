@@ -93,8 +93,10 @@ int bb_verify(const char *repo_location, const char *label)
         log_error("could not find backup \"%s\" in \"%s\"", label, storage_location(r->st));
         goto out;
     }
-    if (rr != 0)
+    if (rr != 0) {
+        ret = rr == RS_MISMATCH ? RS_MISMATCH : -1; /* a damaged backup.json is damage */
         goto out;
+    }
     for (size_t i = 0; i < bi.nfiles; i++) {
         const backup_file *f = &bi.files[i];
         size_t n = strlen(f->name);

@@ -194,6 +194,19 @@ int backupinfo_parse(const char *json, size_t len, backup_info *out)
             goto out;
         }
     }
+    /* every object a restore reads must have its digest here: restore and verify
+     * check each against it, and accept or refuse the same backups */
+    for (i = 0; i <= out->ntablespaces + 1; i++) {
+        const char *need = i == 0 ? "base.tar.zst"
+                         : i == 1 ? "backup_manifest" : out->tablespaces[i - 2].file;
+        size_t k;
+        for (k = 0; k < out->nfiles && strcmp(out->files[k].name, need) != 0; k++)
+            ;
+        if (k == out->nfiles) {
+            log_error("could not parse backup.json: \"files\" lacks \"%s\"", need);
+            goto out;
+        }
+    }
     ret = 0;
 out:
     free(s);
@@ -316,7 +329,8 @@ void backupinfo_release(backup_info *bi)
 }
 
 /* backupinfo_load -- backups/<label>/backup.json. 0 | RS_NOT_FOUND | -1. */
-int backupinfo_load(storage *st, const char *label, backup_info *out)
+/* load_one -- backupinfo_load, with why (whylen bytes) saying what is damaged. */
+static int load_one(storage *st, const char *label, backup_info *out, char *why, size_t whylen)
 {
     char key[512];
     char *buf = NULL;
@@ -327,18 +341,29 @@ int backupinfo_load(storage *st, const char *label, backup_info *out)
     if ((size_t)snprintf(key, sizeof(key), "backups/%s/backup.json", label) >= sizeof(key))
         return log_error("backup label too long: \"%s\"", label);
     r = storage_get(st, key, BACKUPINFO_MAX, &buf, &len);
+    if (r == RS_MISMATCH)
+        snprintf(why, whylen, "backup.json does not authenticate");
     if (r != 0)
         return r;
     r = backupinfo_parse(buf, len, out);
-    if (r != 0)
+    if (r != 0) {
         log_detail("in \"%s\"", key);
-    else if (strcmp(out->label, label) != 0) {
+        snprintf(why, whylen, "backup.json does not parse");
+        r = RS_MISMATCH;
+    } else if (strcmp(out->label, label) != 0) {
         log_error("backup \"%s\" has backup.json of label \"%s\"", label, out->label);
+        snprintf(why, whylen, "backup.json names another label");
         backupinfo_release(out);
-        r = -1;
+        r = RS_MISMATCH;
     }
     free(buf);
     return r;
+}
+
+int backupinfo_load(storage *st, const char *label, backup_info *out)
+{
+    char why[64];
+    return load_one(st, label, out, why, sizeof(why));
 }
 
 /* label_list -- labels found by backupinfo_list before their backup.json is read. */
@@ -389,8 +414,10 @@ static int info_cmp(const void *a, const void *b)
 }
 
 /* backupinfo_list -- every complete backup, sorted by stop_lsn. */
-int backupinfo_list(storage *st, backup_info **out, size_t *n)
+int backupinfo_list(storage *st, backup_info **out, size_t *n, backupinfo_damaged_fn damaged,
+                    void *arg)
 {
+    char why[64];
     label_list ll = {0};
     backup_info *list = NULL;
     size_t count = 0;
@@ -406,11 +433,18 @@ int backupinfo_list(storage *st, backup_info **out, size_t *n)
         goto out;
     }
     for (size_t i = 0; i < ll.n; i++) {
-        r = backupinfo_load(st, ll.labels[i], &list[count]);
+        r = load_one(st, ll.labels[i], &list[count], why, sizeof(why));
         if (r == RS_NOT_FOUND)    /* removed while we listed (expire) */
             continue;
-        if (r != 0)
+        if (r == RS_MISMATCH && damaged) { /* one damaged backup hides no other */
+            if (damaged(arg, ll.labels[i], why) != 0)
+                goto out;
+            continue;
+        }
+        if (r != 0) {
+            ret = r == RS_MISMATCH ? RS_MISMATCH : -1;
             goto out;
+        }
         count++;
     }
     qsort(list, count, sizeof(*list), info_cmp);

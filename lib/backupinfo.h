@@ -67,12 +67,21 @@ int backupinfo_parse(const char *json, size_t len, backup_info *out);
 char *backupinfo_to_json(const backup_info *bi);
 void backupinfo_release(backup_info *bi);
 
-/* Load backups/<label>/backup.json. 0 | RS_NOT_FOUND | -1. */
+/* Load backups/<label>/backup.json. 0 | RS_NOT_FOUND | RS_MISMATCH (reported: the
+ * file is damaged: fails its seal, does not parse, names another label) | -1 (I/O). */
 int backupinfo_load(storage *st, const char *label, backup_info *out);
 
+/* A backup whose backup.json is damaged: label, and why in a few words. Return 0 to
+ * carry on, -1 to fail the list. */
+typedef int (*backupinfo_damaged_fn)(void *arg, const char *label, const char *why);
+
 /* Every complete backup (folders without .partial that hold a backup.json), sorted
- * by stop_lsn, oldest first. *out malloc'd array; free with backupinfo_list_free. */
-int backupinfo_list(storage *st, backup_info **out, size_t *n);
+ * by stop_lsn, oldest first. *out malloc'd array; free with backupinfo_list_free.
+ * A backup with a damaged backup.json is judged alone: left out of the list and
+ * passed to damaged (when NULL, it fails the list with RS_MISMATCH). 0 | RS_MISMATCH |
+ * -1. */
+int backupinfo_list(storage *st, backup_info **out, size_t *n, backupinfo_damaged_fn damaged,
+                    void *arg);
 void backupinfo_list_free(backup_info *list, size_t n);
 
 #endif

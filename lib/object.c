@@ -133,6 +133,8 @@ static int get_stream(storage *st, const char *key, zst_sink_fn sink, void *arg,
     }
     ret = zst_reader_finish(zr, meta);
 out:
+    if (ret == -1 && zr && zst_reader_damaged(zr))
+        ret = RS_MISMATCH; /* a damaged object is damage (exit 3), not an I/O failure */
     zst_reader_free(zr);
     storage_read_free(rd);
     return ret;

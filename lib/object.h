@@ -29,7 +29,8 @@ int object_put_buf(storage *st, const char *key, const void *buf, size_t len,
                    const object_opts *opts, int noreplace, zst_meta *meta);
 
 /* Decompress key into fd (written from its current position; not fsync'd) and verify.
- * 0 | RS_NOT_FOUND (nothing written) | RS_MISMATCH (reported) | -1 (reported).
+ * 0 | RS_NOT_FOUND (nothing written) | RS_MISMATCH (reported: the object is damaged:
+ * checksum or size mismatch, not zstd, cut short, no trailer) | -1 (reported: I/O).
  * fd -1: verify only. On RS_MISMATCH / -1 fd may hold partial data: callers write to
  * a temp name. meta may be NULL. */
 int object_get_fd(storage *st, const char *key, int fd, zst_meta *meta);

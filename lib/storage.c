@@ -814,6 +814,60 @@ out:
     return ret;
 }
 
+int storage_sweep_deleting(storage *st, const char *prefix, size_t *n)
+{
+    char key[PATH_MAX], *dir = NULL;
+    size_t len = strlen(prefix), count = 0;
+    DIR *d = NULL;
+    struct dirent *de;
+    int ret = -1;
+
+    if (n)
+        *n = 0;
+    if (st->s3)
+        return 0;
+    if (!prefix_valid(prefix) || len == 0 || len >= sizeof(key))
+        return bad_key(prefix);
+    memcpy(key, prefix, len + 1);
+    if (key[len - 1] == '/')
+        key[len - 1] = '\0';
+    dir = path_of(st, key);
+    if (!dir)
+        goto out;
+    d = opendir(dir);
+    if (!d) {
+        ret = errno == ENOENT ? 0 : log_errno("could not open directory \"%s\"", dir);
+        goto out;
+    }
+    while ((de = readdir(d)) != NULL) {
+        size_t l = strlen(de->d_name);
+        char *p;
+        if (de->d_name[0] != '.' || l <= 10 || strcmp(de->d_name + l - 9, ".deleting") != 0)
+            continue;
+        p = malloc(strlen(dir) + l + 2);
+        if (!p) {
+            log_error("out of memory");
+            goto out;
+        }
+        sprintf(p, "%s/%s", dir, de->d_name);
+        log_notice("removing \"%s\", left by an interrupted removal", p);
+        if (durable_remove_tree(p) != 0) {
+            free(p);
+            goto out;
+        }
+        free(p);
+        count++;
+    }
+    if (n)
+        *n = count;
+    ret = 0;
+out:
+    if (d)
+        closedir(d);
+    free(dir);
+    return ret;
+}
+
 int storage_rename_prefix(storage *st, const char *from, const char *to)
 {
     char *a = NULL, *b = NULL;

@@ -102,6 +102,11 @@ int storage_any(storage *st, const char *prefix);
 /* Remove an object (absent: 0) / everything under a prefix (absent: 0). */
 int storage_remove(storage *st, const char *key);
 int storage_remove_prefix(storage *st, const char *prefix);
+/* Finish what a killed storage_remove_prefix left: posix hides a folder as
+ * "<dir>/.<name>.deleting" before removing it, invisible to listings; remove every such
+ * folder directly under prefix (a folder, e.g. "backups/"). The caller holds the lock
+ * the removals run under. *n (may be NULL) gets how many. S3: nothing to do (0). */
+int storage_sweep_deleting(storage *st, const char *prefix, size_t *n);
 
 /* Rename a whole prefix ("backups/L.partial" -> "backups/L"); the commit point of a
  * multi-object set. RS_EXISTS if the target exists. posix: one rename(2). S3 has no

@@ -3,6 +3,7 @@
  */
 #include "timeline.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +19,28 @@ void timeline_set_release(timeline_set *ts)
     for (size_t i = 0; i < ts->n; i++)
         walhistory_release(&ts->hist[i]);
     free(ts->hist);
+    free(ts->damaged);
     memset(ts, 0, sizeof(*ts));
+}
+
+static int add_damage(timeline_set *ts, uint32_t tli, const char *reason)
+{
+    timeline_damage *d = realloc(ts->damaged, (ts->ndamaged + 1) * sizeof(*d));
+    if (!d)
+        return log_error("out of memory");
+    ts->damaged = d;
+    d[ts->ndamaged].tli = tli;
+    snprintf(d[ts->ndamaged].reason, sizeof(d->reason), "%s", reason);
+    ts->ndamaged++;
+    return 0;
+}
+
+const char *timeline_damaged(const timeline_set *ts, uint32_t tli)
+{
+    for (size_t i = 0; i < ts->ndamaged; i++)
+        if (ts->damaged[i].tli == tli)
+            return ts->damaged[i].reason;
+    return NULL;
 }
 
 static int cmp_hist(const void *a, const void *b)
@@ -84,15 +106,21 @@ int timeline_load(timeline_set *ts, storage *st)
         int r = object_get_buf(st, c.keys[i], 1 << 20, &text, &len, NULL);
         if (r == RS_NOT_FOUND)
             continue;
-        if (r != 0) {
-            if (r == RS_MISMATCH)
-                log_error("history file \"%s\" is corrupt", name);
-            goto out;
+        if (r == RS_MISMATCH) {
+            /* judged alone: this timeline is unusable, the others are not */
+            log_error("history file \"%s\" is corrupt", name);
+            if (add_damage(ts, tli, "corrupt: fails its checksum") != 0)
+                goto out;
+            continue;
         }
+        if (r != 0)
+            goto out;
         if (walhistory_parse(text, len, tli, &h) != 0) {
             free(text);
             log_error("could not parse history file \"%s\"", name);
-            goto out;
+            if (add_damage(ts, tli, "damaged: does not parse as a timeline history") != 0)
+                goto out;
+            continue;
         }
         free(text);
         if (timeline_add(ts, &h) != 0) {
@@ -122,7 +150,7 @@ int timeline_exists(const timeline_set *ts, uint32_t tli)
 uint32_t timeline_latest(const timeline_set *ts, uint32_t from)
 {
     uint32_t t = from;
-    while (timeline_history(ts, t + 1))
+    while (timeline_history(ts, t + 1) || timeline_damaged(ts, t + 1))
         t++;
     return t;
 }
@@ -139,6 +167,13 @@ uint32_t timeline_max(const timeline_set *ts)
 int timeline_get_path(const timeline_set *ts, uint32_t tli, timeline_path *out)
 {
     memset(out, 0, sizeof(*out));
+    if (timeline_damaged(ts, tli)) {
+        char name[17];
+        walname_history(name, tli);
+        log_error("timeline %u cannot be followed: its history file \"%s\" is %s", tli, name,
+                  timeline_damaged(ts, tli));
+        return RS_MISMATCH;
+    }
     if (!timeline_exists(ts, tli))
         return RS_NOT_FOUND;
     const walhistory *h = timeline_history(ts, tli);

@@ -7,8 +7,14 @@
  * element is N itself with end TIMELINE_END.
  *
  *     timeline_set ts; timeline_set_init(&ts);
- *     timeline_load(&ts, st)                 0 | -1 (reported: unreadable, malformed)
- *     timeline_get_path(&ts, 3, &path)           0 | RS_NOT_FOUND (no such timeline) | -1
+ *     timeline_load(&ts, st)                 0 | -1 (reported: unreadable storage)
+ *     timeline_get_path(&ts, 3, &path)           0 | RS_NOT_FOUND (no such timeline) |
+ *                                                RS_MISMATCH (its history is damaged) | -1
+ *
+ * A damaged history file (fails its trailer, does not parse) does not fail the load:
+ * it is reported, recorded in ts.damaged, and that timeline alone is unusable (every
+ * other timeline still is). timeline_latest walks through it, so a plan for "latest"
+ * meets it and refuses, naming it, rather than silently stopping one timeline short.
  *     timeline_path_release(&path); timeline_set_release(&ts);
  *
  * Which segment file PostgreSQL reads for segment number s on a path (its
@@ -36,9 +42,16 @@ typedef struct timeline_path {
     timeline_step *steps;  /* malloc'd, oldest first */
 } timeline_path;
 
+typedef struct timeline_damage {
+    uint32_t tli;
+    char reason[96];
+} timeline_damage;
+
 typedef struct timeline_set {
     size_t n;
     walhistory *hist;      /* malloc'd, sorted by tli */
+    size_t ndamaged;
+    timeline_damage *damaged; /* malloc'd: history files that could not be used */
 } timeline_set;
 
 void timeline_set_init(timeline_set *ts);
@@ -48,12 +61,14 @@ int timeline_load(timeline_set *ts, storage *st);
 /* Add one parsed history (takes ownership of h's entries). For tests and callers
  * that read history files themselves. */
 int timeline_add(timeline_set *ts, walhistory *h);
-/* 1 when tli is 1 or has a history file. */
+/* Why tli's history file is damaged, or NULL when it is not. */
+const char *timeline_damaged(const timeline_set *ts, uint32_t tli);
+/* 1 when tli is 1 or has a (usable) history file. */
 int timeline_exists(const timeline_set *ts, uint32_t tli);
 /* The history of tli (NULL for timeline 1 or unknown). */
 const walhistory *timeline_history(const timeline_set *ts, uint32_t tli);
 /* PostgreSQL's "latest": from `from`, probe from+1, from+2, ... while a history
- * file exists. */
+ * file exists (a damaged one counts: it exists, PostgreSQL would read it). */
 uint32_t timeline_latest(const timeline_set *ts, uint32_t from);
 /* The highest timeline with a history file (1 when none). */
 uint32_t timeline_max(const timeline_set *ts);

@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,8 +169,89 @@ const char *walpage_result_text(int result)
     case WALPAGE_BAD_MAGIC: return "bad magic number (not PostgreSQL 15 WAL)";
     case WALPAGE_NOT_LONG: return "first page lacks the long header";
     case WALPAGE_BAD_SIZES: return "invalid segment or block size in the page header";
+    case WALPAGE_BAD_NAME: return "not a segment name for this segment size";
+    case WALPAGE_WRONG_SEG_SIZE: return "another segment size than the repository's";
+    case WALPAGE_WRONG_SYSID: return "another database system than the repository's";
+    case WALPAGE_WRONG_SEGMENT: return "its first page belongs to another segment";
+    case WALPAGE_WRONG_TIMELINE: return "its first page belongs to an unrelated timeline";
+    case WALPAGE_WRONG_FILE_SIZE: return "not one segment long";
     default: return "unknown page header problem";
     }
+}
+
+static void set_why(char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_why(char *why, size_t whylen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!why || !whylen)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
+}
+
+int walpage_check(const void *buf, size_t len, const char *name, const walpage_expect *want,
+                  walpage_info *h, char *why, size_t whylen)
+{
+    walpage_info mine;
+    uint32_t name_tli, seg_size;
+    uint64_t segno;
+    char a[LSN_STR_LEN + 1], b[LSN_STR_LEN + 1];
+    int res;
+
+    if (!h)
+        h = &mine;
+    set_why(why, whylen, "%s", "");
+    res = walpage_parse(buf, len, h);
+    if (res != WALPAGE_OK) {
+        set_why(why, whylen, "%s", walpage_result_text(res));
+        return res;
+    }
+    seg_size = want->seg_size ? want->seg_size : h->seg_size;
+    if (h->seg_size != seg_size) {
+        set_why(why, whylen, "segment size %u in the page header, the repository's is %u",
+                h->seg_size, seg_size);
+        return WALPAGE_WRONG_SEG_SIZE;
+    }
+    if (want->file_size && want->file_size != seg_size) {
+        set_why(why, whylen, "%" PRIu64 " bytes long, segments are %u bytes", want->file_size,
+                seg_size);
+        return WALPAGE_WRONG_FILE_SIZE;
+    }
+    if (want->sysid && h->sysid != want->sysid) {
+        set_why(why, whylen,
+                "database system %" PRIu64 " in the page header, the repository belongs to %" PRIu64,
+                h->sysid, want->sysid);
+        return WALPAGE_WRONG_SYSID;
+    }
+    if (walname_parse(name, seg_size, &name_tli, &segno) != 0) {
+        set_why(why, whylen, "\"%s\" is not a segment name for %u-byte segments", name, seg_size);
+        return WALPAGE_BAD_NAME;
+    }
+    if (h->pageaddr != segno * (uint64_t)seg_size) {
+        lsn_format(a, h->pageaddr);
+        lsn_format(b, segno * (uint64_t)seg_size);
+        set_why(why, whylen, "page address %s in the header, the name says %s", a, b);
+        return WALPAGE_WRONG_SEGMENT;
+    }
+    if (want->check_tli && h->tli != name_tli) {
+        int ancestor = 0;
+        if (want->history && want->history->tli == name_tli)
+            for (size_t i = 0; i < want->history->n; i++)
+                if (want->history->entries[i].tli == h->tli)
+                    ancestor = 1;
+        if (!ancestor) {
+            set_why(why, whylen, "page timeline %u, the name says timeline %u%s", h->tli,
+                    name_tli,
+                    want->history && want->history->tli == name_tli
+                        ? " and its history does not list it as an ancestor"
+                        : " (and no history of that timeline to accept an ancestor)");
+            return WALPAGE_WRONG_TIMELINE;
+        }
+    }
+    return WALPAGE_OK;
 }
 
 int walhistory_parse(const char *text, size_t len, uint32_t tli, walhistory *out)

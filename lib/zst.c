@@ -237,6 +237,7 @@ struct zst_reader {
     size_t tail_len;
     char *name;
     int failed;
+    int damaged;           /* the failure was the object's: not zstd, cut short, no trailer */
 };
 
 zst_reader *zst_reader_new(zst_sink_fn sink, void *arg)
@@ -374,8 +375,10 @@ static int decompress(zst_reader *r, const uint8_t *buf, size_t len)
         uint8_t *b = out_buffer(r);
         ZSTD_outBuffer out = {b, r->outcap, 0};
         size_t ret = ZSTD_decompressStream(r->dctx, &out, &in);
-        if (ZSTD_isError(ret))
+        if (ZSTD_isError(ret)) {
+            r->damaged = 1;
             return log_error("could not decompress %s: %s", rname(r), ZSTD_getErrorName(ret));
+        }
         r->last_ret = ret;
         if (out.pos && consume(r, b, out.pos) != 0)
             return -1;
@@ -421,10 +424,14 @@ int zst_reader_finish(zst_reader *r, zst_meta *meta)
     if (r->failed)
         return -1;
     r->failed = 1;
-    if (r->tail_len < ZST_TRAILER_SIZE || zst_trailer_decode(r->tail, &want) != 0)
+    if (r->tail_len < ZST_TRAILER_SIZE || zst_trailer_decode(r->tail, &want) != 0) {
+        r->damaged = 1;
         return log_error("%s is truncated or lacks its ragsafe trailer", rname(r));
-    if (r->fed == 0 || r->last_ret != 0)
+    }
+    if (r->fed == 0 || r->last_ret != 0) {
+        r->damaged = 1;
         return log_error("%s is truncated: the zstd stream ends mid-frame", rname(r));
+    }
     if (hasher_stop(r) != 0 || sha256_final(&r->sha, got) != 0)
         return -1;
     if (meta)
@@ -442,6 +449,11 @@ int zst_reader_finish(zst_reader *r, zst_meta *meta)
         return RS_MISMATCH;
     }
     return 0;
+}
+
+int zst_reader_damaged(const zst_reader *r)
+{
+    return r->damaged;
 }
 
 void zst_reader_free(zst_reader *r)

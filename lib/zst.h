@@ -62,6 +62,10 @@ int zst_reader_hash_in_thread(zst_reader *r);
 void zst_reader_set_name(zst_reader *r, const char *name);
 int zst_reader_write(zst_reader *r, const void *buf, size_t len);
 int zst_reader_finish(zst_reader *r, zst_meta *meta);
+/* After a -1 from write / finish: 1 when the object itself is damaged (not a zstd
+ * stream, cut short, no trailer) rather than the sink failing (I/O, memory). Callers
+ * report that as an integrity failure, like RS_MISMATCH. */
+int zst_reader_damaged(const zst_reader *r);
 void zst_reader_free(zst_reader *r);
 
 /* Encode / decode a trailer. decode returns 0, or -1 (not reported) if buf is not

@@ -18,7 +18,8 @@
 
 /* mv_load_all -- every snapshot manifest, oldest first by start time. A manifest that
  * cannot be loaded fails the whole call (expire must not sweep what it may reference).
- * bad_ok: instead count it in *bad and go on (verify). */
+ * bad_ok: instead report it, count it in *bad and go on (list, verify: one damaged
+ * manifest must not hide the good snapshots). */
 static int mv_load_all(storage *st, mv_snapshot **out, size_t *n, int bad_ok, size_t *bad)
 {
     char **labels = NULL;
@@ -39,6 +40,7 @@ static int mv_load_all(storage *st, mv_snapshot **out, size_t *n, int bad_ok, si
         if (mv_snapshot_load(st, labels[i], &s[cnt]) != 0) {
             if (!bad_ok)
                 goto out;
+            log_error("snapshot \"%s\" is left out: its manifest cannot be used", labels[i]);
             (*bad)++;
             continue;
         }
@@ -81,13 +83,16 @@ int mv_list_cmd(const mv_opts *o)
     int ret = -1;
     repo *rp = repo_open_checked(o->repo, NULL, 0, &ret);
     mv_snapshot *s = NULL;
-    size_t n = 0;
+    size_t n = 0, bad = 0;
     json_t *arr = NULL;
 
     if (rp == NULL)
         return ret;
-    if (mv_load_all(rp->st, &s, &n, 0, NULL) != 0)
+    if (mv_load_all(rp->st, &s, &n, 1, &bad) != 0)
         goto out;
+    if (bad)
+        log_hint("%zu damaged snapshot manifest%s left out of the list; ragsafe-milvus verify "
+                 "checks the repository", bad, bad == 1 ? "" : "s");
     if (o->json) {
         arr = json_array();
         for (size_t i = 0; arr && i < n; i++) {
@@ -292,6 +297,7 @@ typedef struct mv_verify_job {
     const char *location;
     mv_digest_list *todo;
     const cas_set *only;    /* verify only these (one snapshot), or NULL: all */
+    uint64_t *raw;          /* per todo entry: its content's size (UINT64_MAX: unknown) */
     size_t next;
     pthread_mutex_t mu;
     uint64_t checked, bad, bytes;
@@ -325,6 +331,8 @@ static void mv_verify_worker(void *arg, int i)
         pthread_mutex_lock(&j->mu);
         j->checked++;
         j->bytes += size;
+        if (r == 0)
+            j->raw[k] = size;
         if (r != 0) {
             char key[512];
             cas_addr_key(c, j->todo->d[k], key, sizeof(key));
@@ -338,12 +346,77 @@ out:
     storage_free(st);
 }
 
+/* addr_cmp -- order of the stored objects' addresses (for bsearch by address). */
+static const mv_digest_list *sort_list;
+static int addr_cmp(const void *a, const void *b)
+{
+    return memcmp(sort_list->d[*(const size_t *)a], sort_list->d[*(const size_t *)b], SHA256_LEN);
+}
+
+/*
+ * mv_check_sizes -- every file of a manifest must have the size its objects hold:
+ * restore refuses a file whose object does not (and verify must say so first).
+ * Objects not read (missing, corrupt, another snapshot's) are not compared. Returns
+ * the number of files that disagree (reported), or -1.
+ */
+static long mv_check_sizes(cas *c, const mv_snapshot *x, const mv_digest_list *have,
+                           const uint64_t *raw)
+{
+    size_t *idx = malloc((have->n + 1) * sizeof(*idx));
+    long bad = 0;
+
+    if (idx == NULL)
+        return log_errno("could not allocate");
+    for (size_t k = 0; k < have->n; k++)
+        idx[k] = k;
+    sort_list = have;
+    qsort(idx, have->n, sizeof(*idx), addr_cmp);
+    for (size_t v = 0; v < x->nvols; v++) {
+        for (size_t e = 0; e < x->vols[v].n; e++) {
+            const mv_entry *en = &x->vols[v].entries[e];
+            uint64_t off = 0;
+            if (en->type != MV_FILE)
+                continue;
+            for (uint32_t ci = 0; ci < (en->nchunks ? en->nchunks : 1); ci++) {
+                const uint8_t *d = en->nchunks ? en->chunks[ci] : en->sha;
+                uint64_t want = en->nchunks ? (en->size - off < en->chunk_size ? en->size - off
+                                                                               : en->chunk_size)
+                                            : en->size;
+                size_t lo = 0, hi = have->n;
+                uint8_t a[SHA256_LEN];
+                if (cas_addr(c, d, a) != 0) {
+                    free(idx);
+                    return -1;
+                }
+                while (lo < hi) { /* first index whose address is >= a */
+                    size_t mid = (lo + hi) / 2;
+                    if (memcmp(have->d[idx[mid]], a, SHA256_LEN) < 0)
+                        lo = mid + 1;
+                    else
+                        hi = mid;
+                }
+                off += want;
+                if (lo == have->n || memcmp(have->d[idx[lo]], a, SHA256_LEN) != 0 ||
+                    raw[idx[lo]] == UINT64_MAX || raw[idx[lo]] == want)
+                    continue;
+                log_error("snapshot \"%s\": \"%s/%s\" is %llu bytes%s in the manifest, its "
+                          "object holds %llu", x->label, x->vols[v].name, en->path,
+                          (unsigned long long)want, en->nchunks ? " (this chunk)" : "",
+                          (unsigned long long)raw[idx[lo]]);
+                bad++;
+            }
+        }
+    }
+    free(idx);
+    return bad;
+}
+
 int mv_verify_cmd(const mv_opts *o)
 {
     repo *rp = NULL;
     storage_lock *lk = NULL;
     mv_snapshot *s = NULL, one;
-    size_t n = 0, bad_manifests = 0, missing = 0;
+    size_t n = 0, bad_manifests = 0, missing = 0, wrong_size = 0;
     cas *c = NULL;
     cas_set *ref = NULL;
     mv_digest_list have = {0};
@@ -414,6 +487,13 @@ int mv_verify_cmd(const mv_opts *o)
     j.location = storage_location(rp->st);
     j.todo = &have;
     j.only = have_one ? ref : NULL;
+    j.raw = malloc((have.n + 1) * sizeof(*j.raw));
+    if (j.raw == NULL) {
+        log_errno("could not allocate");
+        goto out;
+    }
+    for (size_t k = 0; k < have.n; k++)
+        j.raw[k] = UINT64_MAX;
     {
         int jobs = o->jobs > 0 ? o->jobs : 2;
         if (mv_parallel(jobs, mv_verify_worker, &j) != 0)
@@ -425,6 +505,12 @@ int mv_verify_cmd(const mv_opts *o)
         log_error("interrupted by signal %d", mv_interrupted());
         goto out;
     }
+    for (size_t i = 0; i < (have_one ? 1 : n); i++) {
+        long w = mv_check_sizes(c, have_one ? &one : &s[i], &have, j.raw);
+        if (w < 0)
+            goto out;
+        wrong_size += (size_t)w;
+    }
     {
         char b[32];
         size_t unref = 0;
@@ -433,19 +519,20 @@ int mv_verify_cmd(const mv_opts *o)
                 unref++;
         if (o->json)
             printf("{\"snapshots\":%zu,\"objects_checked\":%llu,\"bytes\":%llu,\"corrupt\":%llu,"
-                   "\"missing\":%zu,\"bad_manifests\":%zu,\"unreferenced\":%zu}\n",
+                   "\"missing\":%zu,\"bad_manifests\":%zu,\"wrong_size\":%zu,\"unreferenced\":%zu}\n",
                    have_one ? (size_t)1 : n, (unsigned long long)j.checked,
                    (unsigned long long)j.bytes, (unsigned long long)j.bad, missing, bad_manifests,
-                   have_one ? (size_t)0 : unref);
+                   wrong_size, have_one ? (size_t)0 : unref);
         else
             printf("verified %zu snapshots, %llu objects (%s): %llu corrupt, %zu missing, "
-                   "%zu unreadable manifests%s\n", have_one ? (size_t)1 : n,
-                   (unsigned long long)j.checked, mv_bytes(j.bytes, b),
-                   (unsigned long long)j.bad, missing, bad_manifests,
+                   "%zu unreadable manifests, %zu files of the wrong size%s\n",
+                   have_one ? (size_t)1 : n, (unsigned long long)j.checked, mv_bytes(j.bytes, b),
+                   (unsigned long long)j.bad, missing, bad_manifests, wrong_size,
                    (!have_one && unref) ? " (some objects unreferenced: expire removes them)" : "");
     }
-    ret = (j.bad || missing || bad_manifests) ? RS_MISMATCH : 0;
+    ret = (j.bad || missing || bad_manifests || wrong_size) ? RS_MISMATCH : 0;
 out:
+    free(j.raw);
     free(have.d);
     free(have.size);
     cas_set_free(have.set);

@@ -9,7 +9,8 @@
  * kept backup, on every timeline (segments, .partial and .backup files); history
  * files are never deleted. Everything runs under the exclusive "backup" repository
  * lock, the one ragsafe-basebackup holds, so an expire never races a backup or
- * another expire.
+ * another expire. A backup folder an interrupted expire left half-deleted (hidden as
+ * backups/.<label>.deleting/) is removed first.
  */
 #include <inttypes.h>
 #include <jansson.h>
@@ -43,6 +44,10 @@ int cmd_expire(const pitr_opts *o)
         goto out;
     }
     if (r != 0)
+        goto out;
+    /* a killed expire left backups/.<label>.deleting/: invisible, a backup's worth of
+     * space; finish removing it (under the lock every removal runs under) */
+    if (!o->dry_run && storage_sweep_deleting(st, "backups/", NULL) != 0)
         goto out;
     int lr = inventory_load(&inv, o->repo);
     if (lr != 0) {

@@ -104,6 +104,8 @@ static ssize_t pull(xsrc *x)
         size_t take = x->inlen < FEED_SLICE ? x->inlen : FEED_SLICE;
         if (zst_reader_write(x->zr, x->in, take) != 0) {
             x->failed = 1;
+            if (zst_reader_damaged(x->zr))
+                x->zresult = RS_MISMATCH; /* not a zstd stream: damage, as in verify */
             return -1;
         }
         x->in += take;

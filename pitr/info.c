@@ -260,6 +260,9 @@ static int print_prometheus(inventory *inv, const tl_report *tl, uint32_t maxtli
         json_decref(m);
         free(vbuf);
     }
+    metric("ragsafe_damaged_objects", "gauge",
+           "Objects the inventory found damaged and left out (backup.json, history files).");
+    printf("ragsafe_damaged_objects{%s} %zu\n", repo_label, inv->ndamaged);
     metric("ragsafe_repository_bytes", "gauge", "Bytes stored in the repository.");
     printf("ragsafe_repository_bytes{%s} %" PRIu64 "\n", repo_label, repo_bytes);
     return 0;
@@ -483,6 +486,11 @@ int cmd_info(const pitr_opts *o)
                 printf("    restorable window: none (no backup with unbroken WAL)\n");
         }
     }
+    if (!j && inv.ndamaged) {
+        printf("\ndamaged objects (left out; run ragsafe-pitr verify): %zu\n", inv.ndamaged);
+        for (size_t i = 0; i < inv.ndamaged; i++)
+            printf("  %s: %s\n", inv.damaged[i].key, inv.damaged[i].why);
+    }
     int64_t age = newest ? (int64_t)time(NULL) - newest : -1;
     if (o->prometheus) {
         if (print_prometheus(&inv, tl, maxtli, newest) != 0)
@@ -500,6 +508,11 @@ int cmd_info(const pitr_opts *o)
                             newest_name[0] ? json_string(newest_name) : json_null());
         json_object_set_new(rpo, "age_seconds", age >= 0 ? json_integer(age) : json_null());
         json_object_set_new(j, "rpo", rpo);
+        json_t *jd = json_array();
+        for (size_t i = 0; i < inv.ndamaged; i++)
+            json_array_append_new(jd, json_pack("{s:s, s:s}", "key", inv.damaged[i].key, "why",
+                                                inv.damaged[i].why));
+        json_object_set_new(j, "damaged", jd);
         json_dumpf(j, stdout, JSON_INDENT(2));
         putchar('\n');
         jb = jt = NULL;

@@ -2,6 +2,7 @@
  * inventory.c -- what a repository holds: backups, WAL per timeline, history.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +74,26 @@ static int cmp_seg(const void *a, const void *b)
     return strcmp(x->key, y->key);
 }
 
+static int add_damaged(inventory *inv, const char *key, const char *why)
+{
+    damaged_obj *d = realloc(inv->damaged, (inv->ndamaged + 1) * sizeof(*d));
+    if (!d)
+        return log_error("out of memory");
+    inv->damaged = d;
+    d += inv->ndamaged++;
+    snprintf(d->key, sizeof(d->key), "%s", key);
+    snprintf(d->why, sizeof(d->why), "%s", why);
+    return 0;
+}
+
+static int backup_damaged(void *arg, const char *label, const char *why)
+{
+    char key[160];
+    snprintf(key, sizeof(key), "backups/%s/backup.json", label);
+    log_warning("backup %s is left out: %s", label, why);
+    return add_damaged(arg, key, why);
+}
+
 /*
  * inventory_load -- open the repository and read everything the subcommands plan
  * with. Fails (reported) on a missing repo.json: a directory that is not a
@@ -110,8 +131,17 @@ int inventory_load(inventory *inv, const char *repo_path)
         qsort(inv->others, inv->nothers, sizeof(*inv->others), cmp_seg);
     if (timeline_load(&inv->ts, inv->st) != 0)
         return -1;
-    if (backupinfo_list(inv->st, &inv->backups, &inv->nbackups) != 0)
-        return -1;
+    for (size_t i = 0; i < inv->ts.ndamaged; i++) {
+        char name[17], key[128];
+        walname_history(name, inv->ts.damaged[i].tli);
+        if (repo_wal_key(name, key, sizeof(key)) != 0)
+            snprintf(key, sizeof(key), "wal/%s", name);
+        if (add_damaged(inv, key, inv->ts.damaged[i].reason) != 0)
+            return -1;
+    }
+    r = backupinfo_list(inv->st, &inv->backups, &inv->nbackups, backup_damaged, inv);
+    if (r != 0)
+        return r == RS_MISMATCH ? RS_MISMATCH : -1;
     return 0;
 }
 
@@ -122,6 +152,7 @@ void inventory_release(inventory *inv)
     free(inv->segs);
     free(inv->others);
     timeline_set_release(&inv->ts);
+    free(inv->damaged);
     if (inv->r)
         repo_free(inv->r);
     memset(inv, 0, sizeof(*inv));
@@ -178,6 +209,29 @@ int inventory_path_end(const inventory *inv, const timeline_path *p, uint64_t *s
 void seg_name(const inventory *inv, char *out, uint32_t tli, uint64_t segno)
 {
     walname_format(out, tli, segno, inv->seg_size);
+}
+
+/*
+ * inventory_check_seg -- the segment (or .partial) stored as name must be that
+ * segment of this repository: its long page header against the name, repo.json's
+ * system identifier and segment size, and the name's timeline history
+ * (walpage_check, the same checks ragsafe-archive and ragsafe-restore make).
+ * raw_size: the object's length (0: not checked). 0 | RS_MISMATCH (reported).
+ */
+int inventory_check_seg(const inventory *inv, const char *name, const void *buf, size_t len,
+                        uint64_t raw_size)
+{
+    walpage_expect ex = {.sysid = inv->r->info.sysid, .seg_size = inv->seg_size,
+                         .file_size = raw_size, .check_tli = 1};
+    uint32_t tli;
+    char why[256];
+
+    if (walname_parse(name, inv->seg_size, &tli, NULL) == 0)
+        ex.history = timeline_history(&inv->ts, tli);
+    if (walpage_check(buf, len, name, &ex, NULL, why, sizeof(why)) == WALPAGE_OK)
+        return 0;
+    log_error("WAL segment \"%s\" is damaged: %s", name, why);
+    return RS_MISMATCH;
 }
 
 /*
@@ -345,6 +399,11 @@ int pitr_scan(inventory *inv, const timeline_path *p, uint64_t first_seg, walsca
             ret = r == RS_MISMATCH ? RS_MISMATCH : -1;
             goto out;
         }
+        if (inventory_check_seg(inv, name, buf, len, len) != 0) {
+            free(buf);
+            ret = RS_MISMATCH;
+            goto out;
+        }
         ctl->read_any = 1;
         ctl->last_seg = s;
         ctl->bytes += len;
@@ -352,7 +411,9 @@ int pitr_scan(inventory *inv, const timeline_path *p, uint64_t first_seg, walsca
         r = walscan_feed(ws, tli, s, buf, len);
         free(buf);
         if (r == -1) {
-            log_error("could not parse WAL segment \"%s\": %s", name, walscan_error(ws));
+            /* it passed its checksum, so it was archived like this: damage (exit 3) */
+            log_error("WAL segment \"%s\" is damaged: %s", name, walscan_error(ws));
+            ret = RS_MISMATCH;
             goto out;
         }
         if (r == WALSCAN_END) {

@@ -79,6 +79,13 @@ typedef struct wal_seg {
     char key[96];
 } wal_seg;
 
+/* An object judged damaged while loading the inventory (reported then): it is left
+ * out, everything else is used. */
+typedef struct damaged_obj {
+    char key[160];     /* its key in the repository */
+    char why[128];
+} damaged_obj;
+
 typedef struct inventory {
     repo *r;
     storage *st;
@@ -91,9 +98,13 @@ typedef struct inventory {
     size_t nothers;
     size_t nhistory;
     timeline_set ts;
+    damaged_obj *damaged;     /* backup.json and history files that could not be used */
+    size_t ndamaged;
 } inventory;
 
-/* 0 | RS_MISMATCH (reported: a key that does not fit the repository) | -1 (reported). */
+/* 0 | RS_MISMATCH (reported: repo.json damaged) | -1 (reported). A damaged backup.json
+ * or history file does not fail it: it is reported, listed in inv->damaged, and left
+ * out (a damaged backup is never planned with; a damaged timeline cannot be followed). */
 int inventory_load(inventory *inv, const char *repo_path);
 
 /* The exit status of a failed step: 3 for an integrity failure (RS_MISMATCH), else 1. */
@@ -108,6 +119,11 @@ uint64_t inventory_last_seg(const inventory *inv, uint32_t tli, uint64_t lo, uin
 /* Last segment on a path (the chosen timeline's file for each segment). */
 int inventory_path_end(const inventory *inv, const timeline_path *p, uint64_t *segno);
 void seg_name(const inventory *inv, char *out, uint32_t tli, uint64_t segno);
+/* The segment stored as name must be that segment of this repository (page header
+ * against name, repo.json and history; raw_size 0: length not checked).
+ * 0 | RS_MISMATCH (reported). */
+int inventory_check_seg(const inventory *inv, const char *name, const void *buf, size_t len,
+                        uint64_t raw_size);
 
 /* Walk records along path from segment first_seg on. cb as for walscan; it stops
  * the walk by returning non-zero (that value is returned). Reaching the end of the
@@ -171,6 +187,13 @@ typedef struct extract_stats {
     uint64_t stored;
     uint64_t bad;
 } extract_stats;
+
+/* backups/<label>/backup_manifest as restore and verify both accept it: present, the
+ * SHA-256 backup.json records, parses with its own checksum. On 0 the caller releases
+ * m and, when text is not NULL, frees *text (the manifest as stored, *len bytes).
+ * 0 | RS_MISMATCH (reported: missing or damaged) | -1 (reported: I/O). */
+int backup_manifest_load(storage *st, const backup_info *b, manifest *m, char **text,
+                         size_t *len);
 
 /* 0 | RS_MISMATCH (reported) | -1 (reported) */
 int extract_object(storage *st, const char *key, const extract_opts *eo, extract_stats *stats);

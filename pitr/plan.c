@@ -326,7 +326,7 @@ int plan_make(inventory *inv, const pitr_opts *o, plan *p)
         return RS_NOT_FOUND;
     }
     if (r != 0)
-        return -1;
+        return r == RS_MISMATCH ? RS_MISMATCH : -1; /* a damaged history on the path */
     if (!o->tli)
         latest_warnings(inv, p);
 

@@ -600,16 +600,9 @@ int cmd_restore(const pitr_opts *o)
         ts[k].moved = s == 2;
         nts = k + 1;
     }
-    snprintf(key, sizeof(key), "backups/%s/backup_manifest", b->label);
-    r = storage_get(inv.st, key, (size_t)1 << 30, &mtext, &mlen);
+    r = backup_manifest_load(inv.st, b, &m, &mtext, &mlen); /* the same checks as verify */
     if (r != 0) {
-        if (r == RS_NOT_FOUND)
-            log_error("backup %s has no backup_manifest", b->label);
-        ret = r == RS_NOT_FOUND || r == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
-        goto out;
-    }
-    if (manifest_parse(mtext, mlen, &m) != 0) {
-        ret = EXIT_INTEGRITY;
+        ret = pitr_status(r);
         goto out;
     }
     have_m = 1;

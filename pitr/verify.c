@@ -2,13 +2,18 @@
  * verify.c -- is everything in the repository intact and usable?
  *
  * 1. every WAL-archive object (segments, history, .partial, .backup) is read and
- *    its SHA-256 compared with its trailer;
+ *    its SHA-256 compared with its trailer; every segment's long page header must
+ *    name that segment of this repository (page address, segment size, system
+ *    identifier of repo.json, a timeline on the name's history), as ragsafe-restore
+ *    checks before it serves one;
  * 2. per timeline, every segment from the start of the oldest backup on its history
  *    to its last archived segment is present (the file PostgreSQL would read);
- * 3. every backup: backup_manifest parses (its own checksum), every stored file
- *    matches backup.json's digest, every tar entry matches backup_manifest and every
- *    manifest entry is in a tar.
- * Exit 0 only when all of it holds; 3 when something is missing or corrupt.
+ * 3. every backup, as restore reads it: backup_manifest matches backup.json's digest
+ *    and parses (its own checksum) (backup_manifest_load, shared with restore); base
+ *    and tablespace tars match backup.json's digests, every tar entry matches
+ *    backup_manifest and every manifest entry is in a tar.
+ * Exit 0 only when all of it holds; 3 when something is missing or damaged (even if
+ * reading something else failed too); 1 when only reading failed.
  */
 #include <inttypes.h>
 #include <jansson.h>
@@ -27,21 +32,43 @@ typedef struct vstats {
     int failed; /* operational failure (not integrity) */
 } vstats;
 
+/*
+ * verify_object -- read one WAL-archive object and check it against its trailer; a
+ * segment or .partial also against its name and the repository (its long page header:
+ * what ragsafe-restore would refuse). Damage is counted, never fatal.
+ */
 static int verify_object(inventory *inv, const char *key, vstats *v)
 {
-    char name[64];
-    zst_meta meta;
+    char name[64], *buf = NULL;
+    size_t len = 0;
+    walfile_kind kind;
+    int r;
+
     if (repo_wal_name_from_key(key, name, sizeof(name)) != 0)
         snprintf(name, sizeof(name), "%s", key);
-    int r = object_get_fd(inv->st, key, -1, &meta);
+    kind = walname_classify(name);
+    if (kind == WALFILE_SEGMENT || kind == WALFILE_PARTIAL)
+        r = object_get_buf(inv->st, key, (size_t)inv->seg_size + 1, &buf, &len, NULL);
+    else
+        r = object_get_fd(inv->st, key, -1, NULL);
     v->objects++;
+    if (r == 0 && buf && inventory_check_seg(inv, name, buf, len, len) != 0) {
+        v->bad_objects++; /* reported */
+        r = 0;
+    }
+    free(buf);
     if (r == 0)
         return 0;
-    v->bad_objects++;
-    if (r == RS_NOT_FOUND)
+    if (r == RS_NOT_FOUND) {
         log_error("WAL file \"%s\" disappeared while verifying", name);
-    else
-        log_error("WAL file \"%s\" is corrupt or unreadable", name);
+        v->bad_objects++;
+    } else if (r == RS_MISMATCH) {
+        log_error("WAL file \"%s\" is corrupt", name);
+        v->bad_objects++;
+    } else {
+        log_error("could not read WAL file \"%s\"", name); /* I/O: the run fails, exit 1 */
+        v->failed = 1;
+    }
     return 0;
 }
 
@@ -56,6 +83,9 @@ static int hist_cb(void *arg, const char *key, int64_t size, int64_t mtime)
     char name[64];
     (void)size;
     (void)mtime;
+    for (size_t i = 0; i < h->inv->ndamaged; i++)
+        if (strcmp(h->inv->damaged[i].key, key) == 0)
+            return 0; /* reported and counted already */
     if (repo_wal_name_from_key(key, name, sizeof(name)) == 0 &&
         walname_classify(name) == WALFILE_HISTORY)
         verify_object(h->inv, key, h->v);
@@ -121,38 +151,79 @@ static const backup_file *find_file(const backup_info *b, const char *name)
     return NULL;
 }
 
+/*
+ * backup_manifest_load -- see pitr.h. Restore and verify both load a backup's
+ * manifest through here, so they accept and refuse the same ones.
+ */
+int backup_manifest_load(storage *st, const backup_info *b, manifest *m, char **textp,
+                         size_t *lenp)
+{
+    char key[512], *text = NULL;
+    size_t len = 0;
+    uint8_t d[SHA256_LEN];
+    const backup_file *bf = find_file(b, "backup_manifest");
+    int r, ret = -1;
+
+    memset(m, 0, sizeof(*m));
+    snprintf(key, sizeof(key), "backups/%s/backup_manifest", b->label);
+    r = storage_get(st, key, (size_t)1 << 30, &text, &len);
+    if (r == RS_NOT_FOUND) {
+        log_error("backup %s: backup_manifest is missing", b->label);
+        return RS_MISMATCH;
+    }
+    if (r != 0)
+        return r == RS_MISMATCH ? RS_MISMATCH : -1;
+    if (!bf) { /* backupinfo_parse requires it: defensive */
+        log_error("backup %s: backup.json records no backup_manifest", b->label);
+        ret = RS_MISMATCH;
+        goto out;
+    }
+    if (sha256_buffer(text, len, d) != 0)
+        goto out;
+    if (memcmp(d, bf->sha256, SHA256_LEN) != 0) {
+        log_error("backup %s: checksum mismatch for backup_manifest (backup.json)", b->label);
+        ret = RS_MISMATCH;
+        goto out;
+    }
+    if (manifest_parse(text, len, m) != 0) {
+        log_error("backup %s: backup_manifest is invalid", b->label);
+        ret = RS_MISMATCH;
+        goto out;
+    }
+    ret = 0;
+    if (textp) {
+        *textp = text;
+        *lenp = len;
+        text = NULL;
+    }
+out:
+    free(text);
+    return ret;
+}
+
+/*
+ * verify_backup -- what restore reads, checked the way restore checks it: the
+ * manifest (backup_manifest_load), then base.tar.zst and each tablespace's tar from
+ * backup.json's "tablespaces" against backup.json's digests and the manifest, and no
+ * manifest entry left unseen. Damage counts the backup as damaged; an I/O failure
+ * makes the run fail (exit 1), not the backup.
+ */
 static void verify_backup(inventory *inv, const backup_info *b, vstats *v)
 {
     char key[512];
-    char *mtext = NULL;
-    size_t mlen = 0;
     manifest m;
     unsigned char *seen = NULL;
-    int bad = 0, have_m = 0;
+    int bad = 0, have_m = 0, r;
     extract_stats stats;
 
     memset(&stats, 0, sizeof(stats));
     v->backups++;
-    snprintf(key, sizeof(key), "backups/%s/backup_manifest", b->label);
-    int r = storage_get(inv->st, key, (size_t)1 << 30, &mtext, &mlen);
+    r = backup_manifest_load(inv->st, b, &m, NULL, NULL);
     if (r != 0) {
-        if (r == RS_NOT_FOUND)
-            log_error("backup %s: backup_manifest is missing", b->label);
-        bad = 1;
-        goto out;
-    }
-    const backup_file *bf = find_file(b, "backup_manifest");
-    if (bf) {
-        uint8_t d[SHA256_LEN];
-        if (sha256_buffer(mtext, mlen, d) != 0 || memcmp(d, bf->sha256, SHA256_LEN) != 0) {
-            log_error("backup %s: checksum mismatch for backup_manifest (backup.json)",
-                      b->label);
+        if (r == RS_MISMATCH)
             bad = 1;
-        }
-    }
-    if (manifest_parse(mtext, mlen, &m) != 0) {
-        log_error("backup %s: backup_manifest is invalid", b->label);
-        bad = 1;
+        else
+            v->failed = 1;
         goto out;
     }
     have_m = 1;
@@ -162,25 +233,21 @@ static void verify_backup(inventory *inv, const backup_info *b, vstats *v)
         v->failed = 1;
         goto out;
     }
-    for (size_t i = 0; i < b->nfiles; i++) {
-        const backup_file *f = &b->files[i];
-        size_t l = strlen(f->name);
-        if (l < 8 || strcmp(f->name + l - 8, ".tar.zst") != 0)
-            continue;
-        extract_opts eo = {.dest = NULL, .m = &m, .seen = seen, .stored_sha = f->sha256};
+    for (size_t i = 0; i <= b->ntablespaces; i++) {
+        const char *file = i == 0 ? "base.tar.zst" : b->tablespaces[i - 1].file;
+        const backup_file *f = find_file(b, file);
         char prefix[64] = "";
-        if (strcmp(f->name, "base.tar.zst") != 0) {
-            unsigned long oid = strtoul(f->name, NULL, 10);
-            snprintf(prefix, sizeof(prefix), "pg_tblspc/%lu/", oid);
-        }
-        eo.mprefix = prefix;
-        snprintf(key, sizeof(key), "backups/%s/%s", b->label, f->name);
+        if (i > 0)
+            snprintf(prefix, sizeof(prefix), "pg_tblspc/%u/", b->tablespaces[i - 1].oid);
+        extract_opts eo = {.dest = NULL, .m = &m, .mprefix = prefix, .seen = seen,
+                           .stored_sha = f ? f->sha256 : NULL};
+        snprintf(key, sizeof(key), "backups/%s/%s", b->label, file);
         r = extract_object(inv->st, key, &eo, &stats);
-        if (r == RS_MISMATCH)
+        if (r == RS_MISMATCH) {
             bad = 1;
-        else if (r != 0) {
-            bad = 1;
+        } else if (r != 0) {
             v->failed = 1;
+            goto out;
         }
     }
     v->files += stats.files;
@@ -194,13 +261,12 @@ out:
     if (bad) {
         v->bad_backups++;
         log_error("backup %s is damaged", b->label);
-    } else {
+    } else if (!v->failed) {
         log_info("backup %s: %" PRIu64 " files intact", b->label, stats.files);
     }
     if (have_m)
         manifest_release(&m);
     free(seen);
-    free(mtext);
 }
 
 /*
@@ -234,6 +300,14 @@ int cmd_verify(const pitr_opts *o)
         ret = pitr_status(lr);
         goto out;
     }
+    /* what inventory_load left out: damaged backup.json and history files */
+    for (size_t i = 0; i < inv.ndamaged; i++) {
+        log_error("\"%s\" is damaged: %s", inv.damaged[i].key, inv.damaged[i].why);
+        if (strncmp(inv.damaged[i].key, "backups/", 8) == 0)
+            v.bad_backups++;
+        else
+            v.bad_objects++;
+    }
     for (size_t i = 0; i < inv.nsegs; i++)
         verify_object(&inv, inv.segs[i].key, &v);
     for (size_t i = 0; i < inv.nothers; i++)
@@ -246,7 +320,8 @@ int cmd_verify(const pitr_opts *o)
         if (timeline_exists(&inv.ts, t))
             check_continuity(&inv, t, &v);
     for (size_t i = 0; i < inv.nsegs; i++)
-        if (!timeline_exists(&inv.ts, inv.segs[i].tli)) {
+        if (!timeline_exists(&inv.ts, inv.segs[i].tli) &&
+            !timeline_damaged(&inv.ts, inv.segs[i].tli)) {
             char name[WAL_NAME_LEN + 1];
             seg_name(&inv, name, inv.segs[i].tli, inv.segs[i].segno);
             log_error("WAL segment %s belongs to timeline %u, which has no history file", name,
@@ -268,6 +343,11 @@ int cmd_verify(const pitr_opts *o)
         json_object_set_new(j, "backups", json_integer((json_int_t)v.backups));
         json_object_set_new(j, "damaged_backups", json_integer((json_int_t)v.bad_backups));
         json_object_set_new(j, "backup_files", json_integer((json_int_t)v.files));
+        json_t *jd = json_array();
+        for (size_t i = 0; i < inv.ndamaged; i++)
+            json_array_append_new(jd, json_pack("{s:s, s:s}", "key", inv.damaged[i].key, "why",
+                                                inv.damaged[i].why));
+        json_object_set_new(j, "damaged", jd);
         json_dumpf(j, stdout, JSON_INDENT(2));
         putchar('\n');
         json_decref(j);

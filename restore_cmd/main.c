@@ -52,24 +52,66 @@ static void usage(FILE *out)
 }
 
 /*
- * restore_check_sysid -- a restored segment must come from the repository's cluster.
+ * restore_check_segment -- a restored segment (or .partial) must be the one its name
+ * says, of the repository's cluster: the long page header's system identifier,
+ * segment size, page address and timeline (the name's, or an ancestor's per the
+ * name's history file, fetched only then), and one segment long (walpage_check).
+ * A segment under another segment's name would end recovery early at "unexpected
+ * pageaddr" and promote. 0 | -1 reported.
  */
-int restore_check_sysid(int fd, const char *tmp, const char *name, const repo_info *info)
+int restore_check_segment(int fd, const char *tmp, const char *name, uint64_t raw_size,
+                          storage *st, const repo_info *info)
 {
     uint8_t page[WAL_LONG_HEADER_SIZE];
+    walpage_expect ex = {.sysid = info->sysid, .seg_size = info->seg_size,
+                         .file_size = raw_size, .check_tli = 1};
+    walhistory hist = {0};
     walpage_info h;
+    char why[256], hname[17], key[128], *text = NULL;
     ssize_t n = pread(fd, page, sizeof(page), 0);
-    int res;
+    size_t len;
+    uint32_t tli;
+    int res, ret = -1;
 
     if (n < 0)
         return log_errno("could not read \"%s\"", tmp);
-    res = walpage_parse(page, (size_t)n, &h);
-    if (res != WALPAGE_OK)
-        return log_error("stored \"%s\" is not a valid WAL segment (%s)", name, walpage_result_text(res));
-    if (h.sysid != info->sysid)
-        return log_error("stored \"%s\" comes from database system %" PRIu64 ", the repository belongs to %" PRIu64,
-                         name, h.sysid, info->sysid);
-    return 0;
+    res = walpage_check(page, (size_t)n, name, &ex, &h, why, sizeof(why));
+    if (res == WALPAGE_WRONG_TIMELINE &&
+        walname_parse(name, info->seg_size ? info->seg_size : h.seg_size, &tli, NULL) == 0 &&
+        h.tli < tli) {
+        /* the first segment of a timeline starts with an ancestor's pages */
+        walname_history(hname, tli);
+        if (repo_wal_key(hname, key, sizeof(key)) != 0)
+            goto bad;
+        int r = object_get_buf(st, key, 1 << 20, &text, &len, NULL);
+        if (r == RS_NOT_FOUND) {
+            log_error("stored \"%s\" holds pages of timeline %u, and the repository has no %s to "
+                      "tell whether that is an ancestor", name, h.tli, hname);
+            goto out;
+        }
+        if (r != 0) {
+            log_detail("while checking the timeline of \"%s\"", name);
+            goto out;
+        }
+        if (walhistory_parse(text, len, tli, &hist) != 0) {
+            log_error("could not parse \"%s\" from the repository (damaged)", hname);
+            goto out;
+        }
+        ex.history = &hist;
+        res = walpage_check(page, (size_t)n, name, &ex, &h, why, sizeof(why));
+    }
+bad:
+    if (res != WALPAGE_OK) {
+        log_error("stored \"%s\" is not that WAL segment: %s", name, why);
+        log_hint("the object is damaged or was stored under the wrong name; "
+                 "run ragsafe-pitr verify on the repository");
+        goto out;
+    }
+    ret = 0;
+out:
+    walhistory_release(&hist);
+    free(text);
+    return ret;
 }
 
 int main(int argc, char **argv)
@@ -194,7 +236,7 @@ int main(int argc, char **argv)
         goto out;
     }
     if ((kind == WALFILE_SEGMENT || kind == WALFILE_PARTIAL) &&
-        restore_check_sysid(fd, tmp, name, &r->info) != 0)
+        restore_check_segment(fd, tmp, name, meta.raw_size, r->st, &r->info) != 0)
         goto out;
     if (close(fd) != 0) {
         fd = -1;

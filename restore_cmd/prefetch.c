@@ -166,7 +166,7 @@ static void fetch_one(prefetch *p, repo *r, const char *name)
         return;
     ret = object_get_fd(r->st, key, fd, &m);
     if (ret == 0)
-        ret = restore_check_sysid(fd, tmp, name, &p->info);
+        ret = restore_check_segment(fd, tmp, name, m.raw_size, r->st, &p->info);
     if (close(fd) != 0)
         ret = -1;
     /* the verified digest first, then the file: a spooled file is never without it */

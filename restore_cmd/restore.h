@@ -6,7 +6,7 @@
  * asked for segment N, ragsafe-restore also fetches N+1 .. N+K of the same timeline
  * with up to PREFETCH_THREADS threads while the main thread fetches N, each into
  * pg_wal/ragsafe-prefetch/<name> (a temp name first, renamed only once the object's
- * SHA-256 and the segment's system identifier have been checked; <name>.sum records
+ * SHA-256 and the segment's page header have been checked; <name>.sum records
  * the digest and the file's identity: boot id, inode, size, mtime). When recovery then
  * asks for one of them, prefetch_take renames the spooled file onto %p and the call
  * returns 0 at once. A file that is not in the repository is simply not spooled (the
@@ -29,8 +29,10 @@
 #define PREFETCH_THREADS 8
 #define PREFETCH_DIR "ragsafe-prefetch"
 
-/* main.c: a restored segment must come from the repository's cluster. 0 | -1 reported. */
-int restore_check_sysid(int fd, const char *tmp, const char *name, const repo_info *info);
+/* main.c: a restored segment must be the one its name says, from the repository's
+ * cluster (page header against name, repository and history). 0 | -1 reported. */
+int restore_check_segment(int fd, const char *tmp, const char *name, uint64_t raw_size,
+                          storage *st, const repo_info *info);
 
 typedef struct prefetch prefetch;
 

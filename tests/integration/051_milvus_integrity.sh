@@ -160,7 +160,31 @@ is "verify with a damaged manifest exits 3" 3 $?
 ok "verify names the damaged manifest" grep -q 'a3.json.zst' "$T/v.err"
 exit_is "restore from a damaged manifest exits 3" 3 "$M" restore a3 --repo "$R" $(to "$T/fresh4") --assume-stopped
 exit_is "expire refuses while a manifest is unreadable" 1 "$M" expire --repo "$R" --keep-last 1
+# ... but it hides no good snapshot from list (issue 12)
+"$M" list --repo "$R" >"$T/l.out" 2>"$T/l.err"
+is "list with a damaged manifest exits 0" 0 $?
+ok "list still shows the good snapshot" grep -q '^old ' "$T/l.out"
+ok "list leaves the damaged one out" bash -c '! grep -q "^a3 " "$1"' _ "$T/l.out"
+ok "list names the damaged manifest" grep -q 'snapshot "a3" is left out' "$T/l.err"
 cp "$T/a3.good" "$R/milvus/snapshots/a3.json.zst"
+# a manifest whose file size does not match its object: restore would refuse it, so
+# verify must too (issue 12)
+mget a3 | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+m["label"] = "wsize"
+for v in m["volumes"]:
+    for e in v["entries"]:
+        if v["name"] == "etcd" and e["path"] == "member/snap/db":
+            e["size"] += 1
+json.dump(m, sys.stdout)' | mput wsize
+"$M" verify --repo "$R" >/dev/null 2>"$T/ws.err"
+is "verify of a manifest with a wrong file size exits 3" 3 $?
+ok "verify names the file and both sizes" grep -q 'snapshot "wsize": "etcd/member/snap/db" is [0-9]* bytes.* in the manifest, its object holds' "$T/ws.err"
+exit_is "verify of that one snapshot exits 3" 3 "$M" verify wsize --repo "$R"
+exit_is "restore of it exits 3 too" 3 "$M" restore wsize --repo "$R" $(to "$T/fresh5") --assume-stopped
+rm -f "$R/milvus/snapshots/wsize.json.zst"
+rm -rf "$T/fresh5"
 
 # --- the lock is shared with snapshot ------------------------------------------------------
 python3 -c 'import fcntl, sys, time

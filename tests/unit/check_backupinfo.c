@@ -33,8 +33,8 @@ static void sample(backup_info *bi, const char *label, uint64_t stop_lsn)
     bi->tablespaces[0].oid = 16384;
     bi->tablespaces[0].location = strdup("/srv/ts \"one\"");
     bi->tablespaces[0].file = strdup("16384.tar.zst");
-    bi->nfiles = 2;
-    bi->files = calloc(2, sizeof(*bi->files));
+    bi->nfiles = 3;
+    bi->files = calloc(3, sizeof(*bi->files));
     bi->files[0].name = strdup("base.tar.zst");
     bi->files[0].raw_bytes = 100;
     bi->files[0].stored_bytes = 10;
@@ -43,6 +43,10 @@ static void sample(backup_info *bi, const char *label, uint64_t stop_lsn)
     bi->files[1].raw_bytes = 7;
     bi->files[1].stored_bytes = 7;
     memset(bi->files[1].sha256, 0x01, SHA256_LEN);
+    bi->files[2].name = strdup("16384.tar.zst");
+    bi->files[2].raw_bytes = 9;
+    bi->files[2].stored_bytes = 8;
+    memset(bi->files[2].sha256, 0x02, SHA256_LEN);
 }
 
 START_TEST(test_roundtrip)
@@ -72,7 +76,7 @@ START_TEST(test_roundtrip)
     ck_assert_uint_eq(b.tablespaces[0].oid, 16384);
     ck_assert_str_eq(b.tablespaces[0].location, "/srv/ts \"one\"");
     ck_assert_str_eq(b.tablespaces[0].file, "16384.tar.zst");
-    ck_assert_uint_eq(b.nfiles, 2);
+    ck_assert_uint_eq(b.nfiles, 3);
     ck_assert_str_eq(b.files[0].name, "base.tar.zst");
     ck_assert_uint_eq(b.files[0].raw_bytes, 100);
     ck_assert_uint_eq(b.files[0].stored_bytes, 10);
@@ -136,6 +140,15 @@ static const struct {
     {"tablespaces", "[{\"oid\":1}]"},
     {"files", NULL},
     {"files", "[{\"name\":\"a\",\"raw_bytes\":1,\"stored_bytes\":1,\"sha256\":\"ab\"}]"},
+    /* an object restore reads without a digest to check it against */
+    {"files", "[{\"name\":\"base.tar.zst\",\"raw_bytes\":1,\"stored_bytes\":1,\"sha256\":"
+              "\"" "0000000000000000000000000000000000000000000000000000000000000000" "\"},"
+              "{\"name\":\"backup_manifest\",\"raw_bytes\":1,\"stored_bytes\":1,\"sha256\":"
+              "\"" "0000000000000000000000000000000000000000000000000000000000000000" "\"}]"},
+    {"files", "[{\"name\":\"16384.tar.zst\",\"raw_bytes\":1,\"stored_bytes\":1,\"sha256\":"
+              "\"" "0000000000000000000000000000000000000000000000000000000000000000" "\"},"
+              "{\"name\":\"backup_manifest\",\"raw_bytes\":1,\"stored_bytes\":1,\"sha256\":"
+              "\"" "0000000000000000000000000000000000000000000000000000000000000000" "\"}]"},
 };
 
 START_TEST(test_malformed)
@@ -179,6 +192,16 @@ static void put_info(storage *st, const char *dir, const char *label, uint64_t s
     backupinfo_release(&a);
 }
 
+static int damaged_seen;
+static int count_damaged(void *arg, const char *label, const char *why)
+{
+    (void)arg;
+    ck_assert(strcmp(label, "F") == 0 || strcmp(label, "H") == 0);
+    ck_assert_ptr_nonnull(why);
+    damaged_seen++;
+    return 0;
+}
+
 START_TEST(test_load_list)
 {
     storage *st = storage_open(tu_path("repo"), NULL, 1);
@@ -187,7 +210,7 @@ START_TEST(test_load_list)
 
     ck_assert_ptr_nonnull(st);
     /* empty repository */
-    ck_assert_int_eq(backupinfo_list(st, &list, &n), 0);
+    ck_assert_int_eq(backupinfo_list(st, &list, &n, NULL, NULL), 0);
     ck_assert_uint_eq(n, 0);
     backupinfo_list_free(list, n);
 
@@ -204,7 +227,7 @@ START_TEST(test_load_list)
     ck_assert_int_eq(backupinfo_load(st, "nope", &bi), RS_NOT_FOUND);
     ck_assert_int_eq(backupinfo_load(st, "E", &bi), RS_NOT_FOUND);
 
-    ck_assert_int_eq(backupinfo_list(st, &list, &n), 0);
+    ck_assert_int_eq(backupinfo_list(st, &list, &n, NULL, NULL), 0);
     ck_assert_uint_eq(n, 3);
     ck_assert_str_eq(list[0].label, "A");
     ck_assert_str_eq(list[1].label, "C");
@@ -212,14 +235,21 @@ START_TEST(test_load_list)
     backupinfo_list_free(list, n);
     backupinfo_list_free(NULL, 0);
 
-    /* a folder whose backup.json names another label is refused */
+    /* a folder whose backup.json names another label is damaged */
     put_info(st, "F", "G", 0x7000000);
-    ck_assert_int_eq(backupinfo_load(st, "F", &bi), -1);
-    ck_assert_int_eq(backupinfo_list(st, &list, &n), -1);
+    ck_assert_int_eq(backupinfo_load(st, "F", &bi), RS_MISMATCH);
+    ck_assert_int_eq(backupinfo_list(st, &list, &n, NULL, NULL), RS_MISMATCH);
 
-    /* a corrupt backup.json fails the load, not silently skipped */
+    /* a corrupt backup.json is damage, not silently skipped */
     ck_assert_int_eq(storage_put(st, "backups/H/backup.json", "{", 1, 0), 0);
-    ck_assert_int_eq(backupinfo_load(st, "H", &bi), -1);
+    ck_assert_int_eq(backupinfo_load(st, "H", &bi), RS_MISMATCH);
+
+    /* with a callback each damaged one is reported alone and the rest listed */
+    damaged_seen = 0;
+    ck_assert_int_eq(backupinfo_list(st, &list, &n, count_damaged, NULL), 0);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_int_eq(damaged_seen, 2);
+    backupinfo_list_free(list, n);
     storage_free(st);
 }
 END_TEST

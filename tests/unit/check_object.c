@@ -279,14 +279,15 @@ START_TEST(test_corrupt_trailer)
     corrupt(KEY, -(ZST_TRAILER_SIZE - 16)); /* the size field */
     ck_assert_int_eq(object_get_fd(st, KEY, -1, NULL), RS_MISMATCH);
     corrupt(KEY, -(ZST_TRAILER_SIZE - 16));
-    corrupt(KEY, -(ZST_TRAILER_SIZE - 8)); /* "RGSF": no trailer */
-    ck_assert_int_eq(object_get_fd(st, KEY, -1, NULL), -1);
+    corrupt(KEY, -(ZST_TRAILER_SIZE - 8)); /* "RGSF": no trailer: damage, not I/O */
+    ck_assert_int_eq(object_get_fd(st, KEY, -1, NULL), RS_MISMATCH);
     ck_assert_int_eq(object_meta(st, KEY, &m), -1);
     free(data);
 }
 END_TEST
 
-/* A truncated stored object, and one that is not an object at all. */
+/* A truncated stored object, and one that is not an object at all: damage
+ * (RS_MISMATCH, exit 3 in every tool), not an I/O failure. */
 START_TEST(test_truncated_and_foreign)
 {
     size_t len = 100000;
@@ -299,16 +300,16 @@ START_TEST(test_truncated_and_foreign)
     ck_assert_int_eq(storage_stat(st, KEY, &size, NULL), 0);
     snprintf(path, sizeof(path), "%s/%s", storage_location(st), KEY);
     ck_assert_int_eq(truncate(path, size - 1), 0);
-    ck_assert_int_eq(object_get_fd(st, KEY, -1, NULL), -1);
+    ck_assert_int_eq(object_get_fd(st, KEY, -1, NULL), RS_MISMATCH);
     ck_assert_int_eq(object_meta(st, KEY, &m), -1);
     ck_assert_int_eq(truncate(path, size / 2), 0);
-    ck_assert_int_eq(object_get_fd(st, KEY, -1, NULL), -1);
+    ck_assert_int_eq(object_get_fd(st, KEY, -1, NULL), RS_MISMATCH);
 
     ck_assert_int_eq(storage_put(st, "plain", "not zstd at all", 15, 0), 0);
-    ck_assert_int_eq(object_get_fd(st, "plain", -1, NULL), -1);
+    ck_assert_int_eq(object_get_fd(st, "plain", -1, NULL), RS_MISMATCH);
     ck_assert_int_eq(object_meta(st, "plain", &m), -1);
     ck_assert_int_eq(storage_put(st, "empty", "", 0, 0), 0);
-    ck_assert_int_eq(object_get_fd(st, "empty", -1, NULL), -1);
+    ck_assert_int_eq(object_get_fd(st, "empty", -1, NULL), RS_MISMATCH);
     ck_assert_int_eq(object_meta(st, "empty", &m), -1);
     free(data);
 }

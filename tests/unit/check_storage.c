@@ -478,6 +478,34 @@ START_TEST(test_remove)
 }
 END_TEST
 
+/* A removal killed after hiding its folder: the next sweep removes the leftover, and
+ * nothing else. */
+START_TEST(test_sweep_deleting)
+{
+    char path[PATH_MAX];
+    size_t n = 99;
+    struct stat sb;
+
+    put_str("backups/L/backup.json", "{}");
+    snprintf(path, sizeof(path), "%s/backups/.hidden-file", storage_location(st));
+    ck_assert_int_eq(durable_write_file(path, "x", 1, 0600, 0), 0);
+    snprintf(path, sizeof(path), "%s/backups/.K.deleting/sub", storage_location(st));
+    ck_assert_int_eq(durable_mkdirs(path, 0700), 0);
+    snprintf(path, sizeof(path), "%s/backups/.K.deleting/sub/f", storage_location(st));
+    ck_assert_int_eq(durable_write_file(path, "data", 4, 0600, 0), 0);
+    ck_assert_int_eq(storage_sweep_deleting(st, "backups/", &n), 0);
+    ck_assert_uint_eq(n, 1);
+    snprintf(path, sizeof(path), "%s/backups/.K.deleting", storage_location(st));
+    ck_assert_int_ne(stat(path, &sb), 0);
+    ck_assert_int_eq(storage_stat(st, "backups/L/backup.json", NULL, NULL), 0);
+    snprintf(path, sizeof(path), "%s/backups/.hidden-file", storage_location(st));
+    ck_assert_int_eq(stat(path, &sb), 0);
+    ck_assert_int_eq(storage_sweep_deleting(st, "backups/", &n), 0);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(storage_sweep_deleting(st, "absent/", &n), 0);
+}
+END_TEST
+
 START_TEST(test_rename_prefix)
 {
     seen s;
@@ -648,6 +676,7 @@ static Suite *storage_suite(void)
     tcase_add_test(tc, test_read_tail);
     tcase_add_test(tc, test_list);
     tcase_add_test(tc, test_remove);
+    tcase_add_test(tc, test_sweep_deleting);
     tcase_add_loop_test(tc, test_rename_prefix, 0, 2);
     tcase_add_loop_test(tc, test_with_uring, 0, 2);
     suite_add_tcase(s, tc);

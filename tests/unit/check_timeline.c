@@ -3,7 +3,7 @@
  * (oldest first, switch points as step bounds), the file PostgreSQL reads for each
  * segment (the newest timeline that began at or before it), membership of
  * (timeline, LSN) points, "latest" probing, and loading history objects from a
- * posix repository (a corrupt one fails the load).
+ * posix repository (a damaged one is recorded, the rest still loads).
  */
 #include "testutil.h"
 #include "object.h"
@@ -121,7 +121,8 @@ START_TEST(test_load)
     ck_assert_uint_eq(ts.hist[0].entries[0].switchpoint, 0x5000100);
     timeline_set_release(&ts);
 
-    /* a corrupt history object fails the load */
+    /* a corrupt history object is judged alone: recorded as damaged, the load goes on,
+     * and that timeline cannot be followed */
     ck_assert_int_eq(repo_wal_key("00000002.history", key, sizeof(key)), 0);
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/%s", tu_path("repo"), key);
@@ -129,8 +130,23 @@ START_TEST(test_load)
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(pwrite(fd, "\x00\x01\x02", 3, 5), 3);
     close(fd);
+    /* and one that is intact but does not parse */
+    const char *bad3 = "garbage\n";
+    ck_assert_int_eq(repo_wal_key("00000003.history", key, sizeof(key)), 0);
+    ck_assert_int_eq(object_put_buf(st, key, bad3, strlen(bad3), NULL, 1, NULL), 0);
     timeline_set_init(&ts);
-    ck_assert_int_eq(timeline_load(&ts, st), -1);
+    ck_assert_int_eq(timeline_load(&ts, st), 0);
+    ck_assert_uint_eq(ts.n, 0);
+    ck_assert_uint_eq(ts.ndamaged, 2);
+    ck_assert_ptr_nonnull(timeline_damaged(&ts, 2));
+    ck_assert_ptr_nonnull(timeline_damaged(&ts, 3));
+    ck_assert_ptr_null(timeline_damaged(&ts, 1));
+    ck_assert_int_eq(timeline_exists(&ts, 2), 0);
+    ck_assert_uint_eq(timeline_latest(&ts, 1), 3); /* walks through: a plan meets them */
+    timeline_path p;
+    ck_assert_int_eq(timeline_get_path(&ts, 2, &p), RS_MISMATCH);
+    ck_assert_int_eq(timeline_get_path(&ts, 1, &p), 0);
+    timeline_path_release(&p);
     timeline_set_release(&ts);
     storage_free(st);
 }

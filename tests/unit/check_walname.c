@@ -427,13 +427,158 @@ END_TEST
 START_TEST(test_page_result_text)
 {
     int results[] = {WALPAGE_OK, WALPAGE_TRUNCATED, WALPAGE_BAD_MAGIC, WALPAGE_NOT_LONG,
-                     WALPAGE_BAD_SIZES};
+                     WALPAGE_BAD_SIZES, WALPAGE_BAD_NAME, WALPAGE_WRONG_SEG_SIZE,
+                     WALPAGE_WRONG_SYSID, WALPAGE_WRONG_SEGMENT, WALPAGE_WRONG_TIMELINE,
+                     WALPAGE_WRONG_FILE_SIZE};
 
     for (size_t i = 0; i < ARRAY_LEN(results); i++) {
         ck_assert_ptr_nonnull(walpage_result_text(results[i]));
         for (size_t j = 0; j < i; j++)
             ck_assert_str_ne(walpage_result_text(results[i]), walpage_result_text(results[j]));
     }
+}
+END_TEST
+
+/* ---- walpage_check: the header against the name and the repository ------------- */
+
+/* make_header's page: timeline 3, page address 0x16B3000000 = segment 0x16B3 of 16 MiB
+ * segments, named 00000003 00000016 000000B3. */
+#define CK_NAME "00000003000000160000" "00B3"
+#define CK_SYSID 7312345678901234567ull
+
+START_TEST(test_check_good)
+{
+    uint8_t buf[WAL_PAGE_SIZE];
+    walpage_expect ex = {.sysid = CK_SYSID, .seg_size = 16u << 20, .file_size = 16u << 20,
+                         .check_tli = 1};
+    walpage_info h;
+    char why[256];
+
+    make_header(buf, WAL_MAGIC_PG15, 0x0002, 16u << 20, 8192);
+    ck_assert_int_eq(walpage_check(buf, sizeof(buf), CK_NAME, &ex, &h, why, sizeof(why)),
+                     WALPAGE_OK);
+    ck_assert_uint_eq(h.tli, 3);
+    /* .partial of the same segment; zero fields are not checked */
+    ck_assert_int_eq(walpage_check(buf, sizeof(buf), CK_NAME ".partial", &ex, NULL, NULL, 0),
+                     WALPAGE_OK);
+    walpage_expect none = {0};
+    ck_assert_int_eq(walpage_check(buf, sizeof(buf), CK_NAME, &none, NULL, NULL, 0), WALPAGE_OK);
+    /* a parse failure is passed through */
+    ck_assert_int_eq(walpage_check(buf, 10, CK_NAME, &ex, NULL, why, sizeof(why)),
+                     WALPAGE_TRUNCATED);
+}
+END_TEST
+
+START_TEST(test_check_wrong_pageaddr)
+{
+    uint8_t buf[WAL_PAGE_SIZE];
+    walpage_expect ex = {.sysid = CK_SYSID, .seg_size = 16u << 20, .check_tli = 1};
+    char why[256];
+
+    make_header(buf, WAL_MAGIC_PG15, 0x0002, 16u << 20, 8192);
+    /* the next segment's name: a copy of B3 stored as B4 */
+    ck_assert_int_eq(walpage_check(buf, sizeof(buf), "00000003000000160000" "00B4", &ex, NULL,
+                                   why, sizeof(why)),
+                     WALPAGE_WRONG_SEGMENT);
+    ck_assert_ptr_nonnull(strstr(why, "16/B3000000"));
+    ck_assert_ptr_nonnull(strstr(why, "16/B4000000"));
+    /* the previous one, and a name that is no segment name */
+    ck_assert_int_eq(walpage_check(buf, sizeof(buf), "00000003000000160000" "00B2", &ex, NULL,
+                                   NULL, 0),
+                     WALPAGE_WRONG_SEGMENT);
+    ck_assert_int_eq(walpage_check(buf, sizeof(buf), "junk", &ex, NULL, why, sizeof(why)),
+                     WALPAGE_BAD_NAME);
+}
+END_TEST
+
+START_TEST(test_check_wrong_sysid)
+{
+    uint8_t buf[WAL_PAGE_SIZE];
+    walpage_expect ex = {.sysid = CK_SYSID + 1, .seg_size = 16u << 20, .check_tli = 1};
+    char why[256];
+
+    make_header(buf, WAL_MAGIC_PG15, 0x0002, 16u << 20, 8192);
+    ck_assert_int_eq(walpage_check(buf, sizeof(buf), CK_NAME, &ex, NULL, why, sizeof(why)),
+                     WALPAGE_WRONG_SYSID);
+    ck_assert_ptr_nonnull(strstr(why, "7312345678901234567"));
+    ck_assert_ptr_nonnull(strstr(why, "7312345678901234568"));
+}
+END_TEST
+
+START_TEST(test_check_wrong_seg_size)
+{
+    uint8_t buf[WAL_PAGE_SIZE];
+    walpage_expect ex = {.sysid = CK_SYSID, .seg_size = 64u << 20, .check_tli = 1};
+    char why[256];
+
+    make_header(buf, WAL_MAGIC_PG15, 0x0002, 16u << 20, 8192);
+    ck_assert_int_eq(walpage_check(buf, sizeof(buf), CK_NAME, &ex, NULL, why, sizeof(why)),
+                     WALPAGE_WRONG_SEG_SIZE);
+    ck_assert_ptr_nonnull(strstr(why, "16777216"));
+    /* the repository's size, but the file is not one segment long */
+    ex.seg_size = 16u << 20;
+    ex.file_size = 8192;
+    ck_assert_int_eq(walpage_check(buf, sizeof(buf), CK_NAME, &ex, NULL, why, sizeof(why)),
+                     WALPAGE_WRONG_FILE_SIZE);
+}
+END_TEST
+
+START_TEST(test_check_tli_ancestor)
+{
+    uint8_t buf[WAL_PAGE_SIZE];
+    walhistory h5;
+    const char *text = "1\t0/3000000\tno recovery target\n3\t16/B3800000\tbefore 2000-01-01\n";
+    walpage_expect ex = {.sysid = CK_SYSID, .seg_size = 16u << 20, .check_tli = 1};
+    char why[256];
+
+    make_header(buf, WAL_MAGIC_PG15, 0x0002, 16u << 20, 8192); /* page timeline 3 */
+    ck_assert_int_eq(walhistory_parse(text, strlen(text), 5, &h5), 0);
+    ex.history = &h5;
+    /* timeline 5's first segment begins with its ancestor 3's pages */
+    ck_assert_int_eq(walpage_check(buf, sizeof(buf), "00000005000000160000" "00B3", &ex, NULL,
+                                   why, sizeof(why)),
+                     WALPAGE_OK);
+    /* without the history no ancestor is accepted */
+    ex.history = NULL;
+    ck_assert_int_eq(walpage_check(buf, sizeof(buf), "00000005000000160000" "00B3", &ex, NULL,
+                                   why, sizeof(why)),
+                     WALPAGE_WRONG_TIMELINE);
+    /* nor with another timeline's history */
+    h5.tli = 6;
+    ex.history = &h5;
+    ck_assert_int_eq(walpage_check(buf, sizeof(buf), "00000005000000160000" "00B3", &ex, NULL,
+                                   NULL, 0),
+                     WALPAGE_WRONG_TIMELINE);
+    /* check_tli 0 (ragsafe-archive) takes any */
+    ex.check_tli = 0;
+    ex.history = NULL;
+    ck_assert_int_eq(walpage_check(buf, sizeof(buf), "00000005000000160000" "00B3", &ex, NULL,
+                                   NULL, 0),
+                     WALPAGE_OK);
+    walhistory_release(&h5);
+}
+END_TEST
+
+START_TEST(test_check_tli_unrelated)
+{
+    uint8_t buf[WAL_PAGE_SIZE];
+    walhistory h4;
+    const char *text = "1\t0/3000000\tx\n2\t16/B3800000\ty\n"; /* 4 <- 2 <- 1, not 3 */
+    walpage_expect ex = {.sysid = CK_SYSID, .seg_size = 16u << 20, .check_tli = 1};
+    char why[256];
+
+    make_header(buf, WAL_MAGIC_PG15, 0x0002, 16u << 20, 8192); /* page timeline 3 */
+    ck_assert_int_eq(walhistory_parse(text, strlen(text), 4, &h4), 0);
+    ex.history = &h4;
+    ck_assert_int_eq(walpage_check(buf, sizeof(buf), "00000004000000160000" "00B3", &ex, NULL,
+                                   why, sizeof(why)),
+                     WALPAGE_WRONG_TIMELINE);
+    ck_assert_ptr_nonnull(strstr(why, "timeline 3"));
+    /* a page of a later timeline under an older name */
+    ck_assert_int_eq(walpage_check(buf, sizeof(buf), "00000002000000160000" "00B3", &ex, NULL,
+                                   NULL, 0),
+                     WALPAGE_WRONG_TIMELINE);
+    walhistory_release(&h4);
 }
 END_TEST
 
@@ -560,6 +705,12 @@ static Suite *walname_suite(void)
     tcase_add_test(tc, test_page_not_long);
     tcase_add_test(tc, test_page_bad_sizes);
     tcase_add_test(tc, test_page_result_text);
+    tcase_add_test(tc, test_check_good);
+    tcase_add_test(tc, test_check_wrong_pageaddr);
+    tcase_add_test(tc, test_check_wrong_sysid);
+    tcase_add_test(tc, test_check_wrong_seg_size);
+    tcase_add_test(tc, test_check_tli_ancestor);
+    tcase_add_test(tc, test_check_tli_unrelated);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("history");
