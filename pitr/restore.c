@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -467,6 +468,288 @@ static int build_settings(const pitr_opts *o, const plan *p, const strbuf *cmd, 
     return 0;
 }
 
+/* pid_alive -- the process exists (ours or not). */
+static int pid_alive(pid_t pid)
+{
+    return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+/* read_small -- the first line (or the whole) of a small /proc or lock file. */
+static int read_small(const char *path, char *buf, size_t len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, len - 1);
+    close(fd);
+    if (n < 0)
+        return -1;
+    buf[n] = '\0';
+    return 0;
+}
+
+/*
+ * pid_is_postgres -- pid is alive and runs PostgreSQL (comm or exe "postgres" or
+ * "postmaster"). A reused PID of another program is not a server: a stale
+ * postmaster.pid does not block a restore. Without /proc an alive PID counts.
+ */
+static int pid_is_postgres(pid_t pid)
+{
+    char path[64], buf[PATH_MAX];
+
+    if (!pid_alive(pid))
+        return 0;
+    snprintf(path, sizeof(path), "/proc/%ld/comm", (long)pid);
+    if (read_small(path, buf, sizeof(buf)) != 0)
+        return access("/proc/self", F_OK) != 0;
+    if (strncmp(buf, "postgres", 8) == 0 || strncmp(buf, "postmaster", 10) == 0)
+        return 1;
+    snprintf(path, sizeof(path), "/proc/%ld/exe", (long)pid);
+    ssize_t n = readlink(path, buf, sizeof(buf) - 1);
+    if (n > 0) {
+        buf[n] = '\0';
+        const char *base = strrchr(buf, '/') ? strrchr(buf, '/') + 1 : buf;
+        return strcmp(base, "postgres") == 0 || strcmp(base, "postmaster") == 0;
+    }
+    return 0;
+}
+
+/* ppid_of -- the parent PID from /proc/PID/stat; 0 when unknown. */
+static pid_t ppid_of(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    if (read_small(path, buf, sizeof(buf)) != 0)
+        return 0;
+    const char *p = strrchr(buf, ')'); /* comm may hold spaces */
+    char st;
+    long pp;
+    if (!p || sscanf(p + 1, " %c %ld", &st, &pp) != 2)
+        return 0;
+    return (pid_t)pp;
+}
+
+typedef struct live_server {
+    pid_t pid;
+    char datadir[PATH_MAX];
+    char how[4 * PATH_MAX];
+} live_server;
+
+/*
+ * find_live_server -- is DIR used by a running PostgreSQL server? As a data
+ * directory: its postmaster.pid names a live postgres process, or the socket lock
+ * file that postmaster.pid lists is held by one for this directory, or a postmaster
+ * has DIR as its working directory (postmaster.pid removed by hand). As a
+ * tablespace (is_ts): a running postmaster's pg_tblspc links to DIR.
+ * 1 found (*ls filled) | 0 none.
+ */
+static int find_live_server(const char *dir, int is_ts, live_server *ls)
+{
+    char path[PATH_MAX + 64], real[PATH_MAX];
+    memset(ls, 0, sizeof(*ls));
+
+    if (!is_ts) {
+        FILE *f;
+        snprintf(path, sizeof(path), "%s/postmaster.pid", dir);
+        if ((f = fopen(path, "re")) != NULL) {
+            char l[5][PATH_MAX];
+            int n = 0;
+            while (n < 5 && fgets(l[n], sizeof(l[n]), f)) {
+                l[n][strcspn(l[n], "\n")] = '\0';
+                n++;
+            }
+            fclose(f);
+            pid_t pid = n >= 1 ? (pid_t)atol(l[0]) : 0;
+            if (pid < 0)
+                pid = -pid; /* a single-user backend writes -PID */
+            if (pid_is_postgres(pid)) {
+                ls->pid = pid;
+                snprintf(ls->datadir, sizeof(ls->datadir), "%s", dir);
+                snprintf(ls->how, sizeof(ls->how), "its postmaster.pid names PID %ld, alive",
+                         (long)pid);
+                return 1;
+            }
+            if (n >= 5 && l[4][0]) {
+                char lock[2 * PATH_MAX + 32], lb[2 * PATH_MAX];
+                snprintf(lock, sizeof(lock), "%s/.s.PGSQL.%s.lock", l[4], l[3]);
+                if (read_small(lock, lb, sizeof(lb)) == 0) {
+                    char *nl = strchr(lb, '\n');
+                    pid_t lp = (pid_t)atol(lb);
+                    char *ld = nl ? nl + 1 : NULL;
+                    if (ld)
+                        ld[strcspn(ld, "\n")] = '\0';
+                    if (pid_is_postgres(lp) && ld && strcmp(ld, dir) == 0) {
+                        ls->pid = lp;
+                        snprintf(ls->datadir, sizeof(ls->datadir), "%s", dir);
+                        snprintf(ls->how, sizeof(ls->how),
+                                 "the socket lock file \"%s\" is held by PID %ld", lock, (long)lp);
+                        return 1;
+                    }
+                }
+            }
+        }
+    }
+    if (!realpath(dir, real))
+        return 0;
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    int found = 0;
+    while (d && !found && (de = readdir(d)) != NULL) {
+        char cwd[PATH_MAX];
+        pid_t pid = (pid_t)atol(de->d_name);
+        if (pid <= 0 || !pid_is_postgres(pid) || pid_is_postgres(ppid_of(pid)))
+            continue; /* postmasters only: their children share the cwd */
+        snprintf(path, sizeof(path), "/proc/%ld/cwd", (long)pid);
+        ssize_t n = readlink(path, cwd, sizeof(cwd) - 1);
+        if (n <= 0)
+            continue;
+        cwd[n] = '\0';
+        if (!is_ts) {
+            if (strcmp(cwd, real) == 0) {
+                found = 1;
+                snprintf(ls->how, sizeof(ls->how), "postmaster PID %ld runs in it", (long)pid);
+            }
+        } else {
+            char tsd[PATH_MAX + 64];
+            snprintf(tsd, sizeof(tsd), "/proc/%ld/cwd/pg_tblspc", (long)pid);
+            DIR *t = opendir(tsd);
+            struct dirent *te;
+            while (t && !found && (te = readdir(t)) != NULL) {
+                char link[PATH_MAX + 400], target[PATH_MAX];
+                if (te->d_name[0] == '.')
+                    continue;
+                snprintf(link, sizeof(link), "%s/%s", tsd, te->d_name);
+                if (realpath(link, target) && strcmp(target, real) == 0) {
+                    found = 1;
+                    snprintf(ls->how, sizeof(ls->how), "it is tablespace %s of postmaster PID %ld",
+                             te->d_name, (long)pid);
+                }
+            }
+            if (t)
+                closedir(t);
+        }
+        if (found) {
+            ls->pid = pid;
+            snprintf(ls->datadir, sizeof(ls->datadir), "%s", cwd);
+        }
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/*
+ * refuse_if_live -- report and return -1 when a running server uses dir (what: "data
+ * directory", "tablespace directory"); 0 when none does.
+ */
+static int refuse_if_live(const char *dir, const char *what, int is_ts)
+{
+    live_server ls;
+    if (!find_live_server(dir, is_ts, &ls))
+        return 0;
+    log_error("%s \"%s\" is in use by a running PostgreSQL server (PID %ld): not restoring "
+              "over it", what, dir, (long)ls.pid);
+    log_detail("%s; nothing was moved or written", ls.how);
+    log_hint("stop that server first, as its owner: pg_ctl -D %s stop (or restore into "
+             "another directory)", ls.datadir);
+    return -1;
+}
+
+/* mib -- bytes as MiB for messages. */
+static double mib(uint64_t b)
+{
+    return (double)b / (1024.0 * 1024.0);
+}
+
+/*
+ * check_space -- before the first write: does each destination file system have
+ * room for what goes there (the manifest's file sizes per destination, plus the WAL
+ * the plan needs in pg_wal, plus 5 % and 64 MiB)? Destinations on one file system
+ * add up. 0 | -1 reported, naming what is needed, available and missing.
+ */
+static int check_space(const char *pgdata, const ts_dest *ts, size_t nts, const manifest *m,
+                       uint64_t wal)
+{
+    struct dest {
+        const char *dir;
+        uint64_t need;
+        dev_t dev;
+        uint64_t avail;
+        char at[PATH_MAX];
+    } *d = calloc(nts + 1, sizeof(*d));
+    int ret = -1;
+
+    if (!d)
+        return log_error("out of memory");
+    d[0].dir = pgdata;
+    d[0].need = wal;
+    for (size_t i = 0; i < m->nfiles; i++) {
+        size_t k = 0;
+        for (size_t t = 0; t < nts && k == 0; t++) {
+            char prefix[64];
+            int pl = snprintf(prefix, sizeof(prefix), "pg_tblspc/%u/", ts[t].oid);
+            if (strncmp(m->files[i].path, prefix, (size_t)pl) == 0)
+                k = t + 1;
+        }
+        d[k].need += m->files[i].size;
+    }
+    for (size_t k = 0; k <= nts; k++) {
+        struct stat sb;
+        struct statvfs vfs;
+        if (k > 0)
+            d[k].dir = ts[k - 1].dir;
+        /* the nearest existing ancestor: where the directory will be created */
+        snprintf(d[k].at, sizeof(d[k].at), "%s", d[k].dir);
+        while (stat(d[k].at, &sb) != 0) {
+            char *slash = strrchr(d[k].at, '/');
+            if (errno != ENOENT || !slash) {
+                log_errno("could not stat \"%s\"", d[k].at);
+                goto out;
+            }
+            if (slash == d[k].at)
+                slash[1] = '\0';
+            else
+                *slash = '\0';
+        }
+        if (statvfs(d[k].at, &vfs) != 0) {
+            log_errno("could not read the free space of \"%s\"", d[k].at);
+            goto out;
+        }
+        d[k].dev = sb.st_dev;
+        d[k].avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    }
+    for (size_t k = 0; k <= nts; k++) {
+        uint64_t need = 0, data = 0;
+        int first = 1;
+        for (size_t j = 0; j <= nts; j++)
+            if (d[j].dev == d[k].dev) {
+                first &= j >= k;
+                data += d[j].need;
+            }
+        if (!first)
+            continue; /* this file system was counted with an earlier destination */
+        need = data + data / 20 + ((uint64_t)64 << 20);
+        log_debug("space on \"%s\": need %llu, available %llu bytes", d[k].at,
+                  (unsigned long long)need, (unsigned long long)d[k].avail);
+        if (need > d[k].avail) {
+            log_error("not enough space for the restore on the file system of \"%s\": need "
+                      "%.1f MiB, available %.1f MiB, missing %.1f MiB", d[k].dir, mib(need),
+                      mib(d[k].avail), mib(need - d[k].avail));
+            log_detail("the backup's files%s (%.1f MiB) plus the WAL recovery needs in pg_wal "
+                       "(%.1f MiB) plus a margin of 5 %% and 64 MiB; nothing was written",
+                       nts ? " for the destinations on this file system" : "", mib(data - (d[0].dev == d[k].dev ? wal : 0)),
+                       d[0].dev == d[k].dev ? mib(wal) : 0.0);
+            log_hint("free %.1f MiB on \"%s\", or restore elsewhere (--pgdata, --tablespace-map)",
+                     mib(need - d[k].avail), d[k].at);
+            goto out;
+        }
+    }
+    ret = 0;
+out:
+    free(d);
+    return ret;
+}
+
 static const backup_file *find_file(const backup_info *b, const char *name)
 {
     for (size_t i = 0; i < b->nfiles; i++)
@@ -602,6 +885,10 @@ int cmd_restore(const pitr_opts *o)
     state = dir_state(pgdata);
     if (state < 0)
         goto out;
+    /* never over a running server, --force or not (the moved-aside live directory
+     * would be wrecked by the server writing into its replacement) */
+    if (state == 2 && refuse_if_live(pgdata, "data directory", 0) != 0)
+        goto out;
     if (state == 2 && !o->force) {
         log_error("data directory \"%s\" is not empty", pgdata);
         log_hint("use --force to move its contents aside to \"%s.ragsafe-old-TIME\"", pgdata);
@@ -642,6 +929,8 @@ int cmd_restore(const pitr_opts *o)
         int s = dir_state(ts[k].dir);
         if (s < 0)
             goto out;
+        if (s == 2 && refuse_if_live(ts[k].dir, "tablespace directory", 1) != 0)
+            goto out;
         if (s == 2 && !o->force) {
             log_error("tablespace directory \"%s\" (tablespace %u) is not empty", ts[k].dir,
                       ts[k].oid);
@@ -669,6 +958,8 @@ int cmd_restore(const pitr_opts *o)
         log_error("out of memory");
         goto out;
     }
+    if (check_space(pgdata, ts, nts, &m, p.wal_raw) != 0)
+        goto out;
 
     /* from here on we write */
     started_writing = 1;

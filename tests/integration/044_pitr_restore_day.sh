@@ -3,6 +3,9 @@
 # cluster or the repository, and it restores where and how the DBA asks.
 #   - a backup whose postgresql.auto.conf was emptied, and one where it was removed:
 #     the restored copy starts and reaches its target (the file is whole, no garbage);
+#   - over a running server (with and without --force): refused naming the PID and
+#     pg_ctl stop, nothing moved; the server still checkpoints and restarts;
+#   - a target file system too small (tmpfs): refused before writing, naming the sizes;
 source "$(dirname "$0")/lib.sh"
 t_init
 
@@ -59,5 +62,40 @@ for c in "empty|$L1|$C1|b_empty" "missing|$L2|$C2|b_missing"; do
     pg_stop "$name" >/dev/null 2>&1
     rm -rf "${T:?}/$name"
 done
+
+# --- 2. never over a running server -------------------------------------------------
+SRCPID=$(head -1 "$T/src/postmaster.pid")
+before=$(cd "$T" && ls -a; ls -a src)
+for f in "" --force; do
+    out=$("$PITR" restore --repo "$REPO" --pgdata "$T/src" --target-latest $f 2>&1); rc=$?
+    is "restore ${f:-(no --force)} over the running primary: exit 1" 1 "$rc"
+    ok "... names the PID" grep -q "is in use by a running PostgreSQL server (PID $SRCPID)" <<<"$out"
+    ok "... says how to stop it" grep -q "pg_ctl -D $T/src stop" <<<"$out"
+done
+echo "$out" | sed 's/^/#   /'
+ok "nothing moved aside" bash -c "! ls -d '$T'/src.ragsafe-old-* 2>/dev/null"
+is "nothing moved or written" "$before" "$(cd "$T" && ls -a; ls -a src)"
+ok "the primary still checkpoints" pg_sql src "checkpoint"
+ok "the primary stops" pg_stop src
+ok "the primary starts again" pg_start src
+ok "and answers" pg_wait_for src "select count(*) from t" "$(pg_sql src 'select count(*) from t' 2>/dev/null || echo x)"
+
+# --- 3. free space --------------------------------------------------------------------
+mkdir -p "$T/fs"
+mount -t tmpfs -o size=24m,mode=0755 tmpfs "$T/fs" || { fail "mount a tmpfs"; t_done; exit 1; }
+t_on_exit "umount '$T/fs'"
+mkdir "$T/fs/empty" && chown postgres: "$T/fs" "$T/fs/empty"
+for d in "$T/fs/r" "$T/fs/empty"; do
+    out=$("$PITR" restore --repo "$REPO" --pgdata "$d" --target-latest 2>&1); rc=$?
+    is "restore into a 24 MiB file system ($d): exit 1" 1 "$rc"
+    ok "... names need, available and missing" grep -Eq "not enough space .*need [0-9.]+ MiB, available 2[0-9.]+ MiB, missing [0-9.]+ MiB" <<<"$out"
+done
+echo "$out" | sed 's/^/#   /'
+is "nothing written on the small file system" "empty" "$(ls "$T/fs")"
+is "the empty target stays empty" "" "$(ls -A "$T/fs/empty")"
+mount -o remount,size=300m "$T/fs" || fail "grow the tmpfs"
+"$PITR" restore --repo "$REPO" --pgdata "$T/fs/r" --target-latest >"$T/fs.out" 2>&1
+is "with room the restore exits 0" 0 "$?"
+rm -rf "${T:?}/fs/r"
 
 t_done
