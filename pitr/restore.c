@@ -245,16 +245,56 @@ static void tail_log(const char *path)
     }
 }
 
+static int pid_alive(pid_t pid);
+
 typedef struct start_result {
     char replay_ts[64];
     char replay_lsn[32];
-    int promoted, paused, shutdown;
+    int promoted, paused, shutdown, standby;
     double seconds;
 } start_result;
 
 /*
- * start_and_follow -- pg_ctl start as the owner, then poll over libpq until recovery
- * stops as asked (promoted / paused / shut down). 0 | -1 reported.
+ * fatal_lines -- FATAL / PANIC lines the server wrote into its log after offset;
+ * report them as detail lines when report. Their count.
+ */
+static int fatal_lines(const char *logf, long offset, int report)
+{
+    FILE *f = fopen(logf, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0;
+
+    if (!f)
+        return 0;
+    if (offset > 0)
+        fseek(f, offset, SEEK_SET);
+    while (getline(&line, &cap, f) >= 0) {
+        if (!strstr(line, "FATAL:") && !strstr(line, "PANIC:"))
+            continue;
+        if (report && n < 10) {
+            line[strcspn(line, "\n")] = '\0';
+            log_detail("%s", line);
+        }
+        n++;
+    }
+    free(line);
+    fclose(f);
+    return n;
+}
+
+static long file_size(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (long)sb.st_size : 0;
+}
+
+/*
+ * start_and_follow -- pg_ctl start as the owner, then watch postmaster.pid and the
+ * postmaster PID, and poll over libpq until recovery stops as asked (promoted /
+ * paused / shut down; a standby: once it accepts connections). A server that exits
+ * (FATAL/PANIC in its log, postmaster gone) is reported at once with those lines.
+ * 0 | -1 reported.
  */
 static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, gid_t gid,
                             const char *user, start_result *res)
@@ -269,6 +309,7 @@ static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, g
     snprintf(pg_ctl, sizeof(pg_ctl), "%s/pg_ctl", bin);
     snprintf(logf, sizeof(logf), "%s/ragsafe-start.log", pgdata);
     snprintf(pidf, sizeof(pidf), "%s/postmaster.pid", pgdata);
+    long log_off = file_size(logf); /* lines before this are not this start's */
     char *argv[] = {pg_ctl, "-D", (char *)pgdata, "-l", logf, "-W", "start", NULL};
     log_info("starting the server: %s -D %s -l %s start", pg_ctl, pgdata, logf);
     int st = run_as(uid, gid, user, argv);
@@ -278,42 +319,49 @@ static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, g
         return -1;
     }
     int seen_pid = 0;
+    pid_t pm = 0;
     while (now_seconds() - t0 < (double)o->timeout) {
-        usleep(300 * 1000);
+        usleep(200 * 1000);
         FILE *pf = fopen(pidf, "r");
-        if (!pf) {
-            if (!seen_pid && now_seconds() - t0 < 30)
-                continue;
-            if (strcmp(o->action, "shutdown") == 0 && seen_pid) {
+        char l[6][PATH_MAX];
+        int n = 0;
+        if (pf) {
+            while (n < 6 && fgets(l[n], sizeof(l[n]), pf)) {
+                l[n][strcspn(l[n], "\n")] = '\0';
+                n++;
+            }
+            fclose(pf);
+            if (n >= 1 && atol(l[0]) > 0)
+                pm = (pid_t)atol(l[0]);
+        }
+        int gone = pm > 0 ? !pid_alive(pm) : !pf;
+        if (gone) {
+            if (seen_pid && strcmp(o->action, "shutdown") == 0 && !o->standby &&
+                fatal_lines(logf, log_off, 0) == 0) {
                 res->shutdown = 1;
                 ret = 0;
                 goto out;
             }
-            log_error("the server stopped during recovery");
+            if (fatal_lines(logf, log_off, 0) > 0) {
+                /* the postmaster is gone and said why: report it now */
+                log_error(seen_pid ? "the server stopped during recovery (postmaster PID %ld "
+                                     "exited)"
+                                   : "the server did not start%.0ld",
+                          (long)pm);
+                fatal_lines(logf, log_off, 1);
+                log_detail("server log: \"%s\"", logf);
+                goto out;
+            }
+            if (!seen_pid && now_seconds() - t0 < 30)
+                continue;
+            log_error(seen_pid ? "the server stopped during recovery"
+                               : "the server did not start within 30 s");
             tail_log(logf);
             goto out;
         }
-        char l[6][PATH_MAX];
-        int n = 0;
-        while (n < 6 && fgets(l[n], sizeof(l[n]), pf)) {
-            l[n][strcspn(l[n], "\n")] = '\0';
-            n++;
-        }
-        fclose(pf);
         if (n < 5)
             continue;
         seen_pid = 1;
-        pid_t pid = (pid_t)atol(l[0]);
-        if (pid > 0 && kill(pid, 0) != 0 && errno == ESRCH) {
-            if (strcmp(o->action, "shutdown") == 0) {
-                res->shutdown = 1;
-                ret = 0;
-                goto out;
-            }
-            log_error("the server stopped during recovery");
-            tail_log(logf);
-            goto out;
-        }
         if (!conn) {
             char ci[PATH_MAX * 3];
             const char *host = l[4][0] ? l[4] : (n >= 6 && l[5][0] && strcmp(l[5], "*") != 0
@@ -344,6 +392,11 @@ static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, g
         snprintf(res->replay_ts, sizeof(res->replay_ts), "%s", PQgetvalue(r, 0, 2));
         snprintf(res->replay_lsn, sizeof(res->replay_lsn), "%s", PQgetvalue(r, 0, 3));
         PQclear(r);
+        if (o->standby && in_rec) {
+            res->standby = 1;
+            ret = 0;
+            goto out;
+        }
         if (!in_rec) {
             res->promoted = 1;
             ret = 0;
@@ -364,6 +417,10 @@ out:
     return ret;
 }
 
+/*
+ * move_aside -- rename dir to DIR.ragsafe-old-TIME (with -2, -3 ... when that name
+ * is taken: two restores in one second, or a name left from before). 0 | -1 reported.
+ */
 static int move_aside(const char *dir, char *aside, size_t len)
 {
     char stamp[20];
@@ -371,11 +428,16 @@ static int move_aside(const char *dir, char *aside, size_t len)
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
-    int n = snprintf(aside, len, "%s.ragsafe-old-%s", dir, stamp);
-    if (n < 0 || (size_t)n >= len)
-        return log_error("path too long: \"%s\"", dir);
-    if (access(aside, F_OK) == 0)
-        return log_error("could not move \"%s\" aside: \"%s\" exists", dir, aside);
+    for (int i = 1;; i++) {
+        int n = i == 1 ? snprintf(aside, len, "%s.ragsafe-old-%s", dir, stamp)
+                       : snprintf(aside, len, "%s.ragsafe-old-%s-%d", dir, stamp, i);
+        if (n < 0 || (size_t)n >= len)
+            return log_error("path too long: \"%s\"", dir);
+        if (access(aside, F_OK) != 0 && errno == ENOENT)
+            break;
+        if (i >= 1000)
+            return log_error("could not move \"%s\" aside: \"%s\" exists", dir, aside);
+    }
     if (durable_rename(dir, aside) != 0)
         return -1;
     log_notice("moved the old contents of \"%s\" to \"%s\"", dir, aside);
@@ -383,13 +445,135 @@ static int move_aside(const char *dir, char *aside, size_t len)
 }
 
 /*
+ * check_restore_command -- run the written restore_command once, exactly as the
+ * server will (/bin/sh -c, in the data directory, as its owner), for seg, into a
+ * temp file in pg_wal that is removed afterwards. 0 | -1 reported with the
+ * command's exit status and stderr.
+ */
+static int check_restore_command(const char *pgdata, uid_t uid, gid_t gid, const char *user,
+                                 const char *cmd, const char *seg)
+{
+    char rel[64], abspath[PATH_MAX + 64];
+    strbuf line, err;
+    int pfd[2] = {-1, -1}, ret = -1, status = 0;
+    pid_t pid;
+
+    strbuf_init(&line);
+    strbuf_init(&err);
+    snprintf(rel, sizeof(rel), "pg_wal/ragsafe-check-%ld.tmp", (long)getpid());
+    snprintf(abspath, sizeof(abspath), "%s/%s", pgdata, rel);
+    for (const char *c = cmd; *c; c++) {
+        int r = 0;
+        if (c[0] == '%' && c[1] == 'f') {
+            r = strbuf_append(&line, seg);
+            c++;
+        } else if (c[0] == '%' && c[1] == 'p') {
+            r = strbuf_append(&line, rel);
+            c++;
+        } else if (c[0] == '%' && c[1] == '%') {
+            r = strbuf_append(&line, "%");
+            c++;
+        } else {
+            r = strbuf_appendn(&line, c, 1);
+        }
+        if (r != 0)
+            goto out;
+    }
+    log_info("checking the restore_command for %s: %s", seg, line.buf);
+    if (pipe2(pfd, O_CLOEXEC) != 0) {
+        log_errno("could not create a pipe");
+        goto out;
+    }
+    pid = fork();
+    if (pid < 0) {
+        log_errno("could not fork");
+        goto out;
+    }
+    if (pid == 0) {
+        if (chdir(pgdata) != 0) {
+            perror("ragsafe-pitr: could not enter the data directory");
+            _exit(127);
+        }
+        if (geteuid() == 0 && uid != 0) {
+            if (initgroups(user, gid) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
+                perror("ragsafe-pitr: could not switch user");
+                _exit(127);
+            }
+        }
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, 0);
+            dup2(devnull, 1);
+        }
+        dup2(pfd[1], 2);
+        execl("/bin/sh", "sh", "-c", line.buf, (char *)NULL);
+        perror("ragsafe-pitr: could not run /bin/sh");
+        _exit(127);
+    }
+    close(pfd[1]);
+    pfd[1] = -1;
+    for (;;) {
+        char buf[4096];
+        ssize_t n = read(pfd[0], buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        if (err.len < 65536 && strbuf_appendn(&err, buf, (size_t)n) != 0)
+            break;
+    }
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) {
+            log_errno("could not wait for the restore_command");
+            goto out;
+        }
+    unlink(abspath);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        log_info("the restore_command works: it fetched %s", seg);
+        ret = 0;
+        goto out;
+    }
+    if (WIFEXITED(status))
+        log_error("the restore_command failed for %s with exit status %d: recovery would stop "
+                  "at its first WAL file", seg, WEXITSTATUS(status));
+    else
+        log_error("the restore_command for %s was killed by signal %d: recovery would stop "
+                  "at its first WAL file", seg, WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+    log_detail("command (run as %s in \"%s\"): %s", user, pgdata, line.buf);
+    for (char *l = err.buf, *nl; *l; l = nl + 1) {
+        nl = strchr(l, '\n');
+        if (!nl)
+            nl = l + strlen(l) - 1;
+        else
+            *nl = '\0';
+        log_detail("stderr: %s", l);
+        if (!nl[1])
+            break;
+    }
+out:
+    if (pfd[0] >= 0)
+        close(pfd[0]);
+    if (pfd[1] >= 0)
+        close(pfd[1]);
+    strbuf_release(&line);
+    strbuf_release(&err);
+    return ret;
+}
+
+/*
  * build_restore_command -- the restore_command line: ragsafe-restore with every
  * repository option this restore used, then %f %p. 0 | -1 reported.
  */
-static int build_restore_command(storage *st, const char *restore_bin, strbuf *cmd)
+static int build_restore_command(const pitr_opts *o, storage *st, const char *restore_bin,
+                                 strbuf *cmd)
 {
     if (strbuf_append_shell_quoted(cmd, restore_bin) != 0 || strbuf_append(cmd, " --repo ") != 0 ||
         strbuf_append_shell_quoted(cmd, storage_location(st)) != 0)
+        return -1;
+    /* the config file this restore read (S3 credentials, key file, prefetch may be
+     * there): the server's ragsafe-restore reads the same one */
+    if (o->config_path && (strbuf_append(cmd, " --config ") != 0 ||
+                           strbuf_append_shell_quoted(cmd, o->config_path) != 0))
         return -1;
     if (strncmp(storage_location(st), "s3://", 5) == 0) {
         /* The server's environment is not ours: carry the S3 settings on the
@@ -430,41 +614,60 @@ static int build_settings(const pitr_opts *o, const plan *p, const strbuf *cmd, 
                             "restore_command = ", stamp) != 0 ||
         strbuf_append_conf_quoted(out, cmd->buf) != 0 || strbuf_append(out, "\n") != 0)
         return -1;
-    switch (o->kind) {
-    case TARGET_TIME:
-        if (strbuf_appendf(out, "recovery_target_time = '%s'\n", p->time_conf) != 0)
+    if (!o->standby) {
+        switch (o->kind) {
+        case TARGET_TIME:
+            if (strbuf_appendf(out, "recovery_target_time = '%s'\n", p->time_conf) != 0)
+                return -1;
+            break;
+        case TARGET_LSN: {
+            char l[LSN_STR_LEN + 1];
+            lsn_format(l, o->lsn);
+            if (strbuf_appendf(out, "recovery_target_lsn = '%s'\n", l) != 0)
+                return -1;
+            break;
+        }
+        case TARGET_XID:
+            if (strbuf_appendf(out, "recovery_target_xid = '%u'\n", o->xid) != 0)
+                return -1;
+            break;
+        case TARGET_NAME:
+            if (strbuf_append(out, "recovery_target_name = ") != 0 ||
+                strbuf_append_conf_quoted(out, o->name) != 0 || strbuf_append(out, "\n") != 0)
+                return -1;
+            break;
+        case TARGET_IMMEDIATE:
+            if (strbuf_append(out, "recovery_target = 'immediate'\n") != 0)
+                return -1;
+            break;
+        default:
+            break;
+        }
+        if (o->exclusive && strbuf_append(out, "recovery_target_inclusive = 'false'\n") != 0)
             return -1;
-        break;
-    case TARGET_LSN: {
-        char l[LSN_STR_LEN + 1];
-        lsn_format(l, o->lsn);
-        if (strbuf_appendf(out, "recovery_target_lsn = '%s'\n", l) != 0)
+        if (strbuf_appendf(out, "recovery_target_timeline = '%u'\n", p->tli) != 0)
             return -1;
-        break;
+        if (o->kind != TARGET_LATEST &&
+            strbuf_appendf(out, "recovery_target_action = '%s'\n", o->action) != 0)
+            return -1;
+    } else if (o->tli ? strbuf_appendf(out, "recovery_target_timeline = '%u'\n", o->tli)
+                      : strbuf_append(out, "recovery_target_timeline = 'latest'\n")) {
+        /* a standby follows the newest timeline unless one was named */
+        return -1;
     }
-    case TARGET_XID:
-        if (strbuf_appendf(out, "recovery_target_xid = '%u'\n", o->xid) != 0)
+    /* a restored copy does not write into the repository unless told: archive_mode
+     * off, not a failing archive_command (that would fill pg_wal) */
+    if (!o->archive_preserve &&
+        strbuf_append(out, "archive_mode = 'off'  # ragsafe-pitr restore --archive-mode off\n") != 0)
+        return -1;
+    if (o->nsets && strbuf_append(out, "# settings given to ragsafe-pitr restore (--set, --port)\n") != 0)
+        return -1;
+    for (size_t i = 0; i < o->nsets; i++) {
+        const char *eq = strchr(o->sets[i], '=');
+        if (strbuf_appendf(out, "%.*s = ", (int)(eq - o->sets[i]), o->sets[i]) != 0 ||
+            strbuf_append_conf_quoted(out, eq + 1) != 0 || strbuf_append(out, "\n") != 0)
             return -1;
-        break;
-    case TARGET_NAME:
-        if (strbuf_append(out, "recovery_target_name = ") != 0 ||
-            strbuf_append_conf_quoted(out, o->name) != 0 || strbuf_append(out, "\n") != 0)
-            return -1;
-        break;
-    case TARGET_IMMEDIATE:
-        if (strbuf_append(out, "recovery_target = 'immediate'\n") != 0)
-            return -1;
-        break;
-    default:
-        break;
     }
-    if (o->exclusive && strbuf_append(out, "recovery_target_inclusive = 'false'\n") != 0)
-        return -1;
-    if (strbuf_appendf(out, "recovery_target_timeline = '%u'\n", p->tli) != 0)
-        return -1;
-    if (o->kind != TARGET_LATEST &&
-        strbuf_appendf(out, "recovery_target_action = '%s'\n", o->action) != 0)
-        return -1;
     return 0;
 }
 
@@ -776,11 +979,12 @@ int cmd_restore(const pitr_opts *o)
     gid_t gid = getegid();
     char user[256] = "";
     extract_stats stats;
-    strbuf restore_cmd, settings;
+    strbuf restore_cmd, settings, rollback;
     double t0 = now_seconds();
 
     strbuf_init(&restore_cmd);
     strbuf_init(&settings);
+    strbuf_init(&rollback);
 
     memset(&stats, 0, sizeof(stats));
     memset(&m, 0, sizeof(m));
@@ -816,7 +1020,7 @@ int cmd_restore(const pitr_opts *o)
             log_errno("could not find the restore command \"%s\"", restore_bin);
             goto out;
         }
-        if (build_restore_command(inv.st, restore_bin, &restore_cmd) != 0)
+        if (build_restore_command(o, inv.st, restore_bin, &restore_cmd) != 0)
             goto out;
     }
 
@@ -1067,7 +1271,7 @@ int cmd_restore(const pitr_opts *o)
     if (build_settings(o, &p, &restore_cmd, &settings) != 0 ||
         write_auto_conf(pgdata, settings.buf) != 0)
         goto out;
-    snprintf(path, sizeof(path), "%s/recovery.signal", pgdata);
+    snprintf(path, sizeof(path), "%s/%s", pgdata, o->standby ? "standby.signal" : "recovery.signal");
     if (durable_write_file(path, "", 0, 0600, 0) != 0)
         goto out;
 
@@ -1094,8 +1298,58 @@ int cmd_restore(const pitr_opts *o)
     for (size_t k = 0; k < nts; k++)
         if (durable_fsync_tree(ts[k].dir) != 0)
             goto out;
-    started_writing = 0; /* complete: nothing to undo from here on */
     log_info("fsync'd the restored files in %.1f s", now_seconds() - t_sync);
+    /* the server's first fetch, tried now: a restore_command that cannot work fails the
+     * restore here (and undoes it), not the recovery later */
+    {
+        char seg[64];
+        seg_name(&inv, seg, p.first_tli, p.first_seg);
+        if (check_restore_command(pgdata, uid, gid, user, restore_cmd.buf, seg) != 0)
+            goto out;
+    }
+    started_writing = 0; /* complete: nothing to undo from here on */
+
+    /* how to undo it: the restored copy out of the way, the moved-aside contents back */
+    if (moved || nts) {
+        char pgctl[PATH_MAX], stamp[20];
+        time_t tnow = time(NULL);
+        struct tm tmv;
+        gmtime_r(&tnow, &tmv);
+        strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tmv);
+        find_pg_bin(o, pgctl, sizeof(pgctl));
+        r = strbuf_appendf(&rollback, "%s/pg_ctl -D ", pgctl) |
+            strbuf_append_shell_quoted(&rollback, pgdata) |
+            strbuf_appendf(&rollback, " -m fast stop    # as %s, if it was started\n", user);
+        struct { const char *dir, *aside; int moved; } mv[1 + 64];
+        size_t nmv = 0;
+        mv[nmv].dir = pgdata;
+        mv[nmv].aside = aside;
+        mv[nmv++].moved = moved;
+        for (size_t k = 0; k < nts && nmv < ARRAY_LEN(mv); k++) {
+            mv[nmv].dir = ts[k].dir;
+            mv[nmv].aside = ts[k].aside;
+            mv[nmv++].moved = ts[k].moved;
+        }
+        for (size_t k = 0; k < nmv; k++) {
+            if (!mv[k].moved)
+                continue;
+            strbuf away;
+            strbuf_init(&away);
+            r |= strbuf_appendf(&away, "%s.ragsafe-restored-%s", mv[k].dir, stamp);
+            r |= strbuf_append(&rollback, "mv ") | strbuf_append_shell_quoted(&rollback, mv[k].dir) |
+                 strbuf_append(&rollback, " ") | strbuf_append_shell_quoted(&rollback, away.buf) |
+                 strbuf_append(&rollback, "\n") |
+                 strbuf_append(&rollback, "mv ") | strbuf_append_shell_quoted(&rollback, mv[k].aside) |
+                 strbuf_append(&rollback, " ") | strbuf_append_shell_quoted(&rollback, mv[k].dir) |
+                 strbuf_append(&rollback, "\n");
+            strbuf_release(&away);
+        }
+        int any = moved;
+        for (size_t k = 0; k < nts; k++)
+            any |= ts[k].moved;
+        if (r != 0 || !any)
+            strbuf_reset(&rollback);
+    }
 
     double t_restore = now_seconds() - t0;
     start_result sr;
@@ -1106,7 +1360,22 @@ int cmd_restore(const pitr_opts *o)
         printf("restored:        %s (%llu files, %llu bytes) in %.1f s, owner %s\n", pgdata,
                (unsigned long long)stats.files, (unsigned long long)stats.bytes, t_restore, user);
         if (moved)
-            printf("old contents:    %s\n", aside);
+            printf("old contents:    %s (kept: the rollback)\n", aside);
+        for (size_t k = 0; k < nts; k++)
+            if (ts[k].moved)
+                printf("old contents:    %s (tablespace %u, kept: the rollback)\n", ts[k].aside,
+                       ts[k].oid);
+        if (o->standby)
+            printf("type:            standby (standby.signal): it follows the archive%s\n",
+                   o->nsets ? " and any primary_conninfo given with --set" : "");
+        if (o->archive_preserve)
+            printf("archiving:       preserved (--archive-mode preserve): once promoted, the "
+                   "restored server archives into the repository per its archive_command\n");
+        else
+            printf("archiving:       *** OFF in the restored copy (archive_mode = 'off'): it "
+                   "will not write into the repository ***\n"
+                   "                 to keep the backed-up server's archiving (a real "
+                   "disaster recovery), restore with --archive-mode preserve\n");
         if (!o->start)
             printf("next:            start it as %s: pg_ctl -D %s start\n", user, pgdata);
         fflush(stdout);
@@ -1124,9 +1393,14 @@ int cmd_restore(const pitr_opts *o)
         json_object_set_new(j, "owner", json_string(user));
         if (moved)
             json_object_set_new(j, "old_contents", json_string(aside));
+        json_object_set_new(j, "archive_mode", json_string(o->archive_preserve ? "preserve" : "off"));
+        json_object_set_new(j, "type", json_string(o->standby ? "standby" : "recovery"));
+        if (rollback.len)
+            json_object_set_new(j, "rollback", json_string(rollback.buf));
         if (o->start && !start_failed) {
             json_t *s = json_object();
-            json_object_set_new(s, "state", json_string(sr.promoted ? "promoted"
+            json_object_set_new(s, "state", json_string(sr.standby ? "standby"
+                                                        : sr.promoted ? "promoted"
                                                         : sr.paused ? "paused" : "shutdown"));
             json_object_set_new(s, "last_replay_timestamp",
                                 sr.replay_ts[0] ? json_string(sr.replay_ts) : json_null());
@@ -1140,14 +1414,23 @@ int cmd_restore(const pitr_opts *o)
         putchar('\n');
         json_decref(j);
     } else if (o->start && !start_failed) {
-        printf("recovery:        %s after %.1f s (total %.1f s)\n",
-               sr.promoted ? "promoted" : sr.paused ? "paused at the target"
-                                                    : "server shut down at the target",
-               sr.seconds, now_seconds() - t0);
-        if (!sr.shutdown)
+        if (sr.standby)
+            printf("standby:         running and in recovery after %.1f s, replay lsn %s\n",
+                   sr.seconds, sr.replay_lsn[0] ? sr.replay_lsn : "(none yet)");
+        else
+            printf("recovery:        %s after %.1f s (total %.1f s)\n",
+                   sr.promoted ? "promoted" : sr.paused ? "paused at the target"
+                                                        : "server shut down at the target",
+                   sr.seconds, now_seconds() - t0);
+        if (!sr.shutdown && !sr.standby)
             printf("stopped at:      last replayed commit %s, replay lsn %s\n",
                    sr.replay_ts[0] ? sr.replay_ts : "(none)",
                    sr.replay_lsn[0] ? sr.replay_lsn : "(none)");
+    }
+    if (!o->json && rollback.len) {
+        printf("rollback:        to undo this restore and put the old contents back, run:\n");
+        for (char *l = rollback.buf, *nl; (nl = strchr(l, '\n')) != NULL; l = nl + 1)
+            printf("                   %.*s\n", (int)(nl - l), l);
     }
     ret = start_failed ? EXIT_FAIL : EXIT_OK;
 out:
@@ -1169,6 +1452,7 @@ out:
     }
     strbuf_release(&restore_cmd);
     strbuf_release(&settings);
+    strbuf_release(&rollback);
     if (have_m)
         manifest_release(&m);
     free(seen);
