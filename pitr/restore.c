@@ -272,6 +272,10 @@ static int fatal_lines(const char *logf, long offset, int report)
     while (getline(&line, &cap, f) >= 0) {
         if (!strstr(line, "FATAL:") && !strstr(line, "PANIC:"))
             continue;
+        /* what clients (our own polling among them) are told while the server starts
+         * or stops is not why it stopped */
+        if (strstr(line, "FATAL:  the database system is "))
+            continue;
         if (report && n < 10) {
             line[strcspn(line, "\n")] = '\0';
             log_detail("%s", line);

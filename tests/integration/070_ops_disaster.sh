@@ -6,6 +6,11 @@
 #     later one), config from the snapshot before T, each phase timed, health checked;
 #   - --snapshot LABEL: PostgreSQL to the restore point that snapshot recorded, so the
 #     documents equal what Milvus had.
+#   - the restore is made with --archive-mode preserve, and the moved-aside data
+#     directory is kept and printed with the rollback commands;
+#   - a repository WAL object recovery needs is damaged (after the plan and restore, in
+#     the start command): the server stops FATAL (ragsafe-restore exit 128) and the
+#     script exits non-zero within seconds, quoting the FATAL.
 source "$(dirname "$0")/lib.sh"
 t_init
 
@@ -108,6 +113,9 @@ ok "target-time: config timed" grep -Eq "^   config +[0-9]+ s" <<<"$out"
 ok "target-time: PostgreSQL health" grep -q "PostgreSQL: accepting connections, out of recovery" <<<"$out"
 ok "target-time: Milvus health" grep -q "Milvus: .* answers OK" <<<"$out"
 ok "target-time: the old data directory moved aside" bash -c "ls -d '$T'/primary.ragsafe-old-* >/dev/null"
+ok "target-time: restored with --archive-mode preserve" grep -q "archiving: *preserved" <<<"$out"
+ok "target-time: the kept directory and the rollback printed" \
+    grep -A4 "== kept for rollback" <<<"$out" | grep -q "mv .*primary.ragsafe-old-"
 
 # 3. --snapshot snapA --yes: PostgreSQL to snapA's restore point: 100 documents
 : >"$LOG"
@@ -136,4 +144,22 @@ out=$("$DR" "${COMMON[@]}" --target-latest --target-timeline 1 --yes --health-ti
     --milvus-start-cmd "echo start >>$LOG" 2>&1)
 ok "Milvus unhealthy: non-zero exit" test $? -ne 0
 ok "Milvus unhealthy: reported" grep -q "NOT healthy\|milvus restore failed" <<<"$out"
+
+# 6. a WAL object recovery needs is damaged after the restore (in the start command):
+#    the server stops FATAL, the script notices at once
+seg=$(find "$REPO/wal" -path '*/00000001*' -name '00000001????????????????.zst' | sort | tail -n1)
+ok "a timeline 1 segment in the repository ($(basename "$seg"))" test -f "$seg"
+size=$(stat -c %s "$seg")
+DAMAGE="dd if=/dev/urandom of=$seg bs=1 count=256 seek=$((size / 2)) conv=notrunc status=none"
+START="$DAMAGE && date +%s >$T/started && runuser -u postgres -- $PGBIN/pg_ctl -D $T/primary -l $T/primary/ragsafe-start.log -w -t 600 start"
+out=$(timeout 300 "$DR" "${COMMON[@]}" --target-latest --target-timeline 1 --yes --skip-milvus \
+    --pg-start-cmd "$START" 2>&1)
+rc=$?
+end=$(date +%s)
+echo "$out" | grep -E "FATAL|FAILED|stopped" | sed 's/^/#   /'
+ok "damaged WAL: non-zero exit" test "$rc" -ne 0 -a "$rc" -ne 124
+ok "damaged WAL: noticed within 20 s of the start ($((end - $(cat "$T/started" 2>/dev/null || echo 0))) s)" \
+    test $((end - $(cat "$T/started" 2>/dev/null || echo 0))) -le 20
+ok "damaged WAL: the FATAL quoted" grep -q "FATAL: .*could not restore file" <<<"$out"
+ok "damaged WAL: reported as stopped during recovery" grep -q "PostgreSQL stopped during recovery\|the PostgreSQL start command failed" <<<"$out"
 t_done
