@@ -228,7 +228,7 @@ if [ -z "$pg_conn" ]; then
 fi
 psql_() { psql -XAtq -d "$pg_conn" -c "$1"; }
 # server_fatal: the FATAL / PANIC lines of this start's server log (ragsafe-start.log,
-# else the newest file under log/), indented
+# else the newest file under log/), indented; not what clients were told while it started
 start_log=$pgdata/ragsafe-start.log
 log_off=$(stat -c %s "$start_log" 2>/dev/null || echo 0)
 server_fatal() {
@@ -236,7 +236,8 @@ server_fatal() {
     if [ ! -f "$f" ]; then
         f=$(ls -t "$pgdata"/log/* 2>/dev/null | head -n1); off=0
     fi
-    [ -n "$f" ] && [ -f "$f" ] && tail -c +"$((off + 1))" "$f" | grep -E 'FATAL:|PANIC:' | tail -n 10 | sed 's/^/   /'
+    [ -n "$f" ] && [ -f "$f" ] && tail -c +"$((off + 1))" "$f" | grep -E 'FATAL:|PANIC:' |
+        grep -v 'FATAL:  the database system is ' | tail -n 10 | sed 's/^/   /'
 }
 # postmaster_gone: its postmaster.pid names a process that no longer exists, or the
 # file is gone (after it had appeared, or 30 s after the start command returned)
