@@ -115,7 +115,7 @@ ok "target-time: Milvus health" grep -q "Milvus: .* answers OK" <<<"$out"
 ok "target-time: the old data directory moved aside" bash -c "ls -d '$T'/primary.ragsafe-old-* >/dev/null"
 ok "target-time: restored with --archive-mode preserve" grep -q "archiving: *preserved" <<<"$out"
 ok "target-time: the kept directory and the rollback printed" \
-    grep -A4 "== kept for rollback" <<<"$out" | grep -q "mv .*primary.ragsafe-old-"
+    grep -q "mv .*primary.ragsafe-old-" <(sed -n '/== kept for rollback/,$p' <<<"$out")
 
 # 3. --snapshot snapA --yes: PostgreSQL to snapA's restore point: 100 documents
 : >"$LOG"
@@ -160,8 +160,14 @@ rc=$?
 end=$(date +%s)
 echo "$out" | grep -E "FATAL|FAILED|stopped" | sed 's/^/#   /'
 ok "damaged WAL: non-zero exit" test "$rc" -ne 0 -a "$rc" -ne 124
-ok "damaged WAL: noticed within 20 s of the start ($((end - $(cat "$T/started" 2>/dev/null || echo 0))) s)" \
-    test $((end - $(cat "$T/started" 2>/dev/null || echo 0))) -le 20
+# at once: measured from the server's FATAL (how long recovery took to get there
+# depends on the machine's load), and the whole run bounded
+fatal_ts=$(grep -h 'FATAL:  could not restore file' "$T/primary/ragsafe-start.log" 2>/dev/null | tail -n1 | awk '{print $1" "$2" "$3}')
+fatal_epoch=$(date -d "$fatal_ts" +%s 2>/dev/null || echo 0)
+ok "damaged WAL: noticed within 5 s of the server's FATAL ($((end - fatal_epoch)) s)" \
+    test "$fatal_epoch" -gt 0 -a $((end - fatal_epoch)) -le 5
+ok "damaged WAL: the run ended within 60 s of the start ($((end - $(cat "$T/started" 2>/dev/null || echo 0))) s)" \
+    test $((end - $(cat "$T/started" 2>/dev/null || echo 0))) -le 60
 ok "damaged WAL: the FATAL quoted" grep -q "FATAL: .*could not restore file" <<<"$out"
 ok "damaged WAL: reported as stopped during recovery" grep -q "FAILED: PostgreSQL stopped during recovery" <<<"$out"
 t_done
