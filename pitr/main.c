@@ -5,6 +5,8 @@
  *     ragsafe-pitr plan    TARGET
  *     ragsafe-pitr restore TARGET --pgdata DIR [--target-action A] [--force]
  *                          [--tablespace-map OID=DIR]... [--owner USER] [--start]
+ *                          [--archive-mode off|preserve] [--set NAME=VALUE]... [--port N]
+ *                          [--type recovery|standby]
  *     ragsafe-pitr verify
  *     ragsafe-pitr expire  [--keep-window 7d] [--keep-backups 30d] [--min-backups N]
  *                          [--dry-run]
@@ -53,7 +55,16 @@ static void usage(FILE *out)
             "                            owner of DIR's parent)\n"
             "      --start               start the server, follow recovery, report the stop\n"
             "      --pg-bin DIR          PostgreSQL binaries (default: pg_config --bindir)\n"
-            "      --timeout DURATION    how long --start waits for recovery (default 24h)\n\n"
+            "      --timeout DURATION    how long --start waits for recovery (default 24h)\n"
+            "      --archive-mode MODE   off (default): the restored copy does not archive\n"
+            "                            (archive_mode = off); preserve: keep the backed-up\n"
+            "                            server's archiving (a real disaster recovery)\n"
+            "      --set NAME=VALUE      a setting for the restored postgresql.auto.conf\n"
+            "                            (repeatable; e.g. unix_socket_directories=/tmp)\n"
+            "      --port N              the restored server's port (--set port=N)\n"
+            "      --type TYPE           recovery (default): recover to TARGET; standby: a\n"
+            "                            standby (standby.signal) following the archive\n"
+            "                            (primary_conninfo via --set)\n\n"
             "expire:\n"
             "      --keep-window DURATION  every instant of this window stays restorable (7d)\n"
             "      --keep-backups DURATION keep backups younger than this (30d)\n"
@@ -184,7 +195,42 @@ enum {
     OPT_CONFIG = 256, OPT_JSON, OPT_PROMETHEUS, OPT_TTIME, OPT_TLSN, OPT_TXID, OPT_TNAME,
     OPT_TLATEST, OPT_TIMMEDIATE, OPT_TTLI, OPT_EXCL, OPT_ACTION, OPT_FORCE, OPT_TSMAP,
     OPT_START, OPT_OWNER, OPT_PGBIN, OPT_TIMEOUT, OPT_KEEPWIN, OPT_KEEPBK, OPT_MINBK, OPT_DRY,
+    OPT_ARCHMODE, OPT_SET, OPT_PORT, OPT_TYPE,
 };
+
+/* valid_set -- NAME=VALUE with NAME a GUC name and a value postgresql.conf can hold. */
+static int valid_set(const char *arg)
+{
+    const char *eq = strchr(arg, '=');
+    if (!eq || eq == arg || !(islower((unsigned char)arg[0]) || arg[0] == '_')) {
+        log_error("invalid --set \"%s\": want NAME=VALUE with NAME like [a-z_][a-z0-9_.]*",
+                  arg);
+        return -1;
+    }
+    for (const char *c = arg; c < eq; c++)
+        if (!(islower((unsigned char)*c) || isdigit((unsigned char)*c) || *c == '_' ||
+              *c == '.')) {
+            log_error("invalid --set \"%s\": the setting name may hold a-z, 0-9, _ and . only",
+                      arg);
+            return -1;
+        }
+    if (strpbrk(eq + 1, "\n\r")) {
+        log_error("invalid --set \"%.*s\": the value may not hold a line break", (int)(eq - arg),
+                  arg);
+        return -1;
+    }
+    return 0;
+}
+
+static int add_set(pitr_opts *o, const char *s)
+{
+    const char **n = realloc(o->sets, (o->nsets + 1) * sizeof(*n));
+    if (!n)
+        return log_error("out of memory");
+    o->sets = n;
+    o->sets[o->nsets++] = s;
+    return 0;
+}
 
 static int set_target(pitr_opts *o, enum target_kind k, const char *arg)
 {
@@ -224,6 +270,10 @@ int main(int argc, char **argv)
         {"keep-backups", required_argument, NULL, OPT_KEEPBK},
         {"min-backups", required_argument, NULL, OPT_MINBK},
         {"dry-run", no_argument, NULL, OPT_DRY},
+        {"archive-mode", required_argument, NULL, OPT_ARCHMODE},
+        {"set", required_argument, NULL, OPT_SET},
+        {"port", required_argument, NULL, OPT_PORT},
+        {"type", required_argument, NULL, OPT_TYPE},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -235,6 +285,7 @@ int main(int argc, char **argv)
     const char *keep_window = NULL, *keep_backups = NULL, *min_backups = NULL;
     const char *ttli = NULL, *timeout = NULL;
     config *cfg = NULL;
+    char portset[32], *cfg_abs = NULL;
     int verbose = 0, c, ret = EXIT_USAGE;
     long v;
 
@@ -333,6 +384,37 @@ int main(int argc, char **argv)
         case OPT_KEEPBK: keep_backups = optarg; break;
         case OPT_MINBK: min_backups = optarg; break;
         case OPT_DRY: o.dry_run = 1; break;
+        case OPT_ARCHMODE:
+            if (strcmp(optarg, "off") != 0 && strcmp(optarg, "preserve") != 0) {
+                log_error("invalid --archive-mode \"%s\": off or preserve", optarg);
+                goto out;
+            }
+            o.archive_preserve = strcmp(optarg, "preserve") == 0;
+            break;
+        case OPT_SET:
+            if (valid_set(optarg) != 0)
+                goto out;
+            if (add_set(&o, optarg) != 0) {
+                ret = EXIT_FAIL;
+                goto out;
+            }
+            break;
+        case OPT_PORT:
+            if (config_parse_int("--port", optarg, 1, 65535, &v) != 0)
+                goto out;
+            snprintf(portset, sizeof(portset), "port=%ld", v);
+            if (add_set(&o, portset) != 0) {
+                ret = EXIT_FAIL;
+                goto out;
+            }
+            break;
+        case OPT_TYPE:
+            if (strcmp(optarg, "recovery") != 0 && strcmp(optarg, "standby") != 0) {
+                log_error("invalid --type \"%s\": recovery or standby", optarg);
+                goto out;
+            }
+            o.standby = strcmp(optarg, "standby") == 0;
+            break;
         case 'v': verbose++; break;
         case 'h': usage(stdout); ret = EXIT_OK; goto out;
         case 'V': printf("ragsafe-pitr %s\n", RAGSAFE_VERSION); ret = EXIT_OK; goto out;
@@ -355,6 +437,18 @@ int main(int argc, char **argv)
     cfg = config_load(opt_config);
     if (!cfg)
         goto out;
+    /* the restore_command pitr restore writes must read the same file */
+    if (!opt_config && getenv("RAGSAFE_CONFIG") && *getenv("RAGSAFE_CONFIG"))
+        opt_config = getenv("RAGSAFE_CONFIG");
+    if (opt_config) {
+        cfg_abs = realpath(opt_config, NULL);
+        if (!cfg_abs) {
+            log_errno("could not resolve the config file \"%s\"", opt_config);
+            ret = EXIT_FAIL;
+            goto out;
+        }
+        o.config_path = cfg_abs;
+    }
     o.repo = repo_cli_setup(&rc, cfg);
     if (!o.repo)
         goto out;
@@ -389,6 +483,15 @@ int main(int argc, char **argv)
     if (!o.action)
         o.action = "promote";
 
+    if (o.standby && strcmp(sub, "restore") == 0) {
+        /* a standby follows the archive (and its primary): no recovery target */
+        if (o.kind != TARGET_NONE && o.kind != TARGET_LATEST) {
+            log_error("--type standby takes no recovery target (it follows the archive)");
+            log_hint("drop %s, or use --target-latest", o.target_str ? o.target_str : "the target");
+            goto out;
+        }
+        o.kind = TARGET_LATEST;
+    }
     if (strcmp(sub, "plan") == 0 || strcmp(sub, "restore") == 0) {
         if (o.kind == TARGET_NONE) {
             log_error("%s needs a recovery target", sub);
@@ -425,6 +528,8 @@ out:
     config_free(cfg);
     repo_cli_release();
     free(o.tsmap);
+    free(o.sets);
+    free(cfg_abs);
     fflush(stdout);
     return ret;
 }

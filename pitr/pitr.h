@@ -62,7 +62,12 @@ typedef struct pitr_opts {
     const char *owner;
     const char *pg_bin;
     int64_t timeout;
-    const char *archive_mode; /* "off" | "preserve" (NULL: off) */
+    int archive_preserve;     /* --archive-mode preserve (default off) */
+    const char **sets;        /* --set NAME=VALUE and --port N ("port=N"), in order */
+    size_t nsets;
+    int standby;              /* --type standby: standby.signal, no recovery target */
+    const char *config_path;  /* absolute path of the config file named by --config or
+                               * $RAGSAFE_CONFIG (the written restore_command reads it) */
     /* expire */
     int64_t keep_window;
     int64_t keep_backups;

@@ -163,7 +163,7 @@ int record_restore(inventory *inv, const pitr_opts *o, const plan *p, restore_ou
     json_object_set_new(j, "pgdata", json_string(out->pgdata));
     if (out->old_contents)
         json_object_set_new(j, "old_contents", json_string(out->old_contents));
-    json_object_set_new(j, "archive_mode", json_string(o->archive_mode ? o->archive_mode : "off"));
+    json_object_set_new(j, "archive_mode", json_string(o->archive_preserve ? "preserve" : "off"));
 
     const char *state = !o->start ? "restored"
                         : !out->start_ran ? "starting"

@@ -23,7 +23,12 @@
 #
 # PostgreSQL:
 #   --pgdata DIR             data directory to restore into (its old contents are moved
-#                            aside by ragsafe-pitr --force, to DIR.ragsafe-old-TIME)
+#                            aside by ragsafe-pitr --force, to DIR.ragsafe-old-TIME, and
+#                            kept: the report prints them and the rollback commands).
+#                            The restored server keeps archiving (--archive-mode
+#                            preserve): its new timeline goes into the repository.
+#                            A server that stops during recovery (FATAL) ends the
+#                            run at once, quoting the FATAL lines of its log.
 #   --owner USER             owner of the data directory (default postgres when root)
 #   --pg-stop-cmd CMD        stops the server first (e.g. 'docker compose stop rag-postgres');
 #                            it must succeed when the server is already down
@@ -191,14 +196,22 @@ fi
 if [ -f "$pgdata/postmaster.pid" ] && kill -0 "$(head -n1 "$pgdata/postmaster.pid")" 2>/dev/null; then
     abort "a server is running on \"$pgdata\" (pid $(head -n1 "$pgdata/postmaster.pid")): stop it first (--pg-stop-cmd)"
 fi
-ra=(--repo "$repo" restore "${pg_target[@]}" --pgdata "$pgdata" --force --target-action promote)
+# --archive-mode preserve: after a real disaster the restored server is the primary, and
+# its new timeline must be archived (a test restore would use the default, off)
+ra=(--repo "$repo" restore "${pg_target[@]}" --pgdata "$pgdata" --force --target-action promote
+    --archive-mode preserve)
 [ -n "$owner" ] && ra+=(--owner "$owner")
 if [ -n "$pitr_cmd" ]; then
     read -r -a pitr <<<"$pitr_cmd"
 else
     pitr=("$bin/ragsafe-pitr")
 fi
-"${pitr[@]}" "${ra[@]}" || abort "ragsafe-pitr restore failed"
+pitr_out=$(mktemp "${TMPDIR:-/tmp}/disaster-recovery.XXXXXX") || abort "could not create a temp file"
+trap 'rm -f "$pitr_out"' EXIT
+"${pitr[@]}" "${ra[@]}" | tee "$pitr_out"
+[ "${PIPESTATUS[0]}" -eq 0 ] || abort "ragsafe-pitr restore failed"
+# the moved-aside data directory is the rollback: keep it, and say where it is
+rollback_lines=$(sed -n '/^old contents:/p; /^rollback:/,$p' "$pitr_out")
 if [ -z "$pg_start" ]; then
     # no start command: pg_ctl as the owner; -w returns once connections are accepted
     runas=()
@@ -214,12 +227,49 @@ if [ -z "$pg_conn" ]; then
     pg_conn="host=${sock:-/var/run/postgresql} port=${port:-5432} user=postgres dbname=postgres"
 fi
 psql_() { psql -XAtq -d "$pg_conn" -c "$1"; }
+# server_fatal: the FATAL / PANIC lines of this start's server log (ragsafe-start.log,
+# else the newest file under log/), indented; not what clients were told while it started
+start_log=$pgdata/ragsafe-start.log
+log_off=$(stat -c %s "$start_log" 2>/dev/null || echo 0)
+server_fatal() {
+    local f=$start_log off=$log_off
+    if [ ! -f "$f" ]; then
+        f=$(ls -t "$pgdata"/log/* 2>/dev/null | head -n1); off=0
+    fi
+    [ -n "$f" ] && [ -f "$f" ] && tail -c +"$((off + 1))" "$f" | grep -E 'FATAL:|PANIC:' |
+        grep -v 'FATAL:  the database system is ' | tail -n 10 | sed 's/^/   /'
+}
+# postmaster_gone: its postmaster.pid names a process that no longer exists, or the
+# file is gone (after it had appeared, or 30 s after the start command returned)
+pm_seen=0
+postmaster_gone() {
+    local pid
+    if [ -f "$pgdata/postmaster.pid" ]; then
+        pm_seen=1
+        pid=$(head -n1 "$pgdata/postmaster.pid" 2>/dev/null)
+        [ -n "$pid" ] && [ "$pid" -gt 0 ] 2>/dev/null && [ ! -d "/proc/$pid" ]
+        return
+    fi
+    [ "$pm_seen" -eq 1 ] || [ "$1" -ge 150 ]
+}
 echo "   starting: $pg_start"
-bash -c "$pg_start" >/dev/null || { tail -n 20 "$pgdata/ragsafe-start.log" 2>/dev/null >&2; abort "the PostgreSQL start command failed"; }
-# follow recovery until the promotion
+if ! bash -c "$pg_start" >/dev/null; then
+    fatal=$(server_fatal)
+    [ -n "$fatal" ] && echo "$fatal" >&2 || tail -n 20 "$start_log" 2>/dev/null >&2
+    abort "the PostgreSQL start command failed${fatal:+: $(echo "$fatal" | tail -n1 | sed 's/^ *//')}"
+fi
+# follow recovery until the promotion; a postmaster that died (a FATAL in recovery,
+# e.g. a WAL file the repository cannot deliver: ragsafe-restore exit 128) stops it at once
 for ((i = 0; ; i++)); do
     r=$(psql_ "SELECT pg_is_in_recovery()" 2>/dev/null) && [ "$r" = f ] && break
-    [ "$i" -lt 36000 ] || abort "PostgreSQL did not finish recovery within 10 h"
+    if postmaster_gone "$i"; then
+        fatal=$(server_fatal)
+        echo "   PostgreSQL stopped during recovery; its log ($start_log) says:" >&2
+        echo "${fatal:-   (no FATAL line found)}" >&2
+        [ -n "$rollback_lines" ] && echo "$rollback_lines" | sed 's/^/   /' >&2
+        abort "PostgreSQL stopped during recovery${fatal:+: $(echo "$fatal" | tail -n1 | sed 's/^ *//')}"
+    fi
+    [ "$i" -lt 180000 ] || abort "PostgreSQL did not finish recovery within 10 h"
     sleep 0.2
 done
 echo "   PostgreSQL recovered and promoted ($(psql_ "SELECT pg_current_wal_lsn()"))"
@@ -267,5 +317,10 @@ if [ "$skip_milvus" -eq 0 ]; then
 fi
 phase_end health
 report
+if [ -n "$rollback_lines" ]; then
+    echo
+    echo "== kept for rollback (remove once the restored platform is accepted)"
+    echo "$rollback_lines" | sed 's/^/   /'
+fi
 [ "$healthy" -eq 1 ] || { echo "$prog: FAILED: health check"; exit 1; }
 echo "$prog: ok: PostgreSQL to ${pg_target[*]}${milvus_label:+, Milvus snapshot $milvus_label}${fsnap:+, config $fsnap}"

@@ -71,7 +71,7 @@ pg_sql src "insert into t values (1001, 'tli1 only')"
 switch_wal src || exit 1
 
 # --- fork: restore to TA, promote onto timeline 2, write, archive ---------------------
-restore_to fork --target-time "$TA"
+restore_to fork --target-time "$TA" --archive-mode preserve
 is "fork restore exits 0" 0 "$?"
 boot fork archive || { cat "$T/fork.err"; tail -20 "$T/fork.log"; exit 1; }
 is "fork holds the state at TA" "$CA" "$(state fork)"

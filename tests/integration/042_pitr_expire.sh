@@ -50,7 +50,7 @@ pg_sql src "insert into t values (6, 'six')"
 switch_wal src || exit 1
 
 # timeline 2: restore to MB, promote, archive into the same repository, two backups
-"$PITR" restore --repo "$REPO" --pgdata "$T/fork" --target-time "$MB" >"$T/fork.out" 2>&1 \
+"$PITR" restore --repo "$REPO" --pgdata "$T/fork" --target-time "$MB" --archive-mode preserve >"$T/fork.out" 2>&1 \
     || { cat "$T/fork.out"; exit 1; }
 boot fork archive || { tail -20 "$T/fork.log"; exit 1; }
 pg_stop src

@@ -6,6 +6,11 @@
 #     later one), config from the snapshot before T, each phase timed, health checked;
 #   - --snapshot LABEL: PostgreSQL to the restore point that snapshot recorded, so the
 #     documents equal what Milvus had.
+#   - the restore is made with --archive-mode preserve, and the moved-aside data
+#     directory is kept and printed with the rollback commands;
+#   - a repository WAL object recovery needs is damaged (after the plan and restore, in
+#     a start command that returns at once): the server stops FATAL (ragsafe-restore exit 128) and the
+#     script exits non-zero within seconds, quoting the FATAL.
 source "$(dirname "$0")/lib.sh"
 t_init
 
@@ -108,6 +113,9 @@ ok "target-time: config timed" grep -Eq "^   config +[0-9]+ s" <<<"$out"
 ok "target-time: PostgreSQL health" grep -q "PostgreSQL: accepting connections, out of recovery" <<<"$out"
 ok "target-time: Milvus health" grep -q "Milvus: .* answers OK" <<<"$out"
 ok "target-time: the old data directory moved aside" bash -c "ls -d '$T'/primary.ragsafe-old-* >/dev/null"
+ok "target-time: restored with --archive-mode preserve" grep -q "archiving: *preserved" <<<"$out"
+ok "target-time: the kept directory and the rollback printed" \
+    grep -q "mv .*primary.ragsafe-old-" <(sed -n '/== kept for rollback/,$p' <<<"$out")
 
 # 3. --snapshot snapA --yes: PostgreSQL to snapA's restore point: 100 documents
 : >"$LOG"
@@ -136,4 +144,30 @@ out=$("$DR" "${COMMON[@]}" --target-latest --target-timeline 1 --yes --health-ti
     --milvus-start-cmd "echo start >>$LOG" 2>&1)
 ok "Milvus unhealthy: non-zero exit" test $? -ne 0
 ok "Milvus unhealthy: reported" grep -q "NOT healthy\|milvus restore failed" <<<"$out"
+
+# 6. a WAL object recovery needs is damaged after the restore (in the start command):
+#    the server stops FATAL, the script notices at once
+seg=$(find "$REPO/wal" -path '*/00000001*' -name '00000001????????????????.zst' | sort | tail -n1)
+ok "a timeline 1 segment in the repository ($(basename "$seg"))" test -f "$seg"
+size=$(stat -c %s "$seg")
+DAMAGE="dd if=/dev/urandom of=$seg bs=1 count=256 seek=$((size / 2)) conv=notrunc status=none"
+# -W: the start command returns at once (as "docker compose start" does), so the script's
+# recovery loop must notice the dead postmaster itself
+START="$DAMAGE && date +%s >$T/started && runuser -u postgres -- $PGBIN/pg_ctl -D $T/primary -l $T/primary/ragsafe-start.log -W start"
+out=$(timeout 90 "$DR" "${COMMON[@]}" --target-latest --target-timeline 1 --yes --skip-milvus \
+    --pg-start-cmd "$START" 2>&1)
+rc=$?
+end=$(date +%s)
+echo "$out" | grep -E "FATAL|FAILED|stopped" | sed 's/^/#   /'
+ok "damaged WAL: non-zero exit" test "$rc" -ne 0 -a "$rc" -ne 124
+# at once: measured from the server's FATAL (how long recovery took to get there
+# depends on the machine's load), and the whole run bounded
+fatal_ts=$(grep -h 'FATAL:  could not restore file' "$T/primary/ragsafe-start.log" 2>/dev/null | tail -n1 | awk '{print $1" "$2" "$3}')
+fatal_epoch=$(date -d "$fatal_ts" +%s 2>/dev/null || echo 0)
+ok "damaged WAL: noticed within 5 s of the server's FATAL ($((end - fatal_epoch)) s)" \
+    test "$fatal_epoch" -gt 0 -a $((end - fatal_epoch)) -le 5
+ok "damaged WAL: the run ended within 60 s of the start ($((end - $(cat "$T/started" 2>/dev/null || echo 0))) s)" \
+    test $((end - $(cat "$T/started" 2>/dev/null || echo 0))) -le 60
+ok "damaged WAL: the FATAL quoted" grep -q "FATAL: .*could not restore file" <<<"$out"
+ok "damaged WAL: reported as stopped during recovery" grep -q "FAILED: PostgreSQL stopped during recovery" <<<"$out"
 t_done
