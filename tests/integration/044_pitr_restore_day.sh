@@ -112,7 +112,9 @@ rm -rf "${T:?}/fs/r"
 # psqlp NAME PORT SQL: psql to a restored copy on socket dir $T/NAME, port PORT
 psqlp() { as_pg "$PGBIN/psql" -XAtq -h "$T/$1" -p "$2" -U postgres -d postgres -c "$3"; }
 stopcopy() { as_pg "$PGBIN/pg_ctl" -D "$T/$1" -m fast -w stop >/dev/null 2>&1; }
-listing() { (cd "$REPO" && find . -type f | sort); }
+# every object but the restore records (restores/: each restore writes one on purpose)
+listing() { (cd "$REPO" && find . -type f -not -path './restores/*' | sort); }
+records() { find "$REPO/restores" -type f -name '*.json' 2>/dev/null | wc -l; }
 
 # --- 4/5. a test restore beside the original: archiving off by default ----------------
 pg_sql src "insert into t values (1003, 'before the test restore')"
@@ -120,6 +122,7 @@ C3=$(state src)
 switch_wal src || exit 1
 "$PITR" plan --repo "$REPO" --target-latest --json | jq -c '{backup, timeline, stop, wal}' >"$T/plan.before"
 LIST0=$(listing)
+REC0=$(records)
 # the same port and socket directory as the running original: the start fails at once
 T_CLUSTERS+=(r_clash)
 t0=$SECONDS
@@ -148,6 +151,7 @@ is "archive_mode in the copy" "off" "$(psqlp r_test 5433 "show archive_mode")"
 psqlp r_test 5433 "insert into t values (9001, 'test copy'); select pg_switch_wal()" >/dev/null
 sleep 3
 is "no new object in the repository" "$LIST0" "$(listing)"
+is "... but a record for each of the two restores" "$((REC0 + 2))" "$(records)"
 "$PITR" plan --repo "$REPO" --target-latest --json | jq -c '{backup, timeline, stop, wal}' >"$T/plan.after"
 ok "plan --target-latest for the original unchanged" cmp "$T/plan.before" "$T/plan.after"
 stopcopy r_test
