@@ -64,7 +64,9 @@ static void usage(FILE *out)
             "      --port N              the restored server's port (--set port=N)\n"
             "      --type TYPE           recovery (default): recover to TARGET; standby: a\n"
             "                            standby (standby.signal) following the archive\n"
-            "                            (primary_conninfo via --set)\n\n"
+            "                            (primary_conninfo via --set)\n"
+            "      --no-space-check      skip the free-space check (a file system whose free\n"
+            "                            space statvfs under-reports: compressed, thin)\n\n"
             "expire:\n"
             "      --keep-window DURATION  every instant of this window stays restorable (7d)\n"
             "      --keep-backups DURATION keep backups younger than this (30d)\n"
@@ -195,7 +197,7 @@ enum {
     OPT_CONFIG = 256, OPT_JSON, OPT_PROMETHEUS, OPT_TTIME, OPT_TLSN, OPT_TXID, OPT_TNAME,
     OPT_TLATEST, OPT_TIMMEDIATE, OPT_TTLI, OPT_EXCL, OPT_ACTION, OPT_FORCE, OPT_TSMAP,
     OPT_START, OPT_OWNER, OPT_PGBIN, OPT_TIMEOUT, OPT_KEEPWIN, OPT_KEEPBK, OPT_MINBK, OPT_DRY,
-    OPT_ARCHMODE, OPT_SET, OPT_PORT, OPT_TYPE,
+    OPT_ARCHMODE, OPT_SET, OPT_PORT, OPT_TYPE, OPT_NOSPACE,
 };
 
 /* valid_set -- NAME=VALUE with NAME a GUC name and a value postgresql.conf can hold. */
@@ -271,6 +273,7 @@ int main(int argc, char **argv)
         {"min-backups", required_argument, NULL, OPT_MINBK},
         {"dry-run", no_argument, NULL, OPT_DRY},
         {"archive-mode", required_argument, NULL, OPT_ARCHMODE},
+        {"no-space-check", no_argument, NULL, OPT_NOSPACE},
         {"set", required_argument, NULL, OPT_SET},
         {"port", required_argument, NULL, OPT_PORT},
         {"type", required_argument, NULL, OPT_TYPE},
@@ -384,6 +387,7 @@ int main(int argc, char **argv)
         case OPT_KEEPBK: keep_backups = optarg; break;
         case OPT_MINBK: min_backups = optarg; break;
         case OPT_DRY: o.dry_run = 1; break;
+        case OPT_NOSPACE: o.no_space_check = 1; break;
         case OPT_ARCHMODE:
             if (strcmp(optarg, "off") != 0 && strcmp(optarg, "preserve") != 0) {
                 log_error("invalid --archive-mode \"%s\": off or preserve", optarg);

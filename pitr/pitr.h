@@ -66,6 +66,7 @@ typedef struct pitr_opts {
     const char **sets;        /* --set NAME=VALUE and --port N ("port=N"), in order */
     size_t nsets;
     int standby;              /* --type standby: standby.signal, no recovery target */
+    int no_space_check;       /* --no-space-check: statvfs under-reports (compressed FS) */
     const char *config_path;  /* absolute path of the config file named by --config or
                                * $RAGSAFE_CONFIG (the written restore_command reads it) */
     /* expire */

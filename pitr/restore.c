@@ -1159,7 +1159,9 @@ int cmd_restore(const pitr_opts *o)
         log_error("out of memory");
         goto out;
     }
-    if (check_space(pgdata, ts, nts, &m, p.wal_raw) != 0)
+    if (o->no_space_check)
+        log_notice("free-space check skipped (--no-space-check)");
+    else if (check_space(pgdata, ts, nts, &m, p.wal_raw) != 0)
         goto out;
 
     /* from here on we write */

@@ -17,7 +17,9 @@ s3-endpoint = http://127.0.0.1:$S3PORT
 s3-key = S3RVER
 s3-key-secret = S3RVER
 CONF
-chown postgres: "$CONF"; chmod 0600 "$CONF"
+# root runs pitr restore, postgres the archive and restore commands: owned by root,
+# readable by the postgres group (a config others can write is refused: it holds commands)
+chown root:postgres "$CONF"; chmod 0640 "$CONF"
 
 pg_init src || exit 1
 pg_set src "archive_mode = on"
