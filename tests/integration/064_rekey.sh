@@ -88,9 +88,12 @@ is "rekey once more (finished rotation): exit 0" 0 "$?"
 ok "... re-seals nothing" grep -q "done: 0 object" "$T/r2.out"
 
 # the archiver with the old key is now refused; switched to the new key it catches up
+pg_sql src "insert into t select g, 'm4' from generate_series(4000, 4009) g"
 seg=$(pg_sql src "select pg_walfile_name(pg_current_wal_insert_lsn())")
 pg_sql src "select pg_switch_wal()" >/dev/null
-sleep 2
+sleep 3
+ok "... PostgreSQL tried (a failure in pg_stat_archiver)" \
+    pg_wait_for src "select failed_count > 0 and last_failed_wal >= '$seg' from pg_stat_archiver" t 30
 is "after the rotation the old key's archiver fails (PostgreSQL keeps the WAL)" f \
     "$(pg_sql src "select last_archived_wal >= '$seg' from pg_stat_archiver")"
 pg_set src "archive_command = '$RAGSAFE_BIN/ragsafe-archive --repo $R --cipher-key-file $NEW %p %f'"
