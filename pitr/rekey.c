@@ -27,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cipher.h"
 #include "common.h"
@@ -147,6 +149,21 @@ out:
     return ret;
 }
 
+/* owner_check -- a local repository is re-sealed by its owner only: objects written
+ * by another user (root) would be unreadable to the archiver running as postgres. */
+static int owner_check(storage *st)
+{
+    const char *loc = storage_location(st);
+    struct stat sb;
+
+    if (strncmp(loc, "s3://", 5) == 0 || stat(loc, &sb) != 0 || sb.st_uid == geteuid())
+        return 0;
+    log_error("repository \"%s\" belongs to uid %u: run rekey as its owner", loc, (unsigned)sb.st_uid);
+    log_hint("e.g. runuser -u postgres -- ragsafe-pitr rekey ... (re-sealed objects are written as "
+             "the user running it)");
+    return -1;
+}
+
 static int lock_all(storage *st, storage_lock *lk[3])
 {
     static const char *const names[3] = {"backup", "milvus", "files"};
@@ -190,6 +207,10 @@ int cmd_rekey(const pitr_opts *o)
     if (!oldk) {
         log_error("rekey needs the repository's current key");
         log_hint("give it with --cipher-key-file FILE (or RAGSAFE_CIPHER_KEY_FILE)");
+        ret = EXIT_USAGE;
+        goto out;
+    }
+    if (owner_check(r->st) != 0) {
         ret = EXIT_USAGE;
         goto out;
     }

@@ -49,6 +49,11 @@ ok "a repository to rotate ($nobj objects)" [ "$nobj" -gt 8 ]
 objsums >"$T/sums.before"
 cp "$R/repo.json" "$T/repo.json.before"
 
+"$PITR" rekey --repo "$R" --cipher-key-file "$OLD" --new-cipher-key-file "$NEW" >/dev/null 2>"$T/root.err"
+is "rekey as root of a repository postgres owns: exit 2" 2 "$?"
+ok "... says to run it as the owner" grep -q "run rekey as its owner" "$T/root.err"
+is "... nothing changed" "$(cat "$T/repo.json.before")" "$(cat "$R/repo.json")"
+
 # --- killed halfway ----------------------------------------------------------------------
 as_pg env RAGSAFE_TEST_REKEY_KILL_AFTER=3 "$PITR" rekey --repo "$R" --cipher-key-file "$OLD" \
     --new-cipher-key-file "$NEW" >"$T/k.out" 2>"$T/k.err"
@@ -126,7 +131,7 @@ fi
 pg_stop r1 >/dev/null 2>&1
 
 # --- refusals -----------------------------------------------------------------------------
-"$PITR" rekey --repo "$R" --cipher-key-file "$NEW" --new-cipher-key-file "$NEW" >/dev/null 2>"$T/same.err"
+as_pg "$PITR" rekey --repo "$R" --cipher-key-file "$NEW" --new-cipher-key-file "$NEW" >/dev/null 2>"$T/same.err"
 ok "rekey to the same key: refused (exit $?)" grep -q "the same key" "$T/same.err"
 R2=$T/repo2
 V=$T/vol
