@@ -57,7 +57,15 @@ ok "mid-rotation: every segment restores with the new key (objects of either key
 exit_is "mid-rotation: pitr verify with the new key: exit 0" 0 \
     bash -c "cd '$T' && runuser -u postgres -- '$PITR' verify --repo '$REPO' --cipher-key-file '$T/new' >/dev/null"
 (cd "$T" && as_pg "$PITR" rekey --repo "$REPO" --cipher-key-file "$T/old" --new-cipher-key-file "$T/new" >"$T/r.out" 2>"$T/r.err")
-is "the same rekey command again: exit 0" 0 "$?"
+is "rerun at once: the killed run's S3 locks still hold it off (exit 1)" 1 "$?"
+ok "... saying the repository is locked" grep -q "is locked" "$T/r.err"
+# S3 locks of a killed holder expire after S3_LOCK_TTL (600 s): play the expiry by
+# removing them (what an operator does once sure nothing else runs)
+find "$T/s3/$BUCKET/rk/locks" -type f -name '*.lock*' -delete
+ok "... (the lock objects are gone)" bash -c "! find '$T/s3/$BUCKET/rk/locks' -type f -name '*.lock*' | grep -q ."
+(cd "$T" && as_pg "$PITR" rekey --repo "$REPO" --cipher-key-file "$T/old" --new-cipher-key-file "$T/new" >"$T/r.out" 2>"$T/r.err")
+rc=$?; [ "$rc" = 0 ] || cat "$T/r.err"
+is "the same rekey command again, the locks expired: exit 0" 0 "$rc"
 ok "... says done" grep -q "rekey: done" "$T/r.out"
 ok "every segment restores with the new key, byte for byte" restore_all "$T/new"
 rest --cipher-key-file "$T/old" "${SEGS[0]}" out2 2>/dev/null
