@@ -515,3 +515,98 @@ int cipher_tail_open(const cipher_key *k, const char *name, const uint8_t tail[C
     *total = get64(tail + 20) + plen;
     return 0;
 }
+
+int cipher_tail_fits(const cipher_key *k, const char *name, const uint8_t tail[CIPHER_TAIL_SIZE])
+{
+    uint8_t plain[CIPHER_TAIL_PLAIN];
+    int final = 0, r;
+
+    if (frame_len(tail, &final) != CIPHER_TAIL_SIZE || !final)
+        return 0;
+    r = open_frame(k, name, tail, CIPHER_TAIL_SIZE, plain);
+    OPENSSL_cleanse(plain, sizeof(plain));
+    return r == 0 ? 1 : r == RS_MISMATCH ? 0 : -1;
+}
+
+/* ---- wrapping a key under another ------------------------------------------------- */
+
+#define WRAP_NAME "ragsafe key wrap"
+#define WRAP_MAX 512
+
+struct wrap_buf {
+    uint8_t b[WRAP_MAX];
+    size_t len;
+};
+
+static int wrap_sink(void *arg, const void *buf, size_t len)
+{
+    struct wrap_buf *w = arg;
+    if (w->len + len > sizeof(w->b))
+        return log_error("internal error: a wrapped key is too large");
+    memcpy(w->b + w->len, buf, len);
+    w->len += len;
+    return 0;
+}
+
+int cipher_key_wrap(const cipher_key *wrapping, const cipher_key *k, char **hex)
+{
+    struct wrap_buf w = {.len = 0};
+    cipher_enc *e = cipher_enc_new(wrapping, WRAP_NAME, wrap_sink, &w);
+    int ret = -1;
+
+    *hex = NULL;
+    if (!e)
+        return -1;
+    if (cipher_enc_write(e, k, sizeof(*k)) != 0 || cipher_enc_finish(e) != 0)
+        goto out;
+    if (!(*hex = malloc(2 * w.len + 1))) {
+        log_error("out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < w.len; i++)
+        sprintf(*hex + 2 * i, "%02x", w.b[i]);
+    ret = 0;
+out:
+    cipher_enc_free(e);
+    return ret;
+}
+
+int cipher_key_unwrap(const cipher_key *wrapping, const char *hex, cipher_key **out)
+{
+    struct wrap_buf raw = {.len = 0}, plain = {.len = 0};
+    size_t n = strlen(hex);
+    cipher_dec *d = NULL;
+    int ret = -1;
+
+    *out = NULL;
+    if (n % 2 || n / 2 > sizeof(raw.b))
+        return log_error("a wrapped key is malformed");
+    for (size_t i = 0; i < n / 2; i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+            return log_error("a wrapped key is malformed");
+        raw.b[i] = (uint8_t)v;
+    }
+    raw.len = n / 2;
+    if (!(d = cipher_dec_new(wrapping, WRAP_NAME, wrap_sink, &plain)))
+        return -1;
+    ret = cipher_dec_write(d, raw.b, raw.len);
+    if (ret == 0)
+        ret = cipher_dec_finish(d);
+    if (ret == 0 && plain.len != sizeof(cipher_key))
+        ret = log_error("a wrapped key is malformed");
+    if (ret == 0) {
+        if (!(*out = calloc(1, sizeof(cipher_key))))
+            ret = log_error("out of memory");
+        else
+            memcpy(*out, plain.b, sizeof(cipher_key));
+    }
+    OPENSSL_cleanse(plain.b, sizeof(plain.b));
+    cipher_dec_free(d);
+    return ret;
+}
+
+int cipher_key_equal(const cipher_key *a, const cipher_key *b)
+{
+    return CRYPTO_memcmp(a, b, sizeof(*a)) == 0;
+}

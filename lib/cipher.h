@@ -84,6 +84,18 @@ void cipher_dec_free(cipher_dec *d);
 int cipher_tail_open(const cipher_key *k, const char *name, const uint8_t tail[CIPHER_TAIL_SIZE],
                      uint8_t plain[CIPHER_TAIL_PLAIN], size_t *plain_len, uint64_t *total);
 
+/* Quietly: 1 when the final frame tail authenticates under k for name, 0 when not
+ * (another key, damaged), -1 (reported) on an OpenSSL failure. Tells which of two
+ * keys sealed an object (key rotation). */
+int cipher_tail_fits(const cipher_key *k, const char *name, const uint8_t tail[CIPHER_TAIL_SIZE]);
+
+/* Key rotation (ragsafe-pitr rekey): k sealed under wrapping, as hex (malloc'd), and
+ * back. unwrap: 0 | RS_MISMATCH (reported: another wrapping key) | -1. */
+int cipher_key_wrap(const cipher_key *wrapping, const cipher_key *k, char **hex);
+int cipher_key_unwrap(const cipher_key *wrapping, const char *hex, cipher_key **out);
+/* 1 when a and b are the same key (constant time). */
+int cipher_key_equal(const cipher_key *a, const cipher_key *b);
+
 /* The plaintext size of an object of stored_size bytes is at most this. */
 uint64_t cipher_plain_size_max(uint64_t stored_size);
 

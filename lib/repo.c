@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -48,12 +49,18 @@ int repo_cli_option(repo_cli *c, int opt, const char *arg)
 }
 
 static cipher_key *cli_key;
+/* during a rotation: the old key, unwrapped with the new one (check_key) */
+static cipher_key *rot_old;
+static pthread_mutex_t rot_mu = PTHREAD_MUTEX_INITIALIZER;
 
 void repo_cli_release(void)
 {
     storage_set_default_cipher(NULL);
+    storage_set_default_cipher_old(NULL);
     cipher_key_free(cli_key);
     cli_key = NULL;
+    cipher_key_free(rot_old);
+    rot_old = NULL;
 }
 
 const char *repo_cli_setup(const repo_cli *c, const config *cfg)
@@ -105,10 +112,62 @@ static int record_parse(json_t *v, repo_info *info)
     const char *c = json_string_value(json_object_get(v, "cipher"));
     const char *kc = json_string_value(json_object_get(v, "key_check"));
 
+    json_t *rot = json_object_get(v, "rotation");
+
     if (!c || strcmp(c, "aes-256-gcm") != 0 || !kc || sha256_from_hex(kc, info->key_check) != 0)
         return -1;
     info->encrypted = 1;
+    info->rotating = 0;
+    if (rot) {
+        const char *nk = json_string_value(json_object_get(rot, "new_key_check"));
+        const char *ok = json_string_value(json_object_get(rot, "old_key"));
+        if (!nk || sha256_from_hex(nk, info->new_key_check) != 0 || !ok ||
+            strlen(ok) >= sizeof(info->old_key_wrapped))
+            return -1;
+        strcpy(info->old_key_wrapped, ok);
+        info->rotating = 1;
+    }
     return 0;
+}
+
+static int load_record(repo *r);
+
+/* rotating_new -- the new key of a rotation in progress: unwrap the old key with it
+ * and let every storage read objects sealed under either. */
+static int rotating_new(repo *r, const cipher_key *k)
+{
+    cipher_key *old = NULL;
+    int ret = 0;
+
+    pthread_mutex_lock(&rot_mu);
+    if (!rot_old) {
+        ret = cipher_key_unwrap(k, r->info.old_key_wrapped, &old);
+        if (ret == 0) {
+            rot_old = old;
+            storage_set_default_cipher_old(rot_old);
+        }
+    }
+    if (ret == 0)
+        storage_set_cipher_old(r->st, rot_old);
+    pthread_mutex_unlock(&rot_mu);
+    return ret;
+}
+
+/* rotating_old -- the old key during a rotation: hold the shared "rekey" lock while
+ * the repository is open (rekey waits for it before it drops the old key), then read
+ * the record again: the rotation may have finished meanwhile. */
+static int rotating_old(repo *r)
+{
+    int ret;
+
+    if (r->rekey_lock)
+        return 0;
+    log_warning("repository \"%s\" is being re-keyed; this tool has the old key", storage_location(r->st));
+    log_hint("finish with ragsafe-pitr rekey, then give every tool the new key");
+    ret = storage_lock_take(r->st, "rekey", 0, 1, &r->rekey_lock);
+    if (ret != 0)
+        return -1;
+    return load_record(r);
 }
 
 /* check_key -- does the storage's key fit the repository? */
@@ -130,8 +189,13 @@ static int check_key(repo *r)
                  "for this one, or start a new repository with the key");
         return RS_MISMATCH;
     }
-    if (k && (cipher_keyed_digest(k, KEY_CHECK_TEXT, strlen(KEY_CHECK_TEXT), kc) != 0 ||
-              memcmp(kc, r->info.key_check, sizeof(kc)) != 0)) {
+    if (k && cipher_keyed_digest(k, KEY_CHECK_TEXT, strlen(KEY_CHECK_TEXT), kc) != 0)
+        return -1;
+    if (k && r->info.rotating && memcmp(kc, r->info.new_key_check, sizeof(kc)) == 0)
+        return rotating_new(r, k);
+    if (k && r->info.rotating && memcmp(kc, r->info.key_check, sizeof(kc)) == 0)
+        return rotating_old(r);
+    if (k && memcmp(kc, r->info.key_check, sizeof(kc)) != 0) {
         log_error("wrong key for repository \"%s\": it was encrypted with another key", loc);
         log_hint("--cipher-key-file must name the key the repository was created with");
         return RS_MISMATCH;
@@ -249,6 +313,7 @@ void repo_free(repo *r)
 {
     if (!r)
         return;
+    storage_lock_release(r->rekey_lock);
     storage_free(r->st);
     free(r);
 }
@@ -309,6 +374,23 @@ static int parse_info(const char *where, const char *text, size_t len, repo_info
 out:
     json_decref(root);
     return ret;
+}
+
+/* load_record -- read the record again (rotating_old): repo.json, else cipher.json. */
+static int load_record(repo *r)
+{
+    char *buf = NULL, where[4200];
+    size_t len;
+    int ret = storage_get(r->st, REPO_INFO_KEY, 1 << 20, &buf, &len);
+
+    if (ret == 0) {
+        snprintf(where, sizeof(where), "%s/%s", storage_location(r->st), REPO_INFO_KEY);
+        ret = parse_info(where, buf, len, &r->info);
+        free(buf);
+    } else if (ret == RS_NOT_FOUND) {
+        ret = cipher_record(r);
+    }
+    return ret == 0 ? check_key(r) : ret < 0 ? -1 : ret;
 }
 
 int repo_load_info(repo *r)
@@ -514,4 +596,141 @@ int repo_info_from_pg_control(const char *datadir, repo_info *out)
     if (!out->sysid || !walname_seg_size_valid(out->seg_size))
         return log_error("\"%s\" holds no valid system identifier or WAL segment size", path);
     return 0;
+}
+
+/* ---- key rotation (repo.h) ---------------------------------------------------------- */
+
+static int key_check_of(const cipher_key *k, uint8_t kc[32])
+{
+    return cipher_keyed_digest(k, KEY_CHECK_TEXT, strlen(KEY_CHECK_TEXT), kc);
+}
+
+int repo_rekey_state(repo *r, const cipher_key *oldk, const cipher_key *newk, int *state)
+{
+    uint8_t ko[32], kn[32];
+    int ret;
+
+    memset(&r->info, 0, sizeof(r->info));
+    r->have_info = 0;
+    {
+        char *buf = NULL, where[4200];
+        size_t len;
+        ret = storage_get(r->st, REPO_INFO_KEY, 1 << 20, &buf, &len);
+        if (ret == 0) {
+            snprintf(where, sizeof(where), "%s/%s", storage_location(r->st), REPO_INFO_KEY);
+            ret = parse_info(where, buf, len, &r->info);
+            free(buf);
+        } else if (ret == RS_NOT_FOUND) {
+            ret = cipher_record(r);
+        }
+    }
+    if (ret != 0)
+        return ret < 0 ? -1 : ret;
+    if (!r->info.encrypted)
+        return RS_NOT_FOUND;
+    if (key_check_of(oldk, ko) != 0 || key_check_of(newk, kn) != 0)
+        return -1;
+    if (memcmp(ko, kn, 32) == 0) {
+        log_error("the old and the new key are the same key");
+        log_hint("make a new key: openssl rand -hex 32 > FILE; chmod 600 FILE");
+        return RS_MISMATCH;
+    }
+    if (!r->info.rotating && memcmp(r->info.key_check, ko, 32) == 0)
+        *state = 0;
+    else if (r->info.rotating && memcmp(r->info.key_check, ko, 32) == 0 &&
+             memcmp(r->info.new_key_check, kn, 32) == 0)
+        *state = 1;
+    else if (!r->info.rotating && memcmp(r->info.key_check, kn, 32) == 0)
+        *state = 2;
+    else {
+        log_error("repository \"%s\": the keys given do not fit its encryption record", storage_location(r->st));
+        if (r->info.rotating)
+            log_hint("a rotation to another new key is in progress: finish it with the key files it "
+                     "was started with");
+        else
+            log_hint("--cipher-key-file must name the repository's current key");
+        return RS_MISMATCH;
+    }
+    return 0;
+}
+
+/* mark_record -- set the encryption record v (an object) as rotating or final. */
+static int mark_record(json_t *v, const cipher_key *oldk, const cipher_key *newk, int finish)
+{
+    uint8_t kc[32];
+    char hex[65], *wrapped = NULL;
+    json_t *rot;
+    int ret = -1;
+
+    if (finish) {
+        if (key_check_of(newk, kc) != 0)
+            return -1;
+        sha256_to_hex(kc, hex);
+        if (json_object_set_new(v, "key_check", json_string(hex)) != 0 || json_object_del(v, "rotation") != 0)
+            return log_error("out of memory");
+        return 0;
+    }
+    if (key_check_of(newk, kc) != 0 || cipher_key_wrap(newk, oldk, &wrapped) != 0)
+        return -1;
+    sha256_to_hex(kc, hex);
+    rot = json_pack("{s:s, s:s}", "new_key_check", hex, "old_key", wrapped);
+    if (!rot || json_object_set_new(v, "rotation", rot) != 0)
+        log_error("out of memory");
+    else
+        ret = 0;
+    free(wrapped);
+    return ret;
+}
+
+static int mark_object(repo *r, const char *key, const cipher_key *oldk, const cipher_key *newk, int finish)
+{
+    char *buf = NULL, *text = NULL;
+    size_t len = 0;
+    json_error_t jerr;
+    json_t *root = NULL, *v;
+    int ret = storage_get(r->st, key, 1 << 20, &buf, &len);
+
+    if (ret == RS_NOT_FOUND)
+        return 0;
+    if (ret != 0)
+        return -1;
+    ret = -1;
+    root = json_loadb(buf, len, 0, &jerr);
+    v = !root ? NULL : strcmp(key, REPO_INFO_KEY) == 0 ? json_object_get(root, "encryption") : root;
+    if (!json_is_object(v)) {
+        log_error("could not parse \"%s/%s\"", storage_location(r->st), key);
+        goto out;
+    }
+    if (mark_record(v, oldk, newk, finish) != 0)
+        goto out;
+    text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (!text) {
+        log_error("out of memory");
+        goto out;
+    }
+    {
+        size_t n = strlen(text);
+        char *t = realloc(text, n + 2);
+        if (!t) {
+            log_error("out of memory");
+            goto out;
+        }
+        text = t;
+        text[n] = '\n';
+        text[n + 1] = '\0';
+        ret = storage_put(r->st, key, text, n + 1, 0) == 0 ? 0 : -1;
+    }
+out:
+    free(buf);
+    free(text);
+    json_decref(root);
+    return ret;
+}
+
+int repo_rekey_mark(repo *r, const cipher_key *oldk, const cipher_key *newk, int finish)
+{
+    /* cipher.json first: repo.json is what tools read when both exist */
+    if (mark_object(r, CIPHER_INFO_KEY, oldk, newk, finish) != 0)
+        return -1;
+    return mark_object(r, REPO_INFO_KEY, oldk, newk, finish);
 }

@@ -42,12 +42,17 @@ typedef struct repo_info {
     uint32_t pg_version;
     int encrypted;          /* "encryption" in repo.json: objects are sealed (cipher.h) */
     uint8_t key_check[32];  /* keyed digest of a fixed text: tells a wrong key at once */
+    /* a key rotation in progress (ragsafe-pitr rekey): "rotation" in the record */
+    int rotating;
+    uint8_t new_key_check[32];
+    char old_key_wrapped[1024]; /* the old key sealed under the new one (hex) */
 } repo_info;
 
 typedef struct repo {
     storage *st;
     repo_info info;
     int have_info;
+    storage_lock *rekey_lock; /* an old key's holder during a rotation (shared) */
 } repo;
 
 /* The repository location every tool takes: --repo (flag), else $RAGSAFE_REPO, else
@@ -120,6 +125,27 @@ int repo_load_info(repo *r);
  * system identifiers) for another cluster or another segment size. Fields of want
  * that are 0 are not compared; a pg_version learnt later is not written back. */
 int repo_pin(repo *r, const repo_info *want);
+
+/*
+ * Key rotation (ragsafe-pitr rekey, pitr/rekey.c). While rotating, the encryption
+ * record (repo.json "encryption", and cipher.json) is
+ *     {"cipher":"aes-256-gcm","key_check":OLD,"rotation":{"new_key_check":NEW,
+ *      "old_key":HEX}}
+ * old_key is the old key sealed under the new one. A tool given the new key unwraps it
+ * and reads objects sealed under either key (storage_set_cipher_old), writing with the
+ * new key. A tool given the old key keeps working (reads of objects not yet re-sealed,
+ * writes sealed with the old key) while holding the shared lock "rekey" for as long as
+ * the repository is open: rekey takes it exclusively to finish, so no such writer is
+ * in flight when the record drops the old key; it re-seals their objects afterwards.
+ * repo_rekey_state: *state 0 (not rotating: the record is oldk's), 1 (rotating oldk ->
+ * newk), 2 (done: the record is newk's alone). 0 | RS_NOT_FOUND (no record: not an
+ * encrypted repository) | RS_MISMATCH (reported: the keys fit neither) | -1.
+ * repo_rekey_mark: rewrite the record(s) as rotating (finish 0) or newk's alone
+ * (finish 1), durably. 0 | -1.
+ */
+struct cipher_key;
+int repo_rekey_state(repo *r, const struct cipher_key *oldk, const struct cipher_key *newk, int *state);
+int repo_rekey_mark(repo *r, const struct cipher_key *oldk, const struct cipher_key *newk, int finish);
 
 /* The pin of the cluster whose data directory is datadir, read from its
  * global/pg_control (PostgreSQL 15's layout, CRC-32C checked): sysid, seg_size,

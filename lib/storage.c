@@ -31,6 +31,7 @@ struct storage {
     uring *own_ur;  /* the plain-syscall ring made when the caller gave none */
     s3_storage *s3; /* an S3 repository: everything goes to storage_s3.c */
     const cipher_key *ck; /* encryption at rest (storage_set_cipher) */
+    const cipher_key *ck_old; /* during a key rotation: the key being replaced */
 };
 
 struct storage_write {
@@ -54,11 +55,14 @@ struct storage_read {
     int mismatch;     /* the -1 was an object that did not authenticate */
 };
 
-static const cipher_key *default_key;
+static const cipher_key *default_key, *default_old;
 
 void storage_set_default_cipher(const cipher_key *k) { default_key = k; }
 void storage_set_cipher(storage *st, const cipher_key *k) { st->ck = k; }
 const cipher_key *storage_cipher(const storage *st) { return st->ck; }
+void storage_set_default_cipher_old(const cipher_key *k) { default_old = k; }
+void storage_set_cipher_old(storage *st, const cipher_key *k) { st->ck_old = k; }
+const cipher_key *storage_cipher_old(const storage *st) { return st->ck_old; }
 
 /* sealed -- is the object under key encrypted? Everything below the root is; objects
  * at the root (repo.json) say what the repository is and stay readable. */
@@ -110,6 +114,7 @@ storage *storage_open(const char *location, uring *ur, int create)
         return NULL;
     }
     st->ck = default_key;
+    st->ck_old = default_old;
     st->ur = ur ? ur : (st->own_ur = uring_new_plain());
     if (!st->ur) {
         log_error("out of memory");
@@ -380,14 +385,50 @@ static int plain_sink(void *arg, const void *buf, size_t len)
 }
 
 static int read_open(storage *st, const char *key, storage_read **out);
+static int read_tail(storage *st, const char *key, void *buf, size_t len, int64_t *size);
+
+/* key_for -- the key that opens a sealed object: the storage's, or during a rotation
+ * the old one when the object's final frame authenticates only under that. */
+static const cipher_key *key_for(storage *st, const char *key, const char *name)
+{
+    uint8_t tail[CIPHER_TAIL_SIZE];
+
+    if (!st->ck_old || read_tail(st, key, tail, sizeof(tail), NULL) != 0)
+        return st->ck;
+    if (cipher_tail_fits(st->ck, name, tail) == 1)
+        return st->ck;
+    return cipher_tail_fits(st->ck_old, name, tail) == 1 ? st->ck_old : st->ck;
+}
+
+int storage_sealed_by(storage *st, const char *key)
+{
+    uint8_t tail[CIPHER_TAIL_SIZE];
+    char buf[PATH_MAX];
+    const char *name;
+    int ret;
+
+    if (!sealed(st, key))
+        return log_error("internal error: \"%s\" is not sealed", key);
+    name = seal_name(key, buf, sizeof(buf));
+    ret = read_tail(st, key, tail, sizeof(tail), NULL);
+    if (ret != 0)
+        return ret;
+    if ((ret = cipher_tail_fits(st->ck, name, tail)) != 0)
+        return ret < 0 ? -1 : 1;
+    if (st->ck_old && (ret = cipher_tail_fits(st->ck_old, name, tail)) != 0)
+        return ret < 0 ? -1 : 2;
+    return 0;
+}
 
 int storage_read_open(storage *st, const char *key, storage_read **out)
 {
     int ret = read_open(st, key, out);
     char name[PATH_MAX];
+    const char *nm;
 
     if (ret == 0 && sealed(st, key) &&
-        !((*out)->dec = cipher_dec_new(st->ck, seal_name(key, name, sizeof(name)), plain_sink, *out))) {
+        (nm = seal_name(key, name, sizeof(name)),
+         !((*out)->dec = cipher_dec_new(key_for(st, key, nm), nm, plain_sink, *out)))) {
         storage_read_free(*out);
         *out = NULL;
         return -1;
@@ -573,8 +614,6 @@ out:
     return ret;
 }
 
-static int read_tail(storage *st, const char *key, void *buf, size_t len, int64_t *size);
-
 int storage_read_tail(storage *st, const char *key, void *buf, size_t len, int64_t *size)
 {
     uint8_t tail[CIPHER_TAIL_SIZE], plain[CIPHER_TAIL_PLAIN];
@@ -588,8 +627,14 @@ int storage_read_tail(storage *st, const char *key, void *buf, size_t len, int64
         return log_error("internal error: a tail of %zu bytes of a sealed object", len);
     char name[PATH_MAX];
     ret = read_tail(st, key, tail, sizeof(tail), NULL);
-    if (ret == 0)
-        ret = cipher_tail_open(st->ck, seal_name(key, name, sizeof(name)), tail, plain, &pl, &total);
+    if (ret == 0) {
+        const cipher_key *k = st->ck;
+        const char *nm = seal_name(key, name, sizeof(name));
+        if (st->ck_old && cipher_tail_fits(st->ck, nm, tail) == 0 &&
+            cipher_tail_fits(st->ck_old, nm, tail) == 1)
+            k = st->ck_old;
+        ret = cipher_tail_open(k, nm, tail, plain, &pl, &total);
+    }
     if (ret == 0 && pl < len)
         ret = log_error("\"%s/%s\" is truncated (%llu bytes)", storage_location(st), key,
                         (unsigned long long)total);

@@ -61,6 +61,18 @@ struct cipher_key;
 void storage_set_default_cipher(const struct cipher_key *k);
 void storage_set_cipher(storage *st, const struct cipher_key *k);
 const struct cipher_key *storage_cipher(const storage *st);
+/*
+ * Key rotation (ragsafe-pitr rekey): while a rotation is in progress a storage also
+ * holds the key being replaced; reads of a sealed object take whichever of the two
+ * keys its final frame authenticates under (one extra tail read per object), writes
+ * always seal with storage_cipher's key. storage_sealed_by: 1 sealed under the
+ * storage's key, 2 under the old key, 0 under neither (another key or damaged),
+ * RS_NOT_FOUND | -1 (reported).
+ */
+void storage_set_default_cipher_old(const struct cipher_key *k);
+void storage_set_cipher_old(storage *st, const struct cipher_key *k);
+const struct cipher_key *storage_cipher_old(const storage *st);
+int storage_sealed_by(storage *st, const char *key);
 
 storage_write *storage_write_open(storage *st, const char *key);
 int storage_write_data(storage_write *w, const void *buf, size_t len);

@@ -39,7 +39,8 @@ static void usage(FILE *out)
             "  plan TARGET          which backup and WAL a restore to TARGET needs\n"
             "  restore TARGET --pgdata DIR   restore a data directory set up to recover\n"
             "  verify               re-hash every object, check WAL continuity and backups\n"
-            "  expire               delete backups and WAL outside the retention policy\n\n"
+            "  expire               delete backups and WAL outside the retention policy\n"
+            "  rekey --new-cipher-key-file F   re-seal everything under a new key (resumable)\n\n"
             "Targets (one):\n"
             "      --target-time TS      ISO 8601 (an offset or Z; none: local time)\n"
             "      --target-lsn LSN      --target-xid XID     --target-name NAME\n"
@@ -197,7 +198,7 @@ enum {
     OPT_CONFIG = 256, OPT_JSON, OPT_PROMETHEUS, OPT_TTIME, OPT_TLSN, OPT_TXID, OPT_TNAME,
     OPT_TLATEST, OPT_TIMMEDIATE, OPT_TTLI, OPT_EXCL, OPT_ACTION, OPT_FORCE, OPT_TSMAP,
     OPT_START, OPT_OWNER, OPT_PGBIN, OPT_TIMEOUT, OPT_KEEPWIN, OPT_KEEPBK, OPT_MINBK, OPT_DRY,
-    OPT_ARCHMODE, OPT_SET, OPT_PORT, OPT_TYPE, OPT_NOSPACE,
+    OPT_ARCHMODE, OPT_SET, OPT_PORT, OPT_TYPE, OPT_NOSPACE, OPT_NEWKEY,
 };
 
 /* valid_set -- NAME=VALUE with NAME a GUC name and a value postgresql.conf can hold. */
@@ -277,6 +278,7 @@ int main(int argc, char **argv)
         {"set", required_argument, NULL, OPT_SET},
         {"port", required_argument, NULL, OPT_PORT},
         {"type", required_argument, NULL, OPT_TYPE},
+        {"new-cipher-key-file", required_argument, NULL, OPT_NEWKEY},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -419,6 +421,7 @@ int main(int argc, char **argv)
             }
             o.standby = strcmp(optarg, "standby") == 0;
             break;
+        case OPT_NEWKEY: o.new_key_file = optarg; break;
         case 'v': verbose++; break;
         case 'h': usage(stdout); ret = EXIT_OK; goto out;
         case 'V': printf("ragsafe-pitr %s\n", RAGSAFE_VERSION); ret = EXIT_OK; goto out;
@@ -523,6 +526,8 @@ int main(int argc, char **argv)
         ret = cmd_verify(&o);
     } else if (strcmp(sub, "expire") == 0) {
         ret = cmd_expire(&o);
+    } else if (strcmp(sub, "rekey") == 0) {
+        ret = cmd_rekey(&o);
     } else {
         log_error("unknown subcommand \"%s\"", sub);
         usage(stderr);

@@ -74,6 +74,7 @@ typedef struct pitr_opts {
     int64_t keep_backups;
     long min_backups;
     int dry_run;
+    const char *new_key_file; /* rekey */
 } pitr_opts;
 
 typedef struct wal_seg {
@@ -290,5 +291,6 @@ int cmd_plan(const pitr_opts *o);
 int cmd_restore(const pitr_opts *o);
 int cmd_verify(const pitr_opts *o);
 int cmd_expire(const pitr_opts *o);
+int cmd_rekey(const pitr_opts *o);
 
 #endif

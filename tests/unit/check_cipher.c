@@ -581,6 +581,117 @@ START_TEST(test_sealed_cas)
 }
 END_TEST
 
+
+/* Key rotation pieces: a key sealed under another and back; which key sealed a tail. */
+START_TEST(test_key_wrap)
+{
+    cipher_key *k = key_of(7), *w = key_of(9), *back = NULL;
+    char *hex = NULL;
+    static const uint8_t plain[100] = {1, 2, 3};
+
+    ck_assert_int_eq(cipher_key_wrap(w, k, &hex), 0);
+    ck_assert_ptr_nonnull(hex);
+    ck_assert_int_eq(cipher_key_unwrap(w, hex, &back), 0);
+    ck_assert_int_eq(cipher_key_equal(k, back), 1);
+    ck_assert_int_eq(cipher_key_equal(w, back), 0);
+    cipher_key_free(back);
+    ck_assert_int_eq(cipher_key_unwrap(k, hex, &back), RS_MISMATCH);
+    ck_assert_ptr_null(back);
+    hex[10] = hex[10] == '0' ? '1' : '0';
+    ck_assert_int_eq(cipher_key_unwrap(w, hex, &back), RS_MISMATCH);
+    ck_assert_int_eq(cipher_key_unwrap(w, "zz", &back), -1);
+    free(hex);
+    struct buf c = enc(k, "a/b", plain, sizeof(plain), 7);
+    ck_assert_uint_ge(c.len, CIPHER_TAIL_SIZE);
+    const uint8_t *tail = c.p + c.len - CIPHER_TAIL_SIZE;
+    ck_assert_int_eq(cipher_tail_fits(k, "a/b", tail), 1);
+    ck_assert_int_eq(cipher_tail_fits(w, "a/b", tail), 0);
+    ck_assert_int_eq(cipher_tail_fits(k, "a/c", tail), 0);
+    free(c.p);
+    cipher_key_free(k);
+    cipher_key_free(w);
+}
+END_TEST
+
+/* A rotation as rekey drives it: the record rotating, tools with the new key reading
+ * objects of both keys, the old key still accepted, a third refused; finished, the old
+ * key refused and old-sealed objects no longer open. */
+START_TEST(test_rotation)
+{
+    cipher_key *k = key_of(7), *n = key_of(8), *third = key_of(9);
+    repo_info want = {.sysid = 7312345678901234567ULL, .seg_size = 16 << 20};
+    repo *r = repo_open(tu_path("rot"), NULL, 1);
+    char *got = NULL;
+    size_t len = 0;
+    int state = -1;
+
+    storage_set_cipher(r->st, k);
+    ck_assert_int_eq(repo_pin(r, &want), 0);
+    ck_assert_int_eq(storage_put(r->st, "wal/old.bin", "old data", 8, 1), 0);
+    ck_assert_int_eq(repo_rekey_state(r, k, n, &state), 0);
+    ck_assert_int_eq(state, 0);
+    ck_assert_int_eq(repo_rekey_state(r, k, k, &state), RS_MISMATCH);
+    ck_assert_int_eq(repo_rekey_state(r, third, n, &state), RS_MISMATCH);
+    ck_assert_int_eq(repo_rekey_mark(r, k, n, 0), 0);
+    ck_assert_int_eq(repo_rekey_state(r, k, n, &state), 0);
+    ck_assert_int_eq(state, 1);
+    ck_assert_int_eq(repo_rekey_state(r, k, third, &state), RS_MISMATCH);
+    repo_free(r);
+
+    /* the new key: reads both, writes new */
+    r = repo_open(tu_path("rot"), NULL, 0);
+    storage_set_cipher(r->st, n);
+    ck_assert_int_eq(repo_load_info(r), 0);
+    ck_assert_ptr_nonnull(storage_cipher_old(r->st));
+    ck_assert_int_eq(storage_get(r->st, "wal/old.bin", 100, &got, &len), 0);
+    ck_assert_mem_eq(got, "old data", 8);
+    free(got);
+    ck_assert_int_eq(storage_sealed_by(r->st, "wal/old.bin"), 2);
+    ck_assert_int_eq(storage_put(r->st, "wal/new.bin", "new data", 8, 1), 0);
+    ck_assert_int_eq(storage_sealed_by(r->st, "wal/new.bin"), 1);
+    uint8_t t[4];
+    ck_assert_int_eq(storage_read_tail(r->st, "wal/old.bin", t, 4, NULL), 0);
+    ck_assert_mem_eq(t, "data", 4);
+    repo_free(r);
+    repo_cli_release(); /* forget the unwrapped old key (process default) */
+
+    /* the old key still opens it, holding the shared "rekey" lock; a third does not */
+    r = repo_open(tu_path("rot"), NULL, 0);
+    storage_set_cipher(r->st, k);
+    ck_assert_int_eq(repo_load_info(r), 0);
+    ck_assert_ptr_nonnull(r->rekey_lock);
+    ck_assert_int_eq(storage_get(r->st, "wal/new.bin", 100, &got, &len), RS_MISMATCH);
+    storage_set_cipher(r->st, third);
+    r->have_info = 0;
+    ck_assert_int_eq(repo_load_info(r), RS_MISMATCH);
+    repo_free(r);
+
+    /* finished: only the new key */
+    r = repo_open(tu_path("rot"), NULL, 0);
+    ck_assert_int_eq(repo_rekey_mark(r, k, n, 1), 0);
+    ck_assert_int_eq(repo_rekey_state(r, k, n, &state), 0);
+    ck_assert_int_eq(state, 2);
+    storage_set_cipher(r->st, k);
+    r->have_info = 0;
+    ck_assert_int_eq(repo_load_info(r), RS_MISMATCH);
+    storage_set_cipher(r->st, n);
+    ck_assert_int_eq(repo_load_info(r), 0);
+    ck_assert_ptr_null(storage_cipher_old(r->st));
+    ck_assert_int_eq(storage_get(r->st, "wal/new.bin", 100, &got, &len), 0);
+    free(got);
+    ck_assert_int_eq(storage_get(r->st, "wal/old.bin", 100, &got, &len), RS_MISMATCH);
+    ck_assert_int_eq(storage_sealed_by(r->st, "wal/old.bin"), 0);
+    size_t tl = 0;
+    char *text = (char *)tu_read_file(tu_path("rot/repo.json"), &tl);
+    ck_assert_ptr_null(strstr(text, "rotation"));
+    free(text);
+    repo_free(r);
+    cipher_key_free(k);
+    cipher_key_free(n);
+    cipher_key_free(third);
+}
+END_TEST
+
 static Suite *cipher_suite(void)
 {
     Suite *s = suite_create("cipher");
@@ -600,6 +711,8 @@ static Suite *cipher_suite(void)
     tcase_add_test(tc, test_repo_key_check);
     tcase_add_test(tc, test_unpinned_key_check);
     tcase_add_test(tc, test_sealed_cas);
+    tcase_add_test(tc, test_key_wrap);
+    tcase_add_test(tc, test_rotation);
     suite_add_tcase(s, tc);
     return s;
 }
