@@ -83,14 +83,18 @@ exit_is "--tablespace-map OID=/etc/x: refused, exit 1" 1 \
 ok "mapped: nothing created under /etc" test ! -e "/etc/ragsafe-x-$$"
 ok "mapped: the refusal names the mapping" grep -q "destination \"/etc/ragsafe-x-$$\" (--tablespace-map) is a system directory" "$T/map.err"
 ln -s /etc "$T/etclink"
-exit_is "--tablespace-map through a symlink to /etc: refused" 1 \
-    restore --pgdata "$T/r-map" --tablespace-map "$OID=$T/etclink/ragsafe-x-$$" 2>"$T/link.err"
-ok "symlink: nothing created under /etc" test ! -e "/etc/ragsafe-x-$$"
-exit_is "--tablespace-map onto the data directory: refused" 1 \
-    restore --pgdata "$T/r-map" --tablespace-map "$OID=$T/r-map" 2>/dev/null
-exit_is "--tablespace-map with a .. component: refused" 1 \
-    restore --pgdata "$T/r-map" --tablespace-map "$OID=$T/x/../../etc/ragsafe-x-$$" 2>/dev/null
 ok "mapped: the data directory is not created" test ! -e "$T/r-map"
+exit_is "--tablespace-map through a symlink to /etc: refused" 1 \
+    restore --pgdata "$T/r-map2" --tablespace-map "$OID=$T/etclink/ragsafe-x-$$" 2>"$T/link.err"
+ok "symlink: nothing created under /etc" test ! -e "/etc/ragsafe-x-$$"
+ok "symlink: the refusal says why" grep -q "tablespace $OID: .* is a system directory" "$T/link.err"
+exit_is "--tablespace-map onto the data directory: refused" 1 \
+    restore --pgdata "$T/r-map3" --tablespace-map "$OID=$T/r-map3" 2>"$T/same.err"
+ok "onto the data directory: the refusal says why" grep -q "overlaps the data directory" "$T/same.err"
+exit_is "--tablespace-map with a .. component: refused" 1 \
+    restore --pgdata "$T/r-map4" --tablespace-map "$OID=$T/x/../../etc/ragsafe-x-$$" 2>"$T/dots.err"
+ok "..: the refusal says why" grep -q "component" "$T/dots.err"
+ok "mapped: no data directory created" bash -c "! ls -d '$T'/r-map* 2>/dev/null"
 
 # --- directories the restore did not create ---------------------------------------
 mkdir -m 0755 "$T/rootdir"    # root's, empty
