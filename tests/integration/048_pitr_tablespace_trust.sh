@@ -15,7 +15,7 @@
 # destination, mapped or not. A restore with --tablespace-map OID=$T/ts-new works,
 # the restored server starts on its own socket and reads the table in the tablespace
 # from $T/ts-new. An existing empty directory owned by postgres (mode 0750) is used
-# and keeps its mode.
+# and keeps its mode; a failed restore empties it and leaves it in place.
 source "$(dirname "$0")/lib.sh"
 t_init
 
@@ -140,5 +140,15 @@ exit_is "restore into an existing empty postgres-owned directory exits 0" 0 \
     restore --pgdata "$T/r2" --tablespace-map "$OID=$T/ts-own" >/dev/null 2>"$T/r2.err"
 is "it keeps its mode" "postgres 750" "$(stat -c '%U %a' "$T/ts-own")"
 ok "the restored files inside it are postgres's" bash -c "[ -z \"\$(find '$T/ts-own' ! -user postgres)\" ] && [ -n \"\$(ls -A '$T/ts-own')\" ]"
+
+# --- a failed restore empties an existing destination, and keeps it ----------------
+mkdir -m 0750 "$T/ts-own2" && chown postgres: "$T/ts-own2" && chmod 0750 "$T/ts-own2"
+TAR=$REPO/backups/$label/$OID.tar.zst
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(200); b = f.read(1); f.seek(200); f.write(bytes([b[0] ^ 0xff]))' "$TAR"
+restore --pgdata "$T/r3" --tablespace-map "$OID=$T/ts-own2" >/dev/null 2>"$T/r3.err"
+ok "a damaged tablespace tar fails the restore" test $? -ne 0
+is "the existing destination is still there, empty, its mode kept" "postgres 750 0" \
+    "$(stat -c '%U %a' "$T/ts-own2" 2>/dev/null) $(ls -A "$T/ts-own2" 2>/dev/null | wc -l)"
+ok "the failed restore's data directory is removed" test ! -e "$T/r3"
 
 t_done
