@@ -591,6 +591,16 @@ static void target_text(const pitr_opts *o, const plan *p, char *out, size_t len
     }
 }
 
+/* ts_dest_of -- where tablespace t goes: its --tablespace-map DIR, else the location
+ * backup.json records (restore checks it before writing; see cmd_restore). */
+static const char *ts_dest_of(const pitr_opts *o, const backup_tablespace *t)
+{
+    for (size_t i = 0; i < o->ntsmap; i++)
+        if (o->tsmap[i].oid == t->oid)
+            return o->tsmap[i].dir;
+    return t->location;
+}
+
 void plan_print(const inventory *inv, const pitr_opts *o, const plan *p)
 {
     const backup_info *b = p->backup;
@@ -629,6 +639,12 @@ void plan_print(const inventory *inv, const pitr_opts *o, const plan *p)
         char ts[48];
         walscan_format_time(ts, sizeof(ts), p->stop_time_us);
         printf("last replayed:   transaction %u at %s\n", p->stop_xid, ts);
+    }
+    for (size_t i = 0; i < b->ntablespaces; i++) {
+        const char *d = ts_dest_of(o, &b->tablespaces[i]);
+        printf("tablespace:      %u \"%s\" -> \"%s\"%s\n", b->tablespaces[i].oid,
+               b->tablespaces[i].location, d,
+               d != b->tablespaces[i].location ? " (--tablespace-map)" : "");
     }
     printf("estimate:        %.0f s to a running server\n", p->est_seconds);
 }
@@ -683,6 +699,17 @@ void *plan_json(const inventory *inv, const pitr_opts *o, const plan *p)
         json_object_set_new(j, "last_commit_xid", json_integer(p->stop_xid));
     }
     json_object_set_new(j, "estimate_seconds", json_real(p->est_seconds));
+    json_t *tsa = json_array();
+    for (size_t i = 0; i < b->ntablespaces; i++) {
+        json_t *t = json_object();
+        const char *d = ts_dest_of(o, &b->tablespaces[i]);
+        json_object_set_new(t, "oid", json_integer(b->tablespaces[i].oid));
+        json_object_set_new(t, "location", json_string(b->tablespaces[i].location));
+        json_object_set_new(t, "destination", json_string(d));
+        json_object_set_new(t, "mapped", json_boolean(d != b->tablespaces[i].location));
+        json_array_append_new(tsa, t);
+    }
+    json_object_set_new(j, "tablespaces", tsa);
     json_t *w = json_array();
     for (int i = 0; i < p->nwarn; i++)
         json_array_append_new(w, json_string(p->warn[i]));

@@ -41,6 +41,8 @@ typedef struct ts_dest {
     char aside[PATH_MAX * 2];
     int moved;
     int created;
+    int existed; /* an empty directory that was there: its own owner and mode are kept */
+    char real[PATH_MAX]; /* dir through realpath of its nearest existing ancestor */
     const char *file;
 } ts_dest;
 
@@ -89,22 +91,107 @@ static int make_absolute(const char *in, char *out, size_t len)
 
 static uid_t g_uid;
 static gid_t g_gid;
+static int g_skip_top;
 
 static int chown_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
     (void)flag;
-    (void)ftw;
+    if (g_skip_top && ftw->level == 0)
+        return 0;
     if (lchown(path, g_uid, g_gid) != 0)
         return log_errno("could not change the owner of \"%s\"", path);
     return 0;
 }
 
-static int chown_tree(const char *path, uid_t uid, gid_t gid)
+/* chown_tree -- lchown everything under path; path itself too unless skip_top (a
+ * directory the restore did not create keeps its owner). */
+static int chown_tree(const char *path, uid_t uid, gid_t gid, int skip_top)
 {
     g_uid = uid;
     g_gid = gid;
+    g_skip_top = skip_top;
     return nftw(path, chown_one, 32, FTW_PHYS) == 0 ? 0 : -1;
+}
+
+/* remove_contents -- rm -rf of everything inside dir, dir itself kept. */
+static void remove_contents(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    char path[PATH_MAX * 2];
+    while (d && (de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+        durable_remove_tree(path);
+    }
+    if (d)
+        closedir(d);
+}
+
+/*
+ * resolve_dest -- path (absolute) with its nearest existing ancestor through realpath
+ * and the rest appended, into out: what a symlink on the way really points at. A "."
+ * or ".." component is refused when strict (a location PostgreSQL records has none).
+ * 0 | -1 (not reported).
+ */
+static int resolve_dest(const char *path, char *out, size_t len, int strict)
+{
+    char head[PATH_MAX], real[PATH_MAX];
+    const char *tail = "";
+    if (path[0] != '/')
+        return -1;
+    if (strict && (strstr(path, "/./") || strstr(path, "/../") ||
+        (strlen(path) >= 2 && strcmp(path + strlen(path) - 2, "/.") == 0) ||
+        (strlen(path) >= 3 && strcmp(path + strlen(path) - 3, "/..") == 0)))
+        return -1;
+    snprintf(head, sizeof(head), "%s", path);
+    for (;;) {
+        if (realpath(head, real))
+            break;
+        if (errno != ENOENT && errno != ENOTDIR)
+            return -1;
+        char *slash = strrchr(head, '/');
+        if (!slash || slash == head) {
+            snprintf(real, sizeof(real), "/");
+            tail = path + 1;
+            break;
+        }
+        *slash = '\0';
+        tail = path + (slash - head) + 1;
+    }
+    int n = snprintf(out, len, "%s%s%s", real, strcmp(real, "/") == 0 || !*tail ? "" : "/", tail);
+    if (n < 0 || (size_t)n >= len)
+        return -1;
+    return 0;
+}
+
+/* under -- path equals dir or lies inside it (both resolved). */
+static int under(const char *path, const char *dir)
+{
+    size_t l = strlen(dir);
+    if (strcmp(dir, "/") == 0)
+        return 1;
+    return strncmp(path, dir, l) == 0 && (path[l] == '\0' || path[l] == '/');
+}
+
+/* system_dir -- a resolved path a tablespace must never go to: the system's own
+ * directories themselves, and anything under those holding the system. */
+static int system_dir(const char *real)
+{
+    static const char *exact[] = {"/", "/var", "/var/lib", "/var/log", "/home", "/root", "/tmp",
+                                  "/var/tmp", "/opt", "/srv", "/mnt", "/media"};
+    static const char *tree[] = {"/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
+                                 "/libx32", "/boot", "/dev", "/proc", "/sys", "/run",
+                                 "/var/lib/dpkg", "/var/lib/apt", "/var/run"};
+    for (size_t i = 0; i < ARRAY_LEN(exact); i++)
+        if (strcmp(real, exact[i]) == 0)
+            return 1;
+    for (size_t i = 0; i < ARRAY_LEN(tree); i++)
+        if (under(real, tree[i]))
+            return 1;
+    return 0;
 }
 
 static int is_recovery_key(const char *line)
@@ -1120,18 +1207,57 @@ int cmd_restore(const pitr_opts *o)
             goto out;
         }
     }
+    /*
+     * Tablespace destinations. backup.json lives in a repository the postgres user can
+     * write, and a restore often runs as root: a location from it is not trusted. Each
+     * destination (recorded, or --tablespace-map's, which goes through the same checks)
+     * must be absolute, resolve (realpath of its nearest existing ancestor, so no
+     * symlink dodges the checks) outside the data directory and the system's
+     * directories, differ from the others, be absent or empty (non-empty only with
+     * --force and no live server using it), and, when it exists, be owned by the
+     * restore's owner: its own owner and mode are never changed (PostgreSQL needs the
+     * directory owned by the server's user; chowning a directory someone else made is
+     * the restore's call to make, not a backup.json's). Refusals exit 1: the backup
+     * itself is restorable with --tablespace-map OID=DIR.
+     */
+    char pgreal[PATH_MAX];
+    if (resolve_dest(pgdata, pgreal, sizeof(pgreal), 0) != 0) {
+        log_error("could not resolve the data directory \"%s\"", pgdata);
+        goto out;
+    }
     for (size_t k = 0; k < b->ntablespaces; k++) {
         const char *dir = b->tablespaces[k].location;
+        int mapped = 0;
         for (size_t i = 0; i < o->ntsmap; i++)
-            if (o->tsmap[i].oid == b->tablespaces[k].oid)
+            if (o->tsmap[i].oid == b->tablespaces[k].oid) {
                 dir = o->tsmap[i].dir;
+                mapped = 1;
+            }
         ts[k].oid = b->tablespaces[k].oid;
         ts[k].orig = b->tablespaces[k].location;
         ts[k].file = b->tablespaces[k].file;
-        if (make_absolute(dir, ts[k].dir, sizeof(ts[k].dir)) != 0)
+        const char *why = NULL;
+        if (dir[0] != '/')
+            why = "is not an absolute path";
+        else if (make_absolute(dir, ts[k].dir, sizeof(ts[k].dir)) != 0)
             goto out;
-        if (strchr(ts[k].dir, '\n')) {
-            log_error("invalid tablespace directory \"%s\"", ts[k].dir);
+        else if (strchr(ts[k].dir, '\n'))
+            why = "holds a newline";
+        else if (resolve_dest(ts[k].dir, ts[k].real, sizeof(ts[k].real), 1) != 0)
+            why = "holds a \".\" or \"..\" component, or cannot be resolved";
+        else if (system_dir(ts[k].real))
+            why = "is a system directory";
+        else if (under(ts[k].real, pgreal) || under(pgreal, ts[k].real))
+            why = "overlaps the data directory";
+        for (size_t i = 0; !why && i < k; i++)
+            if (under(ts[k].real, ts[i].real) || under(ts[i].real, ts[k].real))
+                why = "overlaps the destination of another tablespace";
+        if (why) {
+            log_error("tablespace %u: destination \"%s\"%s %s", ts[k].oid, dir,
+                      mapped ? " (--tablespace-map)" : "", why);
+            if (!mapped)
+                log_detail("the location recorded in backup %s's backup.json", b->label);
+            log_hint("restore it elsewhere: --tablespace-map %u=/absolute/empty/dir", ts[k].oid);
             goto out;
         }
         int s = dir_state(ts[k].dir);
@@ -1145,7 +1271,24 @@ int cmd_restore(const pitr_opts *o)
             log_hint("use --force to move it aside, or --tablespace-map %u=DIR", ts[k].oid);
             goto out;
         }
+        if (s > 0) {
+            struct stat sb;
+            if (stat(ts[k].dir, &sb) != 0) {
+                log_errno("could not stat \"%s\"", ts[k].dir);
+                goto out;
+            }
+            if (sb.st_uid != uid) {
+                struct passwd *pw = getpwuid(sb.st_uid);
+                log_error("tablespace directory \"%s\" (tablespace %u) exists and is owned by "
+                          "%s, not by %s who will run the restored server", ts[k].dir, ts[k].oid,
+                          pw ? pw->pw_name : "another user", user);
+                log_hint("if it is meant for it: chown %s \"%s\"; or --tablespace-map %u=DIR "
+                         "(a new directory)", user, ts[k].dir, ts[k].oid);
+                goto out;
+            }
+        }
         ts[k].moved = s == 2;
+        ts[k].existed = s == 1;
         nts = k + 1;
     }
     r = backup_manifest_load(inv.st, b, &m, &mtext, &mlen); /* the same checks as verify */
@@ -1177,7 +1320,7 @@ int cmd_restore(const pitr_opts *o)
     for (size_t k = 0; k < nts; k++) {
         if (ts[k].moved && move_aside(ts[k].dir, ts[k].aside, sizeof(ts[k].aside)) != 0)
             goto out;
-        if (durable_mkdirs(ts[k].dir, 0700) != 0)
+        if (!ts[k].existed && durable_mkdirs(ts[k].dir, 0700) != 0)
             goto out;
         ts[k].created = 1;
     }
@@ -1276,18 +1419,18 @@ int cmd_restore(const pitr_opts *o)
 
     /* owner, mode, durability */
     if (geteuid() == 0) {
-        if (chown_tree(pgdata, uid, gid) != 0)
+        if (chown_tree(pgdata, uid, gid, 0) != 0)
             goto out;
         for (size_t k = 0; k < nts; k++)
-            if (chown_tree(ts[k].dir, uid, gid) != 0)
+            if (chown_tree(ts[k].dir, uid, gid, ts[k].existed) != 0)
                 goto out;
     }
     if (chmod(pgdata, 0700) != 0) {
         log_errno("could not change the mode of \"%s\"", pgdata);
         goto out;
     }
-    for (size_t k = 0; k < nts; k++)
-        if (chmod(ts[k].dir, 0700) != 0) {
+    for (size_t k = 0; k < nts; k++) /* not one that was there: its mode is its owner's */
+        if (!ts[k].existed && chmod(ts[k].dir, 0700) != 0) {
             log_errno("could not change the mode of \"%s\"", ts[k].dir);
             goto out;
         }
@@ -1457,7 +1600,9 @@ out:
         if (moved && durable_rename(aside, pgdata) == 0)
             log_notice("moved \"%s\" back to \"%s\"", aside, pgdata);
         for (size_t k = 0; k < nts; k++) {
-            if (ts[k].created)
+            if (ts[k].created && ts[k].existed)
+                remove_contents(ts[k].dir);
+            else if (ts[k].created)
                 durable_remove_tree(ts[k].dir);
             if (ts[k].moved && ts[k].aside[0])
                 durable_rename(ts[k].aside, ts[k].dir);
