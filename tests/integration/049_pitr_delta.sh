@@ -181,4 +181,25 @@ is "... wrote exactly the three changed files, postgresql.auto.conf and the lock
 ok "... most bytes kept ($kb kept, $wb written)" test "${kb:-0}" -gt $((4 * ${wb:-1}))
 ok "... pg_verifybackup on it" "$PGBIN/pg_verifybackup" -q -n -i .s.PGSQL.5432.lock -m "$T/full/backup_manifest" "$T/full"
 
+# --- 9. a --delta that fails half way leaves a stale copy; a rerun continues ---------------
+cp -a "$REPO" "$T/repo2"
+obj=$T/repo2/backups/b1/base.tar.zst
+sz=$(stat -c %s "$obj")
+dd if=/dev/urandom of="$obj" bs=4096 seek=$((sz / 4096 / 2)) count=4 conv=notrunc status=none
+truncate -s 8192 "$T/full/$TEL"
+out=$("$PITR" restore --repo "$T/repo2" --pgdata "$T/full" --target-lsn "$L2" --delta 2>&1); rc=$?
+is "--delta from a damaged backup object: exit 3 (integrity)" 3 "$rc"
+ok "... says the directory is left as a stale copy" grep -q "is left as a partly updated stale copy" <<<"$out"
+ok "... and that a rerun of --delta continues" grep -q "run the same restore --delta again to continue" <<<"$out"
+echo "$out" | grep -E "error|notice|hint" | head -5 | sed 's/^/#   /'
+ok "... the directory is still there (not removed)" test -f "$T/full/PG_VERSION"
+restore full "$L2" --delta >"$T/delta3.out" 2>"$T/delta3.err"
+is "the rerun of --delta exits 0" 0 "$?"
+ok "... pg_verifybackup on it" "$PGBIN/pg_verifybackup" -q -n -i .s.PGSQL.5432.lock -m "$T/full/backup_manifest" "$T/full"
+if boot full; then
+    is "... it starts and reaches L2 (exact row count)" 250 "$(count full)"
+else
+    fail "... it starts and reaches L2 (exact row count)"; tail -5 "$T/full.log"
+fi
+
 t_done
