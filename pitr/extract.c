@@ -11,7 +11,9 @@
  *
  * Delta (eo->delta): the destination holds a stale copy. A file already there whose
  * size and SHA-256 match its manifest entry is kept (its tar data is still read and
- * checked, only not written); anything else at that name is removed and written anew.
+ * checked, only not written); a stale file is replaced by one written beside it
+ * (NAME.ragsafe-delta) and renamed over it once checked, a directory in its place is
+ * removed.
  * The tar's directories are collected for the caller, who removes the others.
  *
  * Results: 0; RS_MISMATCH for a damaged backup (a bad file, an entry that appears
@@ -402,12 +404,15 @@ out:
     return ret;
 }
 
-/* delta_prepare -- for a delta: keep path when it matches mf (*keep = 1), else clear
- * the name (a stale file, a link, a directory) so it can be written anew. */
-static int delta_prepare(const char *path, const manifest_file *mf, mode_t mode, int *keep)
+/* delta_prepare -- for a delta: keep path when it matches mf (*keep = 1); else a
+ * directory in its place is removed, and a stale file or link is left to be replaced
+ * by a rename (*replace = 1): a failure never leaves a file half written under its
+ * own name (global/pg_control is what a rerun of --delta reads first). */
+static int delta_prepare(const char *path, const manifest_file *mf, mode_t mode, int *keep,
+                         int *replace)
 {
     struct stat sb;
-    *keep = 0;
+    *keep = *replace = 0;
     if (lstat(path, &sb) != 0) {
         if (errno == ENOENT)
             return 0;
@@ -424,12 +429,9 @@ static int delta_prepare(const char *path, const manifest_file *mf, mode_t mode,
             return 0;
         }
     }
-    if (S_ISDIR(sb.st_mode)) {
-        if (durable_remove_tree(path) != 0)
-            return -1;
-    } else if (unlink(path) != 0) {
-        return log_errno("could not remove \"%s\"", path);
-    }
+    if (S_ISDIR(sb.st_mode))
+        return durable_remove_tree(path);
+    *replace = 1;
     return 0;
 }
 
@@ -465,8 +467,8 @@ void extract_stats_release(extract_stats *s)
 static int one_file(struct archive *a, struct archive_entry *e, const char *rel, const char *key,
                     const extract_opts *eo, extract_stats *stats)
 {
-    char path[PATH_MAX], mpath[PATH_MAX];
-    int fd = -1, ret = -1, n, kept = 0;
+    char path[PATH_MAX], mpath[PATH_MAX], tmp[PATH_MAX + 16] = "";
+    int fd = -1, ret = -1, n, kept = 0, replace = 0;
     sha256_ctx sha = {0};
     uint8_t dig[SHA256_LEN];
     uint64_t size = 0;
@@ -494,12 +496,20 @@ static int one_file(struct archive *a, struct archive_entry *e, const char *rel,
         mode_t mode = archive_entry_perm(e) & 0777;
         if (!mode)
             mode = 0600;
-        if (eo->delta && delta_prepare(path, mf, mode, &kept) != 0)
+        if (eo->delta && delta_prepare(path, mf, mode, &kept, &replace) != 0)
             goto out;
         /* kept: it matches its manifest entry; its tar data is still read and checked
-         * below, only not written */
+         * below, only not written. replace: written beside it, then renamed over it. */
+        if (replace) {
+            snprintf(tmp, sizeof(tmp), "%s.ragsafe-delta", path);
+            if (unlink(tmp) != 0 && errno != ENOENT) {
+                log_errno("could not remove \"%s\"", tmp);
+                goto out;
+            }
+        }
         if (!kept)
-            fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+            fd = open(replace ? tmp : path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                      mode);
         if (!kept && fd < 0 && errno == EEXIST) {
             /* the destination started empty: an earlier entry made this name */
             log_error("tar entry \"%s\" appears twice in \"%s\"", rel, key);
@@ -508,7 +518,8 @@ static int one_file(struct archive *a, struct archive_entry *e, const char *rel,
             goto out;
         }
         if (!kept && fd < 0) {
-            log_errno("could not create \"%s\"", path);
+            log_errno("could not create \"%s\"", replace ? tmp : path);
+            tmp[0] = '\0';
             goto out;
         }
     }
@@ -582,10 +593,18 @@ static int one_file(struct archive *a, struct archive_entry *e, const char *rel,
             goto out;
         }
     }
+    /* checked: only now does it take the stale file's place */
+    if (replace && rename(tmp, path) != 0) {
+        log_errno("could not rename \"%s\" to \"%s\"", tmp, path);
+        goto out;
+    }
+    tmp[0] = '\0';
     ret = 0;
 out:
     if (fd >= 0)
         close(fd);
+    if (tmp[0])
+        (void)unlink(tmp);
     sha256_release(&sha);
     return ret;
 }

@@ -7,8 +7,9 @@
  * postgresql.auto.conf, recovery.signal -> owner and mode -> fsync everything.
  * A failure after the first write removes what was written and moves the old
  * contents back. --delta updates a stale copy of the same cluster in place instead
- * (check_delta, delta_prune): a failure leaves it for another --delta. --start then runs pg_ctl as the owner and follows recovery over
- * libpq until it stops, reporting where.
+ * (check_delta, delta_prune): a failure leaves it for another --delta. --start then
+ * runs pg_ctl as the owner and follows recovery over libpq until it stops, reporting
+ * where.
  */
 #include <dirent.h>
 #include <errno.h>
