@@ -193,8 +193,12 @@ ok "... says the directory is left as a stale copy" grep -q "is left as a partly
 ok "... and that a rerun of --delta continues" grep -q "run the same restore --delta again to continue" <<<"$out"
 echo "$out" | grep -E "error|notice|hint" | head -5 | sed 's/^/#   /'
 ok "... the directory is still there (not removed)" test -f "$T/full/PG_VERSION"
-restore full "$L2" --delta >"$T/delta3.out" 2>"$T/delta3.err"
+restore full "$L2" --delta --json >"$T/delta3.json" 2>"$T/delta3.err"
 is "the rerun of --delta exits 0" 0 "$?"
+ok "... its --json report has delta.kept_files and written_files" python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))["delta"]
+sys.exit(0 if d["kept_files"] > 900 and d["written_files"] >= 1 else 1)' "$T/delta3.json"
 ok "... pg_verifybackup on it" "$PGBIN/pg_verifybackup" -q -n -i .s.PGSQL.5432.lock -m "$T/full/backup_manifest" "$T/full"
 if boot full; then
     is "... it starts and reaches L2 (exact row count)" 250 "$(count full)"
