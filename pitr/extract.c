@@ -9,6 +9,13 @@
  * destination is refused. Nothing is fsync'd here: the caller fsyncs the whole tree
  * once (durable_fsync_tree).
  *
+ * Delta (eo->delta): the destination holds a stale copy. A file already there whose
+ * size and SHA-256 match its manifest entry is kept (its tar data is still read and
+ * checked, only not written); a stale file is replaced by one written beside it
+ * (NAME.ragsafe-delta) and renamed over it once checked, a directory in its place is
+ * removed.
+ * The tar's directories are collected for the caller, who removes the others.
+ *
  * Results: 0; RS_MISMATCH for a damaged backup (a bad file, an entry that appears
  * twice, a tar or object that does not parse or authenticate); -1 for I/O: the object
  * could not be read, or a local write failed (ENOSPC...). A write error stops the
@@ -27,6 +34,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "durable.h"
 #include "log.h"
 #include "pitr.h"
 #include "sha256.h"
@@ -350,6 +358,108 @@ static int write_all(int fd, const void *buf, size_t len, const char *path)
     return 0;
 }
 
+/* file_matches -- 1 when the regular file path has exactly the size and SHA-256 of
+ * mf, 0 when not (or mf has no SHA-256), -1 reported. */
+static int file_matches(const char *path, const struct stat *sb, const manifest_file *mf)
+{
+    if (!mf || !mf->has_sha256 || (uint64_t)sb->st_size != mf->size)
+        return 0;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), ret = -1;
+    sha256_ctx sha = {0};
+    uint8_t dig[SHA256_LEN];
+    char *buf = malloc(1 << 20);
+    uint64_t total = 0;
+    if (fd < 0) {
+        log_errno("could not open \"%s\"", path);
+        goto out;
+    }
+    if (!buf) {
+        log_error("out of memory");
+        goto out;
+    }
+    if (sha256_init(&sha) != 0)
+        goto out;
+    for (;;) {
+        ssize_t n = read(fd, buf, 1 << 20);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            log_errno("could not read \"%s\"", path);
+            goto out;
+        }
+        if (n == 0)
+            break;
+        if (sha256_update(&sha, buf, (size_t)n) != 0)
+            goto out;
+        total += (uint64_t)n;
+    }
+    if (sha256_final(&sha, dig) != 0)
+        goto out;
+    ret = total == mf->size && memcmp(dig, mf->sha256, SHA256_LEN) == 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    sha256_release(&sha);
+    free(buf);
+    return ret;
+}
+
+/* delta_prepare -- for a delta: keep path when it matches mf (*keep = 1); else a
+ * directory in its place is removed, and a stale file or link is left to be replaced
+ * by a rename (*replace = 1): a failure never leaves a file half written under its
+ * own name (global/pg_control is what a rerun of --delta reads first). */
+static int delta_prepare(const char *path, const manifest_file *mf, mode_t mode, int *keep,
+                         int *replace)
+{
+    struct stat sb;
+    *keep = *replace = 0;
+    if (lstat(path, &sb) != 0) {
+        if (errno == ENOENT)
+            return 0;
+        return log_errno("could not stat \"%s\"", path);
+    }
+    if (S_ISREG(sb.st_mode)) {
+        int r = file_matches(path, &sb, mf);
+        if (r < 0)
+            return -1;
+        if (r == 1) {
+            *keep = 1;
+            if ((sb.st_mode & 0777) != mode && chmod(path, mode) != 0)
+                return log_errno("could not change the mode of \"%s\"", path);
+            return 0;
+        }
+    }
+    if (S_ISDIR(sb.st_mode))
+        return durable_remove_tree(path);
+    *replace = 1;
+    return 0;
+}
+
+static int add_dir(extract_stats *s, const char *rel)
+{
+    if (s->ndirs == s->dircap) {
+        size_t nc = s->dircap ? s->dircap * 2 : 64;
+        char **n = realloc(s->dirs, nc * sizeof(*n));
+        if (!n)
+            return log_error("out of memory");
+        s->dirs = n;
+        s->dircap = nc;
+    }
+    if (!(s->dirs[s->ndirs] = strdup(rel)))
+        return log_error("out of memory");
+    s->ndirs++;
+    return 0;
+}
+
+void extract_stats_release(extract_stats *s)
+{
+    for (size_t i = 0; i < s->ndirs; i++)
+        free(s->dirs[i]);
+    free(s->dirs);
+    s->dirs = NULL;
+    s->ndirs = s->dircap = 0;
+}
+
 /*
  * one_file -- stream a regular entry to dest (if any), hash it, check it against the
  * manifest. 0 | RS_MISMATCH (reported) | -1.
@@ -357,8 +467,8 @@ static int write_all(int fd, const void *buf, size_t len, const char *path)
 static int one_file(struct archive *a, struct archive_entry *e, const char *rel, const char *key,
                     const extract_opts *eo, extract_stats *stats)
 {
-    char path[PATH_MAX], mpath[PATH_MAX];
-    int fd = -1, ret = -1, n;
+    char path[PATH_MAX], mpath[PATH_MAX], tmp[PATH_MAX + 16] = "";
+    int fd = -1, ret = -1, n, kept = 0, replace = 0;
     sha256_ctx sha = {0};
     uint8_t dig[SHA256_LEN];
     uint64_t size = 0;
@@ -384,16 +494,32 @@ static int one_file(struct archive *a, struct archive_entry *e, const char *rel,
         if (join_path(path, sizeof(path), eo->dest, rel) != 0)
             goto out;
         mode_t mode = archive_entry_perm(e) & 0777;
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode ? mode : 0600);
-        if (fd < 0 && errno == EEXIST) {
+        if (!mode)
+            mode = 0600;
+        if (eo->delta && delta_prepare(path, mf, mode, &kept, &replace) != 0)
+            goto out;
+        /* kept: it matches its manifest entry; its tar data is still read and checked
+         * below, only not written. replace: written beside it, then renamed over it. */
+        if (replace) {
+            snprintf(tmp, sizeof(tmp), "%s.ragsafe-delta", path);
+            if (unlink(tmp) != 0 && errno != ENOENT) {
+                log_errno("could not remove \"%s\"", tmp);
+                goto out;
+            }
+        }
+        if (!kept)
+            fd = open(replace ? tmp : path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                      mode);
+        if (!kept && fd < 0 && errno == EEXIST) {
             /* the destination started empty: an earlier entry made this name */
             log_error("tar entry \"%s\" appears twice in \"%s\"", rel, key);
             stats->bad++;
             ret = RS_MISMATCH;
             goto out;
         }
-        if (fd < 0) {
-            log_errno("could not create \"%s\"", path);
+        if (!kept && fd < 0) {
+            log_errno("could not create \"%s\"", replace ? tmp : path);
+            tmp[0] = '\0';
             goto out;
         }
     }
@@ -442,6 +568,10 @@ static int one_file(struct archive *a, struct archive_entry *e, const char *rel,
         goto out;
     stats->files++;
     stats->bytes += size;
+    if (kept) {
+        stats->kept++;
+        stats->kept_bytes += size;
+    }
     if (eo->m) {
         if (!mf) {
             log_error("file \"%s\" is in the backup but not in its backup_manifest", mpath);
@@ -463,10 +593,18 @@ static int one_file(struct archive *a, struct archive_entry *e, const char *rel,
             goto out;
         }
     }
+    /* checked: only now does it take the stale file's place */
+    if (replace && rename(tmp, path) != 0) {
+        log_errno("could not rename \"%s\" to \"%s\"", tmp, path);
+        goto out;
+    }
+    tmp[0] = '\0';
     ret = 0;
 out:
     if (fd >= 0)
         close(fd);
+    if (tmp[0])
+        (void)unlink(tmp);
     sha256_release(&sha);
     return ret;
 }
@@ -537,6 +675,8 @@ int extract_object(storage *st, const char *key, const extract_opts *eo, extract
         switch (archive_entry_filetype(e)) {
         case AE_IFDIR:
             if (eo->dest && make_dirs(eo->dest, rel, 1) != 0)
+                goto out_write;
+            if (eo->delta && add_dir(stats, rel) != 0)
                 goto out_write;
             break;
         case AE_IFREG:

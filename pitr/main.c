@@ -3,7 +3,7 @@
  *
  *     ragsafe-pitr info    [--json]
  *     ragsafe-pitr plan    TARGET
- *     ragsafe-pitr restore TARGET --pgdata DIR [--target-action A] [--force]
+ *     ragsafe-pitr restore TARGET --pgdata DIR [--target-action A] [--force | --delta]
  *                          [--tablespace-map OID=DIR]... [--owner USER] [--start]
  *                          [--archive-mode off|preserve] [--set NAME=VALUE]... [--port N]
  *                          [--type recovery|standby]
@@ -51,6 +51,9 @@ static void usage(FILE *out)
             "  -D, --pgdata DIR          data directory to create (must be empty or absent)\n"
             "      --target-action A     promote (default), pause or shutdown\n"
             "      --force               move a non-empty DIR aside to DIR.ragsafe-old-TIME\n"
+            "      --delta               DIR holds a stale copy of the same cluster: keep the\n"
+            "                            files that match backup_manifest, replace the rest,\n"
+            "                            remove what the backup does not have\n"
             "      --tablespace-map OID=DIR   restore tablespace OID into DIR\n"
             "      --owner USER          owner of the restored files (as root; default: the\n"
             "                            owner of DIR's parent)\n"
@@ -198,7 +201,7 @@ enum {
     OPT_CONFIG = 256, OPT_JSON, OPT_PROMETHEUS, OPT_TTIME, OPT_TLSN, OPT_TXID, OPT_TNAME,
     OPT_TLATEST, OPT_TIMMEDIATE, OPT_TTLI, OPT_EXCL, OPT_ACTION, OPT_FORCE, OPT_TSMAP,
     OPT_START, OPT_OWNER, OPT_PGBIN, OPT_TIMEOUT, OPT_KEEPWIN, OPT_KEEPBK, OPT_MINBK, OPT_DRY,
-    OPT_ARCHMODE, OPT_SET, OPT_PORT, OPT_TYPE, OPT_NOSPACE, OPT_NEWKEY,
+    OPT_ARCHMODE, OPT_SET, OPT_PORT, OPT_TYPE, OPT_NOSPACE, OPT_NEWKEY, OPT_DELTA,
 };
 
 /* valid_set -- NAME=VALUE with NAME a GUC name and a value postgresql.conf can hold. */
@@ -275,6 +278,7 @@ int main(int argc, char **argv)
         {"dry-run", no_argument, NULL, OPT_DRY},
         {"archive-mode", required_argument, NULL, OPT_ARCHMODE},
         {"no-space-check", no_argument, NULL, OPT_NOSPACE},
+        {"delta", no_argument, NULL, OPT_DELTA},
         {"set", required_argument, NULL, OPT_SET},
         {"port", required_argument, NULL, OPT_PORT},
         {"type", required_argument, NULL, OPT_TYPE},
@@ -390,6 +394,7 @@ int main(int argc, char **argv)
         case OPT_MINBK: min_backups = optarg; break;
         case OPT_DRY: o.dry_run = 1; break;
         case OPT_NOSPACE: o.no_space_check = 1; break;
+        case OPT_DELTA: o.delta = 1; break;
         case OPT_ARCHMODE:
             if (strcmp(optarg, "off") != 0 && strcmp(optarg, "preserve") != 0) {
                 log_error("invalid --archive-mode \"%s\": off or preserve", optarg);
@@ -490,6 +495,11 @@ int main(int argc, char **argv)
     if (!o.action)
         o.action = "promote";
 
+    if (o.delta && o.force) {
+        log_error("--delta and --force do not go together");
+        log_hint("--delta updates DIR in place; --force moves it aside and restores anew");
+        goto out;
+    }
     if (o.standby && strcmp(sub, "restore") == 0) {
         /* a standby follows the archive (and its primary): no recovery target */
         if (o.kind != TARGET_NONE && o.kind != TARGET_LATEST) {

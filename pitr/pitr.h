@@ -67,6 +67,8 @@ typedef struct pitr_opts {
     size_t nsets;
     int standby;              /* --type standby: standby.signal, no recovery target */
     int no_space_check;       /* --no-space-check: statvfs under-reports (compressed FS) */
+    int delta;                /* --delta: over a stale copy of the same cluster, keeping
+                               * the files that match backup_manifest */
     const char *config_path;  /* absolute path of the config file named by --config or
                                * $RAGSAFE_CONFIG (the written restore_command reads it) */
     /* expire */
@@ -186,14 +188,24 @@ typedef struct extract_opts {
     const char *mprefix;       /* manifest path prefix: "" or "pg_tblspc/OID/" */
     unsigned char *seen;       /* m->nfiles flags, set for every file found */
     const uint8_t *stored_sha; /* expected SHA-256 of the stored object, or NULL */
+    int delta;                 /* dest holds a stale copy: a file whose size and SHA-256
+                                * already match its manifest entry is kept (not written),
+                                * anything else in its place is replaced; the directories
+                                * of the tar are listed in extract_stats.dirs */
 } extract_opts;
 
 typedef struct extract_stats {
-    uint64_t files;
+    uint64_t files;            /* regular files in the backup (written + kept) */
     uint64_t bytes;
     uint64_t stored;
     uint64_t bad;
+    uint64_t kept, kept_bytes; /* delta: files left as they were */
+    char **dirs;               /* delta: the tar's directories (relative, no prefix) */
+    size_t ndirs, dircap;
 } extract_stats;
+
+/* Free extract_stats.dirs. */
+void extract_stats_release(extract_stats *s);
 
 /* backups/<label>/backup_manifest as restore and verify both accept it: present, the
  * SHA-256 backup.json records, parses with its own checksum. On 0 the caller releases

@@ -6,8 +6,10 @@
  * every file against backup_manifest -> tablespace_map, backup_manifest,
  * postgresql.auto.conf, recovery.signal -> owner and mode -> fsync everything.
  * A failure after the first write removes what was written and moves the old
- * contents back. --start then runs pg_ctl as the owner and follows recovery over
- * libpq until it stops, reporting where.
+ * contents back. --delta updates a stale copy of the same cluster in place instead
+ * (check_delta, delta_prune): a failure leaves it for another --delta. --start then
+ * runs pg_ctl as the owner and follows recovery over libpq until it stops, reporting
+ * where.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -1052,13 +1054,135 @@ static const backup_file *find_file(const backup_info *b, const char *name)
     return NULL;
 }
 
+/*
+ * --delta: DIR holds a stale copy of the same cluster. check_delta refuses anything
+ * else before a write; delta_prune removes every file and link the backup does not
+ * have (postmaster.pid, postmaster.opts, socket lock files, all of pg_wal: stale WAL
+ * could be replayed; the old recovery.signal and backup_manifest, written anew
+ * later); extraction then keeps the files that match backup_manifest and replaces
+ * the rest; delta_prune_dirs removes the directories the backup does not have.
+ */
+static int check_delta(const char *pgdata, const inventory *inv, const backup_info *b)
+{
+    repo_info ri;
+    if (b->ntablespaces) {
+        log_error("--delta does not restore backups with tablespaces (backup %s has %zu)",
+                  b->label, b->ntablespaces);
+        log_hint("restore it into an empty directory, or with --force to move \"%s\" aside",
+                 pgdata);
+        return -1;
+    }
+    int r = repo_info_from_pg_control(pgdata, &ri);
+    if (r == RS_NOT_FOUND) {
+        log_error("--delta: \"%s\" is not empty and has no global/pg_control: not a data "
+                  "directory of this cluster", pgdata);
+        log_hint("use a plain restore: into an empty directory, or with --force to move "
+                 "\"%s\" aside", pgdata);
+        return -1;
+    }
+    if (r != 0) {
+        log_hint("use a plain restore with --force to move \"%s\" aside", pgdata);
+        return -1;
+    }
+    if (inv->r->have_info && ri.sysid != inv->r->info.sysid) {
+        log_error("--delta: \"%s\" is a data directory of another cluster (system "
+                  "identifier %llu, the repository's is %llu)", pgdata,
+                  (unsigned long long)ri.sysid, (unsigned long long)inv->r->info.sysid);
+        log_hint("restore into another directory, or with --force to move \"%s\" aside",
+                 pgdata);
+        return -1;
+    }
+    return 0;
+}
+
+static const manifest *g_prune_m;
+static size_t g_prune_root, g_pruned;
+static const char *const *g_prune_dirs;
+static size_t g_prune_ndirs;
+
+static int prune_file(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)ftw;
+    if (flag == FTW_D || flag == FTW_DP || strlen(path) <= g_prune_root)
+        return 0;
+    if (flag == FTW_DNR || flag == FTW_NS) {
+        log_error("could not read \"%s\"", path);
+        return 1; /* reported */
+    }
+    const char *rel = path + g_prune_root;
+    if (S_ISREG(sb->st_mode) && manifest_find(g_prune_m, rel))
+        return 0;
+    if (unlink(path) != 0) {
+        log_errno("could not remove \"%s\"", path);
+        return 1; /* reported */
+    }
+    log_debug("removed \"%s\" (not in the backup)", rel);
+    g_pruned++;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int prune_dir(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    if (flag != FTW_DP || strlen(path) <= g_prune_root)
+        return 0;
+    const char *rel = path + g_prune_root;
+    if (g_prune_ndirs && bsearch(&rel, g_prune_dirs, g_prune_ndirs, sizeof(char *), cmp_str))
+        return 0;
+    if (rmdir(path) == 0) {
+        log_debug("removed directory \"%s\" (not in the backup)", rel);
+        g_pruned++;
+    } else if (errno != ENOTEMPTY && errno != EEXIST) {
+        log_errno("could not remove directory \"%s\"", path);
+        return 1; /* reported */
+    }
+    return 0;
+}
+
+/* delta_prune -- remove the files and links under pgdata that m does not list. */
+static int delta_prune(const char *pgdata, const manifest *m, size_t *removed)
+{
+    g_prune_m = m;
+    g_prune_root = strlen(pgdata) + 1;
+    g_pruned = 0;
+    int r = nftw(pgdata, prune_file, 32, FTW_PHYS | FTW_DEPTH);
+    *removed = g_pruned;
+    if (r != 0)
+        return r == 1 ? -1 : log_errno("could not walk \"%s\"", pgdata);
+    return 0;
+}
+
+/* delta_prune_dirs -- remove the directories under pgdata that are not among dirs
+ * (sorted here) and hold nothing of the backup. */
+static int delta_prune_dirs(const char *pgdata, char **dirs, size_t ndirs, size_t *removed)
+{
+    if (ndirs)
+        qsort(dirs, ndirs, sizeof(char *), cmp_str);
+    g_prune_dirs = (const char *const *)dirs;
+    g_prune_ndirs = ndirs;
+    g_prune_root = strlen(pgdata) + 1;
+    g_pruned = 0;
+    int r = nftw(pgdata, prune_dir, 32, FTW_PHYS | FTW_DEPTH);
+    *removed = g_pruned;
+    if (r != 0)
+        return r == 1 ? -1 : log_errno("could not walk \"%s\"", pgdata);
+    return 0;
+}
+
 int cmd_restore(const pitr_opts *o)
 {
     inventory inv;
     plan p;
     int have_plan = 0, ret = EXIT_FAIL, started_writing = 0, r;
     char pgdata[PATH_MAX], aside[PATH_MAX * 2], restore_bin[PATH_MAX + 32], key[512];
-    int moved = 0, created = 0, state = 0;
+    int moved = 0, created = 0, state = 0, delta = 0;
+    size_t pruned = 0, pruned_dirs = 0;
     ts_dest *ts = NULL;
     size_t nts = 0;
     manifest m;
@@ -1184,7 +1308,11 @@ int cmd_restore(const pitr_opts *o)
      * would be wrecked by the server writing into its replacement) */
     if (state == 2 && refuse_if_live(pgdata, "data directory", 0) != 0)
         goto out;
-    if (state == 2 && !o->force) {
+    /* --delta over an empty or absent DIR is a plain restore */
+    delta = o->delta && state == 2;
+    if (delta && check_delta(pgdata, &inv, b) != 0)
+        goto out;
+    if (state == 2 && !o->force && !delta) {
         log_error("data directory \"%s\" is not empty", pgdata);
         log_hint("use --force to move its contents aside to \"%s.ragsafe-old-TIME\"", pgdata);
         goto out;
@@ -1304,19 +1432,27 @@ int cmd_restore(const pitr_opts *o)
     }
     if (o->no_space_check)
         log_notice("free-space check skipped (--no-space-check)");
+    else if (delta)
+        log_notice("free-space check skipped (--delta rewrites the stale copy in place)");
     else if (check_space(pgdata, ts, nts, &m, p.wal_raw) != 0)
         goto out;
 
     /* from here on we write */
     started_writing = 1;
-    if (state == 2) {
-        if (move_aside(pgdata, aside, sizeof(aside)) != 0)
+    if (delta) {
+        if (delta_prune(pgdata, &m, &pruned) != 0)
             goto out;
-        moved = 1;
+        log_info("removed %zu files not in the backup from \"%s\"", pruned, pgdata);
+    } else {
+        if (state == 2) {
+            if (move_aside(pgdata, aside, sizeof(aside)) != 0)
+                goto out;
+            moved = 1;
+        }
+        if (state != 1 && durable_mkdirs(pgdata, 0700) != 0)
+            goto out;
+        created = 1;
     }
-    if (state != 1 && durable_mkdirs(pgdata, 0700) != 0)
-        goto out;
-    created = 1;
     for (size_t k = 0; k < nts; k++) {
         if (ts[k].moved && move_aside(ts[k].dir, ts[k].aside, sizeof(ts[k].aside)) != 0)
             goto out;
@@ -1325,7 +1461,7 @@ int cmd_restore(const pitr_opts *o)
         ts[k].created = 1;
     }
 
-    extract_opts eo = {.dest = pgdata, .m = &m, .mprefix = "", .seen = seen};
+    extract_opts eo = {.dest = pgdata, .m = &m, .mprefix = "", .seen = seen, .delta = delta};
     const backup_file *bf = find_file(b, "base.tar.zst");
     eo.stored_sha = bf ? bf->sha256 : NULL;
     snprintf(key, sizeof(key), "backups/%s/base.tar.zst", b->label);
@@ -1352,6 +1488,14 @@ int cmd_restore(const pitr_opts *o)
     }
     log_info("extracted %llu files (%llu bytes) in %.1f s", (unsigned long long)stats.files,
              (unsigned long long)stats.bytes, now_seconds() - t0);
+    if (delta) {
+        if (delta_prune_dirs(pgdata, stats.dirs, stats.ndirs, &pruned_dirs) != 0)
+            goto out;
+        log_info("delta: kept %llu files (%llu bytes) that matched backup_manifest, wrote %llu; "
+                 "removed %zu directories not in the backup", (unsigned long long)stats.kept,
+                 (unsigned long long)stats.kept_bytes,
+                 (unsigned long long)(stats.files - stats.kept), pruned_dirs);
+    }
     {
         size_t missing = 0;
         for (size_t i = 0; i < m.nfiles; i++)
@@ -1501,6 +1645,13 @@ int cmd_restore(const pitr_opts *o)
         plan_print(&inv, o, &p);
         printf("restored:        %s (%llu files, %llu bytes) in %.1f s, owner %s\n", pgdata,
                (unsigned long long)stats.files, (unsigned long long)stats.bytes, t_restore, user);
+        if (delta)
+            printf("delta:           kept %llu files (%llu bytes) that matched backup_manifest, "
+                   "wrote %llu files (%llu bytes), removed %zu files and %zu directories not "
+                   "in the backup\n", (unsigned long long)stats.kept,
+                   (unsigned long long)stats.kept_bytes,
+                   (unsigned long long)(stats.files - stats.kept),
+                   (unsigned long long)(stats.bytes - stats.kept_bytes), pruned, pruned_dirs);
         if (moved)
             printf("old contents:    %s (kept: the rollback)\n", aside);
         for (size_t k = 0; k < nts; k++)
@@ -1546,6 +1697,18 @@ int cmd_restore(const pitr_opts *o)
         json_object_set_new(j, "files", json_integer((json_int_t)stats.files));
         json_object_set_new(j, "bytes", json_integer((json_int_t)stats.bytes));
         json_object_set_new(j, "restore_seconds", json_real(t_restore));
+        if (delta) {
+            json_t *d = json_object();
+            json_object_set_new(d, "kept_files", json_integer((json_int_t)stats.kept));
+            json_object_set_new(d, "kept_bytes", json_integer((json_int_t)stats.kept_bytes));
+            json_object_set_new(d, "written_files",
+                                json_integer((json_int_t)(stats.files - stats.kept)));
+            json_object_set_new(d, "written_bytes",
+                                json_integer((json_int_t)(stats.bytes - stats.kept_bytes)));
+            json_object_set_new(d, "removed_files", json_integer((json_int_t)pruned));
+            json_object_set_new(d, "removed_dirs", json_integer((json_int_t)pruned_dirs));
+            json_object_set_new(j, "delta", d);
+        }
         json_object_set_new(j, "owner", json_string(user));
         if (moved)
             json_object_set_new(j, "old_contents", json_string(aside));
@@ -1590,7 +1753,11 @@ int cmd_restore(const pitr_opts *o)
     }
     ret = start_failed ? EXIT_FAIL : EXIT_OK;
 out:
-    if (started_writing) {
+    if (started_writing && delta) {
+        /* nothing was moved aside: what is there is a stale copy, part updated */
+        log_notice("restore failed: \"%s\" is left as a partly updated stale copy", pgdata);
+        log_hint("run the same restore --delta again to continue");
+    } else if (started_writing) {
         log_notice("restore failed: removing what it wrote");
         if (created) {
             durable_remove_tree(pgdata);
@@ -1611,6 +1778,7 @@ out:
     strbuf_release(&restore_cmd);
     strbuf_release(&settings);
     strbuf_release(&rollback);
+    extract_stats_release(&stats);
     if (have_m)
         manifest_release(&m);
     free(seen);
