@@ -9,6 +9,7 @@
 # expire with the default timeout waits until the reader is done, then deletes; the
 # reader (verify) passes. While an expire holds it exclusive, ragsafe-restore waits up
 # to RAGSAFE_LOCK_TIMEOUT and answers 128 (never "not found"), then serves when free.
+# ragsafe-files restore/verify wait while its expire holds the "files" lock.
 source "$(dirname "$0")/lib.sh"
 t_init
 
@@ -75,5 +76,21 @@ as_pg "$RAGSAFE_BIN/ragsafe-restore" --repo "$REPO" "$seg" "$T/fetch/$seg" 2>"$T
 is "ragsafe-restore waits for the expire, then serves" 0 "$?"
 ok "the segment is fetched" test -s "$T/fetch/$seg"
 wait "$FPID"
+
+# --- ragsafe-files: restore and verify hold the "files" lock shared ------------------------
+F=$RAGSAFE_BIN/ragsafe-files
+FR=$T/frepo
+mkdir -p "$T/proj" && echo data >"$T/proj/a.conf"
+"$F" keygen "$T/fkey" >/dev/null || exit 1
+flabel=$("$F" snapshot --repo "$FR" --cipher-key-file "$T/fkey" --base "$T/proj" a.conf) || exit 1
+flock -x "$FR/locks/files.lock" sleep 3 &     # a running ragsafe-files expire
+FPID=$!
+sleep 0.5
+timeout 1 "$F" verify --repo "$FR" --cipher-key-file "$T/fkey" >/dev/null 2>&1
+is "ragsafe-files verify waits while an expire holds the lock" 124 "$?"
+timeout 1 "$F" restore --repo "$FR" --cipher-key-file "$T/fkey" --target "$T/frest" "$flabel" >/dev/null 2>&1
+is "ragsafe-files restore waits while an expire holds the lock" 124 "$?"
+wait "$FPID"
+exit_is "ragsafe-files verify once the expire is done" 0 "$F" verify --repo "$FR" --cipher-key-file "$T/fkey"
 
 t_done
