@@ -2340,8 +2340,27 @@ int s3_storage_lock_take(s3_storage *st, const char *name, int exclusive, int wa
             r = lock_get(st, key, owner, sizeof(owner), &exp, lk->etag, sizeof(lk->etag));
             if (r < 0)
                 goto out;
-            if (r == 0 && strcmp(owner, lk->owner) == 0)
-                break;
+            if (r == 0 && strcmp(owner, lk->owner) == 0) {
+                /* look again at the other side, now that ours is visible: a reader and
+                 * an expire that checked each other before either wrote both see the
+                 * other now (S3 reads after writes are consistent), and both back off */
+                int other;
+                if (exclusive) {
+                    struct shared_scan s2 = {st, name, lk->owner, 0};
+                    if (s3_storage_list(st, "locks/", shared_cb, &s2) != 0)
+                        goto out;
+                    other = s2.live > 0;
+                } else {
+                    other = live_lock(st, excl_key, lk->owner, NULL, 0);
+                    if (other < 0)
+                        goto out;
+                    other = other == 1;
+                }
+                if (!other)
+                    break;
+                if (s3_storage_remove(st, key) != 0)
+                    goto out;
+            }
             lk->etag[0] = '\0';
         }
         if (!wait) {
