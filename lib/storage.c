@@ -926,7 +926,8 @@ int storage_lock_take(storage *st, const char *name, int exclusive, int wait, st
         char *dir = path_of(st, "locks");
         if (!dir)
             goto out;
-        if (exclusive ? durable_mkdirs(dir, 0750) != 0 : mkdir(dir, 0750) != 0 && errno != EEXIST) {
+        /* 0755, like the lock files' 0644: a reader of another user locks too */
+        if (exclusive ? durable_mkdirs(dir, 0755) != 0 : mkdir(dir, 0755) != 0 && errno != EEXIST) {
             if (!exclusive)
                 ret = RS_NOT_FOUND; /* read-only repository: the caller decides */
             free(dir);

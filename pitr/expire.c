@@ -47,8 +47,8 @@ int cmd_expire(const pitr_opts *o)
         int t = storage_lock_timeout();
         r = storage_lock_take_timeout(st, STORAGE_RETENTION_LOCK, 1, t, &rlk);
         if (r == RS_EXISTS) {
-            log_error("readers are active on repository \"%s\" (a restore, plan, verify or "
-                      "WAL fetch holds the retention lock); waited %d s, nothing deleted",
+            log_error("readers are active on repository \"%s\" (a restore, plan, verify, "
+                      "WAL fetch or another expire holds the retention lock); waited %d s, nothing deleted",
                       storage_location(st), t);
             log_hint("run expire again when they have finished, or wait longer with "
                      "RAGSAFE_LOCK_TIMEOUT=<seconds>");
