@@ -116,6 +116,7 @@ int main(int argc, char **argv)
     long keep_last = 0;
     config *cfg = NULL;
     files_ctx x = {NULL, NULL, NULL, 0};
+    storage_lock *lk = NULL;
     char **args;
     int nargs;
 
@@ -261,6 +262,11 @@ int main(int argc, char **argv)
     if (!x.c)
         goto out;
     x.json = json;
+    /* readers hold the repository lock shared (snapshots do too): expire's sweep, which
+     * takes it exclusive, waits for them and never deletes what they read */
+    if ((strcmp(cmd, "restore") == 0 || strcmp(cmd, "verify") == 0) &&
+        storage_lock_take(x.st, FILES_LOCK, 0, 1, &lk) != 0)
+        goto out;
     if (strcmp(cmd, "snapshot") == 0) {
         if (base && chdir(base) != 0) {
             log_errno("could not change to base directory \"%s\"", base);
@@ -278,6 +284,7 @@ int main(int argc, char **argv)
     }
     status = fl_exit(r);
 out:
+    storage_lock_release(lk);
     cas_free(x.c);
     storage_free(x.st);
     cipher_key_free(x.k);

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cipher.h"
@@ -962,14 +963,31 @@ int storage_lock_take(storage *st, const char *name, int exclusive, int wait, st
     }
     if (snprintf(key, sizeof(key), "locks/%s.lock", name) >= (int)sizeof(key) || !storage_key_valid(key))
         return bad_key(name);
-    path = path_of(st, "locks");
-    if (!path || durable_mkdirs(path, 0750) != 0)
-        goto out;
-    free(path);
     path = path_of(st, key);
     if (!path)
         goto out;
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOENT) {
+        char *dir = path_of(st, "locks");
+        if (!dir)
+            goto out;
+        /* 0755, like the lock files' 0644: a reader of another user locks too */
+        if (exclusive ? durable_mkdirs(dir, 0755) != 0 : mkdir(dir, 0755) != 0 && errno != EEXIST) {
+            if (!exclusive)
+                ret = RS_NOT_FOUND; /* read-only repository: the caller decides */
+            free(dir);
+            goto out;
+        }
+        free(dir);
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    }
+    /* a shared lock needs no write access: a read-only repository still locks */
+    if (fd < 0 && !exclusive && (errno == EACCES || errno == EROFS || errno == EPERM))
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && !exclusive && (errno == EACCES || errno == EROFS || errno == EPERM)) {
+        ret = RS_NOT_FOUND;
+        goto out;
+    }
     if (fd < 0) {
         log_errno("could not open lock file \"%s\"", path);
         goto out;
@@ -1009,4 +1027,71 @@ void storage_lock_release(storage_lock *lk)
     if (lk->fd >= 0)
         close(lk->fd);
     free(lk);
+}
+
+int storage_lock_take_timeout(storage *st, const char *name, int exclusive, int timeout_s,
+                              storage_lock **out)
+{
+    struct timespec t0, now;
+    int r;
+
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        r = storage_lock_take(st, name, exclusive, 0, out);
+        if (r != RS_EXISTS)
+            return r;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - t0.tv_sec >= timeout_s)
+            return RS_EXISTS;
+        if (st->s3)
+            sleep(1);
+        else
+            usleep(100 * 1000);
+    }
+}
+
+int storage_lock_timeout(void)
+{
+    const char *v = getenv("RAGSAFE_LOCK_TIMEOUT");
+    char *end;
+    long n;
+
+    if (!v || !*v)
+        return 60;
+    n = strtol(v, &end, 10);
+    if (*end || n < 0 || n > 86400) {
+        log_warning("ignoring RAGSAFE_LOCK_TIMEOUT=\"%s\": not a number of seconds (0..86400)", v);
+        return 60;
+    }
+    return (int)n;
+}
+
+int storage_is_s3(const storage *st)
+{
+    return st->s3 != NULL;
+}
+
+int storage_reader_lock(storage *st, storage_lock **out)
+{
+    const char *hook = getenv("RAGSAFE_TEST_READER_SLEEP");
+    int t = storage_lock_timeout(), r;
+
+    *out = NULL;
+    r = storage_lock_take_timeout(st, STORAGE_RETENTION_LOCK, 0, t, out);
+    if (r == RS_EXISTS) {
+        log_error("repository \"%s\" is locked by a running ragsafe-pitr expire (waited %d s)",
+                  storage_location(st), t);
+        log_hint("try again when it has finished, or wait longer with RAGSAFE_LOCK_TIMEOUT");
+        return RS_EXISTS;
+    }
+    if (r == RS_NOT_FOUND) {
+        log_warning("could not take the reader lock of \"%s\": its locks/ folder is not "
+                    "writable; an expire may delete what this reads", storage_location(st));
+        r = 0;
+    }
+    if (r != 0)
+        return -1;
+    if (hook && *hook)
+        sleep((unsigned)atoi(hook));
+    return 0;
 }

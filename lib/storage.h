@@ -128,9 +128,33 @@ int storage_sweep_deleting(storage *st, const char *prefix, size_t *n);
 int storage_rename_prefix(storage *st, const char *from, const char *to);
 
 /* Repository lock (flock on "<root>/locks/<name>.lock" in posix). exclusive: writer
- * lock. wait: block, else RS_EXISTS when held by someone else. */
+ * lock. wait: block, else RS_EXISTS when held by someone else. posix, shared: a
+ * repository this user cannot write is locked through a read-only descriptor;
+ * RS_NOT_FOUND (not reported) when the lock file can be neither created nor opened. */
 typedef struct storage_lock storage_lock;
 int storage_lock_take(storage *st, const char *name, int exclusive, int wait, storage_lock **out);
 void storage_lock_release(storage_lock *lk);
+
+/* storage_lock_take, retrying every 100 ms (S3: 1 s) for up to timeout_s seconds;
+ * RS_EXISTS (not reported) when still held then. */
+int storage_lock_take_timeout(storage *st, const char *name, int exclusive, int timeout_s,
+                              storage_lock **out);
+
+/* The retention lock. Readers (ragsafe-pitr restore/plan/verify/info, ragsafe-restore
+ * on posix, ragsafe-files restore/verify) hold it shared; ragsafe-pitr expire holds it
+ * exclusive while it deletes. Writers (ragsafe-archive, ragsafe-basebackup) never take
+ * it, so a reader never blocks archiving. posix: flock; S3: one lease object per
+ * reader ("locks/retention.<owner>.shared", expiring, renewed by a thread). */
+#define STORAGE_RETENTION_LOCK "retention"
+/* How long a lock waits: $RAGSAFE_LOCK_TIMEOUT seconds, default 60. */
+int storage_lock_timeout(void);
+/* Take the retention lock shared, waiting up to storage_lock_timeout() for a running
+ * expire. 0 (*out may stay NULL: a posix repository whose lock file this user can
+ * neither create nor open; warned, the reader goes on unprotected) | RS_EXISTS (reported: an
+ * expire still holds it) | -1 (reported). Test hook: $RAGSAFE_TEST_READER_SLEEP seconds
+ * of sleep once the lock is held. */
+int storage_reader_lock(storage *st, storage_lock **out);
+/* 1 when st is an S3 location. */
+int storage_is_s3(const storage *st);
 
 #endif

@@ -9,7 +9,9 @@
  * kept backup, on every timeline (segments, .partial and .backup files); history
  * files are never deleted. Everything runs under the exclusive "backup" repository
  * lock, the one ragsafe-basebackup holds, so an expire never races a backup or
- * another expire. A backup folder an interrupted expire left half-deleted (hidden as
+ * another expire, and under the exclusive "retention" lock readers hold shared (it
+ * waits up to $RAGSAFE_LOCK_TIMEOUT s, default 60, for them, then exits 1 having
+ * deleted nothing). A backup folder an interrupted expire left half-deleted (hidden as
  * backups/.<label>.deleting/) is removed first.
  */
 #include <inttypes.h>
@@ -27,7 +29,7 @@ int cmd_expire(const pitr_opts *o)
 {
     inventory inv;
     storage *st = NULL;
-    storage_lock *lk = NULL;
+    storage_lock *lk = NULL, *rlk = NULL;
     int ret = EXIT_FAIL, r;
     char *keep = NULL;
     const char **why = NULL;
@@ -37,6 +39,24 @@ int cmd_expire(const pitr_opts *o)
     st = storage_open(o->repo, NULL, 0);
     if (!st)
         goto out;
+    /* readers (restore, plan, verify, info, ragsafe-restore) hold the retention lock
+     * shared: wait a bounded time for them, never delete under them. A dry run deletes
+     * nothing and reads like any reader. Taken before the "backup" lock, so waiting for
+     * readers never holds a base backup off. */
+    if (!o->dry_run) {
+        int t = storage_lock_timeout();
+        r = storage_lock_take_timeout(st, STORAGE_RETENTION_LOCK, 1, t, &rlk);
+        if (r == RS_EXISTS) {
+            log_error("readers are active on repository \"%s\" (a restore, plan, verify, "
+                      "WAL fetch or another expire holds the retention lock); waited %d s, nothing deleted",
+                      storage_location(st), t);
+            log_hint("run expire again when they have finished, or wait longer with "
+                     "RAGSAFE_LOCK_TIMEOUT=<seconds>");
+            goto out;
+        }
+        if (r != 0)
+            goto out;
+    }
     r = storage_lock_take(st, "backup", 1, 0, &lk);
     if (r == RS_EXISTS) {
         log_error("the repository is locked by a running backup or expire");
@@ -49,7 +69,7 @@ int cmd_expire(const pitr_opts *o)
      * space; finish removing it (under the lock every removal runs under) */
     if (!o->dry_run && storage_sweep_deleting(st, "backups/", NULL) != 0)
         goto out;
-    int lr = inventory_load(&inv, o->repo);
+    int lr = o->dry_run ? inventory_load(&inv, o->repo) : inventory_load_unlocked(&inv, o->repo);
     if (lr != 0) {
         ret = pitr_status(lr);
         goto out;
@@ -183,6 +203,7 @@ out:
     free(keep);
     free(why);
     inventory_release(&inv);
+    storage_lock_release(rlk);
     storage_lock_release(lk);
     storage_free(st);
     return ret;

@@ -99,7 +99,7 @@ static int backup_damaged(void *arg, const char *label, const char *why)
  * with. Fails (reported) on a missing repo.json: a directory that is not a
  * repository must not look like an empty one.
  */
-int inventory_load(inventory *inv, const char *repo_path)
+static int load(inventory *inv, const char *repo_path, int reader_lock)
 {
     list_ctx c;
     memset(inv, 0, sizeof(*inv));
@@ -109,6 +109,11 @@ int inventory_load(inventory *inv, const char *repo_path)
     if (!inv->r)
         return -1;
     inv->st = inv->r->st;
+    /* every subcommand reads through here: hold the retention lock shared until
+     * inventory_release, so an expire deletes nothing this reads (a restore that starts
+     * the server keeps it while recovery runs) */
+    if (reader_lock && storage_reader_lock(inv->st, &inv->lock) != 0)
+        return -1;
     int r = repo_load_info(inv->r);
     if (r == RS_NOT_FOUND) {
         log_error("\"%s\" is not a ragsafe repository (no %s)", repo_path, REPO_INFO_KEY);
@@ -145,6 +150,16 @@ int inventory_load(inventory *inv, const char *repo_path)
     return 0;
 }
 
+int inventory_load(inventory *inv, const char *repo_path)
+{
+    return load(inv, repo_path, 1);
+}
+
+int inventory_load_unlocked(inventory *inv, const char *repo_path)
+{
+    return load(inv, repo_path, 0);
+}
+
 void inventory_release(inventory *inv)
 {
     if (inv->backups)
@@ -153,6 +168,7 @@ void inventory_release(inventory *inv)
     free(inv->others);
     timeline_set_release(&inv->ts);
     free(inv->damaged);
+    storage_lock_release(inv->lock);
     if (inv->r)
         repo_free(inv->r);
     memset(inv, 0, sizeof(*inv));

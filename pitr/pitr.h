@@ -98,6 +98,7 @@ typedef struct damaged_obj {
 typedef struct inventory {
     repo *r;
     storage *st;
+    storage_lock *lock; /* the shared retention lock, held until inventory_release */
     uint32_t seg_size;
     backup_info *backups;     /* sorted by stop_lsn, oldest first */
     size_t nbackups;
@@ -115,6 +116,9 @@ typedef struct inventory {
  * or history file does not fail it: it is reported, listed in inv->damaged, and left
  * out (a damaged backup is never planned with; a damaged timeline cannot be followed). */
 int inventory_load(inventory *inv, const char *repo_path);
+/* inventory_load without the shared retention lock: for expire, which holds it
+ * exclusive already. */
+int inventory_load_unlocked(inventory *inv, const char *repo_path);
 
 /* The exit status of a failed step: 3 for an integrity failure (RS_MISMATCH), else 1. */
 static inline int pitr_status(int r)

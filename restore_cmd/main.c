@@ -133,6 +133,7 @@ int main(int argc, char **argv)
     config *cfg = NULL;
     uring *ur = NULL;
     repo *r = NULL;
+    storage_lock *lk = NULL;
     walfile_kind kind;
     char key[128], *tmp = NULL;
     zst_meta meta;
@@ -202,6 +203,14 @@ int main(int argc, char **argv)
         log_detail("while restoring \"%s\"", name);
         goto out;
     }
+    /* posix: the retention lock, shared (one flock, microseconds), so a running
+     * ragsafe-pitr expire is waited for and never deletes what is being fetched. S3: no
+     * lease per segment (a PUT and a DELETE per call); ragsafe-pitr restore holds one
+     * for the whole recovery. */
+    if (!storage_is_s3(r->st) && storage_reader_lock(r->st, &lk) != 0) {
+        log_detail("while restoring \"%s\"", name);
+        goto out;
+    }
 
     /* The next segments are fetched alongside this one (no round trip to ask whether
      * it exists first: the fetch itself answers "not found"). */
@@ -261,6 +270,7 @@ out:
     if (tmp)
         unlink(tmp);
     free(tmp);
+    storage_lock_release(lk);
     repo_free(r);
     uring_free(ur);
     config_free(cfg);

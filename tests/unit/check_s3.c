@@ -544,6 +544,19 @@ START_TEST(test_locks)
     ck_assert_int_eq(storage_put(st, "locks/backup.lock", "owner=gone:1:x\nexpires=99999999999\n",
                                  35, 0), 0);
     ck_assert_int_eq(lock_in_child(loc, "backup", 1), RS_EXISTS);
+    /* reader leases: a live one keeps the exclusive (expire) side out, an expired one
+     * (a killed reader) is ignored; a live exclusive lock keeps a reader out */
+    ck_assert_int_eq(storage_put(st, "locks/retention.gone_2_y.shared",
+                                 "owner=gone_2_y\nexpires=99999999999\n", 35, 0), 0);
+    ck_assert_int_eq(lock_in_child(loc, "retention", 1), RS_EXISTS);
+    ck_assert_int_eq(lock_in_child(loc, "retention", 0), 0);
+    ck_assert_int_eq(storage_put(st, "locks/retention.gone_2_y.shared",
+                                 "owner=gone_2_y\nexpires=1\n", 25, 0), 0);
+    ck_assert_int_eq(lock_in_child(loc, "retention", 1), 0);
+    ck_assert_int_eq(storage_put(st, "locks/retention.lock", "owner=gone:3:z\nexpires=99999999999\n",
+                                 35, 0), 0);
+    ck_assert_int_eq(lock_in_child(loc, "retention", 0), RS_EXISTS);
+    ck_assert_int_eq(storage_lock_take_timeout(st, "retention", 0, 1, &sh), RS_EXISTS);
     storage_free(st);
 }
 END_TEST

@@ -618,6 +618,58 @@ START_TEST(test_lock_wait)
 }
 END_TEST
 
+/* test_lock_timeout -- a bounded take gives up (RS_EXISTS) after its timeout, and takes
+ * the lock once the holder lets go within it; the retention lock: readers together,
+ * expire apart; RAGSAFE_LOCK_TIMEOUT parsed, nonsense ignored. */
+START_TEST(test_lock_timeout)
+{
+    storage_lock *lk = NULL, *r1 = NULL, *r2 = NULL;
+    struct timespec t0, t1;
+    int go[2], status;
+    pid_t pid;
+    char c;
+
+    ck_assert_int_eq(pipe(go), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        storage *s2 = storage_open(tu_path("repo"), NULL, 0);
+        storage_lock *l2 = NULL;
+        if (s2 == NULL || storage_lock_take(s2, STORAGE_RETENTION_LOCK, 1, 0, &l2) != 0 ||
+            write(go[1], "g", 1) != 1)
+            _exit(99);
+        usleep(1500000);
+        storage_lock_release(l2);
+        _exit(0);
+    }
+    ck_assert_int_eq(read(go[0], &c, 1), 1);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    ck_assert_int_eq(storage_lock_take_timeout(st, STORAGE_RETENTION_LOCK, 0, 1, &lk), RS_EXISTS);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ck_assert_int_ge(t1.tv_sec - t0.tv_sec, 1);
+    ck_assert_ptr_null(lk);
+    ck_assert_int_eq(storage_lock_take_timeout(st, STORAGE_RETENTION_LOCK, 0, 10, &lk), 0);
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status));
+    ck_assert_int_eq(WEXITSTATUS(status), 0);
+    storage_lock_release(lk);
+
+    ck_assert_int_eq(storage_reader_lock(st, &r1), 0);
+    ck_assert_ptr_nonnull(r1);
+    ck_assert_int_eq(storage_reader_lock(st, &r2), 0);
+    storage_lock_release(r2);
+    storage_lock_release(r1);
+
+    unsetenv("RAGSAFE_LOCK_TIMEOUT");
+    ck_assert_int_eq(storage_lock_timeout(), 60);
+    setenv("RAGSAFE_LOCK_TIMEOUT", "5", 1);
+    ck_assert_int_eq(storage_lock_timeout(), 5);
+    setenv("RAGSAFE_LOCK_TIMEOUT", "5x", 1);
+    ck_assert_int_eq(storage_lock_timeout(), 60);
+    unsetenv("RAGSAFE_LOCK_TIMEOUT");
+}
+END_TEST
+
 START_TEST(test_with_uring)
 {
     uring *ur;
@@ -685,6 +737,7 @@ static Suite *storage_suite(void)
     tcase_add_checked_fixture(tc, st_setup, st_teardown);
     tcase_add_test(tc, test_lock);
     tcase_add_test(tc, test_lock_wait);
+    tcase_add_test(tc, test_lock_timeout);
     suite_add_tcase(s, tc);
     return s;
 }
