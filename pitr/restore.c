@@ -411,21 +411,26 @@ static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, g
         tail_log(logf);
         return -1;
     }
-    int seen_pid = 0;
+    int seen_pid = 0, started = 0;
     pid_t pm = 0;
     while (now_seconds() - t0 < (double)o->timeout) {
         usleep(200 * 1000);
         FILE *pf = fopen(pidf, "r");
-        char l[6][PATH_MAX];
+        char l[8][PATH_MAX];
         int n = 0;
         if (pf) {
-            while (n < 6 && fgets(l[n], sizeof(l[n]), pf)) {
+            while (n < 8 && fgets(l[n], sizeof(l[n]), pf)) {
                 l[n][strcspn(l[n], "\n")] = '\0';
                 n++;
             }
             fclose(pf);
             if (n >= 1 && atol(l[0]) > 0)
                 pm = (pid_t)atol(l[0]);
+            /* line 8, the postmaster's status, is written once its sockets and shared
+             * memory exist: only from then on did the server start (a socket lock clash
+             * fails before it, even when lines 1-7 are already there) */
+            if (n >= 8 && l[7][0])
+                started = 1;
         }
         int gone = pm > 0 ? !pid_alive(pm) : !pf;
         if (gone) {
@@ -437,9 +442,9 @@ static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, g
             }
             if (fatal_lines(logf, log_off, 0) > 0) {
                 /* the postmaster is gone and said why: report it now */
-                log_error(seen_pid ? "the server stopped during recovery (postmaster PID %ld "
-                                     "exited)"
-                                   : "the server did not start%.0ld",
+                log_error(started ? "the server stopped during recovery (postmaster PID %ld "
+                                    "exited)"
+                                  : "the server did not start%.0ld",
                           (long)pm);
                 fatal_lines(logf, log_off, 1);
                 log_detail("server log: \"%s\"", logf);
@@ -447,8 +452,9 @@ static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, g
             }
             if (!seen_pid && now_seconds() - t0 < 30)
                 continue;
-            log_error(seen_pid ? "the server stopped during recovery"
-                               : "the server did not start within 30 s");
+            log_error(started ? "the server stopped during recovery"
+                              : seen_pid ? "the server did not start"
+                                         : "the server did not start within 30 s");
             tail_log(logf);
             goto out;
         }

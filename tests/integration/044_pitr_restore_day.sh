@@ -211,7 +211,8 @@ mkdir -p "$T/old" && echo keep >"$T/old/marker"
 sleep 300 & SLEEPER=$!
 t_on_exit "kill $SLEEPER"
 printf '%s\n%s\n' "$SLEEPER" "$T/old" >"$T/old/postmaster.pid"   # stale: a live PID, not postgres
-for i in 0 1 2 3 4 5; do mkdir -p "$T/old.ragsafe-old-$(date -u -d "+$i sec" +%Y%m%dT%H%M%SZ)"; done
+# every name the next 90 s could give (a loaded machine can take seconds to plan)
+for i in $(seq 0 90); do mkdir -p "$T/old.ragsafe-old-$(date -u -d "+$i sec" +%Y%m%dT%H%M%SZ)"; done
 chown -R postgres: "$T/old" "$T"/old.ragsafe-old-*
 "$PITR" restore --repo "$REPO" --pgdata "$T/old" --target-latest --force >"$T/force.out" 2>"$T/force.err"
 is "--force over a stopped directory with a stale postmaster.pid: exit 0" 0 "$?"
