@@ -289,6 +289,25 @@ static int find_pg_bin(const pitr_opts *o, char *out, size_t len)
     return 0;
 }
 
+/*
+ * child_become -- in a forked child: become uid/gid (as root, when it is not root) with
+ * stdin and stdout on /dev/null. Exits 127 when the switch fails; never returns an error.
+ */
+static void child_become(uid_t uid, gid_t gid, const char *user)
+{
+    if (geteuid() == 0 && uid != 0) {
+        if (initgroups(user, gid) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
+            perror("ragsafe-pitr: could not switch user");
+            _exit(127);
+        }
+    }
+    int devnull = open("/dev/null", O_RDWR);
+    if (devnull >= 0) {
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+    }
+}
+
 /* run_as -- run argv as uid/gid (when different from ours); its exit status. */
 static int run_as(uid_t uid, gid_t gid, const char *user, char *const argv[])
 {
@@ -296,17 +315,7 @@ static int run_as(uid_t uid, gid_t gid, const char *user, char *const argv[])
     if (pid < 0)
         return log_errno("could not fork");
     if (pid == 0) {
-        if (geteuid() == 0 && uid != 0) {
-            if (initgroups(user, gid) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
-                perror("ragsafe-pitr: could not switch user");
-                _exit(127);
-            }
-        }
-        int devnull = open("/dev/null", O_RDWR);
-        if (devnull >= 0) {
-            dup2(devnull, 0);
-            dup2(devnull, 1);
-        }
+        child_become(uid, gid, user);
         execv(argv[0], argv);
         perror("ragsafe-pitr: could not run pg_ctl");
         _exit(127);
@@ -593,17 +602,7 @@ static int check_restore_command(const char *pgdata, uid_t uid, gid_t gid, const
             perror("ragsafe-pitr: could not enter the data directory");
             _exit(127);
         }
-        if (geteuid() == 0 && uid != 0) {
-            if (initgroups(user, gid) != 0 || setgid(gid) != 0 || setuid(uid) != 0) {
-                perror("ragsafe-pitr: could not switch user");
-                _exit(127);
-            }
-        }
-        int devnull = open("/dev/null", O_RDWR);
-        if (devnull >= 0) {
-            dup2(devnull, 0);
-            dup2(devnull, 1);
-        }
+        child_become(uid, gid, user);
         dup2(pfd[1], 2);
         execl("/bin/sh", "sh", "-c", line.buf, (char *)NULL);
         perror("ragsafe-pitr: could not run /bin/sh");

@@ -14,12 +14,7 @@ t_init
 
 PITR=$RAGSAFE_BIN/ragsafe-pitr
 REPO=$T/repo
-mkdir -p "$REPO" && chown postgres: "$REPO"
-
-pg_init src || exit 1
-pg_set src "archive_mode = on"
-pg_set src "archive_command = '$RAGSAFE_BIN/ragsafe-archive --repo $REPO %p %f'"
-pg_start src || exit 1
+pg_archiving src "$REPO" || exit 1
 
 state() { pg_sql "$1" "select count(*) || ':' || coalesce(sum(id), 0) from t"; }
 # restore_to NAME ARGS...: ragsafe-pitr restore into $T/NAME.

@@ -13,12 +13,7 @@ t_init
 
 PITR=$RAGSAFE_BIN/ragsafe-pitr
 REPO=$T/repo
-mkdir -p "$REPO" && chown postgres: "$REPO"
-
-pg_init src || exit 1
-pg_set src "archive_mode = on"
-pg_set src "archive_command = '$RAGSAFE_BIN/ragsafe-archive --repo $REPO %p %f'"
-pg_start src || exit 1
+pg_archiving src "$REPO" || exit 1
 
 state() { pg_sql "$1" "select count(*) || ':' || coalesce(sum(id), 0) from t"; }
 bb() { as_pg "$RAGSAFE_BIN/ragsafe-basebackup" -d "$(pg_conn "$1")" --repo "$REPO" -c fast -l "$2" 2>"$T/$2.err" >/dev/null \

@@ -23,12 +23,7 @@ t_init
 
 PITR=$RAGSAFE_BIN/ragsafe-pitr
 REPO=$T/repo
-mkdir -p "$REPO" && chown postgres: "$REPO"
-
-pg_init src || exit 1
-pg_set src "archive_mode = on"
-pg_set src "archive_command = '$RAGSAFE_BIN/ragsafe-archive --repo $REPO %p %f'"
-pg_start src || exit 1
+pg_archiving src "$REPO" || exit 1
 
 copy_sql() { as_pg "$PGBIN/psql" -XAtq -v ON_ERROR_STOP=1 -h "$T/copy" -p 5433 -U postgres -d postgres -c "$1"; }
 nrecords() { find "$1/restores" -name '*.json' 2>/dev/null | wc -l; }

@@ -21,12 +21,7 @@ t_init
 
 PITR=$RAGSAFE_BIN/ragsafe-pitr
 REPO=$T/repo
-mkdir -p "$REPO" && chown postgres: "$REPO"
-
-pg_init src || exit 1
-pg_set src "archive_mode = on"
-pg_set src "archive_command = '$RAGSAFE_BIN/ragsafe-archive --repo $REPO %p %f'"
-pg_start src || exit 1
+pg_archiving src "$REPO" || exit 1
 as_pg "$PGBIN/pgbench" -i -s 2 -q -h "$T/src" -p 5432 -U postgres postgres >/dev/null 2>&1 || exit 1
 as_pg "$RAGSAFE_BIN/ragsafe-basebackup" -d "$(pg_conn src)" --repo "$REPO" -c fast -l b1 \
     >/dev/null 2>"$T/bb.err" || { cat "$T/bb.err"; exit 1; }

@@ -17,12 +17,7 @@ t_init
 PITR=$RAGSAFE_BIN/ragsafe-pitr
 REPO=$T/repo
 SCALE=${DELTA_SCALE:-20}
-mkdir -p "$REPO" && chown postgres: "$REPO"
-
-pg_init src || exit 1
-pg_set src "archive_mode = on"
-pg_set src "archive_command = '$RAGSAFE_BIN/ragsafe-archive --repo $REPO %p %f'"
-pg_start src || exit 1
+pg_archiving src "$REPO" || exit 1
 as_pg pgbench -i -q -s "$SCALE" -h "$T/src" -p 5432 -U postgres postgres >"$T/pgbench-init.log" 2>&1 \
     || { cat "$T/pgbench-init.log"; fail "pgbench -i"; t_done; exit 1; }
 pg_sql src "create table m (id int)" || exit 1

@@ -15,12 +15,7 @@ t_init
 
 PITR=$RAGSAFE_BIN/ragsafe-pitr
 REPO=$T/repo
-mkdir -p "$REPO" && chown postgres: "$REPO"
-
-pg_init src || exit 1
-pg_set src "archive_mode = on"
-pg_set src "archive_command = '$RAGSAFE_BIN/ragsafe-archive --repo $REPO %p %f'"
-pg_start src || exit 1
+pg_archiving src "$REPO" || exit 1
 
 bb() { as_pg "$RAGSAFE_BIN/ragsafe-basebackup" -d "$(pg_conn src)" --repo "$REPO" -c fast -l "$1" 2>"$T/$1.err" >/dev/null; }
 wal_count() { find "$REPO/wal" -name '0*.zst' ! -name '*.history.zst' | wc -l; }
