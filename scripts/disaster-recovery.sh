@@ -240,7 +240,9 @@ server_fatal() {
         grep -v 'FATAL:  the database system is ' | tail -n 10 | sed 's/^/   /'
 }
 # postmaster_gone: its postmaster.pid names a process that no longer exists, or the
-# file is gone (after it had appeared, or 30 s after the start command returned)
+# file is gone (after it had appeared, once this start's log holds a FATAL or PANIC --
+# a recovery that fails at its first WAL file can be over before the first look -- or
+# 30 s after the start command returned)
 pm_seen=0
 postmaster_gone() {
     local pid
@@ -250,7 +252,7 @@ postmaster_gone() {
         [ -n "$pid" ] && [ "$pid" -gt 0 ] 2>/dev/null && [ ! -d "/proc/$pid" ]
         return
     fi
-    [ "$pm_seen" -eq 1 ] || [ "$1" -ge 150 ]
+    [ "$pm_seen" -eq 1 ] || [ "$1" -ge 150 ] || [ -n "$(server_fatal)" ]
 }
 echo "   starting: $pg_start"
 if ! bash -c "$pg_start" >/dev/null; then
