@@ -113,24 +113,24 @@ char *strbuf_detach(strbuf *sb, size_t *len)
     return s;
 }
 
-/* Quoting appends to a copy position and rolls back on failure, so a failed quote
- * leaves sb as it was (never half a word). */
-int strbuf_append_shell_quoted(strbuf *sb, const char *s)
+/* append_quoted -- s between single quotes, each quote in s written as esc. Rolls back
+ * on failure, so a failed quote leaves sb as it was (never half a word). */
+static int append_quoted(strbuf *sb, const char *s, const char *esc)
 {
     size_t start = sb->len;
 
     if (strbuf_append(sb, "'") != 0)
         goto fail;
-    for (; *s; s++) {
-        const char *q = strchr(s, '\'');
-        size_t n = q ? (size_t)(q - s) : strlen(s);
+    while (*s) {
+        size_t n = strcspn(s, "'");
         if (strbuf_appendn(sb, s, n) != 0)
             goto fail;
         s += n;
         if (!*s)
             break;
-        if (strbuf_append(sb, "'\\''") != 0)
+        if (strbuf_append(sb, esc) != 0)
             goto fail;
+        s++;
     }
     if (strbuf_append(sb, "'") != 0)
         goto fail;
@@ -141,23 +141,12 @@ fail:
     return -1;
 }
 
+int strbuf_append_shell_quoted(strbuf *sb, const char *s)
+{
+    return append_quoted(sb, s, "'\\''");
+}
+
 int strbuf_append_conf_quoted(strbuf *sb, const char *s)
 {
-    size_t start = sb->len;
-
-    if (strbuf_append(sb, "'") != 0)
-        goto fail;
-    for (; *s; s++) {
-        if (*s == '\'' && strbuf_append(sb, "'") != 0)
-            goto fail;
-        if (strbuf_appendn(sb, s, 1) != 0)
-            goto fail;
-    }
-    if (strbuf_append(sb, "'") != 0)
-        goto fail;
-    return 0;
-fail:
-    sb->len = start;
-    sb->buf[start] = '\0';
-    return -1;
+    return append_quoted(sb, s, "''");
 }
