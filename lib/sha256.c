@@ -2,6 +2,7 @@
  * sha256.c -- SHA-256 through OpenSSL EVP; see sha256.h.
  */
 #include "sha256.h"
+#include "hex.h"
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -64,34 +65,12 @@ int sha256_buffer(const void *buf, size_t len, uint8_t out[SHA256_LEN])
 
 void sha256_to_hex(const uint8_t d[SHA256_LEN], char out[SHA256_HEX_LEN + 1])
 {
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < SHA256_LEN; i++) {
-        out[2 * i] = hex[d[i] >> 4];
-        out[2 * i + 1] = hex[d[i] & 15];
-    }
-    out[SHA256_HEX_LEN] = '\0';
+    hex_encode(d, SHA256_LEN, out);
 }
 
-static int hexval(char c)
+int sha256_from_hex(const char *text, uint8_t out[SHA256_LEN])
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-int sha256_from_hex(const char *hex, uint8_t out[SHA256_LEN])
-{
-    if (!hex || strlen(hex) != SHA256_HEX_LEN)
+    if (!text || strlen(text) != SHA256_HEX_LEN)
         return -1;
-    for (int i = 0; i < SHA256_LEN; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return 0;
+    return hex_decode(text, SHA256_HEX_LEN, out);
 }

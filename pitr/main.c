@@ -27,6 +27,7 @@
 #include "config.h"
 #include "log.h"
 #include "pitr.h"
+#include "timefmt.h"
 
 static void usage(FILE *out)
 {
@@ -96,105 +97,6 @@ double now_seconds(void)
 void format_time_iso(char *out, size_t len, int64_t unix_us)
 {
     walscan_format_time(out, len, unix_us);
-}
-
-static int digits(const char **p, int n, int *out)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        if (!isdigit((unsigned char)(*p)[i]))
-            return -1;
-        v = v * 10 + ((*p)[i] - '0');
-    }
-    *p += n;
-    *out = v;
-    return 0;
-}
-
-/*
- * parse_time -- ISO 8601 "YYYY-MM-DD[T| ]HH:MM[:SS[.frac]][Z|+HH[:MM]|-HH[:MM]]" (also a
- * bare date) into Unix microseconds. Without a zone the local zone applies
- * (*had_zone 0). -1 (not reported) when malformed.
- */
-int parse_time(const char *s, int64_t *us, int *had_zone)
-{
-    const char *p = s;
-    struct tm tm;
-    int y, mo, d, h = 0, mi = 0, sec = 0;
-    int64_t frac = 0;
-    int zone = 0, zsign = 1, zh = 0, zm = 0;
-
-    memset(&tm, 0, sizeof(tm));
-    while (*p == ' ')
-        p++;
-    if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
-        digits(&p, 2, &d))
-        return -1;
-    if (*p == 'T' || *p == 't' || *p == ' ') {
-        p++;
-        if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi))
-            return -1;
-        if (*p == ':') {
-            p++;
-            if (digits(&p, 2, &sec))
-                return -1;
-            if (*p == '.' || *p == ',') {
-                p++;
-                int nd = 0;
-                while (isdigit((unsigned char)*p)) {
-                    if (nd < 6) {
-                        frac = frac * 10 + (*p - '0');
-                        nd++;
-                    }
-                    p++;
-                }
-                if (nd == 0)
-                    return -1;
-                while (nd++ < 6)
-                    frac *= 10;
-            }
-        }
-    }
-    while (*p == ' ')
-        p++;
-    if (*p == 'Z' || *p == 'z') {
-        zone = 1;
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        zone = 1;
-        zsign = *p == '-' ? -1 : 1;
-        p++;
-        if (digits(&p, 2, &zh))
-            return -1;
-        if (*p == ':')
-            p++;
-        if (isdigit((unsigned char)*p) && digits(&p, 2, &zm))
-            return -1;
-    }
-    if (*p != '\0')
-        return -1;
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 24 || mi > 59 || sec > 60 || zh > 15 || zm > 59)
-        return -1;
-    tm.tm_year = y - 1900;
-    tm.tm_mon = mo - 1;
-    tm.tm_mday = d;
-    tm.tm_hour = h;
-    tm.tm_min = mi;
-    tm.tm_sec = sec;
-    time_t t;
-    if (zone) {
-        t = timegm(&tm);
-        t -= zsign * (zh * 3600 + zm * 60);
-    } else {
-        tm.tm_isdst = -1;
-        t = mktime(&tm);
-    }
-    if (t == (time_t)-1 && !(y == 1969))
-        return -1;
-    *us = (int64_t)t * 1000000 + frac;
-    if (had_zone)
-        *had_zone = zone;
-    return 0;
 }
 
 enum {
@@ -320,7 +222,7 @@ int main(int argc, char **argv)
         case OPT_TTIME:
             if (set_target(&o, TARGET_TIME, optarg) != 0)
                 goto out;
-            if (parse_time(optarg, &o.time_us, NULL) != 0) {
+            if (timefmt_parse(optarg, &o.time_us, NULL) != 0) {
                 log_error("invalid --target-time \"%s\"", optarg);
                 log_hint("use ISO 8601, e.g. 2026-11-26T02:15:00Z or 2026-11-26 03:15:00+01");
                 goto out;
