@@ -34,6 +34,7 @@
 #include "common.h"
 #include "log.h"
 #include "pgconn.h"
+#include "progress.h"
 #include "repo.h"
 #include "walname.h"
 
@@ -248,6 +249,39 @@ static int fill_info(backup_info *bi, const bb_stream *s, const char *label, uin
     return 0;
 }
 
+/* mono_seconds -- monotonic clock, for the summary's duration and rate. */
+static double mono_seconds(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/*
+ * summary -- one line on stderr whatever stderr is (a cron log keeps it): label, size,
+ * duration, rate and the WAL range the backup needs. stdout keeps only the label (or
+ * backup.json) for scripts.
+ */
+static void summary(const backup_info *bi, uint32_t seg_size, double seconds)
+{
+    char size[PROGRESS_FMT_LEN], stored[PROGRESS_FMT_LEN], dur[PROGRESS_FMT_LEN];
+    char rate[PROGRESS_FMT_LEN], first[WAL_NAME_LEN + 1], last[WAL_NAME_LEN + 1];
+    uint64_t first_seg = lsn_segno(bi->start_lsn, seg_size);
+    uint64_t last_seg = bi->stop_lsn > 0 ? lsn_segno(bi->stop_lsn - 1, seg_size) : first_seg;
+
+    if (last_seg < first_seg) /* the same rule as bb_wal_wait */
+        last_seg = first_seg;
+    walname_format(first, bi->start_tli, first_seg, seg_size);
+    walname_format(last, bi->stop_tli, last_seg, seg_size);
+    log_notice("backup \"%s\" done: %s (%s stored) in %s (%s/s), WAL %s .. %s", bi->label,
+               progress_fmt_bytes(size, (double)bi->raw_bytes),
+               progress_fmt_bytes(stored, (double)bi->stored_bytes),
+               progress_fmt_duration(dur, seconds),
+               progress_fmt_bytes(rate, seconds > 0 ? (double)bi->raw_bytes / seconds : 0), first,
+               last);
+}
+
 /* online_cpus -- zstd worker threads to use by default. */
 static int online_cpus(void)
 {
@@ -274,6 +308,7 @@ int bb_run(const bb_opts *o)
     uint32_t seg_size = 0;
     int standby = 0, ret = -1, rr, created_partial = 0, direct = 0;
     int64_t t_start, t_stop;
+    double t0 = mono_seconds();
     char *json = NULL;
 
     memset(&s, 0, sizeof(s));
@@ -420,8 +455,7 @@ int bb_run(const bb_opts *o)
     if (rr != 0)
         goto out;
     created_partial = 0;
-    log_info("backup \"%s\" complete: %" PRIu64 " bytes, %" PRIu64 " stored", label, bi.raw_bytes,
-             bi.stored_bytes);
+    summary(&bi, seg_size, mono_seconds() - t0);
     if (o->json)
         fputs(json, stdout);
     else

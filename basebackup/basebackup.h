@@ -19,6 +19,7 @@
 
 #include "backupinfo.h"
 #include "manifest.h"
+#include "progress.h"
 #include "sha256.h"
 #include "storage.h"
 
@@ -34,7 +35,7 @@ typedef struct bb_opts {
     int workers;            /* zstd worker threads; -1: one per online CPU */
     int64_t wal_timeout;    /* seconds */
     int json;
-    int progress;           /* progress line on stderr */
+    int progress;           /* PROGRESS_AUTO | PROGRESS_ON | PROGRESS_OFF */
 } bb_opts;
 
 /* backup.c */
@@ -42,7 +43,7 @@ int bb_label_valid(const char *label);
 int bb_run(const bb_opts *o);
 
 /* verify.c */
-int bb_verify(const char *repo_location, const char *label);
+int bb_verify(const char *repo_location, const char *label, int progress);
 
 /* stream.c ----------------------------------------------------------------- */
 
@@ -68,7 +69,7 @@ typedef struct bb_stream {
     storage *st;
     const char *prefix;     /* "backups/<label>.partial" */
     int level, workers;
-    int progress;
+    int progress;           /* PROGRESS_AUTO | PROGRESS_ON | PROGRESS_OFF */
     /* out */
     uint64_t start_lsn, stop_lsn;
     uint32_t start_tli, stop_tli;

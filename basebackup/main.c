@@ -44,6 +44,7 @@ static void usage(FILE *f)
             "      --wal-timeout=SECONDS  wait at most this long for the archiver (default 60)\n"
             "      --json                 print backup.json on stdout instead of the label\n"
             "      --verify=LABEL         verify a stored backup instead of taking one\n"
+            PROGRESS_OPTIONS_HELP
             "  -v, --verbose              more messages (twice: debug)\n"
             "  -V, --version              print the version and exit\n"
             "  -h, --help                 print this help and exit\n\n"
@@ -89,6 +90,8 @@ int main(int argc, char **argv)
         {"json", no_argument, NULL, 4},
         {"verify", required_argument, NULL, 5},
         {"compress-workers", required_argument, NULL, 6},
+        {"progress", no_argument, NULL, 7},
+        {"no-progress", no_argument, NULL, 8},
         {"verbose", no_argument, NULL, 'v'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -98,7 +101,7 @@ int main(int argc, char **argv)
     const char *o_dbname = NULL, *o_config = NULL, *o_label = NULL;
     const char *o_checkpoint = NULL, *o_rate = NULL, *o_level = NULL, *o_timeout = NULL;
     const char *o_verify = NULL, *o_workers = NULL, *v;
-    int verbose = 0, json = 0, c, ret, status = EXIT_USAGE;
+    int verbose = 0, json = 0, c, ret, status = EXIT_USAGE, progress = PROGRESS_AUTO;
     long level, workers;
     config *cfg = NULL;
     bb_opts o;
@@ -118,6 +121,8 @@ int main(int argc, char **argv)
         case 4: json = 1; break;
         case 5: o_verify = optarg; break;
         case 6: o_workers = optarg; break;
+        case 7: progress = PROGRESS_ON; break;
+        case 8: progress = PROGRESS_OFF; break;
         case 'v': verbose++; break;
         case 'V': printf("ragsafe-basebackup %s\n", RAGSAFE_VERSION); return EXIT_OK;
         case 'h': usage(stdout); return EXIT_OK;
@@ -145,7 +150,7 @@ int main(int argc, char **argv)
             log_error("invalid backup label \"%s\"", o_verify);
             goto out;
         }
-        ret = bb_verify(o.repo, o_verify);
+        ret = bb_verify(o.repo, o_verify, progress);
         status = ret == 0 ? EXIT_OK : ret == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
         goto out;
     }
@@ -185,7 +190,7 @@ int main(int argc, char **argv)
     if (v && config_parse_duration("--wal-timeout", v, &o.wal_timeout) != 0)
         goto out;
     o.json = json;
-    o.progress = isatty(STDERR_FILENO);
+    o.progress = progress;
 
     ret = bb_run(&o);
     status = ret == 0 ? EXIT_OK : ret == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;

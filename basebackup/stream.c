@@ -101,63 +101,8 @@ typedef struct stream_state {
     compressor comp;
     sha256_ctx stored_hash;
     uint64_t raw, stored;
-    /* progress */
-    uint64_t done;
-    double t_start, t_last;
-    int progress_shown;
+    progress pg;
 } stream_state;
-
-/* now_seconds -- monotonic clock for the progress rate. */
-static double now_seconds(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* human -- "123.4 MB" */
-static void human(char *out, size_t outlen, double bytes)
-{
-    static const char *units[] = {"B", "kB", "MB", "GB", "TB"};
-    size_t u = 0;
-
-    while (bytes >= 1024 && u + 1 < ARRAY_LEN(units)) {
-        bytes /= 1024;
-        u++;
-    }
-    snprintf(out, outlen, u == 0 ? "%.0f %s" : "%.1f %s", bytes, units[u]);
-}
-
-/*
- * progress_show -- one line on stderr, rewritten in place: bytes done of the
- * server's estimate, rate, ETA. At most four times a second unless final.
- */
-static void progress_show(stream_state *ss, int final)
-{
-    double t = now_seconds(), elapsed = t - ss->t_start, rate;
-    uint64_t total = ss->s->estimate > ss->done ? ss->s->estimate : ss->done;
-    char done_s[32], total_s[32], rate_s[32], eta_s[32];
-
-    if (!ss->s->progress || (!final && t - ss->t_last < 0.25))
-        return;
-    ss->t_last = t;
-    rate = elapsed > 0.05 ? (double)ss->done / elapsed : 0;
-    human(done_s, sizeof(done_s), (double)ss->done);
-    human(total_s, sizeof(total_s), (double)total);
-    human(rate_s, sizeof(rate_s), rate);
-    if (final)
-        snprintf(eta_s, sizeof(eta_s), "done in %.0f s", elapsed);
-    else if (rate > 0) {
-        long eta = (long)((double)(total - ss->done) / rate);
-        snprintf(eta_s, sizeof(eta_s), "ETA %ld:%02ld", eta / 60, eta % 60);
-    } else
-        snprintf(eta_s, sizeof(eta_s), "ETA --:--");
-    fprintf(stderr, "\r%s of %s (%3d%%), %s/s, %s   %s", done_s, total_s,
-            total ? (int)(ss->done * 100 / total) : 100, rate_s, eta_s, final ? "\n" : "");
-    fflush(stderr);
-    ss->progress_shown = 1;
-}
 
 /* read_be64 -- Int64 in network order. */
 static uint64_t read_be64(const unsigned char *p)
@@ -262,8 +207,7 @@ static int next_message(stream_state *ss)
                 ss->failed = 1;
                 return EV_ERROR;
             }
-            ss->done = read_be64((const unsigned char *)ss->msg + 1);
-            progress_show(ss, 0);
+            progress_set(&ss->pg, read_be64((const unsigned char *)ss->msg + 1));
             continue;
         }
         return (unsigned char)ss->msg[0];
@@ -761,13 +705,14 @@ int bb_stream_run(bb_stream *s, const char *command)
 
     memset(&ss, 0, sizeof(ss));
     ss.s = s;
-    ss.t_start = ss.t_last = now_seconds();
+    progress_init(&ss.pg, s->progress, "backup", 0);
     if (!PQsendQuery(s->conn, command)) {
         pgconn_report_result(s->conn, NULL, "could not send the BASE_BACKUP command", NULL);
         goto out;
     }
     if (read_header_results(&ss) != 0)
         goto out;
+    progress_set_total(&ss.pg, s->estimate);
     log_info("backup started at WAL position %X/%X on timeline %" PRIu32,
              (unsigned)(s->start_lsn >> 32), (unsigned)s->start_lsn, s->start_tli);
 
@@ -802,11 +747,10 @@ int bb_stream_run(bb_stream *s, const char *command)
         log_error("could not complete the base backup: the server sent no backup manifest");
         goto out;
     }
-    progress_show(&ss, 1);
+    progress_finish(&ss.pg);
     ret = 0;
 out:
-    if (ret != 0 && ss.progress_shown)
-        fputc('\n', stderr);
+    progress_release(&ss.pg);
     if (ss.held)
         msgref_drop(ss.held);
     else if (ss.msg)

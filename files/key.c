@@ -26,7 +26,7 @@ int files_keygen(const char *path)
     uint8_t raw[CIPHER_KEY_LEN];
     char hex[2 * CIPHER_KEY_LEN + 2];
     static const char digits[] = "0123456789abcdef";
-    char *dir = NULL;
+    char *dir = NULL, *abs = NULL;
     int fd = -1, ret = -1;
 
     if (RAND_bytes(raw, sizeof(raw)) != 1) {
@@ -75,8 +75,14 @@ int files_keygen(const char *path)
         unlink(path);
         goto out;
     }
+    /* the absolute path: the user must find it again, to copy it away */
+    abs = realpath(path, NULL);
+    log_notice("new key written to \"%s\" (mode 0600)", abs ? abs : path);
+    log_hint("keep a copy away from the repository (a password manager, another host): "
+             "without it no snapshot sealed with it can be restored");
     ret = 0;
 out:
+    free(abs);
     free(dir);
     OPENSSL_cleanse(raw, sizeof(raw));
     OPENSSL_cleanse(hex, sizeof(hex));

@@ -11,6 +11,7 @@ static const char *progname = "ragsafe";
 static int threshold = LOG_LEVEL_NOTICE;
 /* Whether the last message was printed, so detail/hint lines follow their message. */
 static int last_shown = 1;
+static void (*before)(void);
 
 static const char *level_names[] = {"error", "warning", "notice", "info", "debug"};
 
@@ -24,6 +25,7 @@ void log_init(const char *argv0)
 const char *log_progname(void) { return progname; }
 void log_set_level(int level) { threshold = level; }
 int log_get_level(void) { return threshold; }
+void log_set_before(void (*fn)(void)) { before = fn; }
 
 /*
  * emit -- format one line. err >= 0 appends ": strerror(err)".
@@ -38,6 +40,8 @@ static void emit(int level, const char *label, int err, const char *fmt, va_list
     }
     last_shown = 1;
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (before)
+        before();
     if (err >= 0)
         fprintf(stderr, "%s: %s: %s: %s\n", progname, label, msg, strerror(err));
     else
@@ -92,6 +96,8 @@ static void follow_up(const char *label, const char *fmt, va_list ap)
     if (!last_shown)
         return;
     vsnprintf(msg, sizeof(msg), fmt, ap);
+    if (before)
+        before();
     fprintf(stderr, "%s: %s: %s\n", progname, label, msg);
 }
 

@@ -32,6 +32,9 @@ void log_init(const char *argv0);
 const char *log_progname(void);
 void log_set_level(int level);
 int log_get_level(void);
+/* fn runs before each message that is printed (progress.c: end its terminal line so
+ * the message starts a line of its own); NULL: none. */
+void log_set_before(void (*fn)(void));
 
 int log_error(const char *fmt, ...) LOG_PRINTF(1, 2);
 int log_errno(const char *fmt, ...) LOG_PRINTF(1, 2);

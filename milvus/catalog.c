@@ -14,6 +14,7 @@
 #include "common.h"
 #include "log.h"
 #include "milvus.h"
+#include "progress.h"
 #include "repo.h"
 
 /* mv_load_all -- every snapshot manifest, oldest first by start time. A manifest that
@@ -301,6 +302,8 @@ typedef struct mv_verify_job {
     size_t next;
     pthread_mutex_t mu;
     uint64_t checked, bad, bytes;
+    cas_set *damaged;       /* addresses of the objects found corrupt or missing */
+    progress pg;            /* stored bytes read */
     int error;
 } mv_verify_job;
 
@@ -328,6 +331,7 @@ static void mv_verify_worker(void *arg, int i)
             continue;
         uint64_t size = 0;
         int r = cas_get_addr_fd(c, j->todo->d[k], -1, &size);
+        progress_add(&j->pg, j->todo->size[k] > 0 ? (uint64_t)j->todo->size[k] : 0);
         pthread_mutex_lock(&j->mu);
         j->checked++;
         j->bytes += size;
@@ -338,6 +342,8 @@ static void mv_verify_worker(void *arg, int i)
             cas_addr_key(c, j->todo->d[k], key, sizeof(key));
             log_error("object \"%s\" is %s", key, r == RS_NOT_FOUND ? "missing" : "corrupt");
             j->bad++;
+            if (cas_set_add(j->damaged, j->todo->d[k]) < 0)
+                j->error = 1;
         }
         pthread_mutex_unlock(&j->mu);
     }
@@ -411,6 +417,40 @@ static long mv_check_sizes(cas *c, const mv_snapshot *x, const mv_digest_list *h
     return bad;
 }
 
+/*
+ * mv_name_damaged -- every file of a manifest that needs a damaged object, once per
+ * file (its chunks may need the object more than once): what a user restoring that
+ * snapshot would lose. One damaged object shared by many snapshots (deduplication)
+ * names them all. Returns the number of files named, or -1.
+ */
+static long mv_name_damaged(cas *c, const mv_snapshot *x, const cas_set *damaged)
+{
+    long named = 0;
+
+    for (size_t v = 0; v < x->nvols; v++) {
+        for (size_t e = 0; e < x->vols[v].n; e++) {
+            const mv_entry *en = &x->vols[v].entries[e];
+            if (en->type != MV_FILE)
+                continue;
+            for (uint32_t ci = 0; ci < (en->nchunks ? en->nchunks : 1); ci++) {
+                const uint8_t *d = en->nchunks ? en->chunks[ci] : en->sha;
+                uint8_t a[SHA256_LEN];
+                char key[512];
+                if (cas_addr(c, d, a) != 0)
+                    return -1;
+                if (!cas_set_has(damaged, a))
+                    continue;
+                cas_key(c, d, key, sizeof(key));
+                log_error("snapshot \"%s\": file \"%s/%s\" is damaged: it needs object \"%s\"",
+                          x->label, x->vols[v].name, en->path, key);
+                named++;
+                break;
+            }
+        }
+    }
+    return named;
+}
+
 int mv_verify_cmd(const mv_opts *o)
 {
     repo *rp = NULL;
@@ -426,6 +466,7 @@ int mv_verify_cmd(const mv_opts *o)
     memset(&j, 0, sizeof(j));
     memset(&one, 0, sizeof(one));
     pthread_mutex_init(&j.mu, NULL);
+    progress_init(&j.pg, PROGRESS_OFF, "verify", 0);
     mv_signals_install();
     rp = repo_open_checked(o->repo, NULL, 0, &ret);
     if (rp == NULL)
@@ -485,6 +526,9 @@ int mv_verify_cmd(const mv_opts *o)
         }
     }
     j.location = storage_location(rp->st);
+    j.damaged = cas_set_new();
+    if (j.damaged == NULL)
+        goto out;
     j.todo = &have;
     j.only = have_one ? ref : NULL;
     j.raw = malloc((have.n + 1) * sizeof(*j.raw));
@@ -496,7 +540,17 @@ int mv_verify_cmd(const mv_opts *o)
         j.raw[k] = UINT64_MAX;
     {
         int jobs = o->jobs > 0 ? o->jobs : 2;
-        if (mv_parallel(jobs, mv_verify_worker, &j) != 0)
+        uint64_t total = 0;
+        for (size_t k = 0; k < have.n; k++)
+            if (have.size[k] > 0 && (j.only == NULL || cas_set_has(j.only, have.d[k])))
+                total += (uint64_t)have.size[k];
+        progress_release(&j.pg);
+        progress_init(&j.pg, o->progress, "verify", total);
+        r = mv_parallel(jobs, mv_verify_worker, &j);
+        if (r == 0 && !j.error && !mv_interrupted())
+            progress_finish(&j.pg);
+        progress_end(&j.pg);
+        if (r != 0)
             goto out;
     }
     if (j.error)
@@ -511,6 +565,11 @@ int mv_verify_cmd(const mv_opts *o)
             goto out;
         wrong_size += (size_t)w;
     }
+    /* each damaged object named once above; now what it takes away, snapshot by
+     * snapshot */
+    for (size_t i = 0; j.bad > 0 && i < (have_one ? 1 : n); i++)
+        if (mv_name_damaged(c, have_one ? &one : &s[i], j.damaged) < 0)
+            goto out;
     {
         char b[32];
         size_t unref = 0;
@@ -533,6 +592,8 @@ int mv_verify_cmd(const mv_opts *o)
     ret = (j.bad || missing || bad_manifests || wrong_size) ? RS_MISMATCH : 0;
 out:
     free(j.raw);
+    cas_set_free(j.damaged);
+    progress_release(&j.pg);
     free(have.d);
     free(have.size);
     cas_set_free(have.set);

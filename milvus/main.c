@@ -29,6 +29,7 @@
 #include "log.h"
 #include "repo.h"
 #include "milvus.h"
+#include "progress.h"
 
 enum { C_SNAP = 1, C_RESTORE = 2, C_LIST = 4, C_VERIFY = 8, C_EXPIRE = 16, C_ALL = 31 };
 #define C_STACK (C_SNAP | C_RESTORE)
@@ -37,7 +38,7 @@ enum {
     O_CONFIG = 256, O_JSON, O_VOLUME, O_STOP, O_START, O_HEALTH, O_HEALTH_TIMEOUT,
     O_MURL, O_MDB, O_MTOKEN, O_PG, O_LABEL, O_ASSUME, O_FORCE, O_LEVEL, O_JOBS, O_KEEP_LAST,
     O_KEEP_DAILY, O_DRY, O_VERSION_CMD, O_IGNORE_VERSION, O_HELP, O_VERBOSE, O_SAME_OWNER,
-    O_NO_SAME_OWNER, O_MTOKEN_FILE,
+    O_NO_SAME_OWNER, O_MTOKEN_FILE, O_PROGRESS, O_NO_PROGRESS,
 };
 
 static const struct option mv_longopts[] = {
@@ -66,6 +67,8 @@ static const struct option mv_longopts[] = {
     {"ignore-version", no_argument, NULL, O_IGNORE_VERSION},
     {"same-owner", no_argument, NULL, O_SAME_OWNER},
     {"no-same-owner", no_argument, NULL, O_NO_SAME_OWNER},
+    {"progress", no_argument, NULL, O_PROGRESS},
+    {"no-progress", no_argument, NULL, O_NO_PROGRESS},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -84,7 +87,7 @@ static int mv_opt_cmds(int opt)
         return C_RESTORE;
     case O_KEEP_LAST: case O_KEEP_DAILY: case O_DRY:
         return C_EXPIRE;
-    case O_JOBS:
+    case O_JOBS: case O_PROGRESS: case O_NO_PROGRESS:
         return C_SNAP | C_RESTORE | C_VERIFY;
     default:
         return C_ALL;
@@ -108,6 +111,9 @@ REPO_OPTIONS_HELP
 "  --config FILE          config file (default %s)\n"
 "  --json                 machine-readable output on stdout\n"
 "  --jobs N               worker threads (default 4 per CPU)\n"
+"  --progress             snapshot, restore, verify: progress on stderr even when it is\n"
+"                         not a terminal (on a terminal: one line, redrawn)\n"
+"  --no-progress          no progress line on a terminal either\n"
 "  -v, --verbose          more messages (twice: debug)\n"
 "\n"
 "Snapshot and restore:\n"
@@ -285,6 +291,7 @@ int main(int argc, char **argv)
     log_init(argv[0]);
     memset(&o, 0, sizeof(o));
     o.same_owner = -1;
+    o.progress = PROGRESS_AUTO;
     if (argc < 2) {
         mv_usage(stderr);
         return EXIT_USAGE;
@@ -370,6 +377,8 @@ int main(int argc, char **argv)
         case O_IGNORE_VERSION: o.ignore_version = 1; break;
         case O_SAME_OWNER: o.same_owner = 1; break;
         case O_NO_SAME_OWNER: o.same_owner = 0; break;
+        case O_PROGRESS: o.progress = PROGRESS_ON; break;
+        case O_NO_PROGRESS: o.progress = PROGRESS_OFF; break;
         default: goto out;
         }
     }

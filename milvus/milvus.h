@@ -39,6 +39,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "progress.h"
 #include "sha256.h"
 #include "storage.h"
 
@@ -134,6 +135,7 @@ typedef struct mv_opts {
     long keep_last, keep_daily;
     int dry_run;
     int same_owner;           /* -1: decide from the roots' owners, 0 no, 1 yes */
+    int progress;             /* PROGRESS_AUTO | PROGRESS_ON | PROGRESS_OFF */
 } mv_opts;
 
 /* A restore target and the names of its swap (journal.c). */

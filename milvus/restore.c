@@ -43,6 +43,7 @@
 #include "log.h"
 #include "milvus.h"
 #include "procuse.h"
+#include "progress.h"
 #include "repo.h"
 #include "uring.h"
 
@@ -63,6 +64,15 @@ typedef struct mv_restore_job {
     int failed;
     uint64_t bytes;
     long done;
+    /* A damaged object is reported once, however many files (or chunks, or workers at
+     * the same moment) need it: a worker waits while another reads the same object,
+     * then skips it silently when that one found it damaged. */
+    pthread_cond_t cv;
+    int nworkers;
+    uint8_t (*reading)[SHA256_LEN]; /* per worker: the object it reads */
+    unsigned char *is_reading;
+    cas_set *damaged;               /* digests found corrupt or missing */
+    progress pg;
 } mv_restore_job;
 
 static struct timespec mv_ts(int64_t ns)
@@ -122,10 +132,48 @@ static uint32_t mv_safe_mode(const char *path, uint32_t mode)
     return mode & ~(uint32_t)(S_ISUID | S_ISGID);
 }
 
-/* mv_restore_file -- one file from its object (or its chunks, in order); metadata from
- * the manifest. */
-static int mv_restore_file(cas *c, const mv_target *t, const mv_entry *e, int as_root)
+/* mv_claim -- worker w is about to read object d: wait while another worker reads it.
+ * 1: it was found damaged already (reported then; say nothing more), else 0 with d
+ * marked as w's until mv_unclaim. */
+static int mv_claim(mv_restore_job *j, int w, const uint8_t *d)
 {
+    int busy, bad;
+
+    pthread_mutex_lock(&j->mu);
+    do {
+        busy = 0;
+        for (int k = 0; k < j->nworkers; k++)
+            if (k != w && j->is_reading[k] && memcmp(j->reading[k], d, SHA256_LEN) == 0)
+                busy = 1;
+        if (busy)
+            pthread_cond_wait(&j->cv, &j->mu);
+    } while (busy);
+    bad = cas_set_has(j->damaged, d);
+    if (!bad) {
+        memcpy(j->reading[w], d, SHA256_LEN);
+        j->is_reading[w] = 1;
+    }
+    pthread_mutex_unlock(&j->mu);
+    return bad;
+}
+
+/* mv_unclaim -- w is done reading d (damaged: 1 when it found it so, and reported). */
+static void mv_unclaim(mv_restore_job *j, int w, const uint8_t *d, int damaged)
+{
+    pthread_mutex_lock(&j->mu);
+    j->is_reading[w] = 0;
+    if (damaged)
+        (void)cas_set_add(j->damaged, d); /* out of memory: reported; it may be named twice */
+    pthread_cond_broadcast(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+}
+
+/* mv_restore_file -- one file from its object (or its chunks, in order); metadata from
+ * the manifest. Worker w of job j. */
+static int mv_restore_file(mv_restore_job *j, int w, cas *c, const mv_target *t,
+                           const mv_entry *e)
+{
+    int as_root = j->as_root;
     char path[PATH_MAX], shown[PATH_MAX], key[512];
     uint64_t size = 0, off = 0;
     int fd, r, ret = -1;
@@ -146,27 +194,30 @@ static int mv_restore_file(cas *c, const mv_target *t, const mv_entry *e, int as
             log_errno("could not seek in \"%s\"", path);
             goto out;
         }
+        if (mv_claim(j, w, d)) {
+            ret = RS_MISMATCH; /* reported by the worker that found it */
+            goto out;
+        }
         r = cas_get_fd(c, d, fd, &size);
         if (r == RS_NOT_FOUND) {
             log_error("could not restore \"%s\": object \"%s\" is missing from the repository",
                       shown, key);
             ret = RS_MISMATCH;
-            goto out;
-        }
-        if (r == RS_MISMATCH) {
+        } else if (r == RS_MISMATCH) {
             log_error("could not restore \"%s\": object \"%s\" is corrupt", shown, key);
             ret = RS_MISMATCH;
-            goto out;
-        }
-        if (r != 0) {
+        } else if (r != 0) {
             /* -1: a write error here, or an object zstd cannot even decode. Tell them
              * apart by checking the object alone. */
             if (cas_get_fd(c, d, -1, NULL) != 0) {
                 log_error("could not restore \"%s\": object \"%s\" is corrupt", shown, key);
                 ret = RS_MISMATCH;
             }
-            goto out;
         }
+        mv_unclaim(j, w, d, ret == RS_MISMATCH);
+        if (r != 0)
+            goto out;
+        progress_add(&j->pg, size);
         if (size != want) {
             log_error("could not restore \"%s\": object \"%s\" holds %llu bytes, the manifest "
                       "says %llu", shown, key, (unsigned long long)size, (unsigned long long)want);
@@ -203,7 +254,6 @@ static void mv_restore_worker(void *arg, int i)
     storage *st = storage_open(j->location, ur, 0);
     cas *c = st ? cas_new(st, MV_OBJECT_PREFIX, NULL) : NULL;
 
-    (void)i;
     if (c == NULL) {
         mv_restore_file_done(j, -1, 0);
         goto out;
@@ -221,7 +271,7 @@ static void mv_restore_worker(void *arg, int i)
             mv_restore_file_done(j, log_error("interrupted by signal %d", mv_interrupted()), 0);
             break;
         }
-        int r = mv_restore_file(c, j->files[k].t, j->files[k].e, j->as_root);
+        int r = mv_restore_file(j, i, c, j->files[k].t, j->files[k].e);
         mv_restore_file_done(j, r, r == 0 ? j->files[k].e->size : 0);
         if (r != 0)
             break;
@@ -452,6 +502,8 @@ int mv_restore_cmd(const mv_opts *o)
     memset(&s, 0, sizeof(s));
     memset(&j, 0, sizeof(j));
     pthread_mutex_init(&j.mu, NULL);
+    pthread_cond_init(&j.cv, NULL);
+    progress_init(&j.pg, PROGRESS_OFF, "restore", 0);
     mv_signals_install();
     rp = repo_open_checked(o->repo, NULL, 0, &ret);
     if (rp == NULL)
@@ -643,9 +695,28 @@ int mv_restore_cmd(const mv_opts *o)
     j.as_root = mv_same_owner(o, sw, &s);
     {
         int jobs = o->jobs > 0 ? o->jobs : mv_default_jobs();
+        uint64_t total = 0;
         if ((size_t)jobs > j.nfiles)
             jobs = j.nfiles > 0 ? (int)j.nfiles : 1;
-        if (mv_parallel(jobs, mv_restore_worker, &j) != 0)
+        j.nworkers = jobs;
+        j.reading = calloc((size_t)jobs, sizeof(*j.reading));
+        j.is_reading = calloc((size_t)jobs, 1);
+        j.damaged = cas_set_new();
+        if (j.reading == NULL || j.is_reading == NULL) {
+            log_errno("could not allocate");
+            goto fail;
+        }
+        if (j.damaged == NULL)
+            goto fail;
+        for (size_t k = 0; k < j.nfiles; k++)
+            total += j.files[k].e->size;
+        progress_release(&j.pg);
+        progress_init(&j.pg, o->progress, "restore", total);
+        r = mv_parallel(jobs, mv_restore_worker, &j);
+        if (j.failed == 0 && r == 0)
+            progress_finish(&j.pg);
+        progress_end(&j.pg);
+        if (r != 0)
             goto fail;
     }
     if (j.failed != 0) {
@@ -758,6 +829,11 @@ out:
     free(t);
     free(j.files);
     free(version);
+    free(j.reading);
+    free(j.is_reading);
+    cas_set_free(j.damaged);
+    progress_release(&j.pg);
+    pthread_cond_destroy(&j.cv);
     pthread_mutex_destroy(&j.mu);
     storage_lock_release(lk);
     if (loaded)

@@ -59,6 +59,7 @@ typedef struct mv_store_job {
     cas_batch *batch;       /* new objects become durable together, before the manifest */
     int failed;             /* -1 or RS_MISMATCH once any worker failed */
     mv_stats *wstats;       /* one per worker */
+    progress pg;            /* bytes of the files stored */
 } mv_store_job;
 
 /* ---- previous snapshot: path -> entry ---- */
@@ -349,6 +350,7 @@ static void mv_store_worker(void *arg, int i)
                 ret = r;
                 goto out;
             }
+            progress_add(&j->pg, j->files[k].e->size);
         }
     }
 out:
@@ -383,6 +385,7 @@ static int mv_store_all(const mv_opts *o, storage *st, mv_snapshot *s, const mv_
 
     memset(&j, 0, sizeof(j));
     pthread_mutex_init(&j.mu, NULL);
+    progress_init(&j.pg, o->progress, "snapshot", s->stats.bytes);
     j.location = storage_location(st);
     j.oopts.level = o->level;
     j.trust_before_ns = prev ? prev->walk_started_ns - 1000000000LL : 0;
@@ -431,6 +434,9 @@ static int mv_store_all(const mv_opts *o, storage *st, mv_snapshot *s, const mv_
     int64_t ts = mv_now_ms();
     if (mv_parallel(jobs, mv_store_worker, &j) != 0)
         goto out;
+    if (j.failed == 0 && !mv_interrupted())
+        progress_finish(&j.pg);
+    progress_end(&j.pg);
     log_info("files read, hashed and compressed in %lld ms", (long long)(mv_now_ms() - ts));
     if (j.failed != 0) {
         ret = j.failed;
@@ -459,6 +465,7 @@ out:
     free(j.wstats);
     cas_set_free(j.claimed);
     cas_batch_free(j.batch);
+    progress_release(&j.pg);
     pthread_mutex_destroy(&j.mu);
     return ret;
 }

@@ -146,6 +146,7 @@ typedef struct xqueue {
     int done;      /* producer finished (x->eof or x->failed tell how) */
     int stop;      /* consumer gave up */
     char *cur;     /* the chunk libarchive holds */
+    progress *pg;  /* or NULL */
 } xqueue;
 
 static int xq_push(xqueue *xq, char *buf, size_t len)
@@ -270,6 +271,8 @@ static la_ssize_t read_cb(struct archive *a, void *arg, const void **buf)
         return 0;
     }
     *buf = xq->cur;
+    if (xq->pg)
+        progress_add(xq->pg, len);
     return (la_ssize_t)len;
 }
 
@@ -633,6 +636,7 @@ int extract_object(storage *st, const char *key, const extract_opts *eo, extract
     if (!x.zr)
         goto out;
     xq.x = &x;
+    xq.pg = eo->pg;
     pthread_mutex_init(&xq.mu, NULL);
     pthread_cond_init(&xq.cv, NULL);
     if (pthread_create(&xq.th, NULL, xq_main, &xq) != 0) {

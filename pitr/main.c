@@ -82,6 +82,9 @@ static void usage(FILE *out)
             "      --config FILE         config file (default $RAGSAFE_CONFIG or %s)\n"
             "      --json                machine-readable output on stdout\n"
             "      --prometheus          info: node_exporter textfile metrics on stdout\n"
+            "      --progress            restore, verify: progress on stderr even when it is\n"
+            "                            not a terminal (on a terminal: one line, redrawn)\n"
+            "      --no-progress         no progress line on a terminal either\n"
             "  -v, --verbose             more messages   -h, --help   -V, --version\n\n"
             "Exit status: 0 ok, 1 failure or unreachable target, 2 usage, 3 integrity failure.\n",
             CONFIG_DEFAULT_PATH);
@@ -104,6 +107,7 @@ enum {
     OPT_TLATEST, OPT_TIMMEDIATE, OPT_TTLI, OPT_EXCL, OPT_ACTION, OPT_FORCE, OPT_TSMAP,
     OPT_START, OPT_OWNER, OPT_PGBIN, OPT_TIMEOUT, OPT_KEEPWIN, OPT_KEEPBK, OPT_MINBK, OPT_DRY,
     OPT_ARCHMODE, OPT_SET, OPT_PORT, OPT_TYPE, OPT_NOSPACE, OPT_NEWKEY, OPT_DELTA,
+    OPT_PROGRESS, OPT_NOPROGRESS,
 };
 
 /* valid_set -- NAME=VALUE with NAME a GUC name and a value postgresql.conf can hold. */
@@ -181,6 +185,8 @@ int main(int argc, char **argv)
         {"archive-mode", required_argument, NULL, OPT_ARCHMODE},
         {"no-space-check", no_argument, NULL, OPT_NOSPACE},
         {"delta", no_argument, NULL, OPT_DELTA},
+        {"progress", no_argument, NULL, OPT_PROGRESS},
+        {"no-progress", no_argument, NULL, OPT_NOPROGRESS},
         {"set", required_argument, NULL, OPT_SET},
         {"port", required_argument, NULL, OPT_PORT},
         {"type", required_argument, NULL, OPT_TYPE},
@@ -206,6 +212,7 @@ int main(int argc, char **argv)
     o.keep_window = 7 * 86400;
     o.keep_backups = 30 * 86400;
     o.timeout = 86400;
+    o.progress = PROGRESS_AUTO;
 
     if (argc >= 2 && argv[1][0] != '-') {
         sub = argv[1];
@@ -297,6 +304,8 @@ int main(int argc, char **argv)
         case OPT_DRY: o.dry_run = 1; break;
         case OPT_NOSPACE: o.no_space_check = 1; break;
         case OPT_DELTA: o.delta = 1; break;
+        case OPT_PROGRESS: o.progress = PROGRESS_ON; break;
+        case OPT_NOPROGRESS: o.progress = PROGRESS_OFF; break;
         case OPT_ARCHMODE:
             if (strcmp(optarg, "off") != 0 && strcmp(optarg, "preserve") != 0) {
                 log_error("invalid --archive-mode \"%s\": off or preserve", optarg);

@@ -16,6 +16,7 @@
 
 #include "backupinfo.h"
 #include "manifest.h"
+#include "progress.h"
 #include "repo.h"
 #include "storage.h"
 #include "timeline.h"
@@ -77,6 +78,7 @@ typedef struct pitr_opts {
     long min_backups;
     int dry_run;
     const char *new_key_file; /* rekey */
+    int progress;             /* PROGRESS_AUTO | PROGRESS_ON | PROGRESS_OFF */
 } pitr_opts;
 
 typedef struct wal_seg {
@@ -196,6 +198,7 @@ typedef struct extract_opts {
                                 * already match its manifest entry is kept (not written),
                                 * anything else in its place is replaced; the directories
                                 * of the tar are listed in extract_stats.dirs */
+    progress *pg;              /* the tar's bytes are added as they are read, or NULL */
 } extract_opts;
 
 typedef struct extract_stats {

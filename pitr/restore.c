@@ -1201,7 +1201,9 @@ int cmd_restore(const pitr_opts *o)
     extract_stats stats;
     strbuf restore_cmd, settings, rollback;
     double t0 = now_seconds();
+    progress pg;
 
+    progress_init(&pg, PROGRESS_OFF, "restore", 0);
     strbuf_init(&restore_cmd);
     strbuf_init(&settings);
     strbuf_init(&rollback);
@@ -1466,7 +1468,17 @@ int cmd_restore(const pitr_opts *o)
         ts[k].created = 1;
     }
 
-    extract_opts eo = {.dest = pgdata, .m = &m, .mprefix = "", .seen = seen, .delta = delta};
+    /* progress over the tars' bytes (backup.json's raw sizes) */
+    {
+        uint64_t total = 0;
+        for (size_t k = 0; k < b->nfiles; k++)
+            if (strcmp(b->files[k].name, "backup_manifest") != 0)
+                total += b->files[k].raw_bytes;
+        progress_release(&pg);
+        progress_init(&pg, o->progress, "restore", total);
+    }
+    extract_opts eo = {.dest = pgdata, .m = &m, .mprefix = "", .seen = seen, .delta = delta,
+                       .pg = &pg};
     const backup_file *bf = find_file(b, "base.tar.zst");
     eo.stored_sha = bf ? bf->sha256 : NULL;
     snprintf(key, sizeof(key), "backups/%s/base.tar.zst", b->label);
@@ -1491,6 +1503,7 @@ int cmd_restore(const pitr_opts *o)
             goto out;
         }
     }
+    progress_finish(&pg);
     log_info("extracted %llu files (%llu bytes) in %.1f s", (unsigned long long)stats.files,
              (unsigned long long)stats.bytes, now_seconds() - t0);
     if (delta) {
@@ -1780,6 +1793,7 @@ out:
                 durable_rename(ts[k].aside, ts[k].dir);
         }
     }
+    progress_release(&pg);
     strbuf_release(&restore_cmd);
     strbuf_release(&settings);
     strbuf_release(&rollback);

@@ -30,6 +30,7 @@
 typedef struct vstats {
     uint64_t objects, bad_objects, missing_segments, backups, bad_backups, files;
     int failed; /* operational failure (not integrity) */
+    progress pg; /* WAL objects' stored bytes, then the backups' tar bytes */
 } vstats;
 
 /*
@@ -240,7 +241,7 @@ static void verify_backup(inventory *inv, const backup_info *b, vstats *v)
         if (i > 0)
             snprintf(prefix, sizeof(prefix), "pg_tblspc/%u/", b->tablespaces[i - 1].oid);
         extract_opts eo = {.dest = NULL, .m = &m, .mprefix = prefix, .seen = seen,
-                           .stored_sha = f ? f->sha256 : NULL};
+                           .stored_sha = f ? f->sha256 : NULL, .pg = &v->pg};
         snprintf(key, sizeof(key), "backups/%s/%s", b->label, file);
         r = extract_object(inv->st, key, &eo, &stats);
         if (r == RS_MISMATCH) {
@@ -295,10 +296,24 @@ int cmd_verify(const pitr_opts *o)
     int ret = EXIT_FAIL;
 
     memset(&v, 0, sizeof(v));
+    progress_init(&v.pg, PROGRESS_OFF, "verify", 0);
     int lr = inventory_load(&inv, o->repo);
     if (lr != 0) {
         ret = pitr_status(lr);
         goto out;
+    }
+    {
+        uint64_t total = 0;
+        for (size_t i = 0; i < inv.nsegs; i++)
+            total += inv.segs[i].size > 0 ? (uint64_t)inv.segs[i].size : 0;
+        for (size_t i = 0; i < inv.nothers; i++)
+            total += inv.others[i].size > 0 ? (uint64_t)inv.others[i].size : 0;
+        for (size_t i = 0; i < inv.nbackups; i++)
+            for (size_t k = 0; k < inv.backups[i].nfiles; k++)
+                if (strcmp(inv.backups[i].files[k].name, "backup_manifest") != 0)
+                    total += inv.backups[i].files[k].raw_bytes;
+        progress_release(&v.pg);
+        progress_init(&v.pg, o->progress, "verify", total);
     }
     /* what inventory_load left out: damaged backup.json and history files */
     for (size_t i = 0; i < inv.ndamaged; i++) {
@@ -308,10 +323,14 @@ int cmd_verify(const pitr_opts *o)
         else
             v.bad_objects++;
     }
-    for (size_t i = 0; i < inv.nsegs; i++)
+    for (size_t i = 0; i < inv.nsegs; i++) {
         verify_object(&inv, inv.segs[i].key, &v);
-    for (size_t i = 0; i < inv.nothers; i++)
+        progress_add(&v.pg, inv.segs[i].size > 0 ? (uint64_t)inv.segs[i].size : 0);
+    }
+    for (size_t i = 0; i < inv.nothers; i++) {
         verify_object(&inv, inv.others[i].key, &v);
+        progress_add(&v.pg, inv.others[i].size > 0 ? (uint64_t)inv.others[i].size : 0);
+    }
     hist_ctx hc = {&inv, &v};
     if (storage_list(inv.st, "wal/", hist_cb, &hc) != 0)
         goto out;
@@ -331,6 +350,7 @@ int cmd_verify(const pitr_opts *o)
         }
     for (size_t i = 0; i < inv.nbackups; i++)
         verify_backup(&inv, &inv.backups[i], &v);
+    progress_finish(&v.pg);
 
     int intact = !v.bad_objects && !v.missing_segments && !v.bad_backups && !v.failed;
     record_result(&inv, intact, &v);
@@ -362,6 +382,7 @@ int cmd_verify(const pitr_opts *o)
     else if (v.bad_objects || v.missing_segments || v.bad_backups)
         ret = EXIT_INTEGRITY;
 out:
+    progress_release(&v.pg);
     inventory_release(&inv);
     return ret;
 }
