@@ -11,7 +11,7 @@
  * The checks, in the order printed (critical: FAILED; soft: WARNING):
  *   server             connects; PostgreSQL 15                                critical
  *   system_identifier  the server's = repo.json's                             critical
- *   archive_mode       on or always                                           critical
+ *   archive_mode       on or always (a standby with on: warning)              critical
  *   wal_level          replica or logical                                     critical
  *   archive_command    runs ragsafe-archive by an absolute path, into this
  *                      repository (--repo after realpath, the same s3:// location,
@@ -315,6 +315,10 @@ static void check_settings(cctx *x)
     if (!mode)
         ck_set(c, CK_FAIL, "grant the role pg_read_all_settings or run check as a superuser",
                "could not read archive_mode");
+    else if (x->in_recovery && strcmp(mode, "on") == 0)
+        ck_set(c, CK_WARN, "set archive_mode = always to archive from this standby, or run "
+                           "check against the primary",
+               "on, and the server is a standby: it archives nothing until promoted");
     else if (strcmp(mode, "on") == 0 || strcmp(mode, "always") == 0)
         ck_set(c, CK_OK, NULL, "%s", mode);
     else {

@@ -9,8 +9,12 @@
 # into another repository with a role that lacks REPLICATION (user=norep); a failing
 # archive_command (a repository directory that does not exist: pg_stat_archiver shows
 # the failures, the forced switch is not archived within --switch-timeout) with the
-# nearly full repository (--min-free 100M on the 32 MiB tmpfs). A repository never
-# verified is a warning alone: exit 1. A usage error: exit 2 and a message.
+# nearly full repository (--min-free 100M on the 32 MiB tmpfs). The repository's
+# ownership and modes: an entry owned by root, a group-writable folder, the root not
+# owned by the server's user (FAILED), others may read it (a warning). A repository
+# never verified is a warning alone: exit 1. An archive_command through a config file
+# naming the repository is ok; a relative ragsafe-archive is FAILED. A server that is
+# not there: FAILED, the repository checks still run. A usage error: exit 2.
 source "$(dirname "$0")/lib.sh"
 t_init
 
@@ -75,6 +79,32 @@ is "healthy --json: 18 checks" 18 "$(jq -r length <<<"$JSON")"
 is "healthy --json: all ok" ok "$(jq -r 'map(.status) | unique | join(",")' <<<"$JSON")"
 is "healthy --json: names, in order" "$(echo $ALL)" "$(jq -r 'map(.name) | join(" ")' <<<"$JSON")"
 is "healthy --json: keys" "detail,hint,name,status" "$(jq -r '.[0] | keys | join(",")' <<<"$JSON")"
+
+# --- the repository's ownership and modes -----------------------------------------------
+CASE="root-owned entry"
+touch "$REPO/stray"
+check -d "$(pg_conn src)" "${GOOD[@]}"
+is "$CASE: exit 2" 2 "$RC"
+failed repository "1 entry not owned by postgres, the repository's owner, e.g. \"$REPO/stray\" (root)" "chown -R postgres: $REPO"
+only_failed "repository"
+rm "$REPO/stray"
+CASE="group-writable"
+chmod 0770 "$REPO/backups"
+check -d "$(pg_conn src)" "${GOOD[@]}"
+is "$CASE: exit 2" 2 "$RC"
+failed repository "\"$REPO/backups\" is writable by its group (mode 0770)" "chmod -R go-w $REPO"
+chmod 0750 "$REPO/backups"
+CASE="root owns the root"
+chown root:postgres "$REPO"   # (postgres can still read it)
+check -d "$(pg_conn src)" "${GOOD[@]}"
+failed repository "\"$REPO\" is owned by root, the server runs as postgres" "chown -R postgres: $REPO"
+chown postgres: "$REPO"
+CASE="others can read"
+chmod 0755 "$REPO"
+check -d "$(pg_conn src)" "${GOOD[@]}"
+is "$CASE: exit 1 (a warning)" 1 "$RC"
+ok "$CASE: repository WARNING" grep -q "^  repository: WARNING (others can read \"$REPO\" (mode 0755), and it is not encrypted" <<<"$OUT"
+chmod 0750 "$REPO"
 
 # --- warning only: never verified -------------------------------------------------------
 mv "$REPO/status/verify.json" "$T/verify.json"
