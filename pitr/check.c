@@ -1405,8 +1405,11 @@ int cmd_check(const pitr_opts *o)
     if (strncmp(x.loc, "s3://", 5) != 0)
         x.loc_real = realpath(x.loc, NULL);
 
-    /* the repository as it was before this check's segment switch */
-    x.have_inv = inventory_load(&x.inv, o->repo) == 0;
+    /* the repository as it was before this check's segment switch. Without the shared
+     * retention lock: check only reads (an expire running meanwhile changes nothing it
+     * relies on), never waits for an expire, and creates no lock file (run as root, it
+     * would leave one owned by root, which the repository check then reports) */
+    x.have_inv = inventory_load_unlocked(&x.inv, o->repo) == 0;
     check_server(&x);
     check_repository(&x);
     check_cipher_key(&x);
