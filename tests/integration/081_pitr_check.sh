@@ -5,7 +5,8 @@
 # cluster (archiving into it, archive_timeout 60, a fresh base backup, a verify run):
 # every check ok, exit 0, the same in --json. Then broken settings, two at a time, each
 # reported FAILED with its hint on the line after it, every other check still run,
-# exit 2: archive_mode off with a stale backup (--max-backup-age 1s); archive_command
+# exit 2: archive_mode off with a stale backup (--max-backup-age 1s) and a stale Milvus
+# snapshot (--max-milvus-age 1s; a cold snapshot of synthetic volumes); archive_command
 # into another repository with a role that lacks REPLICATION (user=norep); a failing
 # archive_command (a repository directory that does not exist: pg_stat_archiver shows
 # the failures, the forced switch is not archived within --switch-timeout) with the
@@ -80,6 +81,15 @@ is "healthy --json: all ok" ok "$(jq -r 'map(.status) | unique | join(",")' <<<"
 is "healthy --json: names, in order" "$(echo $ALL)" "$(jq -r 'map(.name) | join(" ")' <<<"$JSON")"
 is "healthy --json: keys" "detail,hint,name,status" "$(jq -r '.[0] | keys | join(",")' <<<"$JSON")"
 
+# --- a Milvus snapshot in the repository (cold, synthetic volumes) -----------------------
+for v in etcd minio milvus; do as_pg mkdir -p "$T/mv/$v"; as_pg sh -c "echo $v >'$T/mv/$v/f'"; done
+as_pg "$RAGSAFE_BIN/ragsafe-milvus" snapshot --repo "$REPO" --volume "etcd=$T/mv/etcd" \
+    --volume "minio=$T/mv/minio" --volume "milvus=$T/mv/milvus" --label m1 --assume-stopped >/dev/null
+CASE="milvus snapshot"
+check -d "$(pg_conn src)" "${GOOD[@]}"
+is "$CASE: exit 0" 0 "$RC"
+ok "$CASE: milvus_age ok, the snapshot named" grep -q "^  milvus_age: ok (m1, started [0-9]* s ago; objective 30.0 h)" <<<"$OUT"
+
 # --- the repository's ownership and modes -----------------------------------------------
 CASE="root-owned entry"
 touch "$REPO/stray"
@@ -123,17 +133,18 @@ pg_set src "archive_mode = off"
 pg_start src
 sleep 2
 CASE="archive_mode off + stale backup"
-check -d "$(pg_conn src)" --min-free 1M --rpo 1h --max-backup-age 1s --switch-timeout 30
+check -d "$(pg_conn src)" --min-free 1M --rpo 1h --max-backup-age 1s --max-milvus-age 1s --switch-timeout 30
 is "$CASE: exit 2" 2 "$RC"
 failed archive_mode "archive_mode is off" "set archive_mode = on and archive_command = '.*/ragsafe-archive --repo $REPO %p %f' in postgresql.conf, then restart"
 failed backup_age "ended .* ago .*, over the objective of 1 s" "take a base backup now"
 failed wal_switch "not tried: the server archives nothing" "fix archive_mode"
-only_failed "archive_mode wal_switch backup_age"
-ok "$CASE: the summary names them" grep -q "^15 ok, 0 warnings, 3 failed (archive_mode, wal_switch, backup_age)$" <<<"$OUT"
-ok "$CASE: one error line on stderr for the job wrapper" grep -q "^ragsafe-pitr: error: check: 3 failed: archive_mode, wal_switch, backup_age$" <<<"$ERR"
-JSON=$(as_pg "$PITR" check --repo "$REPO" -d "$(pg_conn src)" --min-free 1M --rpo 1h --max-backup-age 1s --switch-timeout 30 --json 2>/dev/null)
+failed milvus_age "the newest Milvus snapshot, m1, started .* ago, over the objective of 1 s" "take a snapshot (ragsafe-milvus snapshot)"
+only_failed "archive_mode wal_switch backup_age milvus_age"
+ok "$CASE: the summary names them" grep -q "^14 ok, 0 warnings, 4 failed (archive_mode, wal_switch, backup_age, milvus_age)$" <<<"$OUT"
+ok "$CASE: one error line on stderr for the job wrapper" grep -q "^ragsafe-pitr: error: check: 4 failed: archive_mode, wal_switch, backup_age, milvus_age$" <<<"$ERR"
+JSON=$(as_pg "$PITR" check --repo "$REPO" -d "$(pg_conn src)" --min-free 1M --rpo 1h --max-backup-age 1s --max-milvus-age 1s --switch-timeout 30 --json 2>/dev/null)
 is "$CASE --json: exit 2" 2 "$?"
-is "$CASE --json: failed entries" "archive_mode,wal_switch,backup_age" "$(jq -r 'map(select(.status == "failed") | .name) | join(",")' <<<"$JSON")"
+is "$CASE --json: failed entries" "archive_mode,wal_switch,backup_age,milvus_age" "$(jq -r 'map(select(.status == "failed") | .name) | join(",")' <<<"$JSON")"
 ok "$CASE --json: a failed entry's hint" grep -q "set archive_mode = on" <<<"$(jq -r '.[] | select(.name == "archive_mode") | .hint' <<<"$JSON")"
 is "$CASE --json: an ok entry's hint is null" null "$(jq -r '.[] | select(.name == "wal_level") | .hint' <<<"$JSON")"
 pg_stop src
