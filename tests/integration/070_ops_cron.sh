@@ -4,7 +4,9 @@
 # foreign lines, is idempotent and replaces its block in place; the installed entries
 # run as cron would run them (sh -c, % unescaped) through ragsafe-job.sh: a real base
 # backup leaves an "ok" status line, a failing job a "failed" line and a notification,
-# and a run that finds the previous one still going (flock) does not overlap. Secrets
+# the daily ragsafe-pitr check with a FAILED check (a stale backup) fails its job, names
+# the check in the status line and notifies, and a run that finds the previous one
+# still going (flock) does not overlap. Secrets
 # stay out of the logs: a password in the connection string (trust auth ignores it)
 # or printed by a failing job is masked in the log, the status line and the
 # notification, the stop/start commands are not logged, and logs are created 0600.
