@@ -8,6 +8,8 @@
  *                          [--archive-mode off|preserve] [--set NAME=VALUE]... [--port N]
  *                          [--type recovery|standby]
  *     ragsafe-pitr verify
+ *     ragsafe-pitr check   -d CONNINFO [--min-free SIZE] [--rpo DUR] [--max-backup-age DUR]
+ *                          [--max-milvus-age DUR] [--switch-timeout DUR]   (check.c)
  *     ragsafe-pitr expire  [--keep-window 7d] [--keep-backups 30d] [--min-backups N]
  *                          [--dry-run]
  *
@@ -41,7 +43,8 @@ static void usage(FILE *out)
             "  restore TARGET --pgdata DIR   restore a data directory set up to recover\n"
             "  verify               re-hash every object, check WAL continuity and backups\n"
             "  expire               delete backups and WAL outside the retention policy\n"
-            "  rekey --new-cipher-key-file F   re-seal everything under a new key (resumable)\n\n"
+            "  rekey --new-cipher-key-file F   re-seal everything under a new key (resumable)\n"
+            "  check -d CONNINFO    every archiving/backup prerequisite at once, ok or FAILED\n\n"
             "Targets (one):\n"
             "      --target-time TS      ISO 8601 (an offset or Z; none: local time)\n"
             "      --target-lsn LSN      --target-xid XID     --target-name NAME\n"
@@ -77,6 +80,18 @@ static void usage(FILE *out)
             "      --keep-backups DURATION keep backups younger than this (30d)\n"
             "      --min-backups N         keep at least N backups (1)\n"
             "      --dry-run               only say what would be deleted\n\n"
+            "check (exit 0 all ok, 1 a warning, 2 a failure or a usage error):\n"
+            "  -d, --dbname CONNINFO     the server (libpq string; default: \"dbname\" in the\n"
+            "                            config, then PG* variables), as a superuser or a\n"
+            "                            role with REPLICATION, pg_monitor and EXECUTE on\n"
+            "                            pg_switch_wal()\n"
+            "      --min-free SIZE       free space the repository needs (50G)\n"
+            "      --rpo DURATION        recovery point objective (5m): archive_timeout and\n"
+            "                            the newest segment's age\n"
+            "      --max-backup-age DURATION   oldest the newest base backup may be (30h)\n"
+            "      --max-milvus-age DURATION   oldest the newest Milvus snapshot may be (30h)\n"
+            "      --switch-timeout DURATION   wait for the forced segment switch (60s)\n"
+            "                            (each also from the config file: rpo, min-free, ...)\n\n"
             "Common:\n"
             REPO_OPTIONS_HELP
             "      --config FILE         config file (default $RAGSAFE_CONFIG or %s)\n"
@@ -108,6 +123,7 @@ enum {
     OPT_START, OPT_OWNER, OPT_PGBIN, OPT_TIMEOUT, OPT_KEEPWIN, OPT_KEEPBK, OPT_MINBK, OPT_DRY,
     OPT_ARCHMODE, OPT_SET, OPT_PORT, OPT_TYPE, OPT_NOSPACE, OPT_NEWKEY, OPT_DELTA,
     OPT_PROGRESS, OPT_NOPROGRESS,
+    OPT_MINFREE, OPT_RPO, OPT_MAXBKAGE, OPT_MAXMVAGE, OPT_SWTIMEOUT,
 };
 
 /* valid_set -- NAME=VALUE with NAME a GUC name and a value postgresql.conf can hold. */
@@ -191,6 +207,12 @@ int main(int argc, char **argv)
         {"port", required_argument, NULL, OPT_PORT},
         {"type", required_argument, NULL, OPT_TYPE},
         {"new-cipher-key-file", required_argument, NULL, OPT_NEWKEY},
+        {"dbname", required_argument, NULL, 'd'},
+        {"min-free", required_argument, NULL, OPT_MINFREE},
+        {"rpo", required_argument, NULL, OPT_RPO},
+        {"max-backup-age", required_argument, NULL, OPT_MAXBKAGE},
+        {"max-milvus-age", required_argument, NULL, OPT_MAXMVAGE},
+        {"switch-timeout", required_argument, NULL, OPT_SWTIMEOUT},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -219,7 +241,7 @@ int main(int argc, char **argv)
         argv++;
         argc--;
     }
-    while ((c = getopt_long(argc, argv, "D:vhV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "D:d:vhV", longopts, NULL)) != -1) {
         if (repo_cli_option(&rc, c, optarg))
             continue;
         switch (c) {
@@ -338,6 +360,12 @@ int main(int argc, char **argv)
             o.standby = strcmp(optarg, "standby") == 0;
             break;
         case OPT_NEWKEY: o.new_key_file = optarg; break;
+        case 'd': o.conninfo = optarg; break;
+        case OPT_MINFREE: o.chk_min_free = optarg; break;
+        case OPT_RPO: o.chk_rpo = optarg; break;
+        case OPT_MAXBKAGE: o.chk_max_backup_age = optarg; break;
+        case OPT_MAXMVAGE: o.chk_max_milvus_age = optarg; break;
+        case OPT_SWTIMEOUT: o.chk_switch_timeout = optarg; break;
         case 'v': verbose++; break;
         case 'h': usage(stdout); ret = EXIT_OK; goto out;
         case 'V': printf("ragsafe-pitr %s\n", RAGSAFE_VERSION); ret = EXIT_OK; goto out;
@@ -449,6 +477,9 @@ int main(int argc, char **argv)
         ret = cmd_expire(&o);
     } else if (strcmp(sub, "rekey") == 0) {
         ret = cmd_rekey(&o);
+    } else if (strcmp(sub, "check") == 0) {
+        o.cfg = cfg;
+        ret = cmd_check(&o);
     } else {
         log_error("unknown subcommand \"%s\"", sub);
         usage(stderr);

@@ -79,6 +79,11 @@ typedef struct pitr_opts {
     int dry_run;
     const char *new_key_file; /* rekey */
     int progress;             /* PROGRESS_AUTO | PROGRESS_ON | PROGRESS_OFF */
+    /* check (check.c parses these; NULL: the config file's key, else the default) */
+    const struct config *cfg; /* the loaded config file (objectives) */
+    const char *conninfo;     /* -d */
+    const char *chk_min_free, *chk_rpo, *chk_max_backup_age, *chk_max_milvus_age,
+        *chk_switch_timeout;
 } pitr_opts;
 
 typedef struct wal_seg {
@@ -310,5 +315,8 @@ int cmd_restore(const pitr_opts *o);
 int cmd_verify(const pitr_opts *o);
 int cmd_expire(const pitr_opts *o);
 int cmd_rekey(const pitr_opts *o);
+/* check: Nagios-style statuses (EXIT_OK, then these; a usage error is EXIT_USAGE = 2) */
+enum { EXIT_CHECK_WARNING = 1, EXIT_CHECK_CRITICAL = 2 };
+int cmd_check(const pitr_opts *o);
 
 #endif

@@ -12,6 +12,9 @@
 #   05:00 daily     expire-pg, 05:15 expire-milvus, 05:30 expire-config, 05:35 expire-logs
 #   06:00 daily     verify-pg, 06:30 verify-milvus, 06:45 verify-files
 #   07:00 1st of month restore-drill scripts/restore-drill.sh
+#   07:30 daily     check            ragsafe-pitr check: every archiving and backup
+#                                    prerequisite; any FAILED or WARNING exits non-zero,
+#                                    so the notify command fires
 # config / logs / milvus entries appear only when their paths or volumes are given.
 # Every entry runs through ragsafe-job.sh: flock (runs never overlap), --notify-cmd on
 # failure, a status line in STATUS-DIR/<job>.status for the monitoring.
@@ -46,6 +49,8 @@
 #   --files-keep-last N        config snapshots kept (default 60)
 #   --logs-keep-last N         log snapshots kept (default 8)
 #   --drill-args ARGS          extra arguments for restore-drill.sh (e.g. --check-sql ...)
+#   --check-args ARGS          extra arguments for ragsafe-pitr check (e.g. --min-free 100G
+#                              --rpo 5m --max-backup-age 30h)
 #   --crontab FILE             edit FILE instead of the user's crontab (tests)
 #   --dry-run                  print the block and change nothing
 set -euo pipefail
@@ -56,7 +61,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 repo='' pgconn='' crontab_file='' dry_run=0 notify='' status_dir=/var/lib/ragsafe/status bin=''
 key_file=/etc/ragsafe/files.key files_base='' stop_cmd='' start_cmd='' health_url=''
-keep_window=7d keep_backups=30d milvus_keep=7 files_keep=60 logs_keep=8 drill_args=''
+keep_window=7d keep_backups=30d milvus_keep=7 files_keep=60 logs_keep=8 drill_args='' check_args=''
 volumes=() config_paths=() log_paths=()
 
 while [ $# -gt 0 ]; do
@@ -80,6 +85,7 @@ while [ $# -gt 0 ]; do
     --files-keep-last) files_keep=$2; shift 2 ;;
     --logs-keep-last) logs_keep=$2; shift 2 ;;
     --drill-args) drill_args=$2; shift 2 ;;
+    --check-args) check_args=$2; shift 2 ;;
     --crontab) crontab_file=$2; shift 2 ;;
     --dry-run) dry_run=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -163,6 +169,12 @@ block() {
         d+=($drill_args)
     fi
     line "0 7 1 * *" restore-drill "${d[@]}"
+    local k=("$bin/ragsafe-pitr" check --repo "$repo" -d "$pgconn")
+    if [ -n "$check_args" ]; then
+        # shellcheck disable=SC2206 # word splitting wanted: a list of extra arguments
+        k+=($check_args)
+    fi
+    line "30 7 * * *" check "${k[@]}"
     echo "# END ragsafe"
 }
 

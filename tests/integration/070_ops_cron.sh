@@ -4,7 +4,9 @@
 # foreign lines, is idempotent and replaces its block in place; the installed entries
 # run as cron would run them (sh -c, % unescaped) through ragsafe-job.sh: a real base
 # backup leaves an "ok" status line, a failing job a "failed" line and a notification,
-# and a run that finds the previous one still going (flock) does not overlap. Secrets
+# the daily ragsafe-pitr check with a FAILED check (a stale backup) fails its job, names
+# the check in the status line and notifies, and a run that finds the previous one
+# still going (flock) does not overlap. Secrets
 # stay out of the logs: a password in the connection string (trust auth ignores it)
 # or printed by a failing job is masked in the log, the status line and the
 # notification, the stop/start commands are not logged, and logs are created 0600.
@@ -33,7 +35,8 @@ ARGS=(--repo "$REPO" --pgconn "$CONN" --bin "$B" --status-dir "$ST" --crontab "$
     --milvus-stop-cmd "docker compose stop -t 300 standalone minio etcd"
     --milvus-start-cmd "docker compose start etcd minio standalone"
     --config-path .env --log-path logs --files-base "$T/platform" --key-file "$T/key"
-    --notify-cmd "echo \"\$1: \$2\" >>$T/notified")
+    --notify-cmd "echo \"\$1: \$2\" >>$T/notified"
+    --check-args "--min-free 1M --switch-timeout 30 --max-backup-age 1s")
 
 dry=$("$S/install-cron.sh" "${ARGS[@]}" --dry-run)
 is "dry run: exit 0" 0 $?
@@ -57,10 +60,11 @@ ok "logs weekly (Sunday)" test -n "$(sched '0 4 \* \* 0' logs)"
 ok "expire 05:00" test -n "$(sched '0 5 \* \* \*' expire-pg)"
 ok "verify daily" test -n "$(sched '0 6 \* \* \*' verify-pg)"
 ok "restore drill monthly" test -n "$(sched '0 7 1 \* \*' restore-drill)"
+ok "check daily 07:30, with --check-args" grep -q "ragsafe-pitr' 'check' '--repo' '$REPO' '-d' .* '--max-backup-age' '1s'" <<<"$(sched '30 7 \* \* \*' check)"
 ok "milvus entry has the stop and start commands" grep -q "'docker compose stop -t 300 standalone minio etcd'.*'docker compose start etcd minio standalone'" <<<"$(sched '0 3 \* \* \*' milvus-snapshot)"
 ok "% escaped for cron" grep -q 'application_name=cron\\%job' "$CT"
 ok "every entry goes through ragsafe-job.sh" bash -c "! grep -E '^[0-9]' '$CT' | grep -v '/usr/bin/true' | grep -vq 'ragsafe-job.sh'"
-is "twelve entries" 12 "$(grep -c "ragsafe-job.sh" "$CT")"
+is "thirteen entries" 13 "$(grep -c "ragsafe-job.sh" "$CT")"
 
 "$S/install-cron.sh" "${ARGS[@]}" >/dev/null
 is "idempotent: same file after a second install" "$ct" "$(cat "$CT")"
@@ -115,6 +119,17 @@ ok "overlap: notified" grep -q "^verify-pg: previous run still running" "$T/noti
 wait
 exit_is "after the lock is free it runs" 0 run_entry '0 6 \* \* \*' verify-pg
 is "verify-pg: status ok" ok "$(cut -d' ' -f3 "$ST/verify-pg.status")"
+
+# the daily check: a FAILED check (the backup is older than --max-backup-age 1s) makes
+# the job fail, names the check in the status line, and fires the notify command
+rm -f "$T/notified"
+sleep 1
+exit_is "check entry: exit 2 (a check FAILED)" 2 run_entry '30 7 \* \* \*' check 2>/dev/null
+ok "check: the log has the report" grep -q "^  backup_age: FAILED (the newest backup" "$ST/check.log"
+ok "check: ... the forced switch was archived" grep -q "^  wal_switch: ok" "$ST/check.log"
+is "check: status failed" failed "$(cut -d' ' -f3 "$ST/check.status")"
+ok "check: the status line names the failed check" grep -q "exit status 2: ragsafe-pitr: error: check: 1 failed: backup_age" "$ST/check.status"
+ok "check: notified" grep -q "^check: exit status 2: .*check: 1 failed: backup_age" "$T/notified"
 
 # --- secrets and the job logs ---------------------------------------------------------
 ok "the connection string's password is in the crontab entry" grep -q "password=hunter2" "$CT"
