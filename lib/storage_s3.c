@@ -3,8 +3,9 @@
  *
  * Layers, bottom up: settings and credentials; one request with retries
  * (s3_call: small bodies in and out of memory); the streaming GET (s3_read, a curl
- * multi handle pumped from storage_read_data); the object calls; XML bits
- * (ListObjectsV2, InitiateMultipartUpload, Error) read with a small tag extractor.
+ * multi handle pumped from storage_read_data); the object calls. The XML answers
+ * (ListObjectsV2, InitiateMultipartUpload, CompleteMultipartUpload, CopyObject,
+ * DeleteObjects, Error) are read by s3_xml.c (libexpat).
  */
 #include "storage_s3.h"
 
@@ -20,7 +21,9 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "hex.h"
 #include "log.h"
+#include "s3_xml.h"
 #include "sha256.h"
 #include "zst.h"
 
@@ -105,7 +108,6 @@ static long env_long(const char *name, long def, long min, long max)
 
 char *s3_uri_encode(const char *s, int keep_slash)
 {
-    static const char hex[] = "0123456789ABCDEF";
     size_t n = strlen(s);
     char *out = malloc(n * 3 + 1), *o = out;
 
@@ -118,130 +120,12 @@ char *s3_uri_encode(const char *s, int keep_slash)
             *o++ = (char)c;
         } else {
             *o++ = '%';
-            *o++ = hex[c >> 4];
-            *o++ = hex[c & 15];
+            hex_encode_upper(&c, 1, o); /* writes a NUL after, overwritten next */
+            o += 2;
         }
     }
     *o = '\0';
     return out;
-}
-
-int s3_xml_next(const char *xml, size_t len, size_t *pos, const char *tag, const char **val,
-                size_t *vlen)
-{
-    size_t tl = strlen(tag), i = *pos;
-
-    while (i < len) {
-        const char *lt = memchr(xml + i, '<', len - i);
-        size_t a;
-        if (!lt)
-            return -1;
-        a = (size_t)(lt - xml) + 1;
-        /* "<tag>" or "<tag attr=...>"; not "<tagX>" */
-        if (a + tl < len && memcmp(xml + a, tag, tl) == 0 &&
-            (xml[a + tl] == '>' || xml[a + tl] == ' ' || xml[a + tl] == '/')) {
-            const char *gt = memchr(xml + a + tl, '>', len - a - tl);
-            size_t start, j;
-            if (!gt)
-                return -1;
-            start = (size_t)(gt - xml) + 1;
-            if (gt[-1] == '/') { /* <tag/> */
-                *val = xml + start;
-                *vlen = 0;
-                *pos = start;
-                return 0;
-            }
-            for (j = start; j + tl + 3 <= len; j++) {
-                if (xml[j] == '<' && xml[j + 1] == '/' && memcmp(xml + j + 2, tag, tl) == 0 &&
-                    xml[j + 2 + tl] == '>') {
-                    *val = xml + start;
-                    *vlen = j - start;
-                    *pos = j + tl + 3;
-                    return 0;
-                }
-            }
-            return -1;
-        }
-        i = a;
-    }
-    return -1;
-}
-
-char *s3_xml_text(const char *raw, size_t len)
-{
-    char *out = malloc(len + 1), *o = out;
-    size_t i = 0;
-
-    if (!out)
-        return NULL;
-    while (i < len) {
-        if (raw[i] != '&') {
-            *o++ = raw[i++];
-            continue;
-        }
-        const char *semi = memchr(raw + i, ';', len - i);
-        size_t n;
-        if (!semi)
-            goto bad;
-        n = (size_t)(semi - (raw + i)) - 1; /* entity name length */
-        const char *e = raw + i + 1;
-        if (n == 3 && memcmp(e, "amp", 3) == 0)
-            *o++ = '&';
-        else if (n == 2 && memcmp(e, "lt", 2) == 0)
-            *o++ = '<';
-        else if (n == 2 && memcmp(e, "gt", 2) == 0)
-            *o++ = '>';
-        else if (n == 4 && memcmp(e, "quot", 4) == 0)
-            *o++ = '"';
-        else if (n == 4 && memcmp(e, "apos", 4) == 0)
-            *o++ = '\'';
-        else if (n >= 2 && e[0] == '#') {
-            char num[16], *end;
-            unsigned long cp;
-            int hexa = e[1] == 'x' || e[1] == 'X';
-            if (n - 1 - (size_t)hexa == 0 || n >= sizeof(num))
-                goto bad;
-            memcpy(num, e + 1 + hexa, n - 1 - (size_t)hexa);
-            num[n - 1 - (size_t)hexa] = '\0';
-            cp = strtoul(num, &end, hexa ? 16 : 10);
-            if (*end || cp == 0 || cp > 0x10FFFF)
-                goto bad;
-            /* UTF-8 */
-            if (cp < 0x80) {
-                *o++ = (char)cp;
-            } else if (cp < 0x800) {
-                *o++ = (char)(0xC0 | (cp >> 6));
-                *o++ = (char)(0x80 | (cp & 0x3F));
-            } else if (cp < 0x10000) {
-                *o++ = (char)(0xE0 | (cp >> 12));
-                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-                *o++ = (char)(0x80 | (cp & 0x3F));
-            } else {
-                *o++ = (char)(0xF0 | (cp >> 18));
-                *o++ = (char)(0x80 | ((cp >> 12) & 0x3F));
-                *o++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-                *o++ = (char)(0x80 | (cp & 0x3F));
-            }
-        } else {
-            goto bad;
-        }
-        i += n + 2;
-    }
-    *o = '\0';
-    return out;
-bad:
-    free(out);
-    return NULL;
-}
-
-/* xml_get -- the first <tag> of xml as a malloc'd decoded string, or NULL. */
-static char *xml_get(const char *xml, size_t len, const char *tag)
-{
-    size_t pos = 0, vlen;
-    const char *v;
-    if (!xml || s3_xml_next(xml, len, &pos, tag, &v, &vlen) != 0)
-        return NULL;
-    return s3_xml_text(v, vlen);
 }
 
 int s3_parse_location(const char *location, char **bucket, char **prefix)
@@ -274,37 +158,6 @@ int s3_parse_location(const char *location, char **bucket, char **prefix)
     return 0;
 }
 
-static void to_hex(const uint8_t *in, size_t n, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hex[in[i] >> 4];
-        out[2 * i + 1] = hex[in[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static int from_hex(const char *s, uint8_t *out, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        int v = 0;
-        for (int k = 0; k < 2; k++) {
-            char c = s[2 * i + k];
-            v <<= 4;
-            if (c >= '0' && c <= '9')
-                v |= c - '0';
-            else if (c >= 'a' && c <= 'f')
-                v |= c - 'a' + 10;
-            else if (c >= 'A' && c <= 'F')
-                v |= c - 'A' + 10;
-            else
-                return -1;
-        }
-        out[i] = (uint8_t)v;
-    }
-    return 0;
-}
-
 /* body_digests -- hex SHA-256 and base64 MD5 of a payload (x-amz-content-sha256,
  * Content-MD5). */
 static int body_digests(const void *buf, size_t len, char sha_hex[SHA256_HEX_LEN + 1],
@@ -320,17 +173,6 @@ static int body_digests(const void *buf, size_t len, char sha_hex[SHA256_HEX_LEN
         return log_error("could not compute an MD5 digest");
     EVP_EncodeBlock((unsigned char *)md5_b64, md5, 16);
     return 0;
-}
-
-static int64_t parse_iso_time(const char *s)
-{
-    struct tm tm = {0};
-    if (!s || sscanf(s, "%d-%d-%dT%d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-                     &tm.tm_min, &tm.tm_sec) != 6)
-        return 0;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    return (int64_t)timegm(&tm);
 }
 
 /* ---- the storage and one request --------------------------------------------------- */
@@ -665,9 +507,9 @@ static int s3_fail(const s3_resp *r, const char *fmt, ...)
 {
     char what[512];
     va_list ap;
-    char *code = xml_get(r->body, r->len, "Code");
-    char *msg = xml_get(r->body, r->len, "Message");
+    char *code, *msg;
 
+    (void)s3_xml_error(r->body, r->len, &code, &msg); /* not XML (a proxy's page): none */
     va_start(ap, fmt);
     vsnprintf(what, sizeof(what), fmt, ap);
     va_end(ap);
@@ -675,6 +517,14 @@ static int s3_fail(const s3_resp *r, const char *fmt, ...)
               msg ? ": " : "", msg ? msg : "");
     free(code);
     free(msg);
+    return -1;
+}
+
+/* bad_answer -- a 2xx whose XML could not be read (why: s3_xml.h's reason). */
+static int bad_answer(const char *what, const char *why)
+{
+    log_error("could not %s: malformed answer from the store: %s", what, why);
+    log_hint("the endpoint may not be an S3 store, or a proxy in between changed the answer");
     return -1;
 }
 
@@ -706,13 +556,14 @@ static int bucket_probe(s3_storage *st);
  */
 static int is_no_such_key(s3_storage *st, const s3_resp *r)
 {
-    char *code;
+    char *code, *msg;
     int yes;
     if (r->status != 404)
         return 0;
     if (!r->body || !r->len)
         return st->bucket_ok || bucket_probe(st) == 0 ? 1 : -1;
-    code = xml_get(r->body, r->len, "Code");
+    (void)s3_xml_error(r->body, r->len, &code, &msg);
+    free(msg);
     yes = !code || strcmp(code, "NoSuchBucket") != 0;
     free(code);
     return yes;
@@ -945,7 +796,7 @@ static int multipart_start(s3_write *w)
     s3_req rq = {.method = "POST", .okey = w->okey, .query = "uploads=", .range_from = -1,
                  .range_to = -1, .hdrs = {"Content-Type: application/octet-stream"}};
     s3_resp r;
-    char what[600];
+    char what[600], why[S3_XML_WHY];
     int ret = -1;
 
     snprintf(what, sizeof(what), "start uploading \"%s/%s\"", w->st->location, w->key);
@@ -955,8 +806,14 @@ static int multipart_start(s3_write *w)
         s3_fail(&r, "could not %s", what);
         goto out;
     }
-    w->upload_id = xml_get(r.body, r.len, "UploadId");
+    if (s3_xml_find(r.body, r.len, "InitiateMultipartUploadResult/UploadId", &w->upload_id, why,
+                    sizeof(why)) < 0) {
+        bad_answer(what, why);
+        goto out;
+    }
     if (!w->upload_id || !*w->upload_id) {
+        free(w->upload_id);
+        w->upload_id = NULL;
         log_error("could not %s: no UploadId in the answer", what);
         goto out;
     }
@@ -1073,7 +930,7 @@ static int head_exists(s3_storage *st, const char *okey, const char *key)
 
 static int multipart_complete(s3_write *w, int noreplace)
 {
-    char *body = NULL, *eid = NULL, q[1024], what[600];
+    char *body = NULL, *eid = NULL, q[1024], what[600], why[S3_XML_WHY];
     size_t cap = 128 + w->nparts * 200, used;
     s3_req rq = {.method = "POST", .okey = w->okey, .query = q, .range_from = -1,
                  .range_to = -1, .hdrs = {"Content-Type: application/xml",
@@ -1103,10 +960,23 @@ static int multipart_complete(s3_write *w, int noreplace)
         ret = RS_EXISTS;
         goto out;
     }
-    /* CompleteMultipartUpload can answer 200 with an <Error> body. */
-    if (r.status != 200 || (r.body && strstr(r.body, "<Error>"))) {
+    if (r.status != 200) {
         s3_fail(&r, "could not %s", what);
         goto out;
+    }
+    /* CompleteMultipartUpload can answer 200 with an <Error> body. */
+    if (r.len > 0) {
+        char *root = NULL;
+        int f = s3_xml_find(r.body, r.len, "Error", &root, why, sizeof(why));
+        free(root);
+        if (f < 0) {
+            bad_answer(what, why);
+            goto out;
+        }
+        if (f == 0) {
+            s3_fail(&r, "could not %s", what);
+            goto out;
+        }
     }
     ret = 0;
 out:
@@ -1184,7 +1054,7 @@ int s3_storage_write_commit(s3_write *w, int noreplace)
         const uint8_t *tail = (const uint8_t *)w->buf + w->len - tl;
         zst_meta m;
         char hex[2 * S3_TAIL_META + 1];
-        to_hex(tail, tl, hex);
+        hex_encode(tail, tl, hex);
         snprintf(tail_hdr, sizeof(tail_hdr), "x-amz-meta-ragsafe-tail: %s", hex);
         rq.hdrs[k++] = tail_hdr;
         if (tl >= ZST_TRAILER_SIZE &&
@@ -1664,7 +1534,7 @@ int s3_storage_read_tail(s3_storage *st, const char *key, void *buf, size_t len,
         /* the object's last bytes, recorded in its metadata when it was written */
         size_t tl = strlen(r.tail_hex) / 2;
         if (len <= tl && tl <= S3_TAIL_META && (tl == S3_TAIL_META || (int64_t)tl == total) &&
-            from_hex(r.tail_hex, tail, tl) == 0) {
+            hex_decode(r.tail_hex, 2 * tl, tail) == 0) {
             memcpy(buf, tail + tl - len, len);
             ret = 0;
             goto out;
@@ -1726,7 +1596,9 @@ typedef int (*raw_fn)(void *arg, const char *key, int64_t size, int64_t mtime);
 static int list_raw(s3_storage *st, const char *okp, raw_fn cb, void *arg)
 {
     char *token = NULL, *eprefix = s3_uri_encode(okp, 0), *q = NULL, what[600];
-    size_t root = *st->prefix ? strlen(st->prefix) + 1 : 0;
+    char why[S3_XML_WHY];
+    size_t root = *st->prefix ? strlen(st->prefix) + 1 : 0, okl = strlen(okp);
+    s3_xml_listing page = {0};
     s3_resp r = {0};
     int ret = -1;
 
@@ -1735,10 +1607,7 @@ static int list_raw(s3_storage *st, const char *okp, raw_fn cb, void *arg)
     snprintf(what, sizeof(what), "list \"%s/%s\"", st->location, okp + root);
     for (;;) {
         char *etok = token ? s3_uri_encode(token, 0) : NULL;
-        size_t pos = 0, n = strlen(eprefix) + (etok ? strlen(etok) : 0) + 96;
-        const char *v;
-        size_t vlen;
-        char *trunc;
+        size_t n = strlen(eprefix) + (etok ? strlen(etok) : 0) + 96;
 
         free(q);
         q = malloc(n);
@@ -1759,39 +1628,43 @@ static int list_raw(s3_storage *st, const char *okp, raw_fn cb, void *arg)
             s3_fail(&r, "could not %s", what);
             goto out;
         }
-        while (s3_xml_next(r.body, r.len, &pos, "Contents", &v, &vlen) == 0) {
-            char *k = xml_get(v, vlen, "Key"), *sz = xml_get(v, vlen, "Size");
-            char *lm = xml_get(v, vlen, "LastModified");
-            int rr = 0;
-            if (!k || strlen(k) < root || strncmp(k, okp, strlen(okp)) != 0) {
-                log_error("could not %s: malformed answer", what);
-                rr = -1;
-            } else if (storage_key_valid(k + root)) {
-                rr = cb(arg, k + root, sz ? strtoll(sz, NULL, 10) : 0, parse_iso_time(lm));
+        /* the whole page is read before any callback: a malformed page delivers nothing */
+        s3_xml_listing_free(&page);
+        if (s3_xml_listing_parse(r.body, r.len, &page, why, sizeof(why)) != 0) {
+            bad_answer(what, why);
+            goto out;
+        }
+        resp_release(&r); /* the page holds what is needed; cb may make requests */
+        for (size_t i = 0; i < page.n; i++) {
+            const s3_xml_object *o = &page.objects[i];
+            int rr;
+            if (strlen(o->key) < root || strncmp(o->key, okp, okl) != 0) {
+                log_error("could not %s: the answer holds \"%s\", outside the prefix", what,
+                          o->key);
+                goto out;
             }
-            free(k);
-            free(sz);
-            free(lm);
+            if (!storage_key_valid(o->key + root))
+                continue;
+            rr = cb(arg, o->key + root, o->size, o->mtime);
             if (rr != 0) {
                 ret = rr;
                 goto out;
             }
         }
-        trunc = xml_get(r.body, r.len, "IsTruncated");
-        int more = trunc && strcmp(trunc, "true") == 0;
-        free(trunc);
         free(token);
         token = NULL;
-        if (!more)
+        if (!page.truncated)
             break;
-        token = xml_get(r.body, r.len, "NextContinuationToken");
-        if (!token || !*token) {
+        if (!page.next_token || !*page.next_token) {
             log_error("could not %s: truncated answer without a continuation token", what);
             goto out;
         }
+        token = page.next_token;
+        page.next_token = NULL;
     }
     ret = 0;
 out:
+    s3_xml_listing_free(&page);
     free(token);
     free(q);
     free(eprefix);
@@ -1940,16 +1813,29 @@ static int delete_batch(s3_storage *st, char **keys, size_t n)
         s3_fail(&r, "could not %s", what);
         goto out;
     }
-    {
-        size_t pos = 0, vlen;
-        const char *v;
-        if (s3_xml_next(r.body, r.len, &pos, "Error", &v, &vlen) == 0) {
-            char *k = xml_get(v, vlen, "Key"), *c = xml_get(v, vlen, "Code");
-            log_error("could not remove \"%s/%s\": %s", st->location, k ? k : "?", c ? c : "error");
-            free(k);
-            free(c);
-            goto out;
+    if (r.len > 0) { /* Quiet: only the failures are listed */
+        static const char *const paths[] = {"DeleteResult/Error/Key", "DeleteResult/Error/Code",
+                                            "DeleteResult/Error/Message", "Error"};
+        char *t[4] = {NULL}, why[S3_XML_WHY];
+        int bad = 0;
+        for (size_t i = 0; i < ARRAY_LEN(paths) && !bad; i++) {
+            int f = s3_xml_find(r.body, r.len, paths[i], &t[i], why, sizeof(why));
+            if (f < 0)
+                bad = bad_answer(what, why);
         }
+        if (!bad && t[3]) { /* a 200 whose body is an <Error> */
+            s3_fail(&r, "could not %s", what);
+            bad = -1;
+        } else if (!bad && (t[0] || t[1])) {
+            /* the key is the store's: the full key, prefix included */
+            log_error("could not remove \"s3://%s/%s\": %s%s%s", st->bucket, t[0] ? t[0] : "?",
+                      t[1] ? t[1] : "error", t[2] ? ": " : "", t[2] ? t[2] : "");
+            bad = -1;
+        }
+        for (size_t i = 0; i < ARRAY_LEN(t); i++)
+            free(t[i]);
+        if (bad)
+            goto out;
     }
     ret = 0;
 out:
@@ -2036,10 +1922,23 @@ static int copy_object(s3_storage *st, const char *from, const char *to)
     snprintf(what, sizeof(what), "copy \"%s/%s\" to \"%s\"", st->location, from, to);
     if (s3_call(st, &rq, &r, what) != 0)
         goto out;
-    /* CopyObject can answer 200 and still fail (an <Error> body). */
-    if (r.status != 200 || !r.body || !strstr(r.body, "CopyObjectResult")) {
+    if (r.status != 200) {
         s3_fail(&r, "could not %s", what);
         goto out;
+    }
+    /* CopyObject can answer 200 and still fail (an <Error> body). */
+    {
+        char *root = NULL, why[S3_XML_WHY];
+        int f = s3_xml_find(r.body, r.len, "CopyObjectResult", &root, why, sizeof(why));
+        free(root);
+        if (f < 0) {
+            bad_answer(what, why);
+            goto out;
+        }
+        if (f != 0) {
+            s3_fail(&r, "could not %s", what);
+            goto out;
+        }
     }
     ret = 0;
 out:

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "object.h"
+#include "s3_xml.h"
 #include "storage.h"
 #include "storage_s3.h"
 #include "testutil.h"
@@ -221,36 +222,179 @@ START_TEST(test_uri_encode)
 }
 END_TEST
 
-START_TEST(test_xml)
+/* ---- the XML layer (s3_xml.h) on canned documents ----------------------------------- */
+
+#define XMLNS " xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\""
+
+/* a listing whose keys need the five entities and character references */
+START_TEST(test_xml_listing_entities)
 {
-    const char *x = "<?xml?><R><IsTruncated>true</IsTruncated><Contents><Key>a&amp;b&lt;&#65;&#x42;"
-                    "</Key><Size>12</Size></Contents><ContentsX>no</ContentsX>"
-                    "<Contents><Key>c</Key><Size/></Contents></R>";
-    size_t pos = 0, vlen, len = strlen(x), n = 0;
-    const char *v;
+    const char *x =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        "<ListBucketResult" XMLNS "><Name>b</Name><Prefix>p/</Prefix><KeyCount>3</KeyCount>"
+        "<MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>"
+        "<Contents><Key>p/a&amp;b&lt;c&gt;&quot;&apos;&#x41;&#66;&#xE9;</Key>"
+        "<LastModified>2026-12-01T21:40:05.000Z</LastModified><ETag>&quot;x&quot;</ETag>"
+        "<Size>12</Size><StorageClass>STANDARD</StorageClass></Contents>\n"
+        "  <Contents>\n    <Key>p/with space</Key>\n    <Size>0</Size>\n  </Contents>\n"
+        "<Contents><Key>p/x</Key><Size>9876543210</Size><Owner><ID>o</ID></Owner></Contents>"
+        "<ContentsX><Key>not/an/object</Key></ContentsX>"
+        "</ListBucketResult>";
+    s3_xml_listing l;
+    char why[S3_XML_WHY] = "";
+
+    ck_assert_int_eq(s3_xml_listing_parse(x, strlen(x), &l, why, sizeof(why)), 0);
+    ck_assert_uint_eq(l.n, 3);
+    ck_assert_str_eq(l.objects[0].key, "p/a&b<c>\"'AB\xc3\xa9");
+    ck_assert_int_eq(l.objects[0].size, 12);
+    ck_assert_int_eq(l.objects[0].mtime, 1796161205); /* 2026-12-01T21:40:05Z */
+    ck_assert_str_eq(l.objects[1].key, "p/with space");
+    ck_assert_int_eq(l.objects[1].size, 0);
+    ck_assert_int_eq(l.objects[1].mtime, 0);
+    ck_assert_str_eq(l.objects[2].key, "p/x");
+    ck_assert_int_eq(l.objects[2].size, 9876543210LL);
+    ck_assert_int_eq(l.truncated, 0);
+    ck_assert_ptr_null(l.next_token);
+    s3_xml_listing_free(&l);
+
+    /* an empty page: no Contents at all */
+    x = "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>";
+    ck_assert_int_eq(s3_xml_listing_parse(x, strlen(x), &l, NULL, 0), 0);
+    ck_assert_uint_eq(l.n, 0);
+    s3_xml_listing_free(&l);
+}
+END_TEST
+
+/* a truncated page: the continuation token comes back decoded */
+START_TEST(test_xml_listing_truncated)
+{
+    const char *x = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+                    "<ListBucketResult" XMLNS "><IsTruncated>true</IsTruncated>"
+                    "<Contents><Key>k1</Key><Size>1</Size></Contents>"
+                    "<ContinuationToken>old</ContinuationToken>"
+                    "<NextContinuationToken>1/ab+c=&amp;d</NextContinuationToken>"
+                    "</ListBucketResult>";
+    s3_xml_listing l;
+
+    ck_assert_int_eq(s3_xml_listing_parse(x, strlen(x), &l, NULL, 0), 0);
+    ck_assert_uint_eq(l.n, 1);
+    ck_assert_int_eq(l.truncated, 1);
+    ck_assert_str_eq(l.next_token, "1/ab+c=&d");
+    s3_xml_listing_free(&l);
+}
+END_TEST
+
+/* an error document: Code and Message; what is not XML has neither */
+START_TEST(test_xml_error)
+{
+    const char *x = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                    "<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature "
+                    "we calculated does not match &lt;the&gt; one you sent</Message>"
+                    "<RequestId>1</RequestId></Error>";
+    const char *html = "<html><body><h1>502 Bad Gateway</h1><hr></body></html>";
+    char *code, *msg, *t;
+
+    ck_assert_int_eq(s3_xml_error(x, strlen(x), &code, &msg), 0);
+    ck_assert_str_eq(code, "SignatureDoesNotMatch");
+    ck_assert_str_eq(msg, "The request signature we calculated does not match <the> one you sent");
+    free(code);
+    free(msg);
+    /* XML, but no error document */
+    x = "<CopyObjectResult><ETag>e</ETag></CopyObjectResult>";
+    ck_assert_int_eq(s3_xml_error(x, strlen(x), &code, &msg), 0);
+    ck_assert_ptr_null(code);
+    ck_assert_ptr_null(msg);
+    ck_assert_int_eq(s3_xml_find(x, strlen(x), "CopyObjectResult", &t, NULL, 0), 0);
+    free(t);
+    ck_assert_int_eq(s3_xml_find(x, strlen(x), "Error", &t, NULL, 0), 1);
+    ck_assert_ptr_null(t);
+    /* a proxy's page (not well-formed: <hr>), an empty body, nothing */
+    ck_assert_int_eq(s3_xml_error(html, strlen(html), &code, &msg), -1);
+    ck_assert_ptr_null(code);
+    ck_assert_ptr_null(msg);
+    ck_assert_int_eq(s3_xml_error("", 0, &code, &msg), -1);
+    ck_assert_int_eq(s3_xml_error(NULL, 0, &code, &msg), -1);
+    /* a DeleteObjects result with a failure: the first Error's Key and Code */
+    x = "<DeleteResult" XMLNS "><Deleted><Key>a</Key></Deleted><Error><Key>p/b&amp;c</Key>"
+        "<Code>AccessDenied</Code><Message>no</Message></Error></DeleteResult>";
+    ck_assert_int_eq(s3_xml_find(x, strlen(x), "DeleteResult/Error/Key", &t, NULL, 0), 0);
+    ck_assert_str_eq(t, "p/b&c");
+    free(t);
+    ck_assert_int_eq(s3_xml_find(x, strlen(x), "DeleteResult/Error/Code", &t, NULL, 0), 0);
+    ck_assert_str_eq(t, "AccessDenied");
+    free(t);
+}
+END_TEST
+
+/* malformed documents: -1 with a reason, never a crash or a half-read page */
+START_TEST(test_xml_malformed)
+{
+    static const char *const bad[] = {
+        "<ListBucketResult><Contents><Key>a</Key>",                       /* cut off */
+        "<ListBucketResult><Contents><Key>a</Contents></ListBucketResult>", /* mismatched */
+        "<ListBucketResult><Contents><Key>a&bogus;</Key></Contents></ListBucketResult>",
+        "<ListBucketResult><Contents><Key>a&amp</Key></Contents></ListBucketResult>",
+        "<ListBucketResult><Contents><Key>&#0;</Key></Contents></ListBucketResult>",
+        "<ListBucketResult><Contents><Key>a</Key></Contents></ListBucketResult><x/>",
+        "<Error><Code>NoSuchBucket</Code></Error>",                       /* another root */
+        "<ListBucketResult><Contents><Size>1</Size></Contents></ListBucketResult>", /* no Key */
+        "<ListBucketResult><Contents><Key>a</Key><Size>1x</Size></Contents></ListBucketResult>",
+        "<ListBucketResult><Contents><Key>a</Key><Size/></Contents></ListBucketResult>",
+        "<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b "
+        "\"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\">]><ListBucketResult><Contents><Key>&b;</Key>"
+        "</Contents></ListBucketResult>",                                  /* entities */
+        "<ListBucketResult><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a></a></a></a>"
+        "</a></a></a></a></a></a></a></a></a></a></a></a></a></a></ListBucketResult>", /* deep */
+        "not xml at all",
+        "",
+    };
+    s3_xml_listing l;
+    char why[S3_XML_WHY], *t;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why[0] = '\0';
+        ck_assert_msg(s3_xml_listing_parse(bad[i], strlen(bad[i]), &l, why, sizeof(why)) == -1,
+                      "document %zu was accepted", i);
+        ck_assert_msg(why[0] != '\0', "document %zu: no reason", i);
+        s3_xml_listing_free(&l);
+    }
+    why[0] = '\0';
+    ck_assert_int_eq(s3_xml_find(bad[0], strlen(bad[0]), "ListBucketResult/Contents/Key", &t,
+                                 why, sizeof(why)), -1);
+    ck_assert_ptr_null(t);
+    ck_assert_ptr_nonnull(strstr(why, "line 1"));
+}
+END_TEST
+
+/* InitiateMultipartUpload and CompleteMultipartUpload answers */
+START_TEST(test_xml_multipart)
+{
+    const char *x = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                    "<InitiateMultipartUploadResult" XMLNS "><Bucket>b</Bucket><Key>p/k</Key>"
+                    "<UploadId>VXBsb2FkIElE&#x2B;&amp;x</UploadId>"
+                    "</InitiateMultipartUploadResult>";
     char *t;
 
-    while (s3_xml_next(x, len, &pos, "Contents", &v, &vlen) == 0) {
-        size_t p2 = 0, kl;
-        const char *k;
-        ck_assert_int_eq(s3_xml_next(v, vlen, &p2, "Key", &k, &kl), 0);
-        t = s3_xml_text(k, kl);
-        ck_assert_str_eq(t, n == 0 ? "a&b<AB" : "c");
-        free(t);
-        p2 = 0;
-        ck_assert_int_eq(s3_xml_next(v, vlen, &p2, "Size", &k, &kl), 0);
-        ck_assert_uint_eq(kl, n == 0 ? 2 : 0);
-        n++;
-    }
-    ck_assert_uint_eq(n, 2);
-    pos = 0;
-    ck_assert_int_eq(s3_xml_next(x, len, &pos, "Missing", &v, &vlen), -1);
-    /* unterminated element, bad entities */
-    pos = 0;
-    ck_assert_int_eq(s3_xml_next("<Key>abc", 8, &pos, "Key", &v, &vlen), -1);
-    ck_assert_ptr_null(s3_xml_text("a&bogus;", 8));
-    ck_assert_ptr_null(s3_xml_text("a&amp", 5));
-    ck_assert_ptr_null(s3_xml_text("&#0;", 4));
+    ck_assert_int_eq(s3_xml_find(x, strlen(x), "InitiateMultipartUploadResult/UploadId", &t,
+                                 NULL, 0), 0);
+    ck_assert_str_eq(t, "VXBsb2FkIElE+&x");
+    free(t);
+    /* only at that path: an UploadId elsewhere is not the answer */
+    x = "<Other><UploadId>u</UploadId></Other>";
+    ck_assert_int_eq(s3_xml_find(x, strlen(x), "InitiateMultipartUploadResult/UploadId", &t,
+                                 NULL, 0), 1);
+    /* a completion padded with whitespace, then an <Error>: the 200 that failed */
+    x = "  \n  <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>"
+        "<Message>We encountered an internal error.</Message></Error>";
+    ck_assert_int_eq(s3_xml_find(x, strlen(x), "Error", &t, NULL, 0), 0);
+    free(t);
+    x = "<CompleteMultipartUploadResult" XMLNS "><Location>l</Location><ETag>&quot;e-2&quot;"
+        "</ETag></CompleteMultipartUploadResult>";
+    ck_assert_int_eq(s3_xml_find(x, strlen(x), "Error", &t, NULL, 0), 1);
+    ck_assert_int_eq(s3_xml_find(x, strlen(x), "CompleteMultipartUploadResult/ETag", &t, NULL,
+                                 0), 0);
+    ck_assert_str_eq(t, "\"e-2\"");
+    free(t);
 }
 END_TEST
 
@@ -658,7 +802,11 @@ static Suite *s3_suite(void)
 
     tcase_add_checked_fixture(tc, tu_setup, tu_teardown);
     tcase_add_test(tc, test_uri_encode);
-    tcase_add_test(tc, test_xml);
+    tcase_add_test(tc, test_xml_listing_entities);
+    tcase_add_test(tc, test_xml_listing_truncated);
+    tcase_add_test(tc, test_xml_error);
+    tcase_add_test(tc, test_xml_malformed);
+    tcase_add_test(tc, test_xml_multipart);
     tcase_add_test(tc, test_parse_location);
     tcase_add_test(tc, test_config_apply);
     suite_add_tcase(s, tc);
