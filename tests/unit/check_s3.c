@@ -398,6 +398,125 @@ START_TEST(test_xml_multipart)
 }
 END_TEST
 
+/* ---- bad answers from a store, end to end ----------------------------------------- */
+
+/* a "store" that answers every listing with a cut-off document, every POST with a
+ * proxy's HTML page and everything else with a 403 error document */
+static const char bad_store_py[] =
+    "import http.server, sys\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    protocol_version = 'HTTP/1.1'\n"
+    "    def log_message(self, *a): pass\n"
+    "    def reply(self, code, body):\n"
+    "        b = body.encode()\n"
+    "        n = int(self.headers.get('Content-Length') or 0)\n"
+    "        if n: self.rfile.read(n)\n"
+    "        self.send_response(code)\n"
+    "        self.send_header('Content-Length', str(len(b)))\n"
+    "        self.end_headers()\n"
+    "        if self.command != 'HEAD': self.wfile.write(b)\n"
+    "    def do_GET(self):\n"
+    "        if 'list-type=2' in self.path:\n"
+    "            self.reply(200, '<ListBucketResult><IsTruncated>false</IsTruncated>'\n"
+    "                            '<Contents><Key>p/a</Key><Size>1</Size></Contents><Contents><Key>p/b')\n"
+    "        else:\n"
+    "            self.reply(403, '<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code>'\n"
+    "                            '<Message>no &amp; never</Message></Error>')\n"
+    "    def do_POST(self): self.reply(200, '<html><body>proxy<hr></body></html>')\n"
+    "    do_PUT = do_GET\n"
+    "http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n";
+
+static int stderr_to(const char *path)
+{
+    int saved = dup(2), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(dup2(fd, 2), 2);
+    close(fd);
+    return saved;
+}
+
+/* stderr_back -- restore stderr; what was written meanwhile (malloc'd). */
+static char *stderr_back(int saved, const char *path)
+{
+    ck_assert_int_eq(dup2(saved, 2), 2);
+    close(saved);
+    return tu_read_file(path, NULL);
+}
+
+/* malformed XML from the store: a reported error, never a crash or a half-used page;
+ * an error document's Code and Message in the message */
+START_TEST(test_bad_answers)
+{
+    int port = free_port(), saved, n = 0;
+    char ep[64], p[16], *err, *big;
+    storage *st;
+    storage_write *w;
+    pid_t pid;
+
+    snprintf(p, sizeof(p), "%d", port);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        execl("/usr/bin/python3", "python3", "-c", bad_store_py, p, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 200 && !port_open(port); i++)
+        usleep(50000);
+    ck_assert_msg(port_open(port), "the bad store did not start");
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", port);
+    setenv("RAGSAFE_S3_ENDPOINT", ep, 1);
+    setenv("AWS_ACCESS_KEY_ID", "K", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "S", 1);
+    setenv("RAGSAFE_S3_RETRIES", "1", 1);
+    setenv("RAGSAFE_S3_PART_SIZE", "5242880", 1);
+    unsetenv("RAGSAFE_S3_URI_STYLE");
+    st = storage_open("s3://bucket/p", NULL, 1);
+    ck_assert_ptr_nonnull(st);
+
+    saved = stderr_to(tu_path("err"));
+    ck_assert_int_eq(storage_list(st, "", count_cb, &n), -1);
+    err = stderr_back(saved, tu_path("err"));
+    ck_assert_int_eq(n, 0); /* not even the well-formed first entry */
+    ck_assert_msg(strstr(err, "could not list \"s3://bucket/p/\": malformed answer from the store: ")
+                  != NULL, "%s", err);
+    free(err);
+
+    saved = stderr_to(tu_path("err"));
+    ck_assert_int_eq(storage_stat(st, "k", NULL, NULL), -1); /* a HEAD: 403, no body */
+    {
+        char *buf = NULL;
+        size_t len;
+        ck_assert_int_eq(storage_get(st, "k", 100, &buf, &len), -1);
+        ck_assert_ptr_null(buf);
+    }
+    err = stderr_back(saved, tu_path("err"));
+    ck_assert_msg(strstr(err, "could not read \"s3://bucket/p/k\": HTTP 403 AccessDenied: no & never")
+                  != NULL, "%s", err);
+    free(err);
+
+    /* more than one part: the upload starts, and its answer is a proxy's page */
+    big = calloc(1, 6u << 20);
+    ck_assert_ptr_nonnull(big);
+    saved = stderr_to(tu_path("err"));
+    w = storage_write_open(st, "big");
+    ck_assert_ptr_nonnull(w);
+    ck_assert_int_eq(storage_write_data(w, big, 6u << 20), -1);
+    storage_write_free(w);
+    err = stderr_back(saved, tu_path("err"));
+    ck_assert_msg(strstr(err, "could not start uploading \"s3://bucket/p/big\": malformed answer "
+                              "from the store: ") != NULL, "%s", err);
+    free(err);
+    free(big);
+
+    storage_free(st);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    unsetenv("RAGSAFE_S3_RETRIES");
+    unsetenv("RAGSAFE_S3_PART_SIZE");
+}
+END_TEST
+
 START_TEST(test_parse_location)
 {
     char *b, *p;
@@ -807,6 +926,7 @@ static Suite *s3_suite(void)
     tcase_add_test(tc, test_xml_error);
     tcase_add_test(tc, test_xml_malformed);
     tcase_add_test(tc, test_xml_multipart);
+    tcase_add_test(tc, test_bad_answers);
     tcase_add_test(tc, test_parse_location);
     tcase_add_test(tc, test_config_apply);
     suite_add_tcase(s, tc);
