@@ -4,7 +4,7 @@
 
 PREFIX  ?= /usr/local
 CC      ?= cc
-PKGS    := libpq libzstd libcrypto liburing jansson libarchive libcurl
+PKGS    := libpq libzstd libcrypto liburing jansson libarchive libcurl expat
 CFLAGS  ?= -O2 -g
 # Always added, even when CFLAGS comes from the command line (make asan does that).
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wformat=2 -Wno-format-nonliteral \

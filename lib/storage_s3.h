@@ -63,6 +63,9 @@
  *   (100 ms doubling, at most 2 s, jittered), bounded by RAGSAFE_S3_RETRIES and
  *   RAGSAFE_S3_RETRY_TIME. A GET cut off mid-stream resumes with a Range request
  *   pinned to the same ETag (If-Match).
+ * - Answers in XML (listings, multipart, errors) are read by s3_xml.h (libexpat); a
+ *   2xx answer that is not the expected document is reported ("malformed answer from
+ *   the store"), never half-used; an error answer's Code and Message are in the message.
  * - Not thread-safe: one storage per thread (open another for a worker thread).
  */
 #ifndef RAGSAFE_STORAGE_S3_H
@@ -126,15 +129,6 @@ void s3_storage_lock_release(s3_lock *lk);
 /* Percent-encode s (RFC 3986 unreserved kept; '/' kept when keep_slash) into a
  * malloc'd string; NULL when out of memory (not reported). */
 char *s3_uri_encode(const char *s, int keep_slash);
-
-/* Find the next <tag>...</tag> in xml[*pos..len); on success *val / *vlen delimit the
- * raw content and *pos moves past the closing tag. 0 found, -1 not found. */
-int s3_xml_next(const char *xml, size_t len, size_t *pos, const char *tag, const char **val,
-                size_t *vlen);
-
-/* Decode the five XML entities and &#N; / &#xN; of raw into a malloc'd string. NULL on
- * a malformed entity or out of memory (not reported). */
-char *s3_xml_text(const char *raw, size_t len);
 
 /* Split "s3://BUCKET[/PREFIX]" into malloc'd bucket and prefix (no leading or trailing
  * '/'; "" when none). -1 (not reported) when malformed. */

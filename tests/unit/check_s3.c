@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "object.h"
+#include "s3_xml.h"
 #include "storage.h"
 #include "storage_s3.h"
 #include "testutil.h"
@@ -221,36 +222,298 @@ START_TEST(test_uri_encode)
 }
 END_TEST
 
-START_TEST(test_xml)
+/* ---- the XML layer (s3_xml.h) on canned documents ----------------------------------- */
+
+#define XMLNS " xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\""
+
+/* a listing whose keys need the five entities and character references */
+START_TEST(test_xml_listing_entities)
 {
-    const char *x = "<?xml?><R><IsTruncated>true</IsTruncated><Contents><Key>a&amp;b&lt;&#65;&#x42;"
-                    "</Key><Size>12</Size></Contents><ContentsX>no</ContentsX>"
-                    "<Contents><Key>c</Key><Size/></Contents></R>";
-    size_t pos = 0, vlen, len = strlen(x), n = 0;
-    const char *v;
+    const char *x =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        "<ListBucketResult" XMLNS "><Name>b</Name><Prefix>p/</Prefix><KeyCount>3</KeyCount>"
+        "<MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>"
+        "<Contents><Key>p/a&amp;b&lt;c&gt;&quot;&apos;&#x41;&#66;&#xE9;</Key>"
+        "<LastModified>2026-12-01T21:40:05.000Z</LastModified><ETag>&quot;x&quot;</ETag>"
+        "<Size>12</Size><StorageClass>STANDARD</StorageClass></Contents>\n"
+        "  <Contents>\n    <Key>p/with space</Key>\n    <Size>0</Size>\n  </Contents>\n"
+        "<Contents><Key>p/x</Key><Size>9876543210</Size><Owner><ID>o</ID></Owner></Contents>"
+        "<ContentsX><Key>not/an/object</Key></ContentsX>"
+        "</ListBucketResult>";
+    s3_xml_listing l;
+    char why[S3_XML_WHY] = "";
+
+    ck_assert_int_eq(s3_xml_listing_parse(x, strlen(x), &l, why, sizeof(why)), 0);
+    ck_assert_uint_eq(l.n, 3);
+    ck_assert_str_eq(l.objects[0].key, "p/a&b<c>\"'AB\xc3\xa9");
+    ck_assert_int_eq(l.objects[0].size, 12);
+    ck_assert_int_eq(l.objects[0].mtime, 1796161205); /* 2026-12-01T21:40:05Z */
+    ck_assert_str_eq(l.objects[1].key, "p/with space");
+    ck_assert_int_eq(l.objects[1].size, 0);
+    ck_assert_int_eq(l.objects[1].mtime, 0);
+    ck_assert_str_eq(l.objects[2].key, "p/x");
+    ck_assert_int_eq(l.objects[2].size, 9876543210LL);
+    ck_assert_int_eq(l.truncated, 0);
+    ck_assert_ptr_null(l.next_token);
+    s3_xml_listing_free(&l);
+
+    /* an empty page: no Contents at all */
+    x = "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>";
+    ck_assert_int_eq(s3_xml_listing_parse(x, strlen(x), &l, NULL, 0), 0);
+    ck_assert_uint_eq(l.n, 0);
+    s3_xml_listing_free(&l);
+}
+END_TEST
+
+/* a truncated page: the continuation token comes back decoded */
+START_TEST(test_xml_listing_truncated)
+{
+    const char *x = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+                    "<ListBucketResult" XMLNS "><IsTruncated>true</IsTruncated>"
+                    "<Contents><Key>k1</Key><Size>1</Size></Contents>"
+                    "<ContinuationToken>old</ContinuationToken>"
+                    "<NextContinuationToken>1/ab+c=&amp;d</NextContinuationToken>"
+                    "</ListBucketResult>";
+    s3_xml_listing l;
+
+    ck_assert_int_eq(s3_xml_listing_parse(x, strlen(x), &l, NULL, 0), 0);
+    ck_assert_uint_eq(l.n, 1);
+    ck_assert_int_eq(l.truncated, 1);
+    ck_assert_str_eq(l.next_token, "1/ab+c=&d");
+    s3_xml_listing_free(&l);
+}
+END_TEST
+
+/* an error document: Code and Message; what is not XML has neither */
+START_TEST(test_xml_error)
+{
+    const char *x = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                    "<Error><Code>SignatureDoesNotMatch</Code><Message>The request signature "
+                    "we calculated does not match &lt;the&gt; one you sent</Message>"
+                    "<RequestId>1</RequestId></Error>";
+    const char *html = "<html><body><h1>502 Bad Gateway</h1><hr></body></html>";
+    char *code, *msg, *t;
+
+    ck_assert_int_eq(s3_xml_error(x, strlen(x), &code, &msg), 0);
+    ck_assert_str_eq(code, "SignatureDoesNotMatch");
+    ck_assert_str_eq(msg, "The request signature we calculated does not match <the> one you sent");
+    free(code);
+    free(msg);
+    /* XML, but no error document */
+    x = "<CopyObjectResult><ETag>e</ETag></CopyObjectResult>";
+    ck_assert_int_eq(s3_xml_error(x, strlen(x), &code, &msg), 0);
+    ck_assert_ptr_null(code);
+    ck_assert_ptr_null(msg);
+    ck_assert_int_eq(s3_xml_find(x, strlen(x), "CopyObjectResult", &t, NULL, 0), 0);
+    free(t);
+    ck_assert_int_eq(s3_xml_find(x, strlen(x), "Error", &t, NULL, 0), 1);
+    ck_assert_ptr_null(t);
+    /* a proxy's page (not well-formed: <hr>), an empty body, nothing */
+    ck_assert_int_eq(s3_xml_error(html, strlen(html), &code, &msg), -1);
+    ck_assert_ptr_null(code);
+    ck_assert_ptr_null(msg);
+    ck_assert_int_eq(s3_xml_error("", 0, &code, &msg), -1);
+    ck_assert_int_eq(s3_xml_error(NULL, 0, &code, &msg), -1);
+    /* a DeleteObjects result with a failure: the first Error's Key and Code */
+    x = "<DeleteResult" XMLNS "><Deleted><Key>a</Key></Deleted><Error><Key>p/b&amp;c</Key>"
+        "<Code>AccessDenied</Code><Message>no</Message></Error></DeleteResult>";
+    ck_assert_int_eq(s3_xml_find(x, strlen(x), "DeleteResult/Error/Key", &t, NULL, 0), 0);
+    ck_assert_str_eq(t, "p/b&c");
+    free(t);
+    ck_assert_int_eq(s3_xml_find(x, strlen(x), "DeleteResult/Error/Code", &t, NULL, 0), 0);
+    ck_assert_str_eq(t, "AccessDenied");
+    free(t);
+}
+END_TEST
+
+/* malformed documents: -1 with a reason, never a crash or a half-read page */
+START_TEST(test_xml_malformed)
+{
+    static const char *const bad[] = {
+        "<ListBucketResult><Contents><Key>a</Key>",                       /* cut off */
+        "<ListBucketResult><Contents><Key>a</Contents></ListBucketResult>", /* mismatched */
+        "<ListBucketResult><Contents><Key>a&bogus;</Key></Contents></ListBucketResult>",
+        "<ListBucketResult><Contents><Key>a&amp</Key></Contents></ListBucketResult>",
+        "<ListBucketResult><Contents><Key>&#0;</Key></Contents></ListBucketResult>",
+        "<ListBucketResult><Contents><Key>a</Key></Contents></ListBucketResult><x/>",
+        "<Error><Code>NoSuchBucket</Code></Error>",                       /* another root */
+        "<ListBucketResult><Contents><Size>1</Size></Contents></ListBucketResult>", /* no Key */
+        "<ListBucketResult><Contents><Key>a</Key><Size>1x</Size></Contents></ListBucketResult>",
+        "<ListBucketResult><Contents><Key>a</Key><Size/></Contents></ListBucketResult>",
+        "<?xml version=\"1.0\"?><!DOCTYPE l [<!ENTITY a \"aaaaaaaaaa\"><!ENTITY b "
+        "\"&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;\">]><ListBucketResult><Contents><Key>&b;</Key>"
+        "</Contents></ListBucketResult>",                                  /* entities */
+        "<ListBucketResult><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a></a></a></a>"
+        "</a></a></a></a></a></a></a></a></a></a></a></a></a></a></ListBucketResult>", /* deep */
+        "not xml at all",
+        "",
+    };
+    s3_xml_listing l;
+    char why[S3_XML_WHY], *t;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        why[0] = '\0';
+        ck_assert_msg(s3_xml_listing_parse(bad[i], strlen(bad[i]), &l, why, sizeof(why)) == -1,
+                      "document %zu was accepted", i);
+        ck_assert_msg(why[0] != '\0', "document %zu: no reason", i);
+        s3_xml_listing_free(&l);
+    }
+    why[0] = '\0';
+    ck_assert_int_eq(s3_xml_find(bad[0], strlen(bad[0]), "ListBucketResult/Contents/Key", &t,
+                                 why, sizeof(why)), -1);
+    ck_assert_ptr_null(t);
+    ck_assert_ptr_nonnull(strstr(why, "line 1"));
+}
+END_TEST
+
+/* InitiateMultipartUpload and CompleteMultipartUpload answers */
+START_TEST(test_xml_multipart)
+{
+    const char *x = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                    "<InitiateMultipartUploadResult" XMLNS "><Bucket>b</Bucket><Key>p/k</Key>"
+                    "<UploadId>VXBsb2FkIElE&#x2B;&amp;x</UploadId>"
+                    "</InitiateMultipartUploadResult>";
     char *t;
 
-    while (s3_xml_next(x, len, &pos, "Contents", &v, &vlen) == 0) {
-        size_t p2 = 0, kl;
-        const char *k;
-        ck_assert_int_eq(s3_xml_next(v, vlen, &p2, "Key", &k, &kl), 0);
-        t = s3_xml_text(k, kl);
-        ck_assert_str_eq(t, n == 0 ? "a&b<AB" : "c");
-        free(t);
-        p2 = 0;
-        ck_assert_int_eq(s3_xml_next(v, vlen, &p2, "Size", &k, &kl), 0);
-        ck_assert_uint_eq(kl, n == 0 ? 2 : 0);
-        n++;
+    ck_assert_int_eq(s3_xml_find(x, strlen(x), "InitiateMultipartUploadResult/UploadId", &t,
+                                 NULL, 0), 0);
+    ck_assert_str_eq(t, "VXBsb2FkIElE+&x");
+    free(t);
+    /* only at that path: an UploadId elsewhere is not the answer */
+    x = "<Other><UploadId>u</UploadId></Other>";
+    ck_assert_int_eq(s3_xml_find(x, strlen(x), "InitiateMultipartUploadResult/UploadId", &t,
+                                 NULL, 0), 1);
+    /* a completion padded with whitespace, then an <Error>: the 200 that failed */
+    x = "  \n  <?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>InternalError</Code>"
+        "<Message>We encountered an internal error.</Message></Error>";
+    ck_assert_int_eq(s3_xml_find(x, strlen(x), "Error", &t, NULL, 0), 0);
+    free(t);
+    x = "<CompleteMultipartUploadResult" XMLNS "><Location>l</Location><ETag>&quot;e-2&quot;"
+        "</ETag></CompleteMultipartUploadResult>";
+    ck_assert_int_eq(s3_xml_find(x, strlen(x), "Error", &t, NULL, 0), 1);
+    ck_assert_int_eq(s3_xml_find(x, strlen(x), "CompleteMultipartUploadResult/ETag", &t, NULL,
+                                 0), 0);
+    ck_assert_str_eq(t, "\"e-2\"");
+    free(t);
+}
+END_TEST
+
+/* ---- bad answers from a store, end to end ----------------------------------------- */
+
+/* a "store" that answers every listing with a cut-off document, every POST with a
+ * proxy's HTML page and everything else with a 403 error document */
+static const char bad_store_py[] =
+    "import http.server, sys\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    protocol_version = 'HTTP/1.1'\n"
+    "    def log_message(self, *a): pass\n"
+    "    def reply(self, code, body):\n"
+    "        b = body.encode()\n"
+    "        n = int(self.headers.get('Content-Length') or 0)\n"
+    "        if n: self.rfile.read(n)\n"
+    "        self.send_response(code)\n"
+    "        self.send_header('Content-Length', str(len(b)))\n"
+    "        self.end_headers()\n"
+    "        if self.command != 'HEAD': self.wfile.write(b)\n"
+    "    def do_GET(self):\n"
+    "        if 'list-type=2' in self.path:\n"
+    "            self.reply(200, '<ListBucketResult><IsTruncated>false</IsTruncated>'\n"
+    "                            '<Contents><Key>p/a</Key><Size>1</Size></Contents><Contents><Key>p/b')\n"
+    "        else:\n"
+    "            self.reply(403, '<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code>'\n"
+    "                            '<Message>no &amp; never</Message></Error>')\n"
+    "    def do_POST(self): self.reply(200, '<html><body>proxy<hr></body></html>')\n"
+    "    do_PUT = do_GET\n"
+    "http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n";
+
+static int stderr_to(const char *path)
+{
+    int saved = dup(2), fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(saved, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(dup2(fd, 2), 2);
+    close(fd);
+    return saved;
+}
+
+/* stderr_back -- restore stderr; what was written meanwhile (malloc'd). */
+static char *stderr_back(int saved, const char *path)
+{
+    ck_assert_int_eq(dup2(saved, 2), 2);
+    close(saved);
+    return tu_read_file(path, NULL);
+}
+
+/* malformed XML from the store: a reported error, never a crash or a half-used page;
+ * an error document's Code and Message in the message */
+START_TEST(test_bad_answers)
+{
+    int port = free_port(), saved, n = 0;
+    char ep[64], p[16], *err, *big;
+    storage *st;
+    storage_write *w;
+    pid_t pid;
+
+    snprintf(p, sizeof(p), "%d", port);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        execl("/usr/bin/python3", "python3", "-c", bad_store_py, p, (char *)NULL);
+        _exit(127);
     }
-    ck_assert_uint_eq(n, 2);
-    pos = 0;
-    ck_assert_int_eq(s3_xml_next(x, len, &pos, "Missing", &v, &vlen), -1);
-    /* unterminated element, bad entities */
-    pos = 0;
-    ck_assert_int_eq(s3_xml_next("<Key>abc", 8, &pos, "Key", &v, &vlen), -1);
-    ck_assert_ptr_null(s3_xml_text("a&bogus;", 8));
-    ck_assert_ptr_null(s3_xml_text("a&amp", 5));
-    ck_assert_ptr_null(s3_xml_text("&#0;", 4));
+    for (int i = 0; i < 200 && !port_open(port); i++)
+        usleep(50000);
+    ck_assert_msg(port_open(port), "the bad store did not start");
+    snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", port);
+    setenv("RAGSAFE_S3_ENDPOINT", ep, 1);
+    setenv("AWS_ACCESS_KEY_ID", "K", 1);
+    setenv("AWS_SECRET_ACCESS_KEY", "S", 1);
+    setenv("RAGSAFE_S3_RETRIES", "1", 1);
+    setenv("RAGSAFE_S3_PART_SIZE", "5242880", 1);
+    unsetenv("RAGSAFE_S3_URI_STYLE");
+    st = storage_open("s3://bucket/p", NULL, 1);
+    ck_assert_ptr_nonnull(st);
+
+    saved = stderr_to(tu_path("err"));
+    ck_assert_int_eq(storage_list(st, "", count_cb, &n), -1);
+    err = stderr_back(saved, tu_path("err"));
+    ck_assert_int_eq(n, 0); /* not even the well-formed first entry */
+    ck_assert_msg(strstr(err, "could not list \"s3://bucket/p/\": malformed answer from the store: ")
+                  != NULL, "%s", err);
+    free(err);
+
+    saved = stderr_to(tu_path("err"));
+    ck_assert_int_eq(storage_stat(st, "k", NULL, NULL), -1); /* a HEAD: 403, no body */
+    {
+        char *buf = NULL;
+        size_t len;
+        ck_assert_int_eq(storage_get(st, "k", 100, &buf, &len), -1);
+        ck_assert_ptr_null(buf);
+    }
+    err = stderr_back(saved, tu_path("err"));
+    ck_assert_msg(strstr(err, "could not read \"s3://bucket/p/k\": HTTP 403 AccessDenied: no & never")
+                  != NULL, "%s", err);
+    free(err);
+
+    /* more than one part: the upload starts, and its answer is a proxy's page */
+    big = calloc(1, 6u << 20);
+    ck_assert_ptr_nonnull(big);
+    saved = stderr_to(tu_path("err"));
+    w = storage_write_open(st, "big");
+    ck_assert_ptr_nonnull(w);
+    ck_assert_int_eq(storage_write_data(w, big, 6u << 20), -1);
+    storage_write_free(w);
+    err = stderr_back(saved, tu_path("err"));
+    ck_assert_msg(strstr(err, "could not start uploading \"s3://bucket/p/big\": malformed answer "
+                              "from the store: ") != NULL, "%s", err);
+    free(err);
+    free(big);
+
+    storage_free(st);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    unsetenv("RAGSAFE_S3_RETRIES");
+    unsetenv("RAGSAFE_S3_PART_SIZE");
 }
 END_TEST
 
@@ -658,7 +921,12 @@ static Suite *s3_suite(void)
 
     tcase_add_checked_fixture(tc, tu_setup, tu_teardown);
     tcase_add_test(tc, test_uri_encode);
-    tcase_add_test(tc, test_xml);
+    tcase_add_test(tc, test_xml_listing_entities);
+    tcase_add_test(tc, test_xml_listing_truncated);
+    tcase_add_test(tc, test_xml_error);
+    tcase_add_test(tc, test_xml_malformed);
+    tcase_add_test(tc, test_xml_multipart);
+    tcase_add_test(tc, test_bad_answers);
     tcase_add_test(tc, test_parse_location);
     tcase_add_test(tc, test_config_apply);
     suite_add_tcase(s, tc);
