@@ -15,6 +15,7 @@
 #include "common.h"
 #include "durable.h"
 #include "files.h"
+#include "hex.h"
 #include "log.h"
 
 /*
@@ -25,7 +26,6 @@ int files_keygen(const char *path)
 {
     uint8_t raw[CIPHER_KEY_LEN];
     char hex[2 * CIPHER_KEY_LEN + 2];
-    static const char digits[] = "0123456789abcdef";
     char *dir = NULL, *abs = NULL;
     int fd = -1, ret = -1;
 
@@ -33,10 +33,7 @@ int files_keygen(const char *path)
         log_error("could not generate a key: the random generator failed");
         goto out;
     }
-    for (size_t i = 0; i < CIPHER_KEY_LEN; i++) {
-        hex[2 * i] = digits[raw[i] >> 4];
-        hex[2 * i + 1] = digits[raw[i] & 15];
-    }
+    hex_encode(raw, CIPHER_KEY_LEN, hex);
     hex[2 * CIPHER_KEY_LEN] = '\n';
     hex[2 * CIPHER_KEY_LEN + 1] = '\0';
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);

@@ -9,7 +9,6 @@
  * warning. The ancestors of every path are recorded too, so a restore recreates
  * them with their modes.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -23,6 +22,7 @@
 #include "files.h"
 #include "log.h"
 #include "repo.h"
+#include "walk.h"
 
 struct snap_stats {
     uint64_t files, bytes, new_objects, stored_bytes;
@@ -99,83 +99,16 @@ out:
     return ret;
 }
 
-static int name_cmp(const void *a, const void *b)
+/* add_one -- the entry for path (lstat sb) and, for a regular file, its object; a
+ * directory's contents are not walked here */
+static int add_one(files_ctx *x, files_manifest *m, const char *path, const struct stat *sb,
+                   struct snap_stats *s)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int add_path(files_ctx *x, files_manifest *m, const char *path, struct snap_stats *s);
-
-/* walk_dir -- every entry of directory path, sorted, through add_path */
-static int walk_dir(files_ctx *x, files_manifest *m, const char *path, struct snap_stats *s)
-{
-    DIR *d;
-    struct dirent *de;
-    char **names = NULL, *child = NULL;
-    size_t n = 0, cap = 0;
-    int ret = -1;
-
-    d = opendir(path);
-    if (!d)
-        return log_errno("could not open directory \"%s\"", path);
-    errno = 0;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 32;
-            char **v = realloc(names, cap * sizeof(*v));
-            if (!v) {
-                log_error("out of memory");
-                goto out;
-            }
-            names = v;
-        }
-        if (!(names[n] = strdup(de->d_name))) {
-            log_error("out of memory");
-            goto out;
-        }
-        n++;
-        errno = 0;
-    }
-    if (errno != 0) {
-        log_errno("could not read directory \"%s\"", path);
-        goto out;
-    }
-    if (n)
-        qsort(names, n, sizeof(*names), name_cmp);
-    for (size_t i = 0; i < n; i++) {
-        if (asprintf(&child, "%s/%s", path, names[i]) < 0) {
-            child = NULL;
-            log_error("out of memory");
-            goto out;
-        }
-        if (add_path(x, m, child, s) != 0)
-            goto out;
-        free(child);
-        child = NULL;
-    }
-    ret = 0;
-out:
-    free(child);
-    for (size_t i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
-    closedir(d);
-    return ret;
-}
-
-/* add_path -- one path (already normalised, relative) and, for a directory, its tree */
-static int add_path(files_ctx *x, files_manifest *m, const char *path, struct snap_stats *s)
-{
-    struct stat sb;
     files_entry *e;
     char target[4096];
     ssize_t n;
 
-    if (lstat(path, &sb) != 0)
-        return log_errno("could not stat \"%s\"", path);
-    if (!S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode) && !S_ISLNK(sb.st_mode)) {
+    if (!S_ISREG(sb->st_mode) && !S_ISDIR(sb->st_mode) && !S_ISLNK(sb->st_mode)) {
         log_warning("skipping \"%s\": not a file, directory or symlink", path);
         return 0;
     }
@@ -185,8 +118,8 @@ static int add_path(files_ctx *x, files_manifest *m, const char *path, struct sn
         m->n--;
         return log_error("out of memory");
     }
-    entry_from_stat(e, &sb);
-    if (S_ISLNK(sb.st_mode)) {
+    entry_from_stat(e, sb);
+    if (S_ISLNK(sb->st_mode)) {
         e->type = FILES_LNK;
         n = readlink(path, target, sizeof(target) - 1);
         if (n <= 0)
@@ -196,14 +129,55 @@ static int add_path(files_ctx *x, files_manifest *m, const char *path, struct sn
             return log_error("out of memory");
         return 0;
     }
-    if (S_ISDIR(sb.st_mode)) {
+    if (S_ISDIR(sb->st_mode)) {
         e->type = FILES_DIR;
-        return walk_dir(x, m, path, s);
+        return 0;
     }
     e->type = FILES_REG;
     /* e may move when the array grows: store through the index */
     size_t idx = (size_t)(e - m->v);
     return store_file(x, path, &m->v[idx], s);
+}
+
+struct walk_ctx {
+    files_ctx *x;
+    files_manifest *m;
+    struct snap_stats *s;
+    const char *root;
+};
+
+/* add_walked -- one entry below a directory named on the command line (walk.h) */
+static int add_walked(void *arg, const walk_entry *w)
+{
+    struct walk_ctx *c = arg;
+    char *path;
+    int ret;
+
+    if (asprintf(&path, "%s/%s", c->root, w->rel) < 0)
+        return log_error("out of memory");
+    ret = add_one(c->x, c->m, path, w->st, c->s);
+    free(path);
+    return ret;
+}
+
+/* add_path -- one path (already normalised, relative) and, for a directory, its tree
+ * (pre-order, sorted, symlinks not followed: lib/walk.h) */
+static int add_path(files_ctx *x, files_manifest *m, const char *path, struct snap_stats *s)
+{
+    struct walk_ctx c = {x, m, s, path};
+    struct stat sb;
+    int fd;
+
+    if (lstat(path, &sb) != 0)
+        return log_errno("could not stat \"%s\"", path);
+    if (add_one(x, m, path, &sb, s) != 0)
+        return -1;
+    if (!S_ISDIR(sb.st_mode))
+        return 0;
+    fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return log_errno("could not open directory \"%s\"", path);
+    return walk_dir(fd, path, add_walked, &c);
 }
 
 /* add_ancestors -- a directory entry for every ancestor of path not yet recorded */

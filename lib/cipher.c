@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "hex.h"
+#include "le.h"
 #include "log.h"
 
 struct cipher_key {
@@ -31,31 +33,6 @@ static int ssl_error(const char *what)
     if (e)
         ERR_error_string_n(e, buf, sizeof(buf));
     return log_error("could not %s: %s", what, buf);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
 }
 
 cipher_key *cipher_key_from_bytes(const uint8_t raw[CIPHER_KEY_LEN])
@@ -154,23 +131,9 @@ int cipher_key_load(const char *path, cipher_key **out)
             log_error("cipher key file \"%s\" must hold 32 bytes or 64 hex digits", path);
             goto out;
         }
-        for (size_t i = 0; i < CIPHER_KEY_LEN; i++) {
-            int v = 0;
-            for (int j = 0; j < 2; j++) {
-                uint8_t c = buf[2 * i + (size_t)j];
-                v <<= 4;
-                if (c >= '0' && c <= '9')
-                    v |= c - '0';
-                else if (c >= 'a' && c <= 'f')
-                    v |= c - 'a' + 10;
-                else if (c >= 'A' && c <= 'F')
-                    v |= c - 'A' + 10;
-                else {
-                    log_error("cipher key file \"%s\" must hold 32 bytes or 64 hex digits", path);
-                    goto out;
-                }
-            }
-            raw[i] = (uint8_t)v;
+        if (hex_decode((const char *)buf, 2 * CIPHER_KEY_LEN, raw) != 0) {
+            log_error("cipher key file \"%s\" must hold 32 bytes or 64 hex digits", path);
+            goto out;
         }
     }
     *out = cipher_key_from_bytes(raw);
@@ -218,9 +181,9 @@ static int seal(const cipher_key *k, const char *name, int final, uint64_t index
     hdr[4] = 1;
     hdr[5] = final ? 1 : 0;
     hdr[6] = hdr[7] = 0;
-    put32(hdr + 8, (uint32_t)len);
-    put64(hdr + 12, index);
-    put64(hdr + 20, offset);
+    le32_store(hdr + 8, (uint32_t)len);
+    le64_store(hdr + 12, index);
+    le64_store(hdr + 20, offset);
     if (RAND_bytes(nonce, CIPHER_NONCE) != 1) {
         ssl_error("make a nonce");
         goto out;
@@ -408,7 +371,7 @@ cipher_dec *cipher_dec_new(const cipher_key *k, const char *name, cipher_sink_fn
 /* frame_len -- the whole length of the frame whose header is h, or 0 if malformed. */
 static size_t frame_len(const uint8_t *h, int *final)
 {
-    uint32_t plen = get32(h + 8);
+    uint32_t plen = le32_load(h + 8);
     if (memcmp(h, "RGSE", 4) != 0 || h[4] != 1 || h[5] > 1 || h[6] || h[7])
         return 0;
     *final = h[5];
@@ -450,7 +413,7 @@ int cipher_dec_write(cipher_dec *d, const void *buf, size_t len)
         if (d->have < want || want == CIPHER_HEADER)
             continue;
         /* a whole frame: in place, in order, authentic? */
-        if (get64(d->frame + 12) != d->index || get64(d->frame + 20) != d->offset) {
+        if (le64_load(d->frame + 12) != d->index || le64_load(d->frame + 20) != d->offset) {
             d->failed = 1;
             return mismatch(d->name, "a frame is missing, repeated or out of place");
         }
@@ -460,7 +423,7 @@ int cipher_dec_write(cipher_dec *d, const void *buf, size_t len)
             return r == RS_MISMATCH ? mismatch(d->name, "a frame does not authenticate") : -1;
         }
         {
-            uint32_t plen = get32(d->frame + 8);
+            uint32_t plen = le32_load(d->frame + 8);
             if (plen && d->sink && d->sink(d->arg, d->plain, plen) != 0) {
                 d->failed = 1;
                 return -1;
@@ -510,9 +473,9 @@ int cipher_tail_open(const cipher_key *k, const char *name, const uint8_t tail[C
     r = open_frame(k, name, tail, CIPHER_TAIL_SIZE, plain);
     if (r != 0)
         return r == RS_MISMATCH ? mismatch(name, "the final frame does not authenticate") : -1;
-    plen = get32(tail + 8);
+    plen = le32_load(tail + 8);
     *plain_len = plen;
-    *total = get64(tail + 20) + plen;
+    *total = le64_load(tail + 20) + plen;
     return 0;
 }
 
@@ -563,8 +526,7 @@ int cipher_key_wrap(const cipher_key *wrapping, const cipher_key *k, char **hex)
         log_error("out of memory");
         goto out;
     }
-    for (size_t i = 0; i < w.len; i++)
-        sprintf(*hex + 2 * i, "%02x", w.b[i]);
+    hex_encode(w.b, w.len, *hex);
     ret = 0;
 out:
     cipher_enc_free(e);
@@ -581,12 +543,8 @@ int cipher_key_unwrap(const cipher_key *wrapping, const char *hex, cipher_key **
     *out = NULL;
     if (n % 2 || n / 2 > sizeof(raw.b))
         return log_error("a wrapped key is malformed");
-    for (size_t i = 0; i < n / 2; i++) {
-        unsigned v;
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
-            return log_error("a wrapped key is malformed");
-        raw.b[i] = (uint8_t)v;
-    }
+    if (hex_decode(hex, n, raw.b) != 0)
+        return log_error("a wrapped key is malformed");
     raw.len = n / 2;
     if (!(d = cipher_dec_new(wrapping, WRAP_NAME, wrap_sink, &plain)))
         return -1;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hex.h"
 #include "log.h"
 #include "walname.h"
 
@@ -61,10 +62,11 @@ static int manifest_check_checksum(const char *buf, size_t len)
     return 0;
 }
 
-/* hex_decode -- Encoded-Path: two hex digits per byte. malloc'd string or NULL. */
-static char *hex_decode(const char *hex)
+/* decode_path -- Encoded-Path: two hex digits per byte, no NUL byte. malloc'd string
+ * or NULL. */
+static char *decode_path(const char *hex)
 {
-    size_t n = strlen(hex), i;
+    size_t n = strlen(hex);
     char *out;
 
     if (n % 2 != 0)
@@ -72,27 +74,9 @@ static char *hex_decode(const char *hex)
     out = malloc(n / 2 + 1);
     if (!out)
         return NULL;
-    for (i = 0; i < n / 2; i++) {
-        int v = 0;
-        for (int k = 0; k < 2; k++) {
-            char c = hex[2 * i + k];
-            v <<= 4;
-            if (c >= '0' && c <= '9')
-                v |= c - '0';
-            else if (c >= 'a' && c <= 'f')
-                v |= c - 'a' + 10;
-            else if (c >= 'A' && c <= 'F')
-                v |= c - 'A' + 10;
-            else {
-                free(out);
-                return NULL;
-            }
-        }
-        if (v == 0) {
-            free(out);
-            return NULL;
-        }
-        out[i] = (char)v;
+    if (hex_decode(hex, n, (uint8_t *)out) != 0 || memchr(out, '\0', n / 2)) {
+        free(out);
+        return NULL;
     }
     out[n / 2] = '\0';
     return out;
@@ -118,7 +102,7 @@ static int manifest_parse_file(json_t *jf, size_t idx, manifest_file *f)
     if (json_is_string(jpath))
         f->path = strdup(json_string_value(jpath));
     else if (json_is_string(jenc)) {
-        f->path = hex_decode(json_string_value(jenc));
+        f->path = decode_path(json_string_value(jenc));
         if (!f->path)
             return log_error("could not parse backup manifest: file entry %zu has a bad \"Encoded-Path\"",
                              idx);

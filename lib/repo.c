@@ -17,6 +17,7 @@
 #include "cipher.h"
 #include "common.h"
 #include "config.h"
+#include "le.h"
 #include "sha256.h"
 #include "storage_s3.h"
 #include "log.h"
@@ -548,11 +549,6 @@ static uint32_t crc32c(const uint8_t *p, size_t n)
     return c ^ 0xFFFFFFFFu;
 }
 
-static uint32_t le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 int repo_info_from_pg_control(const char *datadir, repo_info *out)
 {
     uint8_t buf[PG_CONTROL_CRC_OFF + 4];
@@ -578,20 +574,20 @@ int repo_info_from_pg_control(const char *datadir, repo_info *out)
             close(fd);
             return -1;
         }
-        if ((size_t)n == sizeof(buf) && crc32c(buf, PG_CONTROL_CRC_OFF) == le32(buf + PG_CONTROL_CRC_OFF))
+        if ((size_t)n == sizeof(buf) && crc32c(buf, PG_CONTROL_CRC_OFF) == le32_load(buf + PG_CONTROL_CRC_OFF))
             break;
         n = -1;
     }
     close(fd);
     if (n < 0)
         return log_error("\"%s\" is not a valid pg_control file (short, or its CRC does not match)", path);
-    if (le32(buf + 8) != PG_CONTROL_VERSION_15)
+    if (le32_load(buf + 8) != PG_CONTROL_VERSION_15)
         return log_error("\"%s\" has pg_control version %u; ragsafe reads PostgreSQL 15's (%u)", path,
-                         le32(buf + 8), PG_CONTROL_VERSION_15);
+                         le32_load(buf + 8), PG_CONTROL_VERSION_15);
     memset(out, 0, sizeof(*out));
     out->format = REPO_FORMAT;
-    out->sysid = (uint64_t)le32(buf) | (uint64_t)le32(buf + 4) << 32;
-    out->seg_size = le32(buf + PG_CONTROL_SEG_SIZE_OFF);
+    out->sysid = le64_load(buf);
+    out->seg_size = le32_load(buf + PG_CONTROL_SEG_SIZE_OFF);
     out->wal_magic = WAL_MAGIC_PG15;
     if (!out->sysid || !walname_seg_size_valid(out->seg_size))
         return log_error("\"%s\" holds no valid system identifier or WAL segment size", path);

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "le.h"
+
 static int is_hex_n(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -131,27 +133,20 @@ void lsn_format(char *out, uint64_t lsn)
     snprintf(out, LSN_STR_LEN + 1, "%X/%X", (uint32_t)(lsn >> 32), (uint32_t)lsn);
 }
 
-static uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
-
 int walpage_parse(const void *buf, size_t len, walpage_info *out)
 {
     const uint8_t *p = buf;
 
     if (len < WAL_LONG_HEADER_SIZE)
         return WALPAGE_TRUNCATED;
-    out->magic = rd16(p);
-    out->info = rd16(p + 2);
-    out->tli = rd32(p + 4);
-    out->pageaddr = rd64(p + 8);
+    out->magic = le16_load(p);
+    out->info = le16_load(p + 2);
+    out->tli = le32_load(p + 4);
+    out->pageaddr = le64_load(p + 8);
     /* xlp_rem_len at 16, padding at 20 */
-    out->sysid = rd64(p + 24);
-    out->seg_size = rd32(p + 32);
-    out->blcksz = rd32(p + 36);
+    out->sysid = le64_load(p + 24);
+    out->seg_size = le32_load(p + 32);
+    out->blcksz = le32_load(p + 36);
     if (out->magic != WAL_MAGIC_PG15)
         return WALPAGE_BAD_MAGIC;
     if (!(out->info & 0x0002))

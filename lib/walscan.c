@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "le.h"
 #include "walname.h"
 
 #define XLP_FIRST_IS_CONTRECORD 0x0001
@@ -39,13 +40,6 @@ struct walscan {
     uint8_t cap[WALSCAN_CAPTURE];
     char err[160];
 };
-
-static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static inline uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static inline uint64_t rd64(const uint8_t *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
 
 walscan *walscan_new(uint32_t seg_size, walscan_fn cb, void *arg)
 {
@@ -84,7 +78,7 @@ static void decode_record(walscan *ws, walscan_record *rec)
     size_t main_len = 0;
     int found = 0;
 
-    rec->xid = rd32(c + 4);
+    rec->xid = le32_load(c + 4);
     rec->info = c[16];
     rec->rmid = c[17];
     rec->kind = WALSCAN_OTHER;
@@ -115,7 +109,7 @@ static void decode_record(walscan *ws, walscan_record *rec)
         } else if (id == 0xFE) {
             if (p + 5 > have)
                 return;
-            main_len = rd32(c + p + 1);
+            main_len = le32_load(c + p + 1);
             p += 5;
             found = 1;
             break;
@@ -129,7 +123,7 @@ static void decode_record(walscan *ws, walscan_record *rec)
     }
     if (!found || main_len < 8 || p + 8 > have)
         return;
-    int64_t pg_us = (int64_t)rd64(c + p);
+    int64_t pg_us = (int64_t)le64_load(c + p);
     rec->time_us = pg_us + PG_EPOCH_OFFSET_US;
     if (want == 1) {
         rec->kind = (op == XLOG_XACT_COMMIT || op == XLOG_XACT_COMMIT_PREPARED) ? WALSCAN_COMMIT
@@ -203,10 +197,10 @@ int walscan_feed(walscan *ws, uint32_t tli, uint64_t segno, const void *buf, siz
     for (size_t off = 0; off + WAL_PAGE_SIZE <= len; off += WAL_PAGE_SIZE) {
         const uint8_t *pg = b + off;
         uint64_t page_lsn = seg_lsn + off;
-        uint16_t magic = rd16(pg);
-        uint16_t pinfo = rd16(pg + 2);
-        uint64_t pageaddr = rd64(pg + 8);
-        uint32_t rem_len = rd32(pg + 16);
+        uint16_t magic = le16_load(pg);
+        uint16_t pinfo = le16_load(pg + 2);
+        uint64_t pageaddr = le64_load(pg + 8);
+        uint32_t rem_len = le32_load(pg + 16);
         size_t pos;
 
         if (magic == 0 && pageaddr == 0) {
@@ -261,7 +255,7 @@ int walscan_feed(walscan *ws, uint32_t tli, uint64_t segno, const void *buf, siz
             syncing = 0;
         }
         while (pos + 4 <= WAL_PAGE_SIZE) {
-            uint32_t tot = rd32(pg + pos);
+            uint32_t tot = le32_load(pg + pos);
             if (tot == 0) {
                 ws->next_lsn = page_lsn + pos;
                 ws->have_prev = 0;

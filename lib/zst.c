@@ -9,44 +9,29 @@
 #include <zstd.h>
 
 #include "common.h"
+#include "le.h"
 #include "log.h"
 
 #define TRAILER_MAGIC 0x184D2A5Eu
 #define TRAILER_PAYLOAD 48u
 #define TRAILER_VERSION 1u
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get64(const uint8_t *p) { return get32(p) | (uint64_t)get32(p + 4) << 32; }
-
 void zst_trailer_encode(const zst_meta *meta, uint8_t out[ZST_TRAILER_SIZE])
 {
-    put32(out, TRAILER_MAGIC);
-    put32(out + 4, TRAILER_PAYLOAD);
+    le32_store(out, TRAILER_MAGIC);
+    le32_store(out + 4, TRAILER_PAYLOAD);
     memcpy(out + 8, "RGSF", 4);
-    put32(out + 12, TRAILER_VERSION);
-    put64(out + 16, meta->raw_size);
+    le32_store(out + 12, TRAILER_VERSION);
+    le64_store(out + 16, meta->raw_size);
     memcpy(out + 24, meta->sha256, SHA256_LEN);
 }
 
 int zst_trailer_decode(const uint8_t buf[ZST_TRAILER_SIZE], zst_meta *meta)
 {
-    if (get32(buf) != TRAILER_MAGIC || get32(buf + 4) != TRAILER_PAYLOAD ||
-        memcmp(buf + 8, "RGSF", 4) != 0 || get32(buf + 12) != TRAILER_VERSION)
+    if (le32_load(buf) != TRAILER_MAGIC || le32_load(buf + 4) != TRAILER_PAYLOAD ||
+        memcmp(buf + 8, "RGSF", 4) != 0 || le32_load(buf + 12) != TRAILER_VERSION)
         return -1;
-    meta->raw_size = get64(buf + 16);
+    meta->raw_size = le64_load(buf + 16);
     memcpy(meta->sha256, buf + 24, SHA256_LEN);
     return 0;
 }

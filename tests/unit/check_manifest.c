@@ -140,6 +140,9 @@ static const char *bad_bodies[] = {
     /* non-hex Encoded-Path */
     "{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n"
     "{ \"Encoded-Path\": \"zz\", \"Size\": 1 }\n],\n",
+    /* Encoded-Path holding a NUL byte */
+    "{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n"
+    "{ \"Encoded-Path\": \"6100\", \"Size\": 1 }\n],\n",
     /* negative size */
     "{ \"PostgreSQL-Backup-Manifest-Version\": 1,\n\"Files\": [\n"
     "{ \"Path\": \"a\", \"Size\": -1 }\n],\n",
