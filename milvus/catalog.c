@@ -81,7 +81,7 @@ static void mv_free_all(mv_snapshot *s, size_t n)
 int mv_list_cmd(const mv_opts *o)
 {
     int ret = -1;
-    repo *rp = repo_open_checked(o->repo, NULL, 0, &ret);
+    repo *rp = mv_repo_open(o->repo, NULL, 0, &ret);
     mv_snapshot *s = NULL;
     size_t n = 0, bad = 0;
     json_t *arr = NULL;
@@ -186,7 +186,7 @@ int mv_expire_cmd(const mv_opts *o)
     uint64_t removed = 0, freed = 0;
     int ret = -1, r;
 
-    rp = repo_open_checked(o->repo, NULL, 0, &ret);
+    rp = mv_repo_open(o->repo, NULL, 0, &ret);
     if (rp == NULL)
         goto out;
     r = storage_lock_take(rp->st, MV_LOCK_NAME, 1, 0, &lk);
@@ -427,7 +427,7 @@ int mv_verify_cmd(const mv_opts *o)
     memset(&one, 0, sizeof(one));
     pthread_mutex_init(&j.mu, NULL);
     mv_signals_install();
-    rp = repo_open_checked(o->repo, NULL, 0, &ret);
+    rp = mv_repo_open(o->repo, NULL, 0, &ret);
     if (rp == NULL)
         goto out;
     r = storage_lock_take(rp->st, MV_LOCK_NAME, 0, 0, &lk);

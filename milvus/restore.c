@@ -453,7 +453,7 @@ int mv_restore_cmd(const mv_opts *o)
     memset(&j, 0, sizeof(j));
     pthread_mutex_init(&j.mu, NULL);
     mv_signals_install();
-    rp = repo_open_checked(o->repo, NULL, 0, &ret);
+    rp = mv_repo_open(o->repo, NULL, 0, &ret);
     if (rp == NULL)
         goto out;
     /* exclusive: the restore journal and the stack are ours until we are done */
