@@ -179,7 +179,8 @@ out:
  * store c) written sealed under the new key at its new address, committed; then, when
  * drop, the old-address object removed. A new-address object that already opens with
  * the new key (a killed run wrote it, or a tool given the new key stored the same
- * content) is kept as it is. naddr (may be NULL) gets the new address.
+ * content) is kept when it reads whole and holds the content, else written again.
+ * naddr (may be NULL) gets the new address.
  * 0 | RS_NOT_FOUND (key gone) | RS_MISMATCH (reported: damaged, or not at its address) | -1.
  */
 static int move_object(rekey_run *run, cas *c, const char *key, int drop, uint8_t naddr[SHA256_LEN])
@@ -212,6 +213,17 @@ static int move_object(rekey_run *run, cas *c, const char *key, int drop, uint8_
     by = r == RS_NOT_FOUND ? 0 : storage_sealed_by(run->st, nkey);
     if (by < 0)
         return -1;
+    if (by == 1) {
+        /* the old copy goes on the strength of this one: read it whole first */
+        zst_meta nm;
+        int v = object_get_fd(run->st, nkey, -1, &nm);
+        if (v < 0)
+            return -1;
+        if (v != 0 || memcmp(nm.sha256, meta.sha256, SHA256_LEN) != 0)
+            by = 0;
+    }
+    if (r == 0 && by != 1)
+        log_warning("\"%s\" is damaged: written again from \"%s\"", nkey, key);
     if (by != 1) {
         /* absent, or there and opening with neither key (damaged): the copy replaces it */
         r = reseal(run->st, key, nkey, r == RS_NOT_FOUND);

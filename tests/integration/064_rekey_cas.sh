@@ -7,7 +7,8 @@
 # Their objects are addressed by HMAC(key, sha256): rekey moves each one to its new
 # address. The rekey is killed (-9, RAGSAFE_TEST_REKEY_KILL_AFTER) every few objects
 # and run again until it finishes (kills land in every phase, and in the content-
-# addressed phase always between the new copy and the removal of the old one); after
+# addressed phase always between the new copy and the removal of the old one: one such
+# new copy is damaged, and the rerun writes it again instead of trusting it); after
 # each kill ragsafe-milvus and ragsafe-files expire (the sweeps) are refused and delete
 # nothing. Then: every object moved (no old address left, none lost), everything
 # verifies under the new key only (pitr verify, base backup, ragsafe-milvus verify,
@@ -89,13 +90,24 @@ ok "ragsafe-files objects to move ($nfl)" [ "$nfl" -ge 4 ]
 cp "$R/files/snapshots/f1.json" "$T/f1.manifest.before"
 
 # --- rotate, killed every 7 objects, until it finishes ---------------------------------------
-rc=0 kills=0 sweep_refused=0 sweep_bad=0 lost=0
+rc=0 kills=0 sweep_refused=0 sweep_bad=0 lost=0 damaged=
+touch "$T/mark"
 for i in $(seq 1 100); do
     as_pg env RAGSAFE_TEST_REKEY_KILL_AFTER=7 "$PITR" rekey --repo "$R" --cipher-key-file "$OLD" \
         --new-cipher-key-file "$NEW" >"$T/k.out" 2>"$T/k.err"
     rc=$?
+    cat "$T/k.err" >>"$T/all.err"
     [ "$rc" = 137 ] || break
     kills=$((kills + 1))
+    # the first kill among Milvus objects leaves the newest one (a new copy) beside its
+    # old copy: damage it in the middle (its last frame still opens with the new key)
+    newest=$(cd "$R" && find milvus/objects -type f -newer "$T/mark" -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2)
+    if [ -z "$damaged" ] && [ -n "$newest" ]; then
+        damaged=$newest
+        python3 -c 'import os, sys
+p = sys.argv[1]; f = open(p, "r+b"); f.seek(os.path.getsize(p) // 3); b = f.read(1)
+f.seek(os.path.getsize(p) // 3); f.write(bytes([b[0] ^ 1]))' "$R/$damaged"
+    fi
     # the sweeps, with either key, after a killed rekey: refused, nothing deleted
     snap=$(cd "$R" && find milvus files -type f | sort | md5sum)
     for k in "$OLD" "$NEW"; do
@@ -121,6 +133,9 @@ is "after every kill both sweeps were refused, with either key" $((2 * kills)) "
 is "... and none ran" 0 "$sweep_bad"
 is "... and nothing under milvus/ or files/ was deleted by them, no object lost" 0 "$lost"
 ok "repo.json: rotation finished" bash -c "! grep -q '\"rotation\"' '$R/repo.json'"
+ok "a kill among the Milvus objects left a new copy beside its old one ($damaged)" [ -n "$damaged" ]
+ok "... that new copy, damaged, was written again from the old one before the old one went" \
+    grep -q "\"${damaged}\" is damaged: written again" "$T/all.err"
 
 # --- every object at its new address, none left at the old one, none lost ---------------------
 objs milvus/objects >"$T/mv.after"
