@@ -218,4 +218,29 @@ is "... files/ untouched" "$sum2" "$(cd "$R2" && find files -type f | sort | xar
 exit_is "... ragsafe-files verify with its own key: exit 0" 0 "$FL" verify --repo "$R2" --cipher-key-file "$FK"
 exit_is "... ragsafe-milvus verify with the new key: exit 0" 0 "$MV" verify --repo "$R2" --cipher-key-file "$NEW"
 
+# --- a damaged new copy of a multi-frame object, left beside its old copy by a kill ----------
+# one Milvus file of 3 MiB (random: one object of several 1 MiB cipher frames); the kill
+# after 2 objects (the manifest, then the object's new copy) leaves both copies; the
+# new copy is damaged in its first frame (its last frame still opens with the new key):
+# the rerun must not trust it and remove the only good copy
+R3=$T/repo3
+mkdir -p "$T/vol3/etcd"
+head -c $((3 << 20)) /dev/urandom >"$T/vol3/etcd/db"
+"$MV" snapshot --repo "$R3" --cipher-key-file "$OLD" --volume "etcd=$T/vol3/etcd" --assume-stopped \
+    --label big >/dev/null 2>&1
+old3=$(cd "$R3" && find milvus/objects -type f)
+env RAGSAFE_TEST_REKEY_KILL_AFTER=2 "$PITR" rekey --repo "$R3" --cipher-key-file "$OLD" \
+    --new-cipher-key-file "$NEW" >/dev/null 2>&1
+is "big object: rekey killed after the new copy (exit 137)" 137 "$?"
+new3=$(cd "$R3" && find milvus/objects -type f | grep -vxF "$old3")
+ok "... both copies there" bash -c "[ -f '$R3/$old3' ] && [ -f '$R3/$new3' ]"
+ok "... the new copy spans several frames" [ "$(stat -c %s "$R3/$new3")" -gt $((2 << 20)) ]
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(1000); b = f.read(1); f.seek(1000); f.write(bytes([b[0] ^ 1]))' "$R3/$new3"
+"$PITR" rekey --repo "$R3" --cipher-key-file "$OLD" --new-cipher-key-file "$NEW" >/dev/null 2>"$T/big.err"
+is "big object: the rerun finishes (exit 0)" 0 "$?"
+ok "... it wrote the damaged new copy again" grep -q "is damaged: written again" "$T/big.err"
+exit_is "... the snapshot verifies with the new key" 0 "$MV" verify --repo "$R3" --cipher-key-file "$NEW"
+"$MV" restore big --repo "$R3" --cipher-key-file "$NEW" --volume "etcd=$T/out3" --assume-stopped >/dev/null 2>&1
+ok "... and restores byte for byte" cmp -s "$T/vol3/etcd/db" "$T/out3/db"
+
 t_done
