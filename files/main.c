@@ -258,6 +258,9 @@ int main(int argc, char **argv)
     if (!x.st)
         goto out;
     storage_set_cipher(x.st, x.k); /* everything ragsafe-files stores is sealed */
+    /* sealed with the repository's key, our objects move during its rotation */
+    if (repo_rekey_refuse(x.st, x.k, "ragsafe-files") != 0)
+        goto out;
     x.c = cas_new(x.st, FILES_OBJECTS, NULL);
     if (!x.c)
         goto out;

@@ -730,3 +730,36 @@ int repo_rekey_mark(repo *r, const cipher_key *oldk, const cipher_key *newk, int
         return -1;
     return mark_object(r, REPO_INFO_KEY, oldk, newk, finish);
 }
+
+int repo_rekey_refuse(storage *st, const cipher_key *k, const char *what)
+{
+    repo tmp = {.st = st};
+    char *buf = NULL, where[4200];
+    size_t len = 0;
+    uint8_t kc[32];
+    int ret = storage_get(st, REPO_INFO_KEY, 1 << 20, &buf, &len);
+
+    if (ret == 0) {
+        snprintf(where, sizeof(where), "%s/%s", storage_location(st), REPO_INFO_KEY);
+        ret = parse_info(where, buf, len, &tmp.info);
+        free(buf);
+    } else if (ret == RS_NOT_FOUND) {
+        ret = cipher_record(&tmp);
+    }
+    if (ret == RS_NOT_FOUND || (ret == 0 && !tmp.info.rotating))
+        return 0;
+    if (ret != 0)
+        return -1;
+    if (k) {
+        if (key_check_of(k, kc) != 0)
+            return -1;
+        if (memcmp(kc, tmp.info.key_check, 32) != 0 && memcmp(kc, tmp.info.new_key_check, 32) != 0)
+            return 0;
+    }
+    log_error("repository \"%s\" is being re-keyed: %s waits until the rotation has finished",
+              storage_location(st), what);
+    log_detail("its objects are addressed by a digest keyed with the repository key and are moving "
+               "to the new key's addresses");
+    log_hint("finish it: run the same ragsafe-pitr rekey command again (it resumes), then give the new key");
+    return -1;
+}

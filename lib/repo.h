@@ -147,6 +147,12 @@ struct cipher_key;
 int repo_rekey_state(repo *r, const struct cipher_key *oldk, const struct cipher_key *newk, int *state);
 int repo_rekey_mark(repo *r, const struct cipher_key *oldk, const struct cipher_key *newk, int finish);
 
+/* repo_rekey_refuse -- for the tools whose objects move during a rotation (content-
+ * addressed by a keyed digest: ragsafe-milvus, ragsafe-files): -1, reported with the
+ * hint to finish it, when the repository of st records a rotation in progress whose
+ * old or new key is k (NULL: any); 0 when not (no record, not rotating, another key). */
+int repo_rekey_refuse(storage *st, const struct cipher_key *k, const char *what);
+
 /* The pin of the cluster whose data directory is datadir, read from its
  * global/pg_control (PostgreSQL 15's layout, CRC-32C checked): sysid, seg_size,
  * wal_magic (pg_version 0). History and backup-label files carry no system

@@ -82,7 +82,7 @@ static void mv_free_all(mv_snapshot *s, size_t n)
 int mv_list_cmd(const mv_opts *o)
 {
     int ret = -1;
-    repo *rp = repo_open_checked(o->repo, NULL, 0, &ret);
+    repo *rp = mv_repo_open(o->repo, NULL, 0, &ret);
     mv_snapshot *s = NULL;
     size_t n = 0, bad = 0;
     json_t *arr = NULL;
@@ -187,7 +187,7 @@ int mv_expire_cmd(const mv_opts *o)
     uint64_t removed = 0, freed = 0;
     int ret = -1, r;
 
-    rp = repo_open_checked(o->repo, NULL, 0, &ret);
+    rp = mv_repo_open(o->repo, NULL, 0, &ret);
     if (rp == NULL)
         goto out;
     r = storage_lock_take(rp->st, MV_LOCK_NAME, 1, 0, &lk);
@@ -468,7 +468,7 @@ int mv_verify_cmd(const mv_opts *o)
     pthread_mutex_init(&j.mu, NULL);
     progress_init(&j.pg, PROGRESS_OFF, "verify", 0);
     mv_signals_install();
-    rp = repo_open_checked(o->repo, NULL, 0, &ret);
+    rp = mv_repo_open(o->repo, NULL, 0, &ret);
     if (rp == NULL)
         goto out;
     r = storage_lock_take(rp->st, MV_LOCK_NAME, 0, 0, &lk);

@@ -463,13 +463,29 @@ int mv_recover(storage *st, const mv_opts *o)
     return r;
 }
 
+repo *mv_repo_open(const char *location, uring *ur, int create, int *why)
+{
+    /* before the key check: given the old key, that would join the rotation (take the
+     * "rekey" lock shared) */
+    repo *rp = repo_open(location, ur, create);
+    int r = rp ? repo_rekey_refuse(rp->st, NULL, "ragsafe-milvus") : -1;
+
+    repo_free(rp);
+    if (r != 0) {
+        if (why)
+            *why = -1;
+        return NULL;
+    }
+    return repo_open_checked(location, ur, create, why);
+}
+
 int mv_recover_cmd(const mv_opts *o)
 {
     repo *rp;
     storage_lock *lk = NULL;
     int why = -1, r, ret = 0;
 
-    rp = repo_open_checked(o->repo, NULL, 0, &why);
+    rp = mv_repo_open(o->repo, NULL, 0, &why);
     if (rp == NULL)
         return why == RS_MISMATCH ? RS_MISMATCH : RS_NOT_FOUND;
     /* the lock only when there is something to do: a list run by monitoring must not

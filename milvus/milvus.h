@@ -178,6 +178,11 @@ int mv_recover(storage *st, const mv_opts *o);
  * 0 | -1 (recovery failed, reported) | RS_NOT_FOUND or RS_MISMATCH: the repository
  * could not be opened (reported; do not run the command). */
 int mv_recover_cmd(const mv_opts *o);
+/* repo_open_checked, and refused (NULL, *why -1, reported) while a key rotation is in
+ * progress: its objects are moving to new addresses (repo_rekey_refuse). */
+struct repo;
+struct uring;
+struct repo *mv_repo_open(const char *location, struct uring *ur, int create, int *why);
 
 /* snapfile.c */
 void mv_snapshot_release(mv_snapshot *s);

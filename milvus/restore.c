@@ -505,7 +505,7 @@ int mv_restore_cmd(const mv_opts *o)
     pthread_cond_init(&j.cv, NULL);
     progress_init(&j.pg, PROGRESS_OFF, "restore", 0);
     mv_signals_install();
-    rp = repo_open_checked(o->repo, NULL, 0, &ret);
+    rp = mv_repo_open(o->repo, NULL, 0, &ret);
     if (rp == NULL)
         goto out;
     /* exclusive: the restore journal and the stack are ours until we are done */

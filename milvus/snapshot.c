@@ -583,7 +583,7 @@ int mv_snapshot_cmd(const mv_opts *o)
     }
 
     ur = uring_new(32);
-    rp = repo_open_checked(o->repo, ur, 1, &ret);
+    rp = mv_repo_open(o->repo, ur, 1, &ret);
     if (rp == NULL)
         goto out;
     r = storage_lock_take(rp->st, MV_LOCK_NAME, 1, 0, &lk);
