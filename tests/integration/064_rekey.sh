@@ -37,6 +37,12 @@ as_pg "$PGBIN/pgbench" -h "$T/src" -p 5432 -U postgres -i -s 2 -q postgres >/dev
 label=$(as_pg "$BB" -d "$(pg_conn src)" --repo "$R" --cipher-key-file "$OLD" -c fast 2>"$T/bb.err")
 [ -n "$label" ] || { cat "$T/bb.err"; fail "base backup"; t_done; exit 1; }
 as_pg "$PGBIN/pgbench" -h "$T/src" -p 5432 -U postgres -T 3 -c 2 postgres >/dev/null 2>&1
+# a few more segments whatever the load (pgbench -T makes little WAL on a busy machine)
+pg_sql src "create table pad (x int)"
+for i in 1 2 3 4 5 6; do
+    pg_sql src "insert into pad values ($i)"
+    switch_wal src || fail "padding segment $i archived"
+done
 sleep 1.1
 pg_sql src "insert into t select g, 'm1' from generate_series(1000, 1009) g"
 M1=$(pg_sql src "select clock_timestamp()")
