@@ -53,7 +53,7 @@ static void usage(FILE *out)
             ZST_DEFAULT_LEVEL, AHEAD_DEFAULT);
     cli_help_tail(out,
                   CLI_KEY_NOTE
-                  "  An encrypted repository is made by the first write with a key.\n"
+                  "An encrypted repository is made by the first write with a key.\n"
                   CLI_S3_NOTE,
                   "Exit status: 0 archived (or already archived with identical content), 1 failure\n"
                   "(PostgreSQL retries), 2 usage or configuration error, 3 integrity refusal.\n",

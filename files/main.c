@@ -88,8 +88,8 @@ static void fl_usage(FILE *f)
 "Options:\n"
 "      --json                 machine-readable output on stdout\n");
     cli_help_tail(f,
-                  "  The key (required) defaults to $RAGSAFE_FILES_KEY, then \"files-key-file\" in\n"
-                  "  the config; --key-file is its older name. It must be mode 0600 or stricter.\n"
+                  "The key (required) defaults to $RAGSAFE_FILES_KEY, then \"files-key-file\" in the\n"
+                  "config; --key-file is its older name. It must be mode 0600 or stricter.\n"
                   CLI_S3_NOTE,
                   "Exit status: 0 ok, 1 failure, 2 usage or configuration, 3 integrity failure (wrong\n"
                   "key, tampered or missing object).\n",

@@ -138,12 +138,12 @@ void cli_help_tail(FILE *out, const char *notes, const char *exit_status, const 
             REPO_OPTIONS_HELP
             "      --config FILE          config file (default: $RAGSAFE_CONFIG, then\n"
             "                             " CONFIG_DEFAULT_PATH ")\n"
-            "%s"
+            "%s%s"
             "\n"
             "%s"
             "\n"
             "See the README, section \"%s\".\n",
-            notes ? notes : "", exit_status, readme);
+            notes ? "\n" : "", notes ? notes : "", exit_status, readme);
 }
 
 void cli_aside_stamp(time_t t, char out[CLI_STAMP_LEN])

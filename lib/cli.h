@@ -112,17 +112,17 @@ const char *cli_repo_location(cli *c);
 void cli_release(cli *c);
 
 /* cli_help_tail -- the end of every --help, in this order: -v/-h/-V (closing the
- * "Options:" section), "Repository options:" with the shared text, notes (tool-specific
- * lines, NULL for none), the exit status text, the README section. */
+ * "Options:" section), "Repository options:" with the shared text, notes (a paragraph
+ * of tool-specific lines, NULL for none), the exit status text, the README section. */
 void cli_help_tail(FILE *out, const char *notes, const char *exit_status, const char *readme);
 
 /* Where the repository key comes from when --cipher-key-file is not given (a note for
  * cli_help_tail of the tools that use the repository key). */
 #define CLI_KEY_NOTE \
-    "  The key defaults to $RAGSAFE_CIPHER_KEY_FILE, then \"cipher-key-file\" in the config.\n"
-#define CLI_S3_NOTE                                                                  \
-    "  S3 credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or\n" \
-    "  the config file.\n"
+    "The key defaults to $RAGSAFE_CIPHER_KEY_FILE, then \"cipher-key-file\" in the config.\n"
+#define CLI_S3_NOTE                                                                 \
+    "S3 credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN or the\n" \
+    "config file.\n"
 
 /*
  * The name --force moves an existing directory to, in every tool:
