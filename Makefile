@@ -1,4 +1,4 @@
-# ragsafe build. `make`, `make install PREFIX=DIR`, `make check`, `make asan`,
+# ragsafe build. `make` (tools and their man pages), `make install PREFIX=DIR`, `make check`, `make asan`,
 # `make bench`, `make demo`. Each tool directory builds every *.c it holds into one
 # executable; lib/ becomes libragsafe.a. V=1 shows the commands.
 
@@ -31,12 +31,16 @@ tool_dir  = $(word 1,$(subst :, ,$1))
 tool_name = $(word 2,$(subst :, ,$1))
 BINS    := $(foreach t,$(TOOLS),$(if $(wildcard $(call tool_dir,$t)/*.c),$(BUILD)/bin/$(call tool_name,$t)))
 
+# Man pages: generated from each tool's --help (scripts/gen-man.sh, help2man), so they
+# cannot drift from it; man/*.h2m add the sections --help has no room for.
+MANS    := $(BINS:$(BUILD)/bin/%=$(BUILD)/man/%.1)
+
 UNIT_SRC := $(wildcard tests/unit/check_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 UNIT_HELP := $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
 
 .PHONY: all install check unit integration asan bench demo deps clean
-all: $(BINS)
+all: $(BINS) $(MANS)
 
 $(BUILD)/%.o: %.c $(wildcard lib/*.h */*.h) | deps-ok
 	@mkdir -p $(dir $@)
@@ -55,6 +59,11 @@ $(BUILD)/bin/$(call tool_name,$1): $(patsubst %.c,$(BUILD)/%.o,$(wildcard $(call
 endef
 $(foreach t,$(TOOLS),$(eval $(call tool_rule,$t)))
 
+$(BUILD)/man/%.1: $(BUILD)/bin/% scripts/gen-man.sh $(wildcard man/*.h2m)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  MAN     $@")
+	$(Q)scripts/gen-man.sh $< $@
+
 $(BUILD)/tests/check_%: tests/unit/check_%.c $(UNIT_HELP) $(LIB_A)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LINK    $@")
@@ -63,7 +72,7 @@ $(BUILD)/tests/check_%: tests/unit/check_%.c $(UNIT_HELP) $(LIB_A)
 # deps-ok: build needs the -dev packages; install them when missing (root only).
 .PHONY: deps-ok
 deps-ok:
-	@pkg-config --exists $(PKGS) check || scripts/install-deps.sh
+	@pkg-config --exists $(PKGS) check && command -v help2man >/dev/null || scripts/install-deps.sh
 
 deps:
 	scripts/install-deps.sh
@@ -71,6 +80,8 @@ deps:
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0644 $(MANS) $(DESTDIR)$(PREFIX)/share/man/man1/
 
 # The README's test command. Unit tests then integration tests (real PostgreSQL 15).
 check: deps-ok all $(UNIT_BIN)

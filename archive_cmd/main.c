@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "common.h"
 #include "config.h"
 #include "log.h"
@@ -43,23 +44,20 @@ static void usage(FILE *out)
             "Archive one WAL file into a ragsafe repository (PostgreSQL's archive_command).\n\n"
             "  archive_command = 'ragsafe-archive --repo /backups/pg %%p %%f'\n\n"
             "Options:\n"
-            REPO_OPTIONS_HELP
-            "                           (S3 credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,\n"
-            "                           AWS_SESSION_TOKEN or the config file; an encrypted\n"
-            "                           repository is made by the first write with a key)\n"
-            "      --config FILE        config file (default $RAGSAFE_CONFIG or %s)\n"
-            "      --compress-level N   zstd level, 1..19 (default %d)\n"
-            "      --compress-workers N zstd worker threads (default: one per CPU, at most 4;\n"
-            "                           0 compresses in the calling thread)\n"
-            "      --look-ahead N       also archive other .ready segments, N threads, up to\n"
-            "                           4N per call, and answer their own calls at once\n"
-            "                           (default %d for s3:// repositories, 0 = off otherwise)\n"
-            "  -v, --verbose            more messages (twice: debug)\n"
-            "  -h, --help               this help\n"
-            "  -V, --version            version\n\n"
-            "Exit status: 0 archived (or already archived with identical content), 1 failure\n"
-            "(PostgreSQL retries), 2 usage or configuration error, 3 integrity refusal.\n",
-            CONFIG_DEFAULT_PATH, ZST_DEFAULT_LEVEL, AHEAD_DEFAULT);
+            "      --compress-level N     zstd level, 1..19 (default %d)\n"
+            "      --compress-workers N   zstd worker threads (default: one per CPU, at most 4;\n"
+            "                             0 compresses in the calling thread)\n"
+            "      --look-ahead N         also archive other .ready segments, N threads, up to\n"
+            "                             4N per call, and answer their own calls at once\n"
+            "                             (default %d for s3:// repositories, 0 = off otherwise)\n",
+            ZST_DEFAULT_LEVEL, AHEAD_DEFAULT);
+    cli_help_tail(out,
+                  CLI_KEY_NOTE
+                  "An encrypted repository is made by the first write with a key.\n"
+                  CLI_S3_NOTE,
+                  "Exit status: 0 archived (or already archived with identical content), 1 failure\n"
+                  "(PostgreSQL retries), 2 usage or configuration error, 3 integrity refusal.\n",
+                  "ragsafe-archive (archive_command)");
 }
 
 /*
@@ -343,21 +341,17 @@ out:
 
 int main(int argc, char **argv)
 {
+    static const cli_spec spec = {"ragsafe-archive", usage, EXIT_USAGE};
     static const struct option opts[] = {
-        REPO_LONG_OPTIONS,
-        {"config", required_argument, NULL, 'c'},
         {"compress-level", required_argument, NULL, 'l'},
         {"compress-workers", required_argument, NULL, 'w'},
         {"look-ahead", required_argument, NULL, 'A'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
+        CLI_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
-    const char *opt_config = NULL, *opt_level = NULL, *opt_workers = NULL, *opt_ahead = NULL;
-    repo_cli rc = {0};
+    const char *opt_level = NULL, *opt_workers = NULL, *opt_ahead = NULL;
     const char *path, *name, *loc, *s;
-    int c, verbose = LOG_LEVEL_NOTICE, status = EXIT_FAIL;
+    int c, status = EXIT_FAIL;
     long level = ZST_DEFAULT_LEVEL, workers = sysconf(_SC_NPROCESSORS_ONLN), ahead_n = -1;
     config *cfg = NULL;
     uring *ur = NULL;
@@ -366,23 +360,17 @@ int main(int argc, char **argv)
     char key[128];
     object_opts oo;
     ahead *ah = NULL;
+    cli cl;
 
-    log_init(argv[0]);
-    while ((c = getopt_long(argc, argv, "vhV", opts, NULL)) != -1) {
-        if (repo_cli_option(&rc, c, optarg))
-            continue;
+    cli_init(&cl, &spec, argv[0]);
+    while ((c = cli_getopt(&cl, argc, argv, "", opts)) != -1) {
         switch (c) {
-        case 'c': opt_config = optarg; break;
         case 'l': opt_level = optarg; break;
         case 'w': opt_workers = optarg; break;
         case 'A': opt_ahead = optarg; break;
-        case 'v': verbose++; break;
-        case 'h': usage(stdout); return EXIT_OK;
-        case 'V': printf("ragsafe-archive %s\n", RAGSAFE_VERSION); return EXIT_OK;
-        default: usage(stderr); return EXIT_USAGE;
+        default: return cl.status;
         }
     }
-    log_set_level(verbose);
     if (argc - optind != 2) {
         log_error("expected 2 arguments (PATH NAME, i.e. %%p %%f), got %d", argc - optind);
         log_hint("archive_command = 'ragsafe-archive --repo DIR %%p %%f'");
@@ -391,11 +379,11 @@ int main(int argc, char **argv)
     path = argv[optind];
     name = argv[optind + 1];
 
-    cfg = config_load(opt_config);
+    cfg = cli_config(&cl);
     if (!cfg)
         return EXIT_USAGE;
     status = EXIT_USAGE;
-    loc = repo_cli_setup(&rc, cfg);
+    loc = cli_repo(&cl);
     if (!loc)
         goto out;
     if ((s = config_resolve(opt_level, NULL, cfg, "compress-level")) &&
@@ -456,8 +444,7 @@ int main(int argc, char **argv)
 out:
     ahead_finish(ah);
     repo_free(r);
-    repo_cli_release();
     uring_free(ur);
-    config_free(cfg);
+    cli_release(&cl);
     return status;
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "basebackup.h"
+#include "cli.h"
 #include "common.h"
 #include "config.h"
 #include "log.h"
@@ -25,32 +26,27 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "%s takes a base backup of a PostgreSQL 15 cluster over the replication protocol\n"
-            "into a ragsafe repository.\n\n"
-            "Usage:\n"
-            "  %s [OPTION]...                 take a backup\n"
-            "  %s --verify LABEL [OPTION]...  check a stored backup's checksums\n\n"
+            "Usage: ragsafe-basebackup [OPTION]...                 take a base backup\n"
+            "  or:  ragsafe-basebackup --verify LABEL [OPTION]...  check a stored backup\n"
+            "Take a base backup of a PostgreSQL 15 cluster into a ragsafe repository.\n\n"
             "Options:\n"
-            "  -d, --dbname=CONNINFO      libpq connection string (default: PG* environment)\n"
-            "  -r, --repo=LOCATION        repository (or $RAGSAFE_REPO, or \"repo\" in the config)\n"
-            REPO_OPTIONS_HELP
-            "      --config=FILE          config file (default $RAGSAFE_CONFIG or %s)\n"
-            "  -l, --label=NAME           backup label (default: UTC time YYYYMMDDTHHMMSSZ)\n"
-            "  -c, --checkpoint=fast|spread  checkpoint mode (default spread)\n"
-            "      --max-rate=RATE        server transfer limit in kB/s (suffix k or M; 32k..1024M)\n"
-            "  -Z, --compress-level=N     zstd level 1..19 (default %d)\n"
-            "      --compress-workers=N   zstd worker threads (default: one per CPU; 0: compress\n"
+            "  -d, --dbname CONNINFO      libpq connection string (default: PG* environment)\n"
+            "  -r LOCATION                short for --repo\n"
+            "  -l, --label NAME           backup label (default: UTC time YYYYMMDDTHHMMSSZ)\n"
+            "  -c, --checkpoint MODE      fast or spread (default spread)\n"
+            "      --max-rate RATE        server transfer limit in kB/s (suffix k or M; 32k..1024M)\n"
+            "  -Z, --compress-level N     zstd level 1..19 (default %d)\n"
+            "      --compress-workers N   zstd worker threads (default: one per CPU; 0: compress\n"
             "                             in the streaming thread, byte-identical to one-thread zstd)\n"
-            "      --wal-timeout=SECONDS  wait at most this long for the archiver (default 60)\n"
+            "      --wal-timeout SECONDS  wait at most this long for the archiver (default 60)\n"
             "      --json                 print backup.json on stdout instead of the label\n"
-            "      --verify=LABEL         verify a stored backup instead of taking one\n"
-            PROGRESS_OPTIONS_HELP
-            "  -v, --verbose              more messages (twice: debug)\n"
-            "  -V, --version              print the version and exit\n"
-            "  -h, --help                 print this help and exit\n\n"
-            "Exit status: 0 ok, 1 failure, 2 usage or configuration, 3 integrity (wrong cluster,\n"
-            "checksum mismatch, data-page checksum failure).\n",
-            log_progname(), log_progname(), log_progname(), CONFIG_DEFAULT_PATH, ZST_DEFAULT_LEVEL);
+            "      --verify LABEL         verify a stored backup instead of taking one\n"
+            PROGRESS_OPTIONS_HELP,
+            ZST_DEFAULT_LEVEL);
+    cli_help_tail(f, CLI_KEY_NOTE CLI_S3_NOTE,
+                  "Exit status: 0 ok, 1 failure, 2 usage or configuration, 3 integrity (wrong cluster,\n"
+                  "checksum mismatch, data-page checksum failure).\n",
+                  "Base backups: ragsafe-basebackup");
 }
 
 /* parse_rate -- "1000", "100k", "10M" (kB/s) into kB/s; the server's range 32..1048576. */
@@ -78,10 +74,9 @@ bad:
 /* main -- options (flags > environment > config file), then bb_run or bb_verify. */
 int main(int argc, char **argv)
 {
+    static const cli_spec spec = {"ragsafe-basebackup", usage, EXIT_USAGE};
     static const struct option longopts[] = {
         {"dbname", required_argument, NULL, 'd'},
-        REPO_LONG_OPTIONS,
-        {"config", required_argument, NULL, 1},
         {"label", required_argument, NULL, 'l'},
         {"checkpoint", required_argument, NULL, 'c'},
         {"max-rate", required_argument, NULL, 2},
@@ -92,27 +87,23 @@ int main(int argc, char **argv)
         {"compress-workers", required_argument, NULL, 6},
         {"progress", no_argument, NULL, 7},
         {"no-progress", no_argument, NULL, 8},
-        {"verbose", no_argument, NULL, 'v'},
-        {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},
+        CLI_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
-    repo_cli rc = {0};
-    const char *o_dbname = NULL, *o_config = NULL, *o_label = NULL;
+    const char *o_dbname = NULL, *o_label = NULL;
     const char *o_checkpoint = NULL, *o_rate = NULL, *o_level = NULL, *o_timeout = NULL;
     const char *o_verify = NULL, *o_workers = NULL, *v;
-    int verbose = 0, json = 0, c, ret, status = EXIT_USAGE, progress = PROGRESS_AUTO;
+    int json = 0, c, ret, status = EXIT_USAGE, progress = PROGRESS_AUTO;
     long level, workers;
     config *cfg = NULL;
     bb_opts o;
+    cli cl;
 
-    log_init(argv[0]);
-    while ((c = getopt_long(argc, argv, "d:r:l:c:Z:vVh", longopts, NULL)) != -1) {
-        if (repo_cli_option(&rc, c == 'r' ? REPO_OPT_REPO : c, optarg))
-            continue;
+    cli_init(&cl, &spec, argv[0]);
+    while ((c = cli_getopt(&cl, argc, argv, "d:r:l:c:Z:", longopts)) != -1) {
         switch (c) {
         case 'd': o_dbname = optarg; break;
-        case 1: o_config = optarg; break;
+        case 'r': cl.rc.repo = optarg; break;
         case 'l': o_label = optarg; break;
         case 'c': o_checkpoint = optarg; break;
         case 2: o_rate = optarg; break;
@@ -123,26 +114,17 @@ int main(int argc, char **argv)
         case 6: o_workers = optarg; break;
         case 7: progress = PROGRESS_ON; break;
         case 8: progress = PROGRESS_OFF; break;
-        case 'v': verbose++; break;
-        case 'V': printf("ragsafe-basebackup %s\n", RAGSAFE_VERSION); return EXIT_OK;
-        case 'h': usage(stdout); return EXIT_OK;
-        default:
-            fprintf(stderr, "Try \"%s --help\" for more information.\n", log_progname());
-            return EXIT_USAGE;
+        default: return cl.status;
         }
     }
-    if (optind < argc) {
-        log_error("too many command-line arguments (first is \"%s\")", argv[optind]);
-        fprintf(stderr, "Try \"%s --help\" for more information.\n", log_progname());
-        return EXIT_USAGE;
-    }
-    log_set_level(LOG_LEVEL_NOTICE + verbose);
+    if (optind < argc)
+        return cli_usage_error(&cl, "too many command-line arguments (first is \"%s\")", argv[optind]);
 
-    cfg = config_load(o_config);
+    cfg = cli_config(&cl);
     if (!cfg)
         goto out;
     memset(&o, 0, sizeof(o));
-    o.repo = repo_cli_setup(&rc, cfg);
+    o.repo = cli_repo(&cl);
     if (!o.repo)
         goto out;
     if (o_verify) {
@@ -195,7 +177,6 @@ int main(int argc, char **argv)
     ret = bb_run(&o);
     status = ret == 0 ? EXIT_OK : ret == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
 out:
-    config_free(cfg);
-    repo_cli_release();
+    cli_release(&cl);
     return status;
 }

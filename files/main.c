@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "common.h"
 #include "config.h"
 #include "files.h"
@@ -25,15 +26,13 @@
 #include "repo.h"
 
 enum {
-    O_REPO = 256, O_CONFIG, O_KEY, O_LABEL, O_BASE, O_TARGET, O_FORCE, O_KEEP_LAST, O_DRY,
+    O_LABEL = 256, O_BASE, O_TARGET, O_FORCE, O_KEEP_LAST, O_DRY,
     O_JSON, O_LABEL_PREFIX, O_PREFIX, O_SAME_OWNER, O_NO_SAME_OWNER,
 };
 
 static const struct option fl_longopts[] = {
-    {"repo", required_argument, NULL, O_REPO},
-    {"config", required_argument, NULL, O_CONFIG},
-    {"cipher-key-file", required_argument, NULL, O_KEY},
-    {"key-file", required_argument, NULL, O_KEY},   /* the older name, kept as an alias */
+    /* the older name of --cipher-key-file, kept as an alias */
+    {"key-file", required_argument, NULL, REPO_OPT_CIPHER_KEY},
     {"same-owner", no_argument, NULL, O_SAME_OWNER},
     {"no-same-owner", no_argument, NULL, O_NO_SAME_OWNER},
     {"label", required_argument, NULL, O_LABEL},
@@ -45,54 +44,56 @@ static const struct option fl_longopts[] = {
     {"keep-last", required_argument, NULL, O_KEEP_LAST},
     {"dry-run", no_argument, NULL, O_DRY},
     {"json", no_argument, NULL, O_JSON},
-    {"verbose", no_argument, NULL, 'v'},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, 'V'},
+    CLI_LONG_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
 static void fl_usage(FILE *f)
 {
     fprintf(f,
-"ragsafe-files -- encrypted (AES-256-GCM), deduplicated snapshots of config files and\n"
-"log directories in a ragsafe repository.\n"
+"Usage: ragsafe-files snapshot [--label L] [--base DIR] [OPTION]... PATH...\n"
+"  or:  ragsafe-files restore LABEL --target DIR [--force] [OPTION]...\n"
+"  or:  ragsafe-files list [OPTION]...\n"
+"  or:  ragsafe-files verify [LABEL] [OPTION]...\n"
+"  or:  ragsafe-files expire --keep-last N [--prefix P] [--dry-run] [OPTION]...\n"
+"  or:  ragsafe-files keygen FILE\n"
+"Encrypted (AES-256-GCM), deduplicated snapshots of config files and log directories.\n"
 "\n"
-"Usage:\n"
-"  ragsafe-files snapshot [--label L] [--base DIR] PATH...   files and directories\n"
-"  ragsafe-files restore LABEL --target DIR [--force]\n"
-"  ragsafe-files list\n"
-"  ragsafe-files verify [LABEL]\n"
-"  ragsafe-files expire --keep-last N [--prefix P] [--dry-run]\n"
-"  ragsafe-files keygen FILE                  a new key file (mode 0600, never replaced)\n"
+"keygen writes a new key file (mode 0600, never replaced). Objects and manifests are\n"
+"sealed with the key; object names are keyed hashes, so the repository reveals neither\n"
+"contents nor file names.\n"
+"\n"
+"Snapshot options:\n"
+"      --label LABEL          snapshot label (default: UTC time, 20261126T010000Z)\n"
+"      --label-prefix P       default label P + UTC time (config-20261126T010000Z)\n"
+"      --base DIR             PATHs are relative to DIR and stored relative to it\n"
+"                             (default: .)\n"
+"\n"
+"Restore options:\n"
+"      --target DIR           restore under DIR, with the stored relative paths, modes\n"
+"                             (never set-user/group-ID bits) and times; DIR must be\n"
+"                             empty or absent and no live process may work in it\n"
+"      --force                restore into a non-empty DIR: entries the snapshot replaces\n"
+"                             are moved aside to DIR/" CLI_ASIDE_TAG "TIME/\n"
+"      --same-owner           give entries their recorded owners (as root); default only\n"
+"                             when the snapshot's top-level entries were owned by DIR's\n"
+"                             owner\n"
+"      --no-same-owner        entries belong to the user restoring\n"
+"\n"
+"Expire options:\n"
+"      --keep-last N          keep the N newest snapshots, remove unreferenced objects\n"
+"      --prefix P             only snapshots whose label starts with P count and go\n"
+"      --dry-run              only say what would be removed\n"
 "\n"
 "Options:\n"
-"  --repo DIR        repository (or RAGSAFE_REPO, or \"repo\" in the config file)\n"
-"  --cipher-key-file FILE  32 random bytes, raw or 64 hex digits, mode 0600 or\n"
-"                    stricter (or RAGSAFE_FILES_KEY, or \"files-key-file\" in the config\n"
-"                    file); --key-file is the older name of this option\n"
-"  --config FILE     config file (default $RAGSAFE_CONFIG or %s)\n"
-"  --label L         snapshot label (default: UTC time, 20261126T010000Z)\n"
-"  --label-prefix P  default label P + UTC time (config-20261126T010000Z)\n"
-"  --base DIR        PATHs are relative to DIR and stored relative to it (default: .)\n"
-"  --target DIR      restore under DIR, with the stored relative paths, modes (never\n"
-"                    set-user/group-ID bits) and times; DIR must be empty or absent\n"
-"                    and no live process may work in it\n"
-"  --same-owner      restore: give entries their recorded owners (as root); default only\n"
-"                    when the snapshot's top-level entries were owned by DIR's owner\n"
-"  --no-same-owner   restore: entries belong to the user restoring\n"
-"  --force           restore into a non-empty DIR: entries the snapshot replaces are\n"
-"                    moved aside to DIR/.ragsafe-aside-TIME/\n"
-"  --keep-last N     expire: keep the N newest snapshots, remove unreferenced objects\n"
-"  --prefix P        expire: only snapshots whose label starts with P count and go\n"
-"  --dry-run         expire: only say what would be removed\n"
-"  --json            machine-readable output on stdout\n"
-"  -v, --verbose     more messages (twice: debug)\n"
-"\n"
-"Objects and manifests are sealed with the key; object names are keyed hashes, so the\n"
-"repository reveals neither contents nor file names.\n"
-"Exit status: 0 ok, 1 failure, 2 usage or configuration, 3 integrity failure (wrong\n"
-"key, tampered or missing object).\n",
-            CONFIG_DEFAULT_PATH);
+"      --json                 machine-readable output on stdout\n");
+    cli_help_tail(f,
+                  "The key (required) defaults to $RAGSAFE_FILES_KEY, then \"files-key-file\" in the\n"
+                  "config; --key-file is its older name. It must be mode 0600 or stricter.\n"
+                  CLI_S3_NOTE,
+                  "Exit status: 0 ok, 1 failure, 2 usage or configuration, 3 integrity failure (wrong\n"
+                  "key, tampered or missing object).\n",
+                  "Config and logs: ragsafe-files");
 }
 
 /* fl_exit -- exit status of a subcommand's result */
@@ -107,11 +108,12 @@ static int fl_exit(int r)
 
 int main(int argc, char **argv)
 {
-    const char *cmd, *opt_repo = NULL, *opt_config = NULL, *opt_key = NULL, *label = NULL;
+    static const cli_spec spec = {"ragsafe-files", fl_usage, EXIT_USAGE};
+    const char *cmd, *label = NULL;
     const char *label_prefix = NULL, *prefix = NULL;
     char labelbuf[FILES_LABEL_MAX + 40];
     const char *base = NULL, *target = NULL, *keep_arg = NULL, *repo, *keyfile;
-    int force = 0, dry_run = 0, json = 0, verbose = 0, c, r, status = EXIT_USAGE;
+    int force = 0, dry_run = 0, json = 0, c, r, status = EXIT_USAGE;
     int same_owner = -1;
     long keep_last = 0;
     config *cfg = NULL;
@@ -119,35 +121,22 @@ int main(int argc, char **argv)
     storage_lock *lk = NULL;
     char **args;
     int nargs;
+    cli cl;
 
-    log_init(argv[0]);
-    if (argc < 2) {
-        fl_usage(stderr);
-        return EXIT_USAGE;
+    cli_init(&cl, &spec, argv[0]);
+    cmd = argc >= 2 && argv[1][0] != '-' ? argv[1] : NULL;
+    if (cmd) {
+        if (strcmp(cmd, "snapshot") != 0 && strcmp(cmd, "restore") != 0 &&
+            strcmp(cmd, "list") != 0 && strcmp(cmd, "verify") != 0 &&
+            strcmp(cmd, "expire") != 0 && strcmp(cmd, "keygen") != 0)
+            return cli_usage_error(&cl, "unknown subcommand \"%s\"", cmd);
+        argc--;
+        argv++;
     }
-    cmd = argv[1];
-    if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
-        fl_usage(stdout);
-        return EXIT_OK;
-    }
-    if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("ragsafe-files %s\n", RAGSAFE_VERSION);
-        return EXIT_OK;
-    }
-    if (strcmp(cmd, "snapshot") != 0 && strcmp(cmd, "restore") != 0 && strcmp(cmd, "list") != 0
-        && strcmp(cmd, "verify") != 0 && strcmp(cmd, "expire") != 0
-        && strcmp(cmd, "keygen") != 0) {
-        log_error("unknown subcommand \"%s\"", cmd);
-        log_hint("try \"ragsafe-files --help\"");
-        return EXIT_USAGE;
-    }
-    argc--;
-    argv++;
-    while ((c = getopt_long(argc, argv, "vhV", fl_longopts, NULL)) != -1) {
+    while ((c = cli_getopt(&cl, argc, argv, "", fl_longopts)) != -1) {
+        if (!cmd && c != CLI_EXIT)
+            return cli_usage_error(&cl, "the subcommand comes first: ragsafe-files SUBCOMMAND [OPTION]...");
         switch (c) {
-        case O_REPO: opt_repo = optarg; break;
-        case O_CONFIG: opt_config = optarg; break;
-        case O_KEY: opt_key = optarg; break;
         case O_LABEL: label = optarg; break;
         case O_LABEL_PREFIX: label_prefix = optarg; break;
         case O_PREFIX: prefix = optarg; break;
@@ -159,15 +148,11 @@ int main(int argc, char **argv)
         case O_KEEP_LAST: keep_arg = optarg; break;
         case O_DRY: dry_run = 1; break;
         case O_JSON: json = 1; break;
-        case 'v': verbose++; break;
-        case 'h': fl_usage(stdout); return EXIT_OK;
-        case 'V': printf("ragsafe-files %s\n", RAGSAFE_VERSION); return EXIT_OK;
-        default:
-            log_hint("try \"ragsafe-files --help\"");
-            return EXIT_USAGE;
+        default: return cl.status;
         }
     }
-    log_set_level(LOG_LEVEL_NOTICE + verbose);
+    if (!cmd)
+        return cli_usage_error(&cl, "no subcommand given");
     args = argv + optind;
     nargs = argc - optind;
 
@@ -240,11 +225,11 @@ int main(int argc, char **argv)
         log_error("invalid label \"%s\": use letters, digits, '.', '_' and '-'", label);
         return EXIT_USAGE;
     }
-    if (!(cfg = config_load(opt_config)))
+    if (!(cfg = cli_config(&cl)))
         return EXIT_USAGE;
-    if (!(repo = repo_location(opt_repo, cfg)))
+    if (!(repo = cli_repo_location(&cl)))
         goto out;
-    keyfile = config_resolve(opt_key, "RAGSAFE_FILES_KEY", cfg, "files-key-file");
+    keyfile = config_resolve(cl.rc.key_file, "RAGSAFE_FILES_KEY", cfg, "files-key-file");
     if (!keyfile) {
         log_error("no key file given");
         log_hint("use --cipher-key-file FILE, RAGSAFE_FILES_KEY or \"files-key-file = FILE\" in the config file");
@@ -291,6 +276,6 @@ out:
     cas_free(x.c);
     storage_free(x.st);
     cipher_key_free(x.k);
-    config_free(cfg);
+    cli_release(&cl);
     return status;
 }

@@ -6,7 +6,8 @@
  * decrypted, authenticated and matched its address are the entries renamed into
  * place. A wrong key or a tampered object therefore leaves no file behind.
  * A non-empty target is refused unless force; then each existing entry that a
- * restored one replaces is moved aside to TARGET/.ragsafe-aside-<time>/<path>, and
+ * restored one replaces is moved aside to TARGET/.ragsafe-old-<time>/<path> (the
+ * name of every tool's --force, cli.h, with -2, -3 ... when taken), and
  * everything else in the target is left alone (restoring .env into a project
  * directory does not move the project). A target that a live process uses (its
  * working directory, root or an open file under it) is refused before anything changes.
@@ -31,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "common.h"
 #include "durable.h"
 #include "files.h"
@@ -299,13 +301,15 @@ int files_restore(files_ctx *x, const char *label, const char *target, int force
     }
 
     /* 2: into place, parents first */
+    /* the name every tool's --force uses (cli.h), inside DIR: TARGET/.ragsafe-old-TIME */
     {
-        char ts[32];
-        time_t now = time(NULL);
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(ts, sizeof(ts), "%Y%m%dT%H%M%SZ", &tm);
-        snprintf(aside, sizeof(aside), "%s/.ragsafe-aside-%s", target, ts);
+        char prefix[4200];
+        if (snprintf(prefix, sizeof(prefix), "%s/", target) >= (int)sizeof(prefix)) {
+            log_error("path too long: \"%s\"", target);
+            goto out;
+        }
+        if (cli_aside_pick(prefix, aside, sizeof(aside)) != 0)
+            goto out;
     }
     for (size_t i = 0; i < m.n; i++) {
         const files_entry *e = &m.v[i];

@@ -66,14 +66,16 @@ const char *repo_location(const char *flag, const struct config *cfg);
  * The repository options every tool takes, parsed alike:
  *     --repo LOCATION  --s3-endpoint URL  --s3-region R  --s3-uri-style path|host
  *     --cipher-key-file FILE
- * Put REPO_LONG_OPTIONS in the getopt_long table, offer every option to
- * repo_cli_option() first, then call repo_cli_setup() once the config file is loaded:
+ * Tools take them through cli.h (CLI_LONG_OPTIONS, cli_getopt, cli_repo), which puts
+ * REPO_LONG_OPTIONS in the getopt_long table, offers every option to repo_cli_option()
+ * first, then calls repo_cli_setup() once the config file is loaded:
  * it applies the S3 settings (flag > environment > config file; they are exported as
  * RAGSAFE_S3_* so child processes and a written restore_command see them), loads the
  * key (flag > $RAGSAFE_CIPHER_KEY_FILE > "cipher-key-file" in the config; exported as
  * an absolute RAGSAFE_CIPHER_KEY_FILE) and makes it the default of every storage this
  * process opens (storage_set_default_cipher), and returns the location. NULL:
- * reported, a usage error. repo_cli_release() wipes the key at exit.
+ * reported, a usage error. repo_cli_release() wipes the key at exit. REPO_OPTIONS_HELP
+ * is their --help text, printed by cli_help_tail in every tool.
  */
 enum {
     REPO_OPT_REPO = 0x1100,
@@ -94,7 +96,8 @@ enum {
     "      --s3-endpoint URL      S3 endpoint (MinIO, Ceph RGW, ...; default: AWS)\n"       \
     "      --s3-region REGION     S3 region (default: us-east-1)\n"                          \
     "      --s3-uri-style STYLE   path or host (virtual-hosted) bucket addressing\n"         \
-    "      --cipher-key-file FILE the repository's AES-256-GCM key (32 bytes, raw or hex)\n"
+    "      --cipher-key-file FILE\n"                                                         \
+    "                             the encryption key (32 bytes, raw or 64 hex digits)\n"
 
 typedef struct repo_cli {
     const char *repo, *s3_endpoint, *s3_region, *s3_uri_style, *key_file;

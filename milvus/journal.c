@@ -42,6 +42,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "common.h"
 #include "durable.h"
 #include "log.h"
@@ -142,7 +143,8 @@ int mv_swap_names(mv_swap *t, const char *id)
         t->staging = NULL;
         return log_errno("could not allocate");
     }
-    if (asprintf(&t->aside, "%s.ragsafe-old-%s", t->dir, id) < 0) {
+    /* id is a move-aside stamp (mv_pick_id): the name every tool's --force uses */
+    if (asprintf(&t->aside, "%s" CLI_ASIDE_TAG "%s", t->dir, id) < 0) {
         t->aside = NULL;
         return log_errno("could not allocate");
     }

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "common.h"
 #include "config.h"
 #include "log.h"
@@ -35,15 +36,13 @@ enum { C_SNAP = 1, C_RESTORE = 2, C_LIST = 4, C_VERIFY = 8, C_EXPIRE = 16, C_ALL
 #define C_STACK (C_SNAP | C_RESTORE)
 
 enum {
-    O_CONFIG = 256, O_JSON, O_VOLUME, O_STOP, O_START, O_HEALTH, O_HEALTH_TIMEOUT,
+    O_JSON = 256, O_VOLUME, O_STOP, O_START, O_HEALTH, O_HEALTH_TIMEOUT,
     O_MURL, O_MDB, O_MTOKEN, O_PG, O_LABEL, O_ASSUME, O_FORCE, O_LEVEL, O_JOBS, O_KEEP_LAST,
-    O_KEEP_DAILY, O_DRY, O_VERSION_CMD, O_IGNORE_VERSION, O_HELP, O_VERBOSE, O_SAME_OWNER,
-    O_NO_SAME_OWNER, O_MTOKEN_FILE, O_PROGRESS, O_NO_PROGRESS,
+    O_KEEP_DAILY, O_DRY, O_VERSION_CMD, O_IGNORE_VERSION, O_SAME_OWNER, O_NO_SAME_OWNER,
+    O_MTOKEN_FILE, O_PROGRESS, O_NO_PROGRESS,
 };
 
 static const struct option mv_longopts[] = {
-    REPO_LONG_OPTIONS,
-    {"config", required_argument, NULL, O_CONFIG},
     {"json", no_argument, NULL, O_JSON},
     {"volume", required_argument, NULL, O_VOLUME},
     {"stop-cmd", required_argument, NULL, O_STOP},
@@ -69,8 +68,7 @@ static const struct option mv_longopts[] = {
     {"no-same-owner", no_argument, NULL, O_NO_SAME_OWNER},
     {"progress", no_argument, NULL, O_PROGRESS},
     {"no-progress", no_argument, NULL, O_NO_PROGRESS},
-    {"verbose", no_argument, NULL, 'v'},
-    {"help", no_argument, NULL, 'h'},
+    CLI_LONG_OPTIONS,
     {NULL, 0, NULL, 0},
 };
 
@@ -97,57 +95,65 @@ static int mv_opt_cmds(int opt)
 static void mv_usage(FILE *f)
 {
     fprintf(f,
-"ragsafe-milvus -- consistent, deduplicated snapshots of a standalone Milvus stack.\n"
-"\n"
-"Usage:\n"
-"  ragsafe-milvus snapshot --volume NAME=DIR ... [OPTION]...\n"
-"  ragsafe-milvus restore LABEL [--volume NAME=DIR ...] [--force] [OPTION]...\n"
-"  ragsafe-milvus list\n"
-"  ragsafe-milvus verify [LABEL]\n"
-"  ragsafe-milvus expire --keep-last N [--keep-daily D] [--dry-run]\n"
-"\n"
-"Common options:\n"
-REPO_OPTIONS_HELP
-"  --config FILE          config file (default %s)\n"
-"  --json                 machine-readable output on stdout\n"
-"  --jobs N               worker threads (default 4 per CPU)\n"
-"  --progress             snapshot, restore, verify: progress on stderr even when it is\n"
-"                         not a terminal (on a terminal: one line, redrawn)\n"
-"  --no-progress          no progress line on a terminal either\n"
-"  -v, --verbose          more messages (twice: debug)\n"
-"\n"
-"Snapshot and restore:\n"
-"  --volume NAME=DIR      a volume of the stack (etcd=volumes/etcd, minio=..., milvus=...);\n"
-"                         restore without --volume writes back to the recorded dirs\n"
-"  --stop-cmd CMD         stops the stack (/bin/sh -c), e.g.\n"
-"                         'docker compose stop -t 300 standalone minio etcd'\n"
-"  --start-cmd CMD        starts it again; runs on every exit path, signals included\n"
-"  --health-url URL       e.g. http://localhost:9091/healthz; waited for after start\n"
-"  --health-timeout SECS  bound of that wait (default 300)\n"
-"  --assume-stopped       no stop command: the stack is known to be down\n"
-"  --milvus-url URL       REST v2 endpoint (http://localhost:19530): row counts recorded\n"
-"                         and flushed before a snapshot, compared after a restore\n"
-"  --milvus-db NAME       database (default \"default\")\n"
-"  --milvus-token-file F  file holding the bearer token, \"user:password\" (mode 0600 or\n"
-"                         stricter; or the RAGSAFE_MILVUS_TOKEN environment variable)\n"
-"  --version-cmd CMD      prints the stack's versions (image ids); recorded at snapshot,\n"
-"                         and a restore refuses another output unless --ignore-version\n"
-"  --pg CONNINFO          snapshot: create a PostgreSQL restore point named LABEL while\n"
-"                         Milvus is down and record its LSN\n"
-"  --label L              snapshot label (default: UTC time, 20261126T021500Z)\n"
-"  --compress-level N     zstd level (default 3)\n"
-"  --force                restore: move non-empty targets aside to DIR.ragsafe-old-ID\n"
-"  --same-owner           restore: give files their recorded owners (as root); default\n"
-"                         only when the volumes' recorded owners are the targets' owners\n"
-"  --no-same-owner        restore: files belong to the user restoring\n"
+"Usage: ragsafe-milvus snapshot --volume NAME=DIR... [OPTION]...\n"
+"  or:  ragsafe-milvus restore LABEL [--volume NAME=DIR]... [--force] [OPTION]...\n"
+"  or:  ragsafe-milvus list [OPTION]...\n"
+"  or:  ragsafe-milvus verify [LABEL] [OPTION]...\n"
+"  or:  ragsafe-milvus expire --keep-last N [--keep-daily D] [--dry-run] [OPTION]...\n"
+"Consistent, deduplicated snapshots of a standalone Milvus stack's volumes.\n"
 "\n"
 "A restore is staged beside its targets and swapped in under a journal in the\n"
 "repository: a restore killed at any point is finished or undone by the next\n"
 "ragsafe-milvus command, and a stack a killed run left stopped is started again by\n"
 "the next command that has a start command (--start-cmd or start-cmd in the config).\n"
 "\n"
-"Exit status: 0 ok, 1 failure, 2 usage, 3 integrity failure.\n",
-            CONFIG_DEFAULT_PATH);
+"Snapshot and restore options:\n"
+"      --volume NAME=DIR      a volume of the stack (etcd=volumes/etcd, minio=...,\n"
+"                             milvus=...); restore without --volume writes back to the\n"
+"                             recorded directories\n"
+"      --stop-cmd CMD         stops the stack (/bin/sh -c), e.g.\n"
+"                             'docker compose stop -t 300 standalone minio etcd'\n"
+"      --start-cmd CMD        starts it again; runs on every exit path, signals included\n"
+"      --health-url URL       e.g. http://localhost:9091/healthz; waited for after start\n"
+"      --health-timeout SECONDS\n"
+"                             bound of that wait (default 300)\n"
+"      --assume-stopped       no stop command: the stack is known to be down\n"
+"      --milvus-url URL       REST v2 endpoint (http://localhost:19530): row counts\n"
+"                             recorded and flushed before a snapshot, compared after a\n"
+"                             restore\n"
+"      --milvus-db NAME       database (default \"default\")\n"
+"      --milvus-token-file FILE\n"
+"                             file holding the bearer token, \"user:password\" (mode 0600\n"
+"                             or stricter; or the RAGSAFE_MILVUS_TOKEN environment variable)\n"
+"      --version-cmd CMD      prints the stack's versions (image ids); recorded at\n"
+"                             snapshot, and a restore refuses another output unless\n"
+"                             --ignore-version\n"
+"      --ignore-version       restore: accept a stack whose versions differ\n"
+"      --pg CONNINFO          snapshot: create a PostgreSQL restore point named LABEL\n"
+"                             while Milvus is down and record its LSN\n"
+"      --label LABEL          snapshot label (default: UTC time, 20261126T021500Z)\n"
+"      --compress-level N     zstd level (default 3)\n"
+"      --force                restore: move non-empty targets aside to DIR" CLI_ASIDE_TAG "TIME\n"
+"      --same-owner           restore: give files their recorded owners (as root);\n"
+"                             default only when the volumes' recorded owners are the\n"
+"                             targets' owners\n"
+"      --no-same-owner        restore: files belong to the user restoring\n"
+"\n"
+"Expire options:\n"
+"      --keep-last N          keep the N newest snapshots\n"
+"      --keep-daily D         also keep the newest snapshot of each of the last D days\n"
+"                             that have one\n"
+"      --dry-run              only say what would be deleted\n"
+"\n"
+"Options:\n"
+"      --json                 machine-readable output on stdout\n"
+"      --jobs N               worker threads (default 4 per CPU)\n"
+"      --progress             snapshot, restore, verify: progress on stderr even when it is\n"
+"                             not a terminal (on a terminal: one line, redrawn)\n"
+"      --no-progress          no progress line on a terminal either\n");
+    cli_help_tail(f, CLI_KEY_NOTE CLI_S3_NOTE,
+                  "Exit status: 0 ok, 1 failure, 2 usage, 3 integrity failure.\n",
+                  "Milvus: ragsafe-milvus");
 }
 
 /* mv_abs_dir -- an absolute path for DIR: realpath when it must exist (snapshot), else
@@ -277,67 +283,50 @@ int main(int argc, char **argv)
 {
     mv_opts o;
     config *cfg = NULL;
-    repo_cli rc = {0};
-    const char *cmdname, *opt_config = NULL, *opt_level = NULL;
+    static const cli_spec spec = {"ragsafe-milvus", mv_usage, EXIT_USAGE};
+    cli cl;
+    const char *cmdname, *opt_level = NULL;
     const char *opt_jobs = NULL, *opt_htimeout = NULL, *opt_stop = NULL, *opt_start = NULL;
     const char *opt_health = NULL, *opt_murl = NULL, *opt_mtoken = NULL, *opt_version = NULL;
     const char *opt_keep_last = NULL, *opt_keep_daily = NULL;
     const char **vol_args = NULL;
     size_t nvol_args = 0;
-    int cmd, verbose = 0, c, status = EXIT_USAGE, r;
+    int cmd, c, status = EXIT_USAGE, r;
     char *token = NULL;
     long v;
 
-    log_init(argv[0]);
+    cli_init(&cl, &spec, argv[0]);
     memset(&o, 0, sizeof(o));
     o.same_owner = -1;
     o.progress = PROGRESS_AUTO;
-    if (argc < 2) {
-        mv_usage(stderr);
-        return EXIT_USAGE;
+    cmd = 0;
+    cmdname = argc >= 2 && argv[1][0] != '-' ? argv[1] : NULL;
+    if (cmdname) {
+        cmd = strcmp(cmdname, "snapshot") == 0 ? C_SNAP
+              : strcmp(cmdname, "restore") == 0 ? C_RESTORE
+              : strcmp(cmdname, "list") == 0 ? C_LIST
+              : strcmp(cmdname, "verify") == 0 ? C_VERIFY
+              : strcmp(cmdname, "expire") == 0 ? C_EXPIRE : 0;
+        if (cmd == 0)
+            return cli_usage_error(&cl, "unknown command \"%s\" (snapshot, restore, list, "
+                                   "verify or expire)", cmdname);
+        argv++;
+        argc--;
     }
-    cmdname = argv[1];
-    if (strcmp(cmdname, "-h") == 0 || strcmp(cmdname, "--help") == 0) {
-        mv_usage(stdout);
-        return EXIT_OK;
-    }
-    if (strcmp(cmdname, "--version") == 0) {
-        printf("ragsafe-milvus %s\n", RAGSAFE_VERSION);
-        return EXIT_OK;
-    }
-    cmd = strcmp(cmdname, "snapshot") == 0 ? C_SNAP
-          : strcmp(cmdname, "restore") == 0 ? C_RESTORE
-          : strcmp(cmdname, "list") == 0 ? C_LIST
-          : strcmp(cmdname, "verify") == 0 ? C_VERIFY
-          : strcmp(cmdname, "expire") == 0 ? C_EXPIRE : 0;
-    if (cmd == 0) {
-        log_error("unknown command \"%s\"", cmdname);
-        log_hint("commands: snapshot, restore, list, verify, expire");
-        return EXIT_USAGE;
-    }
-    argv++;
-    argc--;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "vh", mv_longopts, NULL)) != -1) {
-        if (c == '?') {
-            log_error("unknown option \"%s\"", argv[optind - 1]);
-            log_hint("see \"ragsafe-milvus --help\"");
+    while ((c = cli_getopt(&cl, argc, argv, "", mv_longopts)) != -1) {
+        if (c == CLI_EXIT) {
+            status = cl.status;
             goto out;
         }
-        if (c == ':' ) {
-            log_error("option \"%s\" needs a value", argv[optind - 1]);
+        if (cmd == 0) {
+            status = cli_usage_error(&cl, "the command comes first: ragsafe-milvus COMMAND [OPTION]...");
             goto out;
         }
-        if (c >= 256 && !(mv_opt_cmds(c) & cmd)) {
+        if (!(mv_opt_cmds(c) & cmd)) {
             log_error("option \"%s\" does not apply to %s", argv[optind - 1], cmdname);
             goto out;
         }
-        if (repo_cli_option(&rc, c, optarg))
-            continue;
         switch (c) {
-        case 'v': verbose++; break;
-        case 'h': mv_usage(stdout); status = EXIT_OK; goto out;
-        case O_CONFIG: opt_config = optarg; break;
         case O_JSON: o.json = 1; break;
         case O_VOLUME: {
             const char **p = realloc(vol_args, (nvol_args + 1) * sizeof(*p));
@@ -382,7 +371,10 @@ int main(int argc, char **argv)
         default: goto out;
         }
     }
-    log_set_level(LOG_LEVEL_NOTICE + verbose);
+    if (cmd == 0) {
+        status = cli_usage_error(&cl, "no command given");
+        goto out;
+    }
 
     /* positional: restore LABEL, verify [LABEL] */
     if (cmd == C_RESTORE) {
@@ -407,10 +399,10 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    cfg = config_load(opt_config);
+    cfg = cli_config(&cl);
     if (cfg == NULL)
         goto out;
-    o.repo = repo_cli_setup(&rc, cfg);
+    o.repo = cli_repo(&cl);
     if (o.repo == NULL)
         goto out;
     /* every command may have to start a stack a killed run left stopped: the start
@@ -523,7 +515,6 @@ out:
         explicit_bzero(token, strlen(token));
         free(token);
     }
-    config_free(cfg);
-    repo_cli_release();
+    cli_release(&cl);
     return status;
 }

@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "cas.h"
+#include "cli.h"
 #include "common.h"
 #include "durable.h"
 #include "log.h"
@@ -423,22 +424,20 @@ static void mv_discard_staging(const mv_swap *sw, size_t n, const char *id)
 }
 
 /* mv_pick_id -- an id no staging, aside or failed name of any target uses yet: the
- * time, our pid, and a counter if even that is taken (never collide with a rerun). */
+ * time, and -2, -3 ... while that is taken, so the aside names are the ones every tool's
+ * --force uses (cli.h: DIR.ragsafe-old-TIME[-N]) and never collide with a rerun. */
 static int mv_pick_id(mv_swap *sw, size_t n, char *id, size_t idlen)
 {
-    char stamp[32], failed[PATH_MAX];
-    struct tm tm;
+    char stamp[CLI_STAMP_LEN], failed[PATH_MAX];
     struct stat sb;
-    time_t now = time(NULL);
 
-    gmtime_r(&now, &tm);
-    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+    cli_aside_stamp(time(NULL), stamp);
     for (int attempt = 1; attempt < 1000; attempt++) {
         int taken = 0;
         if (attempt == 1)
-            snprintf(id, idlen, "%s-%ld", stamp, (long)getpid());
+            snprintf(id, idlen, "%s", stamp);
         else
-            snprintf(id, idlen, "%s-%ld-%d", stamp, (long)getpid(), attempt);
+            snprintf(id, idlen, "%s-%d", stamp, attempt);
         for (size_t k = 0; k < n && !taken; k++) {
             if (mv_swap_names(&sw[k], id) != 0)
                 return -1;

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cli.h"
 #include "common.h"
 #include "config.h"
 #include "log.h"
@@ -35,74 +36,86 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "Usage: ragsafe-pitr SUBCOMMAND [OPTION]...\n"
-            "Restorable window, recovery plans, point-in-time restores, verification and\n"
-            "retention for a ragsafe repository.\n\n"
+            "Point-in-time recovery from a ragsafe repository, its verification and retention.\n\n"
             "Subcommands:\n"
-            "  info                 backups, WAL per timeline, restorable window, RPO\n"
-            "  plan TARGET          which backup and WAL a restore to TARGET needs\n"
-            "  restore TARGET --pgdata DIR   restore a data directory set up to recover\n"
-            "  verify               re-hash every object, check WAL continuity and backups\n"
-            "  expire               delete backups and WAL outside the retention policy\n"
-            "  rekey --new-cipher-key-file F   re-seal everything under a new key (resumable)\n"
-            "  check -d CONNINFO    every archiving/backup prerequisite at once, ok or FAILED\n\n"
+            "  info                       backups, WAL per timeline, restorable window, RPO\n"
+            "  plan TARGET                which backup and WAL a restore to TARGET needs\n"
+            "  restore TARGET --pgdata DIR\n"
+            "                             restore a data directory set up to recover\n"
+            "  verify                     re-hash every object, check WAL continuity and backups\n"
+            "  expire                     delete backups and WAL outside the retention policy\n"
+            "  rekey --new-cipher-key-file FILE\n"
+            "                             re-seal everything under a new key (resumable)\n"
+            "  check -d CONNINFO          every archiving/backup prerequisite at once, ok or FAILED\n\n"
             "Targets (one):\n"
-            "      --target-time TS      ISO 8601 (an offset or Z; none: local time)\n"
-            "      --target-lsn LSN      --target-xid XID     --target-name NAME\n"
-            "      --target-latest       everything archived\n"
-            "      --target-immediate    the backup's consistency point\n"
-            "      --target-timeline N|latest (default latest)   --exclusive\n\n"
-            "restore:\n"
-            "  -D, --pgdata DIR          data directory to create (must be empty or absent)\n"
-            "      --target-action A     promote (default), pause or shutdown\n"
-            "      --force               move a non-empty DIR aside to DIR.ragsafe-old-TIME\n"
-            "      --delta               DIR holds a stale copy of the same cluster: keep the\n"
-            "                            files that match backup_manifest, replace the rest,\n"
-            "                            remove what the backup does not have\n"
-            "      --tablespace-map OID=DIR   restore tablespace OID into DIR\n"
-            "      --owner USER          owner of the restored files (as root; default: the\n"
-            "                            owner of DIR's parent)\n"
-            "      --start               start the server, follow recovery, report the stop\n"
-            "      --pg-bin DIR          PostgreSQL binaries (default: pg_config --bindir)\n"
-            "      --timeout DURATION    how long --start waits for recovery (default 24h)\n"
-            "      --archive-mode MODE   off (default): the restored copy does not archive\n"
-            "                            (archive_mode = off); preserve: keep the backed-up\n"
-            "                            server's archiving (a real disaster recovery)\n"
-            "      --set NAME=VALUE      a setting for the restored postgresql.auto.conf\n"
-            "                            (repeatable; e.g. unix_socket_directories=/tmp)\n"
-            "      --port N              the restored server's port (--set port=N)\n"
-            "      --type TYPE           recovery (default): recover to TARGET; standby: a\n"
-            "                            standby (standby.signal) following the archive\n"
-            "                            (primary_conninfo via --set)\n"
-            "      --no-space-check      skip the free-space check (a file system whose free\n"
-            "                            space statvfs under-reports: compressed, thin)\n\n"
-            "expire:\n"
-            "      --keep-window DURATION  every instant of this window stays restorable (7d)\n"
-            "      --keep-backups DURATION keep backups younger than this (30d)\n"
-            "      --min-backups N         keep at least N backups (1)\n"
-            "      --dry-run               only say what would be deleted\n\n"
-            "check (exit 0 all ok, 1 a warning, 2 a failure or a usage error):\n"
-            "  -d, --dbname CONNINFO     the server (libpq string; default: \"dbname\" in the\n"
-            "                            config, then PG* variables), as a superuser or a\n"
-            "                            role with REPLICATION, pg_monitor and EXECUTE on\n"
-            "                            pg_switch_wal()\n"
-            "      --min-free SIZE       free space the repository needs (50G)\n"
-            "      --rpo DURATION        recovery point objective (5m): archive_timeout and\n"
-            "                            the newest segment's age\n"
-            "      --max-backup-age DURATION   oldest the newest base backup may be (30h)\n"
-            "      --max-milvus-age DURATION   oldest the newest Milvus snapshot may be (30h)\n"
-            "      --switch-timeout DURATION   wait for the forced segment switch (60s)\n"
-            "                            (each also from the config file: rpo, min-free, ...)\n\n"
-            "Common:\n"
-            REPO_OPTIONS_HELP
-            "      --config FILE         config file (default $RAGSAFE_CONFIG or %s)\n"
-            "      --json                machine-readable output on stdout\n"
-            "      --prometheus          info: node_exporter textfile metrics on stdout\n"
-            "      --progress            restore, verify: progress on stderr even when it is\n"
-            "                            not a terminal (on a terminal: one line, redrawn)\n"
-            "      --no-progress         no progress line on a terminal either\n"
-            "  -v, --verbose             more messages   -h, --help   -V, --version\n\n"
-            "Exit status: 0 ok, 1 failure or unreachable target, 2 usage, 3 integrity failure.\n",
-            CONFIG_DEFAULT_PATH);
+            "      --target-time TS       ISO 8601 (an offset or Z; none: local time)\n"
+            "      --target-lsn LSN       a WAL location (0/3000000)\n"
+            "      --target-xid XID       a transaction ID\n"
+            "      --target-name NAME     a restore point (pg_create_restore_point)\n"
+            "      --target-latest        everything archived\n"
+            "      --target-immediate     the backup's consistency point\n"
+            "      --target-timeline TLI  N or latest (default latest)\n"
+            "      --exclusive            stop just before the target, not after it\n\n"
+            "Restore options:\n"
+            "  -D, --pgdata DIR           data directory to create (must be empty or absent)\n"
+            "      --target-action ACTION\n"
+            "                             promote (default), pause or shutdown\n"
+            "      --force                move a non-empty DIR aside to DIR" CLI_ASIDE_TAG "TIME\n"
+            "      --delta                DIR holds a stale copy of the same cluster: keep the\n"
+            "                             files that match backup_manifest, replace the rest,\n"
+            "                             remove what the backup does not have\n"
+            "      --tablespace-map OID=DIR\n"
+            "                             restore tablespace OID into DIR\n"
+            "      --owner USER           owner of the restored files (as root; default: the\n"
+            "                             owner of DIR's parent)\n"
+            "      --start                start the server, follow recovery, report the stop\n"
+            "      --pg-bin DIR           PostgreSQL binaries (default: pg_config --bindir)\n"
+            "      --timeout DURATION     how long --start waits for recovery (default 24h)\n"
+            "      --archive-mode MODE    off (default): the restored copy does not archive\n"
+            "                             (archive_mode = off); preserve: keep the backed-up\n"
+            "                             server's archiving (a real disaster recovery)\n"
+            "      --set NAME=VALUE       a setting for the restored postgresql.auto.conf\n"
+            "                             (repeatable; e.g. unix_socket_directories=/tmp)\n"
+            "      --port N               the restored server's port (--set port=N)\n"
+            "      --type TYPE            recovery (default): recover to TARGET; standby: a\n"
+            "                             standby (standby.signal) following the archive\n"
+            "                             (primary_conninfo via --set)\n"
+            "      --no-space-check       skip the free-space check (a file system whose free\n"
+            "                             space statvfs under-reports: compressed, thin)\n\n"
+            "Expire options:\n"
+            "      --keep-window DURATION\n"
+            "                             every instant of this window stays restorable (7d)\n"
+            "      --keep-backups DURATION\n"
+            "                             keep backups younger than this (30d)\n"
+            "      --min-backups N        keep at least N backups (1)\n"
+            "      --dry-run              only say what would be deleted\n\n"
+            "Rekey options:\n"
+            "      --new-cipher-key-file FILE\n"
+            "                             the new key (the current one: --cipher-key-file)\n\n"
+            "Check options (exit 0 all ok, 1 a warning, 2 a failure or a usage error):\n"
+            "  -d, --dbname CONNINFO      the server (libpq string; default: \"dbname\" in the\n"
+            "                             config, then PG* variables), as a superuser or a\n"
+            "                             role with REPLICATION, pg_monitor and EXECUTE on\n"
+            "                             pg_switch_wal()\n"
+            "      --min-free SIZE        free space the repository needs (50G)\n"
+            "      --rpo DURATION         recovery point objective (5m): archive_timeout and\n"
+            "                             the newest segment's age\n"
+            "      --max-backup-age DURATION\n"
+            "                             oldest the newest base backup may be (30h)\n"
+            "      --max-milvus-age DURATION\n"
+            "                             oldest the newest Milvus snapshot may be (30h)\n"
+            "      --switch-timeout DURATION\n"
+            "                             wait for the forced segment switch (60s)\n"
+            "                             (each also from the config file: rpo, min-free, ...)\n\n"
+            "Options:\n"
+            "      --json                 machine-readable output on stdout\n"
+            "      --prometheus           info: node_exporter textfile metrics on stdout\n"
+            "      --progress             restore, verify: progress on stderr even when it is\n"
+            "                             not a terminal (on a terminal: one line, redrawn)\n"
+            "      --no-progress          no progress line on a terminal either\n");
+    cli_help_tail(out, CLI_KEY_NOTE CLI_S3_NOTE,
+                  "Exit status: 0 ok, 1 failure or unreachable target, 2 usage, 3 integrity failure.\n",
+                  "Point-in-time recovery: ragsafe-pitr");
 }
 
 double now_seconds(void)
@@ -118,12 +131,11 @@ void format_time_iso(char *out, size_t len, int64_t unix_us)
 }
 
 enum {
-    OPT_CONFIG = 256, OPT_JSON, OPT_PROMETHEUS, OPT_TTIME, OPT_TLSN, OPT_TXID, OPT_TNAME,
+    OPT_JSON = 256, OPT_PROMETHEUS, OPT_TTIME, OPT_TLSN, OPT_TXID, OPT_TNAME,
     OPT_TLATEST, OPT_TIMMEDIATE, OPT_TTLI, OPT_EXCL, OPT_ACTION, OPT_FORCE, OPT_TSMAP,
     OPT_START, OPT_OWNER, OPT_PGBIN, OPT_TIMEOUT, OPT_KEEPWIN, OPT_KEEPBK, OPT_MINBK, OPT_DRY,
     OPT_ARCHMODE, OPT_SET, OPT_PORT, OPT_TYPE, OPT_NOSPACE, OPT_NEWKEY, OPT_DELTA,
-    OPT_PROGRESS, OPT_NOPROGRESS,
-    OPT_MINFREE, OPT_RPO, OPT_MAXBKAGE, OPT_MAXMVAGE, OPT_SWTIMEOUT,
+    OPT_PROGRESS, OPT_NOPROGRESS, OPT_MINFREE, OPT_RPO, OPT_MAXBKAGE, OPT_MAXMVAGE, OPT_SWTIMEOUT,
 };
 
 /* valid_set -- NAME=VALUE with NAME a GUC name and a value postgresql.conf can hold. */
@@ -173,9 +185,8 @@ static int set_target(pitr_opts *o, enum target_kind k, const char *arg)
 
 int main(int argc, char **argv)
 {
+    static const cli_spec spec = {"ragsafe-pitr", usage, EXIT_USAGE};
     static const struct option longopts[] = {
-        REPO_LONG_OPTIONS,
-        {"config", required_argument, NULL, OPT_CONFIG},
         {"json", no_argument, NULL, OPT_JSON},
         {"prometheus", no_argument, NULL, OPT_PROMETHEUS},
         {"target-time", required_argument, NULL, OPT_TTIME},
@@ -213,22 +224,20 @@ int main(int argc, char **argv)
         {"max-backup-age", required_argument, NULL, OPT_MAXBKAGE},
         {"max-milvus-age", required_argument, NULL, OPT_MAXMVAGE},
         {"switch-timeout", required_argument, NULL, OPT_SWTIMEOUT},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
+        CLI_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     pitr_opts o;
-    repo_cli rc = {0};
-    const char *opt_config = NULL, *sub = NULL;
+    cli cl;
+    const char *opt_config, *sub = NULL;
     const char *keep_window = NULL, *keep_backups = NULL, *min_backups = NULL;
     const char *ttli = NULL, *timeout = NULL;
     config *cfg = NULL;
     char portset[32], *cfg_abs = NULL;
-    int verbose = 0, c, ret = EXIT_USAGE;
+    int c, ret = EXIT_USAGE;
     long v;
 
-    log_init(argv[0]);
+    cli_init(&cl, &spec, argv[0]);
     memset(&o, 0, sizeof(o));
     o.min_backups = 1;
     o.keep_window = 7 * 86400;
@@ -241,11 +250,8 @@ int main(int argc, char **argv)
         argv++;
         argc--;
     }
-    while ((c = getopt_long(argc, argv, "D:d:vhV", longopts, NULL)) != -1) {
-        if (repo_cli_option(&rc, c, optarg))
-            continue;
+    while ((c = cli_getopt(&cl, argc, argv, "D:d:", longopts)) != -1) {
         switch (c) {
-        case OPT_CONFIG: opt_config = optarg; break;
         case OPT_JSON: o.json = 1; break;
         case OPT_PROMETHEUS: o.prometheus = 1; break;
         case OPT_TTIME:
@@ -366,28 +372,24 @@ int main(int argc, char **argv)
         case OPT_MAXBKAGE: o.chk_max_backup_age = optarg; break;
         case OPT_MAXMVAGE: o.chk_max_milvus_age = optarg; break;
         case OPT_SWTIMEOUT: o.chk_switch_timeout = optarg; break;
-        case 'v': verbose++; break;
-        case 'h': usage(stdout); ret = EXIT_OK; goto out;
-        case 'V': printf("ragsafe-pitr %s\n", RAGSAFE_VERSION); ret = EXIT_OK; goto out;
-        default: usage(stderr); goto out;
+        default: ret = cl.status; goto out;
         }
     }
     if (!sub && optind < argc)
         sub = argv[optind++];
     if (optind < argc) {
-        log_error("unexpected argument \"%s\"", argv[optind]);
+        ret = cli_usage_error(&cl, "unexpected argument \"%s\"", argv[optind]);
         goto out;
     }
-    log_set_level(LOG_LEVEL_NOTICE + verbose);
     if (!sub) {
-        log_error("no subcommand given");
-        usage(stderr);
+        ret = cli_usage_error(&cl, "no subcommand given");
         goto out;
     }
 
-    cfg = config_load(opt_config);
+    cfg = cli_config(&cl);
     if (!cfg)
         goto out;
+    opt_config = cl.config_path;
     /* the restore_command pitr restore writes must read the same file */
     if (!opt_config && getenv("RAGSAFE_CONFIG") && *getenv("RAGSAFE_CONFIG"))
         opt_config = getenv("RAGSAFE_CONFIG");
@@ -400,7 +402,7 @@ int main(int argc, char **argv)
         }
         o.config_path = cfg_abs;
     }
-    o.repo = repo_cli_setup(&rc, cfg);
+    o.repo = cli_repo(&cl);
     if (!o.repo)
         goto out;
     if (ttli && strcmp(ttli, "latest") != 0) {
@@ -481,13 +483,11 @@ int main(int argc, char **argv)
         o.cfg = cfg;
         ret = cmd_check(&o);
     } else {
-        log_error("unknown subcommand \"%s\"", sub);
-        usage(stderr);
+        ret = cli_usage_error(&cl, "unknown subcommand \"%s\"", sub);
         goto out;
     }
 out:
-    config_free(cfg);
-    repo_cli_release();
+    cli_release(&cl);
     free(o.tsmap);
     free(o.sets);
     free(cfg_abs);

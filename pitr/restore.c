@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "common.h"
 #include "durable.h"
 #include "log.h"
@@ -526,26 +527,14 @@ out:
 }
 
 /*
- * move_aside -- rename dir to DIR.ragsafe-old-TIME (with -2, -3 ... when that name
- * is taken: two restores in one second, or a name left from before). 0 | -1 reported.
+ * move_aside -- rename dir to the name every tool's --force uses (cli_aside_pick:
+ * DIR.ragsafe-old-TIME, with -2, -3 ... when that name is taken: two restores in one
+ * second, or a name left from before). 0 | -1 reported.
  */
 static int move_aside(const char *dir, char *aside, size_t len)
 {
-    char stamp[20];
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
-    for (int i = 1;; i++) {
-        int n = i == 1 ? snprintf(aside, len, "%s.ragsafe-old-%s", dir, stamp)
-                       : snprintf(aside, len, "%s.ragsafe-old-%s-%d", dir, stamp, i);
-        if (n < 0 || (size_t)n >= len)
-            return log_error("path too long: \"%s\"", dir);
-        if (access(aside, F_OK) != 0 && errno == ENOENT)
-            break;
-        if (i >= 1000)
-            return log_error("could not move \"%s\" aside: \"%s\" exists", dir, aside);
-    }
+    if (cli_aside_pick(dir, aside, len) != 0)
+        return -1;
     if (durable_rename(dir, aside) != 0)
         return -1;
     log_notice("moved the old contents of \"%s\" to \"%s\"", dir, aside);
@@ -1321,7 +1310,7 @@ int cmd_restore(const pitr_opts *o)
         goto out;
     if (state == 2 && !o->force && !delta) {
         log_error("data directory \"%s\" is not empty", pgdata);
-        log_hint("use --force to move its contents aside to \"%s.ragsafe-old-TIME\"", pgdata);
+        log_hint("use --force to move its contents aside to \"%s" CLI_ASIDE_TAG "TIME\"", pgdata);
         goto out;
     }
     for (size_t i = 0; i < o->ntsmap; i++) {

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "common.h"
 #include "config.h"
 #include "log.h"
@@ -37,18 +38,13 @@ static void usage(FILE *out)
             "Fetch one WAL file from a ragsafe repository (PostgreSQL's restore_command).\n\n"
             "  restore_command = 'ragsafe-restore --repo /backups/pg %%f %%p'\n\n"
             "Options:\n"
-            REPO_OPTIONS_HELP
-            "                      (S3 credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,\n"
-            "                      AWS_SESSION_TOKEN or the config file)\n"
-            "      --config FILE   config file (default $RAGSAFE_CONFIG or %s)\n"
-            "      --prefetch N    also fetch the next N segments in parallel into\n"
-            "                      pg_wal/ragsafe-prefetch (default %d for s3://, 0 otherwise)\n"
-            "  -v, --verbose       more messages (twice: debug)\n"
-            "  -h, --help          this help\n"
-            "  -V, --version       version\n\n"
-            "Exit status: 0 restored, 1 not in the repository, 128 any other failure\n"
-            "(PostgreSQL then stops recovery instead of promoting early).\n",
-            CONFIG_DEFAULT_PATH, PREFETCH_DEFAULT);
+            "      --prefetch N           also fetch the next N segments in parallel into\n"
+            "                             pg_wal/ragsafe-prefetch (default %d for s3://, 0 otherwise)\n",
+            PREFETCH_DEFAULT);
+    cli_help_tail(out, CLI_KEY_NOTE CLI_S3_NOTE,
+                  "Exit status: 0 restored, 1 not in the repository, 128 any other failure, usage\n"
+                  "errors included (PostgreSQL then stops recovery instead of promoting early).\n",
+                  "ragsafe-restore (restore_command)");
 }
 
 /*
@@ -116,20 +112,17 @@ out:
 
 int main(int argc, char **argv)
 {
+    /* a usage error must not read as "not found" either: recovery would end */
+    static const cli_spec spec = {"ragsafe-restore", usage, EXIT_RESTORE_FATAL};
     static const struct option opts[] = {
-        REPO_LONG_OPTIONS,
-        {"config", required_argument, NULL, 'c'},
         {"prefetch", required_argument, NULL, 'P'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},
+        CLI_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
-    const char *opt_config = NULL, *name, *path, *loc, *opt_prefetch = NULL, *s;
-    repo_cli rc = {0};
+    const char *name, *path, *loc, *opt_prefetch = NULL, *s;
     long prefetch_n = -1;
     prefetch *pf = NULL;
-    int c, verbose = LOG_LEVEL_NOTICE, status = EXIT_RESTORE_FATAL, fd = -1, ret;
+    int c, status = EXIT_RESTORE_FATAL, fd = -1, ret;
     config *cfg = NULL;
     uring *ur = NULL;
     repo *r = NULL;
@@ -137,22 +130,15 @@ int main(int argc, char **argv)
     walfile_kind kind;
     char key[128], *tmp = NULL;
     zst_meta meta;
+    cli cl;
 
-    log_init(argv[0]);
-    while ((c = getopt_long(argc, argv, "vhV", opts, NULL)) != -1) {
-        if (repo_cli_option(&rc, c, optarg))
-            continue;
+    cli_init(&cl, &spec, argv[0]);
+    while ((c = cli_getopt(&cl, argc, argv, "", opts)) != -1) {
         switch (c) {
-        case 'c': opt_config = optarg; break;
         case 'P': opt_prefetch = optarg; break;
-        case 'v': verbose++; break;
-        case 'h': usage(stdout); return EXIT_OK;
-        case 'V': printf("ragsafe-restore %s\n", RAGSAFE_VERSION); return EXIT_OK;
-        default: usage(stderr); return EXIT_RESTORE_FATAL;
+        default: return cl.status;
         }
     }
-    log_set_level(verbose);
-    /* A usage error must not read as "not found" either: recovery would end. */
     if (argc - optind != 2) {
         log_error("expected 2 arguments (NAME PATH, i.e. %%f %%p), got %d", argc - optind);
         log_hint("restore_command = 'ragsafe-restore --repo DIR %%f %%p'");
@@ -166,10 +152,10 @@ int main(int argc, char **argv)
         return EXIT_RESTORE_FATAL;
     }
 
-    cfg = config_load(opt_config);
+    cfg = cli_config(&cl);
     if (!cfg)
         goto out;
-    loc = repo_cli_setup(&rc, cfg);
+    loc = cli_repo(&cl);
     if (!loc)
         goto out;
     if ((s = config_resolve(opt_prefetch, NULL, cfg, "prefetch")) &&
@@ -264,7 +250,6 @@ int main(int argc, char **argv)
     status = EXIT_OK;
 out:
     prefetch_finish(pf);
-    repo_cli_release();
     if (fd >= 0)
         close(fd);
     if (tmp)
@@ -273,6 +258,6 @@ out:
     storage_lock_release(lk);
     repo_free(r);
     uring_free(ur);
-    config_free(cfg);
+    cli_release(&cl);
     return status;
 }

@@ -9,7 +9,7 @@ set -euo pipefail
 PKGS=(gcc make pkg-config libpq-dev libzstd-dev libssl-dev liburing-dev check
       libjansson-dev libarchive-dev libcurl4-openssl-dev libexpat1-dev
       postgresql-15 postgresql-client-15 zstd tar util-linux procps python3 pgbackrest
-      libcurl4 curl openssl jq strace python3-botocore)
+      libcurl4 curl openssl jq strace python3-botocore help2man)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -167,7 +167,7 @@ exit_is "bad --max-rate exits 2" 2 bb --max-rate 1k 2>/dev/null
 exit_is "no repository exits 2" 2 as_pg env -u RAGSAFE_REPO "$BB" -d "$(pg_conn a)" 2>/dev/null
 exit_is "unknown option exits 2" 2 bb --frobnicate 2>/dev/null
 exit_is "--help exits 0" 0 as_pg "$BB" --help >/dev/null
-ok "--version prints the version" bash -c "'$BB' --version | grep -q '^ragsafe-basebackup [0-9]'"
+ok "--version prints the version" bash -c "'$BB' --version | grep -q '^ragsafe-basebackup (ragsafe) [0-9]'"
 
 # --- a broken archive_command: bounded wait, names the segment ----------------------------
 pg_set a "archive_command = 'false'"

@@ -203,7 +203,7 @@ kill "$SLEEP"; wait "$SLEEP" 2>/dev/null
 exit_is "--force" 0 "$F" restore "$label" --repo "$REPO" --key-file "$T/key" --target "$T/live" --force
 ok "--force: .env restored" cmp "$P/.env" "$T/live/.env"
 is "--force: unrelated file left alone" keep "$(cat "$T/live/unrelated.txt")"
-is "--force: old .env moved aside" "OLD=1" "$(cat "$T"/live/.ragsafe-aside-*/.env)"
+is "--force: old .env moved aside" "OLD=1" "$(cat "$T"/live/.ragsafe-old-*/.env)"
 
 # expire: keep the newest, sweep what only older snapshots referenced
 sleep 1.1
