@@ -23,6 +23,7 @@
 #include "files.h"
 #include "log.h"
 #include "repo.h"
+#include "timefmt.h"
 
 struct snap_stats {
     uint64_t files, bytes, new_objects, stored_bytes;
@@ -295,7 +296,7 @@ int files_snapshot(files_ctx *x, const char *label, char *const *paths, size_t n
         gmtime_r(&now, &tm);
         strftime(m.label, sizeof(m.label), "%Y%m%dT%H%M%SZ", &tm);
     }
-    repo_format_time(m.created, sizeof(m.created), (int64_t)now);
+    timefmt_utc(m.created, sizeof(m.created), (int64_t)now);
     m.created_t = (int64_t)now;
     if (!(m.base = strdup(cwd)))
         return log_error("out of memory");

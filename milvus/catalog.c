@@ -15,6 +15,7 @@
 #include "log.h"
 #include "milvus.h"
 #include "repo.h"
+#include "timefmt.h"
 
 /* mv_load_all -- every snapshot manifest, oldest first by start time. A manifest that
  * cannot be loaded fails the whole call (expire must not sweep what it may reference).
@@ -98,7 +99,7 @@ int mv_list_cmd(const mv_opts *o)
         for (size_t i = 0; arr && i < n; i++) {
             char t[32];
             json_t *vols = json_array();
-            repo_format_time(t, sizeof(t), s[i].started);
+            timefmt_utc(t, sizeof(t), s[i].started);
             for (size_t k = 0; vols && k < s[i].nvols; k++)
                 json_array_append_new(vols, json_pack("{s:s,s:s}", "name", s[i].vols[k].name,
                                                       "path", s[i].vols[k].dir));
@@ -138,7 +139,7 @@ int mv_list_cmd(const mv_opts *o)
         for (size_t i = 0; i < n; i++) {
             char t[32], b1[32], b2[32], vols[256] = "";
             size_t vl = 0;
-            repo_format_time(t, sizeof(t), s[i].started);
+            timefmt_utc(t, sizeof(t), s[i].started);
             for (size_t k = 0; k < s[i].nvols && vl < sizeof(vols); k++)
                 vl += (size_t)snprintf(vols + vl, sizeof(vols) - vl, "%s%s", k ? "," : "",
                                        s[i].vols[k].name);

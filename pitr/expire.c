@@ -24,6 +24,7 @@
 #include "common.h"
 #include "log.h"
 #include "pitr.h"
+#include "timefmt.h"
 
 int cmd_expire(const pitr_opts *o)
 {
@@ -128,7 +129,7 @@ int cmd_expire(const pitr_opts *o)
     for (size_t i = 0; i < n; i++) {
         const backup_info *b = &inv.backups[i];
         char t[32];
-        repo_format_time(t, sizeof(t), b->stop_time);
+        timefmt_utc(t, sizeof(t), b->stop_time);
         if (jb) {
             json_t *x = json_object();
             json_object_set_new(x, "label", json_string(b->label));

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "object.h"
 #include "pitr.h"
+#include "timefmt.h"
 
 typedef struct tl_report {
     uint32_t tli;
@@ -297,7 +298,7 @@ static json_t *commit_json(const walscan_record *r)
 {
     char ts[48], l[LSN_STR_LEN + 1];
     json_t *x = json_object();
-    walscan_format_time(ts, sizeof(ts), r->time_us);
+    timefmt_utc_us(ts, sizeof(ts), r->time_us);
     lsn_format(l, r->end_lsn);
     json_object_set_new(x, "time", json_string(ts));
     json_object_set_new(x, "xid", json_integer(r->xid));
@@ -365,8 +366,8 @@ int cmd_info(const pitr_opts *o)
         const backup_info *b = &inv.backups[i];
         lsn_format(a, b->start_lsn);
         lsn_format(c, b->stop_lsn);
-        repo_format_time(t1, sizeof(t1), b->start_time);
-        repo_format_time(t2, sizeof(t2), b->stop_time);
+        timefmt_utc(t1, sizeof(t1), b->start_time);
+        timefmt_utc(t2, sizeof(t2), b->stop_time);
         if (j) {
             json_t *x = json_object();
             json_object_set_new(x, "label", json_string(b->label));
@@ -407,9 +408,9 @@ int cmd_info(const pitr_opts *o)
             seg_name(&inv, l, t, r->last);
         }
         if (r->window_backup)
-            repo_format_time(ws, sizeof(ws), r->window_backup->stop_time);
+            timefmt_utc(ws, sizeof(ws), r->window_backup->stop_time);
         if (r->have_end)
-            walscan_format_time(we, sizeof(we), r->end.time_us);
+            timefmt_utc_us(we, sizeof(we), r->end.time_us);
         lsn_format(a, r->switchpoint);
         if (j) {
             json_t *x = json_object();
@@ -469,7 +470,7 @@ int cmd_info(const pitr_opts *o)
             }
             if (nd && nd->have_commit) {
                 char ts[48];
-                walscan_format_time(ts, sizeof(ts), nd->commit.time_us);
+                timefmt_utc_us(ts, sizeof(ts), nd->commit.time_us);
                 lsn_format(c, nd->commit.end_lsn);
                 printf("    newest archived commit: %s (transaction %u, lsn %s%s)\n", ts,
                        nd->commit.xid, c, r->fresh ? ", before the fork" : "");

@@ -35,6 +35,7 @@
 #include "log.h"
 #include "pitr.h"
 #include "strbuf.h"
+#include "timefmt.h"
 
 typedef struct ts_dest {
     uint32_t oid;
@@ -487,7 +488,9 @@ static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, g
         PGresult *r = PQexec(conn, "SELECT pg_is_in_recovery(),"
                                    /* raises "recovery is not in progress" once promoted */
                                    " CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() END,"
-                                   " pg_last_xact_replay_timestamp(), pg_last_wal_replay_lsn()");
+                                   /* microseconds, shown as RFC 3339 (timefmt_utc_us) */
+                                   " (extract(epoch FROM pg_last_xact_replay_timestamp()) * 1000000)::bigint,"
+                                   " pg_last_wal_replay_lsn()");
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             log_debug("query failed: %s", PQerrorMessage(conn));
             PQclear(r);
@@ -497,7 +500,9 @@ static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, g
         }
         int in_rec = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
         int paused = strcmp(PQgetvalue(r, 0, 1), "paused") == 0;
-        snprintf(res->replay_ts, sizeof(res->replay_ts), "%s", PQgetvalue(r, 0, 2));
+        res->replay_ts[0] = '\0';
+        if (!PQgetisnull(r, 0, 2))
+            timefmt_utc_us(res->replay_ts, sizeof(res->replay_ts), strtoll(PQgetvalue(r, 0, 2), NULL, 10));
         snprintf(res->replay_lsn, sizeof(res->replay_lsn), "%s", PQgetvalue(r, 0, 3));
         PQclear(r);
         if (o->standby && in_rec) {
@@ -707,7 +712,7 @@ static int build_settings(const pitr_opts *o, const plan *p, const strbuf *cmd, 
 {
     char stamp[32];
 
-    repo_format_time(stamp, sizeof(stamp), (int64_t)time(NULL));
+    timefmt_utc(stamp, sizeof(stamp), (int64_t)time(NULL));
     if (strbuf_appendf(out, "# recovery settings written by ragsafe-pitr restore at %s\n"
                             "restore_command = ", stamp) != 0 ||
         strbuf_append_conf_quoted(out, cmd->buf) != 0 || strbuf_append(out, "\n") != 0)
