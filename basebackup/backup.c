@@ -420,8 +420,8 @@ int bb_run(const bb_opts *o)
     if (rr != 0)
         goto out;
     created_partial = 0;
-    log_info("backup \"%s\" complete: %" PRIu64 " bytes, %" PRIu64 " stored", label, bi.raw_bytes,
-             bi.stored_bytes);
+    log_info("backup \"%s\" complete: %" PRIu64 " byte%s, %" PRIu64 " stored", label, bi.raw_bytes,
+             PLURAL(bi.raw_bytes), bi.stored_bytes);
     if (o->json)
         fputs(json, stdout);
     else

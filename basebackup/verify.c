@@ -145,7 +145,7 @@ int bb_verify(const char *repo_location, const char *label)
         ret = RS_MISMATCH;
         goto out;
     }
-    log_notice("backup \"%s\" verified: %zu files intact", label, bi.nfiles);
+    log_notice("backup \"%s\" verified: %zu file%s intact", label, bi.nfiles, PLURAL(bi.nfiles));
     ret = 0;
 out:
     free(buf);

@@ -54,8 +54,8 @@ int files_list(files_ctx *x)
                                                  (json_int_t)m.n, "files", (json_int_t)nf,
                                                  "bytes", (json_int_t)bytes));
         else
-            printf("%s\t%s\t%zu files\t%llu bytes\n", m.label, m.created, nf,
-                   (unsigned long long)bytes);
+            printf("%s\t%s\t%zu file%s\t%llu byte%s\n", m.label, m.created, nf, PLURAL(nf),
+                   (unsigned long long)bytes, PLURAL(bytes));
         files_manifest_release(&m);
     }
     if (arr && ret == 0) {
@@ -153,14 +153,14 @@ int files_verify(files_ctx *x, const char *label)
     }
     objects = cas_set_count(done);
     if (bad) {
-        log_error("verify found %zu problems in %zu snapshots", bad, n);
+        log_error("verify found %zu problem%s in %zu snapshot%s", bad, PLURAL(bad), n, PLURAL(n));
         ret = RS_MISMATCH;
         goto out;
     }
     if (x->json)
         printf("{\"snapshots\":%zu,\"objects\":%zu,\"ok\":true}\n", n, objects);
     else
-        printf("ok: %zu snapshots, %zu objects verified\n", n, objects);
+        printf("ok: %zu snapshot%s, %zu object%s verified\n", n, PLURAL(n), objects, PLURAL(objects));
     ret = 0;
 out:
     cas_set_free(done);
@@ -240,8 +240,9 @@ int files_expire(files_ctx *x, const char *prefix, long keep_last, int dry_run)
     }
     if (cas_sweep(x->c, keep, dry_run, &removed, &freed) != 0)
         goto out;
-    log_info("%s %zu snapshots and %llu objects (%llu bytes)", dry_run ? "would remove" : "removed",
-             removed_snaps, (unsigned long long)removed, (unsigned long long)freed);
+    log_info("%s %zu snapshot%s and %llu object%s (%llu byte%s)", dry_run ? "would remove" : "removed",
+             removed_snaps, PLURAL(removed_snaps), (unsigned long long)removed, PLURAL(removed),
+             (unsigned long long)freed, PLURAL(freed));
     ret = 0;
 out:
     for (size_t i = 0; i < nm; i++)

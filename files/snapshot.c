@@ -336,9 +336,10 @@ int files_snapshot(files_ctx *x, const char *label, char *const *paths, size_t n
                (unsigned long long)s.stored_bytes);
     else
         printf("%s\n", m.label);
-    log_info("snapshot \"%s\": %zu entries, %llu files, %llu bytes, %llu new objects", m.label,
-             m.n, (unsigned long long)s.files, (unsigned long long)s.bytes,
-             (unsigned long long)s.new_objects);
+    log_info("snapshot \"%s\": %zu entr%s, %llu file%s, %llu byte%s, %llu new object%s", m.label,
+             m.n, m.n == 1 ? "y" : "ies", (unsigned long long)s.files, PLURAL(s.files),
+             (unsigned long long)s.bytes, PLURAL(s.bytes), (unsigned long long)s.new_objects,
+             PLURAL(s.new_objects));
     ret = 0;
 out:
     storage_lock_release(lk);

@@ -247,10 +247,10 @@ int mv_expire_cmd(const mv_opts *o)
                    "\"dry_run\":%s}\n", nexp, n - nexp, (unsigned long long)removed,
                    (unsigned long long)freed, o->dry_run ? "true" : "false");
         else
-            printf("%s %zu snapshots, kept %zu; %s %llu unreferenced objects, %s\n",
-                   o->dry_run ? "would expire" : "expired", nexp, n - nexp,
+            printf("%s %zu snapshot%s, kept %zu; %s %llu unreferenced object%s, %s\n",
+                   o->dry_run ? "would expire" : "expired", nexp, PLURAL(nexp), n - nexp,
                    o->dry_run ? "would remove" : "removed", (unsigned long long)removed,
-                   mv_bytes(freed, b));
+                   PLURAL(removed), mv_bytes(freed, b));
     }
     ret = 0;
 out:
@@ -525,10 +525,12 @@ int mv_verify_cmd(const mv_opts *o)
                    (unsigned long long)j.bytes, (unsigned long long)j.bad, missing, bad_manifests,
                    wrong_size, have_one ? (size_t)0 : unref);
         else
-            printf("verified %zu snapshots, %llu objects (%s): %llu corrupt, %zu missing, "
-                   "%zu unreadable manifests, %zu files of the wrong size%s\n",
-                   have_one ? (size_t)1 : n, (unsigned long long)j.checked, mv_bytes(j.bytes, b),
-                   (unsigned long long)j.bad, missing, bad_manifests, wrong_size,
+            printf("verified %zu snapshot%s, %llu object%s (%s): %llu corrupt, %zu missing, "
+                   "%zu unreadable manifest%s, %zu file%s of the wrong size%s\n",
+                   have_one ? (size_t)1 : n, PLURAL(have_one ? (size_t)1 : n),
+                   (unsigned long long)j.checked, PLURAL(j.checked), mv_bytes(j.bytes, b),
+                   (unsigned long long)j.bad, missing, bad_manifests, PLURAL(bad_manifests),
+                   wrong_size, PLURAL(wrong_size),
                    (!have_one && unref) ? " (some objects unreferenced: expire removes them)" : "");
     }
     ret = (j.bad || missing || bad_manifests || wrong_size) ? RS_MISMATCH : 0;

@@ -27,6 +27,7 @@ typedef struct tl_report {
     int have_segs;
     uint64_t first, last;      /* this timeline's own segments */
     char gaps[1024];
+    json_t *gaps_json;         /* [{"first":NAME,"last":NAME,"segments":N}], oldest first */
     uint64_t ngaps;
     const backup_info *window_backup;
     int have_end;
@@ -34,9 +35,10 @@ typedef struct tl_report {
     int fresh;                 /* promoted, no WAL of its own archived yet: not a gap */
 } tl_report;
 
-/* missing segments along p in [from, to], as text ranges; count returned */
+/* missing segments along p in [from, to], as text ranges and (when arr) JSON range
+ * objects; count returned */
 static uint64_t path_gaps(const inventory *inv, const timeline_path *p, uint64_t from,
-                          uint64_t to, char *out, size_t len, uint64_t *last_missing)
+                          uint64_t to, char *out, size_t len, json_t *arr, uint64_t *last_missing)
 {
     uint64_t n = 0;
     size_t l = 0;
@@ -55,6 +57,9 @@ static uint64_t path_gaps(const inventory *inv, const timeline_path *p, uint64_t
         if (l < len)
             l += (size_t)snprintf(out + l, len - l, "%s%s%s%s", l ? ", " : "", a,
                                   e > s ? ".." : "", e > s ? b : "");
+        if (arr)
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:I}", "first", a, "last", b,
+                                                 "segments", (json_int_t)(e - s + 1)));
         n += e - s + 1;
         *last_missing = e;
         s = e;
@@ -68,6 +73,9 @@ static int report_timeline(inventory *inv, uint32_t tli, tl_report *t)
     int ret = -1;
     memset(t, 0, sizeof(*t));
     t->tli = tli;
+    t->gaps_json = json_array();
+    if (!t->gaps_json)
+        return log_error("out of memory");
     if (timeline_get_path(&inv->ts, tli, &p) != 0)
         return -1;
     if (p.n > 1) {
@@ -109,7 +117,8 @@ static int report_timeline(inventory *inv, uint32_t tli, tl_report *t)
     if (from == UINT64_MAX)
         from = t->have_segs ? t->first : end;
     uint64_t last_missing = 0;
-    t->ngaps = from <= end ? path_gaps(inv, &p, from, end, t->gaps, sizeof(t->gaps), &last_missing)
+    t->ngaps = from <= end ? path_gaps(inv, &p, from, end, t->gaps, sizeof(t->gaps), t->gaps_json,
+                                       &last_missing)
                            : 0;
     if (t->fresh) {
         ret = 0; /* no restorable window of its own yet */
@@ -317,7 +326,7 @@ int cmd_info(const pitr_opts *o)
     tl_report *tl = NULL;
     tl_tree tree;
     int have_tree = 0;
-    uint32_t maxtli;
+    uint32_t maxtli = 0;
     json_t *j = NULL, *jb = NULL, *jt = NULL;
     int64_t newest = 0;
     char newest_name[WAL_NAME_LEN + 1] = "";
@@ -435,7 +444,8 @@ int cmd_info(const pitr_opts *o)
             json_object_set_new(x, "first_segment", r->have_segs ? json_string(f) : json_null());
             json_object_set_new(x, "last_segment", r->have_segs ? json_string(l) : json_null());
             json_object_set_new(x, "missing_segments", json_integer((json_int_t)r->ngaps));
-            json_object_set_new(x, "gaps", json_string(r->gaps));
+            json_object_set_new(x, "gaps", r->gaps_json);
+            r->gaps_json = NULL;
             json_t *w = json_object();
             json_object_set_new(w, "from", r->window_backup ? json_string(ws) : json_null());
             json_object_set_new(w, "from_backup", r->window_backup
@@ -457,7 +467,7 @@ int cmd_info(const pitr_opts *o)
             if (r->fresh)
                 printf(": new, no WAL archived yet");
             else
-                printf(": %" PRIu64 " segments", r->nsegs);
+                printf(": %" PRIu64 " segment%s", r->nsegs, PLURAL(r->nsegs));
             if (r->have_segs)
                 printf(" %s .. %s", f, l);
             if (nd && nd->leaf)
@@ -542,6 +552,8 @@ out:
     json_decref(j);
     json_decref(jb);
     json_decref(jt);
+    for (uint32_t t = 0; tl && t <= maxtli; t++)
+        json_decref(tl[t].gaps_json);
     free(tl);
     if (have_tree)
         tltree_release(&tree);

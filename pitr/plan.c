@@ -633,8 +633,8 @@ void plan_print(const inventory *inv, const pitr_opts *o, const plan *p)
     seg_name(inv, n2, p->last_tli, p->last_seg);
     human(h1, sizeof(h1), p->wal_bytes);
     human(h2, sizeof(h2), p->wal_raw);
-    printf("wal:             %s .. %s (%" PRIu64 " segments, %s stored, %s raw)\n", n1, n2,
-           p->nsegs, h1, h2);
+    printf("wal:             %s .. %s (%" PRIu64 " segment%s, %s stored, %s raw)\n", n1, n2,
+           p->nsegs, PLURAL(p->nsegs), h1, h2);
     human(h1, sizeof(h1), b->stored_bytes + p->wal_bytes);
     human(h2, sizeof(h2), b->raw_bytes);
     human(h3, sizeof(h3), b->stored_bytes);

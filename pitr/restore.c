@@ -1452,7 +1452,7 @@ int cmd_restore(const pitr_opts *o)
     if (delta) {
         if (delta_prune(pgdata, &m, &pruned) != 0)
             goto out;
-        log_info("removed %zu files not in the backup from \"%s\"", pruned, pgdata);
+        log_info("removed %zu file%s not in the backup from \"%s\"", pruned, PLURAL(pruned), pgdata);
     } else {
         if (state == 2) {
             if (move_aside(pgdata, aside, sizeof(aside)) != 0)
@@ -1496,15 +1496,17 @@ int cmd_restore(const pitr_opts *o)
             goto out;
         }
     }
-    log_info("extracted %llu files (%llu bytes) in %.1f s", (unsigned long long)stats.files,
-             (unsigned long long)stats.bytes, now_seconds() - t0);
+    log_info("extracted %llu file%s (%llu byte%s) in %.1f s", (unsigned long long)stats.files,
+             PLURAL(stats.files), (unsigned long long)stats.bytes, PLURAL(stats.bytes),
+             now_seconds() - t0);
     if (delta) {
         if (delta_prune_dirs(pgdata, stats.dirs, stats.ndirs, &pruned_dirs) != 0)
             goto out;
-        log_info("delta: kept %llu files (%llu bytes) that matched backup_manifest, wrote %llu; "
-                 "removed %zu directories not in the backup", (unsigned long long)stats.kept,
-                 (unsigned long long)stats.kept_bytes,
-                 (unsigned long long)(stats.files - stats.kept), pruned_dirs);
+        log_info("delta: kept %llu file%s (%llu byte%s) that matched backup_manifest, wrote %llu; "
+                 "removed %zu director%s not in the backup", (unsigned long long)stats.kept,
+                 PLURAL(stats.kept), (unsigned long long)stats.kept_bytes, PLURAL(stats.kept_bytes),
+                 (unsigned long long)(stats.files - stats.kept), pruned_dirs,
+                 pruned_dirs == 1 ? "y" : "ies");
     }
     {
         size_t missing = 0;
@@ -1515,7 +1517,7 @@ int cmd_restore(const pitr_opts *o)
                               "backup", m.files[i].path);
             }
         if (missing) {
-            log_detail("%zu files missing", missing);
+            log_detail("%zu file%s missing", missing, PLURAL(missing));
             ret = EXIT_INTEGRITY;
             goto out;
         }
@@ -1653,15 +1655,18 @@ int cmd_restore(const pitr_opts *o)
     int start_failed = 0;
     if (!o->json) {
         plan_print(&inv, o, &p);
-        printf("restored:        %s (%llu files, %llu bytes) in %.1f s, owner %s\n", pgdata,
-               (unsigned long long)stats.files, (unsigned long long)stats.bytes, t_restore, user);
+        printf("restored:        %s (%llu file%s, %llu byte%s) in %.1f s, owner %s\n", pgdata,
+               (unsigned long long)stats.files, PLURAL(stats.files), (unsigned long long)stats.bytes,
+               PLURAL(stats.bytes), t_restore, user);
         if (delta)
-            printf("delta:           kept %llu files (%llu bytes) that matched backup_manifest, "
-                   "wrote %llu files (%llu bytes), removed %zu files and %zu directories not "
-                   "in the backup\n", (unsigned long long)stats.kept,
-                   (unsigned long long)stats.kept_bytes,
-                   (unsigned long long)(stats.files - stats.kept),
-                   (unsigned long long)(stats.bytes - stats.kept_bytes), pruned, pruned_dirs);
+            printf("delta:           kept %llu file%s (%llu byte%s) that matched backup_manifest, "
+                   "wrote %llu file%s (%llu byte%s), removed %zu file%s and %zu director%s not "
+                   "in the backup\n", (unsigned long long)stats.kept, PLURAL(stats.kept),
+                   (unsigned long long)stats.kept_bytes, PLURAL(stats.kept_bytes),
+                   (unsigned long long)(stats.files - stats.kept), PLURAL(stats.files - stats.kept),
+                   (unsigned long long)(stats.bytes - stats.kept_bytes),
+                   PLURAL(stats.bytes - stats.kept_bytes), pruned, PLURAL(pruned), pruned_dirs,
+                   pruned_dirs == 1 ? "y" : "ies");
         if (moved)
             printf("old contents:    %s (kept: the rollback)\n", aside);
         for (size_t k = 0; k < nts; k++)
