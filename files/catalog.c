@@ -23,6 +23,18 @@ static void totals(const files_manifest *m, size_t *files, uint64_t *bytes)
     }
 }
 
+/* print_json -- j (taken) on stdout, one line. 0 | -1 reported. */
+static int print_json(json_t *j)
+{
+    int r = j ? json_dumpf(j, stdout, JSON_COMPACT) : -1;
+
+    json_decref(j);
+    if (r != 0)
+        return log_error("out of memory");
+    putchar('\n');
+    return 0;
+}
+
 /*
  * files_list -- one line per snapshot, "label created files bytes" (or a JSON array).
  * Reading a manifest needs the key: a wrong key is RS_MISMATCH.
@@ -157,9 +169,11 @@ int files_verify(files_ctx *x, const char *label)
         ret = RS_MISMATCH;
         goto out;
     }
-    if (x->json)
-        printf("{\"snapshots\":%zu,\"objects\":%zu,\"ok\":true}\n", n, objects);
-    else
+    if (x->json) {
+        if (print_json(json_pack("{s:I, s:I, s:b}", "snapshots", (json_int_t)n, "objects",
+                                 (json_int_t)objects, "ok", 1)) != 0)
+            goto out;
+    } else
         printf("ok: %zu snapshot%s, %zu object%s verified\n", n, PLURAL(n), objects, PLURAL(objects));
     ret = 0;
 out:

@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -328,14 +329,21 @@ int files_snapshot(files_ctx *x, const char *label, char *const *paths, size_t n
     m.n = out_n;
     if (files_manifest_save(x, &m) != 0)
         goto out;
-    if (x->json)
-        printf("{\"label\":\"%s\",\"created\":\"%s\",\"entries\":%zu,\"files\":%llu,"
-               "\"bytes\":%llu,\"new_objects\":%llu,\"stored_bytes\":%llu}\n",
-               m.label, m.created, m.n, (unsigned long long)s.files,
-               (unsigned long long)s.bytes, (unsigned long long)s.new_objects,
-               (unsigned long long)s.stored_bytes);
-    else
+    if (x->json) {
+        json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "label", m.label, "created",
+                              m.created, "entries", (json_int_t)m.n, "files", (json_int_t)s.files,
+                              "bytes", (json_int_t)s.bytes, "new_objects",
+                              (json_int_t)s.new_objects, "stored_bytes", (json_int_t)s.stored_bytes);
+        int r = j ? json_dumpf(j, stdout, JSON_COMPACT) : -1;
+        json_decref(j);
+        if (r != 0) {
+            log_error("out of memory");
+            goto out;
+        }
+        putchar('\n');
+    } else {
         printf("%s\n", m.label);
+    }
     log_info("snapshot \"%s\": %zu entr%s, %llu file%s, %llu byte%s, %llu new object%s", m.label,
              m.n, m.n == 1 ? "y" : "ies", (unsigned long long)s.files, PLURAL(s.files),
              (unsigned long long)s.bytes, PLURAL(s.bytes), (unsigned long long)s.new_objects,

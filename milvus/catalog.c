@@ -79,6 +79,18 @@ static void mv_free_all(mv_snapshot *s, size_t n)
     free(s);
 }
 
+/* mv_print_json -- j (taken) on stdout, one line. 0 | -1 reported. */
+static int mv_print_json(json_t *j)
+{
+    int r = j ? json_dumpf(j, stdout, JSON_COMPACT) : -1;
+
+    json_decref(j);
+    if (r != 0)
+        return log_error("could not build the JSON output");
+    putchar('\n');
+    return 0;
+}
+
 int mv_list_cmd(const mv_opts *o)
 {
     int ret = -1;
@@ -242,11 +254,13 @@ int mv_expire_cmd(const mv_opts *o)
         goto out;
     {
         char b[32];
-        if (o->json)
-            printf("{\"expired\":%zu,\"kept\":%zu,\"objects_removed\":%llu,\"bytes_freed\":%llu,"
-                   "\"dry_run\":%s}\n", nexp, n - nexp, (unsigned long long)removed,
-                   (unsigned long long)freed, o->dry_run ? "true" : "false");
-        else
+        if (o->json) {
+            if (mv_print_json(json_pack("{s:I, s:I, s:I, s:I, s:b}", "expired", (json_int_t)nexp,
+                                        "kept", (json_int_t)(n - nexp), "objects_removed",
+                                        (json_int_t)removed, "bytes_freed", (json_int_t)freed,
+                                        "dry_run", o->dry_run)) != 0)
+                goto out;
+        } else
             printf("%s %zu snapshot%s, kept %zu; %s %llu unreferenced object%s, %s\n",
                    o->dry_run ? "would expire" : "expired", nexp, PLURAL(nexp), n - nexp,
                    o->dry_run ? "would remove" : "removed", (unsigned long long)removed,
@@ -518,13 +532,16 @@ int mv_verify_cmd(const mv_opts *o)
         for (size_t k = 0; k < have.n; k++)
             if (!cas_set_has(ref, have.d[k]))
                 unref++;
-        if (o->json)
-            printf("{\"snapshots\":%zu,\"objects_checked\":%llu,\"bytes\":%llu,\"corrupt\":%llu,"
-                   "\"missing\":%zu,\"bad_manifests\":%zu,\"wrong_size\":%zu,\"unreferenced\":%zu}\n",
-                   have_one ? (size_t)1 : n, (unsigned long long)j.checked,
-                   (unsigned long long)j.bytes, (unsigned long long)j.bad, missing, bad_manifests,
-                   wrong_size, have_one ? (size_t)0 : unref);
-        else
+        if (o->json) {
+            if (mv_print_json(json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "snapshots",
+                                        (json_int_t)(have_one ? (size_t)1 : n), "objects_checked",
+                                        (json_int_t)j.checked, "bytes", (json_int_t)j.bytes,
+                                        "corrupt", (json_int_t)j.bad, "missing", (json_int_t)missing,
+                                        "bad_manifests", (json_int_t)bad_manifests, "wrong_size",
+                                        (json_int_t)wrong_size, "unreferenced",
+                                        (json_int_t)(have_one ? (size_t)0 : unref))) != 0)
+                goto out;
+        } else
             printf("verified %zu snapshot%s, %llu object%s (%s): %llu corrupt, %zu missing, "
                    "%zu unreadable manifest%s, %zu file%s of the wrong size%s\n",
                    have_one ? (size_t)1 : n, PLURAL(have_one ? (size_t)1 : n),

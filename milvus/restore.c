@@ -27,6 +27,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
@@ -731,8 +732,16 @@ restart:
     if (ret == 0) {
         char b[32];
         if (o->json) {
-            printf("{\"label\":\"%s\",\"files\":%zu,\"bytes\":%llu,\"elapsed_ms\":%lld}\n", s.label,
-                   j.nfiles, (unsigned long long)j.bytes, (long long)(mv_now_ms() - t0));
+            json_t *out = json_pack("{s:s, s:I, s:I, s:I}", "label", s.label, "files",
+                                    (json_int_t)j.nfiles, "bytes", (json_int_t)j.bytes, "elapsed_ms",
+                                    (json_int_t)(mv_now_ms() - t0));
+            if (!out || json_dumpf(out, stdout, JSON_COMPACT) != 0) {
+                log_error("could not build the JSON output");
+                ret = -1;
+            } else {
+                putchar('\n');
+            }
+            json_decref(out);
         } else {
             printf("restored snapshot %s: %zu file%s, %s in %.1f s\n", s.label, j.nfiles, PLURAL(j.nfiles),
                    mv_bytes(j.bytes, b), (double)(mv_now_ms() - t0) / 1000.0);
