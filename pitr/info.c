@@ -316,6 +316,34 @@ static json_t *commit_json(const walscan_record *r)
     return x;
 }
 
+/* record_json -- a restore record as --json shows it: records written before every
+ * time was RFC 3339 hold PostgreSQL's "2026-12-01 21:40:05.123456+00" in a few
+ * places; shown in today's form ("2026-12-01T21:40:05.123456Z"). A new reference. */
+static json_t *record_json(json_t *rec)
+{
+    json_t *j = json_deep_copy(rec);
+    struct {
+        const char *obj, *key;
+    } times[] = {{"planned_stop", "last_commit_time"}, {"server", "replay_timestamp"},
+                 {"target", "written"}};
+
+    for (size_t i = 0; j && i < ARRAY_LEN(times); i++) {
+        json_t *o = json_object_get(j, times[i].obj);
+        json_t *v = json_object_get(o, times[i].key);
+        char buf[TIMEFMT_US_LEN];
+        int64_t us;
+        int zone = 0;
+
+        const char *kind = json_string_value(json_object_get(o, "kind"));
+        if (i == 2 && (!kind || strcmp(kind, "time") != 0))
+            continue;
+        if (json_is_string(v) && timefmt_parse(json_string_value(v), &us, &zone) == 0 && zone &&
+            timefmt_utc_us(buf, sizeof(buf), us) == 0)
+            json_object_set_new(o, times[i].key, json_string(buf));
+    }
+    return j;
+}
+
 /* How many records the text output lists (--json lists all). */
 #define INFO_RESTORES_SHOWN 10
 
@@ -512,7 +540,7 @@ int cmd_info(const pitr_opts *o)
         json_object_set_new(j, "timelines", jt);
         json_t *jr = json_array();
         for (size_t i = 0; i < tree.nrecs; i++)
-            json_array_append(jr, (json_t *)tree.recs[i].json);
+            json_array_append_new(jr, record_json((json_t *)tree.recs[i].json));
         json_object_set_new(j, "restores", jr);
         json_t *rpo = json_object();
         json_object_set_new(rpo, "newest_segment",
