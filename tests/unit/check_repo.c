@@ -341,13 +341,13 @@ static Suite *repo_suite(void)
     tcase_add_test(tc, test_pin_big_sysid);
     tcase_add_loop_test(tc, test_bad_repo_json, 0, 3);
     tcase_add_test(tc, test_pg_control);
+    tcase_add_test(tc, test_pg_version);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("keys");
     tcase_add_loop_test(tc, test_wal_key, 0, (int)ARRAY_LEN(wal_keys));
     tcase_add_test(tc, test_wal_key_invalid);
     tcase_add_test(tc, test_wal_name_from_key_invalid);
-    tcase_add_test(tc, test_pg_version);
     suite_add_tcase(s, tc);
     return s;
 }
