@@ -1729,8 +1729,13 @@ int cmd_restore(const pitr_opts *o)
             json_object_set_new(j, "old_contents", json_string(aside));
         json_object_set_new(j, "archive_mode", json_string(o->archive_preserve ? "preserve" : "off"));
         json_object_set_new(j, "type", json_string(o->standby ? "standby" : "recovery"));
-        if (rollback.len)
-            json_object_set_new(j, "rollback", json_string(rollback.buf));
+        if (rollback.len) {
+            /* the shell lines that undo this restore, one string each */
+            json_t *rb = json_array();
+            for (char *l = rollback.buf, *nl; rb && (nl = strchr(l, '\n')) != NULL; l = nl + 1)
+                json_array_append_new(rb, json_stringn(l, (size_t)(nl - l)));
+            json_object_set_new(j, "rollback", rb);
+        }
         if (o->start && !start_failed) {
             json_t *s = json_object();
             json_object_set_new(s, "state", json_string(sr.standby ? "standby"

@@ -126,9 +126,16 @@ ok "a restore record exists" test -n "$REC"
 times_ok "restore record" "$REC"
 ok "record: the last replayed commit is an RFC 3339 time" \
     grep -Eq "$RFC" <<<"$(jq -r .server.replay_timestamp "$REC")"
+# over the stopped copy with --force: the old contents move aside, undone by the rollback
+"$PITR" restore --repo "$REPO" --pgdata "$T/copy" --target-time "$TA" --force --json >"$T/restore2.json" 2>"$T/restore2.err"
+is "restore --force --json exits 0" 0 "$?"
+times_ok "restore --force --json" "$T/restore2.json"
+is "restore --json: rollback is an array of command lines" array "$(jq -r '.rollback | type' "$T/restore2.json")"
+is "restore --json: rollback, one line each: stop, move the copy away, move the old back" 3 \
+    "$(jq '[.rollback[] | select(test("\n") | not)] | length' "$T/restore2.json")"
 "$PITR" info --repo "$REPO" --json >"$T/info2.json"
 times_ok "info --json with a restore record" "$T/info2.json"
-is "info --json lists the record" 1 "$(jq '.restores | length' "$T/info2.json")"
+is "info --json lists the records" 2 "$(jq '.restores | length' "$T/info2.json")"
 
 # --- a missing segment: gaps is an array of ranges ------------------------------------
 for i in 1 2; do pg_sql src "insert into after_ta values ($i)"; switch_wal src || exit 1; done
