@@ -196,10 +196,9 @@ int cmd_expire(const pitr_opts *o)
         putchar('\n');
     } else {
         printf("%s %" PRIu64 " backup%s and %" PRIu64 " WAL file%s (%" PRIu64 " byte%s)", verb,
-               del_backups, del_backups == 1 ? "" : "s", del_wal, del_wal == 1 ? "" : "s",
-               del_bytes, del_bytes == 1 ? "" : "s");
+               del_backups, PLURAL(del_backups), del_wal, PLURAL(del_wal), del_bytes, PLURAL(del_bytes));
         if (have_cutoff)
-            printf("; WAL kept from segment %s (the start of backup %s) on, on every timeline\n",
+            printf("; WAL kept from segment %s on (the start of backup %s), on every timeline\n",
                    first, cutoff_label);
         else
             printf("; no backup kept, WAL left alone\n");
