@@ -293,9 +293,7 @@ int files_snapshot(files_ctx *x, const char *label, char *const *paths, size_t n
     if (label) {
         snprintf(m.label, sizeof(m.label), "%s", label);
     } else {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(m.label, sizeof(m.label), "%Y%m%dT%H%M%SZ", &tm);
+        timefmt_stamp(m.label, sizeof(m.label), (int64_t)now);
     }
     timefmt_utc(m.created, sizeof(m.created), (int64_t)now);
     m.created_t = (int64_t)now;

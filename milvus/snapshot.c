@@ -37,6 +37,7 @@
 #include "milvus.h"
 #include "object.h"
 #include "repo.h"
+#include "timefmt.h"
 #include "uring.h"
 
 #define MV_BATCH 8
@@ -551,10 +552,7 @@ int mv_snapshot_cmd(const mv_opts *o)
     if (o->label != NULL) {
         s.label = strdup(o->label);
     } else {
-        struct tm tm;
-        time_t now = (time_t)s.started;
-        gmtime_r(&now, &tm);
-        strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+        timefmt_stamp(stamp, sizeof(stamp), s.started);
         s.label = strdup(stamp);
     }
     if (s.label == NULL || !mv_label_valid(s.label)) {

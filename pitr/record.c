@@ -91,10 +91,7 @@ int record_restore(inventory *inv, const pitr_opts *o, const plan *p, restore_ou
     if (!out->key[0]) {
         char stamp[20];
         uint32_t rnd = 0;
-        time_t now = (time_t)out->started;
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+        timefmt_stamp(stamp, sizeof(stamp), out->started);
         if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
             rnd = (uint32_t)getpid() ^ (uint32_t)time(NULL);
         snprintf(out->key, sizeof(out->key), RECORD_PREFIX "%s-%08x.json", stamp, rnd);
