@@ -331,7 +331,7 @@ int archive_file(const char *loc, repo **rp, uring *ur, const char *path, const 
     }
     if (ret != 0)
         goto out;
-    log_info("archived \"%s\" (%" PRIu64 " bytes) as \"%s/%s\"", name, meta.raw_size,
+    log_info("archived \"%s\" (%" PRIu64 " byte%s) as \"%s/%s\"", name, meta.raw_size, PLURAL(meta.raw_size),
              storage_location(r->st), key);
     status = EXIT_OK;
 out:

@@ -36,6 +36,7 @@
 #include "pgconn.h"
 #include "progress.h"
 #include "repo.h"
+#include "timefmt.h"
 #include "walname.h"
 
 #define MARKER_NAME "in-progress"
@@ -317,13 +318,8 @@ int bb_run(const bb_opts *o)
     t_start = (int64_t)time(NULL);
     if (o->label)
         snprintf(label, sizeof(label), "%s", o->label);
-    else {
-        time_t now = (time_t)t_start;
-        struct tm tm;
-
-        gmtime_r(&now, &tm);
-        strftime(label, sizeof(label), "%Y%m%dT%H%M%SZ", &tm);
-    }
+    else
+        timefmt_stamp(label, sizeof(label), (int64_t)t_start);
     snprintf(prefix, sizeof(prefix), "backups/%s.partial", label);
     snprintf(final_prefix, sizeof(final_prefix), "backups/%s", label);
 

@@ -601,7 +601,8 @@ static int do_archive(stream_state *ss)
         goto out;
     arc->raw_bytes = ss->raw;
     arc->stored_bytes = ss->stored;
-    log_info("stored \"%s\": %" PRIu64 " bytes, %" PRIu64 " compressed", key, ss->raw, ss->stored);
+    log_info("stored \"%s\": %" PRIu64 " byte%s, %" PRIu64 " compressed", key, ss->raw, PLURAL(ss->raw),
+             ss->stored);
     ret = 0;
 out:
     if (ret != 0)
@@ -814,7 +815,8 @@ int bb_stream_check_manifest(const bb_stream *s, const manifest *m)
                   bad == 1 ? "" : "s");
         return RS_MISMATCH;
     }
-    log_info("%zu files match the backup manifest", s->nmembers);
+    log_info("%zu file%s match%s the backup manifest", s->nmembers, PLURAL(s->nmembers),
+             s->nmembers == 1 ? "es" : "");
     return 0;
 }
 

@@ -169,11 +169,11 @@ int bb_verify(const char *repo_location, const char *label, int progress_opt)
         goto out;
     }
     if (nfiles > 0)
-        snprintf(files, sizeof(files), "%zu file%s checked", nfiles, nfiles == 1 ? "" : "s");
+        snprintf(files, sizeof(files), "%zu file%s checked", nfiles, PLURAL(nfiles));
     else /* a backup.json without a backup_manifest: nothing counts the data files */
         snprintf(files, sizeof(files), "the data files not counted (no backup_manifest)");
     log_notice("backup \"%s\" verified: %s (%zu stored object%s intact)", label, files, bi.nfiles,
-               bi.nfiles == 1 ? "" : "s");
+               PLURAL(bi.nfiles));
     ret = 0;
 out:
     progress_release(&pg);

@@ -23,6 +23,18 @@ static void totals(const files_manifest *m, size_t *files, uint64_t *bytes)
     }
 }
 
+/* print_json -- j (taken) on stdout, one line. 0 | -1 reported. */
+static int print_json(json_t *j)
+{
+    int r = j ? json_dumpf(j, stdout, JSON_COMPACT) : -1;
+
+    json_decref(j);
+    if (r != 0)
+        return log_error("out of memory");
+    putchar('\n');
+    return 0;
+}
+
 /*
  * files_list -- one line per snapshot, "label created files bytes" (or a JSON array).
  * Reading a manifest needs the key: a wrong key is RS_MISMATCH.
@@ -54,8 +66,8 @@ int files_list(files_ctx *x)
                                                  (json_int_t)m.n, "files", (json_int_t)nf,
                                                  "bytes", (json_int_t)bytes));
         else
-            printf("%s\t%s\t%zu files\t%llu bytes\n", m.label, m.created, nf,
-                   (unsigned long long)bytes);
+            printf("%s\t%s\t%zu file%s\t%llu byte%s\n", m.label, m.created, nf, PLURAL(nf),
+                   (unsigned long long)bytes, PLURAL(bytes));
         files_manifest_release(&m);
     }
     if (arr && ret == 0) {
@@ -153,14 +165,16 @@ int files_verify(files_ctx *x, const char *label)
     }
     objects = cas_set_count(done);
     if (bad) {
-        log_error("verify found %zu problems in %zu snapshots", bad, n);
+        log_error("verify found %zu problem%s in %zu snapshot%s", bad, PLURAL(bad), n, PLURAL(n));
         ret = RS_MISMATCH;
         goto out;
     }
-    if (x->json)
-        printf("{\"snapshots\":%zu,\"objects\":%zu,\"ok\":true}\n", n, objects);
-    else
-        printf("ok: %zu snapshots, %zu objects verified\n", n, objects);
+    if (x->json) {
+        if (print_json(json_pack("{s:I, s:I, s:b}", "snapshots", (json_int_t)n, "objects",
+                                 (json_int_t)objects, "ok", 1)) != 0)
+            goto out;
+    } else
+        printf("ok: %zu snapshot%s, %zu object%s verified\n", n, PLURAL(n), objects, PLURAL(objects));
     ret = 0;
 out:
     cas_set_free(done);
@@ -240,8 +254,9 @@ int files_expire(files_ctx *x, const char *prefix, long keep_last, int dry_run)
     }
     if (cas_sweep(x->c, keep, dry_run, &removed, &freed) != 0)
         goto out;
-    log_info("%s %zu snapshots and %llu objects (%llu bytes)", dry_run ? "would remove" : "removed",
-             removed_snaps, (unsigned long long)removed, (unsigned long long)freed);
+    log_info("%s %zu snapshot%s and %llu object%s (%llu byte%s)", dry_run ? "would remove" : "removed",
+             removed_snaps, PLURAL(removed_snaps), (unsigned long long)removed, PLURAL(removed),
+             (unsigned long long)freed, PLURAL(freed));
     ret = 0;
 out:
     for (size_t i = 0; i < nm; i++)

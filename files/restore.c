@@ -367,8 +367,9 @@ int files_restore(files_ctx *x, const char *label, const char *target, int force
     if (durable_fsync_path(target) != 0)
         goto out;
     if (moved)
-        log_notice("%zu existing entries moved aside to \"%s\"", moved, aside);
-    log_info("restored snapshot \"%s\" (%zu entries) into \"%s\"", m.label, m.n, target);
+        log_notice("%zu existing entr%s moved aside to \"%s\"", moved, moved == 1 ? "y" : "ies", aside);
+    log_info("restored snapshot \"%s\" (%zu entr%s) into \"%s\"", m.label, m.n, m.n == 1 ? "y" : "ies",
+             target);
     ret = 0;
 out:
     if (stage) {

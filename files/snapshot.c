@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "files.h"
 #include "log.h"
 #include "repo.h"
+#include "timefmt.h"
 #include "walk.h"
 
 struct snap_stats {
@@ -265,11 +267,9 @@ int files_snapshot(files_ctx *x, const char *label, char *const *paths, size_t n
     if (label) {
         snprintf(m.label, sizeof(m.label), "%s", label);
     } else {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(m.label, sizeof(m.label), "%Y%m%dT%H%M%SZ", &tm);
+        timefmt_stamp(m.label, sizeof(m.label), (int64_t)now);
     }
-    repo_format_time(m.created, sizeof(m.created), (int64_t)now);
+    timefmt_utc(m.created, sizeof(m.created), (int64_t)now);
     m.created_t = (int64_t)now;
     if (!(m.base = strdup(cwd)))
         return log_error("out of memory");
@@ -301,17 +301,25 @@ int files_snapshot(files_ctx *x, const char *label, char *const *paths, size_t n
     m.n = out_n;
     if (files_manifest_save(x, &m) != 0)
         goto out;
-    if (x->json)
-        printf("{\"label\":\"%s\",\"created\":\"%s\",\"entries\":%zu,\"files\":%llu,"
-               "\"bytes\":%llu,\"new_objects\":%llu,\"stored_bytes\":%llu}\n",
-               m.label, m.created, m.n, (unsigned long long)s.files,
-               (unsigned long long)s.bytes, (unsigned long long)s.new_objects,
-               (unsigned long long)s.stored_bytes);
-    else
+    if (x->json) {
+        json_t *j = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I}", "label", m.label, "created",
+                              m.created, "entries", (json_int_t)m.n, "files", (json_int_t)s.files,
+                              "bytes", (json_int_t)s.bytes, "new_objects",
+                              (json_int_t)s.new_objects, "stored_bytes", (json_int_t)s.stored_bytes);
+        int r = j ? json_dumpf(j, stdout, JSON_COMPACT) : -1;
+        json_decref(j);
+        if (r != 0) {
+            log_error("out of memory");
+            goto out;
+        }
+        putchar('\n');
+    } else {
         printf("%s\n", m.label);
-    log_info("snapshot \"%s\": %zu entries, %llu files, %llu bytes, %llu new objects", m.label,
-             m.n, (unsigned long long)s.files, (unsigned long long)s.bytes,
-             (unsigned long long)s.new_objects);
+    }
+    log_info("snapshot \"%s\": %zu entr%s, %llu file%s, %llu byte%s, %llu new object%s", m.label,
+             m.n, m.n == 1 ? "y" : "ies", (unsigned long long)s.files, PLURAL(s.files),
+             (unsigned long long)s.bytes, PLURAL(s.bytes), (unsigned long long)s.new_objects,
+             PLURAL(s.new_objects));
     ret = 0;
 out:
     storage_lock_release(lk);

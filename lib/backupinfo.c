@@ -18,24 +18,11 @@
 #include "common.h"
 #include "log.h"
 #include "repo.h"
+#include "timefmt.h"
 #include "walname.h"
 
 #define BACKUPINFO_FORMAT 1
 #define BACKUPINFO_MAX (16u << 20)
-
-/* parse_time -- "2026-11-26T02:15:00Z" to seconds since the epoch; -1 when malformed. */
-static int parse_time(const char *s, int64_t *out)
-{
-    struct tm tm;
-    char *end;
-
-    memset(&tm, 0, sizeof(tm));
-    end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    if (!end || *end != '\0')
-        return -1;
-    *out = (int64_t)timegm(&tm);
-    return 0;
-}
 
 /* get_u64 / get_u32 / get_str / get_lsn / get_time -- one required member of root,
  * reported naming the key when missing or malformed. */
@@ -81,12 +68,17 @@ static int get_lsn(json_t *root, const char *key, uint64_t *out)
     return 0;
 }
 
+/* get_time -- an RFC 3339 time (timefmt_parse; written with "Z", any zone read) in
+ * whole seconds. A time without a zone is refused: stored times name their zone. */
 static int get_time(json_t *root, const char *key, int64_t *out)
 {
     json_t *v = json_object_get(root, key);
+    int64_t us;
+    int zone = 0;
 
-    if (!json_is_string(v) || parse_time(json_string_value(v), out) != 0)
+    if (!json_is_string(v) || timefmt_parse(json_string_value(v), &us, &zone) != 0 || !zone)
         return log_error("could not parse backup.json: bad or missing \"%s\"", key);
+    *out = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
     return 0;
 }
 
@@ -257,9 +249,9 @@ char *backupinfo_to_json(const backup_info *bi)
         walname_format(wal, bi->stop_tli, stop_segno, bi->seg_size);
         bad |= set_new(root, "stop_wal", json_string(wal));
     }
-    repo_format_time(tbuf, sizeof(tbuf), bi->start_time);
+    timefmt_utc(tbuf, sizeof(tbuf), bi->start_time);
     bad |= set_new(root, "start_time", json_string(tbuf));
-    repo_format_time(tbuf, sizeof(tbuf), bi->stop_time);
+    timefmt_utc(tbuf, sizeof(tbuf), bi->stop_time);
     bad |= set_new(root, "stop_time", json_string(tbuf));
     bad |= set_new(root, "wal_segment_size", json_integer(bi->seg_size));
     bad |= set_new(root, "raw_bytes", json_integer((json_int_t)bi->raw_bytes));

@@ -33,4 +33,7 @@ enum {
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/* "s" after a count other than 1: printf("%zu segment%s", n, PLURAL(n)) */
+#define PLURAL(n) ((n) == 1 ? "" : "s")
+
 #endif

@@ -21,6 +21,7 @@
 #include "sha256.h"
 #include "storage_s3.h"
 #include "log.h"
+#include "timefmt.h"
 #include "walname.h"
 
 const char *repo_location(const char *flag, const config *cfg)
@@ -319,12 +320,17 @@ void repo_free(repo *r)
     free(r);
 }
 
-void repo_format_time(char *out, size_t outlen, int64_t t)
+/* pg_major -- the PostgreSQL major version repo.json records: a server_version_num
+ * (150018, what older versions wrote after a base backup) is cut to its major part;
+ * none at all (0, what older versions wrote from WAL) comes from the WAL page magic,
+ * which names the major version (0xD110 is 15's, the only one ragsafe archives). */
+static uint32_t pg_major(uint32_t pg_version, uint32_t wal_magic)
 {
-    time_t tt = (time_t)t;
-    struct tm tm;
-    gmtime_r(&tt, &tm);
-    strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (pg_version >= 10000)
+        return pg_version / 10000;
+    if (pg_version == 0 && wal_magic == WAL_MAGIC_PG15)
+        return 15;
+    return pg_version;
 }
 
 static int parse_info(const char *where, const char *text, size_t len, repo_info *out)
@@ -361,7 +367,8 @@ static int parse_info(const char *where, const char *text, size_t len, repo_info
     }
     out->seg_size = (uint32_t)json_integer_value(json_object_get(root, "wal_segment_size"));
     out->wal_magic = (uint32_t)json_integer_value(json_object_get(root, "wal_magic"));
-    out->pg_version = (uint32_t)json_integer_value(json_object_get(root, "pg_version"));
+    out->pg_version = pg_major((uint32_t)json_integer_value(json_object_get(root, "pg_version")),
+                               out->wal_magic);
     if (!walname_seg_size_valid(out->seg_size)) {
         log_error("could not parse \"%s\": bad wal_segment_size", where);
         goto out;
@@ -454,11 +461,12 @@ int repo_pin(repo *r, const repo_info *want)
     if (ret != 0)
         return ret;
     snprintf(sysid, sizeof(sysid), "%" PRIu64, want->sysid);
-    repo_format_time(created, sizeof(created), time(NULL));
+    timefmt_utc(created, sizeof(created), time(NULL));
     root = json_pack("{s:i, s:s, s:i, s:i, s:i, s:s, s:s}", "format", REPO_FORMAT,
                      "system_identifier", sysid, "wal_segment_size", (json_int_t)want->seg_size,
                      "wal_magic", (json_int_t)want->wal_magic, "pg_version",
-                     (json_int_t)want->pg_version, "created", created, "tool_version", RAGSAFE_VERSION);
+                     (json_int_t)pg_major(want->pg_version, want->wal_magic), "created", created,
+                     "tool_version", RAGSAFE_VERSION);
     if (root && storage_cipher(r->st) &&
         json_object_set_new(root, "encryption", record_json(storage_cipher(r->st))) != 0) {
         json_decref(root);

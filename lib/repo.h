@@ -12,9 +12,14 @@
  *
  * repo.json pins the repository to one cluster:
  *     {"format":1,"system_identifier":"7312...","wal_segment_size":16777216,
- *      "wal_magic":53520,"pg_version":150018,"created":"2026-11-26T02:15:00Z"}
- * system_identifier is a string (uint64 does not fit a JSON double). pg_version may
- * be 0 (unknown: the first writer was ragsafe-archive, which only sees WAL). The
+ *      "wal_magic":53520,"pg_version":15,"created":"2026-11-26T02:15:00Z"}
+ * system_identifier is a string (uint64 does not fit a JSON double). pg_version is
+ * the PostgreSQL major version, which a system identifier keeps for life (pg_upgrade
+ * makes a new one): from the server (server_version_num / 10000) when connected, else
+ * from the WAL page magic (0xD110: 15), which every writer sees, ragsafe-archive
+ * included. The minor version changes with each update and belongs to each backup
+ * (backup.json's server_version, 150018). Older versions wrote 0 (from WAL) or a
+ * server_version_num; reading turns both into the major version. The
  * first WAL segment creates it from its page header; a history or backup file that
  * comes first (no system identifier in it) from the data directory's
  * global/pg_control (repo_info_from_pg_control).
@@ -170,8 +175,5 @@ int repo_wal_key(const char *name, char *out, size_t outlen);
 /* The WAL file name back from a key under wal/ (strips the folder and ".zst");
  * -1 if key is not a WAL key. */
 int repo_wal_name_from_key(const char *key, char *out, size_t outlen);
-
-/* "2026-11-26T02:15:00Z" for a time_t (UTC). out holds >= 21 bytes. */
-void repo_format_time(char *out, size_t outlen, int64_t t);
 
 #endif

@@ -114,6 +114,24 @@ int timefmt_utc(char *out, size_t outlen, int64_t unix_secs)
     return 0;
 }
 
+int timefmt_utc_us(char *out, size_t outlen, int64_t unix_us)
+{
+    int64_t secs = unix_us / 1000000, frac = unix_us % 1000000;
+    time_t t;
+    struct tm tm;
+
+    if (frac < 0) {
+        frac += 1000000;
+        secs -= 1;
+    }
+    t = (time_t)secs;
+    if (!gmtime_r(&t, &tm) || outlen < TIMEFMT_US_LEN)
+        return -1;
+    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
+    return 0;
+}
+
 int timefmt_stamp(char *out, size_t outlen, int64_t unix_secs)
 {
     time_t t = (time_t)unix_secs;

@@ -17,12 +17,18 @@
 
 #define TIMEFMT_LEN 21       /* "2026-12-01T21:40:05Z" + NUL */
 #define TIMEFMT_STAMP_LEN 17 /* "20261201T214005Z" + NUL */
+#define TIMEFMT_US_LEN 28    /* "2026-12-01T21:40:05.123456Z" + NUL */
 
 /* Parse into Unix microseconds; had_zone may be NULL. -1 (not reported) when malformed. */
 int timefmt_parse(const char *s, int64_t *us, int *had_zone);
 
 /* RFC 3339 UTC of Unix seconds into out (>= TIMEFMT_LEN bytes). -1 when out is too small. */
 int timefmt_utc(char *out, size_t outlen, int64_t unix_secs);
+
+/* RFC 3339 UTC of Unix microseconds, with six fractional digits (commit and replay
+ * times, which PostgreSQL keeps to the microsecond): "2026-12-01T21:40:05.123456Z"
+ * into out (>= TIMEFMT_US_LEN bytes). -1 when out is too small. */
+int timefmt_utc_us(char *out, size_t outlen, int64_t unix_us);
 
 /* Compact UTC stamp "YYYYMMDDTHHMMSSZ" into out (>= TIMEFMT_STAMP_LEN bytes). */
 int timefmt_stamp(char *out, size_t outlen, int64_t unix_secs);

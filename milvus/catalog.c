@@ -16,6 +16,7 @@
 #include "milvus.h"
 #include "progress.h"
 #include "repo.h"
+#include "timefmt.h"
 
 /* mv_load_all -- every snapshot manifest, oldest first by start time. A manifest that
  * cannot be loaded fails the whole call (expire must not sweep what it may reference).
@@ -79,6 +80,18 @@ static void mv_free_all(mv_snapshot *s, size_t n)
     free(s);
 }
 
+/* mv_print_json -- j (taken) on stdout, one line. 0 | -1 reported. */
+static int mv_print_json(json_t *j)
+{
+    int r = j ? json_dumpf(j, stdout, JSON_COMPACT) : -1;
+
+    json_decref(j);
+    if (r != 0)
+        return log_error("could not build the JSON output");
+    putchar('\n');
+    return 0;
+}
+
 int mv_list_cmd(const mv_opts *o)
 {
     int ret = -1;
@@ -99,7 +112,7 @@ int mv_list_cmd(const mv_opts *o)
         for (size_t i = 0; arr && i < n; i++) {
             char t[32];
             json_t *vols = json_array();
-            repo_format_time(t, sizeof(t), s[i].started);
+            timefmt_utc(t, sizeof(t), s[i].started);
             for (size_t k = 0; vols && k < s[i].nvols; k++)
                 json_array_append_new(vols, json_pack("{s:s,s:s}", "name", s[i].vols[k].name,
                                                       "path", s[i].vols[k].dir));
@@ -139,7 +152,7 @@ int mv_list_cmd(const mv_opts *o)
         for (size_t i = 0; i < n; i++) {
             char t[32], b1[32], b2[32], vols[256] = "";
             size_t vl = 0;
-            repo_format_time(t, sizeof(t), s[i].started);
+            timefmt_utc(t, sizeof(t), s[i].started);
             for (size_t k = 0; k < s[i].nvols && vl < sizeof(vols); k++)
                 vl += (size_t)snprintf(vols + vl, sizeof(vols) - vl, "%s%s", k ? "," : "",
                                        s[i].vols[k].name);
@@ -242,15 +255,17 @@ int mv_expire_cmd(const mv_opts *o)
         goto out;
     {
         char b[32];
-        if (o->json)
-            printf("{\"expired\":%zu,\"kept\":%zu,\"objects_removed\":%llu,\"bytes_freed\":%llu,"
-                   "\"dry_run\":%s}\n", nexp, n - nexp, (unsigned long long)removed,
-                   (unsigned long long)freed, o->dry_run ? "true" : "false");
-        else
-            printf("%s %zu snapshots, kept %zu; %s %llu unreferenced objects, %s\n",
-                   o->dry_run ? "would expire" : "expired", nexp, n - nexp,
+        if (o->json) {
+            if (mv_print_json(json_pack("{s:I, s:I, s:I, s:I, s:b}", "expired", (json_int_t)nexp,
+                                        "kept", (json_int_t)(n - nexp), "objects_removed",
+                                        (json_int_t)removed, "bytes_freed", (json_int_t)freed,
+                                        "dry_run", o->dry_run)) != 0)
+                goto out;
+        } else
+            printf("%s %zu snapshot%s, kept %zu; %s %llu unreferenced object%s, %s\n",
+                   o->dry_run ? "would expire" : "expired", nexp, PLURAL(nexp), n - nexp,
                    o->dry_run ? "would remove" : "removed", (unsigned long long)removed,
-                   mv_bytes(freed, b));
+                   PLURAL(removed), mv_bytes(freed, b));
     }
     ret = 0;
 out:
@@ -576,17 +591,22 @@ int mv_verify_cmd(const mv_opts *o)
         for (size_t k = 0; k < have.n; k++)
             if (!cas_set_has(ref, have.d[k]))
                 unref++;
-        if (o->json)
-            printf("{\"snapshots\":%zu,\"objects_checked\":%llu,\"bytes\":%llu,\"corrupt\":%llu,"
-                   "\"missing\":%zu,\"bad_manifests\":%zu,\"wrong_size\":%zu,\"unreferenced\":%zu}\n",
-                   have_one ? (size_t)1 : n, (unsigned long long)j.checked,
-                   (unsigned long long)j.bytes, (unsigned long long)j.bad, missing, bad_manifests,
-                   wrong_size, have_one ? (size_t)0 : unref);
-        else
-            printf("verified %zu snapshots, %llu objects (%s): %llu corrupt, %zu missing, "
-                   "%zu unreadable manifests, %zu files of the wrong size%s\n",
-                   have_one ? (size_t)1 : n, (unsigned long long)j.checked, mv_bytes(j.bytes, b),
-                   (unsigned long long)j.bad, missing, bad_manifests, wrong_size,
+        if (o->json) {
+            if (mv_print_json(json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "snapshots",
+                                        (json_int_t)(have_one ? (size_t)1 : n), "objects_checked",
+                                        (json_int_t)j.checked, "bytes", (json_int_t)j.bytes,
+                                        "corrupt", (json_int_t)j.bad, "missing", (json_int_t)missing,
+                                        "bad_manifests", (json_int_t)bad_manifests, "wrong_size",
+                                        (json_int_t)wrong_size, "unreferenced",
+                                        (json_int_t)(have_one ? (size_t)0 : unref))) != 0)
+                goto out;
+        } else
+            printf("verified %zu snapshot%s, %llu object%s (%s): %llu corrupt, %zu missing, "
+                   "%zu unreadable manifest%s, %zu file%s of the wrong size%s\n",
+                   have_one ? (size_t)1 : n, PLURAL(have_one ? (size_t)1 : n),
+                   (unsigned long long)j.checked, PLURAL(j.checked), mv_bytes(j.bytes, b),
+                   (unsigned long long)j.bad, missing, bad_manifests, PLURAL(bad_manifests),
+                   wrong_size, PLURAL(wrong_size),
                    (!have_one && unref) ? " (some objects unreferenced: expire removes them)" : "");
     }
     ret = (j.bad || missing || bad_manifests || wrong_size) ? RS_MISMATCH : 0;

@@ -49,6 +49,7 @@
 #include "milvus.h"
 #include "procuse.h"
 #include "repo.h"
+#include "timefmt.h"
 
 #define MV_JOURNAL_MAX (1u << 20)
 
@@ -67,13 +68,6 @@ void mv_test_point(const char *point, long n)
         fprintf(stderr, "%s: test hook: killed at %s:%ld\n", log_progname(), point, n);
         kill(getpid(), SIGKILL);
     }
-}
-
-static void mv_utc(char *out, size_t outlen, time_t t)
-{
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, outlen, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 static int mv_put_json(storage *st, const char *key, json_t *j)
@@ -166,7 +160,7 @@ int mv_journal_write(storage *st, const char *label, const char *id, const char 
     json_t *j, *arr = json_array();
 
     mv_hostname(host, sizeof(host));
-    mv_utc(when, sizeof(when), time(NULL));
+    timefmt_utc(when, sizeof(when), (int64_t)time(NULL));
     for (size_t i = 0; arr != NULL && i < n; i++)
         if (json_array_append_new(arr, json_pack("{s:s,s:s,s:s}", "name", t[i].name, "dir",
                                                  t[i].dir, "before",
@@ -381,7 +375,7 @@ int mv_stack_mark(storage *st, const char *command)
     char host[256], when[32];
 
     mv_hostname(host, sizeof(host));
-    mv_utc(when, sizeof(when), time(NULL));
+    timefmt_utc(when, sizeof(when), (int64_t)time(NULL));
     return mv_put_json(st, MV_STOPPED_KEY,
                        json_pack("{s:s,s:I,s:s,s:s}", "host", host, "pid", (json_int_t)getpid(),
                                  "command", command, "stopped", when));

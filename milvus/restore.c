@@ -27,6 +27,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
@@ -472,12 +473,12 @@ static int mv_compare_rows(const mv_opts *o, const mv_snapshot *s)
             log_error("collection \"%s\" is missing after the restore", want->name);
             bad = 1;
         } else if (now[k].rows != want->rows) {
-            log_error("collection \"%s\" has %lld rows after the restore, the snapshot had %lld",
-                      want->name, (long long)now[k].rows, (long long)want->rows);
+            log_error("collection \"%s\" has %lld row%s after the restore, the snapshot had %lld",
+                      want->name, (long long)now[k].rows, PLURAL(now[k].rows), (long long)want->rows);
             bad = 1;
         } else {
-            log_info("collection \"%s\": %lld rows, as in the snapshot", want->name,
-                     (long long)want->rows);
+            log_info("collection \"%s\": %lld row%s, as in the snapshot", want->name,
+                     (long long)want->rows, PLURAL(want->rows));
         }
     }
     mv_collections_free(now, n);
@@ -801,10 +802,18 @@ restart:
     if (ret == 0) {
         char b[32];
         if (o->json) {
-            printf("{\"label\":\"%s\",\"files\":%zu,\"bytes\":%llu,\"elapsed_ms\":%lld}\n", s.label,
-                   j.nfiles, (unsigned long long)j.bytes, (long long)(mv_now_ms() - t0));
+            json_t *out = json_pack("{s:s, s:I, s:I, s:I}", "label", s.label, "files",
+                                    (json_int_t)j.nfiles, "bytes", (json_int_t)j.bytes, "elapsed_ms",
+                                    (json_int_t)(mv_now_ms() - t0));
+            if (!out || json_dumpf(out, stdout, JSON_COMPACT) != 0) {
+                log_error("could not build the JSON output");
+                ret = -1;
+            } else {
+                putchar('\n');
+            }
+            json_decref(out);
         } else {
-            printf("restored snapshot %s: %zu files, %s in %.1f s\n", s.label, j.nfiles,
+            printf("restored snapshot %s: %zu file%s, %s in %.1f s\n", s.label, j.nfiles, PLURAL(j.nfiles),
                    mv_bytes(j.bytes, b), (double)(mv_now_ms() - t0) / 1000.0);
             for (size_t k = 0; k < s.nvols; k++) {
                 if (sw[k].before == MV_T_FULL)

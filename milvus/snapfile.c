@@ -13,6 +13,7 @@
 #include "milvus.h"
 #include "object.h"
 #include "repo.h"
+#include "timefmt.h"
 
 #define MV_FORMAT 1
 
@@ -179,8 +180,8 @@ int mv_snapshot_to_json(const mv_snapshot *s, char **buf, size_t *len)
 
     if (bad)
         goto out;
-    repo_format_time(t1, sizeof(t1), s->started);
-    repo_format_time(t2, sizeof(t2), s->finished);
+    timefmt_utc(t1, sizeof(t1), s->started);
+    timefmt_utc(t2, sizeof(t2), s->finished);
     bad |= mv_json_set(root, "format", json_integer(MV_FORMAT));
     bad |= mv_json_set(root, "tool", json_string("ragsafe-milvus"));
     bad |= mv_json_set(root, "tool_version", json_string(RAGSAFE_VERSION));

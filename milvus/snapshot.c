@@ -37,6 +37,7 @@
 #include "milvus.h"
 #include "object.h"
 #include "repo.h"
+#include "timefmt.h"
 #include "uring.h"
 
 #define MV_BATCH 8
@@ -430,7 +431,7 @@ static int mv_store_all(const mv_opts *o, storage *st, mv_snapshot *s, const mv_
     qsort(j.files, j.nfiles, sizeof(*j.files), mv_fileref_cmp);
     if ((size_t)jobs > j.nfiles)
         jobs = j.nfiles > 0 ? (int)j.nfiles : 1;
-    log_info("storing %zu files on %d threads", j.nfiles, jobs);
+    log_info("storing %zu file%s on %d thread%s", j.nfiles, PLURAL(j.nfiles), jobs, PLURAL(jobs));
     int64_t ts = mv_now_ms();
     if (mv_parallel(jobs, mv_store_worker, &j) != 0)
         goto out;
@@ -525,8 +526,8 @@ static void mv_print_report(const mv_opts *o, const mv_snapshot *s, int64_t elap
     printf("  files %llu, directories %llu, symlinks %llu, %s\n",
            (unsigned long long)s->stats.files, (unsigned long long)s->stats.dirs,
            (unsigned long long)s->stats.symlinks, mv_bytes(s->stats.bytes, b1));
-    printf("  new: %llu objects, %s (%s stored); reused: %s\n",
-           (unsigned long long)s->stats.new_objects, mv_bytes(s->stats.new_bytes, b2),
+    printf("  new: %llu object%s, %s (%s stored); reused: %s\n",
+           (unsigned long long)s->stats.new_objects, PLURAL(s->stats.new_objects), mv_bytes(s->stats.new_bytes, b2),
            mv_bytes(s->stats.stored_bytes, b3), mv_bytes(s->stats.reused_bytes, b4));
     printf("  milvus down for %.1f s; total %.1f s\n", (double)s->downtime_ms / 1000.0,
            (double)elapsed_ms / 1000.0);
@@ -534,7 +535,8 @@ static void mv_print_report(const mv_opts *o, const mv_snapshot *s, int64_t elap
         printf("  postgresql restore point \"%s\" at %s\n", s->pg_restore_point, s->pg_lsn);
     if (s->have_milvus)
         for (size_t i = 0; i < s->ncolls; i++)
-            printf("  collection %s: %lld rows\n", s->colls[i].name, (long long)s->colls[i].rows);
+            printf("  collection %s: %lld row%s\n", s->colls[i].name, (long long)s->colls[i].rows,
+                   PLURAL(s->colls[i].rows));
     fflush(stdout);
 }
 
@@ -557,10 +559,7 @@ int mv_snapshot_cmd(const mv_opts *o)
     if (o->label != NULL) {
         s.label = strdup(o->label);
     } else {
-        struct tm tm;
-        time_t now = (time_t)s.started;
-        gmtime_r(&now, &tm);
-        strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+        timefmt_stamp(stamp, sizeof(stamp), s.started);
         s.label = strdup(stamp);
     }
     if (s.label == NULL || !mv_label_valid(s.label)) {
@@ -677,9 +676,10 @@ int mv_snapshot_cmd(const mv_opts *o)
             }
         }
     }
-    log_info("%llu files, %llu directories, %llu symlinks (walked in %lld ms)",
-             (unsigned long long)s.stats.files, (unsigned long long)s.stats.dirs,
-             (unsigned long long)s.stats.symlinks, (long long)(mv_now_ms() - tw));
+    log_info("%llu file%s, %llu director%s, %llu symlink%s (walked in %lld ms)",
+             (unsigned long long)s.stats.files, PLURAL(s.stats.files), (unsigned long long)s.stats.dirs,
+             s.stats.dirs == 1 ? "y" : "ies", (unsigned long long)s.stats.symlinks,
+             PLURAL(s.stats.symlinks), (long long)(mv_now_ms() - tw));
     r = mv_store_all(o, rp->st, &s, have_prev ? &prev : NULL);
     if (r != 0) {
         ret = r;

@@ -71,6 +71,7 @@
 #include "pgconn.h"
 #include "pitr.h"
 #include "strbuf.h"
+#include "timefmt.h"
 
 enum { CK_OK = 0, CK_WARN = 1, CK_FAIL = 2 };
 
@@ -1137,7 +1138,7 @@ static void check_backup_age(cctx *x)
     int64_t age = (int64_t)time(NULL) - newest->stop_time;
     fmt_age(a, sizeof(a), age);
     fmt_age(m, sizeof(m), x->max_backup_age);
-    repo_format_time(t, sizeof(t), newest->stop_time);
+    timefmt_utc(t, sizeof(t), newest->stop_time);
     if (age > x->max_backup_age) {
         ck_set(c, CK_FAIL, NULL, "the newest backup, %s, ended %s ago (%s), over the objective "
                                  "of %s (--max-backup-age)",
@@ -1214,7 +1215,7 @@ static void check_verify(cctx *x)
     }
     int64_t w = (int64_t)json_integer_value(when);
     fmt_age(a, sizeof(a), (int64_t)time(NULL) - w);
-    repo_format_time(t, sizeof(t), w);
+    timefmt_utc(t, sizeof(t), w);
     if (json_is_true(intact)) {
         ck_set(c, CK_OK, NULL, "intact, %s ago (%s)", a, t);
     } else {

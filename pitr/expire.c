@@ -24,6 +24,7 @@
 #include "common.h"
 #include "log.h"
 #include "pitr.h"
+#include "timefmt.h"
 
 int cmd_expire(const pitr_opts *o)
 {
@@ -111,10 +112,14 @@ int cmd_expire(const pitr_opts *o)
         }
 
     uint64_t cutoff = 0;
+    uint32_t cutoff_tli = 0;
+    const char *cutoff_label = NULL;
     int have_cutoff = 0;
     for (size_t i = 0; i < n; i++)
         if (keep[i] && (!have_cutoff || inv.backups[i].start_lsn / inv.seg_size < cutoff)) {
             cutoff = inv.backups[i].start_lsn / inv.seg_size;
+            cutoff_tli = inv.backups[i].start_tli;
+            cutoff_label = inv.backups[i].label;
             have_cutoff = 1;
         }
 
@@ -128,7 +133,7 @@ int cmd_expire(const pitr_opts *o)
     for (size_t i = 0; i < n; i++) {
         const backup_info *b = &inv.backups[i];
         char t[32];
-        repo_format_time(t, sizeof(t), b->stop_time);
+        timefmt_utc(t, sizeof(t), b->stop_time);
         if (jb) {
             json_t *x = json_object();
             json_object_set_new(x, "label", json_string(b->label));
@@ -173,9 +178,11 @@ int cmd_expire(const pitr_opts *o)
             }
         }
     }
+    /* the oldest kept backup's first segment, a whole name (24 digits); the same
+     * segment number is kept on every timeline */
     char first[WAL_NAME_LEN + 1] = "";
     if (have_cutoff)
-        seg_name(&inv, first, 0, cutoff);
+        seg_name(&inv, first, cutoff_tli, cutoff);
     if (j) {
         json_object_set_new(j, "dry_run", json_boolean(o->dry_run));
         json_object_set_new(j, "backups", jb);
@@ -184,14 +191,15 @@ int cmd_expire(const pitr_opts *o)
         json_object_set_new(j, "wal_deleted_count", json_integer((json_int_t)del_wal));
         json_object_set_new(j, "wal_deleted_bytes", json_integer((json_int_t)del_bytes));
         json_object_set_new(j, "backups_deleted", json_integer((json_int_t)del_backups));
-        json_object_set_new(j, "wal_kept_from", have_cutoff ? json_string(first + 8) : json_null());
+        json_object_set_new(j, "wal_kept_from", have_cutoff ? json_string(first) : json_null());
         json_dumpf(j, stdout, JSON_INDENT(2));
         putchar('\n');
     } else {
-        printf("%s %" PRIu64 " backups and %" PRIu64 " WAL files (%" PRIu64 " bytes)", verb,
-               del_backups, del_wal, del_bytes);
+        printf("%s %" PRIu64 " backup%s and %" PRIu64 " WAL file%s (%" PRIu64 " byte%s)", verb,
+               del_backups, PLURAL(del_backups), del_wal, PLURAL(del_wal), del_bytes, PLURAL(del_bytes));
         if (have_cutoff)
-            printf("; WAL kept from segment %s on, every timeline\n", first + 8);
+            printf("; WAL kept from segment %s on (the start of backup %s), on every timeline\n",
+                   first, cutoff_label);
         else
             printf("; no backup kept, WAL left alone\n");
     }

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "object.h"
 #include "pitr.h"
+#include "timefmt.h"
 
 typedef struct tl_report {
     uint32_t tli;
@@ -26,6 +27,7 @@ typedef struct tl_report {
     int have_segs;
     uint64_t first, last;      /* this timeline's own segments */
     char gaps[1024];
+    json_t *gaps_json;         /* [{"first":NAME,"last":NAME,"segments":N}], oldest first */
     uint64_t ngaps;
     const backup_info *window_backup;
     int have_end;
@@ -33,9 +35,10 @@ typedef struct tl_report {
     int fresh;                 /* promoted, no WAL of its own archived yet: not a gap */
 } tl_report;
 
-/* missing segments along p in [from, to], as text ranges; count returned */
+/* missing segments along p in [from, to], as text ranges and (when arr) JSON range
+ * objects; count returned */
 static uint64_t path_gaps(const inventory *inv, const timeline_path *p, uint64_t from,
-                          uint64_t to, char *out, size_t len, uint64_t *last_missing)
+                          uint64_t to, char *out, size_t len, json_t *arr, uint64_t *last_missing)
 {
     uint64_t n = 0;
     size_t l = 0;
@@ -54,6 +57,9 @@ static uint64_t path_gaps(const inventory *inv, const timeline_path *p, uint64_t
         if (l < len)
             l += (size_t)snprintf(out + l, len - l, "%s%s%s%s", l ? ", " : "", a,
                                   e > s ? ".." : "", e > s ? b : "");
+        if (arr)
+            json_array_append_new(arr, json_pack("{s:s, s:s, s:I}", "first", a, "last", b,
+                                                 "segments", (json_int_t)(e - s + 1)));
         n += e - s + 1;
         *last_missing = e;
         s = e;
@@ -67,6 +73,9 @@ static int report_timeline(inventory *inv, uint32_t tli, tl_report *t)
     int ret = -1;
     memset(t, 0, sizeof(*t));
     t->tli = tli;
+    t->gaps_json = json_array();
+    if (!t->gaps_json)
+        return log_error("out of memory");
     if (timeline_get_path(&inv->ts, tli, &p) != 0)
         return -1;
     if (p.n > 1) {
@@ -108,7 +117,8 @@ static int report_timeline(inventory *inv, uint32_t tli, tl_report *t)
     if (from == UINT64_MAX)
         from = t->have_segs ? t->first : end;
     uint64_t last_missing = 0;
-    t->ngaps = from <= end ? path_gaps(inv, &p, from, end, t->gaps, sizeof(t->gaps), &last_missing)
+    t->ngaps = from <= end ? path_gaps(inv, &p, from, end, t->gaps, sizeof(t->gaps), t->gaps_json,
+                                       &last_missing)
                            : 0;
     if (t->fresh) {
         ret = 0; /* no restorable window of its own yet */
@@ -297,13 +307,41 @@ static json_t *commit_json(const walscan_record *r)
 {
     char ts[48], l[LSN_STR_LEN + 1];
     json_t *x = json_object();
-    walscan_format_time(ts, sizeof(ts), r->time_us);
+    timefmt_utc_us(ts, sizeof(ts), r->time_us);
     lsn_format(l, r->end_lsn);
     json_object_set_new(x, "time", json_string(ts));
     json_object_set_new(x, "xid", json_integer(r->xid));
     json_object_set_new(x, "lsn", json_string(l));
     json_object_set_new(x, "timeline", json_integer(r->tli));
     return x;
+}
+
+/* record_json -- a restore record as --json shows it: records written before every
+ * time was RFC 3339 hold PostgreSQL's "2026-12-01 21:40:05.123456+00" in a few
+ * places; shown in today's form ("2026-12-01T21:40:05.123456Z"). A new reference. */
+static json_t *record_json(json_t *rec)
+{
+    json_t *j = json_deep_copy(rec);
+    struct {
+        const char *obj, *key;
+    } times[] = {{"planned_stop", "last_commit_time"}, {"server", "replay_timestamp"},
+                 {"target", "written"}};
+
+    for (size_t i = 0; j && i < ARRAY_LEN(times); i++) {
+        json_t *o = json_object_get(j, times[i].obj);
+        json_t *v = json_object_get(o, times[i].key);
+        char buf[TIMEFMT_US_LEN];
+        int64_t us;
+        int zone = 0;
+
+        const char *kind = json_string_value(json_object_get(o, "kind"));
+        if (i == 2 && (!kind || strcmp(kind, "time") != 0))
+            continue;
+        if (json_is_string(v) && timefmt_parse(json_string_value(v), &us, &zone) == 0 && zone &&
+            timefmt_utc_us(buf, sizeof(buf), us) == 0)
+            json_object_set_new(o, times[i].key, json_string(buf));
+    }
+    return j;
 }
 
 /* How many records the text output lists (--json lists all). */
@@ -316,7 +354,7 @@ int cmd_info(const pitr_opts *o)
     tl_report *tl = NULL;
     tl_tree tree;
     int have_tree = 0;
-    uint32_t maxtli;
+    uint32_t maxtli = 0;
     json_t *j = NULL, *jb = NULL, *jt = NULL;
     int64_t newest = 0;
     char newest_name[WAL_NAME_LEN + 1] = "";
@@ -365,8 +403,8 @@ int cmd_info(const pitr_opts *o)
         const backup_info *b = &inv.backups[i];
         lsn_format(a, b->start_lsn);
         lsn_format(c, b->stop_lsn);
-        repo_format_time(t1, sizeof(t1), b->start_time);
-        repo_format_time(t2, sizeof(t2), b->stop_time);
+        timefmt_utc(t1, sizeof(t1), b->start_time);
+        timefmt_utc(t2, sizeof(t2), b->stop_time);
         if (j) {
             json_t *x = json_object();
             json_object_set_new(x, "label", json_string(b->label));
@@ -407,9 +445,9 @@ int cmd_info(const pitr_opts *o)
             seg_name(&inv, l, t, r->last);
         }
         if (r->window_backup)
-            repo_format_time(ws, sizeof(ws), r->window_backup->stop_time);
+            timefmt_utc(ws, sizeof(ws), r->window_backup->stop_time);
         if (r->have_end)
-            walscan_format_time(we, sizeof(we), r->end.time_us);
+            timefmt_utc_us(we, sizeof(we), r->end.time_us);
         lsn_format(a, r->switchpoint);
         if (j) {
             json_t *x = json_object();
@@ -434,7 +472,8 @@ int cmd_info(const pitr_opts *o)
             json_object_set_new(x, "first_segment", r->have_segs ? json_string(f) : json_null());
             json_object_set_new(x, "last_segment", r->have_segs ? json_string(l) : json_null());
             json_object_set_new(x, "missing_segments", json_integer((json_int_t)r->ngaps));
-            json_object_set_new(x, "gaps", json_string(r->gaps));
+            json_object_set_new(x, "gaps", r->gaps_json);
+            r->gaps_json = NULL;
             json_t *w = json_object();
             json_object_set_new(w, "from", r->window_backup ? json_string(ws) : json_null());
             json_object_set_new(w, "from_backup", r->window_backup
@@ -456,7 +495,7 @@ int cmd_info(const pitr_opts *o)
             if (r->fresh)
                 printf(": new, no WAL archived yet");
             else
-                printf(": %" PRIu64 " segments", r->nsegs);
+                printf(": %" PRIu64 " segment%s", r->nsegs, PLURAL(r->nsegs));
             if (r->have_segs)
                 printf(" %s .. %s", f, l);
             if (nd && nd->leaf)
@@ -469,7 +508,7 @@ int cmd_info(const pitr_opts *o)
             }
             if (nd && nd->have_commit) {
                 char ts[48];
-                walscan_format_time(ts, sizeof(ts), nd->commit.time_us);
+                timefmt_utc_us(ts, sizeof(ts), nd->commit.time_us);
                 lsn_format(c, nd->commit.end_lsn);
                 printf("    newest archived commit: %s (transaction %u, lsn %s%s)\n", ts,
                        nd->commit.xid, c, r->fresh ? ", before the fork" : "");
@@ -501,7 +540,7 @@ int cmd_info(const pitr_opts *o)
         json_object_set_new(j, "timelines", jt);
         json_t *jr = json_array();
         for (size_t i = 0; i < tree.nrecs; i++)
-            json_array_append(jr, (json_t *)tree.recs[i].json);
+            json_array_append_new(jr, record_json((json_t *)tree.recs[i].json));
         json_object_set_new(j, "restores", jr);
         json_t *rpo = json_object();
         json_object_set_new(rpo, "newest_segment",
@@ -541,6 +580,8 @@ out:
     json_decref(j);
     json_decref(jb);
     json_decref(jt);
+    for (uint32_t t = 0; tl && t <= maxtli; t++)
+        json_decref(tl[t].gaps_json);
     free(tl);
     if (have_tree)
         tltree_release(&tree);

@@ -125,11 +125,6 @@ double now_seconds(void)
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-void format_time_iso(char *out, size_t len, int64_t unix_us)
-{
-    walscan_format_time(out, len, unix_us);
-}
-
 enum {
     OPT_JSON = 256, OPT_PROMETHEUS, OPT_TTIME, OPT_TLSN, OPT_TXID, OPT_TNAME,
     OPT_TLATEST, OPT_TIMMEDIATE, OPT_TTLI, OPT_EXCL, OPT_ACTION, OPT_FORCE, OPT_TSMAP,

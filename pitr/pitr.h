@@ -306,7 +306,6 @@ int pitr_last_commit(inventory *inv, const timeline_path *p, uint64_t lo, uint64
 void record_describe(char *out, size_t len, const restore_rec *r);
 
 /* helpers (util in main.c) */
-void format_time_iso(char *out, size_t len, int64_t unix_us);
 double now_seconds(void);
 
 int cmd_info(const pitr_opts *o);

@@ -23,6 +23,7 @@
 #include "common.h"
 #include "log.h"
 #include "pitr.h"
+#include "timefmt.h"
 
 #define SCAN_STOP 100
 
@@ -164,7 +165,7 @@ void plan_release(plan *p)
 static void describe_xact(char *out, size_t len, const char *pre, const walscan_record *r)
 {
     char ts[48], lsn[LSN_STR_LEN + 1];
-    walscan_format_time(ts, sizeof(ts), r->time_us);
+    timefmt_utc_us(ts, sizeof(ts), r->time_us);
     lsn_format(lsn, r->end_lsn);
     snprintf(out, len, "%s%s of transaction %u at %s (lsn %s)", pre,
              r->kind == WALSCAN_COMMIT ? "commit" : "abort", r->xid, ts, lsn);
@@ -175,7 +176,7 @@ static void nearest_hint(const plan_scan *ps)
 {
     if (ps->have_last_xact) {
         char ts[48], lsn[LSN_STR_LEN + 1];
-        walscan_format_time(ts, sizeof(ts), ps->last_xact.time_us);
+        timefmt_utc_us(ts, sizeof(ts), ps->last_xact.time_us);
         lsn_format(lsn, ps->last_xact.end_lsn);
         log_hint("the nearest reachable target is the last archived %s before it: "
                  "--target-time '%s' (transaction %u, lsn %s)",
@@ -261,7 +262,7 @@ static void latest_warnings(inventory *inv, plan *p)
             snprintf(line, sizeof(line), "timeline %u: ", n->tli);
             if (n->have_commit) {
                 char x[160];
-                walscan_format_time(ts, sizeof(ts), n->commit.time_us);
+                timefmt_utc_us(ts, sizeof(ts), n->commit.time_us);
                 snprintf(x, sizeof(x), "newest archived commit %s (transaction %u%s)", ts,
                          n->commit.xid, n->fresh ? ", before its fork" : "");
                 append(line, sizeof(line), x);
@@ -286,7 +287,7 @@ static void latest_warnings(inventory *inv, plan *p)
     if (newest && chosen && newest != chosen &&
         (!chosen->have_commit || chosen->commit.time_us < newest->commit.time_us)) {
         char lsn[LSN_STR_LEN + 1];
-        walscan_format_time(ts, sizeof(ts), newest->commit.time_us);
+        timefmt_utc_us(ts, sizeof(ts), newest->commit.time_us);
         lsn_format(lsn, newest->commit.end_lsn);
         snprintf(all, sizeof(all),
                  "timeline %u, which \"latest\" follows, does not hold the newest archived "
@@ -398,10 +399,10 @@ int plan_make(inventory *inv, const pitr_opts *o, plan *p)
             break;
         }
         if (!b) {
-            char when[32];
-            repo_format_time(when, sizeof(when), cand[0]->stop_time + 1);
-            log_error("target unreachable: %s is before the end of the oldest usable backup",
-                      p->time_conf[0] ? p->time_conf : o->target_str);
+            char when[32], tu[TIMEFMT_US_LEN];
+            timefmt_utc(when, sizeof(when), cand[0]->stop_time + 1);
+            timefmt_utc_us(tu, sizeof(tu), o->time_us);
+            log_error("target unreachable: %s is before the end of the oldest usable backup", tu);
             log_hint("the earliest reachable target is --target-time '%s' (end of backup %s)",
                      when, cand[0]->label);
             ret = RS_NOT_FOUND;
@@ -459,12 +460,14 @@ int plan_make(inventory *inv, const pitr_opts *o, plan *p)
     }
     if (!ps.stopped && o->kind != TARGET_LATEST) {
         switch (o->kind) {
-        case TARGET_TIME:
-            log_error("target unreachable: no archived commit after %s",
-                      p->time_conf[0] ? p->time_conf : o->target_str);
+        case TARGET_TIME: {
+            char tu[TIMEFMT_US_LEN];
+            timefmt_utc_us(tu, sizeof(tu), o->time_us);
+            log_error("target unreachable: no archived commit after %s", tu);
             log_detail("recovery must see a later commit to know it reached the target time; "
                        "PostgreSQL refuses to end recovery before the target");
             break;
+        }
         case TARGET_XID:
             log_error("target unreachable: transaction %s has no commit or abort record in the "
                       "archived WAL of timeline %u from backup %s on",
@@ -530,7 +533,7 @@ int plan_make(inventory *inv, const pitr_opts *o, plan *p)
                           &ps.stop_rec);
         } else if (ps.stop_rec.kind == WALSCAN_RESTORE_POINT) {
             char ts[48];
-            walscan_format_time(ts, sizeof(ts), ps.stop_rec.time_us);
+            timefmt_utc_us(ts, sizeof(ts), ps.stop_rec.time_us);
             lsn_format(lsnbuf, ps.stop_rec.end_lsn);
             snprintf(p->stop_desc, sizeof(p->stop_desc),
                      "after restore point \"%s\" created at %s (lsn %s)", ps.stop_rec.name, ts,
@@ -570,13 +573,15 @@ static void human(char *out, size_t len, uint64_t n)
     snprintf(out, len, i ? "%.1f %s" : "%.0f %s", v, u[i]);
 }
 
-static void target_text(const pitr_opts *o, const plan *p, char *out, size_t len)
+static void target_text(const pitr_opts *o, char *out, size_t len)
 {
     switch (o->kind) {
-    case TARGET_TIME:
-        snprintf(out, len, "time '%s' = %s (UTC)%s", o->target_str, p->time_conf,
-                 o->exclusive ? ", exclusive" : "");
+    case TARGET_TIME: {
+        char tu[TIMEFMT_US_LEN];
+        timefmt_utc_us(tu, sizeof(tu), o->time_us);
+        snprintf(out, len, "time '%s' = %s%s", o->target_str, tu, o->exclusive ? ", exclusive" : "");
         break;
+    }
     case TARGET_LSN:
     case TARGET_XID:
         snprintf(out, len, "%s %s%s", target_word(o->kind), o->target_str,
@@ -607,12 +612,12 @@ void plan_print(const inventory *inv, const pitr_opts *o, const plan *p)
     char a[LSN_STR_LEN + 1], c[LSN_STR_LEN + 1], t1[32], t2[32], h1[32], h2[32], h3[32];
     char n1[WAL_NAME_LEN + 1], n2[WAL_NAME_LEN + 1], tgt[512];
 
-    target_text(o, p, tgt, sizeof(tgt));
+    target_text(o, tgt, sizeof(tgt));
     printf("target:          %s\n", tgt);
     lsn_format(a, b->start_lsn);
     lsn_format(c, b->stop_lsn);
-    repo_format_time(t1, sizeof(t1), b->start_time);
-    repo_format_time(t2, sizeof(t2), b->stop_time);
+    timefmt_utc(t1, sizeof(t1), b->start_time);
+    timefmt_utc(t2, sizeof(t2), b->stop_time);
     printf("backup:          %s (timeline %u, start %s at %s, consistent at %s, %s)\n", b->label,
            b->start_tli, a, t1, c, t2);
     printf("timeline path:  ");
@@ -628,8 +633,8 @@ void plan_print(const inventory *inv, const pitr_opts *o, const plan *p)
     seg_name(inv, n2, p->last_tli, p->last_seg);
     human(h1, sizeof(h1), p->wal_bytes);
     human(h2, sizeof(h2), p->wal_raw);
-    printf("wal:             %s .. %s (%" PRIu64 " segments, %s stored, %s raw)\n", n1, n2,
-           p->nsegs, h1, h2);
+    printf("wal:             %s .. %s (%" PRIu64 " segment%s, %s stored, %s raw)\n", n1, n2,
+           p->nsegs, PLURAL(p->nsegs), h1, h2);
     human(h1, sizeof(h1), b->stored_bytes + p->wal_bytes);
     human(h2, sizeof(h2), b->raw_bytes);
     human(h3, sizeof(h3), b->stored_bytes);
@@ -637,7 +642,7 @@ void plan_print(const inventory *inv, const pitr_opts *o, const plan *p)
     printf("recovery stops:  %s\n", p->stop_desc);
     if (p->stop_time_us) {
         char ts[48];
-        walscan_format_time(ts, sizeof(ts), p->stop_time_us);
+        timefmt_utc_us(ts, sizeof(ts), p->stop_time_us);
         printf("last replayed:   transaction %u at %s\n", p->stop_xid, ts);
     }
     for (size_t i = 0; i < b->ntablespaces; i++) {
@@ -658,8 +663,10 @@ void *plan_json(const inventory *inv, const pitr_opts *o, const plan *p)
     json_object_set_new(tgt, "kind", json_string(target_word(o->kind)));
     if (o->target_str)
         json_object_set_new(tgt, "value", json_string(o->target_str));
-    if (o->kind == TARGET_TIME)
-        json_object_set_new(tgt, "utc", json_string(p->time_conf));
+    if (o->kind == TARGET_TIME) {
+        timefmt_utc_us(ts, sizeof(ts), o->time_us);
+        json_object_set_new(tgt, "utc", json_string(ts));
+    }
     json_object_set_new(tgt, "exclusive", json_boolean(o->exclusive));
     json_object_set_new(tgt, "timeline", json_integer(p->tli));
     json_object_set_new(j, "target", tgt);
@@ -694,7 +701,7 @@ void *plan_json(const inventory *inv, const pitr_opts *o, const plan *p)
     lsn_format(a, p->stop_lsn);
     json_object_set_new(j, "stop_lsn", json_string(a));
     if (p->stop_time_us) {
-        walscan_format_time(ts, sizeof(ts), p->stop_time_us);
+        timefmt_utc_us(ts, sizeof(ts), p->stop_time_us);
         json_object_set_new(j, "last_commit_time", json_string(ts));
         json_object_set_new(j, "last_commit_xid", json_integer(p->stop_xid));
     }

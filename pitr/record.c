@@ -23,6 +23,7 @@
 #include "common.h"
 #include "log.h"
 #include "pitr.h"
+#include "timefmt.h"
 
 #define RECORD_PREFIX "restores/"
 #define RECORD_FORMAT 1
@@ -90,10 +91,7 @@ int record_restore(inventory *inv, const pitr_opts *o, const plan *p, restore_ou
     if (!out->key[0]) {
         char stamp[20];
         uint32_t rnd = 0;
-        time_t now = (time_t)out->started;
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+        timefmt_stamp(stamp, sizeof(stamp), out->started);
         if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
             rnd = (uint32_t)getpid() ^ (uint32_t)time(NULL);
         snprintf(out->key, sizeof(out->key), RECORD_PREFIX "%s-%08x.json", stamp, rnd);
@@ -101,8 +99,8 @@ int record_restore(inventory *inv, const pitr_opts *o, const plan *p, restore_ou
     gethostname(host, sizeof(host) - 1);
     struct passwd *pw = getpwuid(getuid());
     snprintf(user, sizeof(user), "%s", pw ? pw->pw_name : "?");
-    repo_format_time(t1, sizeof(t1), out->started);
-    repo_format_time(t2, sizeof(t2), (int64_t)time(NULL));
+    timefmt_utc(t1, sizeof(t1), out->started);
+    timefmt_utc(t2, sizeof(t2), (int64_t)time(NULL));
 
     j = json_object();
     char id[64];
@@ -123,7 +121,10 @@ int record_restore(inventory *inv, const pitr_opts *o, const plan *p, restore_ou
     json_object_set_new(tgt, "value", o->target_str ? json_string(o->target_str) : json_null());
     switch (o->kind) {
     case TARGET_TIME:
-        json_object_set_new(tgt, "written", json_string(p->time_conf));
+        /* the instant recovery_target_time names (postgresql.auto.conf holds it in
+         * PostgreSQL's syntax, p->time_conf) */
+        timefmt_utc_us(ts, sizeof(ts), o->time_us);
+        json_object_set_new(tgt, "written", json_string(ts));
         break;
     case TARGET_LSN:
         json_object_set_new(tgt, "written", lsn_json(o->lsn));
@@ -154,7 +155,7 @@ int record_restore(inventory *inv, const pitr_opts *o, const plan *p, restore_ou
     json_object_set_new(stop, "lsn", lsn_json(p->stop_lsn));
     json_object_set_new(stop, "timeline", json_integer(timeline_path_tli_at(&p->path, p->stop_lsn)));
     if (p->stop_time_us) {
-        walscan_format_time(ts, sizeof(ts), p->stop_time_us);
+        timefmt_utc_us(ts, sizeof(ts), p->stop_time_us);
         json_object_set_new(stop, "last_commit_time", json_string(ts));
         json_object_set_new(stop, "last_commit_xid", json_integer(p->stop_xid));
     }

@@ -556,8 +556,8 @@ int cmd_rekey(const pitr_opts *o)
         ret = pitr_status(rr);
         goto out;
     }
-    printf("rekey: done: %zu object(s) re-sealed, %zu checked; \"%s\" opens with the new key only\n",
-           run.resealed, run.seen, storage_location(r->st));
+    printf("rekey: done: %zu object%s re-sealed, %zu checked; \"%s\" opens with the new key only\n",
+           run.resealed, PLURAL(run.resealed), run.seen, storage_location(r->st));
     ret = EXIT_OK;
 out:
     storage_lock_release(rk);

@@ -36,6 +36,7 @@
 #include "log.h"
 #include "pitr.h"
 #include "strbuf.h"
+#include "timefmt.h"
 
 typedef struct ts_dest {
     uint32_t oid;
@@ -488,7 +489,9 @@ static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, g
         PGresult *r = PQexec(conn, "SELECT pg_is_in_recovery(),"
                                    /* raises "recovery is not in progress" once promoted */
                                    " CASE WHEN pg_is_in_recovery() THEN pg_get_wal_replay_pause_state() END,"
-                                   " pg_last_xact_replay_timestamp(), pg_last_wal_replay_lsn()");
+                                   /* microseconds, shown as RFC 3339 (timefmt_utc_us) */
+                                   " (extract(epoch FROM pg_last_xact_replay_timestamp()) * 1000000)::bigint,"
+                                   " pg_last_wal_replay_lsn()");
         if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             log_debug("query failed: %s", PQerrorMessage(conn));
             PQclear(r);
@@ -498,7 +501,9 @@ static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, g
         }
         int in_rec = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
         int paused = strcmp(PQgetvalue(r, 0, 1), "paused") == 0;
-        snprintf(res->replay_ts, sizeof(res->replay_ts), "%s", PQgetvalue(r, 0, 2));
+        res->replay_ts[0] = '\0';
+        if (!PQgetisnull(r, 0, 2))
+            timefmt_utc_us(res->replay_ts, sizeof(res->replay_ts), strtoll(PQgetvalue(r, 0, 2), NULL, 10));
         snprintf(res->replay_lsn, sizeof(res->replay_lsn), "%s", PQgetvalue(r, 0, 3));
         PQclear(r);
         if (o->standby && in_rec) {
@@ -696,7 +701,7 @@ static int build_settings(const pitr_opts *o, const plan *p, const strbuf *cmd, 
 {
     char stamp[32];
 
-    repo_format_time(stamp, sizeof(stamp), (int64_t)time(NULL));
+    timefmt_utc(stamp, sizeof(stamp), (int64_t)time(NULL));
     if (strbuf_appendf(out, "# recovery settings written by ragsafe-pitr restore at %s\n"
                             "restore_command = ", stamp) != 0 ||
         strbuf_append_conf_quoted(out, cmd->buf) != 0 || strbuf_append(out, "\n") != 0)
@@ -1438,7 +1443,7 @@ int cmd_restore(const pitr_opts *o)
     if (delta) {
         if (delta_prune(pgdata, &m, &pruned) != 0)
             goto out;
-        log_info("removed %zu files not in the backup from \"%s\"", pruned, pgdata);
+        log_info("removed %zu file%s not in the backup from \"%s\"", pruned, PLURAL(pruned), pgdata);
     } else {
         if (state == 2) {
             if (move_aside(pgdata, aside, sizeof(aside)) != 0)
@@ -1493,15 +1498,17 @@ int cmd_restore(const pitr_opts *o)
         }
     }
     progress_finish(&pg);
-    log_info("extracted %llu files (%llu bytes) in %.1f s", (unsigned long long)stats.files,
-             (unsigned long long)stats.bytes, now_seconds() - t0);
+    log_info("extracted %llu file%s (%llu byte%s) in %.1f s", (unsigned long long)stats.files,
+             PLURAL(stats.files), (unsigned long long)stats.bytes, PLURAL(stats.bytes),
+             now_seconds() - t0);
     if (delta) {
         if (delta_prune_dirs(pgdata, stats.dirs, stats.ndirs, &pruned_dirs) != 0)
             goto out;
-        log_info("delta: kept %llu files (%llu bytes) that matched backup_manifest, wrote %llu; "
-                 "removed %zu directories not in the backup", (unsigned long long)stats.kept,
-                 (unsigned long long)stats.kept_bytes,
-                 (unsigned long long)(stats.files - stats.kept), pruned_dirs);
+        log_info("delta: kept %llu file%s (%llu byte%s) that matched backup_manifest, wrote %llu; "
+                 "removed %zu director%s not in the backup", (unsigned long long)stats.kept,
+                 PLURAL(stats.kept), (unsigned long long)stats.kept_bytes, PLURAL(stats.kept_bytes),
+                 (unsigned long long)(stats.files - stats.kept), pruned_dirs,
+                 pruned_dirs == 1 ? "y" : "ies");
     }
     {
         size_t missing = 0;
@@ -1512,7 +1519,7 @@ int cmd_restore(const pitr_opts *o)
                               "backup", m.files[i].path);
             }
         if (missing) {
-            log_detail("%zu files missing", missing);
+            log_detail("%zu file%s missing", missing, PLURAL(missing));
             ret = EXIT_INTEGRITY;
             goto out;
         }
@@ -1650,15 +1657,18 @@ int cmd_restore(const pitr_opts *o)
     int start_failed = 0;
     if (!o->json) {
         plan_print(&inv, o, &p);
-        printf("restored:        %s (%llu files, %llu bytes) in %.1f s, owner %s\n", pgdata,
-               (unsigned long long)stats.files, (unsigned long long)stats.bytes, t_restore, user);
+        printf("restored:        %s (%llu file%s, %llu byte%s) in %.1f s, owner %s\n", pgdata,
+               (unsigned long long)stats.files, PLURAL(stats.files), (unsigned long long)stats.bytes,
+               PLURAL(stats.bytes), t_restore, user);
         if (delta)
-            printf("delta:           kept %llu files (%llu bytes) that matched backup_manifest, "
-                   "wrote %llu files (%llu bytes), removed %zu files and %zu directories not "
-                   "in the backup\n", (unsigned long long)stats.kept,
-                   (unsigned long long)stats.kept_bytes,
-                   (unsigned long long)(stats.files - stats.kept),
-                   (unsigned long long)(stats.bytes - stats.kept_bytes), pruned, pruned_dirs);
+            printf("delta:           kept %llu file%s (%llu byte%s) that matched backup_manifest, "
+                   "wrote %llu file%s (%llu byte%s), removed %zu file%s and %zu director%s not "
+                   "in the backup\n", (unsigned long long)stats.kept, PLURAL(stats.kept),
+                   (unsigned long long)stats.kept_bytes, PLURAL(stats.kept_bytes),
+                   (unsigned long long)(stats.files - stats.kept), PLURAL(stats.files - stats.kept),
+                   (unsigned long long)(stats.bytes - stats.kept_bytes),
+                   PLURAL(stats.bytes - stats.kept_bytes), pruned, PLURAL(pruned), pruned_dirs,
+                   pruned_dirs == 1 ? "y" : "ies");
         if (moved)
             printf("old contents:    %s (kept: the rollback)\n", aside);
         for (size_t k = 0; k < nts; k++)
@@ -1721,8 +1731,13 @@ int cmd_restore(const pitr_opts *o)
             json_object_set_new(j, "old_contents", json_string(aside));
         json_object_set_new(j, "archive_mode", json_string(o->archive_preserve ? "preserve" : "off"));
         json_object_set_new(j, "type", json_string(o->standby ? "standby" : "recovery"));
-        if (rollback.len)
-            json_object_set_new(j, "rollback", json_string(rollback.buf));
+        if (rollback.len) {
+            /* the shell lines that undo this restore, one string each */
+            json_t *rb = json_array();
+            for (char *l = rollback.buf, *nl; rb && (nl = strchr(l, '\n')) != NULL; l = nl + 1)
+                json_array_append_new(rb, json_stringn(l, (size_t)(nl - l)));
+            json_object_set_new(j, "rollback", rb);
+        }
         if (o->start && !start_failed) {
             json_t *s = json_object();
             json_object_set_new(s, "state", json_string(sr.standby ? "standby"

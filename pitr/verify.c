@@ -263,7 +263,7 @@ out:
         v->bad_backups++;
         log_error("backup %s is damaged", b->label);
     } else if (!v->failed) {
-        log_info("backup %s: %" PRIu64 " files intact", b->label, stats.files);
+        log_info("backup %s: %" PRIu64 " file%s intact", b->label, stats.files, PLURAL(stats.files));
     }
     if (have_m)
         manifest_release(&m);
@@ -373,8 +373,9 @@ int cmd_verify(const pitr_opts *o)
         json_decref(j);
     } else {
         printf("wal objects: %" PRIu64 " verified, %" PRIu64 " corrupt; missing segments: %" PRIu64
-               "\nbackups: %" PRIu64 " verified (%" PRIu64 " files), %" PRIu64 " damaged\n%s\n",
-               v.objects, v.bad_objects, v.missing_segments, v.backups, v.files, v.bad_backups,
+               "\nbackups: %" PRIu64 " verified (%" PRIu64 " file%s), %" PRIu64 " damaged\n%s\n",
+               v.objects, v.bad_objects, v.missing_segments, v.backups, v.files, PLURAL(v.files),
+               v.bad_backups,
                intact ? "repository intact" : "repository DAMAGED");
     }
     if (intact)

@@ -246,7 +246,8 @@ int main(int argc, char **argv)
     }
     free(tmp);
     tmp = NULL;
-    log_info("restored \"%s\" (%" PRIu64 " bytes) to \"%s\"", name, meta.raw_size, path);
+    log_info("restored \"%s\" (%" PRIu64 " byte%s) to \"%s\"", name, meta.raw_size, PLURAL(meta.raw_size),
+             path);
     status = EXIT_OK;
 out:
     prefetch_finish(pf);

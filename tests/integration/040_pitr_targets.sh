@@ -89,10 +89,10 @@ ok "plan --json stops before a later commit" grep -q "before commit" <<<"$(jq -r
 # a time without an offset is read in the local zone; the plan shows the UTC instant
 local_m2=$(TZ=Asia/Tokyo date -d "${M[2]}" '+%Y-%m-%d %H:%M:%S.%6N')
 TZ=Asia/Tokyo "$PITR" plan --repo "$REPO" --target-time "$local_m2" --json >"$T/plan_local.json"
-is "local time resolves to the same UTC instant" "$(date -u -d "${M[2]}" '+%Y-%m-%d %H:%M:%S.%6N+00')" \
+is "local time resolves to the same UTC instant" "$(date -u -d "${M[2]}" '+%Y-%m-%dT%H:%M:%S.%6NZ')" \
     "$(jq -r .target.utc "$T/plan_local.json")"
 TZ=Asia/Tokyo "$PITR" plan --repo "$REPO" --target-time "$local_m2" >"$T/plan_local.out"
-ok "plan prints the UTC instant" grep -q "= $(date -u -d "${M[2]}" '+%Y-%m-%d %H:%M:%S') *[0-9.]*+00 (UTC)" "$T/plan_local.out"
+ok "plan prints the UTC instant" grep -Eq "= $(date -u -d "${M[2]}" '+%Y-%m-%dT%H:%M:%S')\.[0-9]{6}Z" "$T/plan_local.out"
 exit_is "malformed time: usage error" 2 "$PITR" plan --repo "$REPO" --target-time "yesterday" 2>/dev/null
 exit_is "two targets: usage error" 2 "$PITR" plan --repo "$REPO" --target-latest --target-xid 5 2>/dev/null
 exit_is "no target: usage error" 2 "$PITR" plan --repo "$REPO" 2>/dev/null

@@ -175,7 +175,8 @@ is "verify with a missing segment: exit 3" 3 "$?"
 ok "verify names the missing segment" grep -q "WAL segment $mid is missing" "$T/gapv.err"
 "$PITR" info --repo "$T/repo_gap" --json >"$T/gapinfo.json" 2>/dev/null
 is "info counts the missing segment" 1 "$(jq '.timelines[] | select(.timeline == 1) | .missing_segments' "$T/gapinfo.json")"
-ok "info names the gap" grep -q "$mid" <<<"$(jq -r '.timelines[] | select(.timeline == 1) | .gaps' "$T/gapinfo.json")"
+is "info names the gap (an array of ranges)" "$mid $mid 1" \
+    "$(jq -r '.timelines[] | select(.timeline == 1) | .gaps[] | "\(.first) \(.last) \(.segments)"' "$T/gapinfo.json")"
 
 cp -a "$REPO" "$T/repo_bad"
 f=$(ls "$T/repo_bad/wal/0000000100000000/"0000000100000000000000*.zst | head -1)

@@ -77,7 +77,8 @@ ok "record: when" grep -Eq '^[0-9-]{10}T[0-9:]{8}Z$' <<<"$(jq -r .started "$REC"
 is "record: backup" "$backup" "$(jq -r .backup "$REC")"
 is "record: target kind" time "$(jq -r .target.kind "$REC")"
 is "record: target as typed" "$TA" "$(jq -r .target.value "$REC")"
-is "record: target as written" "$(grep -oP "recovery_target_time = '\K[^']+" "$T/copy/postgresql.auto.conf")" \
+is "record: target as written (the instant of recovery_target_time, RFC 3339)" \
+    "$(date -u -d "$(grep -oP "recovery_target_time = '\K[^']+" "$T/copy/postgresql.auto.conf")" '+%Y-%m-%dT%H:%M:%S.%6NZ')" \
     "$(jq -r .target.written "$REC")"
 is "record: planned stop is the plan's" "$(jq -r .stop_lsn "$T/copy.json")" "$(jq -r .planned_stop.lsn "$REC")"
 is "record: planned stop on timeline 1" 1 "$(jq -r .planned_stop.timeline "$REC")"

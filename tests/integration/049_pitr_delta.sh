@@ -113,7 +113,7 @@ is "--delta to L2 exits 0" 0 "$rc"
 DELTA=$(awk "BEGIN{printf \"%.1f\", $t1 - $t0}")
 echo "# delta over the started and damaged copy: $DELTA s (pgbench scale $SCALE)"
 grep '^delta:' "$T/delta.out" | sed 's/^/#   /'
-read -r kept written kb wb < <(sed -nE 's/^delta: *kept ([0-9]+) files \(([0-9]+) bytes\).*wrote ([0-9]+) files \(([0-9]+) bytes\).*/\1 \3 \2 \4/p' "$T/delta.out")
+read -r kept written kb wb < <(sed -nE 's/^delta: *kept ([0-9]+) files? \(([0-9]+) bytes?\).*wrote ([0-9]+) files? \(([0-9]+) bytes?\).*/\1 \3 \2 \4/p' "$T/delta.out")
 ok "the report gives kept and written files" test -n "${kept:-}" -a -n "${written:-}"
 ok "most files kept (kept $kept, written $written)" test "${kept:-0}" -gt $((10 * ${written:-1}))
 ok "the three damaged files were written, at least" test "${written:-0}" -ge 3
@@ -169,7 +169,7 @@ is "--delta over a copy with three files changed exits 0" 0 "$rc"
 DELTA2=$(awk "BEGIN{printf \"%.1f\", $t1 - $t0}")
 echo "# full $FULL s, delta $DELTA2 s (pgbench scale $SCALE, three files changed)"
 grep '^delta:' "$T/delta2.out" | sed 's/^/#   /'
-read -r kept written kb wb < <(sed -nE 's/^delta: *kept ([0-9]+) files \(([0-9]+) bytes\).*wrote ([0-9]+) files \(([0-9]+) bytes\).*/\1 \3 \2 \4/p' "$T/delta2.out")
+read -r kept written kb wb < <(sed -nE 's/^delta: *kept ([0-9]+) files? \(([0-9]+) bytes?\).*wrote ([0-9]+) files? \(([0-9]+) bytes?\).*/\1 \3 \2 \4/p' "$T/delta2.out")
 # plus postgresql.auto.conf (the recovery settings) and the backed-up socket lock file
 # (removed again: runtime state)
 is "... wrote exactly the three changed files, postgresql.auto.conf and the lock file" 5 "${written:-}"

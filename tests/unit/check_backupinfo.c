@@ -120,6 +120,32 @@ START_TEST(test_json_fields)
 }
 END_TEST
 
+/* Times are read by the one RFC 3339 parser (timefmt_parse): any zone, fractions. */
+START_TEST(test_time_zones)
+{
+    backup_info a, b;
+    char *text, *mut;
+    json_t *root;
+    json_error_t err;
+
+    sample(&a, "L1", 0x3000000);
+    text = backupinfo_to_json(&a);
+    root = json_loads(text, 0, &err);
+    ck_assert_ptr_nonnull(root);
+    json_object_set_new(root, "start_time", json_string("2026-11-26T03:15:00.5+01:00"));
+    json_object_set_new(root, "stop_time", json_string("2026-11-26t02:15:09z"));
+    mut = json_dumps(root, 0);
+    ck_assert_int_eq(backupinfo_parse(mut, strlen(mut), &b), 0);
+    ck_assert_int_eq(b.start_time, 1795659300);
+    ck_assert_int_eq(b.stop_time, 1795659309);
+    backupinfo_release(&b);
+    free(mut);
+    free(text);
+    json_decref(root);
+    backupinfo_release(&a);
+}
+END_TEST
+
 /* Each mutation of a valid document must be refused. */
 static const struct {
     const char *key;
@@ -262,6 +288,7 @@ static Suite *backupinfo_suite(void)
     tcase_add_checked_fixture(tc, tu_setup, tu_teardown);
     tcase_add_test(tc, test_roundtrip);
     tcase_add_test(tc, test_json_fields);
+    tcase_add_test(tc, test_time_zones);
     tcase_add_loop_test(tc, test_malformed, 0, (int)ARRAY_LEN(mutations));
     suite_add_tcase(s, tc);
 

@@ -65,9 +65,11 @@ START_TEST(test_pin_creates)
                      "7312345678901234567");
     ck_assert_int_eq(json_integer_value(json_object_get(j, "wal_segment_size")), 16 << 20);
     ck_assert_int_eq(json_integer_value(json_object_get(j, "wal_magic")), 0xD110);
-    ck_assert_int_eq(json_integer_value(json_object_get(j, "pg_version")), 150018);
+    /* the major version: server_version_num / 10000 */
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "pg_version")), 15);
     ck_assert(json_is_string(json_object_get(j, "created")));
     ck_assert_uint_eq(strlen(json_string_value(json_object_get(j, "created"))), 20);
+    ck_assert_int_eq(json_string_value(json_object_get(j, "created"))[19], 'Z');
     json_decref(j);
     repo_free(r);
 
@@ -80,7 +82,7 @@ START_TEST(test_pin_creates)
     ck_assert_uint_eq(r->info.sysid, SYSID);
     ck_assert_uint_eq(r->info.seg_size, 16u << 20);
     ck_assert_uint_eq(r->info.wal_magic, 0xD110);
-    ck_assert_uint_eq(r->info.pg_version, 150018);
+    ck_assert_uint_eq(r->info.pg_version, 15);
     repo_free(r);
 }
 END_TEST
@@ -234,14 +236,33 @@ START_TEST(test_wal_name_from_key_invalid)
 }
 END_TEST
 
-START_TEST(test_format_time)
+/* pg_version: ragsafe-archive knows no server version, only WAL: the page magic gives
+ * the major version; what older versions wrote (0, or 150018) reads as the major. */
+START_TEST(test_pg_version)
 {
-    char out[32];
+    repo *r = repo_open(tu_path("repo"), NULL, 1);
+    repo_info want = info(SYSID, 16u << 20, 0);
+    json_t *j;
 
-    repo_format_time(out, sizeof(out), 0);
-    ck_assert_str_eq(out, "1970-01-01T00:00:00Z");
-    repo_format_time(out, sizeof(out), 1795659300);
-    ck_assert_str_eq(out, "2026-11-26T02:15:00Z");
+    ck_assert_int_eq(repo_pin(r, &want), 0);
+    repo_free(r);
+    j = load_json();
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "pg_version")), 15);
+    json_decref(j);
+
+    static const char *old[] = {
+        "{\"format\":1,\"system_identifier\":\"7312\",\"wal_segment_size\":16777216,"
+        "\"wal_magic\":53520,\"pg_version\":0}\n",
+        "{\"format\":1,\"system_identifier\":\"7312\",\"wal_segment_size\":16777216,"
+        "\"wal_magic\":53520,\"pg_version\":150018}\n",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(old); i++) {
+        tu_write_file(tu_path("repo/repo.json"), old[i], strlen(old[i]));
+        r = repo_open(tu_path("repo"), NULL, 0);
+        ck_assert_int_eq(repo_load_info(r), 0);
+        ck_assert_uint_eq(r->info.pg_version, 15);
+        repo_free(r);
+    }
 }
 END_TEST
 
@@ -320,13 +341,13 @@ static Suite *repo_suite(void)
     tcase_add_test(tc, test_pin_big_sysid);
     tcase_add_loop_test(tc, test_bad_repo_json, 0, 3);
     tcase_add_test(tc, test_pg_control);
+    tcase_add_test(tc, test_pg_version);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("keys");
     tcase_add_loop_test(tc, test_wal_key, 0, (int)ARRAY_LEN(wal_keys));
     tcase_add_test(tc, test_wal_key_invalid);
     tcase_add_test(tc, test_wal_name_from_key_invalid);
-    tcase_add_test(tc, test_format_time);
     suite_add_tcase(s, tc);
     return s;
 }

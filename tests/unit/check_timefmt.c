@@ -82,6 +82,21 @@ START_TEST(test_format)
 }
 END_TEST
 
+START_TEST(test_format_us)
+{
+    char out[TIMEFMT_US_LEN], small[TIMEFMT_US_LEN - 1];
+    int64_t us;
+
+    ck_assert_int_eq(timefmt_utc_us(out, sizeof(out), 1796161205LL * 1000000 + 250), 0);
+    ck_assert_str_eq(out, "2026-12-01T21:40:05.000250Z");
+    ck_assert_int_eq(timefmt_parse(out, &us, NULL), 0);
+    ck_assert_int_eq(us, 1796161205LL * 1000000 + 250);
+    ck_assert_int_eq(timefmt_utc_us(out, sizeof(out), -1), 0); /* before 1970: fraction stays positive */
+    ck_assert_str_eq(out, "1969-12-31T23:59:59.999999Z");
+    ck_assert_int_eq(timefmt_utc_us(small, sizeof(small), 0), -1);
+}
+END_TEST
+
 static Suite *timefmt_suite(void)
 {
     Suite *s = suite_create("timefmt");
@@ -92,6 +107,7 @@ static Suite *timefmt_suite(void)
     tcase_add_test(tc, test_le);
     tcase_add_test(tc, test_parse);
     tcase_add_test(tc, test_format);
+    tcase_add_test(tc, test_format_us);
     suite_add_tcase(s, tc);
     return s;
 }
