@@ -16,7 +16,7 @@ static storage *st;
 static void st_setup(void)
 {
     tu_setup();
-    st = storage_open(tu_path("repo"), NULL, 1);
+    st = storage_open(tu_repo("repo"), NULL, 1);
     ck_assert_ptr_nonnull(st);
 }
 
@@ -51,20 +51,22 @@ START_TEST(test_open)
 {
     storage *s2;
 
-    /* missing root without create: NULL; with create: made */
+    /* a missing root is an error, with or without create: never made (a typo'd
+     * path must not become a new repository) */
     ck_assert_ptr_null(storage_open(tu_path("nope"), NULL, 0));
     ck_assert(!tu_exists(tu_path("nope")));
-    s2 = storage_open(tu_path("made/deep"), NULL, 1);
+    ck_assert_ptr_null(storage_open(tu_path("made/deep"), NULL, 1));
+    ck_assert(!tu_exists(tu_path("made")));
+    s2 = storage_open(tu_repo("made"), NULL, 1);
     ck_assert_ptr_nonnull(s2);
-    ck_assert(tu_exists(tu_path("made/deep")));
-    ck_assert_str_eq(storage_location(s2), tu_path("made/deep"));
+    ck_assert_str_eq(storage_location(s2), tu_path("made"));
     storage_free(s2);
 
-    /* a relative location is made absolute (the fixture chdir'd into tu_dir) */
-    s2 = storage_open("repo", NULL, 0);
-    ck_assert_ptr_nonnull(s2);
-    ck_assert_str_eq(storage_location(s2), tu_path("repo"));
-    storage_free(s2);
+    /* a relative location is refused (archive_command runs in PGDATA), even when it
+     * exists (the fixture chdir'd into tu_dir, which holds "repo"), and nothing is made */
+    ck_assert_ptr_null(storage_open("repo", NULL, 0));
+    ck_assert_ptr_null(storage_open("rel/x", NULL, 1));
+    ck_assert(!tu_exists(tu_path("rel")));
 
     /* a file is not a storage root */
     tu_write_str(tu_path("plain"), "x");
@@ -683,7 +685,7 @@ START_TEST(test_with_uring)
         unsetenv("RAGSAFE_NO_URING");
     ur = uring_new(16);
     ck_assert_ptr_nonnull(ur);
-    s2 = storage_open(tu_path("repo2"), ur, 1);
+    s2 = storage_open(tu_repo("repo2"), ur, 1);
     ck_assert_ptr_nonnull(s2);
     ck_assert_ptr_eq(storage_uring(s2), ur);
     tu_fill_random(data, len, 77);
