@@ -1,6 +1,7 @@
 /*
  * ragsafe-pitr -- the DBA's point-in-time-recovery tool.
  *
+ *     ragsafe-pitr init    [--cipher-key-file F] [--pgdata DIR | -d CONNINFO] [--owner USER]
  *     ragsafe-pitr info    [--json]
  *     ragsafe-pitr plan    TARGET
  *     ragsafe-pitr restore TARGET --pgdata DIR [--target-action A] [--force | --delta]
@@ -35,6 +36,10 @@ static void usage(FILE *out)
             "Restorable window, recovery plans, point-in-time restores, verification and\n"
             "retention for a ragsafe repository.\n\n"
             "Subcommands:\n"
+            "  init [--pgdata DIR | -d CONNINFO]   create the repository (its directory,\n"
+            "                       repo.json with the cluster's identity, the encryption\n"
+            "                       record with --cipher-key-file); the tools never create\n"
+            "                       a repository's directory themselves\n"
             "  info                 backups, WAL per timeline, restorable window, RPO\n"
             "  plan TARGET          which backup and WAL a restore to TARGET needs\n"
             "  restore TARGET --pgdata DIR   restore a data directory set up to recover\n"
@@ -71,6 +76,11 @@ static void usage(FILE *out)
             "                            (primary_conninfo via --set)\n"
             "      --no-space-check      skip the free-space check (a file system whose free\n"
             "                            space statvfs under-reports: compressed, thin)\n\n"
+            "init:\n"
+            "  -D, --pgdata DIR          record the identity of the cluster in DIR\n"
+            "                            (global/pg_control)\n"
+            "  -d, --dbname CONNINFO     record the identity of this server (IDENTIFY_SYSTEM)\n"
+            "      --owner USER          as root: owner of the new directory (postgres)\n\n"
             "expire:\n"
             "      --keep-window DURATION  every instant of this window stays restorable (7d)\n"
             "      --keep-backups DURATION keep backups younger than this (30d)\n"
@@ -265,6 +275,7 @@ int main(int argc, char **argv)
         {"target-timeline", required_argument, NULL, OPT_TTLI},
         {"exclusive", no_argument, NULL, OPT_EXCL},
         {"pgdata", required_argument, NULL, 'D'},
+        {"dbname", required_argument, NULL, 'd'},
         {"target-action", required_argument, NULL, OPT_ACTION},
         {"force", no_argument, NULL, OPT_FORCE},
         {"tablespace-map", required_argument, NULL, OPT_TSMAP},
@@ -310,7 +321,7 @@ int main(int argc, char **argv)
         argv++;
         argc--;
     }
-    while ((c = getopt_long(argc, argv, "D:vhV", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "D:d:vhV", longopts, NULL)) != -1) {
         if (repo_cli_option(&rc, c, optarg))
             continue;
         switch (c) {
@@ -360,6 +371,7 @@ int main(int argc, char **argv)
         case OPT_TTLI: ttli = optarg; break;
         case OPT_EXCL: o.exclusive = 1; break;
         case 'D': o.pgdata = optarg; break;
+        case 'd': o.conninfo = optarg; break;
         case OPT_ACTION: o.action = optarg; break;
         case OPT_FORCE: o.force = 1; break;
         case OPT_TSMAP: {
@@ -522,7 +534,9 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    if (strcmp(sub, "info") == 0) {
+    if (strcmp(sub, "init") == 0) {
+        ret = cmd_init(&o);
+    } else if (strcmp(sub, "info") == 0) {
         ret = cmd_info(&o);
     } else if (strcmp(sub, "plan") == 0) {
         ret = cmd_plan(&o);

@@ -77,6 +77,7 @@ typedef struct pitr_opts {
     long min_backups;
     int dry_run;
     const char *new_key_file; /* rekey */
+    const char *conninfo;     /* init: -d CONNINFO, the cluster whose identity to record */
 } pitr_opts;
 
 typedef struct wal_seg {
@@ -308,5 +309,7 @@ int cmd_restore(const pitr_opts *o);
 int cmd_verify(const pitr_opts *o);
 int cmd_expire(const pitr_opts *o);
 int cmd_rekey(const pitr_opts *o);
+/* init.c: create the repository (root, repo.json or the encryption record) */
+int cmd_init(const pitr_opts *o);
 
 #endif
