@@ -76,6 +76,48 @@ START_TEST(test_open)
 }
 END_TEST
 
+
+/* root on a repository another user owns: what it creates (folders, objects, lock
+ * files) belongs to the root's owner and group */
+START_TEST(test_owner_of_root)
+{
+    storage *s2;
+    storage_lock *lk = NULL;
+    struct stat sb;
+    uid_t uid;
+    gid_t gid;
+    const uid_t nobody = 65534;
+    const gid_t nogroup = 65534;
+
+    if (geteuid() != 0)
+        return; /* only root can give files away */
+    ck_assert_int_eq(chown(tu_repo("owned"), nobody, nogroup), 0);
+    s2 = storage_open(tu_path("owned"), NULL, 1);
+    ck_assert_ptr_nonnull(s2);
+    ck_assert_int_eq(storage_owner(s2, &uid, &gid), 1);
+    ck_assert_uint_eq(uid, nobody);
+    ck_assert_int_eq(storage_put(s2, "a/b/c.zst", "x", 1, 1), 0);
+    ck_assert_int_eq(storage_lock_take(s2, "backup", 1, 0, &lk), 0);
+    storage_lock_release(lk);
+    ck_assert_int_eq(storage_lock_take(s2, STORAGE_RETENTION_LOCK, 0, 0, &lk), 0);
+    storage_lock_release(lk);
+    const char *paths[] = {"owned/a", "owned/a/b", "owned/a/b/c.zst", "owned/locks",
+                           "owned/locks/backup.lock", "owned/locks/retention.lock"};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        ck_assert_msg(lstat(tu_path(paths[i]), &sb) == 0, "%s: %s", paths[i], strerror(errno));
+        ck_assert_msg(sb.st_uid == nobody && sb.st_gid == nogroup, "%s is %u:%u", paths[i],
+                      (unsigned)sb.st_uid, (unsigned)sb.st_gid);
+    }
+    storage_free(s2);
+
+    /* root's own repository: nothing to give away */
+    ck_assert_int_eq(storage_owner(st, &uid, &gid), 0);
+    ck_assert_int_eq(storage_put(st, "d/e", "x", 1, 1), 0);
+    ck_assert_int_eq(lstat(tu_path("repo/d/e"), &sb), 0);
+    ck_assert_uint_eq(sb.st_uid, 0);
+}
+END_TEST
+
 /* ---- keys ----------------------------------------------------------------------- */
 
 static const char *good_keys[] = {
@@ -712,6 +754,7 @@ static Suite *storage_suite(void)
 
     tcase_add_checked_fixture(tc, st_setup, st_teardown);
     tcase_add_test(tc, test_open);
+    tcase_add_test(tc, test_owner_of_root);
     tcase_add_test(tc, test_key_valid);
     tcase_add_loop_test(tc, test_bad_key_everywhere, 0, (int)ARRAY_LEN(bad_keys));
     suite_add_tcase(s, tc);
