@@ -41,14 +41,13 @@ exit_is "init again without --pgdata: exit 0" 0 "$PITR" init --repo "$REPO" 2>/d
 
 # --- another cluster; an encrypted repository from -d ------------------------------------
 pg_init enc || exit 1
-pg_set enc "port = 5433"
 pg_set enc "archive_mode = on"
 KEY=$T/key KEY2=$T/key2
 openssl rand -hex 32 >"$KEY" && openssl rand -hex 32 >"$KEY2" && chmod 0600 "$KEY" "$KEY2" \
     && chown postgres: "$KEY" "$KEY2"
 pg_set enc "archive_command = '$ARCH --repo $T/erepo --cipher-key-file $KEY %p %f'"
 pg_start enc || exit 1
-ECONN="host=$T/enc port=5433 user=postgres dbname=postgres"
+ECONN=$(pg_conn enc)
 exit_is "init on another cluster's repository: exit 3" 3 "$PITR" init --repo "$REPO" --pgdata "$T/enc" 2>"$T/other.err"
 ok "... names the system identifier mismatch" grep -q "system identifier mismatch" "$T/other.err"
 ok "... repo.json untouched" cmp -s "$REPO/repo.json" "$T/repo.json.saved"
@@ -57,14 +56,13 @@ exit_is "init -d CONNINFO --cipher-key-file (as postgres): exit 0" 0 \
 ok "repo.json names the server of -d" grep -q "\"system_identifier\" *: *\"$(sysid enc)\"" "$T/erepo/repo.json"
 ok "... and is encrypted" grep -q '"encryption"' "$T/erepo/repo.json"
 ok "the encrypted cluster archives into it" switch_wal enc
-exit_is "pitr info without the key: refused (exit 1)" 1 as_pg "$PITR" info --repo "$T/erepo" 2>/dev/null
+exit_is "pitr info without the key: refused (exit 3)" 3 as_pg "$PITR" info --repo "$T/erepo" 2>/dev/null
 exit_is "init with another key: refused (exit 3)" 3 as_pg "$PITR" init --repo "$T/erepo" --cipher-key-file "$KEY2" 2>/dev/null
 exit_is "init again with the key: exit 0" 0 as_pg "$PITR" init --repo "$T/erepo" --cipher-key-file "$KEY" 2>/dev/null
 # encrypted, no identity yet: cipher.json until the first segment
 exit_is "init --cipher-key-file without an identity: exit 0" 0 "$PITR" init --repo "$T/erepo2" --cipher-key-file "$KEY"
 ok "... the encryption record is there" [ -f "$T/erepo2/cipher.json" ]
 ok "... no repo.json yet" [ ! -e "$T/erepo2/repo.json" ]
-exit_is "... pitr info without the key: refused" 1 as_pg "$PITR" info --repo "$T/erepo2" 2>/dev/null
 # plain, no identity: the first segment pins it
 exit_is "init a bare repository: exit 0" 0 "$PITR" init --repo "$T/bare/deep/repo"
 SEG=$(pg_sql src "select pg_walfile_name(pg_current_wal_lsn())")
@@ -73,6 +71,11 @@ cp "$T/src/pg_wal/$ARCHIVED" "$T/seg" 2>/dev/null || as_pg "$REST" --repo "$REPO
 chown postgres: "$T/seg"
 exit_is "the first segment into the bare repository: exit 0" 0 as_pg "$ARCH" --repo "$T/bare/deep/repo" "$T/seg" "$ARCHIVED"
 ok "... pins it to its cluster" grep -q "\"system_identifier\" *: *\"$(sysid src)\"" "$T/bare/deep/repo/repo.json"
+exit_is "a segment without the key into the encrypted one (cipher.json only): refused (exit 3)" 3 \
+    as_pg "$ARCH" --repo "$T/erepo2" "$T/seg" "$ARCHIVED" 2>/dev/null
+ok "... nothing stored" [ ! -e "$T/erepo2/wal" ]
+exit_is "... with the key: exit 0" 0 as_pg "$ARCH" --repo "$T/erepo2" --cipher-key-file "$KEY" "$T/seg" "$ARCHIVED"
+ok "... repo.json now pins it, encrypted" grep -q '"encryption"' "$T/erepo2/repo.json"
 exit_is "init --pgdata of a directory that is no data directory: exit 1" 1 \
     "$PITR" init --repo "$T/nopg-repo" --pgdata "$T/bare" 2>"$T/nopg.err"
 ok "... says so" grep -q "global/pg_control" "$T/nopg.err"
@@ -104,14 +107,19 @@ exit_is "ragsafe-files snapshot, relative repo: exit 1" 1 \
 is "nothing was created in the current directory" "" "$(ls -A "$T/cwd")"
 
 # --- a typo'd absolute path: fails loudly, creates nothing ----------------------------------
-before=$(ls -A "$T")
-exit_is "ragsafe-archive into a missing root: exit 1" 1 as_pg "$ARCH" --repo "$T/rpeo" "$T/seg" "$ARCHIVED" 2>"$T/typo.err"
-ok "... names the path" grep -q "could not open repository \"$T/rpeo\"" "$T/typo.err"
+python3 "$FAKE" gen "$T/vol" --mb 1 --seed 5 >/dev/null
+mkdir "$T/parent" && chown postgres: "$T/parent"
+TYPO=$T/parent/rpeo
+before=$(ls -A "$T/parent")
+exit_is "ragsafe-archive into a missing root: exit 1" 1 as_pg "$ARCH" --repo "$TYPO" "$T/seg" "$ARCHIVED" 2>"$T/typo.err"
+ok "... names the path" grep -q "could not open repository \"$TYPO\"" "$T/typo.err"
 ok "... hint: install -d or ragsafe-pitr init" \
-    grep -q "hint: create it first: install -d -o postgres -m 0750 $T/rpeo, or ragsafe-pitr init --repo $T/rpeo" "$T/typo.err"
-exit_is "ragsafe-basebackup into a missing root: exit 1" 1 as_pg "$BB" -d "$(pg_conn src)" --repo "$T/rpeo" -c fast 2>/dev/null
-exit_is "ragsafe-files snapshot into a missing root: exit 1" 1 "$F" snapshot --repo "$T/rpeo" --key-file "$KEY" --base "$T" rel.conf 2>/dev/null
-is "... nothing was created next to it" "$before" "$(ls -A "$T")"
+    grep -q "hint: create it first: install -d -o postgres -m 0750 $TYPO, or ragsafe-pitr init --repo $TYPO" "$T/typo.err"
+exit_is "ragsafe-basebackup into a missing root: exit 1" 1 as_pg "$BB" -d "$(pg_conn src)" --repo "$TYPO" -c fast 2>/dev/null
+exit_is "ragsafe-files snapshot into a missing root: exit 1" 1 "$F" snapshot --repo "$TYPO" --key-file "$KEY" --base "$T" rel.conf 2>/dev/null
+exit_is "ragsafe-milvus snapshot into a missing root: exit 1" 1 "$MV" snapshot --repo "$TYPO" --volume "etcd=$T/vol/etcd" \
+    --volume "minio=$T/vol/minio" --volume "milvus=$T/vol/milvus" --assume-stopped --label typo 2>/dev/null
+is "... nothing was created next to it" "$before" "$(ls -A "$T/parent")"
 
 # --- root on a postgres-owned repository: everything stays postgres's ----------------------
 # a segment archived by root: PostgreSQL's own attempts fail meanwhile, it stays ready
@@ -130,7 +138,6 @@ ok "root: ragsafe-pitr expire" bash -c "'$PITR' expire --repo '$REPO' >/dev/null
 ok "root: ragsafe-pitr restore (records it in restores/)" \
     bash -c "'$PITR' restore --repo '$REPO' --pgdata '$T/r1' --target-latest >/dev/null 2>'$T/r1.err'"
 ok "... the restore record is there" bash -c "ls '$REPO/restores/' | grep -q ."
-python3 "$FAKE" gen "$T/vol" --mb 1 --seed 5 >/dev/null
 ok "root: ragsafe-milvus snapshot" bash -c "'$MV' snapshot --repo '$REPO' --volume 'etcd=$T/vol/etcd' --volume 'minio=$T/vol/minio' --volume 'milvus=$T/vol/milvus' --assume-stopped --label m1 >/dev/null 2>&1"
 mkdir -p "$T/cfg" && echo "a = 1" >"$T/cfg/app.conf"
 ok "root: ragsafe-files snapshot" bash -c "'$F' snapshot --repo '$REPO' --key-file '$KEY' --base '$T/cfg' app.conf >/dev/null 2>&1"
