@@ -970,7 +970,7 @@ int storage_lock_take(storage *st, const char *name, int exclusive, int wait, st
 {
     char key[256], *path = NULL;
     storage_lock *lk = NULL;
-    int fd = -1, ret = -1;
+    int fd = -1, ret = -1, ro = 0;
 
     *out = NULL;
     if (st->s3) {
@@ -1009,8 +1009,10 @@ int storage_lock_take(storage *st, const char *name, int exclusive, int wait, st
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     }
     /* a shared lock needs no write access: a read-only repository still locks */
-    if (fd < 0 && !exclusive && (errno == EACCES || errno == EROFS || errno == EPERM))
+    if (fd < 0 && !exclusive && (errno == EACCES || errno == EROFS || errno == EPERM)) {
         fd = open(path, O_RDONLY | O_CLOEXEC);
+        ro = 1;
+    }
     if (fd < 0 && !exclusive && (errno == EACCES || errno == EROFS || errno == EPERM)) {
         ret = RS_NOT_FOUND;
         goto out;
@@ -1019,7 +1021,7 @@ int storage_lock_take(storage *st, const char *name, int exclusive, int wait, st
         log_errno("could not open lock file \"%s\"", path);
         goto out;
     }
-    if (st->owner_uid != (uid_t)-1 && fchown(fd, st->owner_uid, st->owner_gid) != 0) {
+    if (!ro && st->owner_uid != (uid_t)-1 && fchown(fd, st->owner_uid, st->owner_gid) != 0) {
         log_errno("could not change the owner of lock file \"%s\"", path);
         goto out;
     }
