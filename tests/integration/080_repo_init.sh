@@ -144,7 +144,12 @@ ok "root: ragsafe-files snapshot" bash -c "'$F' snapshot --repo '$REPO' --key-fi
 ok "... objects of all of them are there" bash -c "[ -d '$REPO/backups/rootbb' ] && [ -d '$REPO/milvus' ] && [ -d '$REPO/files' ] && [ -d '$REPO/locks' ]"
 is "nothing in the repository is owned by another user than postgres" "" "$(find "$REPO" ! -user postgres)"
 is "... or another group" "" "$(find "$REPO" ! -group postgres)"
-ok "postgres archives again after the root runs" switch_wal src
+NSEG=$(pg_sql src "select pg_walfile_name(pg_current_wal_insert_lsn())")
+pg_sql src "insert into t values (3); select pg_switch_wal()" >/dev/null
+# (the archiver may still be in its 60 s pause after the failures above)
+ok "postgres archives again after the root runs" \
+    pg_wait_for src "select last_archived_wal >= '$NSEG' from pg_stat_archiver" t 180
+ok "... $NSEG stored by postgres" bash -c "[ \"\$(stat -c %U '$REPO/wal/${NSEG:0:16}/$NSEG.zst')\" = postgres ]"
 ok "postgres backs up again after the root runs" bash -c "runuser -u postgres -- '$BB' -d '$(pg_conn src)' --repo '$REPO' -c fast -l pgbb >/dev/null 2>'$T/pgbb.err'"
 
 # --- S3: init writes repo.json under the prefix ----------------------------------------------
