@@ -74,6 +74,7 @@ for r in $(seq "$ROUNDS"); do
     run tzst1 "$W/out.tzst" tar -I zstd -cf "$W/out.tzst" etcd minio milvus
     rm -f "$W/out.tzst"
     run cp1 "$W/cp" cp -a etcd minio milvus "$(mkdir -p "$W/cp" && echo "$W/cp")"
+    mkdir -p "$W/repo$r"   # no tool creates a repository's root
     run rs1 "$W/repo$r" snap "$W/repo$r" first
     # delete cp's 20 000 inodes only now: ext4 makes creating inodes slow for ~30 s
     # after many were freed (recently_deleted()), which would tax whoever runs next

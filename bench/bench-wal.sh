@@ -167,6 +167,7 @@ out=$B/rd/pg_wal/RECOVERYXLOG
 
 # warm-up: binaries and libraries into the page cache, nothing recorded
 s=${SEGS[0]}
+mkdir -p "$B/warm"   # no tool creates a repository's root
 "$B/bin/ragsafe-archive" --repo "$B/warm" "$B/segs/$s" "$s"
 "$B/bin/ragsafe-restore" --repo "$B/warm" "$s" "$out"; rm -f "$out"
 pgbackrest --config="$B/pgbr1.conf" --stanza=bench archive-push "$B/segs/$s" >/dev/null
@@ -174,7 +175,7 @@ pgbackrest --config="$B/pgbr1.conf" --stanza=bench archive-get "$s" "$out" >/dev
 "$B/bin/floor" "$B/segs/$s" >/dev/null
 for ((r = 1; r <= ROUNDS; r++)); do
     rm -rf "$B/pgbr$r/archive/bench/15-1/"[0-9A-F]*   # the warm-up's segment
-    mkdir -p "$B/cp$r" "$B/ad$r/pg_wal/archive_status"
+    mkdir -p "$B/cp$r" "$B/ad$r/pg_wal/archive_status" "$B/rs$r" "$B/rsnu$r" "$B/rsla$r"
     # repo.json exists before the timing starts (a segment outside the timed set)
     for rp in rs rsnu rsla; do "$B/bin/ragsafe-archive" --repo "$B/$rp$r" "$B/segs/$PIN" "$PIN"; done
     for s in "${SEGS[@]}"; do

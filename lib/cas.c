@@ -35,6 +35,8 @@ struct cas_batch {
     cas_pending *p;
     size_t n, cap;
     uint8_t dir_made[256];  /* <prefix>/<ab> directories known to exist */
+    uid_t uid;              /* storage_owner: chown what is created, (uid_t)-1: no */
+    gid_t gid;
 };
 
 struct cas {
@@ -361,8 +363,12 @@ static int cas_batch_dir(cas_batch *b, const char *key, const char *path)
         if (*p == '/' || *p == '\0') {
             char saved = *p;
             *p = '\0';
-            if (mkdir(dir, 0750) != 0 && errno != EEXIST)
+            if (mkdir(dir, 0750) == 0) {
+                if (b->uid != (uid_t)-1 && chown(dir, b->uid, b->gid) != 0)
+                    return log_errno("could not change the owner of \"%s\"", dir);
+            } else if (errno != EEXIST) {
                 return log_errno("could not create directory \"%s\"", dir);
+            }
             *p = saved;
             if (saved == '\0')
                 break;
@@ -402,6 +408,10 @@ static int cas_batch_put(cas *c, const char *key, int fd, const void *src, size_
     out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
     if (out < 0)
         return log_errno("could not create \"%s\"", tmp);
+    if (b->uid != (uid_t)-1 && fchown(out, b->uid, b->gid) != 0) {
+        log_errno("could not change the owner of \"%s\"", tmp);
+        goto out;
+    }
     if (storage_cipher(c->st) &&
         !(enc = cipher_enc_new(storage_cipher(c->st), key, cas_write_all, &out)))
         goto out;
@@ -491,6 +501,7 @@ cas_batch *cas_batch_new(storage *st)
     }
     pthread_mutex_init(&b->mu, NULL);
     b->root_fd = -1;
+    storage_owner(st, &b->uid, &b->gid);
     if (loc[0] != '/')
         return b;
     b->root = strdup(loc);

@@ -289,6 +289,18 @@ int durable_write_file(const char *path, const void *buf, size_t len, mode_t mod
 
 int durable_mkdirs(const char *path, mode_t mode)
 {
+    return durable_mkdirs_owned(path, mode, (uid_t)-1, (gid_t)-1);
+}
+
+int durable_fchown(durable_file *f, uid_t uid, gid_t gid)
+{
+    if (uid == (uid_t)-1 || fchown(f->fd, uid, gid) == 0)
+        return 0;
+    return log_errno("could not change the owner of \"%s\"", f->tmp);
+}
+
+int durable_mkdirs_owned(const char *path, mode_t mode, uid_t uid, gid_t gid)
+{
     char buf[PATH_MAX];
     struct stat st;
     size_t len = strlen(path);
@@ -311,7 +323,11 @@ int durable_mkdirs(const char *path, mode_t mode)
             *p = '\0';
             if (mkdir(buf, mode) == 0) {
                 char *parent = dir_of(buf);
-                int ret = parent ? durable_fsync_path(parent) : log_error("out of memory");
+                int ret = parent ? 0 : log_error("out of memory");
+                if (ret == 0 && uid != (uid_t)-1 && chown(buf, uid, gid) != 0)
+                    ret = log_errno("could not change the owner of \"%s\"", buf);
+                if (ret == 0)
+                    ret = durable_fsync_path(parent);
                 free(parent);
                 if (ret != 0)
                     return -1;

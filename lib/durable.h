@@ -46,6 +46,12 @@ int durable_write_file(const char *path, const void *buf, size_t len, mode_t mod
 
 /* mkdir -p; each directory created is fsync'd into its parent. */
 int durable_mkdirs(const char *path, mode_t mode);
+/* The same, each directory created chown'ed to uid:gid first (uid (uid_t)-1: left
+ * alone): root writing into a repository another user owns (storage.c). */
+int durable_mkdirs_owned(const char *path, mode_t mode, uid_t uid, gid_t gid);
+/* fchown the temp file (before the commit renames it into place); uid (uid_t)-1: a
+ * no-op. 0 | -1 (reported). */
+int durable_fchown(durable_file *f, uid_t uid, gid_t gid);
 
 /* The one no-replace rename of the code base (every commit that must never replace a
  * name goes through it): rename oldpath (a file or a directory) to newpath unless

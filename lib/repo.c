@@ -211,7 +211,6 @@ static int check_key(repo *r)
  * written by the first sealed writer; repo.json, once created, carries the same record.
  * Either way a repository is sealed or plain from its first object on.
  */
-#define CIPHER_INFO_KEY "cipher.json"
 
 /* has_objects -- 1 when anything is stored below the root, 0 when not, -1 (reported). */
 static int has_objects(repo *r)

@@ -38,6 +38,8 @@
 
 #define REPO_FORMAT 1
 #define REPO_INFO_KEY "repo.json"
+/* the encryption record of an encrypted repository that has no repo.json yet */
+#define CIPHER_INFO_KEY "cipher.json"
 
 typedef struct repo_info {
     int format;

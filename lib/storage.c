@@ -33,6 +33,8 @@ struct storage {
     s3_storage *s3; /* an S3 repository: everything goes to storage_s3.c */
     const cipher_key *ck; /* encryption at rest (storage_set_cipher) */
     const cipher_key *ck_old; /* during a key rotation: the key being replaced */
+    uid_t owner_uid;  /* run as root on another user's repository: chown what we */
+    gid_t owner_gid;  /* create to the root's owner; (uid_t)-1 otherwise */
 };
 
 struct storage_write {
@@ -106,7 +108,6 @@ struct storage_lock {
 storage *storage_open(const char *location, uring *ur, int create)
 {
     storage *st = calloc(1, sizeof(*st));
-    char cwd[PATH_MAX];
     struct stat sb;
     size_t len;
 
@@ -116,6 +117,8 @@ storage *storage_open(const char *location, uring *ur, int create)
     }
     st->ck = default_key;
     st->ck_old = default_old;
+    st->owner_uid = (uid_t)-1;
+    st->owner_gid = (gid_t)-1;
     st->ur = ur ? ur : (st->own_ur = uring_new_plain());
     if (!st->ur) {
         log_error("out of memory");
@@ -132,17 +135,16 @@ storage *storage_open(const char *location, uring *ur, int create)
             goto fail;
         return st;
     }
-    if (location[0] == '/') {
-        st->root = strdup(location);
-    } else {
-        if (!getcwd(cwd, sizeof(cwd))) {
-            log_errno("could not get the current directory");
-            goto fail;
-        }
-        st->root = malloc(strlen(cwd) + strlen(location) + 2);
-        if (st->root)
-            sprintf(st->root, "%s/%s", cwd, location);
+    if (location[0] != '/') {
+        /* archive_command runs in the data directory: a relative repository would
+         * land inside PGDATA, and in the next base backup */
+        log_error("repository \"%s\" is a relative path", location);
+        log_detail("PostgreSQL runs archive_command and restore_command in the data directory, "
+                   "so a relative repository would be created inside PGDATA");
+        log_hint("give an absolute path, e.g. --repo /var/lib/ragsafe/repo");
+        goto fail;
     }
+    st->root = strdup(location);
     if (!st->root) {
         log_error("out of memory");
         goto fail;
@@ -150,10 +152,14 @@ storage *storage_open(const char *location, uring *ur, int create)
     len = strlen(st->root);
     while (len > 1 && st->root[len - 1] == '/')
         st->root[--len] = '\0';
-    if (create && durable_mkdirs(st->root, 0750) != 0)
-        goto fail;
+    /* the root is never made here (a typo must not become a new repository) */
+    (void)create;
     if (stat(st->root, &sb) != 0) {
+        int e = errno;
         log_errno("could not open repository \"%s\"", st->root);
+        if (e == ENOENT)
+            log_hint("create it first: install -d -o postgres -m 0750 %s, or ragsafe-pitr init --repo %s",
+                     st->root, st->root);
         goto fail;
     }
     if (!S_ISDIR(sb.st_mode)) {
@@ -164,10 +170,30 @@ storage *storage_open(const char *location, uring *ur, int create)
         log_errno("could not open repository \"%s\"", st->root);
         goto fail;
     }
+    /* root on a repository of another user: what this process creates becomes that
+     * user's (storage_chown), so the next run as that user can write it */
+    if (geteuid() == 0 && sb.st_uid != 0) {
+        st->owner_uid = sb.st_uid;
+        st->owner_gid = sb.st_gid;
+    }
     return st;
 fail:
     storage_free(st);
     return NULL;
+}
+
+int storage_owner(const storage *st, uid_t *uid, gid_t *gid)
+{
+    *uid = st->owner_uid;
+    *gid = st->owner_gid;
+    return st->owner_uid != (uid_t)-1;
+}
+
+int storage_chown(const storage *st, const char *path)
+{
+    if (st->owner_uid == (uid_t)-1 || lchown(path, st->owner_uid, st->owner_gid) == 0)
+        return 0;
+    return log_errno("could not change the owner of \"%s\"", path);
 }
 
 void storage_free(storage *st)
@@ -303,7 +329,7 @@ static storage_write *write_open(storage *st, const char *key)
         return NULL;
     slash = strrchr(path, '/');
     *slash = '\0';
-    if (durable_mkdirs(path, 0750) != 0)
+    if (durable_mkdirs_owned(path, 0750, st->owner_uid, st->owner_gid) != 0)
         goto fail;
     *slash = '/';
     w = calloc(1, sizeof(*w));
@@ -313,7 +339,7 @@ static storage_write *write_open(storage *st, const char *key)
     }
     w->st = st;
     w->f = durable_open(path, st->ur, 0640);
-    if (!w->f)
+    if (!w->f || durable_fchown(w->f, st->owner_uid, st->owner_gid) != 0)
         goto fail;
     free(path);
     return w;
@@ -944,7 +970,7 @@ int storage_lock_take(storage *st, const char *name, int exclusive, int wait, st
 {
     char key[256], *path = NULL;
     storage_lock *lk = NULL;
-    int fd = -1, ret = -1;
+    int fd = -1, ret = -1, ro = 0;
 
     *out = NULL;
     if (st->s3) {
@@ -972,7 +998,8 @@ int storage_lock_take(storage *st, const char *name, int exclusive, int wait, st
         if (!dir)
             goto out;
         /* 0755, like the lock files' 0644: a reader of another user locks too */
-        if (exclusive ? durable_mkdirs(dir, 0755) != 0 : mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        if (exclusive ? durable_mkdirs_owned(dir, 0755, st->owner_uid, st->owner_gid) != 0
+                      : mkdir(dir, 0755) != 0 ? errno != EEXIST : storage_chown(st, dir) != 0) {
             if (!exclusive)
                 ret = RS_NOT_FOUND; /* read-only repository: the caller decides */
             free(dir);
@@ -982,14 +1009,20 @@ int storage_lock_take(storage *st, const char *name, int exclusive, int wait, st
         fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     }
     /* a shared lock needs no write access: a read-only repository still locks */
-    if (fd < 0 && !exclusive && (errno == EACCES || errno == EROFS || errno == EPERM))
+    if (fd < 0 && !exclusive && (errno == EACCES || errno == EROFS || errno == EPERM)) {
         fd = open(path, O_RDONLY | O_CLOEXEC);
+        ro = 1;
+    }
     if (fd < 0 && !exclusive && (errno == EACCES || errno == EROFS || errno == EPERM)) {
         ret = RS_NOT_FOUND;
         goto out;
     }
     if (fd < 0) {
         log_errno("could not open lock file \"%s\"", path);
+        goto out;
+    }
+    if (!ro && st->owner_uid != (uid_t)-1 && fchown(fd, st->owner_uid, st->owner_gid) != 0) {
+        log_errno("could not change the owner of lock file \"%s\"", path);
         goto out;
     }
     while (flock(fd, (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB)) != 0) {

@@ -34,9 +34,21 @@ typedef struct storage storage;
 typedef struct storage_write storage_write;
 typedef struct storage_read storage_read;
 
-/* location: a directory path (made absolute). create: make it if missing. Checks
- * the root is a reachable directory. NULL: reported. ur may be NULL. */
+/* location: an absolute directory path or an s3:// URL. A relative path is refused
+ * (archive_command runs in the data directory: it would land inside PGDATA), and the
+ * root is never created here: it must exist (install -d or ragsafe-pitr init), so a
+ * typo fails instead of starting a new repository; folders below it are made as
+ * needed. create: the caller means to write (kept for the callers; S3 ignores it too).
+ * Checks the root is a reachable directory. NULL: reported. ur may be NULL.
+ * Run as root on a root owned by another user, everything the storage creates
+ * (folders, objects, lock files) is chown'ed to the root's owner and group. */
 storage *storage_open(const char *location, uring *ur, int create);
+/* The owner new files must get: 1 and *uid and *gid when this process is root on a
+ * repository of another user, else 0 (uid/gid (uid_t)-1). For code that writes below
+ * the root itself (cas.c's batches). storage_chown: lchown path to that owner (a
+ * no-op when there is none). 0 | -1 (reported). */
+int storage_owner(const storage *st, uid_t *uid, gid_t *gid);
+int storage_chown(const storage *st, const char *path);
 void storage_free(storage *st);
 /* Absolute path / URL of the root, for messages and for the restore_command line. */
 const char *storage_location(const storage *st);

@@ -1,6 +1,7 @@
 /*
  * ragsafe-pitr -- the DBA's point-in-time-recovery tool.
  *
+ *     ragsafe-pitr init    [--cipher-key-file F] [--pgdata DIR | -d CONNINFO] [--owner USER]
  *     ragsafe-pitr info    [--json]
  *     ragsafe-pitr plan    TARGET
  *     ragsafe-pitr restore TARGET --pgdata DIR [--target-action A] [--force | --delta]
@@ -38,6 +39,10 @@ static void usage(FILE *out)
             "Usage: ragsafe-pitr SUBCOMMAND [OPTION]...\n"
             "Point-in-time recovery from a ragsafe repository, its verification and retention.\n\n"
             "Subcommands:\n"
+            "  init                       create the repository: its directory, repo.json with\n"
+            "                             the cluster's identity (--pgdata or -d), the encryption\n"
+            "                             record (--cipher-key-file); no tool creates a\n"
+            "                             repository's directory by itself\n"
             "  info                       backups, WAL per timeline, restorable window, RPO\n"
             "  plan TARGET                which backup and WAL a restore to TARGET needs\n"
             "  restore TARGET --pgdata DIR\n"
@@ -92,6 +97,11 @@ static void usage(FILE *out)
             "Rekey options:\n"
             "      --new-cipher-key-file FILE\n"
             "                             the new key (the current one: --cipher-key-file)\n\n"
+            "Init options:\n"
+            "  -D, --pgdata DIR           record the identity of the cluster in DIR\n"
+            "                             (global/pg_control)\n"
+            "  -d, --dbname CONNINFO      record the identity of this server (IDENTIFY_SYSTEM)\n"
+            "      --owner USER           as root: owner of the new directory (postgres)\n\n"
             "Check options (exit 0 all ok, 1 a warning, 2 a failure or a usage error):\n"
             "  -d, --dbname CONNINFO      the server (libpq string; default: \"dbname\" in the\n"
             "                             config, then PG* variables), as a superuser or a\n"
@@ -458,7 +468,9 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    if (strcmp(sub, "info") == 0) {
+    if (strcmp(sub, "init") == 0) {
+        ret = cmd_init(&o);
+    } else if (strcmp(sub, "info") == 0) {
         ret = cmd_info(&o);
     } else if (strcmp(sub, "plan") == 0) {
         ret = cmd_plan(&o);

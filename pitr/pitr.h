@@ -81,7 +81,7 @@ typedef struct pitr_opts {
     int progress;             /* PROGRESS_AUTO | PROGRESS_ON | PROGRESS_OFF */
     /* check (check.c parses these; NULL: the config file's key, else the default) */
     const struct config *cfg; /* the loaded config file (objectives) */
-    const char *conninfo;     /* -d */
+    const char *conninfo;     /* -d: check's server; init: the cluster whose identity to record */
     const char *chk_min_free, *chk_rpo, *chk_max_backup_age, *chk_max_milvus_age,
         *chk_switch_timeout;
 } pitr_opts;
@@ -317,5 +317,7 @@ int cmd_rekey(const pitr_opts *o);
 /* check: Nagios-style statuses (EXIT_OK, then these; a usage error is EXIT_USAGE = 2) */
 enum { EXIT_CHECK_WARNING = 1, EXIT_CHECK_CRITICAL = 2 };
 int cmd_check(const pitr_opts *o);
+/* init.c: create the repository (root, repo.json or the encryption record) */
+int cmd_init(const pitr_opts *o);
 
 #endif

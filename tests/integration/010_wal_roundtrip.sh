@@ -52,6 +52,7 @@ STATE_SQL="select (select sum(abalance) || ':' || count(*) from pgbench_accounts
 
 for mode in ${WAL_MODES:-uring fallback}; do
     P=p_$mode C=c_$mode R=$T/repo_$mode
+    repo_init "$R"
     if [ $mode = fallback ]; then
         envp="env RAGSAFE_NO_URING=1"; segsize=4
     else

@@ -86,6 +86,7 @@ ok "two clusters with different system identifiers" [ -n "$SYSID_A" -a "$SYSID_A
 
 for mode in uring fallback; do
     R=$T/repo-$mode
+    repo_init "$R"
     D=$T/data-$mode                    # stands in for a data directory: cwd, pg_wal/
     as_pg mkdir -p "$D/pg_wal"
     for s in "${SEGS[@]}"; do cp "$T/a.segs/$s" "$D/pg_wal/$s"; done
@@ -207,11 +208,13 @@ for mode in uring fallback; do
         in_mode $mode env RAGSAFE_REPO="$R" "$ARCH" "$D/pg_wal/$S3" "$S3"
     ok "$mode: ... and the segment is stored there" obj_matches "$R/$(wal_key "$S3")" "$T/a.segs/$S3"
     R2=$T/repo2-$mode
+    repo_init "$R2"
     printf '# ragsafe\nrepo = "%s"\ncompress-level = 1\n' "$R2" >"$T/conf-$mode"
     chown postgres: "$T/conf-$mode"
     exit_is "$mode: --config FILE names the repository" 0 in_mode $mode "$ARCH" --config "$T/conf-$mode" "$D/pg_wal/$S1" "$S1"
     ok "$mode: ... stored there and exact" obj_matches "$R2/$(wal_key "$S1")" "$T/a.segs/$S1"
     R3=$T/repo3-$mode
+    repo_init "$R3"
     exit_is "$mode: --compress-level 9" 0 in_mode $mode "$ARCH" --repo "$R3" --compress-level 9 "$D/pg_wal/$S1" "$S1"
     ok "$mode: level 9 object is exact" obj_matches "$R3/$(wal_key "$S1")" "$T/a.segs/$S1"
     ok "$mode: level 9 object is smaller than the level 1 one" \
@@ -225,6 +228,7 @@ for mode in uring fallback; do
     # two at once, so a loser may ask for a retry (1); nothing else, and never a wrong
     # object; a second pass succeeds everywhere.
     R5=$T/repo5-$mode
+    repo_init "$R5"
     pids=()
     for s in "$S1" "$S2" "$S3" "$S1" "$S2" "$S3"; do
         in_mode $mode "$ARCH" --repo "$R5" "$D/pg_wal/$s" "$s" 2>/dev/null &
@@ -247,6 +251,7 @@ for mode in uring fallback; do
     # strace is a test dependency (scripts/install-deps.sh): without it this fails
     ok "$mode: strace is installed (scripts/install-deps.sh)" command -v strace
     rm -rf "$T/repo4-$mode" "$T/strace-$mode"
+    repo_init "$T/repo4-$mode"
     exit_is "$mode: ragsafe-archive under strace: exit 0" 0 \
         in_mode $mode strace -f -qq -e trace=io_uring_setup -o "$T/strace-$mode" \
         "$ARCH" --repo "$T/repo4-$mode" "$D/pg_wal/$S1" "$S1"

@@ -80,6 +80,7 @@ chmod -R a+rX "$T/segs"
 
 for mode in uring fallback; do
     R=$T/repo-$mode
+    repo_init "$R"
     D=$T/data-$mode
     as_pg mkdir -p "$D/pg_wal"
     for f in "$S1" "$S2" "$S3" 00000002.history; do

@@ -78,6 +78,7 @@ for mode in uring fallback; do
     mount -t tmpfs -o size=24m,mode=0755 tmpfs "$FS" || { fail "$mode: mount a tmpfs"; continue; }
     t_on_exit "umount '$FS'"
     chown postgres: "$FS"
+    repo_init "$R"
 
     # --- a brand-new repository on a full file system: not even repo.json fits
     fill "$FS" 0

@@ -68,6 +68,7 @@ chmod -R a+rX "$T/segs"
 
 for mode in uring fallback; do
     R=$T/repo_$mode
+    repo_init "$R" "$T/scratch_$mode"
 
     # how long one run takes here, to spread the kills over all of it
     t0=$(now_ms)

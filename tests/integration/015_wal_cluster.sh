@@ -33,6 +33,7 @@ ok "two clusters with different system identifiers" [ -n "$SYSID_A" -a "$SYSID_A
 
 for mode in uring fallback; do
     R=$T/repo_$mode
+    repo_init "$R"
     if [ $mode = fallback ]; then envp="env RAGSAFE_NO_URING=1"; else envp="env -u RAGSAFE_NO_URING"; fi
     cmd="$envp $RAGSAFE_BIN/ragsafe-archive --repo $R %p %f"
 

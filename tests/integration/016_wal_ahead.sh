@@ -49,6 +49,7 @@ for mode in uring fallback; do
 
     # --- A. a real primary and copy
     P=p_$mode C=c_$mode R=$T/repo_$mode
+    repo_init "$R"
     pg_init $P --wal-segsize=1 || exit 1
     pg_set $P "wal_level = replica"
     pg_set $P "archive_mode = on"
@@ -93,6 +94,7 @@ CONF
 
     # --- B. file by file, in a stand-in data directory
     D=$T/d_$mode R2=$T/repo2_$mode
+    repo_init "$R2"
     as_pg mkdir -p "$D/pg_wal/archive_status"
     mapfile -t SEGS < <(cd "$R/wal/0000000100000000" && ls | grep -E '^[0-9A-F]{24}\.zst$' | sed 's/\.zst$//' | sort | head -8)
     for s in "${SEGS[@]}"; do
@@ -105,6 +107,7 @@ CONF
 
     # into a repository that has its repo.json already
     R4=$T/repo4_$mode
+    repo_init "$R4"
     exit_is "$mode: pin a repository with ${SEGS[7]}" 0 in_mode $mode "$ARCH" --repo "$R4" "$D/pg_wal/${SEGS[7]}" "${SEGS[7]}"
     exit_is "$mode: archive $S1 with --look-ahead 3" 0 \
         in_dir "$D" in_mode $mode "$ARCH" --look-ahead 3 --repo "$R4" "pg_wal/$S1" "$S1"
@@ -129,6 +132,7 @@ CONF
 
     # a repository filled one call at a time, for the prefetch
     R2=$T/repo3_$mode
+    repo_init "$R2"
     for s in "${SEGS[@]}"; do in_mode $mode "$ARCH" --repo "$R2" "$D/pg_wal/$s" "$s"; done
 
     as_pg mkdir -p "$D/rd/pg_wal"

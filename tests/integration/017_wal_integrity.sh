@@ -77,8 +77,8 @@ chown postgres: "$T/other/00000002.history"
 run_mode() {
     local m=$1 repo objdir sfx o oh k=() st
     case $m in
-        plain) repo=$T/repo-plain; objdir=$repo; sfx= ;;
-        sealed) repo=$T/repo-sealed; objdir=$repo; sfx=; k=(--cipher-key-file "$KEY") ;;
+        plain) repo=$T/repo-plain; repo_init "$repo"; objdir=$repo; sfx= ;;
+        sealed) repo=$T/repo-sealed; repo_init "$repo"; objdir=$repo; sfx=; k=(--cipher-key-file "$KEY") ;;
         s3) repo=s3://$BUCKET/p; objdir=$T/s3/$BUCKET/p; sfx=._S3rver_object ;;
     esac
     arch() { as_pg "$ARCH" --repo "$repo" "${k[@]}" "$@"; }
@@ -172,6 +172,7 @@ fresh() {
     ok "$what: ... and writes nothing" [ ! -e "$T/out" ]
     exit_is "$what: then a segment of the same cluster: exit 0" 0 as_pg "$ARCH" --repo "$repo" "$T/pg_wal/$S1" "$S1"
 }
+repo_init "$T/fresh" "$T/fresh2"
 fresh "$T/fresh" local
 ok "local: repo.json pins the system identifier from pg_control" \
     grep -q "\"system_identifier\" *: *\"$SYSID\"" "$T/fresh/repo.json"
@@ -204,6 +205,7 @@ EOF
 ok "the renameat2 shim builds" gcc -shared -fPIC -O1 -o "$T/noflag.so" "$T/noflag.c"
 chmod 0755 "$T/noflag.so"
 NF=$T/noflag
+repo_init "$NF"
 # (verify_asan_link_order=0: under `make asan` the shim comes before ASan's runtime)
 noflag() { as_pg env LD_PRELOAD="$T/noflag.so" ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" "$@"; }
 exit_is "no RENAME_NOREPLACE: archive $S1 exits 0" 0 noflag "$ARCH" --repo "$NF" "$T/pg_wal/$S1" "$S1"

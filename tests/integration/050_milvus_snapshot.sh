@@ -20,6 +20,7 @@ t_init
 M="$RAGSAFE_BIN/ragsafe-milvus"
 FAKE="$RAGSAFE_SRC/tests/integration/fake_milvus.py"
 R="$T/repo"
+repo_init "$R"
 V="$T/vol"
 LOG="$T/stack.log"
 

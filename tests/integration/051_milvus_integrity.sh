@@ -16,6 +16,7 @@ t_init
 M="$RAGSAFE_BIN/ragsafe-milvus"
 FAKE="$RAGSAFE_SRC/tests/integration/fake_milvus.py"
 R="$T/repo"
+repo_init "$R"
 V="$T/vol"
 VOLS=(--volume "etcd=$V/etcd" --volume "minio=$V/minio" --volume "milvus=$V/milvus")
 to() { echo --volume "etcd=$1/etcd" --volume "minio=$1/minio" --volume "milvus=$1/milvus"; }

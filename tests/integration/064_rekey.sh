@@ -140,6 +140,7 @@ pg_stop r1 >/dev/null 2>&1
 as_pg "$PITR" rekey --repo "$R" --cipher-key-file "$NEW" --new-cipher-key-file "$NEW" >/dev/null 2>"$T/same.err"
 ok "rekey to the same key: refused (exit $?)" grep -q "the same key" "$T/same.err"
 R2=$T/repo2
+mkdir "$R2"   # root's: the Milvus snapshot and the rekey below run as root
 V=$T/vol
 python3 "$FAKE" gen "$V" --mb 1 --seed 5
 "$MV" snapshot --repo "$R2" --cipher-key-file "$OLD" --volume "etcd=$V/etcd" --volume "minio=$V/minio" \

@@ -75,6 +75,7 @@ wait "$FPID"
 # --- ragsafe-files: restore and verify hold the "files" lock shared ------------------------
 F=$RAGSAFE_BIN/ragsafe-files
 FR=$T/frepo
+repo_init "$FR"
 mkdir -p "$T/proj" && echo data >"$T/proj/a.conf"
 "$F" keygen "$T/fkey" >/dev/null || exit 1
 flabel=$("$F" snapshot --repo "$FR" --cipher-key-file "$T/fkey" --base "$T/proj" a.conf) || exit 1

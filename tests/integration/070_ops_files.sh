@@ -10,6 +10,7 @@ t_init
 
 F=$RAGSAFE_BIN/ragsafe-files
 REPO=$T/repo
+repo_init "$REPO"
 P=$T/platform
 SECRET="OPENAI_API_KEY=sk-ragsafe-test-$RANDOM$RANDOM-do-not-leak"
 mkdir -p "$P/backend" "$P/frontend" "$P/logs/backend" "$P/logs/nginx"

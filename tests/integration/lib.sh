@@ -6,6 +6,8 @@
 #     pg_set NAME "key = value"   append to postgresql.conf
 #     pg_start NAME / pg_stop NAME
 #     pg_archiving NAME REPO      pg_init + archiving into REPO with ragsafe-archive + pg_start
+#     repo_init DIR...            make repository roots as the README does (install -d -o
+#                                 postgres -m 0750): no tool creates a repository's root
 #     pg_sql NAME "SQL"           psql -XAtq as postgres over the cluster's Unix socket
 #     switch_wal NAME             pg_switch_wal() and wait until that segment is archived
 #     as_pg CMD...                run as the postgres user
@@ -74,11 +76,14 @@ CONF
 
 pg_set() { printf '%s\n' "$2" >>"$T/$1/postgresql.conf"; }
 
+# repo_init DIR...: repository roots, made as the README says (no tool makes one).
+repo_init() { install -d -o postgres -g postgres -m 0750 "$@"; }
+
 # pg_archiving NAME REPO: REPO (created, owned by postgres) and cluster NAME archiving
 # into it with ragsafe-archive, started.
 pg_archiving() {
     local name=$1 repo=$2
-    mkdir -p "$repo" && chown postgres: "$repo" || return 1
+    repo_init "$repo" || return 1
     pg_init "$name" || return 1
     pg_set "$name" "archive_mode = on"
     pg_set "$name" "archive_command = '$RAGSAFE_BIN/ragsafe-archive --repo $repo %p %f'"

@@ -230,7 +230,7 @@ static int count_damaged(void *arg, const char *label, const char *why)
 
 START_TEST(test_load_list)
 {
-    storage *st = storage_open(tu_path("repo"), NULL, 1);
+    storage *st = storage_open(tu_repo("repo"), NULL, 1);
     backup_info bi, *list;
     size_t n;
 

@@ -14,7 +14,7 @@ static cas *c;
 static void cs_setup(void)
 {
     tu_setup();
-    st = storage_open(tu_path("repo"), NULL, 1);
+    st = storage_open(tu_repo("repo"), NULL, 1);
     ck_assert_ptr_nonnull(st);
     c = cas_new(st, "milvus/objects", NULL);
     ck_assert_ptr_nonnull(c);

@@ -373,7 +373,7 @@ END_TEST
 START_TEST(test_sealed_storage)
 {
     cipher_key *k = key_of(7), *other = key_of(8);
-    storage *st = storage_open(tu_path("repo"), NULL, 1);
+    storage *st = storage_open(tu_repo("repo"), NULL, 1);
     static uint8_t data[3 * CIPHER_FRAME + 123];
     char *got = NULL;
     size_t len = 0;
@@ -438,7 +438,7 @@ START_TEST(test_repo_key_check)
 {
     cipher_key *k = key_of(7), *other = key_of(8);
     repo_info want = {.sysid = 7312345678901234567ULL, .seg_size = 16 << 20};
-    repo *r = repo_open(tu_path("enc"), NULL, 1);
+    repo *r = repo_open(tu_repo("enc"), NULL, 1);
 
     ck_assert_ptr_nonnull(r);
     storage_set_cipher(r->st, k);
@@ -456,7 +456,7 @@ START_TEST(test_repo_key_check)
         ck_assert_int_eq(repo_load_info(r), want_r[i]);
         repo_free(r);
     }
-    r = repo_open(tu_path("plain"), NULL, 1);
+    r = repo_open(tu_repo("plain"), NULL, 1);
     ck_assert_int_eq(repo_pin(r, &want), 0);
     storage_set_cipher(r->st, k);
     r->have_info = 0;
@@ -479,14 +479,14 @@ START_TEST(test_unpinned_key_check)
 
     /* the first sealed writer records cipher.json */
     storage_set_default_cipher(k);
-    r = repo_open_checked(tu_path("m"), NULL, 1, &why);
+    r = repo_open_checked(tu_repo("m"), NULL, 1, &why);
     ck_assert_ptr_nonnull(r);
     ck_assert_int_eq(storage_put(r->st, "milvus/snapshots/a.json.zst", "x", 1, 1), 0);
     repo_free(r);
     ck_assert(tu_exists(tu_path("m/cipher.json")));
     /* no key, another key: refused */
     storage_set_default_cipher(NULL);
-    ck_assert_ptr_null(repo_open_checked(tu_path("m"), NULL, 1, &why));
+    ck_assert_ptr_null(repo_open_checked(tu_repo("m"), NULL, 1, &why));
     ck_assert_int_eq(why, RS_MISMATCH);
     storage_set_default_cipher(other);
     ck_assert_ptr_null(repo_open_checked(tu_path("m"), NULL, 0, &why));
@@ -507,12 +507,12 @@ START_TEST(test_unpinned_key_check)
     free(text);
     /* plain objects, then a key: refused, nothing recorded */
     storage_set_default_cipher(NULL);
-    r = repo_open_checked(tu_path("p"), NULL, 1, &why);
+    r = repo_open_checked(tu_repo("p"), NULL, 1, &why);
     ck_assert_ptr_nonnull(r);
     ck_assert_int_eq(storage_put(r->st, "milvus/objects/ab/x.zst", "x", 1, 1), 0);
     repo_free(r);
     storage_set_default_cipher(k);
-    ck_assert_ptr_null(repo_open_checked(tu_path("p"), NULL, 1, &why));
+    ck_assert_ptr_null(repo_open_checked(tu_repo("p"), NULL, 1, &why));
     ck_assert_int_eq(why, RS_MISMATCH);
     ck_assert(!tu_exists(tu_path("p/cipher.json")));
     storage_set_default_cipher(NULL);
@@ -527,7 +527,7 @@ END_TEST
 START_TEST(test_sealed_cas)
 {
     cipher_key *k = key_of(9);
-    storage *st = storage_open(tu_path("repo"), NULL, 1);
+    storage *st = storage_open(tu_repo("repo"), NULL, 1);
     uint8_t a[70000], b[5000], da[SHA256_LEN], db[SHA256_LEN], addr[SHA256_LEN];
     char key[512], hex[SHA256_HEX_LEN + 1];
     uint64_t size = 0, removed = 0;
@@ -620,7 +620,7 @@ START_TEST(test_rotation)
 {
     cipher_key *k = key_of(7), *n = key_of(8), *third = key_of(9);
     repo_info want = {.sysid = 7312345678901234567ULL, .seg_size = 16 << 20};
-    repo *r = repo_open(tu_path("rot"), NULL, 1);
+    repo *r = repo_open(tu_repo("rot"), NULL, 1);
     char *got = NULL;
     size_t len = 0;
     int state = -1;

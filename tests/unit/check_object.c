@@ -13,7 +13,7 @@ static storage *st;
 static void ob_setup(void)
 {
     tu_setup();
-    st = storage_open(tu_path("repo"), NULL, 1);
+    st = storage_open(tu_repo("repo"), NULL, 1);
     ck_assert_ptr_nonnull(st);
 }
 

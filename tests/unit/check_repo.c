@@ -38,7 +38,7 @@ START_TEST(test_open)
     repo *r;
 
     ck_assert_ptr_null(repo_open(tu_path("missing"), NULL, 0));
-    r = repo_open(tu_path("repo"), NULL, 1);
+    r = repo_open(tu_repo("repo"), NULL, 1);
     ck_assert_ptr_nonnull(r);
     ck_assert_ptr_nonnull(r->st);
     ck_assert(tu_exists(tu_path("repo")));
@@ -51,7 +51,7 @@ END_TEST
 
 START_TEST(test_pin_creates)
 {
-    repo *r = repo_open(tu_path("repo"), NULL, 1);
+    repo *r = repo_open(tu_repo("repo"), NULL, 1);
     repo_info want = info(SYSID, 16u << 20, 150018);
     json_t *j;
 
@@ -89,7 +89,7 @@ END_TEST
 
 START_TEST(test_pin_compare)
 {
-    repo *r = repo_open(tu_path("repo"), NULL, 1);
+    repo *r = repo_open(tu_repo("repo"), NULL, 1);
     repo_info want = info(SYSID, 16u << 20, 0), other;
     size_t len0, len1;
     char *before, *after;
@@ -132,7 +132,7 @@ END_TEST
 
 START_TEST(test_pin_big_sysid)
 {
-    repo *r = repo_open(tu_path("repo"), NULL, 1);
+    repo *r = repo_open(tu_repo("repo"), NULL, 1);
     repo_info want = info(BIG_SYSID, 1u << 30, 150018), other;
 
     ck_assert_int_eq(repo_pin(r, &want), 0);
@@ -157,7 +157,7 @@ START_TEST(test_bad_repo_json)
         "{\"format\":1,\"wal_segment_size\":16777216}", /* no system identifier */
         "{\"format\":1,\"system_identifier\":\"abc\",\"wal_segment_size\":16777216}",
     };
-    repo *r = repo_open(tu_path("repo"), NULL, 1);
+    repo *r = repo_open(tu_repo("repo"), NULL, 1);
     repo_info want = info(SYSID, 16u << 20, 0);
 
     tu_write_str(tu_path("repo/repo.json"), bad[_i]);
@@ -308,7 +308,7 @@ START_TEST(test_pg_control)
     ck_assert_uint_eq(i.wal_magic, 0xD110);
     ck_assert_int_eq(i.format, REPO_FORMAT);
     /* it pins a fresh repository like a segment would */
-    repo *r = repo_open(tu_path("repo"), NULL, 1);
+    repo *r = repo_open(tu_repo("repo"), NULL, 1);
     ck_assert_ptr_nonnull(r);
     ck_assert_int_eq(repo_pin(r, &i), 0);
     repo_free(r);

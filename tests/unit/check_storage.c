@@ -16,7 +16,7 @@ static storage *st;
 static void st_setup(void)
 {
     tu_setup();
-    st = storage_open(tu_path("repo"), NULL, 1);
+    st = storage_open(tu_repo("repo"), NULL, 1);
     ck_assert_ptr_nonnull(st);
 }
 
@@ -51,26 +51,70 @@ START_TEST(test_open)
 {
     storage *s2;
 
-    /* missing root without create: NULL; with create: made */
+    /* a missing root is an error, with or without create: never made (a typo'd
+     * path must not become a new repository) */
     ck_assert_ptr_null(storage_open(tu_path("nope"), NULL, 0));
     ck_assert(!tu_exists(tu_path("nope")));
-    s2 = storage_open(tu_path("made/deep"), NULL, 1);
+    ck_assert_ptr_null(storage_open(tu_path("made/deep"), NULL, 1));
+    ck_assert(!tu_exists(tu_path("made")));
+    s2 = storage_open(tu_repo("made"), NULL, 1);
     ck_assert_ptr_nonnull(s2);
-    ck_assert(tu_exists(tu_path("made/deep")));
-    ck_assert_str_eq(storage_location(s2), tu_path("made/deep"));
+    ck_assert_str_eq(storage_location(s2), tu_path("made"));
     storage_free(s2);
 
-    /* a relative location is made absolute (the fixture chdir'd into tu_dir) */
-    s2 = storage_open("repo", NULL, 0);
-    ck_assert_ptr_nonnull(s2);
-    ck_assert_str_eq(storage_location(s2), tu_path("repo"));
-    storage_free(s2);
+    /* a relative location is refused (archive_command runs in PGDATA), even when it
+     * exists (the fixture chdir'd into tu_dir, which holds "repo"), and nothing is made */
+    ck_assert_ptr_null(storage_open("repo", NULL, 0));
+    ck_assert_ptr_null(storage_open("rel/x", NULL, 1));
+    ck_assert(!tu_exists(tu_path("rel")));
 
     /* a file is not a storage root */
     tu_write_str(tu_path("plain"), "x");
     ck_assert_ptr_null(storage_open(tu_path("plain"), NULL, 0));
     ck_assert_ptr_null(storage_open(tu_path("plain"), NULL, 1));
     storage_free(NULL);
+}
+END_TEST
+
+
+/* root on a repository another user owns: what it creates (folders, objects, lock
+ * files) belongs to the root's owner and group */
+START_TEST(test_owner_of_root)
+{
+    storage *s2;
+    storage_lock *lk = NULL;
+    struct stat sb;
+    uid_t uid;
+    gid_t gid;
+    const uid_t nobody = 65534;
+    const gid_t nogroup = 65534;
+
+    if (geteuid() != 0)
+        return; /* only root can give files away */
+    ck_assert_int_eq(chown(tu_repo("owned"), nobody, nogroup), 0);
+    s2 = storage_open(tu_path("owned"), NULL, 1);
+    ck_assert_ptr_nonnull(s2);
+    ck_assert_int_eq(storage_owner(s2, &uid, &gid), 1);
+    ck_assert_uint_eq(uid, nobody);
+    ck_assert_int_eq(storage_put(s2, "a/b/c.zst", "x", 1, 1), 0);
+    ck_assert_int_eq(storage_lock_take(s2, "backup", 1, 0, &lk), 0);
+    storage_lock_release(lk);
+    ck_assert_int_eq(storage_lock_take(s2, STORAGE_RETENTION_LOCK, 0, 0, &lk), 0);
+    storage_lock_release(lk);
+    const char *paths[] = {"owned/a", "owned/a/b", "owned/a/b/c.zst", "owned/locks",
+                           "owned/locks/backup.lock", "owned/locks/retention.lock"};
+    for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+        ck_assert_msg(lstat(tu_path(paths[i]), &sb) == 0, "%s: %s", paths[i], strerror(errno));
+        ck_assert_msg(sb.st_uid == nobody && sb.st_gid == nogroup, "%s is %u:%u", paths[i],
+                      (unsigned)sb.st_uid, (unsigned)sb.st_gid);
+    }
+    storage_free(s2);
+
+    /* root's own repository: nothing to give away */
+    ck_assert_int_eq(storage_owner(st, &uid, &gid), 0);
+    ck_assert_int_eq(storage_put(st, "d/e", "x", 1, 1), 0);
+    ck_assert_int_eq(lstat(tu_path("repo/d/e"), &sb), 0);
+    ck_assert_uint_eq(sb.st_uid, 0);
 }
 END_TEST
 
@@ -683,7 +727,7 @@ START_TEST(test_with_uring)
         unsetenv("RAGSAFE_NO_URING");
     ur = uring_new(16);
     ck_assert_ptr_nonnull(ur);
-    s2 = storage_open(tu_path("repo2"), ur, 1);
+    s2 = storage_open(tu_repo("repo2"), ur, 1);
     ck_assert_ptr_nonnull(s2);
     ck_assert_ptr_eq(storage_uring(s2), ur);
     tu_fill_random(data, len, 77);
@@ -710,6 +754,7 @@ static Suite *storage_suite(void)
 
     tcase_add_checked_fixture(tc, st_setup, st_teardown);
     tcase_add_test(tc, test_open);
+    tcase_add_test(tc, test_owner_of_root);
     tcase_add_test(tc, test_key_valid);
     tcase_add_loop_test(tc, test_bad_key_everywhere, 0, (int)ARRAY_LEN(bad_keys));
     suite_add_tcase(s, tc);

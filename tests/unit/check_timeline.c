@@ -105,7 +105,7 @@ END_TEST
 
 START_TEST(test_load)
 {
-    storage *st = storage_open(tu_path("repo"), NULL, 1);
+    storage *st = storage_open(tu_repo("repo"), NULL, 1);
     char key[128];
     const char *h2 = "1\t0/5000100\tno recovery target specified\n";
     ck_assert_ptr_nonnull(st);

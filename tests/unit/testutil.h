@@ -87,6 +87,17 @@ static inline const char *tu_path(const char *name)
     return b;
 }
 
+/* tu_repo -- tu_path(name), made as a directory first (mode 0750, an existing one is
+ * fine): storage_open never creates a repository's root. */
+static inline const char *tu_repo(const char *name)
+{
+    const char *p = tu_path(name);
+
+    if (mkdir(p, 0750) != 0 && errno != EEXIST)
+        ck_abort_msg("mkdir %s: %s", p, strerror(errno));
+    return p;
+}
+
 static inline void tu_write_file(const char *path, const void *buf, size_t len)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
