@@ -205,6 +205,7 @@ ok "... re-seals nothing" grep -q "done: 0 object" "$T/r2.out"
 
 # --- ragsafe-files with its own key: left alone -----------------------------------------------
 R2=$T/repo2
+mkdir "$R2"
 FK=$T/files.key
 "$FL" keygen "$FK" >/dev/null
 "$MV" snapshot --repo "$R2" --cipher-key-file "$OLD" "${VOLS[@]}" --assume-stopped --label m1 >/dev/null 2>&1
@@ -224,6 +225,7 @@ exit_is "... ragsafe-milvus verify with the new key: exit 0" 0 "$MV" verify --re
 # new copy is damaged in its first frame (its last frame still opens with the new key):
 # the rerun must not trust it and remove the only good copy
 R3=$T/repo3
+mkdir "$R3"
 mkdir -p "$T/vol3/etcd"
 head -c $((3 << 20)) /dev/urandom >"$T/vol3/etcd/db"
 "$MV" snapshot --repo "$R3" --cipher-key-file "$OLD" --volume "etcd=$T/vol3/etcd" --assume-stopped \
