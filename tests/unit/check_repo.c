@@ -240,7 +240,7 @@ END_TEST
  * the major version; what older versions wrote (0, or 150018) reads as the major. */
 START_TEST(test_pg_version)
 {
-    repo *r = repo_open(tu_path("repo"), NULL, 1);
+    repo *r = repo_open(tu_repo("repo"), NULL, 1);
     repo_info want = info(SYSID, 16u << 20, 0);
     json_t *j;
 
