@@ -72,6 +72,14 @@ typedef struct pitr_opts {
                                * the files that match backup_manifest */
     const char *config_path;  /* absolute path of the config file named by --config or
                                * $RAGSAFE_CONFIG (the written restore_command reads it) */
+    int dump_scratch;         /* restore called by dump: no report, no restore record */
+    /* dump (dump.c) */
+    const char *dump_file;
+    const char **dump_tables, **dump_schemas;
+    size_t ndump_tables, ndump_schemas;
+    int dump_schema_only, dump_data_only, dump_jobs, keep_scratch;
+    const char *dump_format;  /* custom | plain | directory */
+    const char *scratch;      /* --scratch DIR: where the private directory is made */
     /* expire */
     int64_t keep_window;
     int64_t keep_backups;
@@ -312,6 +320,9 @@ double now_seconds(void);
 int cmd_info(const pitr_opts *o);
 int cmd_plan(const pitr_opts *o);
 int cmd_restore(const pitr_opts *o);
+int cmd_dump(const pitr_opts *o);
+/* restore.c: the PostgreSQL bin directory (--pg-bin, pg_config --bindir, or 15's) */
+int find_pg_bin(const pitr_opts *o, char *out, size_t len);
 int cmd_verify(const pitr_opts *o);
 int cmd_expire(const pitr_opts *o);
 int cmd_rekey(const pitr_opts *o);

@@ -267,7 +267,7 @@ out:
     return ret;
 }
 
-static int find_pg_bin(const pitr_opts *o, char *out, size_t len)
+int find_pg_bin(const pitr_opts *o, char *out, size_t len)
 {
     if (o->pg_bin) {
         snprintf(out, len, "%s", o->pg_bin);
@@ -1648,7 +1648,7 @@ int cmd_restore(const pitr_opts *o)
     start_result sr;
     memset(&sr, 0, sizeof(sr));
     int start_failed = 0;
-    if (!o->json) {
+    if (!o->json && !o->dump_scratch) {
         plan_print(&inv, o, &p);
         printf("restored:        %s (%llu files, %llu bytes) in %.1f s, owner %s\n", pgdata,
                (unsigned long long)stats.files, (unsigned long long)stats.bytes, t_restore, user);
@@ -1684,7 +1684,9 @@ int cmd_restore(const pitr_opts *o)
      * returns), then again with where it stopped */
     restore_outcome ro = {.pgdata = pgdata, .old_contents = moved ? aside : NULL,
                           .started = (int64_t)t0};
-    if (o->start)
+    /* a dump's scratch copy is no restore of the cluster: the repository stays
+     * untouched (no record) */
+    if (o->start && !o->dump_scratch)
         record_restore(&inv, o, &p, &ro);
     if (o->start) {
         if (start_and_follow(o, pgdata, uid, gid, user, &sr) != 0)
@@ -1697,8 +1699,11 @@ int cmd_restore(const pitr_opts *o)
         ro.replay_ts = sr.replay_ts;
         ro.replay_lsn = sr.replay_lsn;
     }
-    record_restore(&inv, o, &p, &ro);
-    if (o->json) {
+    if (!o->dump_scratch)
+        record_restore(&inv, o, &p, &ro);
+    if (o->dump_scratch) {
+        /* dump.c reports: nothing on stdout */
+    } else if (o->json) {
         json_t *j = plan_json(&inv, o, &p);
         json_object_set_new(j, "pgdata", json_string(pgdata));
         json_object_set_new(j, "files", json_integer((json_int_t)stats.files));
@@ -1753,7 +1758,7 @@ int cmd_restore(const pitr_opts *o)
                    sr.replay_ts[0] ? sr.replay_ts : "(none)",
                    sr.replay_lsn[0] ? sr.replay_lsn : "(none)");
     }
-    if (!o->json && rollback.len) {
+    if (!o->json && !o->dump_scratch && rollback.len) {
         printf("rollback:        to undo this restore and put the old contents back, run:\n");
         for (char *l = rollback.buf, *nl; (nl = strchr(l, '\n')) != NULL; l = nl + 1)
             printf("                   %.*s\n", (int)(nl - l), l);

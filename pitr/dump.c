@@ -1,0 +1,677 @@
+/*
+ * dump.c -- ragsafe-pitr dump: pg_dump of one database (or some of its tables or
+ * schemas) as of any target, from the repository alone; the live cluster is never
+ * contacted.
+ *
+ * Order: plan (an unreachable target is refused, naming the nearest reachable one,
+ * before anything is written) -> a private scratch directory (mkdtemp under --scratch,
+ * $TMPDIR or /var/tmp) -> a worker process runs cmd_restore into SCRATCH/pgdata with
+ * --start semantics (the restore's own free-space check, owner, restore_command and
+ * recovery follow-up) -> pg_dump of the paused server into a temporary name beside OUT
+ * -> fsync -> the parent renames it to OUT -> the server is stopped and the scratch
+ * removed. The parent only waits: SIGINT/SIGTERM/SIGHUP set a flag, the worker's
+ * process group is killed, every postgres process running on the scratch directory is
+ * stopped, the temporary output and the scratch are removed, on every exit path.
+ *
+ * The scratch server: its own socket directory (SCRATCH/sock, mode 0700, owner only),
+ * listen_addresses = '' (no TCP), its own pg_hba.conf (local trust: only the socket's
+ * owner and root can reach the socket), archive_mode = off (restore's default), the
+ * restore_command restore writes (the repository, read), hot_standby = on and
+ * recovery_target_action = pause. Pause rather than promote: a paused server is still
+ * in recovery, read-only, at exactly the target: nothing (autovacuum, a new timeline, an
+ * end-of-recovery checkpoint) changes what pg_dump reads, and the scratch copy never
+ * makes a timeline of its own. pg_dump works on a hot standby. --target-latest has no
+ * target to pause at: recovery runs to the end of the archive and the scratch copy
+ * promotes (archive_mode off: nothing of it reaches the repository).
+ *
+ * Selective restore (only global objects and the chosen database, as pgBackRest's
+ * --db-include) is not done yet: the scratch holds a full restore of the backup.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "durable.h"
+#include "log.h"
+#include "pitr.h"
+#include "strbuf.h"
+
+static volatile sig_atomic_t g_signal;
+
+static void on_signal(int sig)
+{
+    g_signal = sig;
+}
+
+typedef struct dump_ctx {
+    char scratch[PATH_MAX + 32];
+    char pgdata[PATH_MAX + 64];
+    char sock[PATH_MAX + 64];
+    char tmp_out[PATH_MAX * 2 + 64];
+    char result[PATH_MAX + 64];
+    char user[256];
+    uid_t uid;
+    gid_t gid;
+    int port;
+} dump_ctx;
+
+/* cmdline_has -- /proc/PID/cmdline holds an argument naming a path inside dir. */
+static int cmdline_has(pid_t pid, const char *dir)
+{
+    char path[64], buf[8192];
+    snprintf(path, sizeof(path), "/proc/%ld/cmdline", (long)pid);
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    size_t dl = strlen(dir);
+    for (char *a = buf; a < buf + n; a += strlen(a) + 1)
+        if (strncmp(a, dir, dl) == 0 && (a[dl] == '/' || a[dl] == '\0'))
+            return 1;
+    return 0;
+}
+
+/* scratch_pids -- the processes whose command line names the scratch directory (the
+ * postmaster: pg_ctl starts it with -D SCRATCH/pgdata), plus the PID in
+ * postmaster.pid. Their count (at most max). */
+static size_t scratch_pids(const dump_ctx *d, pid_t *out, size_t max)
+{
+    size_t n = 0;
+    char pidf[PATH_MAX + 128], line[64];
+    snprintf(pidf, sizeof(pidf), "%s/postmaster.pid", d->pgdata);
+    FILE *f = fopen(pidf, "r");
+    if (f) {
+        if (fgets(line, sizeof(line), f) && atol(line) > 0 && kill((pid_t)atol(line), 0) == 0)
+            out[n++] = (pid_t)atol(line);
+        fclose(f);
+    }
+    DIR *dp = opendir("/proc");
+    struct dirent *de;
+    while (dp && (de = readdir(dp)) != NULL && n < max) {
+        long pid = atol(de->d_name);
+        if (pid <= 0 || pid == getpid())
+            continue;
+        if (!cmdline_has((pid_t)pid, d->scratch))
+            continue;
+        int dup = 0;
+        for (size_t i = 0; i < n; i++)
+            dup |= out[i] == (pid_t)pid;
+        if (!dup)
+            out[n++] = (pid_t)pid;
+    }
+    if (dp)
+        closedir(dp);
+    return n;
+}
+
+/*
+ * stop_scratch_server -- stop every process running on the scratch directory: sig
+ * first (SIGINT: fast shutdown; SIGQUIT: immediate), SIGKILL after 30 s. Twice over,
+ * a short while apart: a postmaster that pg_ctl forked just before its worker was
+ * killed shows up late. 0 | -1 (a process survived SIGKILL; reported).
+ */
+static int stop_scratch_server(const dump_ctx *d, int sig)
+{
+    pid_t pids[64];
+    for (int round = 0; round < 2; round++) {
+        size_t n = scratch_pids(d, pids, ARRAY_LEN(pids));
+        if (n)
+            log_info("stopping %zu process(es) of the scratch server", n);
+        for (size_t i = 0; i < n; i++)
+            kill(pids[i], sig);
+        double t0 = now_seconds();
+        int killed = 0;
+        while (n) {
+            size_t alive = 0;
+            for (size_t i = 0; i < n; i++) {
+                waitpid(pids[i], NULL, WNOHANG); /* reap if ours */
+                if (kill(pids[i], 0) == 0 && cmdline_has(pids[i], d->scratch))
+                    pids[alive++] = pids[i];
+            }
+            n = alive;
+            if (!n)
+                break;
+            if (now_seconds() - t0 > 30 && !killed) {
+                for (size_t i = 0; i < n; i++)
+                    kill(pids[i], SIGKILL);
+                killed = 1;
+            } else if (now_seconds() - t0 > 40) {
+                log_error("a process of the scratch server (PID %ld) would not stop",
+                          (long)pids[0]);
+                return -1;
+            }
+            usleep(100 * 1000);
+        }
+        if (round == 0)
+            usleep(500 * 1000);
+    }
+    return 0;
+}
+
+static int write_owned(const dump_ctx *d, const char *path, const char *text)
+{
+    if (durable_write_file(path, text, strlen(text), 0600, 0) != 0)
+        return -1;
+    if (geteuid() == 0 && chown(path, d->uid, d->gid) != 0)
+        return log_errno("could not change the owner of \"%s\"", path);
+    return 0;
+}
+
+/* run_pg_dump -- pg_dump against the scratch server into d->tmp_out; its status. */
+static int run_pg_dump(const pitr_opts *o, const dump_ctx *d, const char *bin)
+{
+    char pg_dump[PATH_MAX + 16], port[16], jobs[16];
+    const char *argv[64 + 2 * 256];
+    size_t n = 0;
+
+    snprintf(pg_dump, sizeof(pg_dump), "%s/pg_dump", bin);
+    snprintf(port, sizeof(port), "%d", d->port);
+    argv[n++] = pg_dump;
+    argv[n++] = "--host";
+    argv[n++] = d->sock;
+    argv[n++] = "--port";
+    argv[n++] = port;
+    argv[n++] = "--username";
+    argv[n++] = d->user;
+    argv[n++] = "--dbname";
+    argv[n++] = o->conninfo;
+    argv[n++] = "--no-password";
+    argv[n++] = "--format";
+    argv[n++] = o->dump_format;
+    if (o->dump_jobs > 1) {
+        snprintf(jobs, sizeof(jobs), "%d", o->dump_jobs);
+        argv[n++] = "--jobs";
+        argv[n++] = jobs;
+    }
+    if (o->dump_schema_only)
+        argv[n++] = "--schema-only";
+    if (o->dump_data_only)
+        argv[n++] = "--data-only";
+    for (size_t i = 0; i < o->ndump_tables && n < ARRAY_LEN(argv) - 8; i++) {
+        argv[n++] = "--table";
+        argv[n++] = o->dump_tables[i];
+    }
+    for (size_t i = 0; i < o->ndump_schemas && n < ARRAY_LEN(argv) - 8; i++) {
+        argv[n++] = "--schema";
+        argv[n++] = o->dump_schemas[i];
+    }
+    argv[n++] = "--file";
+    argv[n++] = d->tmp_out;
+    argv[n] = NULL;
+    log_info("running %s against the scratch server (database \"%s\")", pg_dump, o->conninfo);
+    pid_t pid = fork();
+    if (pid < 0)
+        return log_errno("could not fork");
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        if (devnull >= 0) {
+            dup2(devnull, 0);
+            dup2(devnull, 1);
+        }
+        execv(pg_dump, (char *const *)argv);
+        perror("ragsafe-pitr: could not run pg_dump");
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return log_errno("could not wait for pg_dump");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        log_error("pg_dump failed (status %d)", WIFEXITED(status) ? WEXITSTATUS(status) : 128);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * describe -- what the dump stands for, from the paused server: the last replayed
+ * commit and its time, and the tables of the selection with their row counts.
+ * A JSON object, or NULL (reported).
+ */
+static json_t *describe(const pitr_opts *o, const dump_ctx *d)
+{
+    char ci[PATH_MAX * 2];
+    json_t *j = NULL, *tabs;
+    PGresult *r = NULL;
+    strbuf tl, sl;
+    PGconn *conn;
+
+    strbuf_init(&tl);
+    strbuf_init(&sl);
+    snprintf(ci, sizeof(ci), "host='%s' port=%d application_name=ragsafe-pitr-dump", d->sock,
+             d->port);
+    const char *kw[] = {"host", "port", "user", "dbname", "application_name", NULL};
+    char port[16];
+    snprintf(port, sizeof(port), "%d", d->port);
+    const char *val[] = {d->sock, port, d->user, o->conninfo, "ragsafe-pitr-dump", NULL};
+    conn = PQconnectdbParams(kw, val, 0);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        log_error("could not connect to the scratch server: %s", PQerrorMessage(conn));
+        goto out;
+    }
+    r = PQexec(conn, "SELECT pg_last_xact_replay_timestamp(), pg_last_wal_replay_lsn(),"
+                     " pg_is_in_recovery()");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        log_error("query failed: %s", PQerrorMessage(conn));
+        goto out;
+    }
+    j = json_object();
+    json_object_set_new(j, "database", json_string(o->conninfo));
+    json_object_set_new(j, "last_replay_timestamp",
+                        PQgetisnull(r, 0, 0) ? json_null() : json_string(PQgetvalue(r, 0, 0)));
+    json_object_set_new(j, "last_replay_lsn",
+                        PQgetisnull(r, 0, 1) ? json_null() : json_string(PQgetvalue(r, 0, 1)));
+    json_object_set_new(j, "state", json_string(strcmp(PQgetvalue(r, 0, 2), "t") == 0
+                                                    ? "paused" : "promoted"));
+    PQclear(r);
+    r = NULL;
+    for (size_t i = 0; i < o->ndump_tables; i++)
+        if (strbuf_appendf(&tl, "%s\n", o->dump_tables[i]) != 0)
+            goto fail;
+    for (size_t i = 0; i < o->ndump_schemas; i++)
+        if (strbuf_appendf(&sl, "%s\n", o->dump_schemas[i]) != 0)
+            goto fail;
+    /* the tables pg_dump takes: --table names (as to_regclass resolves them, no
+     * patterns), else those of the --schema schemas, else every user table */
+    const char *params[] = {tl.len ? tl.buf : "", sl.len ? sl.buf : ""};
+    r = PQexecParams(conn,
+                     "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n"
+                     " ON n.oid = c.relnamespace WHERE c.relkind IN ('r', 'p')"
+                     " AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+                     " AND n.nspname NOT LIKE 'pg_toast%'"
+                     " AND ($1 = '' OR c.oid IN (SELECT to_regclass(x) FROM"
+                     "      unnest(string_to_array(rtrim($1, E'\\n'), E'\\n')) x))"
+                     " AND ($2 = '' OR n.nspname = ANY (string_to_array(rtrim($2, E'\\n'), E'\\n')))"
+                     " ORDER BY 1, 2",
+                     2, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        log_error("could not list the tables: %s", PQerrorMessage(conn));
+        goto fail;
+    }
+    tabs = json_array();
+    json_object_set_new(j, "tables", tabs);
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *ns = PQgetvalue(r, i, 0), *rel = PQgetvalue(r, i, 1);
+        char *qn = PQescapeIdentifier(conn, ns, strlen(ns));
+        char *qr = PQescapeIdentifier(conn, rel, strlen(rel));
+        strbuf q;
+        strbuf_init(&q);
+        int e = !qn || !qr || strbuf_appendf(&q, "SELECT count(*) FROM %s.%s", qn, qr) != 0;
+        PQfreemem(qn);
+        PQfreemem(qr);
+        if (e) {
+            strbuf_release(&q);
+            log_error("out of memory");
+            goto fail;
+        }
+        PGresult *c = PQexec(conn, q.buf);
+        strbuf_release(&q);
+        json_t *t = json_object();
+        char full[256];
+        snprintf(full, sizeof(full), "%s.%s", ns, rel);
+        json_object_set_new(t, "table", json_string(full));
+        if (PQresultStatus(c) == PGRES_TUPLES_OK)
+            json_object_set_new(t, "rows", json_integer(atoll(PQgetvalue(c, 0, 0))));
+        else
+            json_object_set_new(t, "rows", json_null());
+        PQclear(c);
+        json_array_append_new(tabs, t);
+    }
+    goto out;
+fail:
+    json_decref(j);
+    j = NULL;
+out:
+    PQclear(r);
+    PQfinish(conn);
+    strbuf_release(&tl);
+    strbuf_release(&sl);
+    return j;
+}
+
+/* worker -- in the forked child: restore, start, dump, describe. Its exit status. */
+static int worker(const pitr_opts *o, const dump_ctx *d)
+{
+    pitr_opts ro = *o;
+    char bin[PATH_MAX], hba[PATH_MAX + 64];
+    char s_sock[PATH_MAX + 128], s_port[32], s_hba[PATH_MAX + 128];
+    const char **sets = calloc(o->nsets + 8, sizeof(*sets));
+    size_t ns = 0;
+
+    if (!sets)
+        return log_error("out of memory"), EXIT_FAIL;
+    for (size_t i = 0; i < o->nsets; i++)
+        sets[ns++] = o->sets[i];
+    snprintf(hba, sizeof(hba), "%s/pg_hba.conf", d->scratch);
+    /* only the owner of the 0700 socket directory (and root) reach the socket */
+    if (write_owned(d, hba, "# ragsafe-pitr dump: the scratch server's private socket only\n"
+                            "local all all trust\n") != 0)
+        return EXIT_FAIL;
+    snprintf(s_sock, sizeof(s_sock), "unix_socket_directories=%s", d->sock);
+    snprintf(s_port, sizeof(s_port), "port=%d", d->port);
+    snprintf(s_hba, sizeof(s_hba), "hba_file=%s", hba);
+    sets[ns++] = "listen_addresses=";
+    sets[ns++] = s_sock;
+    sets[ns++] = s_port;
+    sets[ns++] = s_hba;
+    sets[ns++] = "hot_standby=on";
+    sets[ns++] = "logging_collector=off";
+    ro.sets = sets;
+    ro.nsets = ns;
+    ro.pgdata = d->pgdata;
+    ro.action = "pause";
+    ro.start = 1;
+    ro.standby = 0;
+    ro.delta = 0;
+    ro.force = 0;
+    ro.archive_preserve = 0;
+    ro.json = 0;
+    ro.dump_scratch = 1;
+    ro.owner = d->user;
+    int r = cmd_restore(&ro);
+    free(sets);
+    if (r != EXIT_OK)
+        return r;
+    json_t *j = describe(o, d);
+    if (!j)
+        return EXIT_FAIL;
+    find_pg_bin(o, bin, sizeof(bin));
+    if (run_pg_dump(o, d, bin) != 0) {
+        json_decref(j);
+        return EXIT_FAIL;
+    }
+    /* durable before the parent renames it into place */
+    if (durable_fsync_tree(d->tmp_out) != 0) {
+        json_decref(j);
+        return EXIT_FAIL;
+    }
+    char *text = json_dumps(j, JSON_INDENT(2));
+    json_decref(j);
+    if (!text || durable_write_file(d->result, text, strlen(text), 0600, 0) != 0) {
+        free(text);
+        return EXIT_FAIL;
+    }
+    free(text);
+    return EXIT_OK;
+}
+
+static int64_t path_bytes(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return -1;
+    if (!S_ISDIR(sb.st_mode))
+        return (int64_t)sb.st_size;
+    int64_t total = 0;
+    DIR *dp = opendir(path);
+    struct dirent *de;
+    while (dp && (de = readdir(dp)) != NULL) {
+        char p[PATH_MAX * 3];
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", path, de->d_name);
+        if (stat(p, &sb) == 0 && S_ISREG(sb.st_mode))
+            total += (int64_t)sb.st_size;
+    }
+    if (dp)
+        closedir(dp);
+    return total;
+}
+
+int cmd_dump(const pitr_opts *o)
+{
+    dump_ctx d;
+    inventory inv;
+    plan p;
+    char out_abs[PATH_MAX * 2 + 16];
+    int ret = EXIT_FAIL, made_scratch = 0, renamed = 0, r;
+    struct sigaction sa, old_int, old_term, old_hup;
+    pid_t pid = -1;
+    json_t *res = NULL;
+    double t0 = now_seconds();
+
+    memset(&d, 0, sizeof(d));
+    memset(&sa, 0, sizeof(sa));
+    /* the plan first: an unreachable target is refused before any scratch work */
+    r = inventory_load(&inv, o->repo);
+    if (r != 0)
+        return pitr_status(r);
+    r = plan_make(&inv, o, &p);
+    if (r == 0)
+        plan_release(&p);
+    inventory_release(&inv);
+    if (r != 0)
+        return pitr_status(r);
+
+    /* OUT: its directory must exist; the temporary name sits beside it */
+    {
+        char dirbuf[PATH_MAX];
+        snprintf(dirbuf, sizeof(dirbuf), "%s", o->dump_file);
+        char *slash = strrchr(dirbuf, '/');
+        const char *base = slash ? slash + 1 : dirbuf;
+        if (!*base) {
+            log_error("--file \"%s\" names a directory, not a dump", o->dump_file);
+            return EXIT_USAGE;
+        }
+        char *dir = slash ? (slash == dirbuf ? "/" : (*slash = '\0', dirbuf)) : ".";
+        char real[PATH_MAX];
+        if (!realpath(dir, real)) {
+            log_errno("could not resolve the directory of --file \"%s\"", o->dump_file);
+            return EXIT_FAIL;
+        }
+        snprintf(out_abs, sizeof(out_abs), "%s/%s", strcmp(real, "/") ? real : "", base);
+        snprintf(d.tmp_out, sizeof(d.tmp_out), "%s/.%s.ragsafe-dump-%ld.tmp",
+                 strcmp(real, "/") ? real : "", base, (long)getpid());
+        struct stat sb;
+        if (strcmp(o->dump_format, "directory") == 0 && lstat(out_abs, &sb) == 0) {
+            log_error("--file \"%s\" exists: --format directory writes a new directory",
+                      o->dump_file);
+            log_hint("remove it or name another");
+            return EXIT_FAIL;
+        }
+    }
+
+    /* the owner of the scratch server: --owner, else (as root) postgres, else us */
+    {
+        struct passwd *pw = o->owner ? getpwnam(o->owner)
+                                     : geteuid() == 0 ? getpwnam("postgres") : getpwuid(geteuid());
+        if (!pw) {
+            log_error("unknown user \"%s\"", o->owner ? o->owner : "postgres");
+            log_hint("name the user the scratch server runs as with --owner USER");
+            return EXIT_USAGE;
+        }
+        if (pw->pw_uid == 0) {
+            log_error("PostgreSQL cannot run as root: the scratch server needs --owner USER");
+            return EXIT_USAGE;
+        }
+        if (geteuid() != 0 && pw->pw_uid != geteuid()) {
+            log_error("--owner %s needs root", o->owner);
+            return EXIT_USAGE;
+        }
+        d.uid = pw->pw_uid;
+        d.gid = pw->pw_gid;
+        snprintf(d.user, sizeof(d.user), "%s", pw->pw_name);
+    }
+
+    /* signals: noted, acted on by the wait below; the worker gets them from us */
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0; /* no SA_RESTART: waitpid returns EINTR */
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    sigaction(SIGHUP, &sa, &old_hup);
+
+    /* the scratch directory */
+    {
+        const char *base = o->scratch;
+        if (!base)
+            base = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
+        char real[PATH_MAX];
+        if (!realpath(base, real)) {
+            log_errno("could not resolve the scratch base directory \"%s\"", base);
+            goto out;
+        }
+        snprintf(d.scratch, sizeof(d.scratch), "%s/ragsafe-dump-XXXXXX", real);
+        if (!mkdtemp(d.scratch)) {
+            log_errno("could not create a scratch directory under \"%s\"", real);
+            goto out;
+        }
+        made_scratch = 1;
+        snprintf(d.pgdata, sizeof(d.pgdata), "%s/pgdata", d.scratch);
+        snprintf(d.sock, sizeof(d.sock), "%s/sock", d.scratch);
+        snprintf(d.result, sizeof(d.result), "%s/result.json", d.scratch);
+        if (mkdir(d.sock, 0700) != 0) {
+            log_errno("could not create \"%s\"", d.sock);
+            goto out;
+        }
+        if (geteuid() == 0 && (chown(d.scratch, d.uid, d.gid) != 0 ||
+                               chown(d.sock, d.uid, d.gid) != 0)) {
+            log_errno("could not give the scratch directory \"%s\" to %s", d.scratch, d.user);
+            goto out;
+        }
+        /* any port: the socket lives in a private directory, there is no TCP */
+        d.port = 20000 + (int)(getpid() % 30000);
+        log_info("scratch directory \"%s\"", d.scratch);
+    }
+
+    if (g_signal)
+        goto out;
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid < 0) {
+        log_errno("could not fork");
+        goto out;
+    }
+    if (pid == 0) {
+        setpgid(0, 0);
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+        sigaction(SIGHUP, &old_hup, NULL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
+        fflush(stdout);
+        _exit(worker(o, &d));
+    }
+    setpgid(pid, pid);
+    int status = 0, signalled = 0;
+    double t_kill = 0;
+    for (;;) {
+        pid_t w = waitpid(pid, &status, signalled ? WNOHANG : 0);
+        if (w == pid)
+            break;
+        if (w < 0 && errno != EINTR) {
+            log_errno("could not wait for the dump worker");
+            goto out;
+        }
+        if (g_signal && !signalled) {
+            log_error("interrupted by signal %d: stopping the dump", (int)g_signal);
+            kill(-pid, SIGTERM);
+            signalled = 1;
+            t_kill = now_seconds();
+        }
+        if (signalled) {
+            if (now_seconds() - t_kill > 10)
+                kill(-pid, SIGKILL);
+            usleep(50 * 1000);
+        }
+    }
+    pid = -1;
+    if (g_signal) {
+        if (!signalled)
+            log_error("interrupted by signal %d", (int)g_signal);
+        goto out;
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != EXIT_OK) {
+        ret = WIFEXITED(status) ? WEXITSTATUS(status) : EXIT_FAIL;
+        if (ret == EXIT_OK)
+            ret = EXIT_FAIL;
+        log_error("the dump failed");
+        goto out;
+    }
+    {
+        json_error_t je;
+        res = json_load_file(d.result, 0, &je);
+        if (!res) {
+            log_error("could not read the dump's result \"%s\": %s", d.result, je.text);
+            goto out;
+        }
+    }
+    if (durable_rename(d.tmp_out, out_abs) != 0)
+        goto out;
+    renamed = 1;
+    ret = EXIT_OK;
+out:
+    if (pid > 0) {
+        kill(-pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    if (made_scratch) {
+        int stop_failed = stop_scratch_server(&d, g_signal ? SIGQUIT : SIGINT) != 0;
+        if (stop_failed)
+            ret = EXIT_FAIL;
+        if (!renamed && d.tmp_out[0])
+            durable_remove_tree(d.tmp_out); /* a partial dump never stays */
+        if (o->keep_scratch) {
+            log_notice("scratch directory kept (--keep-scratch): \"%s\"", d.scratch);
+        } else if (stop_failed) {
+            log_notice("scratch directory kept: its server did not stop: \"%s\"", d.scratch);
+        } else if (durable_remove_tree(d.scratch) != 0) {
+            log_error("could not remove the scratch directory \"%s\"", d.scratch);
+            ret = EXIT_FAIL;
+        }
+    }
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    sigaction(SIGHUP, &old_hup, NULL);
+    if (ret == EXIT_OK && res) {
+        json_object_set_new(res, "file", json_string(out_abs));
+        json_object_set_new(res, "format", json_string(o->dump_format));
+        json_object_set_new(res, "bytes", json_integer(path_bytes(out_abs)));
+        json_object_set_new(res, "seconds", json_real(now_seconds() - t0));
+        if (o->json) {
+            json_dumpf(res, stdout, JSON_INDENT(2));
+            putchar('\n');
+        } else {
+            json_t *ts = json_object_get(res, "last_replay_timestamp");
+            json_t *lsn = json_object_get(res, "last_replay_lsn");
+            printf("dumped:          database \"%s\" into %s (format %s, %lld bytes) in %.1f s\n",
+                   o->conninfo, out_abs, o->dump_format,
+                   (long long)json_integer_value(json_object_get(res, "bytes")),
+                   now_seconds() - t0);
+            printf("as of:           last replayed commit %s, replay lsn %s (scratch server %s)\n",
+                   json_is_string(ts) ? json_string_value(ts) : "(none)",
+                   json_is_string(lsn) ? json_string_value(lsn) : "(none)",
+                   json_string_value(json_object_get(res, "state")));
+            size_t i;
+            json_t *t;
+            json_array_foreach(json_object_get(res, "tables"), i, t) {
+                json_t *rows = json_object_get(t, "rows");
+                printf("table:           %s: %s%lld rows\n",
+                       json_string_value(json_object_get(t, "table")),
+                       json_is_integer(rows) ? "" : "? ",
+                       (long long)json_integer_value(rows));
+            }
+        }
+    }
+    json_decref(res);
+    return ret;
+}
