@@ -7,7 +7,7 @@
  * before anything is written) -> a private scratch directory (mkdtemp under --scratch,
  * $TMPDIR or /var/tmp) -> a worker process runs cmd_restore into SCRATCH/pgdata with
  * --start semantics (the restore's own free-space check, owner, restore_command and
- * recovery follow-up) -> pg_dump of the paused server into a temporary name beside OUT
+ * recovery follow-up) -> pg_dump of the promoted server into a temporary name beside OUT
  * -> fsync -> the parent renames it to OUT -> the server is stopped and the scratch
  * removed. The parent only waits: SIGINT/SIGTERM/SIGHUP set a flag, the worker's
  * process group is killed, every postgres process running on the scratch directory is
@@ -16,13 +16,18 @@
  * The scratch server: its own socket directory (SCRATCH/sock, mode 0700, owner only),
  * listen_addresses = '' (no TCP), its own pg_hba.conf (local trust: only the socket's
  * owner and root can reach the socket), archive_mode = off (restore's default), the
- * restore_command restore writes (the repository, read), hot_standby = on and
- * recovery_target_action = pause. Pause rather than promote: a paused server is still
- * in recovery, read-only, at exactly the target: nothing (autovacuum, a new timeline, an
- * end-of-recovery checkpoint) changes what pg_dump reads, and the scratch copy never
- * makes a timeline of its own. pg_dump works on a hot standby. --target-latest has no
- * target to pause at: recovery runs to the end of the archive and the scratch copy
- * promotes (archive_mode off: nothing of it reaches the repository).
+ * restore_command restore writes (the repository, read), and
+ * recovery_target_action = promote, default_transaction_read_only = on. Promote, not
+ * pause: a server paused at the target is still replaying, and a transaction in flight
+ * at the target keeps the locks the startup process replayed for it: a DROP TABLE,
+ * TRUNCATE or ALTER committed just after the target (the very accident a dump is for)
+ * leaves an AccessExclusiveLock that blocks pg_dump forever (test 086 hit it). Promoted,
+ * those transactions are aborted and their locks gone, and the data are exactly those
+ * of the target all the same (recovery stopped there). The promoted copy makes a
+ * timeline of its own, but only in the scratch directory: archive_mode is off and the
+ * repository only read (the new timeline's number is chosen by reading its history
+ * files). The instant the dump stands for is pg_last_xact_replay_timestamp() and
+ * pg_last_wal_replay_lsn(), which keep their values after the promotion.
  *
  * Selective restore (only global objects and the chosen database, as pgBackRest's
  * --db-include) is not done yet: the scratch holds a full restore of the backup.
@@ -241,7 +246,7 @@ static int run_pg_dump(const pitr_opts *o, const dump_ctx *d, const char *bin)
 }
 
 /*
- * describe -- what the dump stands for, from the paused server: the last replayed
+ * describe -- what the dump stands for, from the scratch server: the last replayed
  * commit and its time, and the tables of the selection with their row counts.
  * A JSON object, or NULL (reported).
  */
@@ -279,7 +284,7 @@ static json_t *describe(const pitr_opts *o, const dump_ctx *d)
     json_object_set_new(j, "last_replay_lsn",
                         PQgetisnull(r, 0, 1) ? json_null() : json_string(PQgetvalue(r, 0, 1)));
     json_object_set_new(j, "state", json_string(strcmp(PQgetvalue(r, 0, 2), "t") == 0
-                                                    ? "paused" : "promoted"));
+                                                    ? "in recovery" : "promoted"));
     PQclear(r);
     r = NULL;
     for (size_t i = 0; i < o->ndump_tables; i++)
@@ -371,12 +376,12 @@ static int worker(const pitr_opts *o, const dump_ctx *d)
     sets[ns++] = s_sock;
     sets[ns++] = s_port;
     sets[ns++] = s_hba;
-    sets[ns++] = "hot_standby=on";
+    sets[ns++] = "default_transaction_read_only=on";
     sets[ns++] = "logging_collector=off";
     ro.sets = sets;
     ro.nsets = ns;
     ro.pgdata = d->pgdata;
-    ro.action = "pause";
+    ro.action = "promote";
     ro.start = 1;
     ro.standby = 0;
     ro.delta = 0;

@@ -55,10 +55,11 @@ pg_stop src
 pg_init dst && pg_start dst || exit 1
 mkdir -p "$T/scratch" "$T/out"
 dump() { "$PITR" dump --repo "$REPO" "$@"; }
-# restore_into DB FILE: a fresh database of dst from a dump
+# restore_into DB FILE: a fresh database of dst from a dump (pg_restore as root, who
+# owns the dump)
 restore_into() {
     q dst postgres "create database $1" &&
-    as_pg "$PGBIN/pg_restore" -h "$T/dst" -p 5432 -U postgres -d "$1" "$2"
+    "$PGBIN/pg_restore" -h "$T/dst" -p 5432 -U postgres -d "$1" "$2"
 }
 
 # --- before accident 1 --------------------------------------------------------------
@@ -80,7 +81,8 @@ dump --target-time "$T2" --dbname app --file "$T/out/t2.dump" --scratch "$T/scra
     >"$T/t2.json" 2>"$T/t2.err"
 is "dump as of T2 exits 0" 0 "$?" || cat "$T/t2.err"
 is "--json: rows of a after the DELETE" 60 "$(jq -r '.tables[] | select(.table == "public.a") | .rows' "$T/t2.json")"
-is "--json: the server was paused at the target" paused "$(jq -r .state "$T/t2.json")"
+is "--json: the scratch server promoted at the target" promoted "$(jq -r .state "$T/t2.json")"
+ok "--json: the instant (last replayed commit) is before T2" bash -c "[ \"\$(date -u -d \"\$(jq -r .last_replay_timestamp '$T/t2.json')\" +%s%6N)\" -le \"\$(date -u -d '$T2' +%s%6N)\" ]"
 restore_into r2 "$T/out/t2.dump"
 is "pg_restore of the T2 dump exits 0" 0 "$?"
 for t in a b c; do
@@ -88,7 +90,7 @@ for t in a b c; do
 done
 
 # --- selections -----------------------------------------------------------------------
-lst() { as_pg "$PGBIN/pg_restore" -l "$1"; }
+lst() { "$PGBIN/pg_restore" -l "$1"; }
 dump --target-time "$T2" --dbname app --file "$T/out/s.dump" --schema-only --scratch "$T/scratch" 2>"$T/s.err" >/dev/null
 is "--schema-only exits 0" 0 "$?"
 ok "--schema-only: table definitions" grep -q "TABLE public b " <(lst "$T/out/s.dump")
@@ -121,18 +123,20 @@ ok "unreachable target: no output" test ! -e "$T/out/old.dump"
 
 # --- SIGTERM midway -------------------------------------------------------------------
 mkdir -p "$T/scr2" "$T/out2"
-dump --target-time "$T2" --dbname app --file "$T/out2/k.dump" --scratch "$T/scr2" >/dev/null 2>"$T/k.err" &
+"$PITR" dump --repo "$REPO" --target-time "$T2" --dbname app --file "$T/out2/k.dump" \
+    --scratch "$T/scr2" >/dev/null 2>"$T/k.err" &
 kpid=$!
 for ((i = 0; i < 600; i++)); do
     pgrep -f -- "-D $T/scr2/" >/dev/null && break
     sleep 0.1
 done
-ok "SIGTERM test: the scratch server was running" pgrep -f -- "-D $T/scr2/"
+ok "SIGTERM test: the scratch server was running" bash -c "pgrep -f -- '-D $T/scr2/' >/dev/null"
 kill -TERM "$kpid"
 wait "$kpid"
 rc=$?
 ok "SIGTERM: dump fails" test "$rc" -ne 0
-ok "SIGTERM: no scratch server left running" bash -c "! pgrep -f -- '$T/scr2/'"
+ok "SIGTERM: no scratch server left running" bash -c "! pgrep -f -- '$T/scr2/' >/dev/null"
+ok "SIGTERM: the dump said why it stopped" grep -q "interrupted by signal 15" "$T/k.err"
 is "SIGTERM: no scratch directory left" "" "$(ls -A "$T/scr2")"
 is "SIGTERM: no output, partial or not" "" "$(ls -A "$T/out2")"
 
