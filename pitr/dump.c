@@ -29,8 +29,23 @@
  * files). The instant the dump stands for is pg_last_xact_replay_timestamp() and
  * pg_last_wal_replay_lsn(), which keep their values after the promotion.
  *
- * Selective restore (only global objects and the chosen database, as pgBackRest's
- * --db-include) is not done yet: the scratch holds a full restore of the backup.
+ * Selective restore, as pgBackRest's --db-include: only the global objects, the
+ * chosen database and postgres (start_and_follow connects to it) get their relation
+ * files; the other databases' relation files are restored hollow: sparse files of
+ * their size, all zeroes, that take no space (PG_VERSION and pg_filenode.map are
+ * written). Why hollow files and not none: recovery must replay WAL for every database.
+ * Each page's first change after the backup's redo point carries a full-page image
+ * (full_page_writes), which overwrites whatever is there, zeroes included; later
+ * records then find that page. A page no record touches is never read. So replay of
+ * the other databases works, and they end up unusable, which no one sees: autovacuum
+ * is off in the scratch copy and nothing connects to them. Leaving the files out
+ * altogether would behave the same for replay, but a sized file keeps smgr's view
+ * (relation sizes, truncation records) the same as in a full restore, which is what
+ * pgBackRest relies on. The OID of the database is read from the backup's pg_database
+ * (global/1262, read in a first pass over the base tar that writes nothing else): the
+ * OIDs of every tuple, live or dead, that carries the name (more is harmless). A name
+ * the backup does not know (a database created or renamed after it), or a
+ * pg_database moved by VACUUM FULL, falls back to a full restore.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -357,7 +372,7 @@ static int worker(const pitr_opts *o, const dump_ctx *d)
     pitr_opts ro = *o;
     char bin[PATH_MAX], hba[PATH_MAX + 64];
     char s_sock[PATH_MAX + 128], s_port[32], s_hba[PATH_MAX + 128];
-    const char **sets = calloc(o->nsets + 8, sizeof(*sets));
+    const char **sets = calloc(o->nsets + 10, sizeof(*sets));
     size_t ns = 0;
 
     if (!sets)
@@ -377,6 +392,7 @@ static int worker(const pitr_opts *o, const dump_ctx *d)
     sets[ns++] = s_port;
     sets[ns++] = s_hba;
     sets[ns++] = "default_transaction_read_only=on";
+    sets[ns++] = "autovacuum=off";
     sets[ns++] = "logging_collector=off";
     ro.sets = sets;
     ro.nsets = ns;
@@ -440,13 +456,124 @@ static int64_t path_bytes(const char *path)
     return total;
 }
 
+/*
+ * pg_database_oids -- the OIDs of the tuples of a pg_database heap file named name
+ * (oid is its first column, datname the second, since PostgreSQL 12). Appends to
+ * inc (at most max). Their count.
+ */
+static size_t pg_database_oids(const unsigned char *f, size_t len, const char *name,
+                               uint32_t *inc, size_t n, size_t max)
+{
+    const size_t bs = 8192;
+    for (size_t pg = 0; pg + bs <= len; pg += bs) {
+        const unsigned char *page = f + pg;
+        uint16_t lower = (uint16_t)(page[12] | page[13] << 8);
+        if (lower < 24 || lower > bs)
+            continue;
+        for (size_t lp = 24; lp + 4 <= lower; lp += 4) {
+            uint32_t v = (uint32_t)page[lp] | (uint32_t)page[lp + 1] << 8 |
+                         (uint32_t)page[lp + 2] << 16 | (uint32_t)page[lp + 3] << 24;
+            uint32_t off = v & 0x7fff, flags = (v >> 15) & 3, tlen = v >> 17;
+            if (flags != 1 || off + tlen > bs || tlen < 24)
+                continue;
+            const unsigned char *tup = page + off;
+            unsigned hoff = tup[22];
+            if (hoff < 23 || hoff + 4 + 64 > tlen)
+                continue;
+            uint32_t oid = (uint32_t)tup[hoff] | (uint32_t)tup[hoff + 1] << 8 |
+                           (uint32_t)tup[hoff + 2] << 16 | (uint32_t)tup[hoff + 3] << 24;
+            const char *dn = (const char *)tup + hoff + 4;
+            if (strnlen(dn, 64) < 64 && strcmp(dn, name) == 0 && n < max) {
+                int dup = 0;
+                for (size_t i = 0; i < n; i++)
+                    dup |= inc[i] == oid;
+                if (!dup)
+                    inc[n++] = oid;
+            }
+        }
+    }
+    return n;
+}
+
+/*
+ * find_db_oids -- the databases whose relation files the scratch restore writes: name's
+ * and postgres's, read from the backup's pg_database (a first pass over the base tar
+ * writing only global/1262 into SCRATCH/probe). *n 0: a full restore (the name is not
+ * in the backup's pg_database, or that file is not where it is expected).
+ * 0 | -1 reported.
+ */
+static int find_db_oids(inventory *inv, const backup_info *b, const dump_ctx *d,
+                        const char *name, uint32_t *inc, size_t *n)
+{
+    char probe[PATH_MAX + 64], file[PATH_MAX + 96], key[512];
+    manifest m;
+    extract_stats stats;
+    unsigned char *buf = NULL;
+    int ret = -1;
+
+    *n = 0;
+    memset(&stats, 0, sizeof(stats));
+    if (backup_manifest_load(inv->st, b, &m, NULL, NULL) != 0)
+        return -1;
+    if (!manifest_find(&m, "global/1262")) {
+        log_notice("the backup has no global/1262 (pg_database moved): a full restore");
+        manifest_release(&m);
+        return 0;
+    }
+    snprintf(probe, sizeof(probe), "%s/probe", d->scratch);
+    snprintf(key, sizeof(key), "backups/%s/base.tar.zst", b->label);
+    if (mkdir(probe, 0700) != 0) {
+        log_errno("could not create \"%s\"", probe);
+        manifest_release(&m);
+        return -1;
+    }
+    extract_opts eo = {.dest = probe, .m = &m, .mprefix = "", .only = "global/1262"};
+    double t0 = now_seconds();
+    int r = extract_object(inv->st, key, &eo, &stats);
+    manifest_release(&m);
+    extract_stats_release(&stats);
+    if (r != 0)
+        goto out;
+    snprintf(file, sizeof(file), "%s/global/1262", probe);
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        log_errno("could not open \"%s\"", file);
+        goto out;
+    }
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !(buf = malloc((size_t)sb.st_size + 1)) ||
+        fread(buf, 1, (size_t)sb.st_size, f) != (size_t)sb.st_size) {
+        log_errno("could not read \"%s\"", file);
+        fclose(f);
+        goto out;
+    }
+    fclose(f);
+    size_t k = pg_database_oids(buf, (size_t)sb.st_size, name, inc, 0, 32);
+    if (k == 0) {
+        log_notice("database \"%s\" is not in backup %s's pg_database (created or renamed "
+                   "since?): a full restore", name, b->label);
+    } else {
+        *n = pg_database_oids(buf, (size_t)sb.st_size, "postgres", inc, k, 64);
+        log_info("restoring the relation files of database \"%s\" (OID %u) and postgres "
+                 "only (pg_database read in %.1f s)", name, inc[0], now_seconds() - t0);
+    }
+    ret = 0;
+out:
+    free(buf);
+    durable_remove_tree(probe);
+    return ret;
+}
+
 int cmd_dump(const pitr_opts *o)
 {
     dump_ctx d;
     inventory inv;
     plan p;
     char out_abs[PATH_MAX * 2 + 16];
-    int ret = EXIT_FAIL, made_scratch = 0, renamed = 0, r;
+    int ret = EXIT_FAIL, made_scratch = 0, renamed = 0, r, have_inv = 0, sig_installed = 0;
+    uint32_t inc[64];
+    size_t ninc = 0;
+    pitr_opts wo = *o;
     struct sigaction sa, old_int, old_term, old_hup;
     pid_t pid = -1;
     json_t *res = NULL;
@@ -459,11 +586,11 @@ int cmd_dump(const pitr_opts *o)
     if (r != 0)
         return pitr_status(r);
     r = plan_make(&inv, o, &p);
-    if (r == 0)
-        plan_release(&p);
-    inventory_release(&inv);
-    if (r != 0)
+    if (r != 0) {
+        inventory_release(&inv);
         return pitr_status(r);
+    }
+    have_inv = 1;
 
     /* OUT: its directory must exist; the temporary name sits beside it */
     {
@@ -473,13 +600,16 @@ int cmd_dump(const pitr_opts *o)
         const char *base = slash ? slash + 1 : dirbuf;
         if (!*base) {
             log_error("--file \"%s\" names a directory, not a dump", o->dump_file);
-            return EXIT_USAGE;
+            {
+                ret = EXIT_USAGE;
+                goto early;
+            }
         }
         char *dir = slash ? (slash == dirbuf ? "/" : (*slash = '\0', dirbuf)) : ".";
         char real[PATH_MAX];
         if (!realpath(dir, real)) {
             log_errno("could not resolve the directory of --file \"%s\"", o->dump_file);
-            return EXIT_FAIL;
+            goto early;
         }
         snprintf(out_abs, sizeof(out_abs), "%s/%s", strcmp(real, "/") ? real : "", base);
         snprintf(d.tmp_out, sizeof(d.tmp_out), "%s/.%s.ragsafe-dump-%ld.tmp",
@@ -489,7 +619,7 @@ int cmd_dump(const pitr_opts *o)
             log_error("--file \"%s\" exists: --format directory writes a new directory",
                       o->dump_file);
             log_hint("remove it or name another");
-            return EXIT_FAIL;
+            goto early;
         }
     }
 
@@ -500,15 +630,24 @@ int cmd_dump(const pitr_opts *o)
         if (!pw) {
             log_error("unknown user \"%s\"", o->owner ? o->owner : "postgres");
             log_hint("name the user the scratch server runs as with --owner USER");
-            return EXIT_USAGE;
+            {
+                ret = EXIT_USAGE;
+                goto early;
+            }
         }
         if (pw->pw_uid == 0) {
             log_error("PostgreSQL cannot run as root: the scratch server needs --owner USER");
-            return EXIT_USAGE;
+            {
+                ret = EXIT_USAGE;
+                goto early;
+            }
         }
         if (geteuid() != 0 && pw->pw_uid != geteuid()) {
             log_error("--owner %s needs root", o->owner);
-            return EXIT_USAGE;
+            {
+                ret = EXIT_USAGE;
+                goto early;
+            }
         }
         d.uid = pw->pw_uid;
         d.gid = pw->pw_gid;
@@ -522,6 +661,7 @@ int cmd_dump(const pitr_opts *o)
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     sigaction(SIGHUP, &sa, &old_hup);
+    sig_installed = 1;
 
     /* the scratch directory */
     {
@@ -555,6 +695,15 @@ int cmd_dump(const pitr_opts *o)
         d.port = 20000 + (int)(getpid() % 30000);
         log_info("scratch directory \"%s\"", d.scratch);
     }
+    if (find_db_oids(&inv, p.backup, &d, o->conninfo, inc, &ninc) != 0)
+        goto out;
+    if (ninc) {
+        wo.db_include = inc;
+        wo.ndb_include = ninc;
+    }
+    plan_release(&p);
+    inventory_release(&inv);
+    have_inv = 0;
 
     if (g_signal)
         goto out;
@@ -574,7 +723,7 @@ int cmd_dump(const pitr_opts *o)
         signal(SIGTERM, SIG_DFL);
         signal(SIGHUP, SIG_DFL);
         fflush(stdout);
-        _exit(worker(o, &d));
+        _exit(worker(&wo, &d));
     }
     setpgid(pid, pid);
     int status = 0, signalled = 0;
@@ -625,6 +774,12 @@ int cmd_dump(const pitr_opts *o)
     renamed = 1;
     ret = EXIT_OK;
 out:
+    if (have_inv) {
+early:
+        plan_release(&p);
+        inventory_release(&inv);
+        have_inv = 0;
+    }
     if (pid > 0) {
         kill(-pid, SIGKILL);
         waitpid(pid, NULL, 0);
@@ -644,14 +799,21 @@ out:
             ret = EXIT_FAIL;
         }
     }
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
-    sigaction(SIGHUP, &old_hup, NULL);
+    if (sig_installed) {
+        sigaction(SIGINT, &old_int, NULL);
+        sigaction(SIGTERM, &old_term, NULL);
+        sigaction(SIGHUP, &old_hup, NULL);
+    }
     if (ret == EXIT_OK && res) {
         json_object_set_new(res, "file", json_string(out_abs));
         json_object_set_new(res, "format", json_string(o->dump_format));
         json_object_set_new(res, "bytes", json_integer(path_bytes(out_abs)));
         json_object_set_new(res, "seconds", json_real(now_seconds() - t0));
+        json_t *oids = json_array();
+        for (size_t i = 0; i < ninc; i++)
+            json_array_append_new(oids, json_integer(inc[i]));
+        /* [] : a full restore */
+        json_object_set_new(res, "restored_database_oids", oids);
         if (o->json) {
             json_dumpf(res, stdout, JSON_INDENT(2));
             putchar('\n');
@@ -666,6 +828,13 @@ out:
                    json_is_string(ts) ? json_string_value(ts) : "(none)",
                    json_is_string(lsn) ? json_string_value(lsn) : "(none)",
                    json_string_value(json_object_get(res, "state")));
+            if (ninc)
+                printf("restored:        global objects and the relation files of database OIDs "
+                       "%u (%s) ... and postgres; the other databases' hollow (sparse)\n",
+                       inc[0], o->conninfo);
+            else
+                printf("restored:        the whole cluster (database \"%s\" not found in the "
+                       "backup's pg_database)\n", o->conninfo);
             size_t i;
             json_t *t;
             json_array_foreach(json_object_get(res, "tables"), i, t) {

@@ -958,7 +958,7 @@ static double mib(uint64_t b)
  * add up. 0 | -1 reported, naming what is needed, available and missing.
  */
 static int check_space(const char *pgdata, const ts_dest *ts, size_t nts, const manifest *m,
-                       uint64_t wal)
+                       uint64_t wal, const pitr_opts *o)
 {
     struct dest {
         const char *dir;
@@ -975,6 +975,8 @@ static int check_space(const char *pgdata, const ts_dest *ts, size_t nts, const 
     d[0].need = wal;
     for (size_t i = 0; i < m->nfiles; i++) {
         size_t k = 0;
+        if (o->ndb_include && db_file_hollow(m->files[i].path, o->db_include, o->ndb_include))
+            continue; /* a hole */
         for (size_t t = 0; t < nts && k == 0; t++) {
             char prefix[64];
             int pl = snprintf(prefix, sizeof(prefix), "pg_tblspc/%u/", ts[t].oid);
@@ -1430,7 +1432,7 @@ int cmd_restore(const pitr_opts *o)
         log_notice("free-space check skipped (--no-space-check)");
     else if (delta)
         log_notice("free-space check skipped (--delta rewrites the stale copy in place)");
-    else if (check_space(pgdata, ts, nts, &m, p.wal_raw) != 0)
+    else if (check_space(pgdata, ts, nts, &m, p.wal_raw, o) != 0)
         goto out;
 
     /* from here on we write */
@@ -1467,7 +1469,7 @@ int cmd_restore(const pitr_opts *o)
         progress_init(&pg, o->progress, "restore", total);
     }
     extract_opts eo = {.dest = pgdata, .m = &m, .mprefix = "", .seen = seen, .delta = delta,
-                       .pg = &pg};
+                       .pg = &pg, .db_include = o->db_include, .ndb_include = o->ndb_include};
     const backup_file *bf = find_file(b, "base.tar.zst");
     eo.stored_sha = bf ? bf->sha256 : NULL;
     snprintf(key, sizeof(key), "backups/%s/base.tar.zst", b->label);
@@ -1495,6 +1497,9 @@ int cmd_restore(const pitr_opts *o)
     progress_finish(&pg);
     log_info("extracted %llu files (%llu bytes) in %.1f s", (unsigned long long)stats.files,
              (unsigned long long)stats.bytes, now_seconds() - t0);
+    if (stats.hollow)
+        log_info("%llu relation files of other databases (%llu bytes) restored hollow",
+                 (unsigned long long)stats.hollow, (unsigned long long)stats.hollow_bytes);
     if (delta) {
         if (delta_prune_dirs(pgdata, stats.dirs, stats.ndirs, &pruned_dirs) != 0)
             goto out;

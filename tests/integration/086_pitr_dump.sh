@@ -47,6 +47,10 @@ for t in a b c; do copy src app $t >"$T/at2.$t"; done
 sleep 1.1
 q src app "drop table b"                       # accident 2
 q src app "insert into c values (13, 'c13')"
+APP_OID=$(q src postgres "select oid from pg_database where datname = 'app'")
+OTHER_OID=$(q src postgres "select oid from pg_database where datname = 'other'")
+BIG_FILE=$(q src other "select pg_relation_filepath('big')")
+BIG_SIZE=$(stat -c %s "$T/src/$BIG_FILE")
 LIVE=$(q src app "select (select count(*) from a) || ':' || (select count(*) from c)")
 switch_wal src || exit 1
 # the live cluster is down from here on: a dump cannot have connected to it
@@ -76,6 +80,26 @@ for t in a b c; do
     ok "T1: table $t holds exactly its rows at T1" cmp -s "$T/at1.$t" <(copy dst r1 $t)
 done
 
+# --- only app's relation files are restored ---------------------------------------------
+mkdir -p "$T/keep"
+dump --target-time "$T1" --dbname app --table c --file "$T/out/keep.dump" --scratch "$T/keep" \
+    --keep-scratch >"$T/keep.out" 2>"$T/keep.err"
+is "--keep-scratch dump exits 0" 0 "$?" || cat "$T/keep.err"
+K=$(ls -d "$T"/keep/ragsafe-dump-*/pgdata)
+ok "--keep-scratch: the scratch data directory is kept" test -f "$K/PG_VERSION"
+ok "--keep-scratch: its server is stopped" bash -c "test -f '$K/PG_VERSION' && ! pgrep -f '^$PGBIN/postgres -D $T/keep/' >/dev/null"
+ok "the other database's table file is there, at its full size ($BIG_SIZE bytes)" \
+    test "$(stat -c %s "$K/$BIG_FILE" 2>/dev/null)" = "$BIG_SIZE"
+ok "... but hollow: no disk blocks (du $(du -k "$K/$BIG_FILE" | cut -f1) KiB)" \
+    test "$(du -k "$K/$BIG_FILE" | cut -f1)" -eq 0
+other_kb=$(du -sk "$K/base/$OTHER_OID" | cut -f1)
+app_kb=$(du -sk "$K/base/$APP_OID" | cut -f1)
+ok "database other takes < 100 KiB on disk ($other_kb KiB), app more ($app_kb KiB)" \
+    test "$other_kb" -lt 100 -a "$app_kb" -gt "$other_kb"
+ok "the report says the other databases were restored hollow" \
+    grep -q "relation files of database OIDs $APP_OID (app).* hollow" "$T/keep.out"
+rm -rf "${T:?}/keep"
+
 # --- before accident 2 --------------------------------------------------------------
 dump --target-time "$T2" --dbname app --file "$T/out/t2.dump" --scratch "$T/scratch" --json \
     >"$T/t2.json" 2>"$T/t2.err"
@@ -94,15 +118,15 @@ lst() { "$PGBIN/pg_restore" -l "$1"; }
 dump --target-time "$T2" --dbname app --file "$T/out/s.dump" --schema-only --scratch "$T/scratch" 2>"$T/s.err" >/dev/null
 is "--schema-only exits 0" 0 "$?"
 ok "--schema-only: table definitions" grep -q "TABLE public b " <(lst "$T/out/s.dump")
-ok "--schema-only: no table data" bash -c "! grep -q 'TABLE DATA' <('$PGBIN/pg_restore' -l '$T/out/s.dump')"
+ok "--schema-only: no table data" bash -c "test -s '$T/out/s.dump' && ! grep -q 'TABLE DATA' <('$PGBIN/pg_restore' -l '$T/out/s.dump')"
 dump --target-time "$T2" --dbname app --file "$T/out/d.dump" --data-only --scratch "$T/scratch" 2>"$T/d.err" >/dev/null
 is "--data-only exits 0" 0 "$?"
 ok "--data-only: table data" grep -q "TABLE DATA public b " <(lst "$T/out/d.dump")
-ok "--data-only: no table definitions" bash -c "! grep -Eq ' TABLE public [abc] ' <('$PGBIN/pg_restore' -l '$T/out/d.dump')"
+ok "--data-only: no table definitions" bash -c "test -s '$T/out/d.dump' && ! grep -Eq ' TABLE public [abc] ' <('$PGBIN/pg_restore' -l '$T/out/d.dump')"
 dump --target-time "$T1" --dbname app --table a --file "$T/out/a.dump" --scratch "$T/scratch" >"$T/a.out" 2>"$T/a.err"
 is "--table a exits 0" 0 "$?"
 ok "--table a: a's data" grep -q "TABLE DATA public a " <(lst "$T/out/a.dump")
-ok "--table a: not b" bash -c "! grep -q ' public b ' <('$PGBIN/pg_restore' -l '$T/out/a.dump')"
+ok "--table a: not b" bash -c "test -s '$T/out/a.dump' && ! grep -q ' public b ' <('$PGBIN/pg_restore' -l '$T/out/a.dump')"
 ok "--table a: the report lists a only" bash -c "grep -q 'public.a' '$T/a.out' && ! grep -q 'public.b' '$T/a.out'"
 dump --target-time "$T1" --dbname app --format directory --jobs 2 --file "$T/out/dir" --scratch "$T/scratch" >/dev/null 2>"$T/dir.err"
 is "--format directory --jobs 2 exits 0" 0 "$?" || cat "$T/dir.err"
@@ -122,20 +146,23 @@ is "unreachable target: scratch base empty" "" "$(ls -A "$T/scratch")"
 ok "unreachable target: no output" test ! -e "$T/out/old.dump"
 
 # --- SIGTERM midway -------------------------------------------------------------------
+# server_on DIR: a postmaster runs on a data directory under DIR (pgrep's pattern is
+# anchored: no shell whose command line holds DIR matches)
+server_on() { pgrep -f "^$PGBIN/postgres -D $1" >/dev/null; }
 mkdir -p "$T/scr2" "$T/out2"
 "$PITR" dump --repo "$REPO" --target-time "$T2" --dbname app --file "$T/out2/k.dump" \
     --scratch "$T/scr2" >/dev/null 2>"$T/k.err" &
 kpid=$!
 for ((i = 0; i < 600; i++)); do
-    pgrep -f -- "-D $T/scr2/" >/dev/null && break
+    server_on "$T/scr2/" && break
     sleep 0.1
 done
-ok "SIGTERM test: the scratch server was running" bash -c "pgrep -f -- '-D $T/scr2/' >/dev/null"
+ok "SIGTERM test: the scratch server was running" server_on "$T/scr2/"
 kill -TERM "$kpid"
 wait "$kpid"
 rc=$?
 ok "SIGTERM: dump fails" test "$rc" -ne 0
-ok "SIGTERM: no scratch server left running" bash -c "! pgrep -f -- '$T/scr2/' >/dev/null"
+ok "SIGTERM: no scratch server left running" bash -c "! pgrep -f '^$PGBIN/postgres -D $T/scr2/' >/dev/null"
 ok "SIGTERM: the dump said why it stopped" grep -q "interrupted by signal 15" "$T/k.err"
 is "SIGTERM: no scratch directory left" "" "$(ls -A "$T/scr2")"
 is "SIGTERM: no output, partial or not" "" "$(ls -A "$T/out2")"
