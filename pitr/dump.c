@@ -829,9 +829,9 @@ early:
                    json_is_string(lsn) ? json_string_value(lsn) : "(none)",
                    json_string_value(json_object_get(res, "state")));
             if (ninc)
-                printf("restored:        global objects and the relation files of database OIDs "
-                       "%u (%s) ... and postgres; the other databases' hollow (sparse)\n",
-                       inc[0], o->conninfo);
+                printf("restored:        only the relation files of database \"%s\" (OID %u) "
+                       "and postgres; the other databases' hollow (sparse, no disk blocks)\n",
+                       o->conninfo, inc[0]);
             else
                 printf("restored:        the whole cluster (database \"%s\" not found in the "
                        "backup's pg_database)\n", o->conninfo);
