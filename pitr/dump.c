@@ -572,6 +572,8 @@ int cmd_dump(const pitr_opts *o)
     char out_abs[PATH_MAX * 2 + 16];
     int ret = EXIT_FAIL, made_scratch = 0, renamed = 0, r, have_inv = 0, sig_installed = 0;
     uint32_t inc[64];
+    tsmap_entry *tsm = NULL;
+    char *tsdirs = NULL;
     size_t ninc = 0;
     pitr_opts wo = *o;
     struct sigaction sa, old_int, old_term, old_hup;
@@ -697,6 +699,33 @@ int cmd_dump(const pitr_opts *o)
     }
     if (find_db_oids(&inv, p.backup, &d, o->conninfo, inc, &ninc) != 0)
         goto out;
+    /* tablespaces go into the scratch directory too (SCRATCH/tblspc/OID), never to the
+     * locations backup.json records: those are the live cluster's */
+    if (p.backup->ntablespaces) {
+        size_t nb = p.backup->ntablespaces;
+        tsm = calloc(nb + o->ntsmap, sizeof(*tsm));
+        tsdirs = calloc(nb, PATH_MAX + 64);
+        if (!tsm || !tsdirs) {
+            log_error("out of memory");
+            goto out;
+        }
+        size_t nt = 0;
+        for (size_t i = 0; i < o->ntsmap; i++)
+            tsm[nt++] = o->tsmap[i];
+        for (size_t k = 0; k < nb; k++) {
+            int mapped = 0;
+            for (size_t i = 0; i < o->ntsmap; i++)
+                mapped |= o->tsmap[i].oid == p.backup->tablespaces[k].oid;
+            if (mapped)
+                continue;
+            char *dir = tsdirs + k * (PATH_MAX + 64);
+            snprintf(dir, PATH_MAX + 64, "%s/tblspc/%u", d.scratch, p.backup->tablespaces[k].oid);
+            tsm[nt].oid = p.backup->tablespaces[k].oid;
+            tsm[nt++].dir = dir;
+        }
+        wo.tsmap = tsm;
+        wo.ntsmap = nt;
+    }
     if (ninc) {
         wo.db_include = inc;
         wo.ndb_include = ninc;
@@ -847,5 +876,7 @@ early:
         }
     }
     json_decref(res);
+    free(tsm);
+    free(tsdirs);
     return ret;
 }

@@ -30,14 +30,22 @@ q src app "create table a (id int primary key, v text);
            insert into a select g, 'a' || g from generate_series(1, 100) g;
            insert into b select g, 'b' || g from generate_series(1, 50) g;
            insert into c select g, 'c' || g from generate_series(1, 10) g;" || exit 1
+# a table in a tablespace: the dump restores it inside its scratch directory, never
+# over the live cluster's tablespace directory
+mkdir -p "$T/ts1" && chown postgres: "$T/ts1"
+q src app "create tablespace ts1 location '$T/ts1'" || exit 1
+q src app "create table d (id int primary key, v text) tablespace ts1;
+           insert into d select g, 'd' || g from generate_series(1, 30) g;" || exit 1
 backup=$(as_pg "$RAGSAFE_BIN/ragsafe-basebackup" -d "$(pg_conn src)" --repo "$REPO" -c fast 2>"$T/bb.err")
 [ -n "$backup" ] || { cat "$T/bb.err"; exit 1; }
 q src app "insert into a select g, 'a' || g from generate_series(101, 120) g;
            update b set v = 'changed' where id <= 5;
-           insert into c values (11, 'c11')"
+           insert into c values (11, 'c11');
+           delete from d where id > 25"
 sleep 1.1
 T1=$(q src app "select clock_timestamp()")
-for t in a b c; do copy src app $t >"$T/at1.$t"; done
+for t in a b c d; do copy src app $t >"$T/at1.$t"; done
+TS_BEFORE=$(find "$T/ts1" -type f | sort | xargs md5sum)
 sleep 1.1
 q src app "delete from a where id % 2 = 0"     # accident 1
 q src app "insert into c values (12, 'c12')"
@@ -63,7 +71,7 @@ dump() { "$PITR" dump --repo "$REPO" "$@"; }
 # owns the dump)
 restore_into() {
     q dst postgres "create database $1" &&
-    "$PGBIN/pg_restore" -h "$T/dst" -p 5432 -U postgres -d "$1" "$2"
+    "$PGBIN/pg_restore" --no-tablespaces -h "$T/dst" -p 5432 -U postgres -d "$1" "$2"
 }
 
 # --- before accident 1 --------------------------------------------------------------
@@ -76,9 +84,11 @@ ok "report names table a with its 120 rows" grep -q "table: *public.a: 120 rows"
 ok "report names the instant (last replayed commit)" grep -q "as of: *last replayed commit 20" "$T/t1.out"
 restore_into r1 "$T/out/t1.dump"
 is "pg_restore of the T1 dump exits 0" 0 "$?"
-for t in a b c; do
+for t in a b c d; do
     ok "T1: table $t holds exactly its rows at T1" cmp -s "$T/at1.$t" <(copy dst r1 $t)
 done
+is "the live cluster's tablespace directory untouched" "$TS_BEFORE" \
+    "$(find "$T/ts1" -type f | sort | xargs md5sum)"
 
 # --- only app's relation files are restored ---------------------------------------------
 mkdir -p "$T/keep"
