@@ -15,6 +15,7 @@ t_init
 
 PITR=$RAGSAFE_BIN/ragsafe-pitr
 REPO=$T/repo
+install -d -o postgres -g postgres -m 0750 "$REPO" || exit 1
 pg_archiving src "$REPO" || exit 1
 
 # q CLUSTER DB SQL
