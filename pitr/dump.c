@@ -710,6 +710,14 @@ int cmd_dump(const pitr_opts *o)
             goto out;
         }
         size_t nt = 0;
+        char tdir[PATH_MAX + 64];
+        snprintf(tdir, sizeof(tdir), "%s/tblspc", d.scratch);
+        /* the server's user must pass through it to its tablespaces */
+        if (mkdir(tdir, 0700) != 0 ||
+            (geteuid() == 0 && chown(tdir, d.uid, d.gid) != 0)) {
+            log_errno("could not create \"%s\"", tdir);
+            goto out;
+        }
         for (size_t i = 0; i < o->ntsmap; i++)
             tsm[nt++] = o->tsmap[i];
         for (size_t k = 0; k < nb; k++) {

@@ -46,7 +46,6 @@ q src app "insert into a select g, 'a' || g from generate_series(101, 120) g;
 sleep 1.1
 T1=$(q src app "select clock_timestamp()")
 for t in a b c d; do copy src app $t >"$T/at1.$t"; done
-TS_BEFORE=$(find "$T/ts1" -type f | sort | xargs md5sum)
 sleep 1.1
 q src app "delete from a where id % 2 = 0"     # accident 1
 q src app "insert into c values (12, 'c12')"
@@ -64,6 +63,7 @@ LIVE=$(q src app "select (select count(*) from a) || ':' || (select count(*) fro
 switch_wal src || exit 1
 # the live cluster is down from here on: a dump cannot have connected to it
 pg_stop src
+TS_BEFORE=$(find "$T/ts1" -type f | sort | xargs md5sum)
 
 pg_init dst && pg_start dst || exit 1
 mkdir -p "$T/scratch" "$T/out"
