@@ -51,4 +51,16 @@ q dst postgres "create database r" || exit 1
 is "pg_restore exits 0" 0 "$?"
 ok "the table holds exactly its rows at T" cmp -s "$T/at.t" \
     <(q dst r "copy (select * from t order by id) to stdout")
+
+# --target-latest: everything archived (the DELETE included); the scratch copy promotes
+"$PITR" dump --repo "$R" --cipher-key-file "$KEY" --target-latest --dbname app \
+    --file "$T/l.dump" --scratch "$T/scratch" >"$T/l.out" 2>"$T/l.err"
+is "dump --target-latest exits 0" 0 "$?" || cat "$T/l.err"
+ok "--target-latest: 10 rows (after the DELETE)" grep -q "table: *public.t: 10 rows" "$T/l.out"
+
+# the cron installer's optional daily dump
+"$RAGSAFE_SRC/scripts/install-cron.sh" --repo "$R" --pgconn "host=/nowhere" --bin "$RAGSAFE_BIN" \
+    --dump-db app --dump-dir /var/backups/dumps --dry-run >"$T/cron.out" 2>/dev/null
+ok "install-cron --dump-db: a daily dump-app entry, --target-latest into DIR/app.dump" \
+    grep -q "^30 4 \* \* \* .* dump-app .*'dump' '--repo' '$R' '--target-latest' '--dbname' 'app' '--file' '/var/backups/dumps/app.dump'" "$T/cron.out"
 t_done
