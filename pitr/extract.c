@@ -463,6 +463,33 @@ void extract_stats_release(extract_stats *s)
     s->ndirs = s->dircap = 0;
 }
 
+int db_file_hollow(const char *mpath, const uint32_t *inc, size_t n)
+{
+    const char *p;
+    if (strncmp(mpath, "base/", 5) == 0) {
+        p = mpath + 5;
+    } else if (strncmp(mpath, "pg_tblspc/", 10) == 0) {
+        /* pg_tblspc/TS/PG_15_.../DB/file */
+        p = strchr(mpath + 10, '/');
+        p = p ? strchr(p + 1, '/') : NULL;
+        if (!p)
+            return 0;
+        p++;
+    } else {
+        return 0;
+    }
+    char *end;
+    unsigned long oid = strtoul(p, &end, 10);
+    if (end == p || *end != '/')
+        return 0;
+    if (strcmp(end + 1, "PG_VERSION") == 0 || strcmp(end + 1, "pg_filenode.map") == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (inc[i] == oid)
+            return 0;
+    return 1;
+}
+
 /*
  * one_file -- stream a regular entry to dest (if any), hash it, check it against the
  * manifest. 0 | RS_MISMATCH (reported) | -1.
@@ -491,7 +518,9 @@ static int one_file(struct archive *a, struct archive_entry *e, const char *rel,
     }
     if (sha256_init(&sha) != 0)
         goto out;
-    if (eo->dest) {
+    int hollow = eo->ndb_include && db_file_hollow(mpath, eo->db_include, eo->ndb_include);
+    int skip = eo->only && strcmp(mpath, eo->only) != 0;
+    if (eo->dest && !skip) {
         if (make_dirs(eo->dest, rel, 0) != 0)
             goto out;
         if (join_path(path, sizeof(path), eo->dest, rel) != 0)
@@ -548,14 +577,24 @@ static int one_file(struct archive *a, struct archive_entry *e, const char *rel,
                 size_t z = (uint64_t)off - size < sizeof(zeros) ? (size_t)((uint64_t)off - size)
                                                                 : sizeof(zeros);
                 if (sha256_update(&sha, zeros, z) != 0 ||
-                    (fd >= 0 && write_all(fd, zeros, z, path) != 0))
+                    (fd >= 0 && !hollow && write_all(fd, zeros, z, path) != 0))
                     goto out;
                 size += z;
             }
         }
-        if (sha256_update(&sha, buf, len) != 0 || (fd >= 0 && write_all(fd, buf, len, path) != 0))
+        if (sha256_update(&sha, buf, len) != 0 ||
+            (fd >= 0 && !hollow && write_all(fd, buf, len, path) != 0))
             goto out;
         size += len;
+    }
+    if (fd >= 0 && hollow) {
+        /* checked like the others, written as a hole of its size */
+        if (ftruncate(fd, (off_t)size) != 0) {
+            log_errno("could not extend \"%s\"", path);
+            goto out;
+        }
+        stats->hollow++;
+        stats->hollow_bytes += size;
     }
     /* start writeback now, so the caller's final fsync of the tree finds most of the
      * data already on its way (not a durability step: that fsync is) */

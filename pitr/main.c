@@ -8,6 +8,9 @@
  *                          [--tablespace-map OID=DIR]... [--owner USER] [--start]
  *                          [--archive-mode off|preserve] [--set NAME=VALUE]... [--port N]
  *                          [--type recovery|standby]
+ *     ragsafe-pitr dump    TARGET --dbname DB --file OUT [--table T]... [--schema S]...
+ *                          [--schema-only | --data-only] [--format custom|plain|directory]
+ *                          [--jobs N] [--scratch DIR] [--keep-scratch]   (dump.c)
  *     ragsafe-pitr verify
  *     ragsafe-pitr check   -d CONNINFO [--min-free SIZE] [--rpo DUR] [--max-backup-age DUR]
  *                          [--max-milvus-age DUR] [--switch-timeout DUR]   (check.c)
@@ -47,6 +50,8 @@ static void usage(FILE *out)
             "  plan TARGET                which backup and WAL a restore to TARGET needs\n"
             "  restore TARGET --pgdata DIR\n"
             "                             restore a data directory set up to recover\n"
+            "  dump TARGET --dbname DB --file OUT\n"
+            "                             pg_dump of DB as of TARGET, from the repository alone\n"
             "  verify                     re-hash every object, check WAL continuity and backups\n"
             "  expire                     delete backups and WAL outside the retention policy\n"
             "  rekey --new-cipher-key-file FILE\n"
@@ -87,6 +92,18 @@ static void usage(FILE *out)
             "                             (primary_conninfo via --set)\n"
             "      --no-space-check       skip the free-space check (a file system whose free\n"
             "                             space statvfs under-reports: compressed, thin)\n\n"
+            "Dump options (and --owner, --pg-bin, --timeout, --set, --no-space-check;\n"
+            "-d, --dbname DB: the database to dump):\n"
+            "      --file OUT             the dump (written under a temporary name, renamed)\n"
+            "      --table T              only table T (repeatable; pg_dump -t)\n"
+            "      --schema S             only schema S (repeatable; pg_dump -n)\n"
+            "      --schema-only          definitions only\n"
+            "      --data-only            data only\n"
+            "      --format FORMAT        custom (default), plain or directory\n"
+            "      --jobs N               parallel pg_dump (--format directory)\n"
+            "      --scratch DIR          where the private scratch copy is made (default\n"
+            "                             $TMPDIR or /var/tmp); removed on every exit\n"
+            "      --keep-scratch         leave the scratch directory (its server stopped)\n\n"
             "Expire options:\n"
             "      --keep-window DURATION\n"
             "                             every instant of this window stays restorable (7d)\n"
@@ -140,7 +157,8 @@ enum {
     OPT_TLATEST, OPT_TIMMEDIATE, OPT_TTLI, OPT_EXCL, OPT_ACTION, OPT_FORCE, OPT_TSMAP,
     OPT_START, OPT_OWNER, OPT_PGBIN, OPT_TIMEOUT, OPT_KEEPWIN, OPT_KEEPBK, OPT_MINBK, OPT_DRY,
     OPT_ARCHMODE, OPT_SET, OPT_PORT, OPT_TYPE, OPT_NOSPACE, OPT_NEWKEY, OPT_DELTA,
-    OPT_PROGRESS, OPT_NOPROGRESS, OPT_MINFREE, OPT_RPO, OPT_MAXBKAGE, OPT_MAXMVAGE, OPT_SWTIMEOUT,
+    OPT_PROGRESS, OPT_NOPROGRESS, OPT_TABLE, OPT_SCHEMA, OPT_SCHEMAONLY, OPT_DATAONLY,
+    OPT_FORMAT, OPT_JOBS, OPT_FILE, OPT_SCRATCH, OPT_KEEPSCRATCH, OPT_MINFREE, OPT_RPO, OPT_MAXBKAGE, OPT_MAXMVAGE, OPT_SWTIMEOUT,
 };
 
 /* valid_set -- NAME=VALUE with NAME a GUC name and a value postgresql.conf can hold. */
@@ -224,6 +242,15 @@ int main(int argc, char **argv)
         {"type", required_argument, NULL, OPT_TYPE},
         {"new-cipher-key-file", required_argument, NULL, OPT_NEWKEY},
         {"dbname", required_argument, NULL, 'd'},
+        {"table", required_argument, NULL, OPT_TABLE},
+        {"schema", required_argument, NULL, OPT_SCHEMA},
+        {"schema-only", no_argument, NULL, OPT_SCHEMAONLY},
+        {"data-only", no_argument, NULL, OPT_DATAONLY},
+        {"format", required_argument, NULL, OPT_FORMAT},
+        {"jobs", required_argument, NULL, OPT_JOBS},
+        {"file", required_argument, NULL, OPT_FILE},
+        {"scratch", required_argument, NULL, OPT_SCRATCH},
+        {"keep-scratch", no_argument, NULL, OPT_KEEPSCRATCH},
         {"min-free", required_argument, NULL, OPT_MINFREE},
         {"rpo", required_argument, NULL, OPT_RPO},
         {"max-backup-age", required_argument, NULL, OPT_MAXBKAGE},
@@ -372,6 +399,38 @@ int main(int argc, char **argv)
             break;
         case OPT_NEWKEY: o.new_key_file = optarg; break;
         case 'd': o.conninfo = optarg; break;
+        case OPT_TABLE:
+        case OPT_SCHEMA: {
+            const char ***l = c == OPT_TABLE ? &o.dump_tables : &o.dump_schemas;
+            size_t *n = c == OPT_TABLE ? &o.ndump_tables : &o.ndump_schemas;
+            const char **nl = realloc(*l, (*n + 1) * sizeof(*nl));
+            if (!nl) {
+                log_error("out of memory");
+                ret = EXIT_FAIL;
+                goto out;
+            }
+            *l = nl;
+            nl[(*n)++] = optarg;
+            break;
+        }
+        case OPT_SCHEMAONLY: o.dump_schema_only = 1; break;
+        case OPT_DATAONLY: o.dump_data_only = 1; break;
+        case OPT_FORMAT:
+            if (strcmp(optarg, "custom") != 0 && strcmp(optarg, "plain") != 0 &&
+                strcmp(optarg, "directory") != 0) {
+                log_error("invalid --format \"%s\": custom, plain or directory", optarg);
+                goto out;
+            }
+            o.dump_format = optarg;
+            break;
+        case OPT_JOBS:
+            if (config_parse_int("--jobs", optarg, 1, 256, &v) != 0)
+                goto out;
+            o.dump_jobs = (int)v;
+            break;
+        case OPT_FILE: o.dump_file = optarg; break;
+        case OPT_SCRATCH: o.scratch = optarg; break;
+        case OPT_KEEPSCRATCH: o.keep_scratch = 1; break;
         case OPT_MINFREE: o.chk_min_free = optarg; break;
         case OPT_RPO: o.chk_rpo = optarg; break;
         case OPT_MAXBKAGE: o.chk_max_backup_age = optarg; break;
@@ -455,7 +514,7 @@ int main(int argc, char **argv)
         }
         o.kind = TARGET_LATEST;
     }
-    if (strcmp(sub, "plan") == 0 || strcmp(sub, "restore") == 0) {
+    if (strcmp(sub, "plan") == 0 || strcmp(sub, "restore") == 0 || strcmp(sub, "dump") == 0) {
         if (o.kind == TARGET_NONE) {
             log_error("%s needs a recovery target", sub);
             log_hint("--target-time, --target-lsn, --target-xid, --target-name, "
@@ -480,6 +539,22 @@ int main(int argc, char **argv)
             goto out;
         }
         ret = cmd_restore(&o);
+    } else if (strcmp(sub, "dump") == 0) {
+        if (!o.conninfo || !o.dump_file) {
+            log_error("dump needs --dbname DB and --file OUT");
+            goto out;
+        }
+        if (o.dump_schema_only && o.dump_data_only) {
+            log_error("--schema-only and --data-only do not go together");
+            goto out;
+        }
+        if (!o.dump_format)
+            o.dump_format = "custom";
+        if (o.dump_jobs > 1 && strcmp(o.dump_format, "directory") != 0) {
+            log_error("--jobs needs --format directory (pg_dump dumps in parallel only then)");
+            goto out;
+        }
+        ret = cmd_dump(&o);
     } else if (strcmp(sub, "verify") == 0) {
         ret = cmd_verify(&o);
     } else if (strcmp(sub, "expire") == 0) {
@@ -497,6 +572,8 @@ out:
     cli_release(&cl);
     free(o.tsmap);
     free(o.sets);
+    free(o.dump_tables);
+    free(o.dump_schemas);
     free(cfg_abs);
     fflush(stdout);
     return ret;

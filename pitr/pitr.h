@@ -72,6 +72,17 @@ typedef struct pitr_opts {
                                * the files that match backup_manifest */
     const char *config_path;  /* absolute path of the config file named by --config or
                                * $RAGSAFE_CONFIG (the written restore_command reads it) */
+    int dump_scratch;         /* restore called by dump: no report, no restore record */
+    const uint32_t *db_include; /* dump: only these databases' relation files are written
+                                 * (0: all); the others hollow (db_file_hollow) */
+    size_t ndb_include;
+    /* dump (dump.c) */
+    const char *dump_file;
+    const char **dump_tables, **dump_schemas;
+    size_t ndump_tables, ndump_schemas;
+    int dump_schema_only, dump_data_only, dump_jobs, keep_scratch;
+    const char *dump_format;  /* custom | plain | directory */
+    const char *scratch;      /* --scratch DIR: where the private directory is made */
     /* expire */
     int64_t keep_window;
     int64_t keep_backups;
@@ -204,7 +215,17 @@ typedef struct extract_opts {
                                 * anything else in its place is replaced; the directories
                                 * of the tar are listed in extract_stats.dirs */
     progress *pg;              /* the tar's bytes are added as they are read, or NULL */
+    const uint32_t *db_include; /* ndb_include > 0: the relation files of other databases
+                                 * are restored hollow (db_file_hollow) */
+    size_t ndb_include;
+    const char *only;          /* not NULL: only this manifest path is written (the others
+                                * are read and checked, not written) */
 } extract_opts;
+
+/* db_file_hollow -- the manifest path is a relation file of a database not in inc
+ * (base/OID/... or pg_tblspc/TS/PG_.../OID/..., not PG_VERSION or pg_filenode.map): it
+ * is restored as a sparse file of its size, zeroes (see dump.c). */
+int db_file_hollow(const char *mpath, const uint32_t *inc, size_t n);
 
 typedef struct extract_stats {
     uint64_t files;            /* regular files in the backup (written + kept) */
@@ -212,6 +233,7 @@ typedef struct extract_stats {
     uint64_t stored;
     uint64_t bad;
     uint64_t kept, kept_bytes; /* delta: files left as they were */
+    uint64_t hollow, hollow_bytes; /* db_include: relation files restored hollow */
     char **dirs;               /* delta: the tar's directories (relative, no prefix) */
     size_t ndirs, dircap;
 } extract_stats;
@@ -311,6 +333,9 @@ double now_seconds(void);
 int cmd_info(const pitr_opts *o);
 int cmd_plan(const pitr_opts *o);
 int cmd_restore(const pitr_opts *o);
+int cmd_dump(const pitr_opts *o);
+/* restore.c: the PostgreSQL bin directory (--pg-bin, pg_config --bindir, or 15's) */
+int find_pg_bin(const pitr_opts *o, char *out, size_t len);
 int cmd_verify(const pitr_opts *o);
 int cmd_expire(const pitr_opts *o);
 int cmd_rekey(const pitr_opts *o);

@@ -268,7 +268,7 @@ out:
     return ret;
 }
 
-static int find_pg_bin(const pitr_opts *o, char *out, size_t len)
+int find_pg_bin(const pitr_opts *o, char *out, size_t len)
 {
     if (o->pg_bin) {
         snprintf(out, len, "%s", o->pg_bin);
@@ -963,7 +963,7 @@ static double mib(uint64_t b)
  * add up. 0 | -1 reported, naming what is needed, available and missing.
  */
 static int check_space(const char *pgdata, const ts_dest *ts, size_t nts, const manifest *m,
-                       uint64_t wal)
+                       uint64_t wal, const pitr_opts *o)
 {
     struct dest {
         const char *dir;
@@ -980,6 +980,8 @@ static int check_space(const char *pgdata, const ts_dest *ts, size_t nts, const 
     d[0].need = wal;
     for (size_t i = 0; i < m->nfiles; i++) {
         size_t k = 0;
+        if (o->ndb_include && db_file_hollow(m->files[i].path, o->db_include, o->ndb_include))
+            continue; /* a hole */
         for (size_t t = 0; t < nts && k == 0; t++) {
             char prefix[64];
             int pl = snprintf(prefix, sizeof(prefix), "pg_tblspc/%u/", ts[t].oid);
@@ -1435,7 +1437,7 @@ int cmd_restore(const pitr_opts *o)
         log_notice("free-space check skipped (--no-space-check)");
     else if (delta)
         log_notice("free-space check skipped (--delta rewrites the stale copy in place)");
-    else if (check_space(pgdata, ts, nts, &m, p.wal_raw) != 0)
+    else if (check_space(pgdata, ts, nts, &m, p.wal_raw, o) != 0)
         goto out;
 
     /* from here on we write */
@@ -1472,7 +1474,7 @@ int cmd_restore(const pitr_opts *o)
         progress_init(&pg, o->progress, "restore", total);
     }
     extract_opts eo = {.dest = pgdata, .m = &m, .mprefix = "", .seen = seen, .delta = delta,
-                       .pg = &pg};
+                       .pg = &pg, .db_include = o->db_include, .ndb_include = o->ndb_include};
     const backup_file *bf = find_file(b, "base.tar.zst");
     eo.stored_sha = bf ? bf->sha256 : NULL;
     snprintf(key, sizeof(key), "backups/%s/base.tar.zst", b->label);
@@ -1501,6 +1503,10 @@ int cmd_restore(const pitr_opts *o)
     log_info("extracted %llu file%s (%llu byte%s) in %.1f s", (unsigned long long)stats.files,
              PLURAL(stats.files), (unsigned long long)stats.bytes, PLURAL(stats.bytes),
              now_seconds() - t0);
+    if (stats.hollow)
+        log_info("%llu relation file%s of other databases (%llu byte%s) restored hollow",
+                 (unsigned long long)stats.hollow, PLURAL(stats.hollow),
+                 (unsigned long long)stats.hollow_bytes, PLURAL(stats.hollow_bytes));
     if (delta) {
         if (delta_prune_dirs(pgdata, stats.dirs, stats.ndirs, &pruned_dirs) != 0)
             goto out;
@@ -1655,7 +1661,7 @@ int cmd_restore(const pitr_opts *o)
     start_result sr;
     memset(&sr, 0, sizeof(sr));
     int start_failed = 0;
-    if (!o->json) {
+    if (!o->json && !o->dump_scratch) {
         plan_print(&inv, o, &p);
         printf("restored:        %s (%llu file%s, %llu byte%s) in %.1f s, owner %s\n", pgdata,
                (unsigned long long)stats.files, PLURAL(stats.files), (unsigned long long)stats.bytes,
@@ -1694,7 +1700,9 @@ int cmd_restore(const pitr_opts *o)
      * returns), then again with where it stopped */
     restore_outcome ro = {.pgdata = pgdata, .old_contents = moved ? aside : NULL,
                           .started = (int64_t)t0};
-    if (o->start)
+    /* a dump's scratch copy is no restore of the cluster: the repository stays
+     * untouched (no record) */
+    if (o->start && !o->dump_scratch)
         record_restore(&inv, o, &p, &ro);
     if (o->start) {
         if (start_and_follow(o, pgdata, uid, gid, user, &sr) != 0)
@@ -1707,8 +1715,11 @@ int cmd_restore(const pitr_opts *o)
         ro.replay_ts = sr.replay_ts;
         ro.replay_lsn = sr.replay_lsn;
     }
-    record_restore(&inv, o, &p, &ro);
-    if (o->json) {
+    if (!o->dump_scratch)
+        record_restore(&inv, o, &p, &ro);
+    if (o->dump_scratch) {
+        /* dump.c reports: nothing on stdout */
+    } else if (o->json) {
         json_t *j = plan_json(&inv, o, &p);
         json_object_set_new(j, "pgdata", json_string(pgdata));
         json_object_set_new(j, "files", json_integer((json_int_t)stats.files));
@@ -1768,7 +1779,7 @@ int cmd_restore(const pitr_opts *o)
                    sr.replay_ts[0] ? sr.replay_ts : "(none)",
                    sr.replay_lsn[0] ? sr.replay_lsn : "(none)");
     }
-    if (!o->json && rollback.len) {
+    if (!o->json && !o->dump_scratch && rollback.len) {
         printf("rollback:        to undo this restore and put the old contents back, run:\n");
         for (char *l = rollback.buf, *nl; (nl = strchr(l, '\n')) != NULL; l = nl + 1)
             printf("                   %.*s\n", (int)(nl - l), l);

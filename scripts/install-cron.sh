@@ -12,6 +12,9 @@
 #   05:00 daily     expire-pg, 05:15 expire-milvus, 05:30 expire-config, 05:35 expire-logs
 #   06:00 daily     verify-pg, 06:30 verify-milvus, 06:45 verify-files
 #   07:00 1st of month restore-drill scripts/restore-drill.sh
+#   04:30 daily     dump-DB          ragsafe-pitr dump --target-latest of each --dump-db DB
+#                                    into --dump-dir DIR/DB.dump (a portable logical dump
+#                                    from the repository: production is not touched)
 #   07:30 daily     check            ragsafe-pitr check: every archiving and backup
 #                                    prerequisite; any FAILED or WARNING exits non-zero,
 #                                    so the notify command fires
@@ -51,6 +54,9 @@
 #   --drill-args ARGS          extra arguments for restore-drill.sh (e.g. --check-sql ...)
 #   --check-args ARGS          extra arguments for ragsafe-pitr check (e.g. --min-free 100G
 #                              --rpo 5m --max-backup-age 30h)
+#   --dump-db DB               a daily logical dump of database DB (repeat)
+#   --dump-dir DIR             where --dump-db writes DB.dump (custom format, replaced
+#                              atomically each day)
 #   --crontab FILE             edit FILE instead of the user's crontab (tests)
 #   --dry-run                  print the block and change nothing
 set -euo pipefail
@@ -62,7 +68,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo='' pgconn='' crontab_file='' dry_run=0 notify='' status_dir=/var/lib/ragsafe/status bin=''
 key_file=/etc/ragsafe/files.key files_base='' stop_cmd='' start_cmd='' health_url=''
 keep_window=7d keep_backups=30d milvus_keep=7 files_keep=60 logs_keep=8 drill_args='' check_args=''
-volumes=() config_paths=() log_paths=()
+volumes=() config_paths=() log_paths=() dump_dbs=() dump_dir=''
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -86,6 +92,8 @@ while [ $# -gt 0 ]; do
     --logs-keep-last) logs_keep=$2; shift 2 ;;
     --drill-args) drill_args=$2; shift 2 ;;
     --check-args) check_args=$2; shift 2 ;;
+    --dump-db) dump_dbs+=("$2"); shift 2 ;;
+    --dump-dir) dump_dir=$2; shift 2 ;;
     --crontab) crontab_file=$2; shift 2 ;;
     --dry-run) dry_run=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -101,6 +109,9 @@ fi
 for t in ragsafe-basebackup ragsafe-pitr; do
     [ -x "$bin/$t" ] || echo "$prog: warning: \"$bin/$t\" is not executable (use --bin DIR)" >&2
 done
+if [ ${#dump_dbs[@]} -gt 0 ]; then
+    case $dump_dir in /*) ;; *) die "--dump-db needs --dump-dir /ABSOLUTE/DIR" ;; esac
+fi
 if [ ${#volumes[@]} -gt 0 ] && [ -z "$stop_cmd" ]; then
     die "--milvus-volume needs --milvus-stop-cmd and --milvus-start-cmd (a snapshot is taken cold)"
 fi
@@ -150,6 +161,11 @@ block() {
     if [ ${#log_paths[@]} -gt 0 ]; then
         files_cmd "0 4 * * 0" logs "${log_paths[@]}"
     fi
+    local db
+    for db in "${dump_dbs[@]}"; do
+        line "30 4 * * *" "dump-$db" "$bin/ragsafe-pitr" dump --repo "$repo" --target-latest \
+            --dbname "$db" --file "$dump_dir/$db.dump"
+    done
     line "0 5 * * *" expire-pg "$bin/ragsafe-pitr" expire --repo "$repo" --keep-window "$keep_window" --keep-backups "$keep_backups"
     [ ${#volumes[@]} -gt 0 ] && line "15 5 * * *" expire-milvus "$bin/ragsafe-milvus" expire --repo "$repo" --keep-last "$milvus_keep"
     if [ ${#config_paths[@]} -gt 0 ]; then
