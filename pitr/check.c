@@ -1230,40 +1230,17 @@ static void check_verify(cctx *x)
     json_decref(j);
 }
 
-typedef struct snap_scan {
-    char newest[512];
-    int64_t newest_mtime;
-    uint64_t count;
-} snap_scan;
-
-/* the same selection as info --prometheus: milvus/snapshots/<label>.json.zst */
-static int snap_cb(void *arg, const char *key, int64_t size, int64_t mtime)
-{
-    snap_scan *sc = arg;
-    size_t n = strlen(key);
-    (void)size;
-    if (n < 9 || strcmp(key + n - 9, ".json.zst") != 0 ||
-        strchr(key + strlen("milvus/snapshots/"), '/'))
-        return 0;
-    sc->count++;
-    if (mtime >= sc->newest_mtime && n < sizeof(sc->newest)) {
-        sc->newest_mtime = mtime;
-        memcpy(sc->newest, key, n + 1);
-    }
-    return 0;
-}
-
 static void check_milvus(cctx *x)
 {
     ck *c = &x->c[C_MILVUS_AGE];
-    snap_scan sc = {"", 0, 0};
+    milvus_scan sc;
     char *buf = NULL, a[32], m[32];
     size_t len;
     if (!x->have_inv) {
         ck_set(c, CK_FAIL, "fix the repository first", "not checked: the repository could not be read");
         return;
     }
-    if (storage_list(x->inv.st, "milvus/snapshots/", snap_cb, &sc) != 0) {
+    if (milvus_scan_snapshots(x->inv.st, &sc) != 0) {
         ck_set(c, CK_FAIL, "the error above names the problem", "could not list the Milvus snapshots");
         return;
     }

@@ -150,18 +150,13 @@ out:
 
 /* ---- node_exporter textfile format ---- */
 
-typedef struct snap_scan {
-    char newest[512];
-    int64_t newest_mtime;
-    uint64_t count;
-} snap_scan;
-
+/* snap_cb -- one manifest of ragsafe-milvus, "milvus/snapshots/<label>.json.zst"; the
+ * newest by mtime is kept. */
 static int snap_cb(void *arg, const char *key, int64_t size, int64_t mtime)
 {
-    snap_scan *sc = arg;
+    milvus_scan *sc = arg;
     size_t n = strlen(key);
     (void)size;
-    /* ragsafe-milvus stores each manifest as a zst object, "<label>.json.zst" */
     if (n < 9 || strcmp(key + n - 9, ".json.zst") != 0 || strchr(key + strlen("milvus/snapshots/"), '/'))
         return 0;
     sc->count++;
@@ -170,6 +165,12 @@ static int snap_cb(void *arg, const char *key, int64_t size, int64_t mtime)
         memcpy(sc->newest, key, n + 1);
     }
     return 0;
+}
+
+int milvus_scan_snapshots(storage *st, milvus_scan *sc)
+{
+    memset(sc, 0, sizeof(*sc));
+    return storage_list(st, "milvus/snapshots/", snap_cb, sc);
 }
 
 static int bytes_cb(void *arg, const char *key, int64_t size, int64_t mtime)
@@ -194,7 +195,7 @@ static int print_prometheus(inventory *inv, const tl_report *tl, uint32_t maxtli
     char repo_label[4096 * 2 + 16], *q = repo_label;
     const char *loc = storage_location(inv->st);
     int64_t now = (int64_t)time(NULL);
-    snap_scan sc = {"", 0, 0};
+    milvus_scan sc;
     uint64_t repo_bytes = 0;
     char *vbuf = NULL;
     size_t vlen;
@@ -206,7 +207,7 @@ static int print_prometheus(inventory *inv, const tl_report *tl, uint32_t maxtli
         *q++ = *c == '\n' ? ' ' : *c;
     }
     sprintf(q, "\"");
-    if (storage_list(inv->st, "milvus/snapshots/", snap_cb, &sc) != 0 ||
+    if (milvus_scan_snapshots(inv->st, &sc) != 0 ||
         storage_list(inv->st, "", bytes_cb, &repo_bytes) != 0)
         return -1;
 

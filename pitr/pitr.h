@@ -331,6 +331,14 @@ void record_describe(char *out, size_t len, const restore_rec *r);
 double now_seconds(void);
 
 int cmd_info(const pitr_opts *o);
+/* info.c: the Milvus snapshot manifests of a repository (info --prometheus, check):
+ * how many, and the key and mtime of the newest. 0 | -1 (reported). */
+typedef struct milvus_scan {
+    char newest[512];
+    int64_t newest_mtime;
+    uint64_t count;
+} milvus_scan;
+int milvus_scan_snapshots(storage *st, milvus_scan *sc);
 int cmd_plan(const pitr_opts *o);
 int cmd_restore(const pitr_opts *o);
 int cmd_dump(const pitr_opts *o);
