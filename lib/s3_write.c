@@ -3,6 +3,7 @@
  * parts go out as the data comes, completed only on commit (see storage_s3.h).
  */
 #include "s3_internal.h"
+#include "strbuf.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -188,29 +189,31 @@ static int head_exists(s3_storage *st, const char *okey, const char *key)
 
 static int multipart_complete(s3_write *w, int noreplace)
 {
-    char *body = NULL, *eid = NULL, q[1024], what[600], why[S3_XML_WHY];
-    size_t cap = 128 + w->nparts * 200, used;
+    char *eid = NULL, q[1024], what[600], why[S3_XML_WHY];
+    strbuf body;
     s3_req rq = {.method = "POST", .okey = w->okey, .query = q, .range_from = -1,
                  .range_to = -1, .hdrs = {"Content-Type: application/xml",
                                           noreplace ? "If-None-Match: *" : NULL}};
     s3_resp r = {0};
     int ret = -1;
 
-    body = malloc(cap);
+    strbuf_init(&body);
     eid = s3_uri_encode(w->upload_id, 0);
-    if (!body || !eid) {
+    if (!eid) {
         log_error("out of memory");
         goto out;
     }
-    used = (size_t)snprintf(body, cap, "<CompleteMultipartUpload>");
+    if (strbuf_append(&body, "<CompleteMultipartUpload>") != 0)
+        goto out;
     for (size_t i = 0; i < w->nparts; i++)
-        used += (size_t)snprintf(body + used, cap - used,
-                                 "<Part><PartNumber>%zu</PartNumber><ETag>%s</ETag></Part>", i + 1,
-                                 w->etags[i]);
-    used += (size_t)snprintf(body + used, cap - used, "</CompleteMultipartUpload>");
+        if (strbuf_appendf(&body, "<Part><PartNumber>%zu</PartNumber><ETag>%s</ETag></Part>",
+                           i + 1, w->etags[i]) != 0)
+            goto out;
+    if (strbuf_append(&body, "</CompleteMultipartUpload>") != 0)
+        goto out;
     snprintf(q, sizeof(q), "uploadId=%s", eid);
-    rq.body = body;
-    rq.body_len = used;
+    rq.body = body.buf;
+    rq.body_len = body.len;
     snprintf(what, sizeof(what), "complete the upload of \"%s/%s\"", w->st->location, w->key);
     if (s3_call(w->st, &rq, &r, what) != 0)
         goto out;
@@ -239,7 +242,7 @@ static int multipart_complete(s3_write *w, int noreplace)
     ret = 0;
 out:
     s3_resp_release(&r);
-    free(body);
+    strbuf_release(&body);
     free(eid);
     return ret;
 }
