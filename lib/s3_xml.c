@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "strbuf.h"
 #include "timefmt.h"
 
 _Static_assert(sizeof(XML_Char) == 1, "expat built for UTF-8 (char) output");
@@ -41,18 +42,6 @@ struct walk {
     int failed;
     char why[S3_XML_WHY];
 };
-
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-{
-    va_list ap;
-    if (!why || !whylen)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
 
 /* fail -- stop the parse with a reason (the first one wins). */
 static void fail(walk *w, const char *why)
@@ -219,7 +208,7 @@ static int find_many(const char *xml, size_t len, const char *const *paths, char
             free(texts[i]);
             texts[i] = NULL;
         }
-        set_why(why, whylen, "%s", w.why);
+        fixbuf_printf(why, whylen, "%s", w.why);
         return -1;
     }
     return 0;
@@ -325,7 +314,7 @@ int s3_xml_listing_parse(const char *xml, size_t len, s3_xml_listing *out, char 
 
     memset(out, 0, sizeof(*out));
     if (walk_run(&w, xml, len) != 0) {
-        set_why(why, whylen, "%s", w.why);
+        fixbuf_printf(why, whylen, "%s", w.why);
         return -1;
     }
     return 0;

@@ -150,3 +150,14 @@ int strbuf_append_conf_quoted(strbuf *sb, const char *s)
 {
     return append_quoted(sb, s, "''");
 }
+
+void fixbuf_printf(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!buf || !len)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+}

@@ -35,6 +35,9 @@ int strbuf_append(strbuf *sb, const char *s);
 int strbuf_appendn(strbuf *sb, const char *s, size_t n);
 int strbuf_appendf(strbuf *sb, const char *fmt, ...) LOG_PRINTF(2, 3);
 int strbuf_vappendf(strbuf *sb, const char *fmt, va_list ap) LOG_PRINTF(2, 0);
+/* Format into a fixed buffer (why-strings and the like): does nothing when buf is NULL
+ * or len 0; truncates to len - 1 bytes. Not for text of unknown length. */
+void fixbuf_printf(char *buf, size_t len, const char *fmt, ...) LOG_PRINTF(3, 4);
 /* Drop the contents, keep the memory. */
 void strbuf_reset(strbuf *sb);
 /* Hand the buffer over: a malloc'd string the caller frees (NULL: reported OOM);

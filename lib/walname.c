@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "le.h"
+#include "strbuf.h"
 
 static int is_hex_n(const char *s, size_t n)
 {
@@ -174,19 +175,6 @@ const char *walpage_result_text(int result)
     }
 }
 
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!why || !whylen)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
-
 int walpage_check(const void *buf, size_t len, const char *name, const walpage_expect *want,
                   walpage_info *h, char *why, size_t whylen)
 {
@@ -198,37 +186,39 @@ int walpage_check(const void *buf, size_t len, const char *name, const walpage_e
 
     if (!h)
         h = &mine;
-    set_why(why, whylen, "%s", "");
+    fixbuf_printf(why, whylen, "%s", "");
     res = walpage_parse(buf, len, h);
     if (res != WALPAGE_OK) {
-        set_why(why, whylen, "%s", walpage_result_text(res));
+        fixbuf_printf(why, whylen, "%s", walpage_result_text(res));
         return res;
     }
     seg_size = want->seg_size ? want->seg_size : h->seg_size;
     if (h->seg_size != seg_size) {
-        set_why(why, whylen, "segment size %u in the page header, the repository's is %u",
-                h->seg_size, seg_size);
+        fixbuf_printf(why, whylen, "segment size %u in the page header, the repository's is %u",
+                      h->seg_size, seg_size);
         return WALPAGE_WRONG_SEG_SIZE;
     }
     if (want->file_size && want->file_size != seg_size) {
-        set_why(why, whylen, "%" PRIu64 " bytes long, segments are %u bytes", want->file_size,
-                seg_size);
+        fixbuf_printf(why, whylen, "%" PRIu64 " bytes long, segments are %u bytes", want->file_size,
+                      seg_size);
         return WALPAGE_WRONG_FILE_SIZE;
     }
     if (want->sysid && h->sysid != want->sysid) {
-        set_why(why, whylen,
-                "database system %" PRIu64 " in the page header, the repository belongs to %" PRIu64,
-                h->sysid, want->sysid);
+        fixbuf_printf(why, whylen,
+                      "database system %" PRIu64
+                      " in the page header, the repository belongs to %" PRIu64,
+                      h->sysid, want->sysid);
         return WALPAGE_WRONG_SYSID;
     }
     if (walname_parse(name, seg_size, &name_tli, &segno) != 0) {
-        set_why(why, whylen, "\"%s\" is not a segment name for %u-byte segments", name, seg_size);
+        fixbuf_printf(why, whylen, "\"%s\" is not a segment name for %u-byte segments", name,
+                      seg_size);
         return WALPAGE_BAD_NAME;
     }
     if (h->pageaddr != segno * (uint64_t)seg_size) {
         lsn_format(a, h->pageaddr);
         lsn_format(b, segno * (uint64_t)seg_size);
-        set_why(why, whylen, "page address %s in the header, the name says %s", a, b);
+        fixbuf_printf(why, whylen, "page address %s in the header, the name says %s", a, b);
         return WALPAGE_WRONG_SEGMENT;
     }
     if (want->check_tli && h->tli != name_tli) {
@@ -238,11 +228,11 @@ int walpage_check(const void *buf, size_t len, const char *name, const walpage_e
                 if (want->history->entries[i].tli == h->tli)
                     ancestor = 1;
         if (!ancestor) {
-            set_why(why, whylen, "page timeline %u, the name says timeline %u%s", h->tli,
-                    name_tli,
-                    want->history && want->history->tli == name_tli
-                        ? " and its history does not list it as an ancestor"
-                        : " (and no history of that timeline to accept an ancestor)");
+            fixbuf_printf(why, whylen, "page timeline %u, the name says timeline %u%s", h->tli,
+                          name_tli,
+                          want->history && want->history->tli == name_tli
+                              ? " and its history does not list it as an ancestor"
+                              : " (and no history of that timeline to accept an ancestor)");
             return WALPAGE_WRONG_TIMELINE;
         }
     }
