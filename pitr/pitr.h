@@ -85,8 +85,10 @@ typedef struct pitr_opts {
     const char *scratch;      /* --scratch DIR: where the private directory is made */
     /* expire */
     int64_t keep_window;
-    int64_t keep_backups;
+    int64_t keep_backups;     /* < 0: off (the default with --keep-daily) */
     long min_backups;
+    long keep_daily;          /* --keep-daily N; -1: not given (the count-based policy) */
+    int64_t now;              /* --now: decide as if run at this Unix time (0: now) */
     int dry_run;
     const char *new_key_file; /* rekey */
     int progress;             /* PROGRESS_AUTO | PROGRESS_ON | PROGRESS_OFF */
