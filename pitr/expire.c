@@ -42,6 +42,54 @@ typedef struct removed_range {
     uint64_t files;
 } removed_range;
 
+void pitr_retention_load(inventory *inv)
+{
+    char *buf = NULL;
+    size_t len;
+
+    if (inv->retention_loaded)
+        return;
+    inv->retention_loaded = 1;
+    if (storage_get(inv->st, PITR_RETENTION_KEY, 1 << 20, &buf, &len) != 0)
+        return;
+    json_t *m = json_loadb(buf, len, 0, NULL);
+    json_t *v = m ? json_object_get(m, "pitr_from_segno") : NULL;
+    if (json_is_integer(v) && json_integer_value(v) > 0)
+        inv->pitr_from = (uint64_t)json_integer_value(v);
+    else
+        log_warning("\"%s\" is damaged; ignored (the next expire rewrites it)", PITR_RETENTION_KEY);
+    json_decref(m);
+    free(buf);
+}
+
+int pitr_wal_expired(const inventory *inv, uint64_t segno)
+{
+    if (segno >= inv->pitr_from)
+        return 0;
+    for (size_t i = 0; i < inv->nbackups; i++)
+        if (segno >= inv->backups[i].start_lsn / inv->seg_size &&
+            segno <= inv->backups[i].stop_lsn / inv->seg_size)
+            return 0;
+    return 1;
+}
+
+/* write_record -- PITR_RETENTION_KEY: where point-in-time recovery's WAL starts now
+ * (verify and info then know the holes below it are expire's). 0 | -1 reported. */
+static int write_record(inventory *inv, const char *first, uint64_t segno)
+{
+    json_t *j = json_pack("{s:i, s:I, s:s, s:I}", "format", 1, "time", (json_int_t)time(NULL),
+                          "pitr_from", first, "pitr_from_segno", (json_int_t)segno);
+    char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
+    int r = -1;
+    if (!text)
+        log_error("out of memory");
+    else
+        r = storage_put(inv->st, PITR_RETENTION_KEY, text, strlen(text), 0);
+    free(text);
+    json_decref(j);
+    return r;
+}
+
 int cmd_expire(const pitr_opts *o)
 {
     inventory inv;
@@ -214,6 +262,15 @@ int cmd_expire(const pitr_opts *o)
             if (!o->dry_run && storage_remove(inv.st, arr[i].key) != 0)
                 goto out;
         }
+    }
+
+    /* a kept range runs to the end (the backup the window starts from, the newest):
+     * recorded for verify and info, which otherwise count the holes as missing */
+    if (!o->dry_run && nkr > 0 && kr[nkr - 1].last == UINT64_MAX) {
+        char name[WAL_NAME_LEN + 1];
+        seg_name(&inv, name, inv.backups[kr[nkr - 1].from].start_tli, kr[nkr - 1].first);
+        if (write_record(&inv, name, kr[nkr - 1].first) != 0)
+            goto out;
     }
 
     /* the kept ranges, whole segment names (24 digits) on the timeline of the backup
