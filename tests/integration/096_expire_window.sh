@@ -83,7 +83,8 @@ ok "there is WAL below b2's start" test -n "$below"
 # --- 1. dry run: window, window start, today's newest ---------------------------------
 "$PITR" expire --repo "$REPO" --keep-window "${KW}s" --keep-daily 1 --now "$NOWS" --dry-run --json \
     >"$T/dry.json" 2>"$T/dry.err"
-is "dry run --json exits 0" 0 "$?"
+dry_rc=$?
+is "dry run --json exits 0" 0 "$dry_rc"
 why() { jq -r --arg l "$2" '.backups[] | select(.label == $l) | .why' "$1"; }
 is "b4: inside the window" window "$(why "$T/dry.json" b4)"
 is "b4: also the newest of its UTC day" "$DAY4" "$(jq -r '.backups[] | select(.label == "b4") | .day' "$T/dry.json")"
@@ -92,8 +93,9 @@ is "b2: expired" expired "$(why "$T/dry.json" b2)"
 is "b1: expired" expired "$(why "$T/dry.json" b1)"
 is "dry run: two backups to delete" 2 "$(jq .backups_deleted "$T/dry.json")"
 is "dry run: --now is the decision's time" "$NOWS" "$(jq -r .now "$T/dry.json")"
-is "dry run deleted nothing" "$WAL_BEFORE" "$(wal_names)"
-ok "dry run kept b1" test -f "$REPO/backups/b1/backup.json"
+# (after a dry run that ran: an expire that refused deletes nothing either)
+is "dry run deleted nothing" "0 $WAL_BEFORE" "$dry_rc $(wal_names)"
+ok "dry run kept b1" bash -c "[ $dry_rc = 0 ] && test -f '$REPO/backups/b1/backup.json'"
 
 # --- 2. islands: b2 kept outside the window, with its own WAL only ---------------------
 args=(--repo "$REPO" --keep-window "${KW}s" --keep-daily 0 --min-backups 3 --now "$NOWS")
@@ -108,7 +110,11 @@ ok "text: the gap would be deleted" grep -q "^wal $(echo "$gap" | head -1) to $(
 "$PITR" expire "${args[@]}" --json >"$T/real.json" 2>"$T/real.err"
 is "expire exits 0" 0 "$?"
 ok "b1 deleted" test ! -e "$REPO/backups/b1"
-ok "b2, b3, b4 kept" bash -c "test -f '$REPO/backups/b2/backup.json' && test -f '$REPO/backups/b3/backup.json' && test -f '$REPO/backups/b4/backup.json'"
+# what follows holds after that expire: if it did not run, each assertion fails
+expired=0
+[ -f "$T/real.json" ] && [ ! -e "$REPO/backups/b1" ] && expired=1
+after() { [ "$expired" = 1 ] || return 99; "$@"; }
+ok "b2, b3, b4 kept" bash -c "[ $expired = 1 ] && test -f '$REPO/backups/b2/backup.json' && test -f '$REPO/backups/b3/backup.json' && test -f '$REPO/backups/b4/backup.json'"
 is "json: b2 keeps its WAL start to stop" start-to-stop "$(jq -r '.backups[] | select(.label == "b2") | .wal' "$T/real.json")"
 is "json: b3 keeps its WAL to the end" to-end "$(jq -r '.backups[] | select(.label == "b3") | .wal' "$T/real.json")"
 is "json: kept ranges" "$b2_start $b2_stop_seg $b3_start null" \
@@ -119,28 +125,28 @@ AFTER=$(wal_names)
 left=""; for n in $gap $below; do grep -qx "$n" <<<"$AFTER" && left="$left $n"; done
 is "WAL below b2 and between b2 and b3 deleted" "" "$left"
 miss=""; for n in $island $tail_wal; do grep -qx "$n" <<<"$AFTER" || miss="$miss $n"; done
-is "b2's start..stop and everything from b3's start kept" "" "$miss"
+is "b2's start..stop and everything from b3's start kept" "1" "$expired$miss"
 ok "the retention record names b3's start" bash -c "jq -e --arg s '$b3_start' '.pitr_from == \$s' '$REPO/status/retention.json' >/dev/null"
 
-"$PITR" verify --repo "$REPO" >"$T/verify.out" 2>&1
+after "$PITR" verify --repo "$REPO" >"$T/verify.out" 2>&1
 is "verify after expire exits 0 (expire's holes are not missing)" 0 "$?"
 "$PITR" info --repo "$REPO" --json >"$T/info.json" 2>"$T/info.err"
-is "info: no gap on timeline 1" 0 "$(jq '[.timelines[]? | .missing_segments] | add // 0' "$T/info.json")"
+is "info: no gap on timeline 1" "1 0" "$expired $(jq '[.timelines[]? | .missing_segments] | add // 0' "$T/info.json")"
 is "info: the restorable window starts with b3" b3 "$(jq -r '.timelines[0].window.from_backup' "$T/info.json")"
 
-plan() { "$PITR" plan --repo "$REPO" "$@" >"$T/plan.out" 2>"$T/plan.err"; }
+plan() { after "$PITR" plan --repo "$REPO" "$@" >"$T/plan.out" 2>"$T/plan.err"; }
 for b in b2 b3 b4; do
     plan --target-lsn "$(bj $b stop_lsn)"
     is "plan to $b's stop succeeds" 0 "$?"
 done
-ok "the plan to b4's stop uses b4" grep -q "backup: *b4" "$T/plan.out"
+ok "the plan to b4's stop uses b4" bash -c "[ $expired = 1 ] && grep -q 'backup: *b4' '$T/plan.out'"
 plan --target-time "$MW"
 is "plan to an instant of the window succeeds" 0 "$?"
 plan --target-time "$MG"
 is "plan to mark G (its WAL expired) is refused" 1 "$?"
 ok "the refusal names a missing segment" grep -q "missing" "$T/plan.err"
 
-"$PITR" restore --repo "$REPO" --pgdata "$T/r2" --target-lsn "$b2_stop_lsn" >"$T/r2.out" 2>"$T/r2.err"
+after "$PITR" restore --repo "$REPO" --pgdata "$T/r2" --target-lsn "$b2_stop_lsn" >"$T/r2.out" 2>"$T/r2.err"
 is "restore of b2 to its stop exits 0" 0 "$?"
 ok "it uses b2" grep -q "backup: *b2" "$T/r2.out"
 pg_set r2 "unix_socket_directories = '$T/r2'"
@@ -160,7 +166,9 @@ is "next day, --keep-daily 2: b2 and b3 expired" "expired expired" \
     "$(jq -r '[.backups[] | select(.label == "b2" or .label == "b3") | .why] | join(" ")' "$T/d2.json")"
 "$PITR" expire --repo "$REPO" --keep-window 1h --keep-daily 1 --now "$NEXT" --dry-run >"$T/d1.out" 2>&1
 ok "next day, --keep-daily 1: b4 kept only for the window's start" grep -q "^backup b4 .*: keep, restores the start of the window$" "$T/d1.out"
-exit_is "--now that is not a time: usage error" 2 "$PITR" expire --repo "$REPO" --now yesterday --dry-run
-exit_is "--keep-daily -1: usage error" 2 "$PITR" expire --repo "$REPO" --keep-daily -1 --dry-run
+"$PITR" expire --repo "$REPO" --now yesterday --dry-run 2>"$T/u1.err"
+is "--now that is not a time: usage error naming it" "2 1" "$? $(grep -c 'invalid --now "yesterday"' "$T/u1.err")"
+"$PITR" expire --repo "$REPO" --keep-daily -1 --dry-run 2>"$T/u2.err"
+is "--keep-daily -1: usage error naming it" "2 1" "$? $(grep -c 'keep-daily: -1 is outside' "$T/u2.err")"
 
 t_done
