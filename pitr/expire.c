@@ -15,7 +15,7 @@
  * (what it needs to be consistent); the WAL between those islands goes. Either way
  * segment numbers are judged on every timeline (segments, .partial and .backup files)
  * and history files are never deleted. --now T decides as if run at T (tests, a DBA's
- * dry run). Everything runs under the exclusive "backup" repository
+ * dry run; a T in the future only with --dry-run). Everything runs under the exclusive "backup" repository
  * lock, the one ragsafe-basebackup holds, so an expire never races a backup or
  * another expire, and under the exclusive "retention" lock readers hold shared (it
  * waits up to $RAGSAFE_LOCK_TIMEOUT s, default 60, for them, then exits 1 having
@@ -103,6 +103,15 @@ int cmd_expire(const pitr_opts *o)
     json_t *j = NULL, *jb = NULL, *jw = NULL, *jk = NULL, *jr = NULL;
 
     memset(&inv, 0, sizeof(inv));
+    /* a later --now expires what today's policy keeps: only a dry run may look ahead */
+    if (o->now > (int64_t)time(NULL) && !o->dry_run) {
+        char t[32];
+        timefmt_utc(t, sizeof(t), o->now);
+        log_error("--now %s is in the future: expire would delete backups and WAL the "
+                  "policy keeps today", t);
+        log_hint("add --dry-run to see what an expire at that time would delete");
+        return EXIT_USAGE;
+    }
     st = storage_open(o->repo, NULL, 0);
     if (!st)
         goto out;

@@ -5,6 +5,8 @@
 # Four backups b1..b4 a few seconds apart, with commits and segment switches between
 # them (the WAL between b2 and b3 holds mark G). expire decides "as of" --now, so a
 # window of a few seconds puts b4 inside it and b3 just before it:
+#   0. --now in the future without --dry-run is refused (it would delete what today's
+#      policy keeps).
 #   1. --keep-daily 1 (dry run, --json): b4 kept for the window (and as today's newest),
 #      b3 for the window's start, b1 and b2 expired; nothing deleted.
 #   2. --keep-daily 0 --min-backups 3 (real): b2 is kept outside the window, so only its
@@ -61,7 +63,7 @@ switch_wal src || exit 1
 
 S3=$(epoch "$(bj b3 stop_time)")
 S4=$(epoch "$(bj b4 stop_time)")
-NOW=$((S4 + 10))
+NOW=$((S4 + 1))        # past by now: the commits after b4 took longer
 KW=$((NOW - S3 - 1))   # the window opens one second after b3 ended, before b4 ended
 NOWS=$(date -u -d "@$NOW" +%Y-%m-%dT%H:%M:%SZ)
 DAY4=$(date -u -d "@$S4" +%Y-%m-%d)
@@ -107,6 +109,11 @@ ok "text: b2's WAL kept start to stop" grep -q "^wal kept $b2_start to $b2_stop_
 ok "text: PITR WAL kept from b3's start" grep -q "^wal kept from $b3_start on: point-in-time recovery from the start of backup b3$" "$T/dry.out"
 ok "text: the gap would be deleted" grep -q "^wal $(echo "$gap" | head -1) to $(echo "$gap" | tail -1): expired, would delete" "$T/dry.out"
 
+FUT=$(date -u -d "@$(($(date +%s) + 86400))" +%Y-%m-%dT%H:%M:%SZ)
+"$PITR" expire --repo "$REPO" --keep-window 1h --keep-daily 0 --now "$FUT" >/dev/null 2>"$T/fut.err"
+fut_rc=$?
+is "--now in the future without --dry-run: refused (usage)" "2 1" "$fut_rc $(grep -c 'is in the future' "$T/fut.err")"
+is "... nothing deleted" "1 $WAL_BEFORE" "$(grep -c 'is in the future' "$T/fut.err") $(wal_names)"
 "$PITR" expire "${args[@]}" --json >"$T/real.json" 2>"$T/real.err"
 is "expire exits 0" 0 "$?"
 ok "b1 deleted" test ! -e "$REPO/backups/b1"
