@@ -45,11 +45,12 @@ static uint64_t path_gaps(const inventory *inv, const timeline_path *p, uint64_t
     out[0] = '\0';
     for (uint64_t s = from; s <= to; s++) {
         uint32_t tli = timeline_path_tli_for_seg(p, s, inv->seg_size);
-        if (inventory_find(inv, tli, s))
+        if (inventory_find(inv, tli, s) || pitr_wal_expired(inv, s))
             continue;
         uint64_t e = s;
         while (e + 1 <= to &&
-               !inventory_find(inv, timeline_path_tli_for_seg(p, e + 1, inv->seg_size), e + 1))
+               !inventory_find(inv, timeline_path_tli_for_seg(p, e + 1, inv->seg_size), e + 1) &&
+               !pitr_wal_expired(inv, e + 1))
             e++;
         char a[WAL_NAME_LEN + 1], b[WAL_NAME_LEN + 1];
         seg_name(inv, a, tli, s);
@@ -108,6 +109,7 @@ static int report_timeline(inventory *inv, uint32_t tli, tl_report *t)
         if (end >= fs)
             end = fs - 1;
     }
+    pitr_retention_load(inv); /* holes expire made on purpose are not gaps */
     /* gaps from the oldest backup on the path (or the first archived segment) on */
     uint64_t from = UINT64_MAX;
     for (size_t i = 0; i < inv->nbackups; i++)
@@ -131,6 +133,8 @@ static int report_timeline(inventory *inv, uint32_t tli, tl_report *t)
             continue;
         if (t->ngaps && b->start_lsn / inv->seg_size <= last_missing)
             continue;
+        if (b->start_lsn / inv->seg_size < inv->pitr_from)
+            continue; /* kept by expire with the WAL to its stop only */
         if (b->stop_lsn / inv->seg_size > end)
             continue;
         t->window_backup = b;

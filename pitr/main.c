@@ -14,8 +14,8 @@
  *     ragsafe-pitr verify
  *     ragsafe-pitr check   -d CONNINFO [--min-free SIZE] [--rpo DUR] [--max-backup-age DUR]
  *                          [--max-milvus-age DUR] [--switch-timeout DUR]   (check.c)
- *     ragsafe-pitr expire  [--keep-window 7d] [--keep-backups 30d] [--min-backups N]
- *                          [--dry-run]
+ *     ragsafe-pitr expire  [--keep-window 7d] [--keep-daily N] [--keep-backups 30d]
+ *                          [--min-backups N] [--now TIME] [--dry-run]
  *
  * TARGET: --target-time TS | --target-lsn LSN | --target-xid XID | --target-name NAME |
  * --target-latest | --target-immediate, with --target-timeline N|latest, --exclusive.
@@ -104,12 +104,20 @@ static void usage(FILE *out)
             "      --scratch DIR          where the private scratch copy is made (default\n"
             "                             $TMPDIR or /var/tmp); removed on every exit\n"
             "      --keep-scratch         leave the scratch directory (its server stopped)\n\n"
-            "Expire options:\n"
+            "Expire options (DURATION: 90m, 36h, 7d, 2w):\n"
             "      --keep-window DURATION\n"
             "                             every instant of this window stays restorable (7d)\n"
+            "      --keep-daily N         also keep the newest backup of each of the last N\n"
+            "                             UTC days (today first; the newest holds the day's\n"
+            "                             work) with only the WAL it needs to be consistent:\n"
+            "                             the WAL between these and the window goes; always\n"
+            "                             keeps the newest backup; --keep-backups is then off\n"
+            "                             unless given\n"
             "      --keep-backups DURATION\n"
             "                             keep backups younger than this (30d)\n"
             "      --min-backups N        keep at least N backups (1)\n"
+            "      --now TIME             decide as if run at TIME (RFC 3339; tests, dry runs;\n"
+            "                             a TIME in the future only with --dry-run)\n"
             "      --dry-run              only say what would be deleted\n\n"
             "Rekey options:\n"
             "      --new-cipher-key-file FILE\n"
@@ -153,7 +161,7 @@ double now_seconds(void)
 enum {
     OPT_JSON = 256, OPT_PROMETHEUS, OPT_TTIME, OPT_TLSN, OPT_TXID, OPT_TNAME,
     OPT_TLATEST, OPT_TIMMEDIATE, OPT_TTLI, OPT_EXCL, OPT_ACTION, OPT_FORCE, OPT_TSMAP,
-    OPT_START, OPT_OWNER, OPT_PGBIN, OPT_TIMEOUT, OPT_KEEPWIN, OPT_KEEPBK, OPT_MINBK, OPT_DRY,
+    OPT_START, OPT_OWNER, OPT_PGBIN, OPT_TIMEOUT, OPT_KEEPWIN, OPT_KEEPBK, OPT_MINBK, OPT_DRY, OPT_KEEPDAILY, OPT_NOW,
     OPT_ARCHMODE, OPT_SET, OPT_PORT, OPT_TYPE, OPT_NOSPACE, OPT_NEWKEY, OPT_DELTA,
     OPT_PROGRESS, OPT_NOPROGRESS, OPT_TABLE, OPT_SCHEMA, OPT_SCHEMAONLY, OPT_DATAONLY,
     OPT_FORMAT, OPT_JOBS, OPT_FILE, OPT_SCRATCH, OPT_KEEPSCRATCH, OPT_MINFREE, OPT_RPO, OPT_MAXBKAGE, OPT_MAXMVAGE, OPT_SWTIMEOUT,
@@ -229,6 +237,8 @@ int main(int argc, char **argv)
         {"keep-window", required_argument, NULL, OPT_KEEPWIN},
         {"keep-backups", required_argument, NULL, OPT_KEEPBK},
         {"min-backups", required_argument, NULL, OPT_MINBK},
+        {"keep-daily", required_argument, NULL, OPT_KEEPDAILY},
+        {"now", required_argument, NULL, OPT_NOW},
         {"dry-run", no_argument, NULL, OPT_DRY},
         {"archive-mode", required_argument, NULL, OPT_ARCHMODE},
         {"no-space-check", no_argument, NULL, OPT_NOSPACE},
@@ -261,6 +271,7 @@ int main(int argc, char **argv)
     cli cl;
     const char *opt_config, *sub = NULL;
     const char *keep_window = NULL, *keep_backups = NULL, *min_backups = NULL;
+    const char *keep_daily = NULL;
     const char *ttli = NULL, *timeout = NULL;
     config *cfg = NULL;
     char portset[32], *cfg_abs = NULL;
@@ -272,6 +283,7 @@ int main(int argc, char **argv)
     o.min_backups = 1;
     o.keep_window = 7 * 86400;
     o.keep_backups = 30 * 86400;
+    o.keep_daily = -1;
     o.timeout = 86400;
     o.progress = PROGRESS_AUTO;
 
@@ -359,6 +371,17 @@ int main(int argc, char **argv)
         case OPT_KEEPWIN: keep_window = optarg; break;
         case OPT_KEEPBK: keep_backups = optarg; break;
         case OPT_MINBK: min_backups = optarg; break;
+        case OPT_KEEPDAILY: keep_daily = optarg; break;
+        case OPT_NOW: {
+            int64_t us;
+            if (timefmt_parse(optarg, &us, NULL) != 0) {
+                log_error("invalid --now \"%s\"", optarg);
+                log_hint("use RFC 3339, e.g. 2026-11-26T02:15:00Z");
+                goto out;
+            }
+            o.now = us / 1000000;
+            break;
+        }
         case OPT_DRY: o.dry_run = 1; break;
         case OPT_NOSPACE: o.no_space_check = 1; break;
         case OPT_DELTA: o.delta = 1; break;
@@ -478,6 +501,19 @@ int main(int argc, char **argv)
         keep_backups = config_get(cfg, "keep-backups");
     if (!min_backups)
         min_backups = config_get(cfg, "min-backups");
+    if (!keep_daily)
+        keep_daily = config_get(cfg, "keep-daily");
+    if (keep_daily) {
+        if (config_parse_int("--keep-daily", keep_daily, 0, 100000, &v) != 0)
+            goto out;
+        o.keep_daily = v;
+        /* the daily policy: --keep-backups only when asked for, the newest backup is
+         * kept anyway (reported as "newest") */
+        if (!keep_backups)
+            o.keep_backups = -1;
+        if (!min_backups)
+            o.min_backups = 0;
+    }
     if (keep_window && config_parse_duration("--keep-window", keep_window, &o.keep_window) != 0)
         goto out;
     if (keep_backups &&

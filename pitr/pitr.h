@@ -39,6 +39,9 @@ typedef struct tsmap_entry {
 
 /* Where `verify` records its last result for `info --prometheus`. */
 #define PITR_VERIFY_STATUS_KEY "status/verify.json"
+/* Where `expire` records the first segment point-in-time recovery needs from there on
+ * (expire.c): below it, only the segments a backup needs to be consistent are kept. */
+#define PITR_RETENTION_KEY "status/retention.json"
 
 typedef struct pitr_opts {
     const char *repo;
@@ -85,8 +88,10 @@ typedef struct pitr_opts {
     const char *scratch;      /* --scratch DIR: where the private directory is made */
     /* expire */
     int64_t keep_window;
-    int64_t keep_backups;
+    int64_t keep_backups;     /* < 0: off (the default with --keep-daily) */
     long min_backups;
+    long keep_daily;          /* --keep-daily N; -1: not given (the count-based policy) */
+    int64_t now;              /* --now: decide as if run at this Unix time (0: now) */
     int dry_run;
     const char *new_key_file; /* rekey */
     int progress;             /* PROGRESS_AUTO | PROGRESS_ON | PROGRESS_OFF */
@@ -128,6 +133,8 @@ typedef struct inventory {
     timeline_set ts;
     damaged_obj *damaged;     /* backup.json and history files that could not be used */
     size_t ndamaged;
+    int retention_loaded;     /* pitr_retention_load ran */
+    uint64_t pitr_from;       /* PITR_RETENTION_KEY's segment number (0: none recorded) */
 } inventory;
 
 /* 0 | RS_MISMATCH (reported: repo.json damaged) | -1 (reported). A damaged backup.json
@@ -346,6 +353,13 @@ int cmd_dump(const pitr_opts *o);
 int find_pg_bin(const pitr_opts *o, char *out, size_t len);
 int cmd_verify(const pitr_opts *o);
 int cmd_expire(const pitr_opts *o);
+/* expire.c: the record the last expire left (PITR_RETENTION_KEY) into inv->pitr_from,
+ * once; a missing or unreadable record leaves it 0 (unreadable: reported). */
+void pitr_retention_load(inventory *inv);
+/* 1 when segno is a hole expire made on purpose: below inv->pitr_from and inside no
+ * backup's start..stop (no restore can need it); verify and info do not count it as
+ * missing. Call pitr_retention_load first. */
+int pitr_wal_expired(const inventory *inv, uint64_t segno);
 int cmd_rekey(const pitr_opts *o);
 /* check: Nagios-style statuses (EXIT_OK, then these; a usage error is EXIT_USAGE = 2) */
 enum { EXIT_CHECK_WARNING = 1, EXIT_CHECK_CRITICAL = 2 };

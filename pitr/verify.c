@@ -101,6 +101,7 @@ static void check_continuity(inventory *inv, uint32_t tli, vstats *v)
         return;
     if (!inventory_path_end(inv, &p, &end))
         goto out;
+    pitr_retention_load(inv); /* holes expire made on purpose are not missing */
     const backup_info *oldest = NULL;
     for (size_t i = 0; i < inv->nbackups; i++) {
         const backup_info *b = &inv->backups[i];
@@ -132,7 +133,7 @@ static void check_continuity(inventory *inv, uint32_t tli, vstats *v)
     }
     for (uint64_t s = from; s <= end; s++) {
         uint32_t t = timeline_path_tli_for_seg(&p, s, inv->seg_size);
-        if (inventory_find(inv, t, s))
+        if (inventory_find(inv, t, s) || pitr_wal_expired(inv, s))
             continue;
         char name[WAL_NAME_LEN + 1];
         seg_name(inv, name, t, s);

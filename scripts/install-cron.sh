@@ -5,11 +5,14 @@
 #
 # Entries (times are the system's local time, as cron reads them):
 #   01:00 daily     config           ragsafe-files snapshot of --config-path PATHs
-#   02:00 daily     basebackup       ragsafe-basebackup
+#   every 6 h       basebackup       ragsafe-basebackup at 02:00, 08:00, 14:00, 20:00
+#                                    (--backup-every, --backup-cron)
 #   03:00 daily     milvus-snapshot  ragsafe-milvus snapshot (cold; --pg records a restore
 #                                    point so a disaster recovery can match PostgreSQL)
 #   04:00 Sunday    logs             ragsafe-files snapshot of --log-path PATHs
-#   05:00 daily     expire-pg, 05:15 expire-milvus, 05:30 expire-config, 05:35 expire-logs
+#   05:00 daily     expire-pg (--keep-window 7d --keep-daily 30: every backup of the
+#                   last 7 days with point-in-time recovery, one a day for 30 days),
+#                   05:15 expire-milvus, 05:30 expire-config, 05:35 expire-logs
 #   06:00 daily     verify-pg, 06:30 verify-milvus, 06:45 verify-files
 #   07:00 1st of month restore-drill scripts/restore-drill.sh
 #   04:30 daily     dump-DB          ragsafe-pitr dump --target-latest of each --dump-db DB
@@ -46,8 +49,16 @@
 #   --status-dir DIR           status files (default /var/lib/ragsafe/status)
 #   --bin DIR                  ragsafe executables (default: where ragsafe-pitr is on
 #                              PATH, else /usr/local/bin)
+#   --backup-every DUR         base backup interval, whole hours dividing 24 (1h, 2h,
+#                              3h, 4h, 6h, 8h, 12h, 24h or 1d), the first at 02:00
+#                              (default 6h)
+#   --backup-cron 'EXPR'       the base backup's five cron time fields instead (digits
+#                              and * , - / only), e.g. '30 */4 * * *'
 #   --keep-window DUR          PITR window kept by expire (default 7d)
-#   --keep-backups DUR         base backups kept (default 30d)
+#   --keep-daily N             expire also keeps the newest backup of each of the last
+#                              N days (default 30; 0: none)
+#   --keep-backups DUR         expire also keeps every backup younger than DUR (not
+#                              passed unless given)
 #   --milvus-keep-last N       Milvus snapshots kept (default 7)
 #   --files-keep-last N        config snapshots kept (default 60)
 #   --logs-keep-last N         log snapshots kept (default 8)
@@ -67,7 +78,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 repo='' pgconn='' crontab_file='' dry_run=0 notify='' status_dir=/var/lib/ragsafe/status bin=''
 key_file=/etc/ragsafe/files.key files_base='' stop_cmd='' start_cmd='' health_url=''
-keep_window=7d keep_backups=30d milvus_keep=7 files_keep=60 logs_keep=8 drill_args='' check_args=''
+keep_window=7d keep_daily=30 keep_backups='' backup_every=6h backup_cron='' milvus_keep=7 files_keep=60 logs_keep=8 drill_args='' check_args=''
 volumes=() config_paths=() log_paths=() dump_dbs=() dump_dir=''
 
 while [ $# -gt 0 ]; do
@@ -87,6 +98,9 @@ while [ $# -gt 0 ]; do
     --bin) bin=$2; shift 2 ;;
     --keep-window) keep_window=$2; shift 2 ;;
     --keep-backups) keep_backups=$2; shift 2 ;;
+    --keep-daily) keep_daily=$2; shift 2 ;;
+    --backup-every) backup_every=$2; shift 2 ;;
+    --backup-cron) backup_cron=$2; shift 2 ;;
     --milvus-keep-last) milvus_keep=$2; shift 2 ;;
     --files-keep-last) files_keep=$2; shift 2 ;;
     --logs-keep-last) logs_keep=$2; shift 2 ;;
@@ -102,6 +116,25 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$repo" ] || die "--repo DIR is required"
 [ -n "$pgconn" ] || die "--pgconn CONNINFO is required"
+case $keep_daily in ''|*[!0-9]*) die "--keep-daily wants a number of days, not \"$keep_daily\"" ;; esac
+if [ -n "$backup_cron" ]; then
+    # five fields of digits, * , - / only (the command is ours)
+    [ "$(printf '%s\n' "$backup_cron" | awk '{ print NF }')" = 5 ] && ! printf '%s' "$backup_cron" | grep -q '[^0-9*,/ -]' \
+        || die "--backup-cron wants the five cron time fields, e.g. '0 */6 * * *', not \"$backup_cron\""
+    backup_when=$backup_cron
+else
+    case $backup_every in
+    1d) every=24 ;;
+    *h) every=${backup_every%h} ;;
+    *) every=x ;;
+    esac
+    case $every in ''|*[!0-9]*) every=0 ;; esac
+    if [ "$every" -lt 1 ] || [ "$every" -gt 24 ] || [ $((24 % every)) -ne 0 ]; then
+        die "--backup-every wants whole hours dividing 24 (1h, 2h, 3h, 4h, 6h, 8h, 12h, 24h), not \"$backup_every\" (or give --backup-cron 'EXPR')"
+    fi
+    hours=$(for ((h = 2; h < 26; h += every)); do echo $((h % 24)); done | sort -n | paste -sd,)
+    backup_when="0 $hours * * *"
+fi
 case $repo in /*) ;; *) repo=$(cd "$repo" 2>/dev/null && pwd) || die "repository \"$repo\" not found" ;; esac
 if [ -z "$bin" ]; then
     if p=$(command -v ragsafe-pitr 2>/dev/null); then bin=$(dirname "$p"); else bin=/usr/local/bin; fi
@@ -149,7 +182,7 @@ block() {
     if [ ${#config_paths[@]} -gt 0 ]; then
         files_cmd "0 1 * * *" config "${config_paths[@]}"
     fi
-    line "0 2 * * *" basebackup "$bin/ragsafe-basebackup" -d "$pgconn" --repo "$repo" --checkpoint fast
+    line "$backup_when" basebackup "$bin/ragsafe-basebackup" -d "$pgconn" --repo "$repo" --checkpoint fast
     if [ ${#volumes[@]} -gt 0 ]; then
         local m=("$bin/ragsafe-milvus" snapshot --repo "$repo" --pg "$pgconn")
         for v in "${volumes[@]}"; do m+=(--volume "$v"); done
@@ -166,7 +199,9 @@ block() {
         line "30 4 * * *" "dump-$db" "$bin/ragsafe-pitr" dump --repo "$repo" --target-latest \
             --dbname "$db" --file "$dump_dir/$db.dump"
     done
-    line "0 5 * * *" expire-pg "$bin/ragsafe-pitr" expire --repo "$repo" --keep-window "$keep_window" --keep-backups "$keep_backups"
+    local e=("$bin/ragsafe-pitr" expire --repo "$repo" --keep-window "$keep_window" --keep-daily "$keep_daily")
+    [ -n "$keep_backups" ] && e+=(--keep-backups "$keep_backups")
+    line "0 5 * * *" expire-pg "${e[@]}"
     [ ${#volumes[@]} -gt 0 ] && line "15 5 * * *" expire-milvus "$bin/ragsafe-milvus" expire --repo "$repo" --keep-last "$milvus_keep"
     if [ ${#config_paths[@]} -gt 0 ]; then
         line "30 5 * * *" expire-config "$bin/ragsafe-files" expire --repo "$repo" --key-file "$key_file" --prefix config- --keep-last "$files_keep"

@@ -54,10 +54,11 @@ is "dry run printed the same block" "$(sed -n '/^# BEGIN ragsafe/,/^# END ragsaf
     "$(sed -n '/^# BEGIN ragsafe/,/^# END ragsafe/p' <<<"$out")"
 sched() { grep -E "^$1 .*ragsafe-job.sh' .* $2 '" "$CT" | head -1; }
 ok "config snapshot daily 01:00" test -n "$(sched '0 1 \* \* \*' config)"
-ok "base backup daily 02:00" test -n "$(sched '0 2 \* \* \*' basebackup)"
+ok "base backup every 6 hours from 02:00" test -n "$(sched '0 2,8,14,20 \* \* \*' basebackup)"
 ok "milvus snapshot daily 03:00" test -n "$(sched '0 3 \* \* \*' milvus-snapshot)"
 ok "logs weekly (Sunday)" test -n "$(sched '0 4 \* \* 0' logs)"
 ok "expire 05:00" test -n "$(sched '0 5 \* \* \*' expire-pg)"
+ok "expire keeps 7 days of PITR and 30 daily backups" grep -q "'expire' '--repo' '$REPO' '--keep-window' '7d' '--keep-daily' '30'$" <<<"$(sched '0 5 \* \* \*' expire-pg)"
 ok "verify daily" test -n "$(sched '0 6 \* \* \*' verify-pg)"
 ok "restore drill monthly" test -n "$(sched '0 7 1 \* \*' restore-drill)"
 ok "check daily 07:30, with --check-args" grep -q "ragsafe-pitr' 'check' '--repo' '$REPO' '-d' .* '--max-backup-age' '1s'" <<<"$(sched '30 7 \* \* \*' check)"
@@ -79,7 +80,7 @@ is "reinstall: foreign lines kept" "$orig" "$(sed -n 1,2p "$CT")"
 chown postgres: "$T/key"
 mkdir -p "$ST"; chown postgres: "$ST"
 run_entry() { local c; c=$(sched "$1" "$2" | cut -d' ' -f6- | sed 's/\\%/%/g'); as_pg sh -c "$c"; }
-exit_is "basebackup entry runs" 0 run_entry '0 2 \* \* \*' basebackup
+exit_is "basebackup entry runs" 0 run_entry '0 2,8,14,20 \* \* \*' basebackup
 read -r job ts res secs msg <"$ST/basebackup.status"
 is "status: job name" basebackup "$job"
 is "status: ok" ok "$res"
@@ -154,4 +155,14 @@ ok "leaky job: the status still carries the (masked) error" grep -q "error: coul
 ok "leaky job: the stop command is not logged" bash -c "! grep -q stopsecret '$ST/leaky.log'"
 ok "leaky job: ... the option is" grep -q -- "--stop-cmd <command not logged>" "$ST/leaky.log"
 exit_is "usage: no --repo" 2 "$S/install-cron.sh" --pgconn x --crontab "$CT"
+# the base backup's schedule and the expire policy are options
+sch=$("$S/install-cron.sh" --repo "$REPO" --pgconn x --bin "$B" --dry-run --backup-every 12h --keep-daily 7 --keep-backups 3d)
+ok "--backup-every 12h: 02:00 and 14:00" grep -q "^0 2,14 \* \* \* .* basebackup " <<<"$sch"
+ok "--keep-daily 7 --keep-backups 3d reach expire" grep -q "'--keep-daily' '7' '--keep-backups' '3d'$" <<<"$sch"
+sch=$("$S/install-cron.sh" --repo "$REPO" --pgconn x --bin "$B" --dry-run --backup-cron '30 */4 * * *')
+ok "--backup-cron: the expression as given" grep -q "^30 \*/4 \* \* \* .* basebackup " <<<"$sch"
+"$S/install-cron.sh" --repo "$REPO" --pgconn x --dry-run --backup-every 5h >/dev/null 2>"$T/be.err"
+is "usage: --backup-every 5h (does not divide a day)" "2 1" "$? $(grep -c 'whole hours dividing 24' "$T/be.err")"
+"$S/install-cron.sh" --repo "$REPO" --pgconn x --dry-run --backup-cron '0 * * *' >/dev/null 2>"$T/bc.err"
+is "usage: --backup-cron with four fields" "2 1" "$? $(grep -c 'five cron time fields' "$T/bc.err")"
 t_done
