@@ -385,9 +385,10 @@ out:
 /*
  * restored_oid -- the database named o->conninfo at the target is one of those whose
  * relation files were restored (o->db_include). A name that came to another database
- * since the backup (dropped and created again, renamed) would otherwise be dumped from
- * hollow files: zero pages, read as empty tables, a wrong dump without an error; or
- * the connection fails on them. Asked of postgres (always restored), never of the
+ * since the backup (dropped and created again, renamed) would otherwise be read from
+ * hollow files: the connection fails on them (the older dump met "PANIC: could not open
+ * critical system index 2662" in test 086's case), and zero pages no catalog needs
+ * would read as empty tables. Asked of postgres (always restored), never of the
  * database itself. 0 | 1 (another database: restore the whole cluster) | -1 reported.
  */
 static int restored_oid(const pitr_opts *o, const dump_ctx *d)
