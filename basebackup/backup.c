@@ -303,6 +303,7 @@ int bb_run(const bb_opts *o)
     backup_info bi;
     manifest m;
     repo_info want;
+    bb_dblist dbl = {0};
     char label[BB_LABEL_MAX + 1], prefix[BB_LABEL_MAX + 32], final_prefix[BB_LABEL_MAX + 32];
     char key[BB_LABEL_MAX + 64], command[512];
     uint8_t manifest_sha[SHA256_LEN];
@@ -380,6 +381,7 @@ int bb_run(const bb_opts *o)
     created_partial = 1;
 
     /* 4. the stream */
+    bb_dblist_start(&dbl, o->conninfo);
     build_command(command, sizeof(command), label, o);
     log_debug("sending %s", command);
     s.conn = conn;
@@ -430,6 +432,7 @@ int bb_run(const bb_opts *o)
     if (fill_info(&bi, &s, label, id.sysid, (uint32_t)want.pg_version, seg_size, t_start, t_stop,
                   s.manifest_len, manifest_sha) != 0)
         goto out;
+    bb_dblist_finish(&dbl, o->conninfo, &bi);
     json = backupinfo_to_json(&bi);
     if (!json)
         goto out;
@@ -466,6 +469,7 @@ out:
     if (created_partial && r && storage_remove_prefix(r->st, prefix) != 0)
         log_warning("could not remove \"%s\": the next backup will", prefix);
     free(json);
+    bb_dblist_release(&dbl);
     backupinfo_release(&bi);
     manifest_release(&m);
     bb_stream_release(&s);

@@ -5,6 +5,7 @@
  *     backup.c    orchestration: checks, repository, lock, commit of the backup folder
  *     stream.c    the BASE_BACKUP exchange: tar streams parsed, hashed and stored
  *     walwait.c   wait until the backup's WAL is in the repository
+ *     dblist.c    the databases recorded in backup.json (for ragsafe-pitr dump)
  *     verify.c    --verify LABEL: re-read a stored backup and check every checksum
  *
  * Results follow the house rule: 0, -1 (reported), RS_MISMATCH (reported; main()
@@ -41,6 +42,20 @@ typedef struct bb_opts {
 /* backup.c */
 int bb_label_valid(const char *label);
 int bb_run(const bb_opts *o);
+
+/* dblist.c: pg_database read before and after the backup, recorded in backup.json
+ * only when both reads agree (see dblist.c). Never fails the backup.
+ *     bb_dblist l; bb_dblist_start(&l, conninfo);   before BASE_BACKUP
+ *     bb_dblist_finish(&l, conninfo, &bi);          after, into bi (releases l)
+ *     bb_dblist_release(&l);                        on an error path (no-op when done) */
+typedef struct bb_dblist {
+    int ok;
+    size_t n;
+    backup_database *v;
+} bb_dblist;
+void bb_dblist_start(bb_dblist *l, const char *conninfo);
+void bb_dblist_finish(bb_dblist *l, const char *conninfo, backup_info *bi);
+void bb_dblist_release(bb_dblist *l);
 
 /* verify.c */
 int bb_verify(const char *repo_location, const char *label, int progress);

@@ -2,43 +2,81 @@
 # bench/bench-dump.sh BUILD -- issue 14's benchmark: one table as of T from a cluster
 # whose large database is not the one wanted, by
 #     ragsafe-pitr dump --target-time T --dbname app --table documents
-# against what a DBA does without it:
+# against what a DBA does without it, from the same data:
 #     ragsafe-pitr restore --target-time T --start (a full restore, recovery, promote),
-#     then pg_dump -t documents, then stop the server.
-# Both read the same repository (ragsafe-archive WAL, one ragsafe-basebackup backup).
-# The cluster: database big (pgbench, scale BENCH_DUMP_SCALE, default 50, ~750 MB) and
-# database app (table documents, 10000 rows). Prints a markdown table on stdout
-# (wall time, bytes on disk in the scratch / restored directory, ratio), progress on
+#     then pg_dump -t documents;
+#     pgbackrest restore --type=time --target=T (process-max 2, zst 3, archive-get),
+#     start, wait for the promotion, then pg_dump -t documents.
+# Each alternative ends like the dump does: the server stopped (immediate) and its copy
+# removed (the dump removes its scratch directory). The methods run alternately,
+# BENCH_DUMP_RUNS times each (default 3), page cache dropped before each run; medians
+# and spreads (min-max). The cluster: database big (pgbench, scale BENCH_DUMP_SCALE,
+# default 50, ~750 MB) and database app (table documents, 10000 rows); archive_command
+# archives into both repositories; one base backup by each tool; 20 s of pgbench after
+# them. Prints markdown on stdout (times, ratios, bytes on disk, and where the dump's
+# time goes: its -v "time:" line and the scratch server's "redo done" line), progress on
 # stderr. Target: dump <= 0.3x the full restore's time.
+# BENCH_DUMP_OLD=DIR (a build directory of an older ragsafe): its ragsafe-pitr dump is
+# timed too, alternating with the others on the same repository (before / after).
 set -u
 BUILD=${1:?usage: bench-dump.sh BUILD}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 SCALE=${BENCH_DUMP_SCALE:-50}
+RUNS=${BENCH_DUMP_RUNS:-3}
 
 say() { echo "bench-dump: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 as_pg() { runuser -u postgres -- "$@"; }
 
 [ -x "$BUILD/bin/ragsafe-pitr" ] || die "no \"$BUILD/bin/ragsafe-pitr\""
+OLD=${BENCH_DUMP_OLD:-}
+[ -z "$OLD" ] || [ -x "$OLD/bin/ragsafe-pitr" ] || die "no \"$OLD/bin/ragsafe-pitr\""
+command -v pgbackrest >/dev/null || die "pgbackrest is not installed"
 
 T=$(mktemp -d /tmp/ragsafe-bench-dump.XXXXXX)
 chmod 0755 "$T"
-chown postgres: "$T"
 cleanup() {
     for d in pg full; do
         [ -f "$T/$d/postmaster.pid" ] && as_pg "$PGBIN/pg_ctl" -D "$T/$d" -m immediate -w stop >/dev/null 2>&1
     done
+    [ -n "${BENCH_DUMP_KEEP:-}" ] && { say "kept $T"; return; }
     rm -rf "$T"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mkdir -p "$T/bin" "$T/sock" "$T/sock2" "$T/repo" "$T/scratch" "$T/out"
+mkdir -p "$T/bin" "$T/sock" "$T/sock2" "$T/repo" "$T/scratch" "$T/out" "$T/pgbr" "$T/pgbr-lock"
 cp "$BUILD"/bin/ragsafe-* "$T/bin/"
 chmod 0755 "$T/bin"/*
-chown postgres: "$T/sock" "$T/sock2" "$T/repo"
+if [ -n "$OLD" ]; then
+    mkdir -p "$T/oldbin"
+    cp "$OLD"/bin/ragsafe-* "$T/oldbin/"
+    chmod 0755 "$T/oldbin"/*
+fi
+chown -R postgres: "$T"
+chown root: "$T/scratch" "$T/out"
 PITR=$T/bin/ragsafe-pitr
 q() { as_pg "$PGBIN/psql" -XAtq -v ON_ERROR_STOP=1 -h "$T/sock" -p 5432 -U postgres -d "$1" -c "$2"; }
+
+cat >"$T/pgbackrest.conf" <<CONF
+[global]
+repo1-path=$T/pgbr
+compress-type=zst
+compress-level=3
+start-fast=y
+archive-check=n
+process-max=2
+log-level-console=warn
+log-level-file=off
+lock-path=$T/pgbr-lock
+[bench]
+pg1-path=$T/pg
+pg1-socket-path=$T/sock
+pg1-port=5432
+pg1-user=postgres
+CONF
+chown postgres: "$T/pgbackrest.conf"
+PGBR=(pgbackrest --config="$T/pgbackrest.conf" --stanza=bench)
 
 say "initdb, scale $SCALE"
 as_pg "$PGBIN/initdb" -D "$T/pg" -A trust -U postgres --no-sync >/dev/null || die "initdb"
@@ -49,52 +87,127 @@ port = 5432
 shared_buffers = 128MB
 max_wal_size = 1GB
 archive_mode = on
-archive_command = '$T/bin/ragsafe-archive --repo $T/repo %p %f'
+archive_command = '$T/bin/ragsafe-archive --repo $T/repo %p %f && pgbackrest --config=$T/pgbackrest.conf --stanza=bench archive-push %p'
 CONF
 as_pg "$PGBIN/pg_ctl" -D "$T/pg" -l "$T/pg.log" -w start >/dev/null || die "start"
 q postgres "create database big" && q postgres "create database app" || die "createdb"
 as_pg "$PGBIN/pgbench" -h "$T/sock" -p 5432 -U postgres -i -s "$SCALE" -q big >/dev/null 2>&1 || die "pgbench -i"
 q app "create table documents (id int primary key, body text);
        insert into documents select g, repeat(md5(g::text), 8) from generate_series(1, 10000) g" || die "app"
-as_pg "$T/bin/ragsafe-basebackup" -d "host=$T/sock port=5432 user=postgres dbname=postgres" \
-    --repo "$T/repo" -c fast >/dev/null 2>"$T/bb.err" || { cat "$T/bb.err" >&2; die "basebackup"; }
+as_pg "${PGBR[@]}" stanza-create >"$T/out.log" 2>&1 || { cat "$T/out.log" >&2; die "stanza-create"; }
+say "base backups"
+label=$(as_pg "$T/bin/ragsafe-basebackup" -d "host=$T/sock port=5432 user=postgres dbname=postgres" \
+    --repo "$T/repo" -c fast 2>"$T/bb.err") || { cat "$T/bb.err" >&2; die "basebackup"; }
+jq -e '.databases | length > 0' "$T/repo/backups/$label/backup.json" >/dev/null \
+    || say "warning: backup $label records no database list (dump will read the base tar first)"
+as_pg "${PGBR[@]}" backup --type=full >"$T/out.log" 2>&1 || { cat "$T/out.log" >&2; die "pgbackrest backup"; }
 as_pg "$PGBIN/pgbench" -h "$T/sock" -p 5432 -U postgres -T 20 -c 2 big >/dev/null 2>&1
 sleep 1.1
 TM=$(q app "select clock_timestamp()")
 q app "delete from documents where id % 3 = 0"
+last=$(q postgres "select pg_walfile_name(pg_current_wal_lsn())")
 q postgres "select pg_switch_wal()" >/dev/null
-sleep 3
+for ((i = 0; i < 600; i++)); do
+    [ "$(q postgres "select coalesce(last_archived_wal, '') >= '$last' from pg_stat_archiver")" = t ] && break
+    sleep 0.1
+done
 as_pg "$PGBIN/pg_ctl" -D "$T/pg" -m fast -w stop >/dev/null
-sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
 
-say "ragsafe-pitr dump"
-t0=$(date +%s.%N)
+now_ns() { date +%s%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b - a) / 1e9 }'; }
+rows() { "$PGBIN/pg_restore" -f - -a -t documents "$1" | awk '/^COPY/ {c = 1; next} /^\\\./ {c = 0} c' | wc -l; }
+# wait_promoted: the server on $T/sock2 left recovery
+wait_promoted() {
+    local i
+    for ((i = 0; i < 36000; i++)); do
+        [ "$(as_pg "$PGBIN/psql" -XAtq -h "$T/sock2" -U postgres -d postgres -c "select pg_is_in_recovery()" 2>/dev/null)" = f ] && return 0
+        sleep 0.05
+    done
+    die "the restored server did not promote"
+}
+declare -A times
+# run_one NAME: dump | rs | pgbr; its wall time appended to times[NAME]
+run_one() {
+    local name=$1 t0 t1 n
+    sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+    rm -f "$T/out/$name.dump"
+    t0=$(now_ns)
+    case $name in
+    old)
+        "$T/oldbin/ragsafe-pitr" dump --repo "$T/repo" --target-time "$TM" --dbname app --table documents -v \
+            --file "$T/out/old.dump" --scratch "$T/scratch" >"$T/old.out" 2>"$T/old.err" \
+            || { cat "$T/old.err" >&2; die "old dump"; } ;;
+    dump)
+        "$PITR" dump --repo "$T/repo" --target-time "$TM" --dbname app --table documents -v \
+            --file "$T/out/dump.dump" --scratch "$T/scratch" >"$T/dump.out" 2>"$T/dump.err" \
+            || { cat "$T/dump.err" >&2; die "dump"; } ;;
+    rs)
+        "$PITR" restore --repo "$T/repo" --pgdata "$T/full" --target-time "$TM" --owner postgres --start \
+            --set "unix_socket_directories=$T/sock2" --set "listen_addresses=" >/dev/null 2>"$T/rs.err" \
+            || { cat "$T/rs.err" >&2; die "restore"; }
+        "$PGBIN/pg_dump" -h "$T/sock2" -p 5432 -U postgres -d app -t documents -Fc -f "$T/out/rs.dump" \
+            || die "pg_dump" ;;
+    pgbr)
+        mkdir -m 0700 "$T/full" && chown postgres: "$T/full"
+        as_pg "${PGBR[@]}" --pg1-path="$T/full" restore --type=time --target="$TM" \
+            --target-action=promote >"$T/pgbr.out" 2>&1 || { cat "$T/pgbr.out" >&2; die "pgbackrest restore"; }
+        rm -f "$T/full"/.s.PGSQL.*
+        as_pg "$PGBIN/pg_ctl" -D "$T/full" -l "$T/full.log" -W \
+            -o "-c unix_socket_directories=$T/sock2 -c listen_addresses= -c archive_mode=off" start >/dev/null \
+            || die "the pgBackRest-restored server did not start"
+        wait_promoted
+        "$PGBIN/pg_dump" -h "$T/sock2" -p 5432 -U postgres -d app -t documents -Fc -f "$T/out/pgbr.dump" \
+            || die "pg_dump" ;;
+    esac
+    if [ "$name" = rs ] || [ "$name" = pgbr ]; then
+        [ "$name" = rs ] && { full_kb=$(du -sk "$T/full" | cut -f1); full_base_kb=$(du -sk "$T/full/base" | cut -f1); }
+        as_pg "$PGBIN/pg_ctl" -D "$T/full" -m immediate -w stop >/dev/null
+        rm -rf "$T/full"
+    fi
+    t1=$(now_ns)
+    n=$(rows "$T/out/$name.dump")
+    [ "$n" = 10000 ] || die "$name: $n rows of documents in the dump, want 10000 (as of T, before the DELETE)"
+    times[$name]="${times[$name]:-} $(secs "$t0" "$t1")"
+    say "$name run: $(secs "$t0" "$t1") s"
+    [ "$name" = dump ] && { grep -E "time:|redo done|extracted|hollow|database list" "$T/dump.err" | sed 's/^/bench-dump:   /' >&2; cp "$T/dump.err" "$T/dump-last.err"; }
+}
+for ((run = 1; run <= RUNS; run++)); do
+    run_one dump
+    run_one rs
+    run_one pgbr
+    [ -z "$OLD" ] || run_one old
+done
+# dump's scratch size: one more run with --keep-scratch (not timed)
 "$PITR" dump --repo "$T/repo" --target-time "$TM" --dbname app --table documents \
-    --file "$T/out/documents.dump" --scratch "$T/scratch" --keep-scratch >"$T/dump.out" 2>"$T/dump.err" \
-    || { cat "$T/dump.err" >&2; die "dump"; }
-t1=$(date +%s.%N)
-dump_s=$(echo "$t1 - $t0" | bc)
+    --file "$T/out/keep.dump" --scratch "$T/scratch" --keep-scratch >/dev/null 2>&1 || die "dump --keep-scratch"
 dump_kb=$(du -sk "$T"/scratch/ragsafe-dump-* | cut -f1)
 dump_base_kb=$(du -sk "$T"/scratch/ragsafe-dump-*/pgdata/base | cut -f1)
 rm -rf "$T"/scratch/ragsafe-dump-*
 
-sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-say "full restore + pg_dump -t"
-t0=$(date +%s.%N)
-"$PITR" restore --repo "$T/repo" --pgdata "$T/full" --target-time "$TM" --owner postgres --start \
-    --set "unix_socket_directories=$T/sock2" --set "listen_addresses=" >/dev/null 2>"$T/full.err" \
-    || { cat "$T/full.err" >&2; die "restore"; }
-"$PGBIN/pg_dump" -h "$T/sock2" -p 5432 -U postgres -d app -t documents -Fc -f "$T/out/full.dump" \
-    || die "pg_dump"
-as_pg "$PGBIN/pg_ctl" -D "$T/full" -m fast -w stop >/dev/null
-t1=$(date +%s.%N)
-full_s=$(echo "$t1 - $t0" | bc)
-full_kb=$(du -sk "$T/full" | cut -f1)
-full_base_kb=$(du -sk "$T/full/base" | cut -f1)
-
-rows_dump=$(grep -o "public.documents: [0-9]* rows" "$T/dump.out")
-echo "| method (scale $SCALE, one table as of T) | wall time s | disk KiB (all) | base/ KiB | time ratio |"
-echo "|---|---:|---:|---:|---:|"
-printf '| ragsafe-pitr dump --table documents | %.1f | %s | %s | %.2f |\n' "$dump_s" "$dump_kb" "$dump_base_kb" "$(echo "$dump_s / $full_s" | bc -l)"
-printf '| ragsafe-pitr restore --start + pg_dump -t | %.1f | %s | %s | 1.00 |\n' "$full_s" "$full_kb" "$full_base_kb"
-say "dump reported: $rows_dump"
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+spread() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk 'NR == 1 {a = $1} {b = $1} END {printf "%.1f-%.1f", a, b}'; }
+md=$(median "${times[dump]}"); mr=$(median "${times[rs]}"); mp=$(median "${times[pgbr]}")
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+echo "### ragsafe-pitr dump: one table as of T, pgbench scale $SCALE in another database, $(nproc) CPUs, $RUNS runs each (alternating)"
+echo
+echo "| method | median s | spread s | disk KiB (all) | base/ KiB | dump / method |"
+echo "|---|---:|---:|---:|---:|---:|"
+printf '| ragsafe-pitr dump --table documents | %.1f | %s | %s | %s | 1.00 |\n' "$md" "$(spread "${times[dump]}")" "$dump_kb" "$dump_base_kb"
+printf '| ragsafe-pitr restore --start + pg_dump -t | %.1f | %s | %s | %s | %s |\n' "$mr" "$(spread "${times[rs]}")" "$full_kb" "$full_base_kb" "$(ratio "$md" "$mr")"
+printf '| pgbackrest restore --type=time (process-max 2) + start + pg_dump -t | %.1f | %s | | | %s |\n' "$mp" "$(spread "${times[pgbr]}")" "$(ratio "$md" "$mp")"
+[ -z "$OLD" ] || printf '| ragsafe-pitr dump of BENCH_DUMP_OLD (%s) | %.1f | %s | | | %s |\n' "$OLD" \
+    "$(median "${times[old]}")" "$(spread "${times[old]}")" "$(ratio "$md" "$(median "${times[old]}")")"
+echo
+echo "Where the dump's time went (last run, ragsafe-pitr dump -v):"
+echo
+echo '```'
+grep -E "database list|extracted|hollow|redo done|time:" "$T/dump-last.err" | sed 's/^ragsafe-pitr: info: //'
+echo '```'
+if [ -n "$OLD" ]; then
+    echo
+    echo "The older dump (last run, -v):"
+    echo
+    echo '```'
+    grep -E "pg_database read|extracted|hollow|plan made|fsync'd" "$T/old.err" | sed 's/^ragsafe-pitr: info: //'
+    echo '```'
+fi

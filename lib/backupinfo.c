@@ -159,6 +159,31 @@ int backupinfo_parse(const char *json, size_t len, backup_info *out)
         }
     }
 
+    /* optional: absent in older backups */
+    arr = json_object_get(root, "databases");
+    if (arr) {
+        if (!json_is_array(arr)) {
+            log_error("could not parse backup.json: bad \"databases\"");
+            goto out;
+        }
+        out->databases = calloc(json_array_size(arr) + 1, sizeof(*out->databases));
+        if (!out->databases) {
+            log_errno("could not allocate memory");
+            goto out;
+        }
+        json_array_foreach(arr, i, v) {
+            backup_database *d = &out->databases[i];
+
+            out->ndatabases = i + 1;
+            if (!json_is_object(v) || get_u32(v, "oid", &d->oid) != 0 ||
+                get_str(v, "name", &d->name) != 0 ||
+                get_u32(v, "tablespace", &d->tablespace) != 0) {
+                log_detail("in database entry %zu", i);
+                goto out;
+            }
+        }
+    }
+
     arr = json_object_get(root, "files");
     if (!json_is_array(arr)) {
         log_error("could not parse backup.json: bad or missing \"files\"");
@@ -269,6 +294,20 @@ char *backupinfo_to_json(const backup_info *bi)
         bad |= set_new(o, "location", json_string(t->location ? t->location : ""));
         bad |= set_new(o, "file", json_string(t->file ? t->file : ""));
     }
+    if (bi->databases) {
+        arr = json_array();
+        bad |= set_new(root, "databases", arr);
+        for (size_t i = 0; arr && i < bi->ndatabases; i++) {
+            const backup_database *d = &bi->databases[i];
+
+            o = json_object();
+            if (!o || json_array_append_new(arr, o) != 0)
+                goto oom;
+            bad |= set_new(o, "oid", json_integer(d->oid));
+            bad |= set_new(o, "name", json_string(d->name ? d->name : ""));
+            bad |= set_new(o, "tablespace", json_integer(d->tablespace));
+        }
+    }
     arr = json_array();
     bad |= set_new(root, "files", arr);
     for (size_t i = 0; arr && i < bi->nfiles; i++) {
@@ -317,6 +356,9 @@ void backupinfo_release(backup_info *bi)
     for (size_t i = 0; bi->files && i < bi->nfiles; i++)
         free(bi->files[i].name);
     free(bi->files);
+    for (size_t i = 0; bi->databases && i < bi->ndatabases; i++)
+        free(bi->databases[i].name);
+    free(bi->databases);
     memset(bi, 0, sizeof(*bi));
 }
 

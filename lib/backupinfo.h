@@ -16,6 +16,7 @@
  *  "start_time":"2026-11-26T02:15:00Z","stop_time":"2026-11-26T02:15:09Z",
  *  "wal_segment_size":16777216,"raw_bytes":123,"stored_bytes":45,
  *  "tablespaces":[{"oid":16384,"location":"/srv/ts1","file":"16384.tar.zst"}],
+ *  "databases":[{"oid":5,"name":"postgres","tablespace":1663}, ...],
  *  "files":[{"name":"base.tar.zst","raw_bytes":1,"stored_bytes":1,"sha256":"ab.."},
  *           {"name":"backup_manifest","raw_bytes":1,"stored_bytes":1,"sha256":"..."}]}
  * Times are UTC with 'Z'. raw_bytes: tar bytes before compression; sha256 in "files"
@@ -23,6 +24,9 @@
  * compressed object; the object's own trailer covers the raw tar).
  * A backup is consistent from stop_lsn / stop_time on: the restorable window of a
  * backup starts there.
+ * "databases" is optional (older backups, or a list that could not be read for sure:
+ * see basebackup/dblist.c): pg_database's (oid, datname, dattablespace) at the end of
+ * the backup. databases == NULL: not recorded; ndatabases counts the entries.
  */
 #ifndef RAGSAFE_BACKUPINFO_H
 #define RAGSAFE_BACKUPINFO_H
@@ -37,6 +41,12 @@ typedef struct backup_tablespace {
     char *location;
     char *file;
 } backup_tablespace;
+
+typedef struct backup_database {
+    uint32_t oid;
+    char *name;
+    uint32_t tablespace; /* the default tablespace, dattablespace */
+} backup_database;
 
 typedef struct backup_file {
     char *name;
@@ -59,6 +69,8 @@ typedef struct backup_info {
     backup_tablespace *tablespaces;
     size_t nfiles;
     backup_file *files;
+    size_t ndatabases;
+    backup_database *databases; /* NULL: not recorded (optional in backup.json) */
 } backup_info;
 
 /* Parse backup.json text. -1 reported (names the first bad field). */

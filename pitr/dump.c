@@ -41,11 +41,23 @@
  * is off in the scratch copy and nothing connects to them. Leaving the files out
  * altogether would behave the same for replay, but a sized file keeps smgr's view
  * (relation sizes, truncation records) the same as in a full restore, which is what
- * pgBackRest relies on. The OID of the database is read from the backup's pg_database
- * (global/1262, read in a first pass over the base tar that writes nothing else): the
- * OIDs of every tuple, live or dead, that carries the name (more is harmless). A name
- * the backup does not know (a database created or renamed after it), or a
- * pg_database moved by VACUUM FULL, falls back to a full restore.
+ * pgBackRest relies on. The OID of the database comes from the list of databases
+ * backup.json records (basebackup/dblist.c: pg_database, equal before and after the
+ * backup); a backup without one (older, or the databases changed while it ran) has its
+ * pg_database read from the base tar (global/1262, a first pass over the tar that
+ * writes nothing else: the OIDs of every tuple, live or dead, that carries the name;
+ * more is harmless). A name the backup does not know, or a pg_database moved by VACUUM
+ * FULL, falls back to a full restore.
+ *
+ * Databases created after the backup: their files are not in the tar, so nothing of
+ * theirs is hollowed; they come whole from WAL replay (CREATE DATABASE's default
+ * WAL_LOG strategy logs every page). But a name may stand for another database at the
+ * target than in the backup (dropped and created again, renamed; or created with
+ * STRATEGY FILE_COPY, whose replay copies its template's files, hollow ones
+ * included): before anything connects to the database, restored_oid asks the scratch
+ * server which OID the name has at the target, and if that is not a restored one the
+ * worker exits DUMP_REDO_FULL and the dump starts over with a full restore. Hollowing
+ * stays decided in one place, db_file_hollow (extract.c), for every reader.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -70,6 +82,10 @@
 #include "strbuf.h"
 
 static volatile sig_atomic_t g_signal;
+
+/* the worker's exit status when the selective restore restored the wrong database:
+ * the parent starts over with a full restore */
+#define DUMP_REDO_FULL 42
 
 static void on_signal(int sig)
 {
@@ -366,17 +382,78 @@ out:
     return j;
 }
 
+/*
+ * restored_oid -- the database named o->conninfo at the target is one of those whose
+ * relation files were restored (o->db_include). A name that came to another database
+ * since the backup (dropped and created again, renamed) would otherwise be read from
+ * hollow files: the connection fails on them (the older dump met "PANIC: could not open
+ * critical system index 2662" in test 086's case), and zero pages no catalog needs
+ * would read as empty tables. Asked of postgres (always restored), never of the
+ * database itself. 0 | 1 (another database: restore the whole cluster) | -1 reported.
+ */
+static int restored_oid(const pitr_opts *o, const dump_ctx *d)
+{
+    char port[16];
+    int ret = -1;
+    PGresult *r = NULL;
+
+    snprintf(port, sizeof(port), "%d", d->port);
+    const char *kw[] = {"host", "port", "user", "dbname", "application_name", NULL};
+    const char *val[] = {d->sock, port, d->user, "postgres", "ragsafe-pitr-dump", NULL};
+    PGconn *conn = PQconnectdbParams(kw, val, 0);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        log_error("could not connect to the scratch server: %s", PQerrorMessage(conn));
+        goto out;
+    }
+    const char *params[] = {o->conninfo};
+    r = PQexecParams(conn, "SELECT oid FROM pg_database WHERE datname = $1", 1, NULL, params,
+                     NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        log_error("could not read pg_database: %s", PQerrorMessage(conn));
+        goto out;
+    }
+    ret = 0;
+    if (PQntuples(r) == 1) {
+        uint32_t oid = (uint32_t)strtoul(PQgetvalue(r, 0, 0), NULL, 10);
+        ret = 1;
+        for (size_t i = 0; i < o->ndb_include; i++)
+            if (o->db_include[i] == oid)
+                ret = 0;
+        if (ret)
+            log_notice("database \"%s\" is OID %u at the target, not the backup's: it was "
+                       "created or renamed since; the dump restores the whole cluster again",
+                       o->conninfo, oid);
+    } /* none: pg_dump says the database does not exist */
+out:
+    PQclear(r);
+    PQfinish(conn);
+    return ret;
+}
+
 /* worker -- in the forked child: restore, start, dump, describe. Its exit status. */
 static int worker(const pitr_opts *o, const dump_ctx *d)
 {
     pitr_opts ro = *o;
     char bin[PATH_MAX], hba[PATH_MAX + 64];
     char s_sock[PATH_MAX + 128], s_port[32], s_hba[PATH_MAX + 128];
-    const char **sets = calloc(o->nsets + 10, sizeof(*sets));
+    const char **sets = calloc(o->nsets + 16, sizeof(*sets));
     size_t ns = 0;
 
     if (!sets)
         return log_error("out of memory"), EXIT_FAIL;
+    /* a disposable server: its data directory is removed after the dump, and a crash
+     * (of it, or of the machine) only loses a dump not yet renamed into place; nothing
+     * it writes needs to survive one. fsync = off: no fsync at restartpoints, the
+     * end-of-recovery checkpoint or commits; synchronous_commit = off likewise
+     * (full_page_writes only matters for crash recovery of its own: left as it is).
+     * A larger shared_buffers keeps the replayed pages in memory, and a long
+     * checkpoint distance spares restartpoints during replay. First: --set overrides
+     * them (postgresql.auto.conf: the last line of a name wins). */
+    sets[ns++] = "fsync=off";
+    sets[ns++] = "synchronous_commit=off";
+    sets[ns++] = "shared_buffers=256MB";
+    sets[ns++] = "max_wal_size=8GB";
+    sets[ns++] = "checkpoint_timeout=1h";
     for (size_t i = 0; i < o->nsets; i++)
         sets[ns++] = o->sets[i];
     snprintf(hba, sizeof(hba), "%s/pg_hba.conf", d->scratch);
@@ -406,23 +483,59 @@ static int worker(const pitr_opts *o, const dump_ctx *d)
     ro.json = 0;
     ro.dump_scratch = 1;
     ro.owner = d->user;
+    double t0 = now_seconds();
     int r = cmd_restore(&ro);
     free(sets);
     if (r != EXIT_OK)
         return r;
+    double t_restore = now_seconds() - t0;
+    /* -v: the server's own account of the replay (part of t_restore) */
+    {
+        char logf[PATH_MAX + 96], line[1024];
+        snprintf(logf, sizeof(logf), "%s/ragsafe-start.log", d->pgdata);
+        FILE *f = fopen(logf, "r");
+        while (f && fgets(line, sizeof(line), f)) {
+            char *m = strstr(line, "redo done at");
+            if (m) {
+                m[strcspn(m, "\n")] = '\0';
+                log_info("scratch server: %s", m);
+            }
+        }
+        if (f)
+            fclose(f);
+    }
+    /* before anything connects to it: the database must be one whose files were
+     * restored (see restored_oid) */
+    if (o->ndb_include) {
+        r = restored_oid(o, d);
+        if (r != 0)
+            return r < 0 ? EXIT_FAIL : DUMP_REDO_FULL;
+    }
+    t0 = now_seconds();
     json_t *j = describe(o, d);
     if (!j)
         return EXIT_FAIL;
+    double t_describe = now_seconds() - t0;
     find_pg_bin(o, bin, sizeof(bin));
+    t0 = now_seconds();
     if (run_pg_dump(o, d, bin) != 0) {
         json_decref(j);
         return EXIT_FAIL;
     }
-    /* durable before the parent renames it into place */
+    double t_pg_dump = now_seconds() - t0;
+    /* durable before the parent renames it into place: the output is the one file of
+     * a dump that must survive a crash */
+    t0 = now_seconds();
     if (durable_fsync_tree(d->tmp_out) != 0) {
         json_decref(j);
         return EXIT_FAIL;
     }
+    json_t *tm = json_object();
+    json_object_set_new(j, "timing", tm);
+    json_object_set_new(tm, "restore_and_recovery", json_real(t_restore));
+    json_object_set_new(tm, "row_counts", json_real(t_describe));
+    json_object_set_new(tm, "pg_dump", json_real(t_pg_dump));
+    json_object_set_new(tm, "fsync_output", json_real(now_seconds() - t0));
     char *text = json_dumps(j, JSON_INDENT(2));
     json_decref(j);
     if (!text || durable_write_file(d->result, text, strlen(text), 0600, 0) != 0) {
@@ -513,6 +626,27 @@ static int find_db_oids(inventory *inv, const backup_info *b, const dump_ctx *d,
 
     *n = 0;
     memset(&stats, 0, sizeof(stats));
+    if (b->databases) {
+        /* recorded at backup time (basebackup/dblist.c): no pass over the tar */
+        log_info("database list: from backup %s's backup.json (no first pass over the "
+                 "base tar)", b->label);
+        for (size_t i = 0; i < b->ndatabases; i++)
+            if (strcmp(b->databases[i].name, name) == 0)
+                if (*n < 32)
+                    inc[(*n)++] = b->databases[i].oid; /* names are unique: one */
+        for (size_t i = 0; *n && i < b->ndatabases; i++)
+            if (strcmp(b->databases[i].name, "postgres") == 0 && b->databases[i].oid != inc[0])
+                inc[(*n)++] = b->databases[i].oid;
+        if (*n == 0)
+            log_notice("database \"%s\" is not in backup %s's list of databases (created or "
+                       "renamed since?): a full restore", name, b->label);
+        else
+            log_info("restoring the relation files of database \"%s\" (OID %u) and postgres "
+                     "only", name, inc[0]);
+        return 0;
+    }
+    log_info("database list: backup %s records none: reading its pg_database from the base "
+             "tar (a first pass)", b->label);
     if (backup_manifest_load(inv->st, b, &m, NULL, NULL) != 0)
         return -1;
     if (!manifest_find(&m, "global/1262")) {
@@ -579,7 +713,7 @@ int cmd_dump(const pitr_opts *o)
     struct sigaction sa, old_int, old_term, old_hup;
     pid_t pid = -1;
     json_t *res = NULL;
-    double t0 = now_seconds();
+    double t0 = now_seconds(), t_plan = 0, t_list = 0, t_stop = 0, t_rm = 0;
 
     memset(&d, 0, sizeof(d));
     memset(&sa, 0, sizeof(sa));
@@ -697,8 +831,11 @@ int cmd_dump(const pitr_opts *o)
         d.port = 20000 + (int)(getpid() % 30000);
         log_info("scratch directory \"%s\"", d.scratch);
     }
+    t_plan = now_seconds() - t0;
+    double t_list0 = now_seconds();
     if (find_db_oids(&inv, p.backup, &d, o->conninfo, inc, &ninc) != 0)
         goto out;
+    t_list = now_seconds() - t_list0;
     /* tablespaces go into the scratch directory too (SCRATCH/tblspc/OID), never to the
      * locations backup.json records: those are the live cluster's */
     if (p.backup->ntablespaces) {
@@ -742,6 +879,8 @@ int cmd_dump(const pitr_opts *o)
     inventory_release(&inv);
     have_inv = 0;
 
+    int status = 0, signalled = 0;
+redo:
     if (g_signal)
         goto out;
     fflush(stdout);
@@ -763,7 +902,6 @@ int cmd_dump(const pitr_opts *o)
         _exit(worker(&wo, &d));
     }
     setpgid(pid, pid);
-    int status = 0, signalled = 0;
     double t_kill = 0;
     for (;;) {
         pid_t w = waitpid(pid, &status, signalled ? WNOHANG : 0);
@@ -790,6 +928,25 @@ int cmd_dump(const pitr_opts *o)
         if (!signalled)
             log_error("interrupted by signal %d", (int)g_signal);
         goto out;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == DUMP_REDO_FULL && ninc) {
+        /* the server, its data directory and its tablespaces go; the scratch stays */
+        if (o->ntsmap) {
+            log_error("could not dump database \"%s\" from a selective restore, and a full "
+                      "restore would write into the --tablespace-map directories again",
+                      o->conninfo);
+            log_hint("empty them and run the dump again");
+            goto out;
+        }
+        if (stop_scratch_server(&d, SIGQUIT) != 0 || durable_remove_tree(d.pgdata) != 0)
+            goto out;
+        for (size_t k = 0; tsdirs && k < wo.ntsmap; k++)
+            if (durable_remove_tree(wo.tsmap[k].dir) != 0)
+                goto out;
+        ninc = 0;
+        wo.db_include = NULL;
+        wo.ndb_include = 0;
+        goto redo;
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != EXIT_OK) {
         ret = WIFEXITED(status) ? WEXITSTATUS(status) : EXIT_FAIL;
@@ -822,11 +979,17 @@ early:
         waitpid(pid, NULL, 0);
     }
     if (made_scratch) {
-        int stop_failed = stop_scratch_server(&d, g_signal ? SIGQUIT : SIGINT) != 0;
+        /* immediate (SIGQUIT) unless the scratch is kept: a fast shutdown's checkpoint
+         * would write out every page replay dirtied, into files about to be removed */
+        double t1 = now_seconds();
+        int stop_failed =
+            stop_scratch_server(&d, g_signal || !o->keep_scratch ? SIGQUIT : SIGINT) != 0;
         if (stop_failed)
             ret = EXIT_FAIL;
+        t_stop = now_seconds() - t1;
         if (!renamed && d.tmp_out[0])
             durable_remove_tree(d.tmp_out); /* a partial dump never stays */
+        t1 = now_seconds();
         if (o->keep_scratch) {
             log_notice("scratch directory kept (--keep-scratch): \"%s\"", d.scratch);
         } else if (stop_failed) {
@@ -835,6 +998,25 @@ early:
             log_error("could not remove the scratch directory \"%s\"", d.scratch);
             ret = EXIT_FAIL;
         }
+        t_rm = now_seconds() - t1;
+    }
+    if (ret == EXIT_OK && res) {
+        /* where the time went (-v; "timing" in --json) */
+        json_t *tm = json_object_get(res, "timing");
+        if (!tm)
+            json_object_set_new(res, "timing", tm = json_object());
+        json_object_set_new(tm, "plan", json_real(t_plan));
+        json_object_set_new(tm, "database_list", json_real(t_list));
+        json_object_set_new(tm, "server_stop", json_real(t_stop));
+        json_object_set_new(tm, "scratch_removal", json_real(t_rm));
+        log_info("time: plan %.1f s, database list %.1f s, restore and recovery %.1f s, row "
+                 "counts %.1f s, pg_dump %.1f s, fsync of the dump %.1f s, server stop %.1f s, "
+                 "scratch removal %.1f s; total %.1f s", t_plan, t_list,
+                 json_real_value(json_object_get(tm, "restore_and_recovery")),
+                 json_real_value(json_object_get(tm, "row_counts")),
+                 json_real_value(json_object_get(tm, "pg_dump")),
+                 json_real_value(json_object_get(tm, "fsync_output")), t_stop, t_rm,
+                 now_seconds() - t0);
     }
     if (sig_installed) {
         sigaction(SIGINT, &old_int, NULL);
@@ -870,8 +1052,8 @@ early:
                        "and postgres; the other databases' hollow (sparse, no disk blocks)\n",
                        o->conninfo, inc[0]);
             else
-                printf("restored:        the whole cluster (database \"%s\" not found in the "
-                       "backup's pg_database)\n", o->conninfo);
+                printf("restored:        the whole cluster (database \"%s\" is not in the "
+                       "backup under that name)\n", o->conninfo);
             size_t i;
             json_t *t;
             json_array_foreach(json_object_get(res, "tables"), i, t) {

@@ -598,7 +598,7 @@ static int one_file(struct archive *a, struct archive_entry *e, const char *rel,
     }
     /* start writeback now, so the caller's final fsync of the tree finds most of the
      * data already on its way (not a durability step: that fsync is) */
-    if (fd >= 0 && size > 0)
+    if (fd >= 0 && size > 0 && !eo->no_writeback)
         (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     if (fd >= 0 && close(fd) != 0) {
         fd = -1;

@@ -227,6 +227,7 @@ typedef struct extract_opts {
     size_t ndb_include;
     const char *only;          /* not NULL: only this manifest path is written (the others
                                 * are read and checked, not written) */
+    int no_writeback;          /* no early writeback: a dump's scratch copy, never fsync'd */
 } extract_opts;
 
 /* db_file_hollow -- the manifest path is a relation file of a database not in inc

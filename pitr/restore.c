@@ -1474,7 +1474,8 @@ int cmd_restore(const pitr_opts *o)
         progress_init(&pg, o->progress, "restore", total);
     }
     extract_opts eo = {.dest = pgdata, .m = &m, .mprefix = "", .seen = seen, .delta = delta,
-                       .pg = &pg, .db_include = o->db_include, .ndb_include = o->ndb_include};
+                       .pg = &pg, .db_include = o->db_include, .ndb_include = o->ndb_include,
+                       .no_writeback = o->dump_scratch};
     const backup_file *bf = find_file(b, "base.tar.zst");
     eo.stored_sha = bf ? bf->sha256 : NULL;
     snprintf(key, sizeof(key), "backups/%s/base.tar.zst", b->label);
@@ -1599,12 +1600,14 @@ int cmd_restore(const pitr_opts *o)
             goto out;
         }
     double t_sync = now_seconds();
-    if (durable_fsync_tree(pgdata) != 0)
+    /* a dump's scratch copy is thrown away after use: no fsync (dump.c) */
+    if (!o->dump_scratch && durable_fsync_tree(pgdata) != 0)
         goto out;
-    for (size_t k = 0; k < nts; k++)
+    for (size_t k = 0; !o->dump_scratch && k < nts; k++)
         if (durable_fsync_tree(ts[k].dir) != 0)
             goto out;
-    log_info("fsync'd the restored files in %.1f s", now_seconds() - t_sync);
+    if (!o->dump_scratch)
+        log_info("fsync'd the restored files in %.1f s", now_seconds() - t_sync);
     /* the server's first fetch, tried now: a restore_command that cannot work fails the
      * restore here (and undoes it), not the recovery later */
     {

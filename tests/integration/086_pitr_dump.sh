@@ -37,8 +37,17 @@ mkdir -p "$T/ts1" && chown postgres: "$T/ts1"
 q src app "create tablespace ts1 location '$T/ts1'" || exit 1
 q src app "create table d (id int primary key, v text) tablespace ts1;
            insert into d select g, 'd' || g from generate_series(1, 30) g;" || exit 1
+# x1 and x2: renamed after the backup, so that the name x1 stands for another database
+# at the target than in the backup
+q src postgres "create database x1" && q src postgres "create database x2" || exit 1
+q src x1 "create table t as select g as id from generate_series(1, 5) g" || exit 1
+q src x2 "create table t as select g as id from generate_series(1, 7) g" || exit 1
 backup=$(as_pg "$RAGSAFE_BIN/ragsafe-basebackup" -d "$(pg_conn src)" --repo "$REPO" -c fast 2>"$T/bb.err")
 [ -n "$backup" ] || { cat "$T/bb.err"; exit 1; }
+# the backup records pg_database (oid, name, default tablespace)
+is "backup.json: the databases of pg_database (oids, names, tablespaces)" \
+    "$(q src postgres "select oid || ' ' || datname || ' ' || dattablespace from pg_database order by oid")" \
+    "$(jq -r '.databases[] | "\(.oid) \(.name) \(.tablespace)"' "$REPO/backups/$backup/backup.json")"
 q src app "insert into a select g, 'a' || g from generate_series(101, 120) g;
            update b set v = 'changed' where id <= 5;
            insert into c values (11, 'c11');
@@ -55,6 +64,10 @@ for t in a b c; do copy src app $t >"$T/at2.$t"; done
 sleep 1.1
 q src app "drop table b"                       # accident 2
 q src app "insert into c values (13, 'c13')"
+q src postgres "alter database x1 rename to x1old" && q src postgres "alter database x2 rename to x1" || exit 1
+sleep 1.1
+T3=$(q src postgres "select clock_timestamp()")
+q src postgres "create table after_t3 ()"   # a commit after T3: recovery needs one
 APP_OID=$(q src postgres "select oid from pg_database where datname = 'app'")
 OTHER_OID=$(q src postgres "select oid from pg_database where datname = 'other'")
 BIG_FILE=$(q src other "select pg_relation_filepath('big')")
@@ -94,8 +107,10 @@ is "the live cluster's tablespace directory untouched" "$TS_BEFORE" \
 # --- only app's relation files are restored ---------------------------------------------
 mkdir -p "$T/keep"
 dump --target-time "$T1" --dbname app --table c --file "$T/out/keep.dump" --scratch "$T/keep" \
-    --keep-scratch >"$T/keep.out" 2>"$T/keep.err"
+    --keep-scratch -v >"$T/keep.out" 2>"$T/keep.err"
 is "--keep-scratch dump exits 0" 0 "$?" || cat "$T/keep.err"
+ok "the database list came from backup.json (no first pass over the base tar)" \
+    grep -q "database list: from backup $backup's backup.json" "$T/keep.err"
 K=$(ls -d "$T"/keep/ragsafe-dump-*/pgdata)
 ok "--keep-scratch: the scratch data directory is kept" test -f "$K/PG_VERSION"
 ok "--keep-scratch: its server is stopped" bash -c "test -f '$K/PG_VERSION' && ! pgrep -f '^$PGBIN/postgres -D $T/keep/' >/dev/null"
@@ -110,6 +125,31 @@ ok "database other takes < 100 KiB on disk ($other_kb KiB), app more ($app_kb Ki
 ok "the report says the other databases were restored hollow" \
     grep -q "only the relation files of database \"app\" (OID $APP_OID) and postgres; the other databases' hollow" "$T/keep.out"
 rm -rf "${T:?}/keep"
+
+# --- a backup without the list (older ones): the first pass over the base tar --------------
+cp -a "$REPO" "$T/repo-old"
+jq 'del(.databases)' "$REPO/backups/$backup/backup.json" >"$T/repo-old/backups/$backup/backup.json"
+ok "the copy's backup.json has no database list" bash -c "jq -e 'has(\"databases\") | not' '$T/repo-old/backups/$backup/backup.json' >/dev/null"
+"$PITR" dump --repo "$T/repo-old" --target-time "$T1" --dbname app --table a -v \
+    --file "$T/out/old-a.dump" --scratch "$T/scratch" >"$T/old-a.out" 2>"$T/old-a.err"
+is "dump of a backup without a database list exits 0" 0 "$?" || cat "$T/old-a.err"
+ok "... it read pg_database from the base tar" \
+    grep -q "records none: reading its pg_database from the base tar" "$T/old-a.err"
+ok "... restored app and postgres only" grep -q "only the relation files of database \"app\" (OID $APP_OID)" "$T/old-a.out"
+restore_into r0 "$T/out/old-a.dump"
+ok "... table a holds exactly its rows at T1" cmp -s "$T/at1.a" <(copy dst r0 a)
+rm -rf "${T:?}/repo-old"
+
+# --- a name that stands for another database at the target than in the backup ----------------
+dump --target-time "$T3" --dbname x1 --file "$T/out/x1.dump" --scratch "$T/scratch" -v \
+    >"$T/x1.out" 2>"$T/x1.err"
+is "dump of x1 (renamed since the backup) exits 0" 0 "$?" || cat "$T/x1.err"
+ok "... noticed x1 is another database at the target and restored the whole cluster" \
+    grep -q "database \"x1\" is OID [0-9]* at the target, not the backup's" "$T/x1.err"
+ok "... the report says the whole cluster" grep -q "restored: *the whole cluster" "$T/x1.out"
+restore_into rx "$T/out/x1.dump"
+is "... x1's table holds the 7 rows of the database now named x1 (not zero pages)" 7 \
+    "$(q dst rx "select count(*) from t")"
 
 # --- before accident 2 --------------------------------------------------------------
 dump --target-time "$T2" --dbname app --file "$T/out/t2.dump" --scratch "$T/scratch" --json \

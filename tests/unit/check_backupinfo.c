@@ -3,7 +3,8 @@
  * backupinfo_to_json / backupinfo_parse with every field (a system identifier above
  * 2^63 included), start_wal / stop_wal are derived as documented, malformed documents
  * are refused, and load / list read a posix repository: complete backups only (no
- * *.partial), sorted by stop_lsn, RS_NOT_FOUND for a missing label.
+ * *.partial), sorted by stop_lsn, RS_NOT_FOUND for a missing label. The optional
+ * "databases" list: absent stays absent, present round-trips and is checked.
  */
 #include <jansson.h>
 
@@ -89,6 +90,57 @@ START_TEST(test_roundtrip)
 }
 END_TEST
 
+/* "databases" is optional: absent (older backups, or not recorded) it stays absent
+ * and parses as NULL; present it round-trips. */
+START_TEST(test_databases)
+{
+    backup_info a, b;
+    char *text;
+
+    sample(&a, "L1", 0x3000000);
+    text = backupinfo_to_json(&a);
+    ck_assert_ptr_null(strstr(text, "\"databases\""));
+    ck_assert_int_eq(backupinfo_parse(text, strlen(text), &b), 0);
+    ck_assert_ptr_null(b.databases);
+    ck_assert_uint_eq(b.ndatabases, 0);
+    backupinfo_release(&b);
+    free(text);
+
+    a.ndatabases = 2;
+    a.databases = calloc(2, sizeof(*a.databases));
+    a.databases[0].oid = 5;
+    a.databases[0].name = strdup("postgres");
+    a.databases[0].tablespace = 1663;
+    a.databases[1].oid = 16390;
+    a.databases[1].name = strdup("rag \"platform\"");
+    a.databases[1].tablespace = 16384;
+    text = backupinfo_to_json(&a);
+    ck_assert_int_eq(backupinfo_parse(text, strlen(text), &b), 0);
+    ck_assert_ptr_nonnull(b.databases);
+    ck_assert_uint_eq(b.ndatabases, 2);
+    ck_assert_uint_eq(b.databases[0].oid, 5);
+    ck_assert_str_eq(b.databases[0].name, "postgres");
+    ck_assert_uint_eq(b.databases[0].tablespace, 1663);
+    ck_assert_uint_eq(b.databases[1].oid, 16390);
+    ck_assert_str_eq(b.databases[1].name, "rag \"platform\"");
+    ck_assert_uint_eq(b.databases[1].tablespace, 16384);
+    backupinfo_release(&b);
+    free(text);
+
+    /* recorded but empty stays recorded */
+    for (size_t i = 0; i < a.ndatabases; i++)
+        free(a.databases[i].name);
+    a.ndatabases = 0;
+    text = backupinfo_to_json(&a);
+    ck_assert_int_eq(backupinfo_parse(text, strlen(text), &b), 0);
+    ck_assert_ptr_nonnull(b.databases);
+    ck_assert_uint_eq(b.ndatabases, 0);
+    backupinfo_release(&b);
+    free(text);
+    backupinfo_release(&a);
+}
+END_TEST
+
 /* The documented text: field names, string sysid, times with Z, derived WAL names. */
 START_TEST(test_json_fields)
 {
@@ -164,6 +216,10 @@ static const struct {
     {"raw_bytes", "-5"},
     {"tablespaces", "{}"},
     {"tablespaces", "[{\"oid\":1}]"},
+    /* optional, but checked when there */
+    {"databases", "{}"},
+    {"databases", "[{\"oid\":5,\"name\":\"postgres\"}]"},
+    {"databases", "[{\"oid\":-5,\"name\":\"postgres\",\"tablespace\":1663}]"},
     {"files", NULL},
     {"files", "[{\"name\":\"a\",\"raw_bytes\":1,\"stored_bytes\":1,\"sha256\":\"ab\"}]"},
     /* an object restore reads without a digest to check it against */
@@ -288,6 +344,7 @@ static Suite *backupinfo_suite(void)
     tcase_add_checked_fixture(tc, tu_setup, tu_teardown);
     tcase_add_test(tc, test_roundtrip);
     tcase_add_test(tc, test_json_fields);
+    tcase_add_test(tc, test_databases);
     tcase_add_test(tc, test_time_zones);
     tcase_add_loop_test(tc, test_malformed, 0, (int)ARRAY_LEN(mutations));
     suite_add_tcase(s, tc);
