@@ -94,7 +94,7 @@ typedef struct pitr_opts {
     const struct config *cfg; /* the loaded config file (objectives) */
     const char *conninfo;     /* -d: check's server; init: the cluster whose identity to record */
     const char *chk_min_free, *chk_rpo, *chk_max_backup_age, *chk_max_milvus_age,
-        *chk_switch_timeout;
+        *chk_switch_timeout, *chk_max_slot_wal;
 } pitr_opts;
 
 typedef struct wal_seg {
@@ -372,6 +372,28 @@ typedef struct milvus_scan {
     uint64_t count;
 } milvus_scan;
 int milvus_scan_snapshots(storage *st, milvus_scan *sc);
+/* info.c: the receiver's status (stream/status.json, see PITR_STREAM_STATUS_KEY), for
+ * info and check. Stored as plain JSON or as a WAL-style object (zstd): both are read.
+ * Times are Unix seconds (0: absent); lag_seconds is now - flush_time, or now - updated
+ * when the receiver had flushed all the server had written (an idle server is not
+ * lagging); lag_bytes is server_lsn - flush_lsn (have_server_lsn). stale: updated is
+ * older than PITR_STREAM_STALE_SECONDS (or absent).
+ * 0 | RS_NOT_FOUND (no receiver status) | RS_MISMATCH (reported: not the contract's
+ * JSON) | -1 (reported). */
+typedef struct stream_status {
+    char slot[128], app[128], host[256], segment[WAL_NAME_LEN + 1];
+    long long pid;
+    uint32_t tli;
+    uint64_t sysid;
+    uint64_t flush_lsn, server_lsn;
+    int have_flush_lsn, have_server_lsn;
+    int64_t flush_time, updated;
+    int synchronous;          /* 1 | 0 | -1 absent */
+    int64_t lag_seconds, age_seconds;
+    uint64_t lag_bytes;
+    int stale;
+} stream_status;
+int stream_status_load(storage *st, int64_t now, stream_status *ss);
 int cmd_plan(const pitr_opts *o);
 int cmd_restore(const pitr_opts *o);
 int cmd_dump(const pitr_opts *o);
