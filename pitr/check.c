@@ -1190,7 +1190,7 @@ static void check_wal_age(cctx *x)
         return;
     }
     for (size_t i = 0; i < x->inv.nsegs; i++)
-        if (x->inv.segs[i].mtime >= newest) {
+        if (!x->inv.segs[i].streamed && x->inv.segs[i].mtime >= newest) {
             newest = x->inv.segs[i].mtime;
             seg_name(&x->inv, name, x->inv.segs[i].tli, x->inv.segs[i].segno);
         }

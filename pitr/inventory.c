@@ -66,8 +66,8 @@ static int list_cb(void *arg, const char *key, int64_t size, int64_t mtime)
 
 /*
  * stream_cb -- one object under stream/: "stream/<TTTTTTTT>/<segment>.partial" (".zst"
- * after it is taken too) whose folder names the segment's timeline; anything else
- * there (status.json) is not a partial.
+ * after it, and a lowercase folder, are taken too) whose folder names the segment's
+ * timeline; anything else there (status.json) is not a partial.
  */
 static int stream_cb(void *arg, const char *key, int64_t size, int64_t mtime)
 {
@@ -87,7 +87,7 @@ static int stream_cb(void *arg, const char *key, int64_t size, int64_t mtime)
     memcpy(name, p, WAL_NAME_LEN);
     name[WAL_NAME_LEN] = '\0';
     memset(&s, 0, sizeof(s));
-    if (strspn(dir, "0123456789ABCDEF") != 8 || walname_classify(name) != WALFILE_SEGMENT ||
+    if (strspn(dir, "0123456789ABCDEFabcdef") != 8 || walname_classify(name) != WALFILE_SEGMENT ||
         walname_parse(name, inv->seg_size, &s.tli, &s.segno) != 0 ||
         strtoul(dir, NULL, 16) != s.tli)
         return 0;

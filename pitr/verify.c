@@ -49,7 +49,10 @@ static int verify_streamed(inventory *inv, const char *key, vstats *v)
     size_t len = 0;
     int r;
 
-    snprintf(name, sizeof(name), "%s", base ? base + 1 : key);
+    /* the segment's name: the key's last part without ".partial" (inventory_load
+     * listed only keys of that form) */
+    memcpy(name, base ? base + 1 : key, WAL_NAME_LEN);
+    name[WAL_NAME_LEN] = '\0';
     v->objects++;
     v->streamed++;
     r = object_get_buf(inv->st, key, (size_t)inv->seg_size + 1, &buf, &len, NULL);
