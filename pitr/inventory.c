@@ -512,6 +512,16 @@ int pitr_scan(inventory *inv, const timeline_path *p, uint64_t first_seg, walsca
         } else {
             r = object_get_buf(inv->st, ws_seg->key, (size_t)inv->seg_size + 1, &buf, &len, NULL);
         }
+        if (r == RS_NOT_FOUND && ws_seg && ws_seg->streamed) {
+            /* the receiver completed the segment since the listing: it is under wal/ now
+             * and its partial deleted. Not there either: the archive ends before it */
+            char key[128];
+            seg_name(inv, name, tli, s);
+            if (repo_wal_key(name, key, sizeof(key)) == 0)
+                r = object_get_buf(inv->st, key, (size_t)inv->seg_size + 1, &buf, &len, NULL);
+            if (r == RS_NOT_FOUND)
+                break;
+        }
         if (r == RS_NOT_FOUND) {
             ctl->gap_tli = tli;
             ctl->gap_segno = s;
