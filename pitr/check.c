@@ -27,7 +27,8 @@
  *   replication        the role may take base backups (REPLICATION or
  *                      superuser) and a replication connection is accepted    critical
  *   max_wal_senders    a WAL sender is free for a base backup                 critical
- *   replication_slots  no inactive slot retaining WAL                         warning
+ *   replication_slots  no inactive slot, none retaining more WAL than
+ *                      --max-slot-wal (1G): each named with what it holds back  warning
  *   repository         readable, repo.json; posix: the root owned by the
  *                      server's OS user, nothing below it (two levels) owned by
  *                      another user, nothing group/other-writable            critical
@@ -41,11 +42,15 @@
  *                      (never verified: warning)
  *   milvus_age         the newest Milvus snapshot, if any, is newer than
  *                      --max-milvus-age                                       critical
+ *   receiver           the receiver's status (stream/status.json), if any, is
+ *                      fresh (updated in the last 60 s), of this cluster, and
+ *                      its lag within the RPO   critical when stale and synchronous
+ *                      (commits wait for it), else warning
  *
  * Exit status (Nagios): 0 all ok, 1 a warning and no failure, 2 a failure; a usage
  * error is 2 too, with its message on stderr. The objectives come from the options,
  * else the config file (keys rpo, max-backup-age, max-milvus-age, min-free,
- * switch-timeout, dbname), else the defaults (RPO 5m, as restore-drill.sh; backups
+ * switch-timeout, max-slot-wal, dbname), else the defaults (RPO 5m, as restore-drill.sh; backups
  * and Milvus snapshots 30h: a daily job that missed one day fails).
  */
 #include <dirent.h>
@@ -78,14 +83,15 @@ enum { CK_OK = 0, CK_WARN = 1, CK_FAIL = 2 };
 enum {
     C_SERVER, C_SYSID, C_ARCHIVE_MODE, C_WAL_LEVEL, C_ARCHIVE_COMMAND, C_ARCHIVE_TIMEOUT,
     C_ARCHIVER, C_WAL_SWITCH, C_REPLICATION, C_WAL_SENDERS, C_SLOTS, C_REPOSITORY,
-    C_CIPHER_KEY, C_FREE_SPACE, C_BACKUP_AGE, C_WAL_AGE, C_VERIFY, C_MILVUS_AGE, C_COUNT
+    C_CIPHER_KEY, C_FREE_SPACE, C_BACKUP_AGE, C_WAL_AGE, C_VERIFY, C_MILVUS_AGE, C_RECEIVER,
+    C_COUNT
 };
 
 static const char *const check_names[C_COUNT] = {
     "server", "system_identifier", "archive_mode", "wal_level", "archive_command",
     "archive_timeout", "archiver", "wal_switch", "replication", "max_wal_senders",
     "replication_slots", "repository", "cipher_key", "free_space", "backup_age", "wal_age",
-    "last_verify", "milvus_age",
+    "last_verify", "milvus_age", "receiver",
 };
 
 typedef struct ck {
@@ -109,6 +115,7 @@ typedef struct cctx {
     char bindir[PATH_MAX];    /* where this executable lives: ragsafe-archive's sibling */
     int64_t rpo, max_backup_age, max_milvus_age, switch_timeout;
     uint64_t min_free;
+    uint64_t max_slot_wal;    /* a slot holding back more WAL than this: warning */
     int archive_off;          /* archive_mode off / archive_command empty: nothing archives */
 } cctx;
 
@@ -836,16 +843,24 @@ static void check_wal_senders(cctx *x)
         ck_set(c, CK_OK, NULL, "%ld of %ld in use", used, max);
 }
 
+/*
+ * check_slots -- every replication slot that holds WAL back in pg_wal: an inactive one
+ * (a stopped ragsafe-receive, a standby gone) keeps everything from its restart_lsn
+ * until the disk fills and the primary stops; an active one far behind does too. Each
+ * is named with what it retains, with the two fixes: start its consumer, or drop it.
+ */
 static void check_slots(cctx *x)
 {
     ck *c = &x->c[C_SLOTS];
-    char err[1024], b[32];
+    char err[1024], b[32], lim[32];
     strbuf names;
-    size_t inactive = 0;
+    size_t nbad = 0, nslots = 0;
+    const char *first = NULL;
+    char *first_copy = NULL;
     PGresult *res = query(x, "select slot_name, coalesce(pg_wal_lsn_diff(case when "
                              "pg_is_in_recovery() then pg_last_wal_replay_lsn() else "
-                             "pg_current_wal_lsn() end, restart_lsn), 0)::bigint "
-                             "from pg_replication_slots where not active order by 2 desc",
+                             "pg_current_wal_lsn() end, restart_lsn), 0)::bigint, active, "
+                             "slot_type from pg_replication_slots order by 2 desc",
                           err, sizeof(err));
     if (!res) {
         ck_set(c, CK_WARN, "grant the role pg_monitor or run check as a superuser",
@@ -853,20 +868,35 @@ static void check_slots(cctx *x)
         return;
     }
     strbuf_init(&names);
+    fmt_bytes(lim, sizeof(lim), x->max_slot_wal);
     for (int i = 0; i < PQntuples(res); i++) {
-        fmt_bytes(b, sizeof(b), strtoull(PQgetvalue(res, i, 1), NULL, 10));
-        (void)strbuf_appendf(&names, "%s%s (%s)", i ? ", " : "", PQgetvalue(res, i, 0), b);
-        inactive++;
+        uint64_t held = strtoull(PQgetvalue(res, i, 1), NULL, 10);
+        int active = strcmp(PQgetvalue(res, i, 2), "t") == 0;
+        nslots++;
+        if (active && held <= x->max_slot_wal)
+            continue;
+        fmt_bytes(b, sizeof(b), held);
+        (void)strbuf_appendf(&names, "%s%s (%s%s, retains %s)", nbad ? ", " : "",
+                             PQgetvalue(res, i, 0), active ? "" : "inactive, ",
+                             PQgetvalue(res, i, 3), b);
+        if (!first)
+            first = PQgetvalue(res, i, 0);
+        nbad++;
     }
+    first_copy = first ? strdup(first) : NULL;
     PQclear(res);
-    if (inactive)
-        ck_set(c, CK_WARN,
-               "start the slot's consumer, or drop a slot nobody uses: SELECT "
-               "pg_drop_replication_slot('name')",
-               "%zu inactive slot%s retaining WAL in pg_wal: %s", inactive,
-               inactive == 1 ? "" : "s", names.buf);
-    else
-        ck_set(c, CK_OK, NULL, "no inactive slot");
+    if (nbad) {
+        ck_set(c, CK_WARN, NULL,
+               "%zu slot%s holding back WAL in pg_wal (an inactive slot, or one over %s: "
+               "--max-slot-wal): %s", nbad, nbad == 1 ? "" : "s", lim, names.buf);
+        ck_hintf(c, "start the slot's consumer (ragsafe-receive: systemctl start "
+                    "ragsafe-receive), or, if it is gone for good, drop the slot: SELECT "
+                    "pg_drop_replication_slot('%s')", first_copy ? first_copy : "name");
+    } else {
+        ck_set(c, CK_OK, NULL, "%zu slot%s, none inactive or retaining over %s", nslots,
+               nslots == 1 ? "" : "s", lim);
+    }
+    free(first_copy);
     strbuf_release(&names);
 }
 
@@ -1160,7 +1190,7 @@ static void check_wal_age(cctx *x)
         return;
     }
     for (size_t i = 0; i < x->inv.nsegs; i++)
-        if (x->inv.segs[i].mtime >= newest) {
+        if (!x->inv.segs[i].streamed && x->inv.segs[i].mtime >= newest) {
             newest = x->inv.segs[i].mtime;
             seg_name(&x->inv, name, x->inv.segs[i].tli, x->inv.segs[i].segno);
         }
@@ -1272,6 +1302,68 @@ static void check_milvus(cctx *x)
         ck_set(c, CK_OK, NULL, "%.*s, started %s ago; objective %s", ll, label, a, m);
 }
 
+/*
+ * check_receiver -- a repository with a receiver's status expects it running: stale
+ * (no update for PITR_STREAM_STALE_SECONDS) means the streamed recovery point stopped
+ * moving, and a synchronous receiver that is down makes every commit wait. n/a when
+ * there is no status (no receiver deployed).
+ */
+static void check_receiver(cctx *x)
+{
+    ck *c = &x->c[C_RECEIVER];
+    stream_status ss;
+    char a[32], l[LSN_STR_LEN + 1], m[32];
+
+    if (!x->have_inv) {
+        ck_set(c, CK_FAIL, "fix the repository first", "not checked: the repository could not be read");
+        return;
+    }
+    int r = stream_status_load(x->inv.st, (int64_t)time(NULL), &ss);
+    if (r == RS_NOT_FOUND) {
+        ck_set(c, CK_OK, NULL, "n/a: no receiver status in the repository (%s)",
+               PITR_STREAM_STATUS_KEY);
+        return;
+    }
+    if (r != 0) {
+        ck_set(c, CK_WARN, "the error above names the problem; is ragsafe-receive the same "
+                           "version as ragsafe-pitr?",
+               "could not read the receiver status (%s)", PITR_STREAM_STATUS_KEY);
+        return;
+    }
+    fmt_age(a, sizeof(a), ss.age_seconds);
+    lsn_format(l, ss.flush_lsn);
+    if (ss.sysid && ss.sysid != x->inv.r->info.sysid) {
+        ck_set(c, CK_FAIL, "a repository holds one cluster: point the receiver (-d) at this "
+                           "repository's cluster, or give it a repository of its own",
+               "the receiver streams system %" PRIu64 ", the repository holds %" PRIu64,
+               ss.sysid, x->inv.r->info.sysid);
+        return;
+    }
+    if (ss.stale) {
+        ck_set(c, ss.synchronous > 0 ? CK_FAIL : CK_WARN, NULL,
+               "the receiver (slot %s on %s, pid %lld) last updated its status %s ago%s; "
+               "flushed up to %s", ss.slot, ss.host, ss.pid, a,
+               ss.synchronous > 0 ? ", as a synchronous standby: commits wait for it" : "", l);
+        ck_hintf(c, "start ragsafe-receive (systemctl start ragsafe-receive; its journal says "
+                    "why it stopped); if it is retired for good, remove %s from the repository "
+                    "and drop its slot: SELECT pg_drop_replication_slot('%s')",
+                 PITR_STREAM_STATUS_KEY, ss.slot[0] ? ss.slot : "name");
+        return;
+    }
+    fmt_age(m, sizeof(m), x->rpo);
+    char lag[32];
+    fmt_age(lag, sizeof(lag), ss.lag_seconds);
+    if (ss.lag_seconds > x->rpo) {
+        ck_set(c, CK_WARN, "the receiver cannot keep up: see its log, the network and the "
+                           "repository's write speed",
+               "the receiver (slot %s) is %s behind, over the RPO of %s; flushed up to %s",
+               ss.slot, lag, m, l);
+        return;
+    }
+    ck_set(c, CK_OK, NULL, "slot %s on %s, flushed up to %s, %s behind%s, updated %s ago",
+           ss.slot, ss.host, l, lag, ss.synchronous > 0 ? ", synchronous" : "", a);
+}
+
 /* ---- the report ------------------------------------------------------------------ */
 
 static const char *status_word(int s, int json)
@@ -1368,6 +1460,9 @@ int cmd_check(const pitr_opts *o)
     mf = config_resolve(o->chk_min_free, NULL, o->cfg, "min-free");
     if (parse_size("--min-free", mf ? mf : "50G", &x.min_free) != 0)
         goto out;
+    mf = config_resolve(o->chk_max_slot_wal, NULL, o->cfg, "max-slot-wal");
+    if (parse_size("--max-slot-wal", mf ? mf : "1G", &x.max_slot_wal) != 0)
+        goto out;
     x.conninfo = config_resolve(o->conninfo, NULL, o->cfg, "dbname");
     ret = EXIT_CHECK_CRITICAL;
 
@@ -1396,6 +1491,7 @@ int cmd_check(const pitr_opts *o)
     check_wal_age(&x);
     check_verify(&x);
     check_milvus(&x);
+    check_receiver(&x);
 
     if (x.conn) {
         check_sysid(&x);

@@ -152,6 +152,165 @@ out:
     return ret;
 }
 
+/* ---- the receiver (ragsafe-receive's stream/status.json) ---- */
+
+static void status_str(json_t *j, const char *key, char *out, size_t len)
+{
+    const char *v = json_string_value(json_object_get(j, key));
+    snprintf(out, len, "%s", v ? v : "");
+}
+
+/* status_time -- an RFC 3339 field as Unix seconds; 0 when absent, -1 malformed. */
+static int64_t status_time(json_t *j, const char *key)
+{
+    const char *v = json_string_value(json_object_get(j, key));
+    int64_t us;
+    int zone = 0;
+    if (!v)
+        return 0;
+    if (timefmt_parse(v, &us, &zone) != 0 || !zone)
+        return -1;
+    return us / 1000000;
+}
+
+/* status_lsn -- an "X/Y" field: 1 found, 0 absent, -1 malformed. */
+static int status_lsn(json_t *j, const char *key, uint64_t *lsn)
+{
+    const char *v = json_string_value(json_object_get(j, key));
+    if (!v)
+        return 0;
+    return lsn_parse(v, lsn) == 0 ? 1 : -1;
+}
+
+/*
+ * stream_status_load -- see pitr.h. The receiver writes it every second or so; a
+ * status that does not parse is reported (the receiver and this tool disagree on the
+ * contract), never taken for an absent receiver.
+ */
+int stream_status_load(storage *st, int64_t now, stream_status *ss)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    json_t *j = NULL;
+    const char *why = NULL;
+    int r, ret = RS_MISMATCH;
+
+    memset(ss, 0, sizeof(*ss));
+    ss->synchronous = -1;
+    r = storage_get(st, PITR_STREAM_STATUS_KEY, 1 << 20, &buf, &len);
+    if (r != 0)
+        return r == RS_NOT_FOUND ? RS_NOT_FOUND : r == RS_MISMATCH ? RS_MISMATCH : -1;
+    if (len && buf[strspn(buf, " \t\r\n")] != '{') {
+        /* not plain JSON: stored as an object (zstd, SHA-256 trailer) */
+        free(buf);
+        buf = NULL;
+        r = object_get_buf(st, PITR_STREAM_STATUS_KEY, 1 << 20, &buf, &len, NULL);
+        if (r != 0)
+            return r == RS_NOT_FOUND ? RS_NOT_FOUND : r == RS_MISMATCH ? RS_MISMATCH : -1;
+    }
+    j = json_loadb(buf, len, 0, NULL);
+    if (!json_is_object(j)) {
+        why = "not a JSON object";
+        goto out;
+    }
+    status_str(j, "slot", ss->slot, sizeof(ss->slot));
+    status_str(j, "application_name", ss->app, sizeof(ss->app));
+    status_str(j, "host", ss->host, sizeof(ss->host));
+    status_str(j, "segment", ss->segment, sizeof(ss->segment));
+    ss->pid = json_is_integer(json_object_get(j, "pid"))
+                  ? (long long)json_integer_value(json_object_get(j, "pid")) : 0;
+    ss->tli = json_is_integer(json_object_get(j, "timeline"))
+                  ? (uint32_t)json_integer_value(json_object_get(j, "timeline")) : 0;
+    const char *sid = json_string_value(json_object_get(j, "system_identifier"));
+    ss->sysid = sid ? strtoull(sid, NULL, 10) : 0;
+    json_t *sy = json_object_get(j, "synchronous");
+    if (json_is_boolean(sy))
+        ss->synchronous = json_is_true(sy);
+    int a = status_lsn(j, "flush_lsn", &ss->flush_lsn);
+    int b = status_lsn(j, "server_lsn", &ss->server_lsn);
+    ss->flush_time = status_time(j, "flush_time");
+    ss->updated = status_time(j, "updated");
+    if (a < 0 || b < 0) {
+        why = "flush_lsn or server_lsn is not an LSN (X/Y)";
+        goto out;
+    }
+    if (ss->flush_time < 0 || ss->updated < 0) {
+        why = "flush_time or updated is not an RFC 3339 time with a zone";
+        goto out;
+    }
+    if (!json_is_integer(json_object_get(j, "format")) || !ss->updated) {
+        why = "no format or updated field";
+        goto out;
+    }
+    ss->have_flush_lsn = a > 0;
+    ss->have_server_lsn = b > 0;
+    ss->age_seconds = now - ss->updated;
+    ss->stale = ss->age_seconds > PITR_STREAM_STALE_SECONDS;
+    if (ss->have_flush_lsn && ss->have_server_lsn && ss->server_lsn > ss->flush_lsn)
+        ss->lag_bytes = ss->server_lsn - ss->flush_lsn;
+    /* caught up when it last looked: its lag is the age of that look */
+    ss->lag_seconds = now - (ss->lag_bytes == 0 || !ss->flush_time ? ss->updated : ss->flush_time);
+    if (ss->lag_seconds < 0)
+        ss->lag_seconds = 0;
+    ret = 0;
+out:
+    if (why)
+        log_error("the receiver status \"%s\" is invalid: %s", PITR_STREAM_STATUS_KEY, why);
+    json_decref(j);
+    free(buf);
+    return ret;
+}
+
+static json_t *receiver_json(const stream_status *ss)
+{
+    char l[LSN_STR_LEN + 1], t[32];
+    json_t *x = json_object();
+    json_object_set_new(x, "slot", json_string(ss->slot));
+    json_object_set_new(x, "application_name", json_string(ss->app));
+    json_object_set_new(x, "host", json_string(ss->host));
+    json_object_set_new(x, "pid", json_integer(ss->pid));
+    json_object_set_new(x, "timeline", json_integer(ss->tli));
+    lsn_format(l, ss->flush_lsn);
+    json_object_set_new(x, "flush_lsn", ss->have_flush_lsn ? json_string(l) : json_null());
+    timefmt_utc(t, sizeof(t), ss->flush_time);
+    json_object_set_new(x, "flush_time", ss->flush_time ? json_string(t) : json_null());
+    json_object_set_new(x, "segment", ss->segment[0] ? json_string(ss->segment) : json_null());
+    lsn_format(l, ss->server_lsn);
+    json_object_set_new(x, "server_lsn", ss->have_server_lsn ? json_string(l) : json_null());
+    json_object_set_new(x, "synchronous",
+                        ss->synchronous < 0 ? json_null() : json_boolean(ss->synchronous));
+    timefmt_utc(t, sizeof(t), ss->updated);
+    json_object_set_new(x, "updated", json_string(t));
+    json_object_set_new(x, "age_seconds", json_integer(ss->age_seconds));
+    json_object_set_new(x, "lag_seconds", json_integer(ss->lag_seconds));
+    json_object_set_new(x, "lag_bytes",
+                        ss->have_server_lsn ? json_integer((json_int_t)ss->lag_bytes) : json_null());
+    json_object_set_new(x, "stale", json_boolean(ss->stale));
+    return x;
+}
+
+static void receiver_print(const stream_status *ss)
+{
+    char l[LSN_STR_LEN + 1], t[32];
+    printf("\nreceiver: slot %s, application_name %s, on %s (pid %lld)%s\n",
+           ss->slot[0] ? ss->slot : "?", ss->app[0] ? ss->app : "?",
+           ss->host[0] ? ss->host : "?", ss->pid,
+           ss->synchronous > 0 ? ", synchronous" : ss->synchronous == 0 ? ", asynchronous" : "");
+    lsn_format(l, ss->flush_lsn);
+    timefmt_utc(t, sizeof(t), ss->flush_time);
+    printf("  timeline %u, flushed up to %s%s%s%s%s\n", ss->tli, ss->have_flush_lsn ? l : "?",
+           ss->flush_time ? " at " : "", ss->flush_time ? t : "",
+           ss->segment[0] ? ", segment " : "", ss->segment);
+    printf("  lag: %lld s", (long long)ss->lag_seconds);
+    if (ss->have_server_lsn) {
+        lsn_format(l, ss->server_lsn);
+        printf(", %" PRIu64 " bytes (the server is at %s)", ss->lag_bytes, l);
+    }
+    timefmt_utc(t, sizeof(t), ss->updated);
+    printf("\n  status updated %s, %lld s ago%s\n", t, (long long)ss->age_seconds,
+           ss->stale ? ": STALE (is ragsafe-receive running? see its service log)" : "");
+}
+
 /* ---- node_exporter textfile format ---- */
 
 /* snap_cb -- one manifest of ragsafe-milvus, "milvus/snapshots/<label>.json.zst"; the
@@ -194,7 +353,8 @@ static void metric(const char *name, const char *type, const char *help)
  * print_prometheus -- the metrics a monitoring system alerts on. Every sample carries
  * the repository as a label; the repo path is escaped as the text format requires.
  */
-static int print_prometheus(inventory *inv, const tl_report *tl, uint32_t maxtli, int64_t newest_wal)
+static int print_prometheus(inventory *inv, const tl_report *tl, uint32_t maxtli, int64_t newest_wal,
+                            const stream_status *rcv)
 {
     char repo_label[4096 * 2 + 16], *q = repo_label;
     const char *loc = storage_location(inv->st);
@@ -274,6 +434,33 @@ static int print_prometheus(inventory *inv, const tl_report *tl, uint32_t maxtli
         }
         json_decref(m);
         free(vbuf);
+    }
+    if (rcv) {
+        metric("ragsafe_receive_up", "gauge",
+               "1 when ragsafe-receive updated its status in the last 60 seconds, else 0.");
+        printf("ragsafe_receive_up{%s} %d\n", repo_label, rcv->stale ? 0 : 1);
+        metric("ragsafe_receive_status_age_seconds", "gauge",
+               "Seconds since ragsafe-receive last updated its status.");
+        printf("ragsafe_receive_status_age_seconds{%s} %lld\n", repo_label, (long long)rcv->age_seconds);
+        metric("ragsafe_receive_flush_lag_seconds", "gauge",
+               "Seconds of WAL the receiver has not flushed (0 while caught up with an idle server).");
+        printf("ragsafe_receive_flush_lag_seconds{%s} %lld\n", repo_label, (long long)rcv->lag_seconds);
+        if (rcv->have_server_lsn) {
+            metric("ragsafe_receive_flush_lag_bytes", "gauge",
+                   "Bytes of WAL the server had written that the receiver had not flushed.");
+            printf("ragsafe_receive_flush_lag_bytes{%s} %" PRIu64 "\n", repo_label, rcv->lag_bytes);
+        }
+        if (rcv->flush_time) {
+            metric("ragsafe_receive_last_flush_timestamp_seconds", "gauge",
+                   "Unix time of the receiver's last flush.");
+            printf("ragsafe_receive_last_flush_timestamp_seconds{%s} %lld\n", repo_label,
+                   (long long)rcv->flush_time);
+        }
+        if (rcv->synchronous >= 0) {
+            metric("ragsafe_receive_synchronous", "gauge",
+                   "1 when the server counts the receiver as a synchronous standby.");
+            printf("ragsafe_receive_synchronous{%s} %d\n", repo_label, rcv->synchronous);
+        }
     }
     metric("ragsafe_damaged_objects", "gauge",
            "Objects the inventory found damaged and left out (backup.json, history files).");
@@ -365,10 +552,19 @@ int cmd_info(const pitr_opts *o)
     char newest_name[WAL_NAME_LEN + 1] = "";
     char a[LSN_STR_LEN + 1], c[LSN_STR_LEN + 1], t1[32], t2[32];
 
+    stream_status rcv;
+    int have_rcv = 0;
+
     int lr = inventory_load(&inv, o->repo);
     if (lr != 0) {
         ret = pitr_status(lr);
         goto out;
+    }
+    {
+        int r = stream_status_load(inv.st, (int64_t)time(NULL), &rcv);
+        if (r == -1)
+            goto out;
+        have_rcv = r == 0; /* an invalid one is reported and left out */
     }
     if (tltree_load(&inv, &tree, !o->prometheus) != 0)
         goto out;
@@ -387,7 +583,7 @@ int cmd_info(const pitr_opts *o)
         goto out;
     }
     for (size_t i = 0; i < inv.nsegs; i++)
-        if (inv.segs[i].mtime >= newest) {
+        if (!inv.segs[i].streamed && inv.segs[i].mtime >= newest) {
             newest = inv.segs[i].mtime;
             seg_name(&inv, newest_name, inv.segs[i].tli, inv.segs[i].segno);
         }
@@ -477,6 +673,11 @@ int cmd_info(const pitr_opts *o)
             json_object_set_new(x, "first_segment", r->have_segs ? json_string(f) : json_null());
             json_object_set_new(x, "last_segment", r->have_segs ? json_string(l) : json_null());
             json_object_set_new(x, "missing_segments", json_integer((json_int_t)r->ngaps));
+            const wal_seg *sp = inventory_streamed(&inv, t);
+            char spn[WAL_NAME_LEN + 1];
+            if (sp)
+                seg_name(&inv, spn, sp->tli, sp->segno);
+            json_object_set_new(x, "streamed_partial", sp ? json_string(spn) : json_null());
             json_object_set_new(x, "gaps", r->gaps_json);
             r->gaps_json = NULL;
             json_t *w = json_object();
@@ -518,6 +719,13 @@ int cmd_info(const pitr_opts *o)
                 printf("    newest archived commit: %s (transaction %u, lsn %s%s)\n", ts,
                        nd->commit.xid, c, r->fresh ? ", before the fork" : "");
             }
+            const wal_seg *sp = inventory_streamed(&inv, t);
+            if (sp) {
+                char spn[WAL_NAME_LEN + 1], st[32];
+                seg_name(&inv, spn, sp->tli, sp->segno);
+                timefmt_utc(st, sizeof(st), sp->mtime);
+                printf("    the last one, %s, is a streamed partial (stored %s)\n", spn, st);
+            }
             if (r->ngaps)
                 printf("    gaps: %" PRIu64 " missing: %s\n", r->ngaps, r->gaps);
             if (r->fresh)
@@ -537,7 +745,7 @@ int cmd_info(const pitr_opts *o)
     }
     int64_t age = newest ? (int64_t)time(NULL) - newest : -1;
     if (o->prometheus) {
-        if (print_prometheus(&inv, tl, maxtli, newest) != 0)
+        if (print_prometheus(&inv, tl, maxtli, newest, have_rcv ? &rcv : NULL) != 0)
             goto out;
     } else if (j) {
         json_object_set_new(j, "repository", json_string(storage_location(inv.st)));
@@ -552,6 +760,7 @@ int cmd_info(const pitr_opts *o)
                             newest_name[0] ? json_string(newest_name) : json_null());
         json_object_set_new(rpo, "age_seconds", age >= 0 ? json_integer(age) : json_null());
         json_object_set_new(j, "rpo", rpo);
+        json_object_set_new(j, "receiver", have_rcv ? receiver_json(&rcv) : json_null());
         json_t *jd = json_array();
         for (size_t i = 0; i < inv.ndamaged; i++)
             json_array_append_new(jd, json_pack("{s:s, s:s}", "key", inv.damaged[i].key, "why",
@@ -579,6 +788,8 @@ int cmd_info(const pitr_opts *o)
                    newest_name, (long long)age);
         else
             printf("\nno WAL archived yet\n");
+        if (have_rcv)
+            receiver_print(&rcv);
     }
     ret = EXIT_OK;
 out:

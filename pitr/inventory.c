@@ -13,7 +13,7 @@
 
 typedef struct list_ctx {
     inventory *inv;
-    size_t cap, ocap;
+    size_t cap, ocap, scap;
 } list_ctx;
 
 static int push_seg(wal_seg **arr, size_t *n, size_t *cap, const wal_seg *s)
@@ -64,6 +64,41 @@ static int list_cb(void *arg, const char *key, int64_t size, int64_t mtime)
     }
 }
 
+/*
+ * stream_cb -- one object under stream/: "stream/<TTTTTTTT>/<segment>.partial" (".zst"
+ * after it, and a lowercase folder, are taken too) whose folder names the segment's
+ * timeline; anything else there (status.json) is not a partial.
+ */
+static int stream_cb(void *arg, const char *key, int64_t size, int64_t mtime)
+{
+    list_ctx *c = arg;
+    inventory *inv = c->inv;
+    const char *p = key + strlen(PITR_STREAM_PREFIX);
+    char dir[9], name[WAL_NAME_LEN + 1];
+    wal_seg s;
+
+    if (strlen(p) < 9 + WAL_NAME_LEN + 8 || p[8] != '/' || strlen(key) >= sizeof(s.key))
+        return 0;
+    memcpy(dir, p, 8);
+    dir[8] = '\0';
+    p += 9;
+    if (strcmp(p + WAL_NAME_LEN, ".partial") != 0 && strcmp(p + WAL_NAME_LEN, ".partial.zst") != 0)
+        return 0;
+    memcpy(name, p, WAL_NAME_LEN);
+    name[WAL_NAME_LEN] = '\0';
+    memset(&s, 0, sizeof(s));
+    if (strspn(dir, "0123456789ABCDEFabcdef") != 8 || walname_classify(name) != WALFILE_SEGMENT ||
+        walname_parse(name, inv->seg_size, &s.tli, &s.segno) != 0 ||
+        strtoul(dir, NULL, 16) != s.tli)
+        return 0;
+    s.kind = WALFILE_PARTIAL;
+    s.size = size;
+    s.mtime = mtime;
+    s.streamed = 1;
+    strcpy(s.key, key);
+    return push_seg(&inv->stream, &inv->nstream, &c->scap, &s);
+}
+
 static int cmp_seg(const void *a, const void *b)
 {
     const wal_seg *x = a, *y = b;
@@ -72,6 +107,67 @@ static int cmp_seg(const void *a, const void *b)
     if (x->segno != y->segno)
         return x->segno < y->segno ? -1 : 1;
     return strcmp(x->key, y->key);
+}
+
+/*
+ * stream_usable -- does partial s extend the end of its timeline's archive? It must be
+ * the segment PostgreSQL reads for its number on its timeline's path, not archived
+ * itself, the one after a segment archived on the path, with nothing of its timeline
+ * archived beyond it and no later timeline (ragsafe-restore's conditions for serving
+ * it): a partial the archive has overtaken, or one left behind by a timeline switch,
+ * is not used.
+ */
+static int stream_usable(const inventory *inv, const wal_seg *s)
+{
+    timeline_path p;
+    int ok = 0, found;
+
+    if (s->segno == 0 || timeline_max(&inv->ts) > s->tli || inventory_find(inv, s->tli, s->segno))
+        return 0;
+    for (size_t i = 0; i < inv->ts.ndamaged; i++)
+        if (inv->ts.damaged[i].tli > s->tli)
+            return 0;
+    for (size_t i = 0; i < inv->nsegs; i++)
+        if (inv->segs[i].tli > s->tli)
+            return 0;
+    inventory_last_seg(inv, s->tli, s->segno, UINT64_MAX, &found);
+    if (found || timeline_get_path(&inv->ts, s->tli, &p) != 0)
+        return 0;
+    if (timeline_path_tli_for_seg(&p, s->segno, inv->seg_size) == s->tli &&
+        inventory_find(inv, timeline_path_tli_for_seg(&p, s->segno - 1, inv->seg_size),
+                       s->segno - 1))
+        ok = 1;
+    timeline_path_release(&p);
+    return ok;
+}
+
+/* add_streamed -- put each timeline's usable partial into segs (see pitr.h). */
+static int add_streamed(inventory *inv, list_ctx *c)
+{
+    char *use = calloc(inv->nstream + 1, 1);
+    size_t n = inv->nsegs;
+    int ret = -1;
+
+    if (!use)
+        return log_error("out of memory");
+    /* all decided against the archive alone, before any is added: a partial never
+     * extends another */
+    for (size_t i = 0; i < inv->nstream; i++)
+        use[i] = (char)stream_usable(inv, &inv->stream[i]);
+    for (size_t i = 0; i < inv->nstream; i++) {
+        if (!use[i])
+            continue;
+        if (push_seg(&inv->segs, &inv->nsegs, &c->cap, &inv->stream[i]) != 0)
+            goto out;
+        log_debug("the streamed partial \"%s\" ends the archive of timeline %u",
+                  inv->stream[i].key, inv->stream[i].tli);
+    }
+    if (inv->nsegs != n)
+        qsort(inv->segs, inv->nsegs, sizeof(*inv->segs), cmp_seg);
+    ret = 0;
+out:
+    free(use);
+    return ret;
 }
 
 static int add_damaged(inventory *inv, const char *key, const char *why)
@@ -136,6 +232,12 @@ static int load(inventory *inv, const char *repo_path, int reader_lock)
         qsort(inv->others, inv->nothers, sizeof(*inv->others), cmp_seg);
     if (timeline_load(&inv->ts, inv->st) != 0)
         return -1;
+    if (storage_list(inv->st, PITR_STREAM_PREFIX, stream_cb, &c) != 0)
+        return -1;
+    if (inv->nstream)
+        qsort(inv->stream, inv->nstream, sizeof(*inv->stream), cmp_seg);
+    if (add_streamed(inv, &c) != 0)
+        return -1;
     for (size_t i = 0; i < inv->ts.ndamaged; i++) {
         char name[17], key[128];
         walname_history(name, inv->ts.damaged[i].tli);
@@ -166,6 +268,7 @@ void inventory_release(inventory *inv)
         backupinfo_list_free(inv->backups, inv->nbackups);
     free(inv->segs);
     free(inv->others);
+    free(inv->stream);
     timeline_set_release(&inv->ts);
     free(inv->damaged);
     storage_lock_release(inv->lock);
@@ -220,6 +323,14 @@ int inventory_path_end(const inventory *inv, const timeline_path *p, uint64_t *s
         }
     }
     return any;
+}
+
+const wal_seg *inventory_streamed(const inventory *inv, uint32_t tli)
+{
+    for (size_t i = 0; i < inv->nsegs; i++)
+        if (inv->segs[i].streamed && inv->segs[i].tli == tli)
+            return &inv->segs[i];
+    return NULL;
 }
 
 void seg_name(const inventory *inv, char *out, uint32_t tli, uint64_t segno)
@@ -360,6 +471,7 @@ int pitr_scan(inventory *inv, const timeline_path *p, uint64_t first_seg, walsca
     ctl->read_any = 0;
     ctl->bytes = 0;
     ctl->nread = 0;
+    ctl->stream_flush = 0;
     if (!inventory_path_end(inv, p, &end) || end < first_seg) {
         ctl->gap_tli = timeline_path_tli_for_seg(p, first_seg, inv->seg_size);
         ctl->gap_segno = first_seg;
@@ -400,6 +512,16 @@ int pitr_scan(inventory *inv, const timeline_path *p, uint64_t first_seg, walsca
         } else {
             r = object_get_buf(inv->st, ws_seg->key, (size_t)inv->seg_size + 1, &buf, &len, NULL);
         }
+        if (r == RS_NOT_FOUND && ws_seg && ws_seg->streamed) {
+            /* the receiver completed the segment since the listing: it is under wal/ now
+             * and its partial deleted. Not there either: the archive ends before it */
+            char key[128];
+            seg_name(inv, name, tli, s);
+            if (repo_wal_key(name, key, sizeof(key)) == 0)
+                r = object_get_buf(inv->st, key, (size_t)inv->seg_size + 1, &buf, &len, NULL);
+            if (r == RS_NOT_FOUND)
+                break;
+        }
         if (r == RS_NOT_FOUND) {
             ctl->gap_tli = tli;
             ctl->gap_segno = s;
@@ -407,6 +529,18 @@ int pitr_scan(inventory *inv, const timeline_path *p, uint64_t first_seg, walsca
             goto out;
         }
         seg_name(inv, name, tli, s);
+        if (r == 0 && ws_seg && ws_seg->streamed) {
+            /* the receiver's partial: zeroes past its flushed position. One whose first
+             * page was not flushed yet holds no WAL: the archive ends before it */
+            size_t nz = len;
+            while (nz > 0 && buf[nz - 1] == '\0')
+                nz--;
+            if (nz == 0) {
+                free(buf);
+                break;
+            }
+            ctl->stream_flush = s * (uint64_t)inv->seg_size + nz;
+        }
         if (r != 0) {
             if (r == RS_MISMATCH)
                 log_error("WAL segment \"%s\" is corrupt", name);
@@ -426,6 +560,11 @@ int pitr_scan(inventory *inv, const timeline_path *p, uint64_t first_seg, walsca
         ctl->nread++;
         r = walscan_feed(ws, tli, s, buf, len);
         free(buf);
+        /* the zero tail ends the partial's records: its flushed position is at least
+         * the (aligned) end of the last complete record */
+        if (r == WALSCAN_END && ws_seg && ws_seg->streamed &&
+            walscan_next_lsn(ws) > ctl->stream_flush)
+            ctl->stream_flush = walscan_next_lsn(ws);
         if (r == -1) {
             /* it passed its checksum, so it was archived like this: damage (exit 3) */
             log_error("WAL segment \"%s\" is damaged: %s", name, walscan_error(ws));

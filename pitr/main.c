@@ -13,7 +13,8 @@
  *                          [--jobs N] [--scratch DIR] [--keep-scratch]   (dump.c)
  *     ragsafe-pitr verify
  *     ragsafe-pitr check   -d CONNINFO [--min-free SIZE] [--rpo DUR] [--max-backup-age DUR]
- *                          [--max-milvus-age DUR] [--switch-timeout DUR]   (check.c)
+ *                          [--max-milvus-age DUR] [--switch-timeout DUR]
+ *                          [--max-slot-wal SIZE]   (check.c)
  *     ragsafe-pitr expire  [--keep-window 7d] [--keep-daily N] [--keep-backups 30d]
  *                          [--min-backups N] [--now TIME] [--dry-run]
  *
@@ -139,6 +140,7 @@ static void usage(FILE *out)
             "                             oldest the newest Milvus snapshot may be (30h)\n"
             "      --switch-timeout DURATION\n"
             "                             wait for the forced segment switch (60s)\n"
+            "      --max-slot-wal SIZE    most WAL a replication slot may hold back (1G)\n"
             "                             (each also from the config file: rpo, min-free, ...)\n\n"
             "Options:\n"
             "      --json                 machine-readable output on stdout\n"
@@ -164,7 +166,7 @@ enum {
     OPT_START, OPT_OWNER, OPT_PGBIN, OPT_TIMEOUT, OPT_KEEPWIN, OPT_KEEPBK, OPT_MINBK, OPT_DRY, OPT_KEEPDAILY, OPT_NOW,
     OPT_ARCHMODE, OPT_SET, OPT_PORT, OPT_TYPE, OPT_NOSPACE, OPT_NEWKEY, OPT_DELTA,
     OPT_PROGRESS, OPT_NOPROGRESS, OPT_TABLE, OPT_SCHEMA, OPT_SCHEMAONLY, OPT_DATAONLY,
-    OPT_FORMAT, OPT_JOBS, OPT_FILE, OPT_SCRATCH, OPT_KEEPSCRATCH, OPT_MINFREE, OPT_RPO, OPT_MAXBKAGE, OPT_MAXMVAGE, OPT_SWTIMEOUT,
+    OPT_FORMAT, OPT_JOBS, OPT_FILE, OPT_SCRATCH, OPT_KEEPSCRATCH, OPT_MINFREE, OPT_RPO, OPT_MAXBKAGE, OPT_MAXMVAGE, OPT_SWTIMEOUT, OPT_MAXSLOTWAL,
 };
 
 /* valid_set -- NAME=VALUE with NAME a GUC name and a value postgresql.conf can hold. */
@@ -264,6 +266,7 @@ int main(int argc, char **argv)
         {"max-backup-age", required_argument, NULL, OPT_MAXBKAGE},
         {"max-milvus-age", required_argument, NULL, OPT_MAXMVAGE},
         {"switch-timeout", required_argument, NULL, OPT_SWTIMEOUT},
+        {"max-slot-wal", required_argument, NULL, OPT_MAXSLOTWAL},
         CLI_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
@@ -457,6 +460,7 @@ int main(int argc, char **argv)
         case OPT_MAXBKAGE: o.chk_max_backup_age = optarg; break;
         case OPT_MAXMVAGE: o.chk_max_milvus_age = optarg; break;
         case OPT_SWTIMEOUT: o.chk_switch_timeout = optarg; break;
+        case OPT_MAXSLOTWAL: o.chk_max_slot_wal = optarg; break;
         default: ret = cl.status; goto out;
         }
     }

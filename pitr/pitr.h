@@ -99,7 +99,7 @@ typedef struct pitr_opts {
     const struct config *cfg; /* the loaded config file (objectives) */
     const char *conninfo;     /* -d: check's server; init: the cluster whose identity to record */
     const char *chk_min_free, *chk_rpo, *chk_max_backup_age, *chk_max_milvus_age,
-        *chk_switch_timeout;
+        *chk_switch_timeout, *chk_max_slot_wal;
 } pitr_opts;
 
 typedef struct wal_seg {
@@ -108,8 +108,31 @@ typedef struct wal_seg {
     int64_t size;     /* stored bytes */
     int64_t mtime;
     walfile_kind kind;
+    int streamed;     /* a receiver's partial (stream/), counted as the segment itself */
     char key[96];
 } wal_seg;
+
+/*
+ * The receiver's objects (ragsafe-receive, receive/). The segment in progress of a
+ * timeline is an ordinary WAL object (object.h) under
+ *     stream/<TTTTTTTT>/<segment>.partial
+ * one whole segment long, its bytes past the flushed position zero, replaced in place
+ * every --partial-interval; once complete the segment goes to wal/ as ragsafe-archive
+ * stores it and the older partials of that timeline are deleted. The receiver's state
+ * is stream/status.json (an ordinary object, JSON): format, system_identifier, slot,
+ * application_name, timeline, flush_lsn, flush_time, segment, pid, host, updated,
+ * server_lsn, synchronous.
+ *
+ * A partial extends the end of a timeline's archive only (inventory_load puts it in
+ * segs, streamed set): when it is the segment right after the last one archived on
+ * that timeline's path, no segment of that timeline is archived beyond it, and no later
+ * timeline exists (ragsafe-restore serves it under the same conditions). Its zero tail
+ * ends the records like the recycled tail of a last segment (walscan: WALSCAN_END).
+ */
+#define PITR_STREAM_PREFIX "stream/"
+#define PITR_STREAM_STATUS_KEY "stream/status.json"
+/* A receiver status older than this is stale (info, check). */
+#define PITR_STREAM_STALE_SECONDS 60
 
 /* An object judged damaged while loading the inventory (reported then): it is left
  * out, everything else is used. */
@@ -129,6 +152,9 @@ typedef struct inventory {
     size_t nsegs;
     wal_seg *others;          /* .partial and .backup files */
     size_t nothers;
+    wal_seg *stream;          /* every receiver partial under stream/, used or not,
+                               * sorted by (tli, segno) */
+    size_t nstream;
     size_t nhistory;
     timeline_set ts;
     damaged_obj *damaged;     /* backup.json and history files that could not be used */
@@ -152,6 +178,8 @@ static inline int pitr_status(int r)
 }
 void inventory_release(inventory *inv);
 const wal_seg *inventory_find(const inventory *inv, uint32_t tli, uint64_t segno);
+/* The receiver partial that ends timeline tli's archive (in segs, streamed), or NULL. */
+const wal_seg *inventory_streamed(const inventory *inv, uint32_t tli);
 /* Highest segno of timeline tli within [lo, hi]; 0 with *found 0 when none. */
 uint64_t inventory_last_seg(const inventory *inv, uint32_t tli, uint64_t lo, uint64_t hi, int *found);
 /* Last segment on a path (the chosen timeline's file for each segment). */
@@ -178,6 +206,8 @@ typedef struct scan_ctl {
                              * reads and verifies them ahead (0: none) */
     uint64_t bytes;         /* out: raw bytes read */
     uint64_t nread;         /* out: segments read */
+    uint64_t stream_flush;  /* out: a streamed partial was read: the LSN after its last
+                             * non-zero byte (what the receiver had flushed); else 0 */
 } scan_ctl;
 int pitr_scan(inventory *inv, const timeline_path *p, uint64_t first_seg, walscan_fn cb,
               void *arg, scan_ctl *ctl);
@@ -201,6 +231,9 @@ typedef struct plan {
     char time_conf[64];       /* TARGET_TIME: the value written into recovery_target_time */
     char warn[PLAN_MAX_WARNINGS][2048]; /* warnings about the timeline "latest" chose */
     int nwarn;                /* (logged by plan_make, listed by plan_json) */
+    const wal_seg *streamed;  /* the plan replays a receiver's partial (its last segment),
+                               * or NULL */
+    uint64_t stream_flush;    /* its flushed position (see scan_ctl) */
 } plan;
 
 /* 0: plan made | RS_NOT_FOUND: unreachable (reported with reason and nearest target) |
@@ -347,6 +380,28 @@ typedef struct milvus_scan {
     uint64_t count;
 } milvus_scan;
 int milvus_scan_snapshots(storage *st, milvus_scan *sc);
+/* info.c: the receiver's status (stream/status.json, see PITR_STREAM_STATUS_KEY), for
+ * info and check. Stored as plain JSON or as a WAL-style object (zstd): both are read.
+ * Times are Unix seconds (0: absent); lag_seconds is now - flush_time, or now - updated
+ * when the receiver had flushed all the server had written (an idle server is not
+ * lagging); lag_bytes is server_lsn - flush_lsn (have_server_lsn). stale: updated is
+ * older than PITR_STREAM_STALE_SECONDS (or absent).
+ * 0 | RS_NOT_FOUND (no receiver status) | RS_MISMATCH (reported: not the contract's
+ * JSON) | -1 (reported). */
+typedef struct stream_status {
+    char slot[128], app[128], host[256], segment[WAL_NAME_LEN + 1];
+    long long pid;
+    uint32_t tli;
+    uint64_t sysid;
+    uint64_t flush_lsn, server_lsn;
+    int have_flush_lsn, have_server_lsn;
+    int64_t flush_time, updated;
+    int synchronous;          /* 1 | 0 | -1 absent */
+    int64_t lag_seconds, age_seconds;
+    uint64_t lag_bytes;
+    int stale;
+} stream_status;
+int stream_status_load(storage *st, int64_t now, stream_status *ss);
 int cmd_plan(const pitr_opts *o);
 int cmd_restore(const pitr_opts *o);
 int cmd_dump(const pitr_opts *o);

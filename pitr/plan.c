@@ -510,6 +510,15 @@ int plan_make(inventory *inv, const pitr_opts *o, plan *p)
         p->last_seg = ctl.last_seg;
     p->first_tli = timeline_path_tli_for_seg(&p->path, p->first_seg, inv->seg_size);
     p->last_tli = timeline_path_tli_for_seg(&p->path, p->last_seg, inv->seg_size);
+    {
+        /* a receiver's partial as the last segment replayed: ragsafe-restore serves it
+         * (the same conditions as inventory_load's) */
+        const wal_seg *ls = inventory_find(inv, p->last_tli, p->last_seg);
+        if (ls && ls->streamed) {
+            p->streamed = ls;
+            p->stream_flush = ctl.stream_flush;
+        }
+    }
     for (uint64_t s = p->first_seg; s <= p->last_seg; s++) {
         const wal_seg *w =
             inventory_find(inv, timeline_path_tli_for_seg(&p->path, s, inv->seg_size), s);
@@ -546,8 +555,8 @@ int plan_make(inventory *inv, const pitr_opts *o, plan *p)
     } else {
         p->stop_lsn = ps.last_rec.end_lsn;
         lsn_format(lsnbuf, p->stop_lsn);
-        snprintf(p->stop_desc, sizeof(p->stop_desc), "at the end of the archived WAL (%s)",
-                 lsnbuf);
+        snprintf(p->stop_desc, sizeof(p->stop_desc), "at the end of the %s WAL (%s)",
+                 p->streamed ? "streamed" : "archived", lsnbuf);
     }
     p->est_seconds = (double)b->raw_bytes / EST_EXTRACT_BPS +
                      (double)(p->stop_lsn > b->start_lsn ? p->stop_lsn - b->start_lsn : 0) /
@@ -635,6 +644,14 @@ void plan_print(const inventory *inv, const pitr_opts *o, const plan *p)
     human(h2, sizeof(h2), p->wal_raw);
     printf("wal:             %s .. %s (%" PRIu64 " segment%s, %s stored, %s raw)\n", n1, n2,
            p->nsegs, PLURAL(p->nsegs), h1, h2);
+    if (p->streamed) {
+        char sn[WAL_NAME_LEN + 1], fl[LSN_STR_LEN + 1], st[32];
+        seg_name(inv, sn, p->streamed->tli, p->streamed->segno);
+        lsn_format(fl, p->stream_flush);
+        timefmt_utc(st, sizeof(st), p->streamed->mtime);
+        printf("streamed:        including a streamed partial segment %s (flushed up to %s, at "
+               "%s)\n", sn, fl, st);
+    }
     human(h1, sizeof(h1), b->stored_bytes + p->wal_bytes);
     human(h2, sizeof(h2), b->raw_bytes);
     human(h3, sizeof(h3), b->stored_bytes);
@@ -692,6 +709,17 @@ void *plan_json(const inventory *inv, const pitr_opts *o, const plan *p)
     seg_name(inv, n, p->last_tli, p->last_seg);
     json_object_set_new(j, "last_segment", json_string(n));
     json_object_set_new(j, "segments", json_integer((json_int_t)p->nsegs));
+    if (p->streamed) {
+        char fl[LSN_STR_LEN + 1], st[32];
+        seg_name(inv, n, p->streamed->tli, p->streamed->segno);
+        lsn_format(fl, p->stream_flush);
+        timefmt_utc(st, sizeof(st), p->streamed->mtime);
+        json_object_set_new(j, "streamed_partial",
+                            json_pack("{s:s, s:s, s:s, s:s}", "segment", n, "key",
+                                      p->streamed->key, "flushed_lsn", fl, "stored", st));
+    } else {
+        json_object_set_new(j, "streamed_partial", json_null());
+    }
     json_object_set_new(j, "wal_stored_bytes", json_integer((json_int_t)p->wal_bytes));
     json_object_set_new(j, "backup_raw_bytes", json_integer((json_int_t)b->raw_bytes));
     json_object_set_new(j, "backup_stored_bytes", json_integer((json_int_t)b->stored_bytes));

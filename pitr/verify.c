@@ -1,7 +1,9 @@
 /*
  * verify.c -- is everything in the repository intact and usable?
  *
- * 1. every WAL-archive object (segments, history, .partial, .backup) is read and
+ * 1. every WAL-archive object (segments, history, .partial, .backup) and every
+ *    receiver partial (stream/<TTTTTTTT>/<segment>.partial, zeroes past its flushed
+ *    position) is read and
  *    its SHA-256 compared with its trailer; every segment's long page header must
  *    name that segment of this repository (page address, segment size, system
  *    identifier of repo.json, a timeline on the name's history), as ragsafe-restore
@@ -29,9 +31,53 @@
 
 typedef struct vstats {
     uint64_t objects, bad_objects, missing_segments, backups, bad_backups, files;
+    uint64_t streamed, bad_streamed; /* receiver partials (stream/), counted in objects too */
     int failed; /* operational failure (not integrity) */
     progress pg; /* WAL objects' stored bytes, then the backups' tar bytes */
 } vstats;
+
+/*
+ * verify_streamed -- a receiver's partial (stream/<TTTTTTTT>/<segment>.partial): the
+ * object against its trailer and its first page against the segment it is named for,
+ * as a segment is (the zeroes past its flushed position are what the receiver leaves,
+ * not damage: nothing reads past the end of its records). Damage is counted.
+ */
+static int verify_streamed(inventory *inv, const char *key, vstats *v)
+{
+    const char *base = strrchr(key, '/');
+    char name[WAL_NAME_LEN + 1], *buf = NULL;
+    size_t len = 0;
+    int r;
+
+    /* the segment's name: the key's last part without ".partial" (inventory_load
+     * listed only keys of that form) */
+    memcpy(name, base ? base + 1 : key, WAL_NAME_LEN);
+    name[WAL_NAME_LEN] = '\0';
+    v->objects++;
+    v->streamed++;
+    r = object_get_buf(inv->st, key, (size_t)inv->seg_size + 1, &buf, &len, NULL);
+    if (r == 0 && inventory_check_seg(inv, name, buf, len, len) != 0)
+        r = RS_MISMATCH; /* reported */
+    free(buf);
+    if (r == 0)
+        return 0;
+    if (r == RS_NOT_FOUND) {
+        /* the receiver deletes a partial once its segment is archived: not damage */
+        log_info("streamed partial \"%s\" was replaced while verifying", key);
+        v->objects--;
+        v->streamed--;
+        return 0;
+    }
+    if (r == RS_MISMATCH) {
+        log_error("streamed partial \"%s\" is damaged", key);
+        v->bad_objects++;
+        v->bad_streamed++;
+    } else {
+        log_error("could not read streamed partial \"%s\"", key);
+        v->failed = 1;
+    }
+    return 0;
+}
 
 /*
  * verify_object -- read one WAL-archive object and check it against its trailer; a
@@ -45,6 +91,8 @@ static int verify_object(inventory *inv, const char *key, vstats *v)
     walfile_kind kind;
     int r;
 
+    if (strncmp(key, PITR_STREAM_PREFIX, strlen(PITR_STREAM_PREFIX)) == 0)
+        return verify_streamed(inv, key, v);
     if (repo_wal_name_from_key(key, name, sizeof(name)) != 0)
         snprintf(name, sizeof(name), "%s", key);
     kind = walname_classify(name);
@@ -306,7 +354,9 @@ int cmd_verify(const pitr_opts *o)
     {
         uint64_t total = 0;
         for (size_t i = 0; i < inv.nsegs; i++)
-            total += inv.segs[i].size > 0 ? (uint64_t)inv.segs[i].size : 0;
+            total += inv.segs[i].size > 0 && !inv.segs[i].streamed ? (uint64_t)inv.segs[i].size : 0;
+        for (size_t i = 0; i < inv.nstream; i++)
+            total += inv.stream[i].size > 0 ? (uint64_t)inv.stream[i].size : 0;
         for (size_t i = 0; i < inv.nothers; i++)
             total += inv.others[i].size > 0 ? (uint64_t)inv.others[i].size : 0;
         for (size_t i = 0; i < inv.nbackups; i++)
@@ -325,8 +375,14 @@ int cmd_verify(const pitr_opts *o)
             v.bad_objects++;
     }
     for (size_t i = 0; i < inv.nsegs; i++) {
+        if (inv.segs[i].streamed)
+            continue; /* with every partial, below */
         verify_object(&inv, inv.segs[i].key, &v);
         progress_add(&v.pg, inv.segs[i].size > 0 ? (uint64_t)inv.segs[i].size : 0);
+    }
+    for (size_t i = 0; i < inv.nstream; i++) {
+        verify_object(&inv, inv.stream[i].key, &v);
+        progress_add(&v.pg, inv.stream[i].size > 0 ? (uint64_t)inv.stream[i].size : 0);
     }
     for (size_t i = 0; i < inv.nothers; i++) {
         verify_object(&inv, inv.others[i].key, &v);
@@ -361,6 +417,8 @@ int cmd_verify(const pitr_opts *o)
         json_object_set_new(j, "wal_objects", json_integer((json_int_t)v.objects));
         json_object_set_new(j, "corrupt_objects", json_integer((json_int_t)v.bad_objects));
         json_object_set_new(j, "missing_segments", json_integer((json_int_t)v.missing_segments));
+        json_object_set_new(j, "streamed_partials", json_integer((json_int_t)v.streamed));
+        json_object_set_new(j, "corrupt_streamed_partials", json_integer((json_int_t)v.bad_streamed));
         json_object_set_new(j, "backups", json_integer((json_int_t)v.backups));
         json_object_set_new(j, "damaged_backups", json_integer((json_int_t)v.bad_backups));
         json_object_set_new(j, "backup_files", json_integer((json_int_t)v.files));
@@ -373,6 +431,9 @@ int cmd_verify(const pitr_opts *o)
         putchar('\n');
         json_decref(j);
     } else {
+        if (v.streamed)
+            printf("streamed partials: %" PRIu64 " verified (counted in the wal objects), %" PRIu64
+                   " corrupt\n", v.streamed, v.bad_streamed);
         printf("wal objects: %" PRIu64 " verified, %" PRIu64 " corrupt; missing segments: %" PRIu64
                "\nbackups: %" PRIu64 " verified (%" PRIu64 " file%s), %" PRIu64 " damaged\n%s\n",
                v.objects, v.bad_objects, v.missing_segments, v.backups, v.files, PLURAL(v.files),

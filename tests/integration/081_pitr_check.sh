@@ -37,7 +37,7 @@ as_pg "$PITR" verify --repo "$REPO" >/dev/null 2>&1 || { fail "verify before che
 GOOD=(--min-free 1M --rpo 1h --max-backup-age 1h --switch-timeout 30)
 ALL="server system_identifier archive_mode wal_level archive_command archive_timeout archiver
 wal_switch replication max_wal_senders replication_slots repository cipher_key free_space
-backup_age wal_age last_verify milvus_age"
+backup_age wal_age last_verify milvus_age receiver"
 # check ARGS...: ragsafe-pitr check as postgres; stdout in OUT, stderr in ERR, status in RC
 check() {
     OUT=$(as_pg "$PITR" check --repo "$REPO" "$@" 2>"$T/check.err")
@@ -59,7 +59,7 @@ only_failed() {
     got=$(grep -o '^  [a-z_]*: FAILED' <<<"$OUT" | cut -d: -f1 | tr -d ' ' | paste -sd' ')
     is "$CASE: the failed checks" "$1" "$got"
     [ "$got" = "$1" ] || show
-    is "$CASE: every check reported" 18 "$(grep -cE '^  [a-z_]+: (ok|WARNING|FAILED)' <<<"$OUT")"
+    is "$CASE: every check reported" 19 "$(grep -cE '^  [a-z_]+: (ok|WARNING|FAILED)' <<<"$OUT")"
 }
 
 # --- healthy -------------------------------------------------------------------------
@@ -69,14 +69,14 @@ is "healthy: exit 0" 0 "$RC"
 for n in $ALL; do
     ok "healthy: $n ok" grep -q "^  $n: ok" <<<"$(line "$n")"
 done
-ok "healthy: the summary" grep -q "^18 ok, 0 warnings, 0 failed$" <<<"$OUT"
+ok "healthy: the summary" grep -q "^19 ok, 0 warnings, 0 failed$" <<<"$OUT"
 ok "healthy: no hint line" bash -c '! grep -q "hint:" <<<"$1"' _ "$OUT"
 ok "healthy: the switched segment was archived and read back" grep -q "wal_switch: ok (segment 0000000100000000000000.. archived and read back intact" <<<"$OUT"
 ok "healthy: archive_command names this repository" grep -q "archive_command: ok (.*/ragsafe-archive into $REPO" <<<"$OUT"
 [ "$RC" = 0 ] || show
 JSON=$(as_pg "$PITR" check --repo "$REPO" -d "$(pg_conn src)" "${GOOD[@]}" --json 2>/dev/null)
 is "healthy --json: exit 0" 0 "$?"
-is "healthy --json: 18 checks" 18 "$(jq -r length <<<"$JSON")"
+is "healthy --json: 19 checks" 19 "$(jq -r length <<<"$JSON")"
 is "healthy --json: all ok" ok "$(jq -r 'map(.status) | unique | join(",")' <<<"$JSON")"
 is "healthy --json: names, in order" "$(echo $ALL)" "$(jq -r 'map(.name) | join(" ")' <<<"$JSON")"
 is "healthy --json: keys" "detail,hint,name,status" "$(jq -r '.[0] | keys | join(",")' <<<"$JSON")"
@@ -140,7 +140,7 @@ failed backup_age "ended .* ago .*, over the objective of 1 s" "take a base back
 failed wal_switch "not tried: the server archives nothing" "fix archive_mode"
 failed milvus_age "the newest Milvus snapshot, m1, started .* ago, over the objective of 1 s" "take a snapshot (ragsafe-milvus snapshot)"
 only_failed "archive_mode wal_switch backup_age milvus_age"
-ok "$CASE: the summary names them" grep -q "^14 ok, 0 warnings, 4 failed (archive_mode, wal_switch, backup_age, milvus_age)$" <<<"$OUT"
+ok "$CASE: the summary names them" grep -q "^15 ok, 0 warnings, 4 failed (archive_mode, wal_switch, backup_age, milvus_age)$" <<<"$OUT"
 ok "$CASE: one error line on stderr for the job wrapper" grep -q "^ragsafe-pitr: error: check: 4 failed: archive_mode, wal_switch, backup_age, milvus_age$" <<<"$ERR"
 JSON=$(as_pg "$PITR" check --repo "$REPO" -d "$(pg_conn src)" --min-free 1M --rpo 1h --max-backup-age 1s --max-milvus-age 1s --switch-timeout 30 --json 2>/dev/null)
 is "$CASE --json: exit 2" 2 "$?"

@@ -32,7 +32,7 @@ show() { sed 's/^/#   /' <<<"$OUT"; sed 's/^/#   err: /' "$T/check.err"; }
 
 check "${GOOD[@]}"
 is "healthy: exit 0" 0 "$RC"
-is "healthy: 18 ok" "18 ok, 0 warnings, 0 failed" "$(tail -1 <<<"$OUT")"
+is "healthy: 19 ok" "19 ok, 0 warnings, 0 failed" "$(tail -1 <<<"$OUT")"
 ok "healthy: free_space n/a" grep -q "^  free_space: ok (n/a: an S3 repository)" <<<"$OUT"
 ok "healthy: archive_command into this repository (trailing slash)" grep -q "^  archive_command: ok (.*/ragsafe-archive into $REPO/)" <<<"$OUT"
 ok "healthy: the switched segment read back from S3" grep -q "^  wal_switch: ok (segment .* archived and read back intact" <<<"$OUT"
