@@ -26,6 +26,26 @@
 #include "pitr.h"
 #include "timefmt.h"
 
+/* expire_chunks -- the chunk packs no backup names any more (chunked.c's mark and
+ * sweep, under the locks cmd_expire holds). A damaged chunk manifest leaves every pack
+ * in place (reported) without failing the rest of expire. 0 | -1. */
+static int expire_chunks(storage *st, const pitr_opts *o, json_t *j)
+{
+    uint64_t packs = 0, bytes = 0;
+    int r = chunked_sweep(st, o->dry_run, &packs, &bytes);
+
+    if (r == -1)
+        return -1;
+    if (j) {
+        json_object_set_new(j, "chunk_packs_deleted", json_integer((json_int_t)packs));
+        json_object_set_new(j, "chunk_bytes_deleted", json_integer((json_int_t)bytes));
+    } else if (packs) {
+        printf("chunk packs: %s %" PRIu64 " (%" PRIu64 " byte%s)\n",
+               o->dry_run ? "would delete" : "deleted", packs, bytes, PLURAL(bytes));
+    }
+    return 0;
+}
+
 int cmd_expire(const pitr_opts *o)
 {
     inventory inv;
@@ -178,6 +198,8 @@ int cmd_expire(const pitr_opts *o)
             }
         }
     }
+    if (expire_chunks(inv.st, o, j) != 0)
+        goto out;
     /* the oldest kept backup's first segment, a whole name (24 digits); the same
      * segment number is kept on every timeline */
     char first[WAL_NAME_LEN + 1] = "";
