@@ -156,18 +156,23 @@ rm -rf "$REPO"; cp -a "$T/repo.good" "$REPO"
 
 # --- 5. kill -9 ---------------------------------------------------------------------------------
 as_pg pgbench -n -N -t 300 -h "$T/src" -p 5432 -U postgres postgres >/dev/null 2>&1
-bb --label killed >/dev/null 2>&1 &
-BPID=$!
-sleep 2
-pkill -9 -P "$BPID" 2>/dev/null; kill -9 "$BPID" 2>/dev/null; wait "$BPID" 2>/dev/null
+as_pg sh -c 'echo $$ >"$1/bb.pid"; shift; exec "$@"' sh "$T" "$BB" -d "$(pg_conn src)" --repo "$REPO" \
+    -c fast --format chunked --no-progress --label killed >/dev/null 2>&1 &
+for _ in $(seq 50); do [ -s "$T/bb.pid" ] && break; sleep 0.1; done
+sleep 1.5
+kill -9 "$(cat "$T/bb.pid")"
+wait
+ok "the killed backup left no backup" [ ! -e "$REPO/backups/killed" ]
 bb --label b4 >/dev/null 2>"$T/bb4.err"
 is "a backup after a killed one exits 0" 0 "$?"
 "$PITR" verify --repo "$REPO" >"$T/v4.out" 2>&1
 is "verify after the killed backup exits 0" 0 "$?"
 # kill -9 in the sweep, after the first index is removed (test hook)
 rm -rf "$REPO/backups/b4" "$REPO/backups/b3"
-RAGSAFE_TEST_SWEEP_KILL=1 "$PITR" expire --repo "$REPO" --keep-window 3650d >/dev/null 2>&1
-ok "the sweep was killed" [ "$?" -ge 128 ]
+bash -c 'RAGSAFE_TEST_SWEEP_KILL=1 exec "$0" expire --repo "$1" --keep-window 3650d' "$PITR" "$REPO" >"$T/expk.out" 2>&1
+is "the sweep was killed" 137 "$?"
+ok "it left a pack without its index" bash -c \
+    "cd '$REPO/chunks' && for p in *.pack; do [ -e \"\${p%.pack}.idx\" ] || exit 0; done; exit 1"
 "$PITR" expire --repo "$REPO" --keep-window 3650d >"$T/exp3.out" 2>&1
 is "the next expire exits 0" 0 "$?"
 "$PITR" verify --repo "$REPO" >"$T/v5.out" 2>&1
