@@ -805,6 +805,9 @@ int chunked_extract(storage *st, const char *key, const extract_opts *eo, extrac
     atomic_init(&j.next_pack, 0);
     log_debug("%zu chunk%s to fetch (%zu distinct) from %zu pack%s", j.nt, PLURAL(j.nt), j.nuniq,
               j.npacks, PLURAL(j.npacks));
+    if (eo->delta)
+        log_notice("delta: %zu of %zu chunk%s of \"%s\" to fetch, the others are in place", j.nt,
+                   ntarget, PLURAL(ntarget), key);
     r = run_workers(&j, eo->jobs);
     pthread_mutex_destroy(&j.mu);
     if (r != 0)

@@ -78,6 +78,15 @@ is "b2 restores after b1 expired" "$S2" "$(boot_sum r2b)"
 "$PITR" verify --repo "$REPO" >"$T/v1.out" 2>&1
 is "verify after expiring b1 exits 0" 0 "$?"
 
+# --delta over b1's restored (and started) copy, to b2: only changed chunks fetched
+restore "$REPO" r1 "$L2" --delta >"$T/rdelta.out" 2>"$T/rdelta.err"
+is "restore --delta over b1's copy to b2 exits 0" 0 "$?"
+ok "--delta fetched fewer chunks than the backup has" python3 -c '
+import re, sys
+m = re.search(r"delta: (\d+) of (\d+) chunk", open(sys.argv[1]).read())
+sys.exit(0 if m and int(m.group(1)) < int(m.group(2)) / 2 else 1)' "$T/rdelta.err"
+is "the delta copy holds b2's state" "$S2" "$(boot_sum r1)"
+
 # b2 removed (the other order): its own pack goes, b1 still restores
 PACKS=$(ls "$T/repo2/chunks" | grep -c pack)
 rm -rf "$T/repo2/backups/b2"
