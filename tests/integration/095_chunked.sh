@@ -44,6 +44,8 @@ B2=$(jget "$REPO/backups/b2/backup.json" 'j["stored_bytes"]')
 echo "# stored bytes: b1 $B1, b2 $B2 ($((B2 * 100 / B1)) %)"
 ok "b2 stores < 40 % of b1's bytes" [ "$((B2 * 100))" -lt "$((B1 * 40))" ]
 is "backup.json says chunked" chunked "$(jget "$REPO/backups/b2/backup.json" 'j["layout"]')"
+as_pg "$BB" --repo "$REPO" --verify b2 >/dev/null 2>"$T/bbv.err"
+is "ragsafe-basebackup --verify of a chunked backup exits 0" 0 "$?"
 ok "no tar in a chunked backup" bash -c "! ls '$REPO'/backups/b1/ | grep -q tar"
 ok "objects under chunks/ are packs and indexes with random names" \
     bash -c "ls '$REPO/chunks' | grep -Eqv '^[0-9a-f]{32}\.(pack|idx)$' && exit 1; ls '$REPO/chunks' | grep -q pack"
