@@ -38,3 +38,12 @@ for s in $SIZES; do
         "$(js "$g" 'j["chunks"]["new"]')" "$(js "$g" 'j["chunks"]["count"]')" \
         "$(find "$T/r$s/chunks" -type f | wc -l)" "$(echo "$t1 - $t0" | bc)"
 done
+# the same cluster as one tar backup, and the 32 KiB chunked backup's time against it
+t0=$(date +%s.%N)
+as_pg "$BIN/ragsafe-basebackup" -d "$(pg_conn src)" --repo "$T/r32768" -c fast --format tar --no-progress \
+    --label t1 >/dev/null 2>"$T/bb-tar.err" || cat "$T/bb-tar.err"
+t1=$(date +%s.%N)
+t2=$(date +%s.%N); bb 32768 b3; t3=$(date +%s.%N)
+printf 'tar backup: %s stored in %.1f s; a third chunked (32 KiB) backup right after: %s new in %.1f s\n' \
+    "$(js "$T/r32768/backups/t1/backup.json" 'j["stored_bytes"]')" "$(echo "$t1 - $t0" | bc)" \
+    "$(js "$T/r32768/backups/b3/backup.json" 'j["stored_bytes"]')" "$(echo "$t3 - $t2" | bc)"
