@@ -28,6 +28,11 @@ install -d -o postgres -g postgres -m 0700 "$T/ts1"
 pg_sql src "create tablespace ts1 location '$T/ts1'" || exit 1
 pg_sql src "create table tt tablespace ts1 as select g from generate_series(1, 50000) g" || exit 1
 TSOID=$(pg_sql src "select oid from pg_tablespace where spcname = 'ts1'")
+# databases for dump: app (dumped), other (restored hollow in dump's scratch copy)
+q() { as_pg "$PGBIN/psql" -XAtq -v ON_ERROR_STOP=1 -h "$T/src" -p 5432 -U postgres -d "$1" -c "$2"; }
+pg_sql src "create database app" && pg_sql src "create database other" || exit 1
+q app "create table t as select g as id from generate_series(1, 100) g" || exit 1
+q other "create table big as select g, md5(g::text) v from generate_series(1, 100000) g" || exit 1
 SUM="select md5(string_agg(aid::text || ':' || abalance, ',' order by aid)) from pgbench_accounts"
 bb() { as_pg "$BB" -d "$(pg_conn src)" --repo "$R" --cipher-key-file "$KEY" -c fast --format chunked \
        --no-progress --json "$@"; }
@@ -77,6 +82,12 @@ ok "b2 has a chunk manifest for the tablespace" [ -s "$R/backups/b2/$TSOID.chunk
 is "extract exits 0" 0 "$?"
 ok "the tablespace is extracted as a plain directory" [ -d "$T/x/pg_tblspc/$TSOID" ]
 ok "pg_verifybackup -n accepts the extracted directory" "$PGBIN/pg_verifybackup" -n "$T/x"
+
+mkdir -p "$T/scratch"
+"$PITR" dump --repo "$R" --cipher-key-file "$KEY" --target-lsn "$L2" --dbname app \
+    --file "$T/app.dump" --scratch "$T/scratch" >"$T/dump.out" 2>"$T/dump.err"
+is "dump of a database from a chunked backup exits 0" 0 "$?"
+ok "the dump holds app's 100 rows" grep -q "table: *public.t: 100 rows" "$T/dump.out"
 
 # rekey: packs, indexes and manifests re-sealed; everything works with the new key
 as_pg "$PITR" rekey --repo "$R" --cipher-key-file "$KEY" --new-cipher-key-file "$NEW" >"$T/rk.out" 2>"$T/rk.err"
