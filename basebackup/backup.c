@@ -250,8 +250,9 @@ static int fill_info(backup_info *bi, const bb_stream *s, const char *label, uin
     return 0;
 }
 
-/* fill_chunked -- backup.json's "layout" and "chunks" of a chunked backup (its
- * stored_bytes, from fill_info, are then the new chunk bytes plus the manifests). */
+/* fill_chunked -- backup.json's "layout" and "chunks" of a chunked backup; its
+ * stored_bytes become what this backup added: the manifests (fill_info) plus the new
+ * chunks' compressed bytes. Each entry of "files" keeps its own object's size. */
 static void fill_chunked(backup_info *bi, const bb_chunker *c)
 {
     uint64_t new_bytes;
@@ -259,6 +260,7 @@ static void fill_chunked(backup_info *bi, const bb_chunker *c)
     bi->chunked = 1;
     bb_chunker_summary(c, &bi->chunks, &bi->new_chunks, &new_bytes, &bi->packs_written,
                        &bi->chunk_size);
+    bi->stored_bytes += new_bytes;
     log_info("chunks: %" PRIu64 " named, %" PRIu64 " new (%" PRIu64 " compressed bytes) in %" PRIu64
              " new pack%s", bi->chunks, bi->new_chunks, new_bytes, bi->packs_written,
              PLURAL(bi->packs_written));

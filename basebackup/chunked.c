@@ -233,8 +233,9 @@ int bb_chunker_file_end(bb_chunker *c, uint64_t size, const uint8_t sha[SHA256_L
 }
 
 /* bb_chunker_archive_end -- commit the packs, then store the archive's manifest as
- * <prefix>/<file> (a zstd frame of JSON). *raw: bytes of the files; *stored: new
- * chunk bytes of this archive plus the manifest; sha: of the manifest as stored. */
+ * <prefix>/<file> (a zstd frame of JSON). *raw: bytes of the files; *stored and sha:
+ * of the manifest as stored (the new chunks are counted for the whole backup,
+ * bb_chunker_summary). */
 int bb_chunker_archive_end(bb_chunker *c, storage *st, const char *prefix, const char *file,
                            uint64_t *raw, uint64_t *stored, uint8_t sha[SHA256_LEN])
 {
@@ -279,7 +280,7 @@ int bb_chunker_archive_end(bb_chunker *c, storage *st, const char *prefix, const
         log_error("could not store \"%s\": it already exists", key);
     if (r != 0)
         goto out;
-    *stored = c->new_bytes + zl;
+    *stored = zl;
     log_info("stored \"%s\": %" PRIu64 " byte%s of files, %" PRIu64 " new compressed chunk bytes",
              key, *raw, PLURAL(*raw), c->new_bytes);
     ret = 0;
