@@ -250,6 +250,22 @@ static int fill_info(backup_info *bi, const bb_stream *s, const char *label, uin
     return 0;
 }
 
+/* fill_chunked -- backup.json's "layout" and "chunks" of a chunked backup; its
+ * stored_bytes become what this backup added: the manifests (fill_info) plus the new
+ * chunks' compressed bytes. Each entry of "files" keeps its own object's size. */
+static void fill_chunked(backup_info *bi, const bb_chunker *c)
+{
+    uint64_t new_bytes;
+
+    bi->chunked = 1;
+    bb_chunker_summary(c, &bi->chunks, &bi->new_chunks, &new_bytes, &bi->packs_written,
+                       &bi->chunk_size);
+    bi->stored_bytes += new_bytes;
+    log_info("chunks: %" PRIu64 " named, %" PRIu64 " new (%" PRIu64 " compressed bytes) in %" PRIu64
+             " new pack%s", bi->chunks, bi->new_chunks, new_bytes, bi->packs_written,
+             PLURAL(bi->packs_written));
+}
+
 /* mono_seconds -- monotonic clock, for the summary's duration and rate. */
 static double mono_seconds(void)
 {
@@ -390,6 +406,8 @@ int bb_run(const bb_opts *o)
     s.level = o->level;
     s.workers = o->workers < 0 ? online_cpus() : o->workers;
     s.progress = o->progress;
+    if (o->chunked && !(s.chunker = bb_chunker_new(r->st, o->level)))
+        goto out;
     rr = bb_stream_run(&s, command);
     if (rr != 0) {
         ret = rr;
@@ -433,6 +451,8 @@ int bb_run(const bb_opts *o)
                   s.manifest_len, manifest_sha) != 0)
         goto out;
     bb_dblist_finish(&dbl, o->conninfo, &bi);
+    if (s.chunker)
+        fill_chunked(&bi, s.chunker);
     json = backupinfo_to_json(&bi);
     if (!json)
         goto out;
@@ -473,6 +493,7 @@ out:
     backupinfo_release(&bi);
     manifest_release(&m);
     bb_stream_release(&s);
+    bb_chunker_free(s.chunker);
     if (lk)
         storage_lock_release(lk);
     pgconn_close(conn);

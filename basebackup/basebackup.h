@@ -4,6 +4,7 @@
  *     main.c      options, configuration, exit statuses
  *     backup.c    orchestration: checks, repository, lock, commit of the backup folder
  *     stream.c    the BASE_BACKUP exchange: tar streams parsed, hashed and stored
+ *     chunked.c   --format chunked: files cut into deduplicated chunks (chunkstore.h)
  *     walwait.c   wait until the backup's WAL is in the repository
  *     dblist.c    the databases recorded in backup.json (for ragsafe-pitr dump)
  *     verify.c    --verify LABEL: re-read a stored backup and check every checksum
@@ -37,6 +38,7 @@ typedef struct bb_opts {
     int64_t wal_timeout;    /* seconds */
     int json;
     int progress;           /* PROGRESS_AUTO | PROGRESS_ON | PROGRESS_OFF */
+    int chunked;            /* --format chunked (else tar) */
 } bb_opts;
 
 /* backup.c */
@@ -85,6 +87,7 @@ typedef struct bb_stream {
     const char *prefix;     /* "backups/<label>.partial" */
     int level, workers;
     int progress;           /* PROGRESS_AUTO | PROGRESS_ON | PROGRESS_OFF */
+    struct bb_chunker *chunker; /* --format chunked: files go here, no tar is stored */
     /* out */
     uint64_t start_lsn, stop_lsn;
     uint32_t start_tli, stop_tli;
@@ -103,6 +106,23 @@ int bb_stream_run(bb_stream *s, const char *command);
 /* Compare the members' sizes and SHA-256 with the manifest. 0 | RS_MISMATCH. */
 int bb_stream_check_manifest(const bb_stream *s, const manifest *m);
 void bb_stream_release(bb_stream *s);
+
+/* chunked.c ---------------------------------------------------------------- */
+
+struct archive_entry;
+typedef struct bb_chunker bb_chunker;
+/* Opens the repository's chunk store (every pack index). NULL reported. */
+bb_chunker *bb_chunker_new(storage *st, int level);
+void bb_chunker_free(bb_chunker *c);
+int bb_chunker_archive_begin(bb_chunker *c, const char *archive);
+int bb_chunker_other(bb_chunker *c, struct archive_entry *e);
+int bb_chunker_file_begin(bb_chunker *c, const char *name, unsigned mode);
+int bb_chunker_file_data(bb_chunker *c, const void *data, size_t len);
+int bb_chunker_file_end(bb_chunker *c, uint64_t size, const uint8_t sha[SHA256_LEN]);
+int bb_chunker_archive_end(bb_chunker *c, storage *st, const char *prefix, const char *file,
+                           uint64_t *raw, uint64_t *stored, uint8_t sha[SHA256_LEN]);
+void bb_chunker_summary(const bb_chunker *c, uint64_t *chunks, uint64_t *new_chunks,
+                        uint64_t *new_bytes, uint64_t *packs, uint32_t *chunk_size);
 
 /* walwait.c ---------------------------------------------------------------- */
 

@@ -39,6 +39,8 @@ static void usage(FILE *f)
             "      --compress-workers N   zstd worker threads (default: one per CPU; 0: compress\n"
             "                             in the streaming thread, byte-identical to one-thread zstd)\n"
             "      --wal-timeout SECONDS  wait at most this long for the archiver (default 60)\n"
+            "  -F, --format FORMAT        tar (one base.tar.zst, stock tar reads it) or chunked\n"
+            "                             (deduplicated chunks shared by all backups) (default tar)\n"
             "      --json                 print backup.json on stdout instead of the label\n"
             "      --verify LABEL         verify a stored backup instead of taking one\n"
             PROGRESS_OPTIONS_HELP,
@@ -87,12 +89,13 @@ int main(int argc, char **argv)
         {"compress-workers", required_argument, NULL, 6},
         {"progress", no_argument, NULL, 7},
         {"no-progress", no_argument, NULL, 8},
+        {"format", required_argument, NULL, 'F'},
         CLI_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
     };
     const char *o_dbname = NULL, *o_label = NULL;
     const char *o_checkpoint = NULL, *o_rate = NULL, *o_level = NULL, *o_timeout = NULL;
-    const char *o_verify = NULL, *o_workers = NULL, *v;
+    const char *o_verify = NULL, *o_workers = NULL, *o_format = NULL, *v;
     int json = 0, c, ret, status = EXIT_USAGE, progress = PROGRESS_AUTO;
     long level, workers;
     config *cfg = NULL;
@@ -100,7 +103,7 @@ int main(int argc, char **argv)
     cli cl;
 
     cli_init(&cl, &spec, argv[0]);
-    while ((c = cli_getopt(&cl, argc, argv, "d:r:l:c:Z:", longopts)) != -1) {
+    while ((c = cli_getopt(&cl, argc, argv, "d:r:l:c:Z:F:", longopts)) != -1) {
         switch (c) {
         case 'd': o_dbname = optarg; break;
         case 'r': cl.rc.repo = optarg; break;
@@ -114,6 +117,7 @@ int main(int argc, char **argv)
         case 6: o_workers = optarg; break;
         case 7: progress = PROGRESS_ON; break;
         case 8: progress = PROGRESS_OFF; break;
+        case 'F': o_format = optarg; break;
         default: return cl.status;
         }
     }
@@ -173,6 +177,15 @@ int main(int argc, char **argv)
         goto out;
     o.json = json;
     o.progress = progress;
+    v = config_resolve(o_format, NULL, cfg, "format");
+    if (!v || strcmp(v, "tar") == 0)
+        o.chunked = 0;
+    else if (strcmp(v, "chunked") == 0)
+        o.chunked = 1;
+    else {
+        log_error("invalid --format \"%s\": expected tar or chunked", v);
+        goto out;
+    }
 
     ret = bb_run(&o);
     status = ret == 0 ? EXIT_OK : ret == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;

@@ -372,8 +372,10 @@ static la_ssize_t stream_read(struct archive *a, void *arg, const void **buf)
             ss->held->msg = ss->msg;
             ss->held->off = 1;
             ss->held->len = (size_t)ss->msglen - 1;
-            atomic_init(&ss->held->refs, 2);
-            compressor_push(&ss->comp, ss->held);
+            /* chunked: no tar is stored, only the parser reads the bytes */
+            atomic_init(&ss->held->refs, ss->comp.started ? 2 : 1);
+            if (ss->comp.started)
+                compressor_push(&ss->comp, ss->held);
             ss->raw += (uint64_t)ss->msglen - 1;
             *buf = ss->msg + 1;
             return ss->msglen - 1;
@@ -474,13 +476,19 @@ static int read_entries(stream_state *ss, const char *prefix)
         la_int64_t off, expect = 0;
         uint8_t digest[SHA256_LEN];
 
-        if (archive_entry_filetype(entry) != AE_IFREG)
+        if (archive_entry_filetype(entry) != AE_IFREG) {
+            if (ss->s->chunker && bb_chunker_other(ss->s->chunker, entry) != 0)
+                goto out;
             continue;
+        }
         if (!name) {
             log_error("could not read tar archive \"%s\": entry without a name", ss->cur->file);
             goto out;
         }
         if (sha256_init(&h) != 0)
+            goto out;
+        if (ss->s->chunker &&
+            bb_chunker_file_begin(ss->s->chunker, name, archive_entry_perm(entry)) != 0)
             goto out;
         while ((r = archive_read_data_block(a, &block, &len, &off)) == ARCHIVE_OK) {
             if (off != expect) {
@@ -488,6 +496,8 @@ static int read_entries(stream_state *ss, const char *prefix)
                 goto out;
             }
             if (sha256_update(&h, block, len) != 0)
+                goto out;
+            if (ss->s->chunker && bb_chunker_file_data(ss->s->chunker, block, len) != 0)
                 goto out;
             expect += (la_int64_t)len;
         }
@@ -500,6 +510,8 @@ static int read_entries(stream_state *ss, const char *prefix)
         if (sha256_final(&h, digest) != 0)
             goto out;
         sha256_release(&h);
+        if (ss->s->chunker && bb_chunker_file_end(ss->s->chunker, (uint64_t)expect, digest) != 0)
+            goto out;
         if (add_member(ss->s, prefix, name, (uint64_t)expect, digest) != 0)
             goto out;
     }
@@ -513,6 +525,36 @@ out:
     sha256_release(&h);
     archive_read_free(a);
     return ret;
+}
+
+/*
+ * do_archive_chunked -- do_archive for --format chunked: the files' chunks go to the
+ * chunk store as they are parsed, the archive becomes <prefix>/<name>.chunks.zst.
+ */
+static int do_archive_chunked(stream_state *ss, bb_archive *arc, const char *member_prefix)
+{
+    const void *dummy;
+    int r;
+
+    if (bb_chunker_archive_begin(ss->s->chunker, ss->pending_name) != 0)
+        goto fail;
+    ss->in_archive = 1;
+    ss->archive_ended = 0;
+    ss->pending = EV_NONE;
+    if (read_entries(ss, member_prefix) != 0)
+        goto fail;
+    while ((r = (int)stream_read(NULL, ss, &dummy)) > 0)
+        ;
+    if (r < 0)
+        goto fail;
+    ss->in_archive = 0;
+    if (bb_chunker_archive_end(ss->s->chunker, ss->s->st, ss->s->prefix, arc->file, &arc->raw_bytes,
+                               &arc->stored_bytes, arc->stored_sha256) != 0)
+        goto fail;
+    return 0;
+fail:
+    ss->failed = 1;
+    return -1;
 }
 
 /*
@@ -540,7 +582,9 @@ static int do_archive(stream_state *ss)
     arc = &s->archives[s->narchives++];
     memset(arc, 0, sizeof(*arc));
     arc->oid = oid;
-    if (asprintf(&arc->file, "%s.zst", ss->pending_name) < 0) {
+    if ((s->chunker ? asprintf(&arc->file, "%.*s.chunks.zst",
+                               (int)(strlen(ss->pending_name) - 4), ss->pending_name)
+                    : asprintf(&arc->file, "%s.zst", ss->pending_name)) < 0) {
         arc->file = NULL;
         return log_errno("could not allocate memory");
     }
@@ -555,6 +599,8 @@ static int do_archive(stream_state *ss)
     log_info("receiving \"%s\"%s%s", ss->pending_name, arc->location ? " for tablespace " : "",
              arc->location ? arc->location : "");
 
+    if (s->chunker)
+        return do_archive_chunked(ss, arc, member_prefix);
     snprintf(key, sizeof(key), "%s/%s", s->prefix, arc->file);
     ss->raw = ss->stored = 0;
     if (sha256_init(&ss->stored_hash) != 0)

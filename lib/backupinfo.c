@@ -83,6 +83,34 @@ static int get_time(json_t *root, const char *key, int64_t *out)
 }
 
 /* backupinfo_parse -- backup.json text into out (zeroed first, released on failure). */
+/* parse_chunked -- "layout" (absent or "tar": a tar backup) and "chunks". -1 reported. */
+static int parse_chunked(json_t *root, backup_info *out)
+{
+    json_t *l = json_object_get(root, "layout"), *c;
+    uint64_t v;
+
+    if (!l || (json_is_string(l) && strcmp(json_string_value(l), "tar") == 0))
+        return 0;
+    if (!json_is_string(l) || strcmp(json_string_value(l), "chunked") != 0) {
+        log_error("could not parse backup.json: unsupported \"layout\"");
+        return -1;
+    }
+    out->chunked = 1;
+    c = json_object_get(root, "chunks");
+    if (!json_is_object(c)) {
+        log_error("could not parse backup.json: bad or missing \"chunks\"");
+        return -1;
+    }
+    if (get_u64(c, "chunk_size", UINT32_MAX, &v) != 0)
+        return -1;
+    out->chunk_size = (uint32_t)v;
+    if (get_u64(c, "count", UINT64_MAX, &out->chunks) != 0 ||
+        get_u64(c, "new", UINT64_MAX, &out->new_chunks) != 0 ||
+        get_u64(c, "packs_written", UINT64_MAX, &out->packs_written) != 0)
+        return -1;
+    return 0;
+}
+
 int backupinfo_parse(const char *json, size_t len, backup_info *out)
 {
     json_t *root = NULL, *v, *arr;
@@ -211,10 +239,12 @@ int backupinfo_parse(const char *json, size_t len, backup_info *out)
             goto out;
         }
     }
+    if (parse_chunked(root, out) != 0)
+        goto out;
     /* every object a restore reads must have its digest here: restore and verify
      * check each against it, and accept or refuse the same backups */
     for (i = 0; i <= out->ntablespaces + 1; i++) {
-        const char *need = i == 0 ? "base.tar.zst"
+        const char *need = i == 0 ? backupinfo_base_file(out)
                          : i == 1 ? "backup_manifest" : out->tablespaces[i - 2].file;
         size_t k;
         for (k = 0; k < out->nfiles && strcmp(out->files[k].name, need) != 0; k++)
@@ -239,6 +269,26 @@ static int set_new(json_t *obj, const char *key, json_t *val)
     if (!val || json_object_set_new(obj, key, val) != 0)
         return -1;
     return 0;
+}
+
+/* backupinfo_base_file -- see backupinfo.h. */
+const char *backupinfo_base_file(const backup_info *bi)
+{
+    return bi->chunked ? "base.chunks.zst" : "base.tar.zst";
+}
+
+/* emit_chunked -- "layout" and "chunks" of a chunked backup. -1 on a failed allocation. */
+static int emit_chunked(json_t *root, const backup_info *bi)
+{
+    if (!bi->chunked)
+        return 0;
+    if (set_new(root, "layout", json_string("chunked")) != 0)
+        return -1;
+    return set_new(root, "chunks", json_pack("{s:I, s:I, s:I, s:I}", "chunk_size",
+                                             (json_int_t)bi->chunk_size, "count",
+                                             (json_int_t)bi->chunks, "new",
+                                             (json_int_t)bi->new_chunks, "packs_written",
+                                             (json_int_t)bi->packs_written));
 }
 
 /* backupinfo_to_json -- malloc'd pretty JSON with a trailing newline; NULL reported. */
@@ -322,6 +372,7 @@ char *backupinfo_to_json(const backup_info *bi)
         sha256_to_hex(f->sha256, hex);
         bad |= set_new(o, "sha256", json_string(hex));
     }
+    bad |= emit_chunked(root, bi);
     if (bad)
         goto oom;
     text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);

@@ -71,7 +71,17 @@ typedef struct backup_info {
     backup_file *files;
     size_t ndatabases;
     backup_database *databases; /* NULL: not recorded (optional in backup.json) */
+    /* "layout": "chunked" (--format chunked; absent: tar). Then "files" names
+     * base.chunks.zst and <oid>.chunks.zst (chunk manifests, see ragsafe-basebackup's
+     * chunked.c) instead of tars, and "chunks" says how it was cut: */
+    int chunked;
+    uint32_t chunk_size;
+    uint64_t chunks, new_chunks, packs_written; /* chunks named, stored new, packs written */
 } backup_info;
+
+/* "base.chunks.zst" for a chunked backup, else "base.tar.zst": the object restore
+ * reads for the main data directory. */
+const char *backupinfo_base_file(const backup_info *bi);
 
 /* Parse backup.json text. -1 reported (names the first bad field). */
 int backupinfo_parse(const char *json, size_t len, backup_info *out);

@@ -655,7 +655,7 @@ static int find_db_oids(inventory *inv, const backup_info *b, const dump_ctx *d,
         return 0;
     }
     snprintf(probe, sizeof(probe), "%s/probe", d->scratch);
-    snprintf(key, sizeof(key), "backups/%s/base.tar.zst", b->label);
+    snprintf(key, sizeof(key), "backups/%s/%s", b->label, backupinfo_base_file(b));
     if (mkdir(probe, 0700) != 0) {
         log_errno("could not create \"%s\"", probe);
         manifest_release(&m);

@@ -90,6 +90,26 @@ static int write_record(inventory *inv, const char *first, uint64_t segno)
     return r;
 }
 
+/* expire_chunks -- the chunk packs no backup names any more (chunked.c's mark and
+ * sweep, under the locks cmd_expire holds). A damaged chunk manifest leaves every pack
+ * in place (reported) without failing the rest of expire. 0 | -1. */
+static int expire_chunks(storage *st, const pitr_opts *o, json_t *j)
+{
+    uint64_t packs = 0, bytes = 0;
+    int r = chunked_sweep(st, o->dry_run, &packs, &bytes);
+
+    if (r == -1)
+        return -1;
+    if (j) {
+        json_object_set_new(j, "chunk_packs_deleted", json_integer((json_int_t)packs));
+        json_object_set_new(j, "chunk_bytes_deleted", json_integer((json_int_t)bytes));
+    } else if (packs) {
+        printf("chunk packs: %s %" PRIu64 " (%" PRIu64 " byte%s)\n",
+               o->dry_run ? "would delete" : "deleted", packs, bytes, PLURAL(bytes));
+    }
+    return 0;
+}
+
 int cmd_expire(const pitr_opts *o)
 {
     inventory inv;
@@ -235,6 +255,8 @@ int cmd_expire(const pitr_opts *o)
      * Chunked backups (ragsafe-basebackup --format chunked) share packs of chunks. The
      * expired backups are gone by now; the mark-and-sweep of the packs no kept backup
      * names is called here, still under both locks, honouring o->dry_run. */
+    if (expire_chunks(inv.st, o, j) != 0)
+        goto out;
 
     /* WAL: a segment (or .partial / .backup file) goes when no kept backup needs its
      * number, on any timeline; no kept backup at all: the WAL is left alone */

@@ -659,6 +659,9 @@ int extract_object(storage *st, const char *key, const extract_opts *eo, extract
     struct archive_entry *e;
     int ret = -1, bad = 0;
 
+    if (chunked_key(key))
+        return chunked_extract(st, key, eo, stats);
+
     memset(&x, 0, sizeof(x));
     memset(&xq, 0, sizeof(xq));
     x.key = key;
@@ -745,7 +748,7 @@ int extract_object(storage *st, const char *key, const extract_opts *eo, extract
                 bad = 1;
                 goto out_fail;
             }
-            if (eo->dest) {
+            if (eo->dest && !eo->no_links) {
                 char path[PATH_MAX];
                 if (make_dirs(eo->dest, rel, 0) != 0)
                     goto out_write;

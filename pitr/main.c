@@ -12,6 +12,7 @@
  *                          [--schema-only | --data-only] [--format custom|plain|directory]
  *                          [--jobs N] [--scratch DIR] [--keep-scratch]   (dump.c)
  *     ragsafe-pitr verify
+ *     ragsafe-pitr extract LABEL DIR [--jobs N]                       (chunked.c)
  *     ragsafe-pitr check   -d CONNINFO [--min-free SIZE] [--rpo DUR] [--max-backup-age DUR]
  *                          [--max-milvus-age DUR] [--switch-timeout DUR]
  *                          [--max-slot-wal SIZE]   (check.c)
@@ -54,6 +55,8 @@ static void usage(FILE *out)
             "  dump TARGET --dbname DB --file OUT\n"
             "                             pg_dump of DB as of TARGET, from the repository alone\n"
             "  verify                     re-hash every object, check WAL continuity and backups\n"
+            "  extract LABEL DIR          write backup LABEL as a plain data directory into the\n"
+            "                             empty or absent DIR (no recovery set up)\n"
             "  expire                     delete backups and WAL outside the retention policy\n"
             "  rekey --new-cipher-key-file FILE\n"
             "                             re-seal everything under a new key (resumable)\n"
@@ -92,7 +95,8 @@ static void usage(FILE *out)
             "                             standby (standby.signal) following the archive\n"
             "                             (primary_conninfo via --set)\n"
             "      --no-space-check       skip the free-space check (a file system whose free\n"
-            "                             space statvfs under-reports: compressed, thin)\n\n"
+            "                             space statvfs under-reports: compressed, thin)\n"
+            "                             (--jobs N, below: threads reading a chunked backup)\n\n"
             "Dump options (and --owner, --pg-bin, --timeout, --set, --no-space-check;\n"
             "-d, --dbname DB: the database to dump):\n"
             "      --file OUT             the dump (written under a temporary name, renamed)\n"
@@ -101,7 +105,9 @@ static void usage(FILE *out)
             "      --schema-only          definitions only\n"
             "      --data-only            data only\n"
             "      --format FORMAT        custom (default), plain or directory\n"
-            "      --jobs N               parallel pg_dump (--format directory)\n"
+            "      --jobs N               parallel pg_dump (--format directory); restore, dump,\n"
+            "                             extract of a chunked backup: threads reading chunk\n"
+            "                             packs (default: the number of cores)\n"
             "      --scratch DIR          where the private scratch copy is made (default\n"
             "                             $TMPDIR or /var/tmp); removed on every exit\n"
             "      --keep-scratch         leave the scratch directory (its server stopped)\n\n"
@@ -451,6 +457,7 @@ int main(int argc, char **argv)
             if (config_parse_int("--jobs", optarg, 1, 256, &v) != 0)
                 goto out;
             o.dump_jobs = (int)v;
+            o.jobs = (int)v;
             break;
         case OPT_FILE: o.dump_file = optarg; break;
         case OPT_SCRATCH: o.scratch = optarg; break;
@@ -466,6 +473,10 @@ int main(int argc, char **argv)
     }
     if (!sub && optind < argc)
         sub = argv[optind++];
+    if (sub && strcmp(sub, "extract") == 0 && optind + 2 <= argc) {
+        o.extract_label = argv[optind++];
+        o.extract_dir = argv[optind++];
+    }
     if (optind < argc) {
         ret = cli_usage_error(&cl, "unexpected argument \"%s\"", argv[optind]);
         goto out;
@@ -595,6 +606,12 @@ int main(int argc, char **argv)
         ret = cmd_dump(&o);
     } else if (strcmp(sub, "verify") == 0) {
         ret = cmd_verify(&o);
+    } else if (strcmp(sub, "extract") == 0) {
+        if (!o.extract_label) {
+            ret = cli_usage_error(&cl, "extract needs LABEL and DIR");
+            goto out;
+        }
+        ret = cmd_extract(&o);
     } else if (strcmp(sub, "expire") == 0) {
         ret = cmd_expire(&o);
     } else if (strcmp(sub, "rekey") == 0) {

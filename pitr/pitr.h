@@ -71,6 +71,8 @@ typedef struct pitr_opts {
     size_t nsets;
     int standby;              /* --type standby: standby.signal, no recovery target */
     int no_space_check;       /* --no-space-check: statvfs under-reports (compressed FS) */
+    int jobs;                 /* --jobs N: restore/extract of a chunked backup (0: cores) */
+    const char *extract_label, *extract_dir; /* extract LABEL DIR */
     int delta;                /* --delta: over a stale copy of the same cluster, keeping
                                * the files that match backup_manifest */
     const char *config_path;  /* absolute path of the config file named by --config or
@@ -261,6 +263,9 @@ typedef struct extract_opts {
     const char *only;          /* not NULL: only this manifest path is written (the others
                                 * are read and checked, not written) */
     int no_writeback;          /* no early writeback: a dump's scratch copy, never fsync'd */
+    int jobs;                  /* chunked backups: threads reading packs (0: 1) */
+    int no_links;              /* extract: pg_tblspc/OID links not made (the tablespaces
+                                * go there as plain directories) */
 } extract_opts;
 
 /* db_file_hollow -- the manifest path is a relation file of a database not in inc
@@ -289,8 +294,24 @@ void extract_stats_release(extract_stats *s);
 int backup_manifest_load(storage *st, const backup_info *b, manifest *m, char **text,
                          size_t *len);
 
-/* 0 | RS_MISMATCH (reported) | -1 (reported) */
+/* 0 | RS_MISMATCH (reported) | -1 (reported). A key ending in ".chunks.zst" (a chunked
+ * backup's archive) goes to chunked_extract. */
 int extract_object(storage *st, const char *key, const extract_opts *eo, extract_stats *stats);
+
+/* chunked.c: chunked base backups (ragsafe-basebackup --format chunked).
+ * chunked_extract: extract_object for one archive's chunk manifest; with dest NULL
+ * (verify) the manifest is checked against backup_manifest but the chunks are left to
+ * chunked_verify. chunked_verify: every chunk the chunked backups among b[0..nb) name,
+ * each read once; bad[i] set for each backup with a damaged or missing chunk or chunk
+ * manifest (each reported with the backups and files that use it). 0 | -1 (I/O).
+ * chunked_sweep: expire's mark and sweep of chunk packs (caller holds the exclusive
+ * "backup" and retention locks). 0 | RS_MISMATCH (a manifest is damaged: nothing
+ * swept, reported) | -1. */
+int chunked_extract(storage *st, const char *key, const extract_opts *eo, extract_stats *stats);
+int chunked_verify(storage *st, const backup_info *b, size_t nb, unsigned char *bad, progress *pg);
+int chunked_sweep(storage *st, int dry_run, uint64_t *packs_deleted, uint64_t *bytes_deleted);
+int chunked_key(const char *key);
+int cmd_extract(const pitr_opts *o);
 
 /*
  * record.c -- restore records and the timeline tree.

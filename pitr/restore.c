@@ -1476,9 +1476,10 @@ int cmd_restore(const pitr_opts *o)
     extract_opts eo = {.dest = pgdata, .m = &m, .mprefix = "", .seen = seen, .delta = delta,
                        .pg = &pg, .db_include = o->db_include, .ndb_include = o->ndb_include,
                        .no_writeback = o->dump_scratch};
-    const backup_file *bf = find_file(b, "base.tar.zst");
+    const backup_file *bf = find_file(b, backupinfo_base_file(b));
     eo.stored_sha = bf ? bf->sha256 : NULL;
-    snprintf(key, sizeof(key), "backups/%s/base.tar.zst", b->label);
+    eo.jobs = o->jobs;
+    snprintf(key, sizeof(key), "backups/%s/%s", b->label, backupinfo_base_file(b));
     log_info("extracting \"%s\" into \"%s\"", key, pgdata);
     r = extract_object(inv.st, key, &eo, &stats);
     if (r != 0) {

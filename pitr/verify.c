@@ -258,7 +258,7 @@ out:
  * manifest entry left unseen. Damage counts the backup as damaged; an I/O failure
  * makes the run fail (exit 1), not the backup.
  */
-static void verify_backup(inventory *inv, const backup_info *b, vstats *v)
+static void verify_backup(inventory *inv, const backup_info *b, vstats *v, int chunks_bad)
 {
     char key[512];
     manifest m;
@@ -284,7 +284,7 @@ static void verify_backup(inventory *inv, const backup_info *b, vstats *v)
         goto out;
     }
     for (size_t i = 0; i <= b->ntablespaces; i++) {
-        const char *file = i == 0 ? "base.tar.zst" : b->tablespaces[i - 1].file;
+        const char *file = i == 0 ? backupinfo_base_file(b) : b->tablespaces[i - 1].file;
         const backup_file *f = find_file(b, file);
         char prefix[64] = "";
         if (i > 0)
@@ -301,6 +301,7 @@ static void verify_backup(inventory *inv, const backup_info *b, vstats *v)
         }
     }
     v->files += stats.files;
+    bad |= chunks_bad; /* chunked_verify named the chunks and files */
     for (size_t i = 0; i < m.nfiles; i++)
         if (!seen[i]) {
             log_error("backup %s: file \"%s\" listed in backup_manifest is missing", b->label,
@@ -405,8 +406,12 @@ int cmd_verify(const pitr_opts *o)
             v.missing_segments++;
             break;
         }
+    unsigned char *cbad = calloc(inv.nbackups + 1, 1);
+    if (!cbad || chunked_verify(inv.st, inv.backups, inv.nbackups, cbad, &v.pg) != 0)
+        v.failed = 1;
     for (size_t i = 0; i < inv.nbackups; i++)
-        verify_backup(&inv, &inv.backups[i], &v);
+        verify_backup(&inv, &inv.backups[i], &v, cbad ? cbad[i] : 0);
+    free(cbad);
     progress_finish(&v.pg);
 
     int intact = !v.bad_objects && !v.missing_segments && !v.bad_backups && !v.failed;

@@ -141,6 +141,45 @@ START_TEST(test_databases)
 }
 END_TEST
 
+/* A chunked backup: "layout" and "chunks" round-trip, the base object is
+ * base.chunks.zst and must be in "files"; an unknown layout is refused. */
+START_TEST(test_chunked)
+{
+    backup_info a, b;
+    char *text, *p;
+
+    sample(&a, "c1", 0x3000000);
+    ck_assert_str_eq(backupinfo_base_file(&a), "base.tar.zst");
+    a.chunked = 1;
+    a.chunk_size = 32768;
+    a.chunks = 5957;
+    a.new_chunks = 487;
+    a.packs_written = 1;
+    text = backupinfo_to_json(&a);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_ptr_nonnull(strstr(text, "\"layout\": \"chunked\""));
+    /* files name base.tar.zst, not base.chunks.zst: refused */
+    ck_assert_int_eq(backupinfo_parse(text, strlen(text), &b), -1);
+    free(text);
+    free(a.files[0].name);
+    a.files[0].name = strdup("base.chunks.zst");
+    text = backupinfo_to_json(&a);
+    ck_assert_int_eq(backupinfo_parse(text, strlen(text), &b), 0);
+    ck_assert_int_eq(b.chunked, 1);
+    ck_assert_uint_eq(b.chunk_size, 32768);
+    ck_assert_uint_eq(b.chunks, 5957);
+    ck_assert_uint_eq(b.new_chunks, 487);
+    ck_assert_uint_eq(b.packs_written, 1);
+    ck_assert_str_eq(backupinfo_base_file(&b), "base.chunks.zst");
+    backupinfo_release(&b);
+    p = strstr(text, "\"chunked\"");
+    memcpy(p, "\"chunky\" ", 9); /* same length, still valid JSON */
+    ck_assert_int_eq(backupinfo_parse(text, strlen(text), &b), -1);
+    free(text);
+    backupinfo_release(&a);
+}
+END_TEST
+
 /* The documented text: field names, string sysid, times with Z, derived WAL names. */
 START_TEST(test_json_fields)
 {
@@ -343,6 +382,7 @@ static Suite *backupinfo_suite(void)
 
     tcase_add_checked_fixture(tc, tu_setup, tu_teardown);
     tcase_add_test(tc, test_roundtrip);
+    tcase_add_test(tc, test_chunked);
     tcase_add_test(tc, test_json_fields);
     tcase_add_test(tc, test_databases);
     tcase_add_test(tc, test_time_zones);

@@ -1,0 +1,645 @@
+/*
+ * chunkstore.c -- see chunkstore.h.
+ *
+ * The union of every pack index is one open-addressing table (digest -> location),
+ * loaded at open: one small GET per pack. New chunks are compressed one by one (each
+ * an independent zstd frame, so any chunk can be read alone) into an in-memory pack
+ * that is written with one storage_put when it passes the target size, then its index.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "chunkstore.h"
+#include "common.h"
+#include "hex.h"
+#include "log.h"
+
+#define IDX_MAGIC "RSCIDX01"
+#define IDX_ENTRY 48
+#define SKIP_MAGIC 0x184D2A5Eu
+#define IDX_MAX (64u << 20)
+
+typedef struct slot {
+    uint8_t digest[SHA256_LEN];
+    chunk_loc loc;
+    int used;
+} slot;
+
+typedef struct pack_ent {
+    char *key;          /* chunks/<id>.pack */
+    uint64_t size;
+    int has_index;
+} pack_ent;
+
+struct chunkstore {
+    storage *st;
+    int level;
+    slot *slots;
+    size_t cap, count;
+    pack_ent *packs;
+    size_t npacks, packs_cap;
+    /* the open pack */
+    uint8_t *buf;
+    size_t len, buf_cap;
+    uint8_t *idx;           /* index entries of the open pack */
+    size_t idx_len, idx_cap;
+    uint32_t open_pack;     /* its number (npacks at open) */
+    int have_open;
+    ZSTD_CCtx *cctx;
+    chunkstore_stats stats;
+};
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static size_t slot_of(const uint8_t *d, size_t cap)
+{
+    uint64_t h;
+    memcpy(&h, d, sizeof(h));
+    return (size_t)h & (cap - 1);
+}
+
+/* table_grow -- double the table (or make it). -1 reported. */
+static int table_grow(chunkstore *cs)
+{
+    size_t ncap = cs->cap ? cs->cap * 2 : 4096;
+    slot *ns = calloc(ncap, sizeof(*ns));
+    if (!ns)
+        return log_errno("could not allocate memory");
+    for (size_t i = 0; i < cs->cap; i++) {
+        if (!cs->slots[i].used)
+            continue;
+        size_t j = slot_of(cs->slots[i].digest, ncap);
+        while (ns[j].used)
+            j = (j + 1) & (ncap - 1);
+        ns[j] = cs->slots[i];
+    }
+    free(cs->slots);
+    cs->slots = ns;
+    cs->cap = ncap;
+    return 0;
+}
+
+static slot *table_find(const chunkstore *cs, const uint8_t *d)
+{
+    if (!cs->cap)
+        return NULL;
+    for (size_t j = slot_of(d, cs->cap);; j = (j + 1) & (cs->cap - 1)) {
+        if (!cs->slots[j].used)
+            return NULL;
+        if (memcmp(cs->slots[j].digest, d, SHA256_LEN) == 0)
+            return &cs->slots[j];
+    }
+}
+
+/* table_add -- a chunk's location (the first one known wins). -1 reported. */
+static int table_add(chunkstore *cs, const uint8_t *d, const chunk_loc *loc)
+{
+    if ((cs->count + 1) * 2 > cs->cap && table_grow(cs) != 0)
+        return -1;
+    size_t j = slot_of(d, cs->cap);
+    while (cs->slots[j].used) {
+        if (memcmp(cs->slots[j].digest, d, SHA256_LEN) == 0)
+            return 0;
+        j = (j + 1) & (cs->cap - 1);
+    }
+    memcpy(cs->slots[j].digest, d, SHA256_LEN);
+    cs->slots[j].loc = *loc;
+    cs->slots[j].used = 1;
+    cs->count++;
+    return 0;
+}
+
+/* pack_add -- remember a pack key; returns its number or -1 reported. */
+static int64_t pack_add(chunkstore *cs, const char *key, uint64_t size)
+{
+    for (size_t i = 0; i < cs->npacks; i++)
+        if (strcmp(cs->packs[i].key, key) == 0) {
+            if (size)
+                cs->packs[i].size = size;
+            return (int64_t)i;
+        }
+    if (cs->npacks == cs->packs_cap) {
+        size_t nc = cs->packs_cap ? cs->packs_cap * 2 : 64;
+        pack_ent *p = realloc(cs->packs, nc * sizeof(*p));
+        if (!p)
+            return log_errno("could not allocate memory");
+        cs->packs = p;
+        cs->packs_cap = nc;
+    }
+    pack_ent *p = &cs->packs[cs->npacks];
+    memset(p, 0, sizeof(*p));
+    if (!(p->key = strdup(key)))
+        return log_errno("could not allocate memory");
+    p->size = size;
+    return (int64_t)cs->npacks++;
+}
+
+/* id_key -- "chunks/<id>.<ext>" from a pack key's id. */
+static void id_key(char *out, size_t len, const char *pack_key, const char *ext)
+{
+    const char *id = pack_key + strlen(CHUNKSTORE_PREFIX) + 1;
+    size_t n = strlen(id) - strlen(".pack");
+    snprintf(out, len, "%s/%.*s.%s", CHUNKSTORE_PREFIX, (int)n, id, ext);
+}
+
+/* name_ok -- "chunks/<32 hex>.<ext>": *ext set to the extension. */
+static int name_ok(const char *key, const char **ext)
+{
+    size_t pl = strlen(CHUNKSTORE_PREFIX) + 1;
+    if (strncmp(key, CHUNKSTORE_PREFIX "/", pl) != 0)
+        return 0;
+    const char *id = key + pl;
+    for (int i = 0; i < 32; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+            return 0;
+    if (id[32] != '.')
+        return 0;
+    *ext = id + 33;
+    return strcmp(*ext, "pack") == 0 || strcmp(*ext, "idx") == 0;
+}
+
+typedef struct listing {
+    chunkstore *cs;
+    char **idx;
+    size_t nidx, cap;
+} listing;
+
+static int list_cb(void *arg, const char *key, int64_t size, int64_t mtime)
+{
+    listing *l = arg;
+    const char *ext;
+
+    (void)mtime;
+    if (!name_ok(key, &ext)) {
+        log_warning("ignoring \"%s\": not a chunk pack or index name", key);
+        return 0;
+    }
+    if (strcmp(ext, "pack") == 0)
+        return pack_add(l->cs, key, size > 0 ? (uint64_t)size : 0) < 0 ? -1 : 0;
+    if (l->nidx == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 64;
+        char **p = realloc(l->idx, nc * sizeof(*p));
+        if (!p)
+            return log_errno("could not allocate memory");
+        l->idx = p;
+        l->cap = nc;
+    }
+    if (!(l->idx[l->nidx] = strdup(key)))
+        return log_errno("could not allocate memory");
+    l->nidx++;
+    return 0;
+}
+
+/* load_index -- one index into the table. 0 | RS_MISMATCH (reported) | -1. */
+static int load_index(chunkstore *cs, const char *key)
+{
+    char *buf = NULL, pkey[128];
+    size_t len = 0;
+    uint8_t d[SHA256_LEN];
+    int ret = -1;
+
+    int r = storage_get(cs->st, key, IDX_MAX, &buf, &len);
+    if (r != 0)
+        return r == RS_NOT_FOUND ? log_error("chunk index \"%s\" vanished", key) : r;
+    const uint8_t *p = (const uint8_t *)buf;
+    if (len < 16 + SHA256_LEN || memcmp(p, IDX_MAGIC, 8) != 0)
+        goto bad;
+    uint32_t count = get_le32(p + 8);
+    if ((uint64_t)len != 16 + (uint64_t)count * IDX_ENTRY + SHA256_LEN)
+        goto bad;
+    if (sha256_buffer(p, len - SHA256_LEN, d) != 0)
+        goto out;
+    if (memcmp(d, p + len - SHA256_LEN, SHA256_LEN) != 0)
+        goto bad;
+    snprintf(pkey, sizeof(pkey), "%.*s.pack", (int)(strlen(key) - 4), key);
+    int64_t pn = pack_add(cs, pkey, 0);
+    if (pn < 0)
+        goto out;
+    cs->packs[pn].has_index = 1;
+    for (uint32_t i = 0; i < count; i++) {
+        const uint8_t *e = p + 16 + (size_t)i * IDX_ENTRY;
+        chunk_loc loc = {.pack = (uint32_t)pn, .offset = get_le64(e + 32),
+                         .rec_len = get_le32(e + 40), .raw_len = get_le32(e + 44)};
+        if (loc.raw_len > CHUNKSTORE_CHUNK_MAX || loc.rec_len < CHUNKSTORE_REC_HDR)
+            goto bad;
+        if (table_add(cs, e, &loc) != 0)
+            goto out;
+    }
+    ret = 0;
+    goto out;
+bad:
+    log_error("chunk index \"%s\" is damaged", key);
+    ret = RS_MISMATCH;
+out:
+    free(buf);
+    return ret;
+}
+
+/* chunkstore_open -- see chunkstore.h. */
+chunkstore *chunkstore_open(storage *st, int level)
+{
+    chunkstore *cs = calloc(1, sizeof(*cs));
+    listing l = {0};
+    int ok = 0;
+
+    if (!cs) {
+        log_errno("could not allocate memory");
+        return NULL;
+    }
+    cs->st = st;
+    cs->level = level > 0 ? level : 3;
+    l.cs = cs;
+    if (table_grow(cs) != 0)
+        goto out;
+    if (storage_list(st, CHUNKSTORE_PREFIX "/", list_cb, &l) != 0)
+        goto out;
+    for (size_t i = 0; i < l.nidx; i++)
+        if (load_index(cs, l.idx[i]) != 0)
+            goto out;
+    log_debug("chunk store: %zu chunk%s in %zu pack%s", cs->count, PLURAL(cs->count),
+              cs->npacks, PLURAL(cs->npacks));
+    ok = 1;
+out:
+    for (size_t i = 0; i < l.nidx; i++)
+        free(l.idx[i]);
+    free(l.idx);
+    if (!ok) {
+        chunkstore_free(cs);
+        return NULL;
+    }
+    return cs;
+}
+
+void chunkstore_free(chunkstore *cs)
+{
+    if (!cs)
+        return;
+    for (size_t i = 0; i < cs->npacks; i++)
+        free(cs->packs[i].key);
+    free(cs->packs);
+    free(cs->slots);
+    free(cs->buf);
+    free(cs->idx);
+    ZSTD_freeCCtx(cs->cctx);
+    free(cs);
+}
+
+static int grow(uint8_t **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t nc = *cap ? *cap : 1 << 16;
+    while (nc < need)
+        nc *= 2;
+    uint8_t *p = realloc(*buf, nc);
+    if (!p)
+        return log_errno("could not allocate memory");
+    *buf = p;
+    *cap = nc;
+    return 0;
+}
+
+/* open_pack -- a new pack with a random name. -1 reported. */
+static int open_pack(chunkstore *cs)
+{
+    uint8_t id[16];
+    char hex[33], key[128];
+
+    if (getrandom(id, sizeof(id), 0) != (ssize_t)sizeof(id))
+        return log_errno("could not get random bytes for a pack name");
+    hex_encode(id, sizeof(id), hex);
+    snprintf(key, sizeof(key), "%s/%s.pack", CHUNKSTORE_PREFIX, hex);
+    int64_t pn = pack_add(cs, key, 0);
+    if (pn < 0)
+        return -1;
+    cs->open_pack = (uint32_t)pn;
+    cs->have_open = 1;
+    cs->len = 0;
+    cs->idx_len = 0;
+    return 0;
+}
+
+/* chunkstore_put -- see chunkstore.h. */
+int chunkstore_put(chunkstore *cs, const void *buf, size_t len, uint8_t digest[SHA256_LEN],
+                   uint64_t *stored)
+{
+    *stored = 0;
+    if (len > CHUNKSTORE_CHUNK_MAX)
+        return log_error("chunk of %zu bytes is too large", len);
+    if (sha256_buffer(buf, len, digest) != 0)
+        return -1;
+    cs->stats.chunks++;
+    if (table_find(cs, digest))
+        return 0;
+    if (!cs->have_open && open_pack(cs) != 0)
+        return -1;
+    if (!cs->cctx && !(cs->cctx = ZSTD_createCCtx()))
+        return log_error("could not create a zstd context");
+    size_t bound = ZSTD_compressBound(len);
+    if (grow(&cs->buf, &cs->buf_cap, cs->len + CHUNKSTORE_REC_HDR + bound) != 0 ||
+        grow(&cs->idx, &cs->idx_cap, cs->idx_len + IDX_ENTRY) != 0)
+        return -1;
+    uint8_t *rec = cs->buf + cs->len;
+    size_t z = ZSTD_compressCCtx(cs->cctx, rec + CHUNKSTORE_REC_HDR, bound, buf, len, cs->level);
+    if (ZSTD_isError(z))
+        return log_error("could not compress a chunk: %s", ZSTD_getErrorName(z));
+    put_le32(rec, SKIP_MAGIC);
+    put_le32(rec + 4, 8 + SHA256_LEN);
+    put_le32(rec + 8, (uint32_t)len);
+    put_le32(rec + 12, (uint32_t)z);
+    memcpy(rec + 16, digest, SHA256_LEN);
+    chunk_loc loc = {.pack = cs->open_pack, .offset = cs->len,
+                     .rec_len = (uint32_t)(CHUNKSTORE_REC_HDR + z), .raw_len = (uint32_t)len};
+    uint8_t *e = cs->idx + cs->idx_len;
+    memcpy(e, digest, SHA256_LEN);
+    put_le64(e + 32, loc.offset);
+    put_le32(e + 40, loc.rec_len);
+    put_le32(e + 44, loc.raw_len);
+    cs->idx_len += IDX_ENTRY;
+    cs->len += loc.rec_len;
+    if (table_add(cs, digest, &loc) != 0)
+        return -1;
+    *stored = loc.rec_len;
+    cs->stats.new_chunks++;
+    cs->stats.new_bytes += loc.rec_len;
+    if (cs->len >= CHUNKSTORE_PACK_TARGET)
+        return chunkstore_flush(cs);
+    return 0;
+}
+
+/* chunkstore_flush -- the pack, then its index, each durable. */
+int chunkstore_flush(chunkstore *cs)
+{
+    char ikey[128];
+    uint8_t *ib = NULL;
+    int ret = -1;
+
+    if (!cs->have_open || cs->len == 0)
+        return 0;
+    const char *pkey = cs->packs[cs->open_pack].key;
+    size_t n = cs->idx_len / IDX_ENTRY, ilen = 16 + cs->idx_len + SHA256_LEN;
+    if (!(ib = malloc(ilen)))
+        return log_errno("could not allocate memory");
+    memcpy(ib, IDX_MAGIC, 8);
+    put_le32(ib + 8, (uint32_t)n);
+    put_le32(ib + 12, 0);
+    memcpy(ib + 16, cs->idx, cs->idx_len);
+    if (sha256_buffer(ib, ilen - SHA256_LEN, ib + ilen - SHA256_LEN) != 0)
+        goto out;
+    int r = storage_put(cs->st, pkey, cs->buf, cs->len, 1);
+    if (r == RS_EXISTS)
+        log_error("could not store pack \"%s\": the name is taken", pkey);
+    if (r != 0)
+        goto out;
+    id_key(ikey, sizeof(ikey), pkey, "idx");
+    r = storage_put(cs->st, ikey, ib, ilen, 1);
+    if (r == RS_EXISTS)
+        log_error("could not store index \"%s\": the name is taken", ikey);
+    if (r != 0)
+        goto out;
+    cs->packs[cs->open_pack].size = cs->len;
+    cs->packs[cs->open_pack].has_index = 1;
+    cs->stats.packs++;
+    log_debug("stored pack \"%s\": %zu chunk%s, %zu bytes", pkey, n, PLURAL(n), cs->len);
+    cs->have_open = 0;
+    cs->len = cs->idx_len = 0;
+    ret = 0;
+out:
+    free(ib);
+    return ret;
+}
+
+void chunkstore_get_stats(const chunkstore *cs, chunkstore_stats *out)
+{
+    *out = cs->stats;
+}
+
+int chunkstore_find(const chunkstore *cs, const uint8_t digest[SHA256_LEN], chunk_loc *loc)
+{
+    const slot *s = table_find(cs, digest);
+    if (!s || (cs->have_open && s->loc.pack == cs->open_pack))
+        return 0;
+    if (loc)
+        *loc = s->loc;
+    return 1;
+}
+
+size_t chunkstore_npacks(const chunkstore *cs) { return cs->npacks; }
+const char *chunkstore_pack_key(const chunkstore *cs, uint32_t pack) { return cs->packs[pack].key; }
+uint64_t chunkstore_pack_size(const chunkstore *cs, uint32_t pack) { return cs->packs[pack].size; }
+
+/* need_bytes -- how many bytes the record at p needs to be whole (what a valid
+ * header says); a header already seen to be invalid needs no more. */
+static size_t need_bytes(const uint8_t *p, size_t avail)
+{
+    if (avail < 16)
+        return CHUNKSTORE_REC_HDR;
+    if (get_le32(p) != SKIP_MAGIC || get_le32(p + 12) > ZSTD_compressBound(CHUNKSTORE_CHUNK_MAX))
+        return 0;
+    return CHUNKSTORE_REC_HDR + (size_t)get_le32(p + 12);
+}
+
+/* chunkstore_read_pack -- see chunkstore.h. */
+int chunkstore_read_pack(storage *st, const char *key, chunk_want_fn want, chunk_got_fn got,
+                         void *arg)
+{
+    storage_read *rd = NULL;
+    uint8_t *acc = NULL, *raw = NULL;
+    size_t acc_len = 0, acc_cap = 0, pos = 0, raw_cap = 0;
+    ZSTD_DCtx *dctx = NULL;
+    const void *data;
+    ssize_t n;
+    int ret = -1, eof = 0;
+    uint64_t off = 0;
+
+    int r = storage_read_open(st, key, &rd);
+    if (r != 0)
+        return r;
+    if (!(dctx = ZSTD_createDCtx())) {
+        log_error("could not create a zstd context");
+        goto out;
+    }
+    for (;;) {
+        /* one whole record in acc[pos..] */
+        while (!eof && acc_len - pos < need_bytes(acc + pos, acc_len - pos)) {
+            n = storage_read_data(rd, &data);
+            if (n < 0) {
+                ret = storage_read_mismatch(rd) ? RS_MISMATCH : -1;
+                log_error("could not read pack \"%s\"", key);
+                goto out;
+            }
+            if (n == 0) {
+                eof = 1;
+                break;
+            }
+            if (pos > 0) {
+                memmove(acc, acc + pos, acc_len - pos);
+                acc_len -= pos;
+                pos = 0;
+            }
+            if (grow(&acc, &acc_cap, acc_len + (size_t)n) != 0)
+                goto out;
+            memcpy(acc + acc_len, data, (size_t)n);
+            acc_len += (size_t)n;
+        }
+        size_t avail = acc_len - pos;
+        if (avail == 0 && eof)
+            break;
+        const uint8_t *rec = acc + pos;
+        if (avail < CHUNKSTORE_REC_HDR || get_le32(rec) != SKIP_MAGIC ||
+            get_le32(rec + 4) != 8 + SHA256_LEN || get_le32(rec + 8) > CHUNKSTORE_CHUNK_MAX ||
+            avail < CHUNKSTORE_REC_HDR + (size_t)get_le32(rec + 12)) {
+            log_error("pack \"%s\" is damaged at offset %" PRIu64, key, off);
+            ret = RS_MISMATCH;
+            goto out;
+        }
+        uint32_t raw_len = get_le32(rec + 8), zlen = get_le32(rec + 12);
+        const uint8_t *digest = rec + 16;
+        if (want(arg, digest)) {
+            uint8_t d[SHA256_LEN];
+            char hex[SHA256_HEX_LEN + 1];
+            if (grow(&raw, &raw_cap, raw_len + 1) != 0)
+                goto out;
+            size_t z = ZSTD_decompressDCtx(dctx, raw, raw_len, rec + CHUNKSTORE_REC_HDR, zlen);
+            int status = 0;
+            if (ZSTD_isError(z) || z != raw_len) {
+                status = RS_MISMATCH;
+            } else {
+                if (sha256_buffer(raw, raw_len, d) != 0)
+                    goto out;
+                if (memcmp(d, digest, SHA256_LEN) != 0)
+                    status = RS_MISMATCH;
+            }
+            if (status) {
+                sha256_to_hex(digest, hex);
+                log_error("chunk %s in pack \"%s\" (offset %" PRIu64 ") is damaged", hex, key, off);
+            }
+            r = got(arg, digest, status ? NULL : raw, raw_len, status);
+            if (r != 0) {
+                ret = r;
+                goto out;
+            }
+        }
+        pos += CHUNKSTORE_REC_HDR + zlen;
+        off += CHUNKSTORE_REC_HDR + zlen;
+    }
+    ret = 0;
+out:
+    ZSTD_freeDCtx(dctx);
+    free(acc);
+    free(raw);
+    storage_read_free(rd);
+    return ret;
+}
+
+/* sweep_temps -- writers' temps a killed process left in chunks/ (local only). */
+static int sweep_temps(chunkstore *cs, int dry_run)
+{
+    const char *loc = storage_location(cs->st);
+    char dir[4096];
+    int ret = 0;
+
+    if (loc[0] != '/')
+        return 0;
+    snprintf(dir, sizeof(dir), "%s/%s", loc, CHUNKSTORE_PREFIX);
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if (de->d_name[0] != '.' || n < 5 || strcmp(de->d_name + n - 4, ".tmp") != 0)
+            continue;
+        if (dry_run)
+            continue;
+        if (unlinkat(dirfd(d), de->d_name, 0) != 0 && errno != ENOENT) {
+            ret = log_errno("could not remove \"%s/%s\"", dir, de->d_name);
+            break;
+        }
+        log_debug("removed leftover temp \"%s/%s\"", dir, de->d_name);
+    }
+    closedir(d);
+    return ret;
+}
+
+/* chunkstore_sweep -- see chunkstore.h. */
+int chunkstore_sweep(chunkstore *cs, const cas_set *keep, int dry_run, uint64_t *removed,
+                     uint64_t *bytes, uint64_t *kept_packs)
+{
+    unsigned char *live = calloc(cs->npacks + 1, 1);
+    uint64_t nrem = 0, nbytes = 0, nkept = 0;
+    char ikey[128];
+    int ret = -1;
+
+    if (!live)
+        return log_errno("could not allocate memory");
+    for (size_t i = 0; i < cs->cap; i++)
+        if (cs->slots[i].used && cas_set_has(keep, cs->slots[i].digest))
+            live[cs->slots[i].loc.pack] = 1;
+    for (size_t p = 0; p < cs->npacks; p++) {
+        if (cs->have_open && p == cs->open_pack)
+            continue;
+        if (live[p]) {
+            nkept++;
+            continue;
+        }
+        nrem++;
+        nbytes += cs->packs[p].size;
+        log_info("%s pack \"%s\"%s", dry_run ? "would delete" : "deleting", cs->packs[p].key,
+                 cs->packs[p].has_index ? "" : " (no index: left by an interrupted backup)");
+        if (dry_run)
+            continue;
+        /* the index first: from then on no reader or writer can use the pack */
+        id_key(ikey, sizeof(ikey), cs->packs[p].key, "idx");
+        if (storage_remove(cs->st, ikey) != 0)
+            goto out;
+        /* test hook: the crash window between the index and its pack */
+        if (getenv("RAGSAFE_TEST_SWEEP_KILL"))
+            raise(SIGKILL);
+        if (storage_remove(cs->st, cs->packs[p].key) != 0)
+            goto out;
+    }
+    if (sweep_temps(cs, dry_run) != 0)
+        goto out;
+    ret = 0;
+out:
+    if (removed)
+        *removed = nrem;
+    if (bytes)
+        *bytes = nbytes;
+    if (kept_packs)
+        *kept_packs = nkept;
+    free(live);
+    return ret;
+}
