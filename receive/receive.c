@@ -87,8 +87,9 @@ typedef struct receiver {
     uint32_t tli;            /* timeline being streamed */
     uint64_t segno;
     int fd;                  /* spool file, -1 when none is open */
-    uint8_t *buf;            /* its contents (seg_size bytes) */
-    uint64_t verify_end;     /* LSN up to which the spool held bytes when resumed */
+    uint8_t *buf;            /* what this session received of it (seg_size bytes) */
+    uint8_t *old;            /* a resumed segment's spooled bytes, to check against */
+    uint64_t verify_end;     /* LSN up to which old holds bytes (0: nothing resumed) */
     uint64_t written, flushed; /* LSNs */
     int64_t flush_time;      /* Unix seconds of the last flush advance */
     uint64_t stored;         /* flushed position last stored as a partial */
@@ -188,6 +189,8 @@ static int segment_open(receiver *r, uint32_t tli, uint64_t segno)
     strcat(name, ".partial");
     if (spool_path(r, name, path) != 0)
         return -1;
+    /* buf starts zeroed even when resuming: a partial stored before the server has sent
+     * the spooled bytes again holds nothing but what it confirmed */
     memset(r->buf, 0, r->seg_size);
     r->verify_end = 0;
     fd = open(path, O_RDWR | O_CLOEXEC);
@@ -203,7 +206,7 @@ static int segment_open(receiver *r, uint32_t tli, uint64_t segno)
             goto fail;
         }
         while (done < r->seg_size) {
-            ssize_t n = pread(fd, r->buf + done, r->seg_size - done, (off_t)done);
+            ssize_t n = pread(fd, r->old + done, r->seg_size - done, (off_t)done);
             if (n <= 0) {
                 if (n < 0)
                     log_errno("could not read \"%s\"", path);
@@ -286,9 +289,9 @@ static int write_data(receiver *r, uint64_t start, const char *data, size_t len)
             return log_error("received WAL for segment %" PRIX64 " while segment %" PRIX64 " is open",
                              segno, r->segno);
         }
-        if (start < r->verify_end && memcmp(r->buf + off, data, n) != 0) {
+        if (start < r->verify_end && memcmp(r->old + off, data, n) != 0) {
             for (size_t i = 0; i < n; i++) {
-                if (r->buf[off + i] != 0 && r->buf[off + i] != (uint8_t)data[i]) {
+                if (r->old[off + i] != 0 && r->old[off + i] != (uint8_t)data[i]) {
                     char lsn[LSN_STR_LEN + 1];
                     lsn_format(lsn, start + i);
                     r->fatal = EXIT_INTEGRITY;
@@ -789,6 +792,14 @@ static int identify(receiver *r, pgconn_identity *id)
         return log_error("the server is PostgreSQL %u; ragsafe-receive speaks to PostgreSQL 15",
                          r->pin.pg_version);
     }
+    if (!r->buf) {
+        r->buf = malloc(seg);
+        r->old = malloc(seg);
+        if (!r->buf || !r->old) {
+            r->fatal = EXIT_FAIL;
+            return log_error("out of memory");
+        }
+    }
     r->seg_size = (uint32_t)seg;
     return 0;
 }
@@ -1107,8 +1118,7 @@ int receiver_run(const receiver_opts *o)
         snprintf(r.host, sizeof(r.host), "unknown");
     r.host[sizeof(r.host) - 1] = '\0';
     r.ur = uring_new(64);
-    r.buf = malloc(WAL_MAX_SEG_SIZE);
-    if (!r.ur || !r.buf) {
+    if (!r.ur) {
         log_error("out of memory");
         goto out;
     }
@@ -1143,6 +1153,7 @@ int receiver_run(const receiver_opts *o)
     }
 out:
     free(r.buf);
+    free(r.old);
     repo_free(r.r);
     uring_free(r.ur);
     return status;
