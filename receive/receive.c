@@ -96,7 +96,7 @@ typedef struct receiver {
     uint32_t stored_tli;
     uint64_t server_lsn;
     int completed_pending;   /* completed segments in the spool to store */
-    int64_t last_store_us, last_reply_us;
+    int64_t last_store_us, last_status_us, last_reply_us;
 } receiver;
 
 static int64_t now_us(void)
@@ -538,11 +538,12 @@ static int store_partial(receiver *r, int force)
         r->stored = r->flushed;
         r->stored_tli = r->tli;
         log_debug("stored \"%s\" up to %" PRIX64, key, r->flushed);
-    } else if (!force && t - r->last_store_us < 10 * 1000000LL) {
+    } else if (!force && t - r->last_status_us < 10 * 1000000LL) {
         r->last_store_us = t;
         return 0;
     }
     r->last_store_us = t;
+    r->last_status_us = t;
     return store_status(r);
 }
 
