@@ -61,7 +61,15 @@ as_pg "$PGBIN/pgbench" -h "$T/src" -U postgres -T 600 -c 2 postgres >"$T/pgbench
 BPID=$!
 t_on_exit "kill $BPID"
 
+# warm-up: until the receiver has reported a flush, the slot's restart_lsn is where
+# RESERVE_WAL put it (the last checkpoint's redo), which the receiver never claimed
+receiver_start
+ok "warm-up: the receiver reports a flush position" pg_wait_for src \
+    "select restart_lsn > redo_lsn from pg_replication_slots, pg_control_checkpoint() where slot_name = 'rs'" t 60
+kill -9 "$RPID"
+wait "$RPID" 2>/dev/null
 bad=0
+flushed_ok || bad=$((bad + 1))
 for ((i = 1; i <= TRIALS; i++)); do
     receiver_start
     sleep "0.$((RANDOM % 9 + 1))$((RANDOM % 10))"
