@@ -112,4 +112,4 @@ echo "| synchronous standby ($ROUNDS rounds x $SECS s, pgbench -c 4) | TPS (medi
 echo "|---|---|---|"
 echo "| ragsafe-receive | $rt | $(median <<<"${LAT[ragsafe-receive]}") |"
 echo "| pg_receivewal --synchronous | $wt | $(median <<<"${LAT[pg_receivewal]}") |"
-awk -v a="$rt" -v b="$wt" 'BEGIN { r = 100 * a / b; printf "| ragsafe-receive / pg_receivewal | %.0f %% (target >= 90 %%: %s) | |\n", r, r >= 90 ? "met" : "not met" }'
+awk -v a="$rt" -v b="$wt" 'BEGIN { r = 100 * a / b; printf "| ragsafe-receive / pg_receivewal | %.0f %% (target >= 90 %%: %s) | |\n", r, ((r >= 90) ? "met" : "not met") }'
