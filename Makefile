@@ -22,7 +22,7 @@ endif
 
 TOOLS   := archive_cmd:ragsafe-archive restore_cmd:ragsafe-restore \
            basebackup:ragsafe-basebackup pitr:ragsafe-pitr milvus:ragsafe-milvus \
-           files:ragsafe-files
+           files:ragsafe-files receive:ragsafe-receive
 LIB_SRC := $(wildcard lib/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB_A   := $(BUILD)/libragsafe.a

@@ -110,6 +110,79 @@ out:
     return ret;
 }
 
+/*
+ * stream_partial -- the segment name is not in wal/: serve ragsafe-receive's
+ * stream/<TTTTTTTT>/<name>.partial instead (decompressed and verified into fd, as any
+ * object), but only at the very end of the archive: no later segment of that
+ * timeline in wal/ and no history file of the next timeline. Anywhere else a partial
+ * is stale (the full segment or a later history superseded it) and serving it would
+ * end recovery early. Cheap: a HEAD for the partial, one for the next history file,
+ * and a listing of the segment's folder and the next one, not of all of wal/.
+ * 0 (served) | RS_NOT_FOUND | RS_MISMATCH / -1 (reported).
+ */
+typedef struct later_seg {
+    uint32_t tli, seg_size;
+    uint64_t segno;
+} later_seg;
+
+static int later_cb(void *arg, const char *key, int64_t size, int64_t mtime)
+{
+    const later_seg *ls = arg;
+    char name[64];
+    uint32_t tli;
+    uint64_t segno;
+
+    (void)size;
+    (void)mtime;
+    if (repo_wal_name_from_key(key, name, sizeof(name)) != 0 ||
+        walname_classify(name) != WALFILE_SEGMENT ||
+        walname_parse(name, ls->seg_size, &tli, &segno) != 0)
+        return 0;
+    return tli == ls->tli && segno > ls->segno ? 1 : 0;
+}
+
+static int stream_partial(storage *st, const repo_info *info, const char *name, int fd,
+                          zst_meta *meta)
+{
+    later_seg ls = {0, info->seg_size, 0};
+    char pkey[96], hname[17], hkey[128], prefix[64];
+    uint64_t per_log;
+    int ret;
+
+    if (!info->seg_size || walname_parse(name, info->seg_size, &ls.tli, &ls.segno) != 0)
+        return RS_NOT_FOUND;
+    snprintf(pkey, sizeof(pkey), "stream/%08X/%s.partial", ls.tli, name);
+    ret = storage_stat(st, pkey, NULL, NULL);
+    if (ret != 0)
+        return ret;
+    walname_history(hname, ls.tli + 1);
+    if (repo_wal_key(hname, hkey, sizeof(hkey)) != 0)
+        return RS_NOT_FOUND;
+    ret = storage_stat(st, hkey, NULL, NULL);
+    if (ret == 0) {
+        log_debug("not serving \"%s\": timeline %u exists", pkey, ls.tli + 1);
+        return RS_NOT_FOUND;
+    }
+    if (ret != RS_NOT_FOUND)
+        return ret;
+    per_log = 0x100000000ull / info->seg_size;
+    for (uint64_t log = ls.segno / per_log; log <= ls.segno / per_log + 1; log++) {
+        snprintf(prefix, sizeof(prefix), "wal/%08X%08X/", ls.tli, (uint32_t)log);
+        ret = storage_list(st, prefix, later_cb, &ls);
+        if (ret == 1) {
+            log_debug("not serving \"%s\": a later segment of timeline %u is archived", pkey, ls.tli);
+            return RS_NOT_FOUND;
+        }
+        if (ret != 0)
+            return -1;
+    }
+    ret = object_get_fd(st, pkey, fd, meta);
+    if (ret == 0)
+        log_notice("\"%s\" is not archived: served the streamed partial segment \"%s\" "
+                   "(ragsafe-receive; the end of the archive)", name, pkey);
+    return ret;
+}
+
 int main(int argc, char **argv)
 {
     /* a usage error must not read as "not found" either: recovery would end */
@@ -215,6 +288,8 @@ int main(int argc, char **argv)
         goto out;
     }
     ret = object_get_fd(r->st, key, fd, &meta);
+    if (ret == RS_NOT_FOUND && kind == WALFILE_SEGMENT)
+        ret = stream_partial(r->st, &r->info, name, fd, &meta);
     if (ret == RS_NOT_FOUND) {
         log_debug("\"%s\" is not in the repository", name);
         if (prefetch_n > 0) {

@@ -11,7 +11,7 @@ t_init
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 MANDIR=$(cd "$RAGSAFE_BIN/.." && pwd)/share/man/man1
 HEADS=$(sed -n 's/^#\+ //p' "$SRC/README.md" | tr -d '`')
-TOOLS=(ragsafe-archive ragsafe-restore ragsafe-basebackup ragsafe-pitr ragsafe-milvus ragsafe-files)
+TOOLS=(ragsafe-archive ragsafe-restore ragsafe-basebackup ragsafe-pitr ragsafe-milvus ragsafe-files ragsafe-receive)
 
 # usage_status TOOL: a usage error's exit status (ragsafe-restore: above 125, so that
 # PostgreSQL stops recovery instead of taking it for "not found")
