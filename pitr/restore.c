@@ -1222,6 +1222,24 @@ static void handover_leftovers(const char *pgdata)
         log_info("removed \"%s\": the handed-over segments recovery did not ask for", spool);
 }
 
+/* restore_sync_open -- durable_sync_open on the nearest existing ancestor of pgdata
+ * (the data directory may not exist yet): one syncfs then makes the restored files
+ * durable (lib/durable.c says why that suffices). */
+static int restore_sync_open(const char *pgdata)
+{
+    char at[PATH_MAX];
+    struct stat sb;
+
+    snprintf(at, sizeof(at), "%s", pgdata);
+    while (stat(at, &sb) != 0) {
+        char *slash = strrchr(at, '/');
+        if (!slash || slash == at)
+            return -1;
+        *slash = '\0';
+    }
+    return durable_sync_open(at);
+}
+
 int cmd_restore(const pitr_opts *o)
 {
     inventory inv;
@@ -1245,6 +1263,7 @@ int cmd_restore(const pitr_opts *o)
     double t0 = now_seconds();
     progress pg;
     restore_handover ho = {0};
+    int sfd = -1;
 
     progress_init(&pg, PROGRESS_OFF, "restore", 0);
     strbuf_init(&restore_cmd);
@@ -1488,7 +1507,8 @@ int cmd_restore(const pitr_opts *o)
                          o) != 0)
         goto out; /* the handed-over WAL is on that file system already */
 
-    /* from here on we write */
+    /* from here on we write; the file system's writeback errors count from here */
+    sfd = restore_sync_open(pgdata);
     started_writing = 1;
     if (delta) {
         if (delta_prune(pgdata, &m, &pruned) != 0)
@@ -1647,7 +1667,7 @@ int cmd_restore(const pitr_opts *o)
             goto out;
         }
     double t_sync = now_seconds();
-    if (durable_fsync_tree(pgdata) != 0)
+    if (durable_sync_tree(delta ? -1 : sfd, pgdata) != 0) /* delta: few files written */
         goto out;
     for (size_t k = 0; k < nts; k++)
         if (durable_fsync_tree(ts[k].dir) != 0)
@@ -1869,6 +1889,7 @@ out:
         }
     }
     handover_free(ho.h);
+    durable_sync_close(sfd);
     progress_release(&pg);
     strbuf_release(&restore_cmd);
     strbuf_release(&settings);
