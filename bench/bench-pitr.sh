@@ -58,7 +58,8 @@ trap 'exit 130' INT TERM
 mkdir -p "$T/bin" "$T/sock" "$T/repo" "$T/pgbr" "$T/pgbr-lock" "$T/pgbr-spool"
 cp "$BUILD/bin/"ragsafe-* "$T/bin/"
 chmod 0755 "$T/bin"/*
-# BENCH_PITR_ALT=BUILD2: a second ragsafe build restores too, in each pair ("rs-alt")
+# BENCH_PITR_ALT=BUILD2: a second ragsafe build restores too, in each pair ("rs-alt"),
+# without BENCH_PITR_RS_OPTS (the same build twice: what those options change)
 ALT=${BENCH_PITR_ALT:-}
 if [ -n "$ALT" ]; then
     mkdir -p "$T/bin-alt" && cp "$ALT/bin/"ragsafe-* "$T/bin-alt/" && chmod 0755 "$T/bin-alt" "$T/bin-alt"/*
@@ -185,7 +186,7 @@ run_one() {
     case $name in
     rs-alt)
         "$T/bin-alt/ragsafe-pitr" restore --repo "$T/repo" --pgdata "$T/r" --target-latest --owner postgres \
-            "${RS_SETS[@]}" >"$T/rs.out" 2>&1 || { cat "$T/rs.out" >&2; die "ragsafe-pitr (alt) restore failed"; } ;;
+            >"$T/rs.out" 2>&1 || { cat "$T/rs.out" >&2; die "ragsafe-pitr (alt) restore failed"; } ;;
     rs|rs-delta)
         "$T/bin/ragsafe-pitr" restore --repo "$T/repo" --pgdata "$T/r" --target-latest --owner postgres \
             $([ "$name" = rs-delta ] && echo --delta) "${RS_SETS[@]}" >"$T/rs.out" 2>&1 || { cat "$T/rs.out" >&2; die "ragsafe-pitr restore failed"; } ;;
