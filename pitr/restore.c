@@ -1503,9 +1503,10 @@ int cmd_restore(const pitr_opts *o)
         log_notice("free-space check skipped (--no-space-check)");
     else if (delta)
         log_notice("free-space check skipped (--delta rewrites the stale copy in place)");
-    else if (check_space(pgdata, ts, nts, &m, p.wal_raw - (ho.bytes < p.wal_raw ? ho.bytes : p.wal_raw),
-                         o) != 0)
-        goto out; /* the handed-over WAL is on that file system already */
+    else if (check_space(pgdata, ts, nts, &m,
+                         /* the handed-over WAL is on that file system already */
+                         p.wal_raw - (ho.bytes < p.wal_raw ? ho.bytes : p.wal_raw), o) != 0)
+        goto out;
 
     /* from here on we write; the file system's writeback errors count from here */
     sfd = restore_sync_open(pgdata);
