@@ -315,8 +315,9 @@ uint64_t handover_keep(wal_handover *h, const inventory *inv, const plan *p, uin
         uint64_t segno;
         if (!h->written[i])
             continue; /* dropped (its bytes already taken off) */
-        if (walname_parse(h->names[i], inv->seg_size, &tli, &segno) != 0 || segno < p->first_seg ||
-            segno > p->last_seg || tli != timeline_path_tli_for_seg(&p->path, segno, inv->seg_size)) {
+        if (walname_parse(h->names[i], inv->seg_size, &tli, &segno) != 0 ||
+            segno < p->first_seg || segno > p->last_seg ||
+            tli != timeline_path_tli_for_seg(&p->path, segno, inv->seg_size)) {
             unspool(h, i);
             continue;
         }
