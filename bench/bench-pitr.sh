@@ -106,7 +106,12 @@ as_pg "$PGBIN/pg_ctl" -D "$T/pg" -l "$T/pg.log" -w -t 120 start >/dev/null || di
 sql() { as_pg "$PGBIN/psql" -XAtq -h "$T/sock" -U postgres -d postgres -c "$1"; }
 as_pg "$PGBIN/pgbench" -h "$T/sock" -U postgres -i -s "$SCALE" -q postgres >"$T/pgbench.log" 2>&1 \
     || die "pgbench -i failed: $(tail -3 "$T/pgbench.log")"
-as_pg "${PGBR[@]}" stanza-create >"$T/out.log" 2>&1 || { cat "$T/out.log" >&2; die "stanza-create failed"; }
+# (an async archive-push of pgbench -i's WAL may hold the archive lock for a moment)
+for ((i = 0; ; i++)); do
+    as_pg "${PGBR[@]}" stanza-create >"$T/out.log" 2>&1 && break
+    [ "$i" -lt 30 ] || { cat "$T/out.log" >&2; die "stanza-create failed"; }
+    sleep 1
+done
 
 catch_up() {
     local last i
