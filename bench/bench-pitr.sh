@@ -11,22 +11,27 @@
 # promoted. Timed: restore command + start + replay until pg_is_in_recovery() is
 # false. Both results must hold exactly the source's final pgbench balances.
 #   ragsafe:    ragsafe-pitr restore --target-latest   (restore_command ragsafe-restore)
-#   pgBackRest: pgbackrest restore (process-max 2, the CPU count here; archive-get)
+#   pgBackRest: pgbackrest restore in its best configuration here (process-max 2, the CPU
+#               count; archive-async=y with its spool and queue; archive-get)
 #
 # Size: BENCH_PITR_SCALE (default 20, ~300 MB database) and BENCH_PITR_WAL_MB (default
 # 512) keep it at a few minutes on 2 cores; the issue's full size is scale 50 and
-# 1024 MB. BENCH_PITR_RUNS (default 2) repeats the two restores (alternating, so both
-# see the same machine load); the best of each is shown.
-# Delta restores (a disaster recovery on the same host finds most files intact): after
-# the full restores, each tool restores again with --delta over the stopped, promoted
-# copy the other tool's last run left (same cluster, replayed past the backup), timed
-# the same way: ragsafe-pitr restore --delta and pgbackrest restore --delta.
+# 1024 MB. BENCH_PITR_RUNS (default 3) repeats the two restores (alternating, so both
+# see the same machine load); the table shows medians with the spread, and the ratio
+# is taken per pair. Each phase is timed: the restore command, start + replay until
+# the server logs "redo done", its end-of-recovery checkpoint, and the rest until our
+# poll sees it promoted (from the restored server's log, millisecond timestamps).
+# BENCH_PITR_RS_OPTS adds options to ragsafe-pitr restore (e.g. "--set NAME=VALUE").
+# BENCH_PITR_DELTA=1: delta restores too (a disaster recovery on the same host finds
+# most files intact): after the full restores, each tool restores again with --delta
+# over the stopped, promoted copy the other tool's last run left (same cluster,
+# replayed past the backup), timed the same way.
 set -u
 BUILD=${1:?usage: bench-pitr.sh BUILD}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 SCALE=${BENCH_PITR_SCALE:-20}
 WAL_MB=${BENCH_PITR_WAL_MB:-512}
-RUNS=${BENCH_PITR_RUNS:-2}
+RUNS=${BENCH_PITR_RUNS:-3}
 
 say() { echo "bench-pitr: $*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -50,9 +55,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mkdir -p "$T/bin" "$T/sock" "$T/repo" "$T/pgbr" "$T/pgbr-lock"
+mkdir -p "$T/bin" "$T/sock" "$T/repo" "$T/pgbr" "$T/pgbr-lock" "$T/pgbr-spool"
 cp "$BUILD/bin/"ragsafe-* "$T/bin/"
 chmod 0755 "$T/bin"/*
+# BENCH_PITR_ALT=BUILD2: a second ragsafe build restores too, in each pair ("rs-alt"),
+# without BENCH_PITR_RS_OPTS (the same build twice: what those options change)
+ALT=${BENCH_PITR_ALT:-}
+if [ -n "$ALT" ]; then
+    mkdir -p "$T/bin-alt" && cp "$ALT/bin/"ragsafe-* "$T/bin-alt/" && chmod 0755 "$T/bin-alt" "$T/bin-alt"/*
+fi
 chown -R postgres: "$T"
 
 cat >"$T/pgbackrest.conf" <<CONF
@@ -63,6 +74,8 @@ compress-level=3
 start-fast=y
 archive-check=n
 process-max=2
+archive-async=y
+spool-path=$T/pgbr-spool
 log-level-console=warn
 log-level-file=off
 lock-path=$T/pgbr-lock
@@ -93,7 +106,12 @@ as_pg "$PGBIN/pg_ctl" -D "$T/pg" -l "$T/pg.log" -w -t 120 start >/dev/null || di
 sql() { as_pg "$PGBIN/psql" -XAtq -h "$T/sock" -U postgres -d postgres -c "$1"; }
 as_pg "$PGBIN/pgbench" -h "$T/sock" -U postgres -i -s "$SCALE" -q postgres >"$T/pgbench.log" 2>&1 \
     || die "pgbench -i failed: $(tail -3 "$T/pgbench.log")"
-as_pg "${PGBR[@]}" stanza-create >"$T/out.log" 2>&1 || { cat "$T/out.log" >&2; die "stanza-create failed"; }
+# (an async archive-push of pgbench -i's WAL may hold the archive lock for a moment)
+for ((i = 0; ; i++)); do
+    as_pg "${PGBR[@]}" stanza-create >"$T/out.log" 2>&1 && break
+    [ "$i" -lt 30 ] || { cat "$T/out.log" >&2; die "stanza-create failed"; }
+    sleep 1
+done
 
 catch_up() {
     local last i
@@ -126,10 +144,13 @@ want=$(sql "select sum(abalance) || ':' || (select count(*) from pgbench_history
 as_pg "$PGBIN/pg_ctl" -D "$T/pg" -m fast -w stop >/dev/null
 say "generated $wal_mb MB of WAL; source stopped"
 
-# boot_and_wait: start $T/r without archiving and poll until it has promoted.
+# boot_and_wait: start $T/r without archiving and poll until it has promoted. The
+# server logs with millisecond timestamps so the phases can be told apart (phases).
 boot_and_wait() {
     rm -f "$T/r"/.s.PGSQL.*
-    printf "archive_mode = off\n" >>"$T/r/postgresql.conf"
+    printf "archive_mode = off\nlog_min_messages = log\nlog_checkpoints = on\nlog_line_prefix = '%%m '\n" \
+        >>"$T/r/postgresql.conf"
+    rm -f "$T/r.log"
     as_pg "$PGBIN/pg_ctl" -D "$T/r" -l "$T/r.log" -W start >/dev/null || die "restored server did not start"
     local i
     for ((i = 0; i < 36000; i++)); do
@@ -140,7 +161,27 @@ boot_and_wait() {
 }
 now_ns() { date +%s%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b - a) / 1e9 }'; }
-declare -A best_total best_restore
+# log_ns PATTERN: the server log's timestamp (ns) of the first line matching PATTERN
+log_ns() {
+    local l
+    l=$(grep -m1 -- "$1" "$T/r.log") || { echo 0; return; }
+    date -d "$(echo "$l" | awk '{ print $1, $2, $3 }')" +%s%N
+}
+# phases T1 T2: "start+replay ckpt promote" in seconds: from the restore's end to "redo
+# done", the end-of-recovery checkpoint, and the rest until our poll saw it promoted
+phases() {
+    local redo ck0 ck1
+    redo=$(log_ns "redo done at")
+    ck0=$(log_ns "checkpoint starting: end-of-recovery")
+    ck1=$(awk '/checkpoint starting: end-of-recovery/ { f = 1 } f && /checkpoint complete/ { print $1, $2, $3; exit }' "$T/r.log")
+    ck1=$([ -n "$ck1" ] && date -d "$ck1" +%s%N || echo 0)
+    if [ "$redo" = 0 ] || [ "$ck0" = 0 ] || [ "$ck1" = 0 ]; then
+        echo "? ? ?"
+        return
+    fi
+    echo "$(secs "$1" "$redo") $(secs "$ck0" "$ck1") $(awk -v a="$redo" -v b="$2" -v c="$ck0" -v d="$ck1" 'BEGIN { printf "%.2f", ((b - a) - (d - c)) / 1e9 }')"
+}
+declare -A res   # res[NAME]="total restore replay ckpt promote;..." one entry per run
 # run_one NAME: rs | pgbr (into an empty directory), rs-delta | pgbr-delta (over $T/r)
 run_one() {
     local name=$1 t0 t1 t2
@@ -148,9 +189,12 @@ run_one() {
     sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
     t0=$(now_ns)
     case $name in
+    rs-alt)
+        "$T/bin-alt/ragsafe-pitr" restore --repo "$T/repo" --pgdata "$T/r" --target-latest --owner postgres \
+            >"$T/rs.out" 2>&1 || { cat "$T/rs.out" >&2; die "ragsafe-pitr (alt) restore failed"; } ;;
     rs|rs-delta)
         "$T/bin/ragsafe-pitr" restore --repo "$T/repo" --pgdata "$T/r" --target-latest --owner postgres \
-            $([ "$name" = rs-delta ] && echo --delta) >"$T/rs.out" 2>&1 || { cat "$T/rs.out" >&2; die "ragsafe-pitr restore failed"; } ;;
+            $([ "$name" = rs-delta ] && echo --delta) "${RS_SETS[@]}" >"$T/rs.out" 2>&1 || { cat "$T/rs.out" >&2; die "ragsafe-pitr restore failed"; } ;;
     pgbr) mkdir -m 0700 "$T/r" && chown postgres: "$T/r"
           as_pg "${PGBR[@]}" --pg1-path="$T/r" restore >"$T/pgbr.out" 2>&1 \
             || { cat "$T/pgbr.out" >&2; die "pgbackrest restore failed"; } ;;
@@ -165,35 +209,58 @@ run_one() {
     got=$(sql "select sum(abalance) || ':' || (select count(*) from pgbench_history) from pgbench_accounts")
     [ "$got" = "$want" ] || die "$name: restored data differ (got $got, want $want)"
     as_pg "$PGBIN/pg_ctl" -D "$T/r" -m immediate -w stop >/dev/null
-    local total restore
+    local total restore ph
     total=$(secs "$t0" "$t2")
     restore=$(secs "$t0" "$t1")
-    say "$name: restore $restore s, total $total s"
-    if [ -z "${best_total[$name]:-}" ] || awk -v a="$total" -v b="${best_total[$name]}" 'BEGIN { exit !(a < b) }'; then
-        best_total[$name]=$total
-        best_restore[$name]=$restore
-    fi
+    ph=$(phases "$t1" "$t2")
+    say "$name: restore $restore s, start+replay/ckpt/promote $ph s, total $total s ($(cut -d' ' -f1-3 /proc/loadavg))"
+    res[$name]="${res[$name]:-}$total $restore $ph;"
 }
+# RS_SETS: extra ragsafe-pitr restore options (BENCH_PITR_RS_OPTS, e.g. "--set X=Y")
+read -r -a RS_SETS <<<"${BENCH_PITR_RS_OPTS:-}"
 for ((run = 1; run <= RUNS; run++)); do
     run_one pgbr
     run_one rs
+    [ -n "$ALT" ] && run_one rs-alt
 done
-for ((run = 1; run <= RUNS; run++)); do
-    run_one pgbr-delta
-    run_one rs-delta
-done
+if [ -n "${BENCH_PITR_DELTA:-}" ]; then
+    for ((run = 1; run <= RUNS; run++)); do
+        run_one pgbr-delta
+        run_one rs-delta
+    done
+fi
 
 mb() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1048576 }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f×", a / b }'; }
-replay() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a - b }'; }
-echo "### PITR restore: pgbench scale $SCALE ($(mb "$backup_bytes") MB backup) + $wal_mb MB archived WAL, $(nproc) CPUs, best of $RUNS"
+# col NAME K: "median (min-max)" of field K (1 total, 2 restore, 3 replay, 4 ckpt, 5 promote)
+col() {
+    echo "${res[$1]}" | tr ';' '\n' | awk -v k="$2" 'NF { print $k }' | sort -g | awk '
+        { v[NR] = $1 } END { if (NR == 0) { print "-"; exit }
+          m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+          if (NR == 1) printf "%.2f", m; else printf "%.2f (%.2f-%.2f)", m, v[1], v[NR] }'
+}
+med() { col "$1" 1 | awk '{ print $1 }'; }
+# ratios NAME: the per-pair ratios total(NAME) / total(pgbr...), "median (min-max)"
+ratios() {
+    local base=$2
+    paste -d' ' <(echo "${res[$1]}" | tr ';' '\n' | awk 'NF { print $1 }') \
+                <(echo "${res[$base]}" | tr ';' '\n' | awk 'NF { print $1 }') |
+        awk '{ print $1 / $2 }' | sort -g | awk '{ v[NR] = $1 } END {
+            m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            printf "%.2f× (%.2f-%.2f)", m, v[1], v[NR] }'
+}
+row() { echo "| $1 | $(col "$2" 2) | $(col "$2" 3) | $(col "$2" 4) | $(col "$2" 5) | $(col "$2" 1) | $3 |"; }
+echo "### PITR restore: pgbench scale $SCALE ($(mb "$backup_bytes") MB backup) + $wal_mb MB archived WAL, $(nproc) CPUs, $RUNS alternating pairs, median (min-max)"
 echo
-echo "| tool | restore (s) | start + replay to promoted (s) | total (s) | vs pgBackRest |"
-echo "|---|---:|---:|---:|---:|"
-echo "| \`pgbackrest restore\` (zst 3, process-max 2, archive-get) | ${best_restore[pgbr]} | $(replay "${best_total[pgbr]}" "${best_restore[pgbr]}") | ${best_total[pgbr]} | 1.00× |"
-echo "| **\`ragsafe-pitr restore --target-latest\`** (zstd 3, ragsafe-restore) | ${best_restore[rs]} | $(replay "${best_total[rs]}" "${best_restore[rs]}") | ${best_total[rs]} | $(ratio "${best_total[rs]}" "${best_total[pgbr]}") |"
-echo "| \`pgbackrest restore --delta\` over a stale promoted copy | ${best_restore[pgbr-delta]} | $(replay "${best_total[pgbr-delta]}" "${best_restore[pgbr-delta]}") | ${best_total[pgbr-delta]} | $(ratio "${best_total[pgbr-delta]}" "${best_total[pgbr]}") |"
-echo "| **\`ragsafe-pitr restore --delta\`** over a stale promoted copy | ${best_restore[rs-delta]} | $(replay "${best_total[rs-delta]}" "${best_restore[rs-delta]}") | ${best_total[rs-delta]} | $(ratio "${best_total[rs-delta]}" "${best_total[pgbr]}") (delta vs delta: $(ratio "${best_total[rs-delta]}" "${best_total[pgbr-delta]}"); vs our full restore: $(ratio "${best_total[rs-delta]}" "${best_total[rs]}")) |"
+echo "| tool | restore (s) | start + replay to \"redo done\" (s) | end-of-recovery checkpoint (s) | rest of promotion (s) | total (s) | total vs pgBackRest, per pair |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+row "\`pgbackrest restore\` (zst 3, process-max 2, archive-async, archive-get)" pgbr "1.00×"
+row "**\`ragsafe-pitr restore --target-latest\`** (zstd 3${BENCH_PITR_RS_OPTS:+, $BENCH_PITR_RS_OPTS})" rs "$(ratios rs pgbr)"
+[ -n "$ALT" ] && row "\`ragsafe-pitr restore\` of $ALT" rs-alt "$(ratios rs-alt pgbr)"
+if [ -n "${BENCH_PITR_DELTA:-}" ]; then
+    row "\`pgbackrest restore --delta\` over a stale promoted copy" pgbr-delta "$(ratios pgbr-delta pgbr)"
+    row "**\`ragsafe-pitr restore --delta\`** over a stale promoted copy" rs-delta "$(ratios rs-delta pgbr-delta) vs its delta"
+fi
 echo
-echo "Target: ≤ 0.5× pgBackRest's wall time to a promoted server (got $(ratio "${best_total[rs]}" "${best_total[pgbr]}"))." \
-    "Both results checked against the source's final balances; page cache dropped before each run when permitted."
+echo "Target: ≤ 0.5× pgBackRest's wall time to a promoted server (median ratio $(ratios rs pgbr))." \
+    "Both results checked against the source's final balances; page cache dropped before each run when permitted;" \
+    "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -367,6 +368,103 @@ out:
     free(od);
     free(nd);
     return ret;
+}
+
+/*
+ * Why one syncfs(2) is as durable as an fsync of every file and directory, for a set of
+ * files written at once (PostgreSQL's recovery_init_sync_method = syncfs makes the same
+ * argument for a data directory):
+ * - syncfs writes back every dirty page and inode of the file system and waits for it,
+ *   and on journalling file systems (ext4, xfs) commits the journal: file contents,
+ *   sizes, directory entries and new directories are then on disk, as after fsyncing
+ *   each file and each directory.
+ * - It reports failures: since Linux 5.8 syncfs returns a writeback error recorded on
+ *   the file system (errseq) since its file descriptor was opened, so the descriptor is
+ *   opened before the first write of the set (durable_sync_open), and an error while
+ *   the kernel wrote back any of the files in between fails the sync. Older kernels
+ *   return 0 whatever happened: there durable_sync_open returns -1 and the tree is
+ *   fsync'd file by file.
+ * - It covers one file system: a directory below path on another one (a mount point)
+ *   is fsync'd file by file; symbolic links are not followed (as durable_fsync_tree).
+ * The cost is that it also writes back other dirty data of that file system, which
+ * would be written back within seconds anyway; the gain is one wait instead of a
+ * journal commit per file (a data directory has a thousand and more).
+ */
+static int kernel_at_least(int major, int minor)
+{
+    struct utsname u;
+    int ma = 0, mi = 0;
+
+    if (uname(&u) != 0 || sscanf(u.release, "%d.%d", &ma, &mi) != 2)
+        return 0;
+    return ma > major || (ma == major && mi >= minor);
+}
+
+int durable_sync_open(const char *path)
+{
+    if (!kernel_at_least(5, 8) || getenv("RAGSAFE_NO_SYNCFS"))
+        return -1;
+    return open(path, O_RDONLY | O_CLOEXEC);
+}
+
+void durable_sync_close(int sfd)
+{
+    if (sfd >= 0)
+        close(sfd);
+}
+
+static dev_t g_sync_dev;
+
+/* other_fs -- fsync (file by file) the subtrees of path on another file system. */
+static int other_fs(const char *path)
+{
+    struct stat st;
+    DIR *d;
+    struct dirent *de;
+    int ret = 0;
+
+    if (lstat(path, &st) != 0)
+        return log_errno("could not stat \"%s\"", path);
+    if (!S_ISDIR(st.st_mode))
+        return 0;
+    if (st.st_dev != g_sync_dev)
+        return durable_fsync_tree(path);
+    d = opendir(path);
+    if (!d)
+        return log_errno("could not open directory \"%s\"", path);
+    while (ret == 0 && (errno = 0, de = readdir(d)) != NULL) {
+        char child[PATH_MAX];
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
+            continue;
+        if (snprintf(child, sizeof(child), "%s/%s", path, de->d_name) >= (int)sizeof(child)) {
+            ret = log_error("path too long under \"%s\"", path);
+            break;
+        }
+        ret = other_fs(child);
+    }
+    if (ret == 0 && errno != 0)
+        ret = log_errno("could not read directory \"%s\"", path);
+    closedir(d);
+    return ret;
+}
+
+int durable_sync_tree(int sfd, const char *path)
+{
+    struct stat st;
+
+    if (sfd < 0)
+        return durable_fsync_tree(path);
+    if (fstat(sfd, &st) != 0)
+        return log_errno("could not stat the file system of \"%s\"", path);
+    g_sync_dev = st.st_dev;
+    if (other_fs(path) != 0)
+        return -1;
+    /* a failure is never retried: the page cache may have dropped the data */
+    if (syncfs(sfd) != 0)
+        return log_errno("could not sync the file system of \"%s\"", path);
+    return 0;
 }
 
 static int remove_one(const char *path, int is_dir);

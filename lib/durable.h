@@ -74,6 +74,19 @@ int durable_fsync_path(const char *path);
 /* Recursively fsync every file and directory under path (a restored data dir). */
 int durable_fsync_tree(const char *path);
 
+/*
+ * One syncfs instead of an fsync per file, for a large set written at once (a restored
+ * data directory): see durable.c for why that is as durable.
+ *
+ *     int sfd = durable_sync_open(parent);   before the first write; -1: not usable here
+ *     ... write files, make directories ...
+ *     durable_sync_tree(sfd, dir);           syncfs, or durable_fsync_tree when sfd < 0
+ *     durable_sync_close(sfd);
+ */
+int durable_sync_open(const char *path);
+int durable_sync_tree(int sfd, const char *path);
+void durable_sync_close(int sfd);
+
 /* rm -rf path (no error when absent). */
 int durable_remove_tree(const char *path);
 

@@ -376,6 +376,7 @@ typedef struct pf_slot {
     int rc;         /* object_get_buf's result, or RS_NOT_FOUND when not archived */
     char *buf;
     size_t len;
+    zst_meta meta;  /* the object's digest, for ctl->verified */
 } pf_slot;
 
 typedef struct prefetch {
@@ -406,10 +407,12 @@ static void *pf_main(void *arg)
         char *buf = NULL;
         size_t len = 0;
         int rc = RS_NOT_FOUND;
+        zst_meta meta = {0};
         if (w)
             rc = object_get_buf(pf->inv->st, w->key, (size_t)pf->inv->seg_size + 1, &buf, &len,
-                                NULL);
+                                &meta);
         pthread_mutex_lock(&pf->mu);
+        sl->meta = meta;
         sl->segno = s;
         sl->rc = rc;
         sl->buf = buf;
@@ -424,7 +427,7 @@ static void *pf_main(void *arg)
 }
 
 /* pf_take -- the prefetched result for segment s (waits for it). */
-static int pf_take(prefetch *pf, uint64_t s, char **buf, size_t *len)
+static int pf_take(prefetch *pf, uint64_t s, char **buf, size_t *len, zst_meta *meta)
 {
     pf_slot *sl = &pf->slot[s % PREFETCH_DEPTH];
     pthread_mutex_lock(&pf->mu);
@@ -433,6 +436,7 @@ static int pf_take(prefetch *pf, uint64_t s, char **buf, size_t *len)
     int rc = sl->rc;
     *buf = sl->buf;
     *len = sl->len;
+    *meta = sl->meta;
     sl->buf = NULL;
     sl->state = 0;
     pf->consumed = s + 1;
@@ -504,13 +508,14 @@ int pitr_scan(inventory *inv, const timeline_path *p, uint64_t first_seg, walsca
         char name[WAL_NAME_LEN + 1];
         char *buf = NULL;
         size_t len = 0;
+        zst_meta meta = {0};
         int r;
         if (have_pf && s <= pf.last) {
-            r = pf_take(&pf, s, &buf, &len);
+            r = pf_take(&pf, s, &buf, &len, &meta);
         } else if (!ws_seg) {
             r = RS_NOT_FOUND;
         } else {
-            r = object_get_buf(inv->st, ws_seg->key, (size_t)inv->seg_size + 1, &buf, &len, NULL);
+            r = object_get_buf(inv->st, ws_seg->key, (size_t)inv->seg_size + 1, &buf, &len, &meta);
         }
         if (r == RS_NOT_FOUND && ws_seg && ws_seg->streamed) {
             /* the receiver completed the segment since the listing: it is under wal/ now
@@ -554,6 +559,8 @@ int pitr_scan(inventory *inv, const timeline_path *p, uint64_t first_seg, walsca
             ret = RS_MISMATCH;
             goto out;
         }
+        if (ctl->verified)
+            ctl->verified(ctl->verified_arg, name, buf, len, meta.sha256);
         ctl->read_any = 1;
         ctl->last_seg = s;
         ctl->bytes += len;

@@ -70,6 +70,7 @@ typedef struct pitr_opts {
     const char **sets;        /* --set NAME=VALUE and --port N ("port=N"), in order */
     size_t nsets;
     int standby;              /* --type standby: standby.signal, no recovery target */
+    struct wal_handover *handover; /* restore: the plan spools the WAL it verifies (handover.c) */
     int no_space_check;       /* --no-space-check: statvfs under-reports (compressed FS) */
     int jobs;                 /* --jobs N: restore/extract of a chunked backup (0: cores) */
     const char *extract_label, *extract_dir; /* extract LABEL DIR */
@@ -210,6 +211,11 @@ typedef struct scan_ctl {
     uint64_t nread;         /* out: segments read */
     uint64_t stream_flush;  /* out: a streamed partial was read: the LSN after its last
                              * non-zero byte (what the receiver had flushed); else 0 */
+    /* in, optional: called with each segment before the walk reads it, once it has
+     * been verified (SHA-256 against its object, page header); buf is freed after */
+    void (*verified)(void *arg, const char *name, const char *buf, size_t len,
+                     const uint8_t *sha256);
+    void *verified_arg;
 } scan_ctl;
 int pitr_scan(inventory *inv, const timeline_path *p, uint64_t first_seg, walscan_fn cb,
               void *arg, scan_ctl *ctl);
@@ -244,6 +250,24 @@ int plan_make(inventory *inv, const pitr_opts *o, plan *p);
 void plan_release(plan *p);
 void plan_print(const inventory *inv, const pitr_opts *o, const plan *p);
 void *plan_json(const inventory *inv, const pitr_opts *o, const plan *p); /* json_t* */
+
+/*
+ * handover.c -- the WAL the plan verified, handed to restore_command (see there).
+ *
+ *     h = handover_new(pgdata, reserve);          NULL: no handover (said why)
+ *     o.handover = h; plan_make(...);              handover_put spools each verified segment
+ *     bytes = handover_keep(h, inv, &p, &n);       only the plan's segments stay
+ *     ... write the data directory ...
+ *     handover_commit(h, pgdata, uid, gid);        into pg_wal/ragsafe-prefetch; -1 reported:
+ *                                                  the restore goes on without it
+ *     handover_free(h);                            removes the spool unless committed
+ */
+typedef struct wal_handover wal_handover;
+wal_handover *handover_new(const char *pgdata, uint64_t reserve);
+void handover_put(void *arg, const char *name, const char *buf, size_t len, const uint8_t *sha);
+uint64_t handover_keep(wal_handover *h, const inventory *inv, const plan *p, uint64_t *nsegs);
+int handover_commit(wal_handover *h, const char *pgdata, uid_t uid, gid_t gid);
+void handover_free(wal_handover *h);
 
 /* extract / verify a .tar.zst object */
 typedef struct extract_opts {

@@ -126,6 +126,10 @@ static int scan_from(inventory *inv, const pitr_opts *o, const backup_info *b,
     ps->o = o;
     ps->b = b;
     ctl->stop_seg = UINT64_MAX;
+    if (o->handover) { /* restore: what is verified here is handed to restore_command */
+        ctl->verified = handover_put;
+        ctl->verified_arg = o->handover;
+    }
     uint64_t first = b->start_lsn / inv->seg_size;
     switch (o->kind) {
     case TARGET_LATEST:

@@ -37,6 +37,7 @@
 #include "pitr.h"
 #include "strbuf.h"
 #include "timefmt.h"
+#include "walspool.h"
 
 typedef struct ts_dest {
     uint32_t oid;
@@ -1176,6 +1177,69 @@ static int delta_prune_dirs(const char *pgdata, char **dirs, size_t ndirs, size_
     return 0;
 }
 
+typedef struct restore_handover {
+    wal_handover *h;
+    uint64_t bytes, nsegs; /* what the plan spooled for it (bytes: on pgdata's file system) */
+} restore_handover;
+
+/*
+ * plan_with_handover -- plan_make, spooling the WAL it verifies beside pgdata for the
+ * restored server's restore_command (handover.c). The spool leaves the largest
+ * backup's room free. Returns plan_make's result; *ho empty when there is no handover.
+ */
+static int plan_with_handover(inventory *inv, const pitr_opts *o, const char *pgdata, plan *p,
+                              restore_handover *ho)
+{
+    pitr_opts oh = *o;
+    uint64_t reserve = 0;
+    int r;
+
+    for (size_t i = 0; i < inv->nbackups; i++)
+        if (inv->backups[i].raw_bytes > reserve)
+            reserve = inv->backups[i].raw_bytes;
+    reserve += reserve / 20 + ((uint64_t)64 << 20);
+    memset(ho, 0, sizeof(*ho));
+    ho->h = handover_new(pgdata, reserve);
+    oh.handover = ho->h;
+    r = plan_make(inv, &oh, p);
+    if (r == 0 && ho->h) {
+        ho->bytes = handover_keep(ho->h, inv, p, &ho->nsegs);
+        log_info("the plan spooled %llu verified WAL segment%s for the handover",
+                 (unsigned long long)ho->nsegs, PLURAL(ho->nsegs));
+    }
+    return r;
+}
+
+/* handover_leftovers -- once recovery ended, handed-over segments it did not ask for
+ * (it stopped before them) are of no use. */
+static void handover_leftovers(const char *pgdata)
+{
+    char spool[PATH_MAX + 64];
+    struct stat sb;
+
+    snprintf(spool, sizeof(spool), "%s/pg_wal/" WALSPOOL_DIR, pgdata);
+    if (lstat(spool, &sb) == 0 && durable_remove_tree(spool) == 0)
+        log_info("removed \"%s\": the handed-over segments recovery did not ask for", spool);
+}
+
+/* restore_sync_open -- durable_sync_open on the nearest existing ancestor of pgdata
+ * (the data directory may not exist yet): one syncfs then makes the restored files
+ * durable (lib/durable.c says why that suffices). */
+static int restore_sync_open(const char *pgdata)
+{
+    char at[PATH_MAX];
+    struct stat sb;
+
+    snprintf(at, sizeof(at), "%s", pgdata);
+    while (stat(at, &sb) != 0) {
+        char *slash = strrchr(at, '/');
+        if (!slash || slash == at)
+            return -1;
+        *slash = '\0';
+    }
+    return durable_sync_open(at);
+}
+
 int cmd_restore(const pitr_opts *o)
 {
     inventory inv;
@@ -1198,6 +1262,8 @@ int cmd_restore(const pitr_opts *o)
     strbuf restore_cmd, settings, rollback;
     double t0 = now_seconds();
     progress pg;
+    restore_handover ho = {0};
+    int sfd = -1;
 
     progress_init(&pg, PROGRESS_OFF, "restore", 0);
     strbuf_init(&restore_cmd);
@@ -1211,7 +1277,9 @@ int cmd_restore(const pitr_opts *o)
         ret = pitr_status(lr);
         goto out;
     }
-    r = plan_make(&inv, o, &p);
+    if (make_absolute(o->pgdata, pgdata, sizeof(pgdata)) != 0)
+        goto out;
+    r = plan_with_handover(&inv, o, pgdata, &p, &ho);
     if (r == RS_MISMATCH) {
         ret = EXIT_INTEGRITY;
         goto out;
@@ -1242,8 +1310,6 @@ int cmd_restore(const pitr_opts *o)
             goto out;
     }
 
-    if (make_absolute(o->pgdata, pgdata, sizeof(pgdata)) != 0)
-        goto out;
     /* owner */
     {
         char parent[PATH_MAX];
@@ -1437,10 +1503,13 @@ int cmd_restore(const pitr_opts *o)
         log_notice("free-space check skipped (--no-space-check)");
     else if (delta)
         log_notice("free-space check skipped (--delta rewrites the stale copy in place)");
-    else if (check_space(pgdata, ts, nts, &m, p.wal_raw, o) != 0)
+    else if (check_space(pgdata, ts, nts, &m,
+                         /* the handed-over WAL is on that file system already */
+                         p.wal_raw - (ho.bytes < p.wal_raw ? ho.bytes : p.wal_raw), o) != 0)
         goto out;
 
-    /* from here on we write */
+    /* from here on we write; the file system's writeback errors count from here */
+    sfd = restore_sync_open(pgdata);
     started_writing = 1;
     if (delta) {
         if (delta_prune(pgdata, &m, &pruned) != 0)
@@ -1601,8 +1670,9 @@ int cmd_restore(const pitr_opts *o)
             goto out;
         }
     double t_sync = now_seconds();
-    /* a dump's scratch copy is thrown away after use: no fsync (dump.c) */
-    if (!o->dump_scratch && durable_fsync_tree(pgdata) != 0)
+    /* a dump's scratch copy is thrown away after use: no fsync (dump.c); delta wrote
+     * few files: fsync'd one by one rather than the whole file system */
+    if (!o->dump_scratch && durable_sync_tree(delta ? -1 : sfd, pgdata) != 0)
         goto out;
     for (size_t k = 0; !o->dump_scratch && k < nts; k++)
         if (durable_fsync_tree(ts[k].dir) != 0)
@@ -1616,6 +1686,11 @@ int cmd_restore(const pitr_opts *o)
         seg_name(&inv, seg, p.first_tli, p.first_seg);
         if (check_restore_command(pgdata, uid, gid, user, restore_cmd.buf, seg) != 0)
             goto out;
+    }
+    /* after the check, which would have taken the first segment out of the spool */
+    if (ho.h && handover_commit(ho.h, pgdata, uid, gid) != 0) {
+        log_notice("restore_command will fetch every segment from the repository");
+        ho.nsegs = 0;
     }
     started_writing = 0; /* complete: nothing to undo from here on */
 
@@ -1688,6 +1763,10 @@ int cmd_restore(const pitr_opts *o)
         if (o->standby)
             printf("type:            standby (standby.signal): it follows the archive%s\n",
                    o->nsets ? " and any primary_conninfo given with --set" : "");
+        if (ho.nsegs)
+            printf("wal handover:    %llu segment%s (%.1f MiB) verified by the plan, in "
+                   "pg_wal/" WALSPOOL_DIR ": restore_command takes each by rename\n",
+                   (unsigned long long)ho.nsegs, PLURAL(ho.nsegs), mib(ho.bytes));
         if (o->archive_preserve)
             printf("archiving:       preserved (--archive-mode preserve): once promoted, the "
                    "restored server archives into the repository per its archive_command\n");
@@ -1713,6 +1792,8 @@ int cmd_restore(const pitr_opts *o)
             start_failed = 1;
         ro.start_ran = 1;
         ro.start_failed = start_failed;
+        if (sr.promoted && ho.nsegs)
+            handover_leftovers(pgdata);
         ro.promoted = sr.promoted;
         ro.paused = sr.paused;
         ro.shutdown = sr.shutdown;
@@ -1729,6 +1810,7 @@ int cmd_restore(const pitr_opts *o)
         json_object_set_new(j, "files", json_integer((json_int_t)stats.files));
         json_object_set_new(j, "bytes", json_integer((json_int_t)stats.bytes));
         json_object_set_new(j, "restore_seconds", json_real(t_restore));
+        json_object_set_new(j, "handover_segments", json_integer((json_int_t)ho.nsegs));
         if (delta) {
             json_t *d = json_object();
             json_object_set_new(d, "kept_files", json_integer((json_int_t)stats.kept));
@@ -1812,6 +1894,8 @@ out:
                 durable_rename(ts[k].aside, ts[k].dir);
         }
     }
+    handover_free(ho.h);
+    durable_sync_close(sfd);
     progress_release(&pg);
     strbuf_release(&restore_cmd);
     strbuf_release(&settings);

@@ -236,7 +236,9 @@ int main(int argc, char **argv)
         goto out;
     if (prefetch_n < 0) /* default: on for S3, where every fetch is a round trip away */
         prefetch_n = strncmp(loc, "s3://", 5) == 0 ? PREFETCH_DEFAULT : 0;
-    if (prefetch_n > 0 && kind == WALFILE_SEGMENT && prefetch_take(path, name) == 1) {
+    /* a spooled copy (prefetched, or handed over verified by ragsafe-pitr restore) is
+     * taken whatever --prefetch says */
+    if (kind == WALFILE_SEGMENT && prefetch_take(path, name) == 1) {
         status = EXIT_OK;
         goto out;
     }
@@ -292,12 +294,13 @@ int main(int argc, char **argv)
         ret = stream_partial(r->st, &r->info, name, fd, &meta);
     if (ret == RS_NOT_FOUND) {
         log_debug("\"%s\" is not in the repository", name);
-        if (prefetch_n > 0) {
-            /* recovery is about to end or switch timelines: nothing spooled is wanted */
-            prefetch_finish(pf);
-            pf = NULL;
+        /* a missing segment: recovery is about to end or switch timelines, nothing
+         * spooled is wanted (a missing history file is only a probe: at start-up, a
+         * standby following "latest" asks for the next timeline's) */
+        prefetch_finish(pf);
+        pf = NULL;
+        if (kind == WALFILE_SEGMENT)
             prefetch_clear(path);
-        }
         status = EXIT_FAIL;
         goto out;
     }

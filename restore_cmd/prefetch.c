@@ -19,6 +19,7 @@
 #include "restore.h"
 #include "sha256.h"
 #include "walname.h"
+#include "walspool.h"
 
 #define PREFETCH_MAX 16
 
@@ -72,45 +73,20 @@ out:
     return ret;
 }
 
-/* boot_id -- this boot's id (the kernel's random boot_id); "" when unknown. */
-static void boot_id(char *out, size_t n)
-{
-    int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-    ssize_t got = fd >= 0 ? read(fd, out, n - 1) : -1;
-
-    if (fd >= 0)
-        close(fd);
-    out[got > 0 ? got : 0] = '\0';
-    out[strcspn(out, "\n")] = '\0';
-}
-
-/* identity -- "<boot id> <inode> <size> <mtime ns>" of a file; -1 when it cannot be
- * stat'd or the boot is unknown. */
-static int identity(const char *path, char *out, size_t n)
-{
-    char boot[64];
-    struct stat sb;
-
-    boot_id(boot, sizeof(boot));
-    if (!*boot || stat(path, &sb) != 0)
-        return -1;
-    snprintf(out, n, "%s %ju %jd %jd.%09ld", boot, (uintmax_t)sb.st_ino, (intmax_t)sb.st_size,
-             (intmax_t)sb.st_mtim.tv_sec, sb.st_mtim.tv_nsec);
-    return 0;
-}
-
 /*
  * prefetch_take -- a spooled copy is used only if it is still what was verified when
- * it was fetched (X.sum, written before X: "<sha256> <size>\n<identity>\n"). Spool
- * files are not fsync'd, so only the same boot vouches for their contents: when the
- * file is the one written (same inode, size and mtime) and the machine has not
- * restarted since, it is taken as is; otherwise (a crash in between, a file replaced)
- * it is re-hashed, and a copy that no longer hashes to the record is removed and the
- * call fetches from the repository.
+ * it was fetched or handed over (X.sum, written before X; the format is walspool.h's).
+ * Spool files are not fsync'd, so only the same boot vouches for their contents: when
+ * the file is the one written (same inode, size and mtime) and the machine has not
+ * restarted since, it is taken as is; otherwise (a crash in between, a file replaced
+ * or written to) it is re-hashed, and a copy that no longer hashes to the record is
+ * removed and the call fetches from the repository.
  */
 int prefetch_take(const char *path, const char *name)
 {
-    char spool[PATH_MAX], f[PATH_MAX + 64], sum[PATH_MAX + 64], want[256], got[128], id[128];
+    char spool[PATH_MAX], f[PATH_MAX + 64], sum[PATH_MAX + 64], want[512], got[128], id[128];
+    char hid[96];
+    const char *handover = NULL;
     ssize_t n;
     int fd, ok = 0;
 
@@ -125,10 +101,16 @@ int prefetch_take(const char *path, const char *name)
     n = read(fd, want, sizeof(want) - 1);
     close(fd);
     if (n > 0) {
-        char *nl;
+        char *nl, *h;
         want[n] = '\0';
+        /* "handover <restore id>": the plan of ragsafe-pitr restore verified it */
+        if ((h = strstr(want, "\nhandover ")) != NULL) {
+            snprintf(hid, sizeof(hid), "%.*s", (int)strcspn(h + 1, "\n"), h + 1);
+            handover = hid;
+        }
         nl = strchr(want, '\n');
-        if (nl && nl[1] && identity(f, id, sizeof(id)) == 0 && strncmp(nl + 1, id, strlen(id)) == 0 &&
+        if (nl && nl[1] && walspool_identity_like(f, nl + 1, id, sizeof(id)) == 0 &&
+            strncmp(nl + 1, id, strlen(id)) == 0 &&
             nl[1 + strlen(id)] == '\n') {
             ok = 1; /* the very file verified, this boot */
         } else if (nl) {
@@ -138,11 +120,16 @@ int prefetch_take(const char *path, const char *name)
     }
     if (ok && rename(f, path) == 0) {
         (void)unlink(sum);
-        log_info("restored \"%s\" from the prefetched copy", name);
+        if (handover)
+            log_info("restored \"%s\" from the WAL ragsafe-pitr restore verified (%s)", name,
+                     handover);
+        else
+            log_info("restored \"%s\" from the prefetched copy", name);
         return 1;
     }
     if (n > 0 && !ok)
-        log_warning("ignoring the prefetched copy of \"%s\": it changed since it was verified", name);
+        log_warning("ignoring the %s copy of \"%s\": it changed since it was verified",
+                    handover ? "handed-over" : "prefetched", name);
     (void)unlink(f);
     (void)unlink(sum);
     return 0;
@@ -150,15 +137,12 @@ int prefetch_take(const char *path, const char *name)
 
 static void fetch_one(prefetch *p, repo *r, const char *name)
 {
-    char key[128], tmp[PATH_MAX + 64], dst[PATH_MAX + 64], sum[PATH_MAX + 64];
-    char stmp[PATH_MAX + 64], text[256], hex[SHA256_HEX_LEN + 1];
+    char key[128], tmp[PATH_MAX + 64], dst[PATH_MAX + 64], hex[SHA256_HEX_LEN + 1];
     zst_meta m;
     int fd, ret;
 
     if (repo_wal_key(name, key, sizeof(key)) != 0)
         return;
-    snprintf(sum, sizeof(sum), "%s/%s.sum", p->spool, name);
-    snprintf(stmp, sizeof(stmp), "%s/.%s.sum.tmp", p->spool, name);
     snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", p->spool, name);
     snprintf(dst, sizeof(dst), "%s/%s", p->spool, name);
     fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -173,17 +157,9 @@ static void fetch_one(prefetch *p, repo *r, const char *name)
     if (ret == 0) {
         char id[128];
         sha256_to_hex(m.sha256, hex);
-        if (identity(tmp, id, sizeof(id)) != 0)
+        if (walspool_identity(tmp, 0, id, sizeof(id)) != 0) /* renamed next: no ctime */
             id[0] = '\0';
-        snprintf(text, sizeof(text), "%s %ju\n%s%s", hex, (uintmax_t)m.raw_size, id, *id ? "\n" : "");
-        fd = open(stmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
-            ret = -1;
-        if (fd >= 0 && close(fd) != 0)
-            ret = -1;
-        if (ret == 0 && rename(stmp, sum) != 0)
-            ret = -1;
-        (void)unlink(stmp);
+        ret = walspool_write_sum(p->spool, name, hex, m.raw_size, id, NULL);
     }
     if (ret == 0 && rename(tmp, dst) == 0) {
         pthread_mutex_lock(&p->mu);

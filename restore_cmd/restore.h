@@ -24,10 +24,11 @@
 #define RAGSAFE_RESTORE_H
 
 #include "repo.h"
+#include "walspool.h"
 
 #define PREFETCH_DEFAULT 8  /* segments: 128 MiB of spool at most, pgBackRest's queue default */
 #define PREFETCH_THREADS 8
-#define PREFETCH_DIR "ragsafe-prefetch"
+#define PREFETCH_DIR WALSPOOL_DIR
 
 /* main.c: a restored segment must be the one its name says, from the repository's
  * cluster (page header against name, repository and history). 0 | -1 reported. */

@@ -125,7 +125,9 @@ ok "the backed-up postgresql.auto.conf, then the recovery settings" \
     bash -c "grep -q \"^recovery_target_lsn = '$L2'\" '$T/d/postgresql.auto.conf'"
 ok "the stray relation file is gone" test ! -e "$T/d/$DBDIR/999999"
 ok "the stray directory is gone" test ! -e "$T/d/straydir"
-is "pg_wal holds only archive_status" "archive_status" "$(ls -A "$T/d/pg_wal")"
+# (and the WAL the plan verified, handed over to restore_command: 097)
+is "pg_wal holds only archive_status and the handover spool" "archive_status ragsafe-prefetch" \
+    "$(ls -A "$T/d/pg_wal" | tr '\n' ' ' | sed 's/ $//')"
 ok "postmaster.opts is gone" test ! -e "$T/d/postmaster.opts"
 ok "backup_label.old is gone" test ! -e "$T/d/backup_label.old"
 ok "recovery.signal is there" test -f "$T/d/recovery.signal"
@@ -138,7 +140,7 @@ m |= {"backup_manifest", "recovery.signal"}
 for root, dirs, files in os.walk(d):
     for f in files:
         rel = os.path.relpath(os.path.join(root, f), d)
-        if rel not in m:
+        if rel not in m and not rel.startswith("pg_wal/ragsafe-prefetch/"):
             print(rel)
 PY
 )

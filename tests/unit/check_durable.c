@@ -7,6 +7,7 @@
  */
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 
 #include "durable.h"
@@ -466,6 +467,31 @@ START_TEST(test_rename_and_fsync)
 }
 END_TEST
 
+/* durable_sync_tree: one syncfs (the descriptor opened before the writes) or, with
+ * none, the per-file fsyncs; a missing tree fails either way. */
+START_TEST(test_sync_tree)
+{
+    int sfd = durable_sync_open(tu_dir);
+    struct utsname u;
+    int ma = 0, mi = 0;
+
+    ck_assert(uname(&u) == 0 && sscanf(u.release, "%d.%d", &ma, &mi) == 2);
+    /* usable exactly where syncfs reports writeback errors */
+    ck_assert_int_eq(sfd >= 0, ma > 5 || (ma == 5 && mi >= 8));
+    ck_assert_int_eq(durable_mkdirs(tu_path("tree/a/b"), 0755), 0);
+    tu_write_str(tu_path("tree/a/f"), "f");
+    tu_write_str(tu_path("tree/a/b/g"), "g");
+    ck_assert_int_eq(durable_sync_tree(sfd, tu_path("tree")), 0);
+    ck_assert_int_eq(durable_sync_tree(-1, tu_path("tree")), 0);
+    ck_assert_int_eq(durable_sync_tree(sfd, tu_path("missing")), -1);
+    ck_assert_int_eq(durable_sync_tree(-1, tu_path("missing")), -1);
+    durable_sync_close(sfd);
+    setenv("RAGSAFE_NO_SYNCFS", "1", 1);
+    ck_assert_int_eq(durable_sync_open(tu_dir), -1);
+    unsetenv("RAGSAFE_NO_SYNCFS");
+}
+END_TEST
+
 /* durable_rename_noreplace, natively (_i 0) and with RENAME_NOREPLACE forced off
  * (_i 1: the link() / check-then-rename fallback of NFS and FUSE), for files and
  * directories; and a durable_commit through it. */
@@ -557,6 +583,7 @@ static Suite *durable_suite(void)
     tcase_add_test(tc, test_mkdirs);
     tcase_add_test(tc, test_remove_tree);
     tcase_add_test(tc, test_rename_and_fsync);
+    tcase_add_test(tc, test_sync_tree);
     tcase_add_loop_test(tc, test_rename_noreplace, 0, 2);
     suite_add_tcase(s, tc);
     return s;

@@ -1,0 +1,403 @@
+/*
+ * handover.c -- the WAL a restore's plan verified, handed to restore_command.
+ *
+ * The plan decompresses, hashes (SHA-256 against the object) and checks the page
+ * header of every segment recovery will need, before anything is written into the
+ * data directory. Without a handover each restore_command call during replay then
+ * does all of it again. With it, pitr_scan passes each verified segment to
+ * handover_put, which writes it (decompressed, exactly the verified bytes) into a
+ * private spool beside the data directory: DIR/../.NAME.ragsafe-wal-XXXXXX, made by
+ * mkdtemp (mode 0700, the restore's own). Not into the data directory: the plan has
+ * not proved the target reachable yet (DESIGN: nothing is written there first), and
+ * a refused or failed restore removes the spool (handover_free).
+ *
+ * A writer thread does the writing, from a copy (at most HANDOVER_QUEUE segments
+ * queued), so the plan's walk goes on meanwhile. Each file is written to a temp name,
+ * its record X.sum written (walspool.h: the
+ * verified digest, the file's identity in this boot, "handover <id>"), then renamed to
+ * X. Once the plan is made, handover_keep removes what it does not use (a rescan from
+ * another backup), and once the data directory is complete and its restore_command
+ * checked, handover_commit renames the spool to pg_wal/ragsafe-prefetch, the
+ * directory ragsafe-restore takes spooled segments from by rename (restore_cmd/
+ * prefetch.c), re-hashing any whose identity changed (a write, a restart) and never
+ * using one that no longer matches. The spool is never fsync'd: a crash changes the
+ * boot id, so nothing in it is then used without being hashed again.
+ *
+ * Space: the spool sits on the data directory's file system (a data directory that is
+ * a mount point gets no handover: the rename could not cross). Its bytes are part of
+ * the WAL check_space counts for pg_wal, so the check subtracts them (they are already
+ * on the disk); while the plan runs, handover_put stops spooling (the rest is fetched
+ * by restore_command as without a handover) before free space would drop below what
+ * the largest backup needs. Segments recovery does not ask for (it stops earlier,
+ * or moves to another timeline) are removed by ragsafe-restore at the end of the
+ * archive and by --start once recovery ended.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "durable.h"
+#include "log.h"
+#include "pitr.h"
+#include "sha256.h"
+#include "walname.h"
+#include "walspool.h"
+
+#define HANDOVER_QUEUE 4 /* segments copied and waiting for the writer: 64 MiB at most */
+
+typedef struct ho_item {
+    size_t idx;             /* into names/sizes */
+    char *buf;
+    size_t len;
+    char hex[SHA256_HEX_LEN + 1];
+} ho_item;
+
+struct wal_handover {
+    char dir[PATH_MAX];     /* the spool while the plan runs */
+    char id[PATH_MAX];      /* "handover <spool name>": the record's third line */
+    uint64_t reserve;       /* free bytes the spool leaves on its file system */
+    uint64_t bytes;         /* spooled or queued */
+    char (*names)[WAL_NAME_LEN + 1];
+    uint64_t *sizes;
+    unsigned char *written; /* the writer wrote it */
+    size_t n, cap;
+    int stopped;            /* no more spooling: free space, or a write failed */
+    int committed;
+    /* the writer thread: the plan's walk hands over a copy and goes on */
+    pthread_t th;
+    int have_th, quit;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    ho_item q[HANDOVER_QUEUE];
+    size_t qhead, qlen;
+    uint64_t qbytes;
+    int busy;
+};
+
+wal_handover *handover_new(const char *pgdata, uint64_t reserve)
+{
+    char parent[PATH_MAX], tmpl[PATH_MAX];
+    const char *base, *slash = strrchr(pgdata, '/');
+    struct stat ps, ds;
+    wal_handover *h;
+    int l;
+
+    if (pgdata[0] != '/' || !slash || !slash[1])
+        return NULL;
+    base = slash + 1;
+    snprintf(parent, sizeof(parent), "%.*s", slash == pgdata ? 1 : (int)(slash - pgdata), pgdata);
+    if (stat(parent, &ps) != 0) {
+        log_debug("no WAL handover: \"%s\" does not exist yet", parent);
+        return NULL;
+    }
+    if (stat(pgdata, &ds) == 0 && ds.st_dev != ps.st_dev) {
+        log_info("no WAL handover: \"%s\" is a mount point (the verified WAL could not be "
+                 "moved into it); restore_command fetches every segment", pgdata);
+        return NULL;
+    }
+    l = snprintf(tmpl, sizeof(tmpl), "%s/.%s.ragsafe-wal-XXXXXX", strcmp(parent, "/") ? parent : "",
+                 base);
+    if (l <= 0 || (size_t)l >= sizeof(tmpl))
+        return NULL;
+    h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    if (!mkdtemp(tmpl)) {
+        log_info("no WAL handover: could not create \"%s\": %s", tmpl, strerror(errno));
+        free(h);
+        return NULL;
+    }
+    snprintf(h->dir, sizeof(h->dir), "%s", tmpl);
+    snprintf(h->id, sizeof(h->id), "handover %s", strrchr(tmpl, '/') + 1);
+    h->reserve = reserve;
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->cv, NULL);
+    return h;
+}
+
+/* stop -- no more spooling; say why once (h->mu held). */
+static void stop(wal_handover *h, const char *why, const char *name)
+{
+    if (!h->stopped)
+        log_info("WAL handover stops at \"%s\" (%s): restore_command fetches the segments "
+                 "not handed over", name, why);
+    h->stopped = 1;
+}
+
+/* write_one -- the segment as the file name in the spool: temp, record, rename.
+ * 0 | errno. */
+static int write_one(const wal_handover *h, const char *name, const ho_item *it)
+{
+    char tmp[PATH_MAX + 64], dst[PATH_MAX + 64], id[160];
+    size_t off = 0;
+    int fd, err = 0;
+
+    snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", h->dir, name);
+    snprintf(dst, sizeof(dst), "%s/%s", h->dir, name);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errno;
+    while (off < it->len) {
+        ssize_t w = write(fd, it->buf + off, it->len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            err = w < 0 ? errno : ENOSPC;
+            break;
+        }
+        off += (size_t)w;
+    }
+    if (close(fd) != 0 && !err)
+        err = errno;
+    /* the record first, then the file under its name: a spooled file is never without it */
+    if (!err && (walspool_identity(tmp, 0, id, sizeof(id)) != 0 ||
+                 walspool_write_sum(h->dir, name, it->hex, (uint64_t)it->len, id, h->id) != 0 ||
+                 rename(tmp, dst) != 0))
+        err = errno ? errno : EIO;
+    if (err)
+        (void)unlink(tmp);
+    return err;
+}
+
+static void *writer(void *arg)
+{
+    wal_handover *h = arg;
+
+    pthread_mutex_lock(&h->mu);
+    for (;;) {
+        while (h->qlen == 0 && !h->quit)
+            pthread_cond_wait(&h->cv, &h->mu);
+        if (h->qlen == 0)
+            break;
+        ho_item it = h->q[h->qhead];
+        char name[WAL_NAME_LEN + 1];
+        int skip = h->stopped;
+        snprintf(name, sizeof(name), "%s", h->names[it.idx]);
+        h->busy = 1;
+        pthread_mutex_unlock(&h->mu);
+        int err = skip ? ECANCELED : write_one(h, name, &it);
+        free(it.buf);
+        pthread_mutex_lock(&h->mu);
+        h->qhead = (h->qhead + 1) % HANDOVER_QUEUE;
+        h->qlen--;
+        h->qbytes -= it.len;
+        h->busy = 0;
+        if (err == 0) {
+            h->written[it.idx] = 1;
+        } else {
+            h->bytes -= it.len;
+            if (err != ECANCELED) {
+                char why[160];
+                snprintf(why, sizeof(why), "could not write it: %s", strerror(err));
+                stop(h, why, name);
+            }
+        }
+        pthread_cond_broadcast(&h->cv);
+    }
+    pthread_mutex_unlock(&h->mu);
+    return NULL;
+}
+
+/* drain -- wait until the writer has written (or dropped) everything queued, and end it. */
+static void drain(wal_handover *h)
+{
+    if (!h->have_th)
+        return;
+    pthread_mutex_lock(&h->mu);
+    h->quit = 1;
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+    pthread_join(h->th, NULL);
+    h->have_th = 0;
+}
+
+void handover_put(void *arg, const char *name, const char *buf, size_t len, const uint8_t *sha)
+{
+    wal_handover *h = arg;
+    struct statvfs vfs;
+    ho_item it = {0};
+
+    if (!h || strlen(name) > WAL_NAME_LEN)
+        return;
+    pthread_mutex_lock(&h->mu);
+    if (h->stopped)
+        goto out;
+    for (size_t i = 0; i < h->n; i++)
+        if (strcmp(h->names[i], name) == 0)
+            goto out; /* spooled by an earlier scan of the plan */
+    /* what is queued is not on the disk yet */
+    if (statvfs(h->dir, &vfs) != 0 ||
+        (uint64_t)vfs.f_bavail * vfs.f_frsize < len + h->reserve + h->qbytes) {
+        stop(h, "free space", name);
+        goto out;
+    }
+    if (h->n == h->cap) {
+        size_t nc = h->cap ? h->cap * 2 : 64;
+        void *a = realloc(h->names, nc * sizeof(*h->names));
+        if (a)
+            h->names = a;
+        void *b = a ? realloc(h->sizes, nc * sizeof(*h->sizes)) : NULL;
+        if (b)
+            h->sizes = b;
+        void *c = b ? realloc(h->written, nc) : NULL;
+        if (c)
+            h->written = c;
+        if (!c) {
+            stop(h, "out of memory", name);
+            goto out;
+        }
+        h->cap = nc;
+    }
+    it.buf = malloc(len ? len : 1);
+    if (!it.buf) {
+        stop(h, "out of memory", name);
+        goto out;
+    }
+    memcpy(it.buf, buf, len); /* the walk frees its own once it has read it */
+    it.len = len;
+    it.idx = h->n;
+    sha256_to_hex(sha, it.hex);
+    snprintf(h->names[h->n], sizeof(h->names[0]), "%s", name);
+    h->sizes[h->n] = (uint64_t)len;
+    h->written[h->n++] = 0;
+    h->bytes += (uint64_t)len;
+    if (!h->have_th) {
+        if (pthread_create(&h->th, NULL, writer, h) != 0) {
+            h->n--;
+            h->bytes -= (uint64_t)len;
+            free(it.buf);
+            stop(h, "no thread", name);
+            goto out;
+        }
+        h->have_th = 1;
+    }
+    while (h->qlen == HANDOVER_QUEUE)
+        pthread_cond_wait(&h->cv, &h->mu);
+    h->q[(h->qhead + h->qlen) % HANDOVER_QUEUE] = it;
+    h->qlen++;
+    h->qbytes += len;
+    pthread_cond_broadcast(&h->cv);
+out:
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* unspool -- remove spooled file i (and its record). */
+static void unspool(wal_handover *h, size_t i)
+{
+    char f[PATH_MAX + 64];
+
+    snprintf(f, sizeof(f), "%s/%s.sum", h->dir, h->names[i]);
+    (void)unlink(f);
+    snprintf(f, sizeof(f), "%s/%s", h->dir, h->names[i]);
+    (void)unlink(f);
+    h->bytes -= h->sizes[i];
+}
+
+uint64_t handover_keep(wal_handover *h, const inventory *inv, const plan *p, uint64_t *nsegs)
+{
+    size_t k = 0;
+
+    *nsegs = 0;
+    if (!h)
+        return 0;
+    drain(h);
+    for (size_t i = 0; i < h->n; i++) {
+        uint32_t tli;
+        uint64_t segno;
+        if (!h->written[i])
+            continue; /* dropped (its bytes already taken off) */
+        if (walname_parse(h->names[i], inv->seg_size, &tli, &segno) != 0 ||
+            segno < p->first_seg || segno > p->last_seg ||
+            tli != timeline_path_tli_for_seg(&p->path, segno, inv->seg_size)) {
+            unspool(h, i);
+            continue;
+        }
+        memmove(h->names[k], h->names[i], sizeof(h->names[0]));
+        h->written[k] = 1;
+        h->sizes[k++] = h->sizes[i];
+    }
+    h->n = k;
+    *nsegs = k;
+    return h->bytes;
+}
+
+int handover_commit(wal_handover *h, const char *pgdata, uid_t uid, gid_t gid)
+{
+    char dst[PATH_MAX + 64], f[2 * PATH_MAX];
+    struct stat sb;
+
+    if (!h || h->n == 0)
+        return -1;
+    snprintf(dst, sizeof(dst), "%s/pg_wal/%s", pgdata, WALSPOOL_DIR);
+    if (lstat(dst, &sb) == 0 && durable_remove_tree(dst) != 0)
+        return -1;
+    if (geteuid() == 0) {
+        /* ownership changes the ctime, not the identity the records hold */
+        for (size_t i = 0; i < h->n; i++) {
+            snprintf(f, sizeof(f), "%s/%s", h->dir, h->names[i]);
+            if (lchown(f, uid, gid) != 0)
+                return log_errno("could not change the owner of \"%s\"", f);
+            snprintf(f, sizeof(f), "%s/%s.sum", h->dir, h->names[i]);
+            if (lchown(f, uid, gid) != 0)
+                return log_errno("could not change the owner of \"%s\"", f);
+        }
+        if (lchown(h->dir, uid, gid) != 0)
+            return log_errno("could not change the owner of \"%s\"", h->dir);
+    }
+    /* no fsync: see the top of this file */
+    if (rename(h->dir, dst) != 0)
+        return log_errno("could not move \"%s\" to \"%s\"", h->dir, dst);
+    h->committed = 1;
+    /* The files stay where they are until ragsafe-restore takes them: their records now
+     * get the ctime too, which no write or touch can restore (walspool.h). A file whose
+     * record cannot be rewritten is left out. */
+    for (size_t i = 0; i < h->n; i++) {
+        char id[160], hex[SHA256_HEX_LEN + 1], want[512] = "";
+        FILE *rf;
+        int ok = 0;
+        snprintf(f, sizeof(f), "%s/%s.sum", dst, h->names[i]);
+        if ((rf = fopen(f, "re")) != NULL) {
+            ok = fgets(want, sizeof(want), rf) && strlen(want) > SHA256_HEX_LEN;
+            fclose(rf);
+        }
+        snprintf(hex, sizeof(hex), "%.*s", SHA256_HEX_LEN, want);
+        snprintf(f, sizeof(f), "%s/%s", dst, h->names[i]);
+        ok = ok && walspool_identity(f, 1, id, sizeof(id)) == 0 &&
+             walspool_write_sum(dst, h->names[i], hex, h->sizes[i], id, h->id) == 0;
+        snprintf(f, sizeof(f), "%s/%s.sum", dst, h->names[i]);
+        if (ok && geteuid() == 0 && lchown(f, uid, gid) != 0)
+            ok = 0;
+        if (!ok) {
+            (void)unlink(f);
+            snprintf(f, sizeof(f), "%s/%s", dst, h->names[i]);
+            (void)unlink(f);
+        }
+    }
+    log_info("handed over %zu verified WAL segment%s (%.1f MiB) in \"%s\"", h->n, PLURAL(h->n),
+             (double)h->bytes / (1024.0 * 1024.0), dst);
+    return 0;
+}
+
+void handover_free(wal_handover *h)
+{
+    if (!h)
+        return;
+    drain(h);
+    if (!h->committed)
+        (void)durable_remove_tree(h->dir);
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->cv);
+    free(h->names);
+    free(h->sizes);
+    free(h->written);
+    free(h);
+}
