@@ -168,10 +168,14 @@ rm -rf "$REPO"; cp -a "$T/repo.good" "$REPO"
 # --- 5. kill -9 ---------------------------------------------------------------------------------
 as_pg pgbench -n -N -t 300 -h "$T/src" -p 5432 -U postgres postgres >/dev/null 2>&1
 as_pg sh -c 'echo $$ >"$1/bb.pid"; shift; exec "$@"' sh "$T" "$BB" -d "$(pg_conn src)" --repo "$REPO" \
-    -c fast --format chunked --no-progress --label killed >/dev/null 2>&1 &
+    -c fast --format chunked --no-progress --max-rate 2M --label killed >/dev/null 2>&1 &
 for _ in $(seq 50); do [ -s "$T/bb.pid" ] && break; sleep 0.1; done
-sleep 1.5
+# killed mid-stream, whatever the load: the transfer is slowed to 2 MB/s and the kill
+# comes once the backup's folder exists and a second has gone by
+for _ in $(seq 300); do [ -e "$REPO/backups/killed.partial" ] && break; sleep 0.1; done
+sleep 1
 kill -9 "$(cat "$T/bb.pid")"
+is "the backup was still running when killed" 0 "$?"
 wait
 ok "the killed backup left no backup" [ ! -e "$REPO/backups/killed" ]
 bb --label b4 >/dev/null 2>"$T/bb4.err"
