@@ -1,0 +1,196 @@
+/*
+ * tree.c -- the directory-tree snapshot rules ragsafe-milvus and ragsafe-files share
+ * (tree.h). Each was written twice before, once per tool; where the two copies
+ * differed, the stricter or clearer one is kept (named at each function).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "durable.h"
+#include "log.h"
+#include "tree.h"
+
+/* tree_label_valid -- a label is a storage key component: plain characters only */
+int tree_label_valid(const char *label, size_t max)
+{
+    size_t n = strlen(label);
+
+    if (n == 0 || n > max || label[0] == '.')
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = label[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+              || c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* tree_path_valid -- every component a plain name. ragsafe-files allowed 3999 bytes
+ * and components of any length, ragsafe-milvus 4095 and 255: 4095 keeps every existing
+ * manifest of either readable, and no file system has a component over 255 bytes. */
+int tree_path_valid(const char *path)
+{
+    const char *p = path;
+    size_t n = strlen(path);
+
+    if (n == 0 || n > TREE_PATH_MAX || path[0] == '/')
+        return 0;
+    while (*p) {
+        const char *slash = strchr(p, '/');
+        size_t len = slash ? (size_t)(slash - p) : strlen(p);
+        if (len == 0 || len > TREE_NAME_MAX || (len == 1 && p[0] == '.')
+            || (len == 2 && p[0] == '.' && p[1] == '.'))
+            return 0;
+        if (slash == NULL)
+            break;
+        p = slash + 1;
+        if (*p == '\0')
+            return 0; /* trailing slash */
+    }
+    return 1;
+}
+
+/* tree_entry_kind -- the wording of ragsafe-milvus ("regular file", "symbolic link") */
+int tree_entry_kind(const struct stat *st, const char *shown)
+{
+    if (S_ISREG(st->st_mode))
+        return TREE_FILE;
+    if (S_ISDIR(st->st_mode))
+        return TREE_DIR;
+    if (S_ISLNK(st->st_mode))
+        return TREE_LINK;
+    log_warning("skipping \"%s\": not a regular file, directory or symbolic link", shown);
+    return -1;
+}
+
+/* tree_read_link -- both copies read into 4096 bytes and stored a target that filled
+ * the buffer as it came, possibly cut short; a full buffer is refused here */
+int tree_read_link(int dirfd, const char *name, const char *shown, char **target)
+{
+    char buf[4096];
+    ssize_t l;
+
+    *target = NULL;
+    l = readlinkat(dirfd, name, buf, sizeof(buf));
+    if (l < 0)
+        return log_errno("could not read symbolic link \"%s\"", shown);
+    if ((size_t)l >= sizeof(buf))
+        return log_error("could not read symbolic link \"%s\": its target is longer than %zu "
+                         "bytes", shown, sizeof(buf) - 1);
+    buf[l] = '\0';
+    if ((*target = strdup(buf)) == NULL)
+        return log_error("out of memory");
+    return 0;
+}
+
+int tree_dir_state(const char *dir, int follow)
+{
+    struct stat sb;
+    struct dirent *de;
+    DIR *d;
+    int state = TREE_EMPTY;
+
+    if ((follow ? stat(dir, &sb) : lstat(dir, &sb)) != 0) {
+        if (errno == ENOENT)
+            return TREE_ABSENT;
+        return log_errno("could not stat \"%s\"", dir);
+    }
+    if (!S_ISDIR(sb.st_mode))
+        return TREE_NOT_DIR;
+    if ((d = opendir(dir)) == NULL)
+        return log_errno("could not open directory \"%s\"", dir);
+    while ((errno = 0, de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
+            state = TREE_FULL;
+            break;
+        }
+    }
+    /* both copies took a read error for "empty": a target then looked safe to use */
+    if (de == NULL && errno != 0)
+        state = log_errno("could not read directory \"%s\"", dir);
+    closedir(d);
+    return state;
+}
+
+mode_t tree_safe_mode(const char *shown, mode_t mode)
+{
+    mode_t setid = (mode_t)(S_ISUID | S_ISGID);
+
+    if (mode & setid)
+        log_warning("\"%s\": set-user-ID/set-group-ID bits not restored (mode %04o recorded, "
+                    "%04o restored)", shown, (unsigned)mode, (unsigned)(mode & ~setid));
+    return mode & ~setid;
+}
+
+int tree_owner_policy(int same_owner)
+{
+    if (same_owner == 0)
+        return 0;
+    if (geteuid() != 0) {
+        if (same_owner == 1)
+            log_warning("--same-owner: only root can restore owners; files will be yours");
+        return 0;
+    }
+    return same_owner == 1 ? 1 : TREE_OWNER_COMPARE;
+}
+
+int tree_owner_matches(const char *what, uid_t uid, gid_t gid, const char *target)
+{
+    struct stat sb;
+    uid_t tuid = geteuid();
+    gid_t tgid = getegid();
+
+    if (stat(target, &sb) == 0) {
+        tuid = sb.st_uid;
+        tgid = sb.st_gid;
+    }
+    if (uid == tuid && gid == tgid)
+        return 1;
+    log_notice("owners not restored: %s was owned by %u:%u, \"%s\" is %u:%u", what,
+               (unsigned)uid, (unsigned)gid, target, (unsigned)tuid, (unsigned)tgid);
+    log_hint("give --same-owner to restore the recorded owners anyway");
+    return 0;
+}
+
+/* tree_restore_fd_meta -- the wording of ragsafe-files ("the owner of") */
+int tree_restore_fd_meta(int fd, const char *path, const char *shown, const tree_meta *m,
+                         int owners)
+{
+    struct timespec ts[2] = {m->mtime, m->mtime};
+
+    if (owners && fchown(fd, m->uid, m->gid) != 0)
+        return log_errno("could not change the owner of \"%s\"", path);
+    if (fchmod(fd, tree_safe_mode(shown, m->mode)) != 0)
+        return log_errno("could not change the mode of \"%s\"", path);
+    if (futimens(fd, ts) != 0)
+        return log_errno("could not set the times of \"%s\"", path);
+    return 0;
+}
+
+int tree_move_aside(const char *from, const char *to)
+{
+    char *dir = strdup(to);
+    int ret = -1;
+
+    if (dir == NULL)
+        return log_error("out of memory");
+    if (durable_mkdirs(dirname(dir), 0700) != 0)
+        goto out;
+    if (rename(from, to) != 0) {
+        log_errno("could not move \"%s\" aside to \"%s\"", from, to);
+        goto out;
+    }
+    log_info("moved \"%s\" aside to \"%s\"", from, to);
+    ret = 0;
+out:
+    free(dir);
+    return ret;
+}
