@@ -17,46 +17,9 @@
 #include "common.h"
 #include "files.h"
 #include "log.h"
+#include "tree.h"
 
 #define FILES_MANIFEST_MAX (256u << 20)
-
-/* files_label_valid -- letters, digits, '.', '_', '-'; not starting with '.'. */
-int files_label_valid(const char *label)
-{
-    size_t n = strlen(label);
-
-    if (n == 0 || n > FILES_LABEL_MAX || label[0] == '.')
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = label[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-              || c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
-/* files_path_valid -- a relative path that cannot leave the directory it is joined
- * to: not absolute, no empty, "." or ".." component. */
-int files_path_valid(const char *path)
-{
-    const char *p = path;
-
-    if (*p == '\0' || *p == '/' || strlen(path) >= 4000)
-        return 0;
-    while (*p) {
-        const char *e = strchr(p, '/');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-            return 0;
-        if (!e)
-            break;
-        p = e + 1;
-        if (*p == '\0')
-            return 0;
-    }
-    return 1;
-}
 
 void files_manifest_release(files_manifest *m)
 {
@@ -172,7 +135,7 @@ static int entry_parse(json_t *o, files_entry *e)
                     "type", &type, "mode", &mode, "mtime", &mtime, "mtime_ns", &ns, "uid", &uid,
                     "gid", &gid, "size", &size, "addr", &addr, "target", &target) != 0)
         return -1;
-    if (!files_path_valid(path) || strlen(type) != 1 || mode < 0 || mode > 07777 || ns < 0
+    if (!tree_path_valid(path) || strlen(type) != 1 || mode < 0 || mode > 07777 || ns < 0
         || ns > 999999999 || uid < 0 || gid < 0 || size < 0)
         return -1;
     e->type = type[0];
@@ -213,7 +176,7 @@ int files_manifest_load(files_ctx *x, const char *label, files_manifest *m)
     int ret;
 
     memset(m, 0, sizeof(*m));
-    if (!files_label_valid(label)) {
+    if (!tree_label_valid(label, FILES_LABEL_MAX)) {
         log_error("invalid snapshot label \"%s\"", label);
         return -1;
     }

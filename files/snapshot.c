@@ -24,6 +24,7 @@
 #include "log.h"
 #include "repo.h"
 #include "timefmt.h"
+#include "tree.h"
 #include "walk.h"
 
 struct snap_stats {
@@ -236,7 +237,7 @@ static int normalise(const char *arg, const char *cwd, char *out, size_t outlen)
         return log_error("invalid path \"%s\": name a file or directory below the base", arg);
     memcpy(out, p, n);
     out[n] = '\0';
-    if (!files_path_valid(out))
+    if (!tree_path_valid(out))
         return log_error("invalid path \"%s\": \"..\", \".\" and empty components are refused",
                          arg);
     return 0;

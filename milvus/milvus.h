@@ -199,7 +199,6 @@ int mv_snapshot_load(storage *st, const char *label, mv_snapshot *s);
 int mv_snapshot_labels(storage *st, char ***labels, size_t *n);
 void mv_labels_free(char **labels, size_t n);
 int mv_label_valid(const char *label);
-int mv_path_valid(const char *path);
 int mv_snapshot_key(const char *label, char *out, size_t outlen);
 
 /* walk.c: fill v->entries from v->dir (and the root's metadata). Stops with -1

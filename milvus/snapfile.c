@@ -14,6 +14,7 @@
 #include "object.h"
 #include "repo.h"
 #include "timefmt.h"
+#include "tree.h"
 
 #define MV_FORMAT 1
 
@@ -64,44 +65,11 @@ int mv_volume_add(mv_volume *v, mv_entry *e)
 }
 
 /* mv_label_valid -- labels become storage keys and PostgreSQL restore point names:
- * [A-Za-z0-9._-], not starting with '.', at most 64 characters (restore point names
- * are limited to 63 bytes plus the NUL). */
+ * tree_label_valid's characters, at most 63 of them (restore point names are limited
+ * to 63 bytes plus the NUL), and not starting with '-' either. */
 int mv_label_valid(const char *label)
 {
-    size_t n = strlen(label);
-
-    if (n == 0 || n > 63 || label[0] == '.' || label[0] == '-')
-        return 0;
-    for (const char *p = label; *p; p++) {
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-              (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
-            return 0;
-    }
-    return 1;
-}
-
-/* mv_path_valid -- a relative path whose every component is a plain name: no leading
- * '/', no empty, "." or ".." component, no NUL (JSON can carry one), bounded length. */
-int mv_path_valid(const char *path)
-{
-    const char *p = path;
-    size_t n = strlen(path);
-
-    if (n == 0 || n >= 4096 || path[0] == '/')
-        return 0;
-    while (*p) {
-        const char *slash = strchr(p, '/');
-        size_t len = slash ? (size_t)(slash - p) : strlen(p);
-        if (len == 0 || len > 255 || (len == 1 && p[0] == '.') ||
-            (len == 2 && p[0] == '.' && p[1] == '.'))
-            return 0;
-        if (slash == NULL)
-            break;
-        p = slash + 1;
-        if (*p == '\0')
-            return 0;   /* trailing slash */
-    }
-    return 1;
+    return label[0] != '-' && tree_label_valid(label, 63);
 }
 
 int mv_snapshot_key(const char *label, char *out, size_t outlen)
@@ -409,7 +377,7 @@ static int mv_parse_volume(json_t *vo, const char *what, mv_volume *v)
         free(type);
         if (e->type < 0)
             goto bad;
-        if (!mv_path_valid(e->path)) {
+        if (!tree_path_valid(e->path)) {
             log_error("snapshot manifest \"%s\" holds an unsafe path \"%s\" in volume \"%s\"",
                       what, e->path, v->name);
             log_detail("paths must be relative and may not contain \"..\" or \".\" components");
