@@ -20,7 +20,6 @@
  * relative, no ".."); directories are created before files and symlinks last, so
  * no write goes through a link.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
@@ -38,25 +37,7 @@
 #include "files.h"
 #include "log.h"
 #include "procuse.h"
-
-/* dir_is_empty -- 1 empty, 0 not, -1 reported */
-static int dir_is_empty(const char *path)
-{
-    DIR *d = opendir(path);
-    struct dirent *de;
-    int empty = 1;
-
-    if (!d)
-        return log_errno("could not open directory \"%s\"", path);
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
-            empty = 0;
-            break;
-        }
-    }
-    closedir(d);
-    return empty;
-}
+#include "tree.h"
 
 /* set_times -- an entry's recorded mtime (atime too); a failure only warns */
 static void set_times(int dirfd, const char *path, const files_entry *e, int flags)
@@ -228,20 +209,24 @@ int files_restore(files_ctx *x, const char *label, const char *target, int force
         return ret;
     ret = -1;
     owners = restore_owners(&m, target, same_owner);
-    /* stat, not lstat: the target itself may be a symlink to the project directory */
-    if (stat(target, &sb) == 0) {
-        if (!S_ISDIR(sb.st_mode)) {
-            log_error("could not restore into \"%s\": not a directory", target);
+    /* followed: the target itself may be a symlink to the project directory */
+    r = tree_dir_state(target, 1);
+    if (r < 0)
+        goto out;
+    if (r == TREE_NOT_DIR) {
+        log_error("could not restore into \"%s\": not a directory", target);
+        goto out;
+    }
+    if (r == TREE_FULL && !force) {
+        log_error("could not restore into \"%s\": the directory is not empty", target);
+        log_hint("use --force to move the entries the snapshot replaces aside");
+        goto out;
+    }
+    if (r == TREE_ABSENT) {
+        if (durable_mkdirs(target, 0755) != 0)
             goto out;
-        }
-        r = dir_is_empty(target);
-        if (r < 0)
-            goto out;
-        if (r == 0 && !force) {
-            log_error("could not restore into \"%s\": the directory is not empty", target);
-            log_hint("use --force to move the entries the snapshot replaces aside");
-            goto out;
-        }
+        created = 1;
+    } else {
         /* never under a live process: it keeps files open and writes them by path */
         r = procuse_check(&target, 1);
         if (r != 0) {
@@ -252,13 +237,6 @@ int files_restore(files_ctx *x, const char *label, const char *target, int force
             }
             goto out;
         }
-    } else if (errno == ENOENT) {
-        if (durable_mkdirs(target, 0755) != 0)
-            goto out;
-        created = 1;
-    } else {
-        log_errno("could not stat \"%s\"", target);
-        goto out;
     }
     if (!(stage = join(target, ".ragsafe-restore-XXXXXX")))
         goto out;

@@ -42,6 +42,7 @@
 #include "progress.h"
 #include "sha256.h"
 #include "storage.h"
+#include "tree.h"
 
 #define MV_OBJECT_PREFIX "milvus/objects"
 #define MV_SNAPSHOT_PREFIX "milvus/snapshots/"
@@ -138,12 +139,12 @@ typedef struct mv_opts {
     int progress;             /* PROGRESS_AUTO | PROGRESS_ON | PROGRESS_OFF */
 } mv_opts;
 
-/* A restore target and the names of its swap (journal.c). */
-enum mv_target_state { MV_T_ABSENT, MV_T_EMPTY, MV_T_FULL };
+/* A restore target and the names of its swap (journal.c). Its state before the
+ * restore is tree_dir_state's (lib/tree.h): TREE_ABSENT, TREE_EMPTY or TREE_FULL. */
 typedef struct mv_swap {
     const char *name;
     const char *dir;     /* absolute, no trailing '/' */
-    int before;          /* enum mv_target_state */
+    int before;          /* TREE_ABSENT / TREE_EMPTY / TREE_FULL */
     char *staging;       /* DIR.ragsafe-staging-ID */
     char *aside;         /* DIR.ragsafe-old-ID (used when before == MV_T_FULL) */
 } mv_swap;

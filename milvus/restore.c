@@ -24,7 +24,6 @@
  * DIR.ragsafe-failed-ID) and starts the stack again. With --milvus-url the
  * collections' row counts must then match the snapshot's.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -47,6 +46,7 @@
 #include "procuse.h"
 #include "progress.h"
 #include "repo.h"
+#include "tree.h"
 #include "uring.h"
 
 typedef struct mv_target {
@@ -81,34 +81,6 @@ static struct timespec mv_ts(int64_t ns)
 {
     struct timespec ts = {ns / 1000000000LL, ns % 1000000000LL};
     return ts;
-}
-
-/* mv_dir_state -- MV_T_ABSENT / MV_T_EMPTY / MV_T_FULL, or -1 reported. */
-static int mv_dir_state(const char *dir)
-{
-    struct stat sb;
-    DIR *d;
-    struct dirent *de;
-    int state = MV_T_EMPTY;
-
-    if (lstat(dir, &sb) != 0) {
-        if (errno == ENOENT)
-            return MV_T_ABSENT;
-        return log_errno("could not stat \"%s\"", dir);
-    }
-    if (!S_ISDIR(sb.st_mode))
-        return log_error("restore target \"%s\" is not a directory", dir);
-    d = opendir(dir);
-    if (d == NULL)
-        return log_errno("could not open directory \"%s\"", dir);
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
-            state = MV_T_FULL;
-            break;
-        }
-    }
-    closedir(d);
-    return state;
 }
 
 static void mv_restore_file_done(mv_restore_job *j, int r, uint64_t size)
@@ -393,7 +365,7 @@ static int mv_same_owner(const mv_opts *o, const mv_swap *sw, const mv_snapshot 
     for (size_t k = 0; k < s->nvols; k++) {
         uid_t uid = geteuid();
         gid_t gid = getegid();
-        if (sw[k].before != MV_T_ABSENT && stat(sw[k].dir, &sb) == 0) {
+        if (sw[k].before != TREE_ABSENT && stat(sw[k].dir, &sb) == 0) {
             uid = sb.st_uid;
             gid = sb.st_gid;
         }
@@ -580,11 +552,15 @@ int mv_restore_cmd(const mv_opts *o)
             log_error("restore target \"/\" refused");
             goto out;
         }
-        r = mv_dir_state(d);
+        r = tree_dir_state(d, 0);
         if (r < 0)
             goto out;
+        if (r == TREE_NOT_DIR) {
+            log_error("restore target \"%s\" is not a directory", d);
+            goto out;
+        }
         sw[k].before = r;
-        if (r == MV_T_FULL && !o->force) {
+        if (r == TREE_FULL && !o->force) {
             log_error("restore target \"%s\" is not empty", d);
             log_hint("restore into empty directories, or give --force to move it aside");
             goto out;
@@ -630,7 +606,7 @@ int mv_restore_cmd(const mv_opts *o)
             goto out;
         }
         for (size_t k = 0; k < s.nvols; k++)
-            if (sw[k].before != MV_T_ABSENT)
+            if (sw[k].before != TREE_ABSENT)
                 dirs[nd++] = sw[k].dir;
         r = procuse_check(dirs, nd);
         free(dirs);
@@ -816,7 +792,7 @@ restart:
             printf("restored snapshot %s: %zu file%s, %s in %.1f s\n", s.label, j.nfiles, PLURAL(j.nfiles),
                    mv_bytes(j.bytes, b), (double)(mv_now_ms() - t0) / 1000.0);
             for (size_t k = 0; k < s.nvols; k++) {
-                if (sw[k].before == MV_T_FULL)
+                if (sw[k].before == TREE_FULL)
                     printf("  %s -> %s (old contents in %s)\n", s.vols[k].name, sw[k].dir,
                            sw[k].aside);
                 else
