@@ -51,17 +51,6 @@ static void set_times(int dirfd, const char *path, const files_entry *e, int fla
         log_warning("could not set the times of \"%s\": %s", path, strerror(errno));
 }
 
-/* safe_mode -- the recorded mode without set-user-ID / set-group-ID: a restore (often
- * as root) never creates a set-id program from repository content */
-static mode_t safe_mode(const files_entry *e)
-{
-    if (e->mode & (S_ISUID | S_ISGID))
-        log_warning("\"%s\": set-user-ID/set-group-ID bits not restored (mode %04o recorded, "
-                    "%04o restored)", e->path, (unsigned)e->mode,
-                    (unsigned)(e->mode & ~(mode_t)(S_ISUID | S_ISGID)));
-    return e->mode & ~(mode_t)(S_ISUID | S_ISGID);
-}
-
 /* restore_owners -- give entries their recorded owners? Only as root; same_owner 1:
  * yes, 0: no, -1: when every top-level entry was owned by the target directory's
  * owner (the user restoring, for a target not there yet) */
@@ -104,7 +93,7 @@ static int stage_file(files_ctx *x, const files_entry *e, const char *path, int 
 {
     char key[512];
     uint64_t size = 0;
-    struct timespec ts[2];
+    tree_meta meta;
     int fd, ret = -1;
 
     if (cas_addr_key(x->c, e->addr, key, sizeof(key)) != 0)
@@ -127,23 +116,15 @@ static int stage_file(files_ctx *x, const files_entry *e, const char *path, int 
         goto out;
     }
     ret = -1;
-    if (owners && fchown(fd, e->uid, e->gid) != 0) {
-        log_errno("could not change the owner of \"%s\"", path);
+    meta.mode = e->mode;
+    meta.uid = e->uid;
+    meta.gid = e->gid;
+    meta.mtime.tv_sec = e->mtime;
+    meta.mtime.tv_nsec = e->mtime_ns;
+    if (tree_restore_fd_meta(fd, path, e->path, &meta, owners) != 0)
         goto out;
-    }
-    if (fchmod(fd, safe_mode(e)) != 0) {
-        log_errno("could not change the mode of \"%s\"", path);
-        goto out;
-    }
     if (fsync(fd) != 0) {
         log_errno("could not fsync \"%s\"", path);
-        goto out;
-    }
-    ts[0].tv_sec = e->mtime;
-    ts[0].tv_nsec = e->mtime_ns;
-    ts[1] = ts[0];
-    if (futimens(fd, ts) != 0) {
-        log_errno("could not set the times of \"%s\"", path);
         goto out;
     }
     ret = 0;
@@ -330,7 +311,7 @@ int files_restore(files_ctx *x, const char *label, const char *target, int force
             goto out;
         if (owners && lchown(tp, e->uid, e->gid) != 0)
             log_warning("could not change the owner of \"%s\": %s", tp, strerror(errno));
-        if (chmod(tp, safe_mode(e)) != 0) {
+        if (chmod(tp, tree_safe_mode(e->path, e->mode)) != 0) {
             log_errno("could not change the mode of \"%s\"", tp);
             goto out;
         }

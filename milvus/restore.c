@@ -96,16 +96,6 @@ static void mv_restore_file_done(mv_restore_job *j, int r, uint64_t size)
     mv_test_point("extract", done);
 }
 
-/* mv_safe_mode -- the recorded mode without set-user-ID and set-group-ID: a restore
- * (often as root) never creates a set-id program from repository content. */
-static uint32_t mv_safe_mode(const char *path, uint32_t mode)
-{
-    if (mode & (S_ISUID | S_ISGID))
-        log_warning("\"%s\": set-user-ID/set-group-ID bits not restored (mode %04o recorded, "
-                    "%04o restored)", path, (unsigned)mode, (unsigned)(mode & ~(S_ISUID | S_ISGID)));
-    return mode & ~(uint32_t)(S_ISUID | S_ISGID);
-}
-
 /* mv_claim -- worker w is about to read object d: wait while another worker reads it.
  * 1: it was found damaged already (reported then; say nothing more), else 0 with d
  * marked as w's until mv_unclaim. */
@@ -200,20 +190,9 @@ static int mv_restore_file(mv_restore_job *j, int w, cas *c, const mv_target *t,
         }
         off += size;
     }
-    /* owner before mode: chown clears set-id bits */
-    if (as_root && fchown(fd, e->uid, e->gid) != 0) {
-        log_errno("could not change owner of \"%s\"", path);
+    tree_meta meta = {e->mode, e->uid, e->gid, mv_ts(e->mtime_ns)};
+    if (tree_restore_fd_meta(fd, path, shown, &meta, as_root) != 0)
         goto out;
-    }
-    if (fchmod(fd, mv_safe_mode(shown, e->mode)) != 0) {
-        log_errno("could not change mode of \"%s\"", path);
-        goto out;
-    }
-    struct timespec ts[2] = {mv_ts(e->mtime_ns), mv_ts(e->mtime_ns)};
-    if (futimens(fd, ts) != 0) {
-        log_errno("could not set times of \"%s\"", path);
-        goto out;
-    }
     ret = 0;
 out:
     if (close(fd) != 0 && ret == 0)
@@ -264,7 +243,7 @@ static int mv_set_meta(const char *path, uint32_t mode, uint32_t uid, uint32_t g
 
     if (as_root && lchown(path, uid, gid) != 0)
         return log_errno("could not change owner of \"%s\"", path);
-    if (!is_link && chmod(path, mv_safe_mode(path, mode)) != 0)
+    if (!is_link && chmod(path, tree_safe_mode(path, mode)) != 0)
         return log_errno("could not change mode of \"%s\"", path);
     if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) != 0)
         return log_errno("could not set times of \"%s\"", path);
