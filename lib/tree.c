@@ -59,7 +59,7 @@ int tree_path_valid(const char *path)
 }
 
 /* tree_entry_kind -- the wording of ragsafe-milvus ("regular file", "symbolic link") */
-int tree_entry_kind(const struct stat *st, const char *shown)
+int tree_entry_kind(const struct stat *st, const char *root, const char *rel)
 {
     if (S_ISREG(st->st_mode))
         return TREE_FILE;
@@ -67,24 +67,27 @@ int tree_entry_kind(const struct stat *st, const char *shown)
         return TREE_DIR;
     if (S_ISLNK(st->st_mode))
         return TREE_LINK;
-    log_warning("skipping \"%s\": not a regular file, directory or symbolic link", shown);
+    log_warning("skipping \"%s%s%s\": not a regular file, directory or symbolic link",
+                root ? root : "", root ? "/" : "", rel);
     return -1;
 }
 
 /* tree_read_link -- both copies read into 4096 bytes and stored a target that filled
  * the buffer as it came, possibly cut short; a full buffer is refused here */
-int tree_read_link(int dirfd, const char *name, const char *shown, char **target)
+int tree_read_link(int dirfd, const char *name, const char *root, const char *rel,
+                   char **target)
 {
+    const char *sep = root ? "/" : "";
     char buf[4096];
     ssize_t l;
 
     *target = NULL;
     l = readlinkat(dirfd, name, buf, sizeof(buf));
     if (l < 0)
-        return log_errno("could not read symbolic link \"%s\"", shown);
+        return log_errno("could not read symbolic link \"%s%s%s\"", root ? root : "", sep, rel);
     if ((size_t)l >= sizeof(buf))
-        return log_error("could not read symbolic link \"%s\": its target is longer than %zu "
-                         "bytes", shown, sizeof(buf) - 1);
+        return log_error("could not read symbolic link \"%s%s%s\": its target is longer than "
+                         "%zu bytes", root ? root : "", sep, rel, sizeof(buf) - 1);
     buf[l] = '\0';
     if ((*target = strdup(buf)) == NULL)
         return log_error("out of memory");

@@ -10,9 +10,9 @@
  *     tree_path_valid(path)          a manifest path: cannot leave its root
  *
  * Walking (lib/walk.h underneath):
- *     r = tree_entry_kind(st, shown);           TREE_FILE/DIR/LINK, or -1 (skipped,
+ *     r = tree_entry_kind(st, root, rel);       TREE_FILE/DIR/LINK, or -1 (skipped,
  *                                               warned: sockets, FIFOs, devices)
- *     tree_read_link(dirfd, name, shown, &t);   a symbolic link's target, malloc'd
+ *     tree_read_link(dirfd, name, root, rel, &t);   a symbolic link's target, malloc'd
  *
  * Restoring:
  *     r = tree_dir_state(dir, follow);          TREE_ABSENT / TREE_EMPTY / TREE_FULL /
@@ -56,15 +56,19 @@ int tree_path_valid(const char *path);
 /* Entry kinds of a walked tree. */
 enum { TREE_FILE = 0, TREE_DIR = 1, TREE_LINK = 2 };
 
+/* Messages name a walked entry "root/rel" (the walk's root and the entry's path below
+ * it, walk.h), or "rel" when root is NULL. */
+
 /* tree_entry_kind -- what a snapshot records of an entry with lstat st: TREE_FILE,
  * TREE_DIR or TREE_LINK, or -1 for anything else (a socket, FIFO or device node: no
- * place in a snapshot), skipped with a warning naming shown. Nothing to clean up. */
-int tree_entry_kind(const struct stat *st, const char *shown);
+ * place in a snapshot), skipped with a warning. Nothing to clean up. */
+int tree_entry_kind(const struct stat *st, const char *root, const char *rel);
 
 /* tree_read_link -- the target of symbolic link name in dirfd (AT_FDCWD: name is a
  * path) into *target (malloc'd, caller frees). A target longer than the buffer is an
- * error, never a truncated link. 0 | -1 (reported, naming shown). */
-int tree_read_link(int dirfd, const char *name, const char *shown, char **target);
+ * error, never a truncated link. 0 | -1 (reported). */
+int tree_read_link(int dirfd, const char *name, const char *root, const char *rel,
+                   char **target);
 
 /* tree_dir_state results */
 enum { TREE_ABSENT = 0, TREE_EMPTY = 1, TREE_FULL = 2, TREE_NOT_DIR = 3 };

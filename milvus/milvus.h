@@ -57,7 +57,8 @@
 #define MV_CHUNK_SIZE (512u << 10)
 #define MV_CHUNK_MIN ((uint64_t)4 << 20)
 
-enum mv_type { MV_FILE = 0, MV_DIR = 1, MV_LINK = 2 };
+/* the kinds of lib/tree.h's walk (tree_entry_kind) */
+enum mv_type { MV_FILE = TREE_FILE, MV_DIR = TREE_DIR, MV_LINK = TREE_LINK };
 
 typedef struct mv_entry {
     char *path;        /* relative to the volume root, no leading '/' */

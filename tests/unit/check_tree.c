@@ -97,31 +97,31 @@ START_TEST(test_entry_kind_and_link)
     ck_assert_int_eq(symlink("f", "l"), 0);
     ck_assert_int_eq(mkfifo("p", 0644), 0);
     ck_assert_int_eq(lstat("f", &sb), 0);
-    ck_assert_int_eq(tree_entry_kind(&sb, "f"), TREE_FILE);
+    ck_assert_int_eq(tree_entry_kind(&sb, NULL, "f"), TREE_FILE);
     ck_assert_int_eq(lstat("d", &sb), 0);
-    ck_assert_int_eq(tree_entry_kind(&sb, "d"), TREE_DIR);
+    ck_assert_int_eq(tree_entry_kind(&sb, NULL, "d"), TREE_DIR);
     ck_assert_int_eq(lstat("l", &sb), 0);
-    ck_assert_int_eq(tree_entry_kind(&sb, "l"), TREE_LINK);
+    ck_assert_int_eq(tree_entry_kind(&sb, NULL, "l"), TREE_LINK);
     ck_assert_int_eq(lstat("p", &sb), 0);
-    ck_assert_int_eq(tree_entry_kind(&sb, "p"), -1);
+    ck_assert_int_eq(tree_entry_kind(&sb, NULL, "p"), -1);
     s = socket(AF_UNIX, SOCK_STREAM, 0);
     ck_assert_int_ge(s, 0);
     snprintf(sa.sun_path, sizeof(sa.sun_path), "sock");
     ck_assert_int_eq(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
     ck_assert_int_eq(lstat("sock", &sb), 0);
-    ck_assert_int_eq(tree_entry_kind(&sb, "sock"), -1);
+    ck_assert_int_eq(tree_entry_kind(&sb, "root", "sock"), -1);
     close(s);
 
     /* by path and by directory descriptor */
-    ck_assert_int_eq(tree_read_link(AT_FDCWD, "l", "l", &target), 0);
+    ck_assert_int_eq(tree_read_link(AT_FDCWD, "l", NULL, "l", &target), 0);
     ck_assert_str_eq(target, "f");
     free(target);
     dfd = open(".", O_RDONLY | O_DIRECTORY);
     ck_assert_int_ge(dfd, 0);
-    ck_assert_int_eq(tree_read_link(dfd, "l", "./l", &target), 0);
+    ck_assert_int_eq(tree_read_link(dfd, "l", ".", "l", &target), 0);
     ck_assert_str_eq(target, "f");
     free(target);
-    ck_assert_int_eq(tree_read_link(dfd, "f", "./f", &target), -1); /* not a link */
+    ck_assert_int_eq(tree_read_link(dfd, "f", ".", "f", &target), -1); /* not a link */
     ck_assert_ptr_null(target);
     close(dfd);
     /* the longest target Linux allows (4095 bytes) comes back whole */
@@ -130,7 +130,7 @@ START_TEST(test_entry_kind_and_link)
         longt[i] = '/';
     longt[4095] = '\0';
     ck_assert_int_eq(symlink(longt, "just"), 0);
-    ck_assert_int_eq(tree_read_link(AT_FDCWD, "just", "just", &target), 0);
+    ck_assert_int_eq(tree_read_link(AT_FDCWD, "just", NULL, "just", &target), 0);
     ck_assert_uint_eq(strlen(target), 4095);
     free(target);
 }
