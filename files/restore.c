@@ -51,36 +51,19 @@ static void set_times(int dirfd, const char *path, const files_entry *e, int fla
         log_warning("could not set the times of \"%s\": %s", path, strerror(errno));
 }
 
-/* restore_owners -- give entries their recorded owners? Only as root; same_owner 1:
- * yes, 0: no, -1: when every top-level entry was owned by the target directory's
- * owner (the user restoring, for a target not there yet) */
+/* restore_owners -- give entries their recorded owners? (lib/tree.h) By default only
+ * when every top-level entry was owned by the target directory's owner (the user
+ * restoring, for a target not there yet) */
 static int restore_owners(const files_manifest *m, const char *target, int same_owner)
 {
-    struct stat sb;
-    uid_t uid = geteuid();
-    gid_t gid = getegid();
+    int owners = tree_owner_policy(same_owner);
 
-    if (same_owner == 0)
-        return 0;
-    if (geteuid() != 0) {
-        if (same_owner == 1)
-            log_warning("--same-owner: only root can restore owners; files will be yours");
-        return 0;
-    }
-    if (same_owner == 1)
-        return 1;
-    if (stat(target, &sb) == 0) {
-        uid = sb.st_uid;
-        gid = sb.st_gid;
-    }
+    if (owners != TREE_OWNER_COMPARE)
+        return owners;
     for (size_t i = 0; i < m->n; i++) {
         const files_entry *e = &m->v[i];
-        if (strchr(e->path, '/') != NULL || (e->uid == uid && e->gid == gid))
-            continue;
-        log_notice("owners not restored: \"%s\" was owned by %u:%u, \"%s\" is %u:%u", e->path,
-                   (unsigned)e->uid, (unsigned)e->gid, target, (unsigned)uid, (unsigned)gid);
-        log_hint("give --same-owner to restore the recorded owners anyway");
-        return 0;
+        if (strchr(e->path, '/') == NULL && !tree_owner_matches("", e->path, e->uid, e->gid, target))
+            return 0;
     }
     return 1;
 }

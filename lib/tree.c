@@ -145,7 +145,8 @@ int tree_owner_policy(int same_owner)
     return same_owner == 1 ? 1 : TREE_OWNER_COMPARE;
 }
 
-int tree_owner_matches(const char *what, uid_t uid, gid_t gid, const char *target)
+int tree_owner_matches(const char *kind, const char *name, uid_t uid, gid_t gid,
+                       const char *target)
 {
     struct stat sb;
     uid_t tuid = geteuid();
@@ -157,7 +158,7 @@ int tree_owner_matches(const char *what, uid_t uid, gid_t gid, const char *targe
     }
     if (uid == tuid && gid == tgid)
         return 1;
-    log_notice("owners not restored: %s was owned by %u:%u, \"%s\" is %u:%u", what,
+    log_notice("owners not restored: %s\"%s\" was owned by %u:%u, \"%s\" is %u:%u", kind, name,
                (unsigned)uid, (unsigned)gid, target, (unsigned)tuid, (unsigned)tgid);
     log_hint("give --same-owner to restore the recorded owners anyway");
     return 0;

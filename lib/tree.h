@@ -19,7 +19,7 @@
  *                                               TREE_NOT_DIR, or -1 reported
  *     m = tree_safe_mode(shown, mode);          without set-user/group-ID (warned)
  *     owners = tree_owner_policy(same_owner);   0 / 1 / TREE_OWNER_COMPARE
- *     owners = tree_owner_matches(what, uid, gid, target);
+ *     owners = tree_owner_matches(kind, name, uid, gid, target);
  *     tree_restore_fd_meta(fd, path, shown, &meta, owners);
  *     tree_move_aside(from, to);                rename, the parent of `to` created
  *
@@ -92,11 +92,12 @@ mode_t tree_safe_mode(const char *shown, mode_t mode);
 int tree_owner_policy(int same_owner);
 
 /* tree_owner_matches -- the default of tree_owner_policy: 1 when uid:gid, recorded for
- * what (a top-level entry, a volume root: "\"etc\"", "volume \"etcd\""), is the owner
- * of target now (or, for a target not there yet, the user restoring); else 0, with a
+ * name (a top-level entry, kind "", or a volume root, kind "volume "), is the owner of
+ * target now (or, for a target not there yet, the user restoring); else 0, with a
  * notice and a hint to give --same-owner. A snapshot from another machine must not
  * hand files to whoever has those ids here. */
-int tree_owner_matches(const char *what, uid_t uid, gid_t gid, const char *target);
+int tree_owner_matches(const char *kind, const char *name, uid_t uid, gid_t gid,
+                       const char *target);
 
 /* What a restored entry gets back. */
 typedef struct tree_meta {

@@ -324,38 +324,20 @@ static int mv_sync_targets(const mv_target *t, size_t n)
     return 0;
 }
 
-/* mv_same_owner -- restore recorded owners? Only as root, and only when asked
+/* mv_same_owner -- restore recorded owners (lib/tree.h)? Only as root, and only when asked
  * (--same-owner) or, by default, when each volume's recorded root owner is the
  * target root's owner now (or, for a target not there yet, the user restoring): a
  * snapshot from another machine must not hand files to whoever has those ids here. */
 static int mv_same_owner(const mv_opts *o, const mv_swap *sw, const mv_snapshot *s)
 {
-    struct stat sb;
+    int owners = tree_owner_policy(o->same_owner);
 
-    if (o->same_owner == 0)
-        return 0;
-    if (geteuid() != 0) {
-        if (o->same_owner == 1)
-            log_warning("--same-owner: only root can restore owners; files will be yours");
-        return 0;
-    }
-    if (o->same_owner == 1)
-        return 1;
-    for (size_t k = 0; k < s->nvols; k++) {
-        uid_t uid = geteuid();
-        gid_t gid = getegid();
-        if (sw[k].before != TREE_ABSENT && stat(sw[k].dir, &sb) == 0) {
-            uid = sb.st_uid;
-            gid = sb.st_gid;
-        }
-        if (s->vols[k].uid != uid || s->vols[k].gid != gid) {
-            log_notice("owners not restored: volume \"%s\" was owned by %u:%u, \"%s\" is %u:%u",
-                       s->vols[k].name, (unsigned)s->vols[k].uid, (unsigned)s->vols[k].gid,
-                       sw[k].dir, (unsigned)uid, (unsigned)gid);
-            log_hint("give --same-owner to restore the recorded owners anyway");
+    if (owners != TREE_OWNER_COMPARE)
+        return owners;
+    for (size_t k = 0; k < s->nvols; k++)
+        if (!tree_owner_matches("volume ", s->vols[k].name, s->vols[k].uid, s->vols[k].gid,
+                                sw[k].dir))
             return 0;
-        }
-    }
     return 1;
 }
 

@@ -182,10 +182,10 @@ START_TEST(test_owner_policy)
     }
     /* the target's owner when it exists, else the user restoring */
     ck_assert_int_eq(mkdir("t", 0755), 0);
-    ck_assert_int_eq(tree_owner_matches("\"x\"", geteuid(), getegid(), "t"), 1);
-    ck_assert_int_eq(tree_owner_matches("\"x\"", geteuid(), getegid(), "absent"), 1);
-    ck_assert_int_eq(tree_owner_matches("\"x\"", geteuid() + 1, getegid(), "t"), 0);
-    ck_assert_int_eq(tree_owner_matches("\"x\"", geteuid(), getegid() + 1, "absent"), 0);
+    ck_assert_int_eq(tree_owner_matches("", "x", geteuid(), getegid(), "t"), 1);
+    ck_assert_int_eq(tree_owner_matches("", "x", geteuid(), getegid(), "absent"), 1);
+    ck_assert_int_eq(tree_owner_matches("", "x", geteuid() + 1, getegid(), "t"), 0);
+    ck_assert_int_eq(tree_owner_matches("volume ", "x", geteuid(), getegid() + 1, "absent"), 0);
 }
 END_TEST
 
