@@ -23,7 +23,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,29 +128,13 @@ static char *join(const char *a, const char *b)
     return s;
 }
 
-/* move_aside -- rename an existing target entry to ASIDE/<rel> */
+/* move_aside -- an existing target entry to ASIDE/<rel> (lib/tree.h) */
 static int move_aside(const char *aside, const char *rel, const char *tp)
 {
-    char *dst = join(aside, rel), *dir = NULL;
-    int ret = -1;
+    char *dst = join(aside, rel);
+    int ret = dst ? tree_move_aside(tp, dst) : -1;
 
-    if (!dst)
-        return -1;
-    if (!(dir = strdup(dst))) {
-        log_error("out of memory");
-        goto out;
-    }
-    if (durable_mkdirs(dirname(dir), 0700) != 0)
-        goto out;
-    if (rename(tp, dst) != 0) {
-        log_errno("could not move \"%s\" aside to \"%s\"", tp, dst);
-        goto out;
-    }
-    log_info("moved \"%s\" aside to \"%s\"", tp, dst);
-    ret = 0;
-out:
     free(dst);
-    free(dir);
     return ret;
 }
 

@@ -50,6 +50,7 @@
 #include "procuse.h"
 #include "repo.h"
 #include "timefmt.h"
+#include "tree.h"
 
 #define MV_JOURNAL_MAX (1u << 20)
 
@@ -213,8 +214,8 @@ int mv_swap_forward(const mv_swap *t, size_t n, int *renames)
             continue;   /* swapped already */
         }
         if (t[i].before == TREE_FULL && mv_exists(t[i].dir) && !mv_exists(t[i].aside)) {
-            if (rename(t[i].dir, t[i].aside) != 0)
-                return log_errno("could not move \"%s\" aside to \"%s\"", t[i].dir, t[i].aside);
+            if (tree_move_aside(t[i].dir, t[i].aside) != 0)
+                return -1;
             (*renames)++;
             mv_test_point("rename", *renames);
         }
