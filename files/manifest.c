@@ -229,60 +229,8 @@ out:
     return ret;
 }
 
-struct label_list {
-    char **v;
-    size_t n, cap;
-};
-
-/* label_cb -- storage_list callback: collect "<label>" from "files/snapshots/<label>.json" */
-static int label_cb(void *arg, const char *key, int64_t size, int64_t mtime)
-{
-    struct label_list *l = arg;
-    const char *name = key + strlen(FILES_SNAPSHOTS) + 1;
-    size_t n = strlen(name);
-
-    (void)size;
-    (void)mtime;
-    if (strchr(name, '/') || n <= 5 || strcmp(name + n - 5, ".json") != 0)
-        return 0;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 16;
-        char **v = realloc(l->v, cap * sizeof(*v));
-        if (!v)
-            return log_error("out of memory");
-        l->v = v;
-        l->cap = cap;
-    }
-    if (!(l->v[l->n] = strndup(name, n - 5)))
-        return log_error("out of memory");
-    l->n++;
-    return 0;
-}
-
-static int label_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-void files_labels_free(char **labels, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(labels[i]);
-    free(labels);
-}
-
-/* files_labels -- every stored snapshot label, sorted. 0 | -1. */
+/* files_labels -- every stored snapshot label, sorted by label (lib/tree.h). 0 | -1. */
 int files_labels(files_ctx *x, char ***labels, size_t *n)
 {
-    struct label_list l = {NULL, 0, 0};
-
-    if (storage_list(x->st, FILES_SNAPSHOTS "/", label_cb, &l) != 0) {
-        files_labels_free(l.v, l.n);
-        return -1;
-    }
-    if (l.n)
-        qsort(l.v, l.n, sizeof(*l.v), label_cmp);
-    *labels = l.v;
-    *n = l.n;
-    return 0;
+    return tree_labels(x->st, FILES_SNAPSHOTS "/", ".json", NULL, 0, labels, n);
 }

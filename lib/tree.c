@@ -15,6 +15,7 @@
 
 #include "durable.h"
 #include "log.h"
+#include "storage.h"
 #include "tree.h"
 
 /* tree_label_valid -- a label is a storage key component: plain characters only */
@@ -56,6 +57,105 @@ int tree_path_valid(const char *path)
             return 0; /* trailing slash */
     }
     return 1;
+}
+
+typedef struct tree_label_item {
+    char *label;
+    int64_t mtime;
+} tree_label_item;
+
+typedef struct tree_label_list {
+    const char *dir, *suffix;
+    int (*valid)(const char *label);
+    tree_label_item *items;
+    size_t n, cap;
+} tree_label_list;
+
+/* tree_label_collect -- storage_list callback: "<dir><label><suffix>" keys */
+static int tree_label_collect(void *arg, const char *key, int64_t size, int64_t mtime)
+{
+    tree_label_list *l = arg;
+    const char *name = key + strlen(l->dir);
+    size_t n = strlen(name), sl = strlen(l->suffix);
+    char *label;
+
+    (void)size;
+    if (strchr(name, '/') != NULL || n <= sl || strcmp(name + n - sl, l->suffix) != 0)
+        return 0;
+    if ((label = strndup(name, n - sl)) == NULL)
+        return log_error("out of memory");
+    if (l->valid != NULL && !l->valid(label)) {
+        free(label);
+        return 0;
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 32;
+        tree_label_item *p = realloc(l->items, cap * sizeof(*p));
+        if (p == NULL) {
+            free(label);
+            return log_error("out of memory");
+        }
+        l->items = p;
+        l->cap = cap;
+    }
+    l->items[l->n].label = label;
+    l->items[l->n].mtime = mtime;
+    l->n++;
+    return 0;
+}
+
+static int tree_label_cmp(const void *a, const void *b)
+{
+    return strcmp(((const tree_label_item *)a)->label, ((const tree_label_item *)b)->label);
+}
+
+static int tree_label_time_cmp(const void *a, const void *b)
+{
+    const tree_label_item *x = a, *y = b;
+
+    if (x->mtime != y->mtime)
+        return x->mtime < y->mtime ? -1 : 1;
+    return strcmp(x->label, y->label);
+}
+
+/* tree_labels -- ragsafe-files sorted by label and kept every key, ragsafe-milvus sorted
+ * by time and left out labels it refuses: both kept, as each tool's choice */
+int tree_labels(storage *st, const char *dir, const char *suffix,
+                int (*valid)(const char *label), int by_time, char ***labels, size_t *n)
+{
+    tree_label_list l = {dir, suffix, valid, NULL, 0, 0};
+    int ret = -1;
+
+    *labels = NULL;
+    *n = 0;
+    if (storage_list(st, dir, tree_label_collect, &l) != 0)
+        goto out;
+    if (l.n > 1)
+        qsort(l.items, l.n, sizeof(*l.items), by_time ? tree_label_time_cmp : tree_label_cmp);
+    if ((*labels = calloc(l.n + 1, sizeof(char *))) == NULL) {
+        log_error("out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        (*labels)[i] = l.items[i].label;
+        l.items[i].label = NULL;
+    }
+    *n = l.n;
+    ret = 0;
+out:
+    for (size_t i = 0; i < l.n; i++)
+        free(l.items[i].label);
+    free(l.items);
+    return ret;
+}
+
+void tree_labels_free(char **labels, size_t n)
+{
+    if (labels == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        free(labels[i]);
+    free(labels);
 }
 
 /* tree_entry_kind -- the wording of ragsafe-milvus ("regular file", "symbolic link") */

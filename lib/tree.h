@@ -9,6 +9,10 @@
  *     tree_label_valid(label, max)   a snapshot label: becomes a storage key
  *     tree_path_valid(path)          a manifest path: cannot leave its root
  *
+ * The catalogue of snapshot manifests in a repository:
+ *     tree_labels(st, "x/snapshots/", ".json", valid, by_time, &labels, &n);
+ *     tree_labels_free(labels, n);
+ *
  * Walking (lib/walk.h underneath):
  *     r = tree_entry_kind(st, root, rel);       TREE_FILE/DIR/LINK, or -1 (skipped,
  *                                               warned: sockets, FIFOs, devices)
@@ -52,6 +56,19 @@ int tree_label_valid(const char *label, size_t max);
  * Control characters are allowed: a file name may hold them, and a manifest must be
  * able to record every file a walk finds. */
 int tree_path_valid(const char *path);
+
+struct storage;
+
+/* tree_labels -- the labels of every manifest key "<dir><label><suffix>" in st (dir
+ * ends with '/'; keys deeper down or with another ending are not manifests), sorted by
+ * label, or when by_time oldest first by (storage mtime, label). valid (may be NULL):
+ * a label it refuses is left out, quietly (no tool could have written that key).
+ * *labels (an array of n malloc'd strings) is freed by tree_labels_free.
+ * 0 | -1 (reported). */
+int tree_labels(struct storage *st, const char *dir, const char *suffix,
+                int (*valid)(const char *label), int by_time, char ***labels, size_t *n);
+/* Frees what tree_labels returned (or any such array); NULL is fine. */
+void tree_labels_free(char **labels, size_t n);
 
 /* Entry kinds of a walked tree. */
 enum { TREE_FILE = 0, TREE_DIR = 1, TREE_LINK = 2 };

@@ -197,9 +197,9 @@ int mv_snapshot_parse(const char *buf, size_t len, const char *what, mv_snapshot
 /* Load milvus/snapshots/<label>.json.zst. 0 | RS_NOT_FOUND | RS_MISMATCH (corrupt,
  * reported) | -1. */
 int mv_snapshot_load(storage *st, const char *label, mv_snapshot *s);
-/* Labels of every manifest, sorted oldest first by (storage mtime, label). */
+/* Labels of every manifest, sorted oldest first by (storage mtime, label); freed by
+ * tree_labels_free. */
 int mv_snapshot_labels(storage *st, char ***labels, size_t *n);
-void mv_labels_free(char **labels, size_t n);
 int mv_label_valid(const char *label);
 int mv_snapshot_key(const char *label, char *out, size_t outlen);
 

@@ -594,90 +594,9 @@ int mv_snapshot_load(storage *st, const char *label, mv_snapshot *s)
     return r;
 }
 
-typedef struct mv_label_item {
-    char *label;
-    int64_t mtime;
-} mv_label_item;
-
-typedef struct mv_label_list {
-    mv_label_item *items;
-    size_t n, cap;
-} mv_label_list;
-
-static int mv_label_collect(void *arg, const char *key, int64_t size, int64_t mtime)
-{
-    mv_label_list *l = arg;
-    const char *name = key + strlen(MV_SNAPSHOT_PREFIX);
-    size_t n = strlen(name);
-
-    (void)size;
-    size_t sl = strlen(MV_MANIFEST_SUFFIX);
-
-    if (strchr(name, '/') != NULL || n <= sl || strcmp(name + n - sl, MV_MANIFEST_SUFFIX) != 0)
-        return 0;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 32;
-        mv_label_item *p = realloc(l->items, cap * sizeof(*p));
-        if (p == NULL)
-            return log_errno("could not allocate");
-        l->items = p;
-        l->cap = cap;
-    }
-    char *label = strndup(name, n - sl);
-    if (label == NULL)
-        return log_errno("could not allocate");
-    if (!mv_label_valid(label)) {
-        free(label);
-        return 0;
-    }
-    l->items[l->n].label = label;
-    l->items[l->n].mtime = mtime;
-    l->n++;
-    return 0;
-}
-
-static int mv_label_cmp(const void *a, const void *b)
-{
-    const mv_label_item *x = a, *y = b;
-    if (x->mtime != y->mtime)
-        return x->mtime < y->mtime ? -1 : 1;
-    return strcmp(x->label, y->label);
-}
-
+/* mv_snapshot_labels -- oldest first by storage mtime, then label; keys whose label
+ * mv_label_valid refuses are not ours (lib/tree.h) */
 int mv_snapshot_labels(storage *st, char ***labels, size_t *n)
 {
-    mv_label_list l = {0};
-    int ret = -1;
-
-    *labels = NULL;
-    *n = 0;
-    if (storage_list(st, MV_SNAPSHOT_PREFIX, mv_label_collect, &l) != 0)
-        goto out;
-    if (l.n > 1)
-        qsort(l.items, l.n, sizeof(*l.items), mv_label_cmp);
-    *labels = calloc(l.n + 1, sizeof(char *));
-    if (*labels == NULL) {
-        log_errno("could not allocate");
-        goto out;
-    }
-    for (size_t i = 0; i < l.n; i++) {
-        (*labels)[i] = l.items[i].label;
-        l.items[i].label = NULL;
-    }
-    *n = l.n;
-    ret = 0;
-out:
-    for (size_t i = 0; i < l.n; i++)
-        free(l.items[i].label);
-    free(l.items);
-    return ret;
-}
-
-void mv_labels_free(char **labels, size_t n)
-{
-    if (labels == NULL)
-        return;
-    for (size_t i = 0; i < n; i++)
-        free(labels[i]);
-    free(labels);
+    return tree_labels(st, MV_SNAPSHOT_PREFIX, MV_MANIFEST_SUFFIX, mv_label_valid, 1, labels, n);
 }

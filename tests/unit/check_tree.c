@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "storage.h"
 #include "testutil.h"
 #include "tree.h"
 
@@ -243,6 +244,55 @@ START_TEST(test_move_aside)
 }
 END_TEST
 
+static int no_dash(const char *label)
+{
+    return label[0] != '-';
+}
+
+START_TEST(test_labels)
+{
+    storage *st = storage_open(tu_repo("repo"), NULL, 1);
+    struct timespec ts[2] = {{0, 0}, {0, 0}};
+    char **l = NULL;
+    size_t n = 9;
+
+    ck_assert_ptr_nonnull(st);
+    /* none yet */
+    ck_assert_int_eq(tree_labels(st, "x/snapshots/", ".json", NULL, 0, &l, &n), 0);
+    ck_assert_uint_eq(n, 0);
+    tree_labels_free(l, n);
+    ck_assert_int_eq(storage_put(st, "x/snapshots/b.json", "{}", 2, 1), 0);
+    ck_assert_int_eq(storage_put(st, "x/snapshots/a.json", "{}", 2, 1), 0);
+    ck_assert_int_eq(storage_put(st, "x/snapshots/-c.json", "{}", 2, 1), 0);
+    ck_assert_int_eq(storage_put(st, "x/snapshots/d.json.zst", "{}", 2, 1), 0); /* other end */
+    ck_assert_int_eq(storage_put(st, "x/snapshots/sub/e.json", "{}", 2, 1), 0);  /* deeper */
+    ck_assert_int_eq(storage_put(st, "x/snapshots/json", "{}", 2, 1), 0);        /* no label */
+    ck_assert_int_eq(storage_put(st, "x/other/f.json", "{}", 2, 1), 0);
+    /* b older than a: by time b comes first */
+    ts[0].tv_sec = ts[1].tv_sec = 1000000000;
+    ck_assert_int_eq(utimensat(AT_FDCWD, tu_path("repo/x/snapshots/b.json"), ts, 0), 0);
+    ts[0].tv_sec = ts[1].tv_sec = 1100000000;
+    ck_assert_int_eq(utimensat(AT_FDCWD, tu_path("repo/x/snapshots/-c.json"), ts, 0), 0);
+    ck_assert_int_eq(tree_labels(st, "x/snapshots/", ".json", NULL, 0, &l, &n), 0);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_str_eq(l[0], "-c");
+    ck_assert_str_eq(l[1], "a");
+    ck_assert_str_eq(l[2], "b");
+    tree_labels_free(l, n);
+    ck_assert_int_eq(tree_labels(st, "x/snapshots/", ".json", no_dash, 1, &l, &n), 0);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(l[0], "b");
+    ck_assert_str_eq(l[1], "a");
+    tree_labels_free(l, n);
+    ck_assert_int_eq(tree_labels(st, "x/snapshots/", ".json.zst", NULL, 1, &l, &n), 0);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(l[0], "d");
+    tree_labels_free(l, n);
+    tree_labels_free(NULL, 0);
+    storage_free(st);
+}
+END_TEST
+
 static Suite *tree_suite(void)
 {
     Suite *s = suite_create("tree");
@@ -257,6 +307,7 @@ static Suite *tree_suite(void)
     tcase_add_test(tc, test_owner_policy);
     tcase_add_test(tc, test_restore_fd_meta);
     tcase_add_test(tc, test_move_aside);
+    tcase_add_test(tc, test_labels);
     suite_add_tcase(s, tc);
     return s;
 }
