@@ -61,7 +61,8 @@ static int restore_owners(const files_manifest *m, const char *target, int same_
         return owners;
     for (size_t i = 0; i < m->n; i++) {
         const files_entry *e = &m->v[i];
-        if (strchr(e->path, '/') == NULL && !tree_owner_matches("", e->path, e->uid, e->gid, target))
+        if (strchr(e->path, '/') == NULL
+            && !tree_owner_matches("", e->path, e->uid, e->gid, target))
             return 0;
     }
     return 1;
