@@ -38,16 +38,11 @@
 #include "procuse.h"
 #include "tree.h"
 
-/* set_times -- an entry's recorded mtime (atime too); a failure only warns */
-static void set_times(int dirfd, const char *path, const files_entry *e, int flags)
+/* entry_meta -- what lib/tree.h restores of an entry */
+static tree_meta entry_meta(const files_entry *e)
 {
-    struct timespec ts[2];
-
-    ts[0].tv_sec = e->mtime;
-    ts[0].tv_nsec = e->mtime_ns;
-    ts[1] = ts[0];
-    if (utimensat(dirfd, path, ts, flags) != 0)
-        log_warning("could not set the times of \"%s\": %s", path, strerror(errno));
+    tree_meta m = {e->mode, e->uid, e->gid, {(time_t)e->mtime, e->mtime_ns}};
+    return m;
 }
 
 /* restore_owners -- give entries their recorded owners? (lib/tree.h) By default only
@@ -76,7 +71,7 @@ static int stage_file(files_ctx *x, const files_entry *e, const char *path, int 
 {
     char key[512];
     uint64_t size = 0;
-    tree_meta meta;
+    tree_meta meta = entry_meta(e);
     int fd, ret = -1;
 
     if (cas_addr_key(x->c, e->addr, key, sizeof(key)) != 0)
@@ -99,11 +94,6 @@ static int stage_file(files_ctx *x, const files_entry *e, const char *path, int 
         goto out;
     }
     ret = -1;
-    meta.mode = e->mode;
-    meta.uid = e->uid;
-    meta.gid = e->gid;
-    meta.mtime.tv_sec = e->mtime;
-    meta.mtime.tv_nsec = e->mtime_ns;
     if (tree_restore_fd_meta(fd, path, e->path, &meta, owners) != 0)
         goto out;
     if (fsync(fd) != 0) {
@@ -219,9 +209,8 @@ int files_restore(files_ctx *x, const char *label, const char *target, int force
                     log_errno("could not create symbolic link \"%s\"", sp);
                     goto out;
                 }
-                if (owners && lchown(sp, e->uid, e->gid) != 0)
-                    log_warning("could not change the owner of \"%s\": %s", sp, strerror(errno));
-                set_times(AT_FDCWD, sp, e, AT_SYMLINK_NOFOLLOW);
+                tree_meta lm = entry_meta(e);
+                tree_restore_path_meta(sp, e->path, &lm, 1, owners, 0);
             }
         }
     }
@@ -276,15 +265,10 @@ int files_restore(files_ctx *x, const char *label, const char *target, int force
         free(tp);
         if (!(tp = join(target, e->path)))
             goto out;
-        if (owners && lchown(tp, e->uid, e->gid) != 0)
-            log_warning("could not change the owner of \"%s\": %s", tp, strerror(errno));
-        if (chmod(tp, tree_safe_mode(e->path, e->mode)) != 0) {
-            log_errno("could not change the mode of \"%s\"", tp);
+        tree_meta dm = entry_meta(e);
+        if (tree_restore_path_meta(tp, e->path, &dm, 0, owners, 0) != 0
+            || durable_fsync_path(tp) != 0)
             goto out;
-        }
-        if (durable_fsync_path(tp) != 0)
-            goto out;
-        set_times(AT_FDCWD, tp, e, AT_SYMLINK_NOFOLLOW);
     }
     if (durable_remove_tree(stage) != 0)
         goto out;

@@ -279,6 +279,26 @@ int tree_restore_fd_meta(int fd, const char *path, const char *shown, const tree
     return 0;
 }
 
+int tree_restore_path_meta(const char *path, const char *shown, const tree_meta *m, int is_link,
+                           int owners, int strict)
+{
+    struct timespec ts[2] = {m->mtime, m->mtime};
+
+    if (owners && lchown(path, m->uid, m->gid) != 0) {
+        if (strict)
+            return log_errno("could not change the owner of \"%s\"", path);
+        log_warning("could not change the owner of \"%s\": %s", path, strerror(errno));
+    }
+    if (!is_link && chmod(path, tree_safe_mode(shown, m->mode)) != 0)
+        return log_errno("could not change the mode of \"%s\"", path);
+    if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (strict)
+            return log_errno("could not set the times of \"%s\"", path);
+        log_warning("could not set the times of \"%s\": %s", path, strerror(errno));
+    }
+    return 0;
+}
+
 int tree_move_aside(const char *from, const char *to)
 {
     char *dir = strdup(to);

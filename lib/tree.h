@@ -25,6 +25,7 @@
  *     owners = tree_owner_policy(same_owner);   0 / 1 / TREE_OWNER_COMPARE
  *     owners = tree_owner_matches(kind, name, uid, gid, target);
  *     tree_restore_fd_meta(fd, path, shown, &meta, owners);
+ *     tree_restore_path_meta(path, shown, &meta, is_link, owners, strict);
  *     tree_move_aside(from, to);                rename, the parent of `to` created
  *
  * Errors: functions that can fail return -1 once they have reported the failure
@@ -130,6 +131,14 @@ typedef struct tree_meta {
  * the set-id warning. 0 | -1 (reported). */
 int tree_restore_fd_meta(int fd, const char *path, const char *shown, const tree_meta *m,
                          int owners);
+
+/* tree_restore_path_meta -- the same for a directory or (is_link: no mode, nothing
+ * followed) a symbolic link, by path. strict: a failure to set the owner or the times
+ * fails (ragsafe-milvus: its trees are still staging, nothing is in place yet); else
+ * only a failed chmod does and the others are warnings (ragsafe-files sets directory
+ * metadata after its entries are in place). 0 | -1 (reported). */
+int tree_restore_path_meta(const char *path, const char *shown, const tree_meta *m, int is_link,
+                           int owners, int strict);
 
 /* tree_move_aside -- rename from to to (the --force of a restore: an entry the
  * snapshot replaces is moved, never deleted), creating to's parent directories first.

@@ -235,19 +235,14 @@ out:
     uring_free(ur);
 }
 
-/* mv_set_meta -- owner, mode, times of a directory or (nofollow) a symlink. */
+/* mv_set_meta -- owner, mode, times of a directory or (nofollow) a symlink, in the
+ * staging tree: any failure fails the restore (lib/tree.h, strict). */
 static int mv_set_meta(const char *path, uint32_t mode, uint32_t uid, uint32_t gid,
                        int64_t mtime_ns, int is_link, int as_root)
 {
-    struct timespec ts[2] = {mv_ts(mtime_ns), mv_ts(mtime_ns)};
+    tree_meta m = {mode, uid, gid, mv_ts(mtime_ns)};
 
-    if (as_root && lchown(path, uid, gid) != 0)
-        return log_errno("could not change owner of \"%s\"", path);
-    if (!is_link && chmod(path, tree_safe_mode(path, mode)) != 0)
-        return log_errno("could not change mode of \"%s\"", path);
-    if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) != 0)
-        return log_errno("could not set times of \"%s\"", path);
-    return 0;
+    return tree_restore_path_meta(path, path, &m, is_link, as_root, 1);
 }
 
 /* mv_restore_volume_tree -- directories, then files (on threads, for all targets at
