@@ -325,6 +325,8 @@ static Suite *tree_suite(void)
     TCase *tc = tcase_create("tree");
 
     tcase_add_checked_fixture(tc, tu_setup, tu_teardown);
+    /* test_labels writes durably (an fsync a key): a loaded machine needs more than 4 s */
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_label_valid);
     tcase_add_test(tc, test_path_valid);
     tcase_add_test(tc, test_entry_kind_and_link);
