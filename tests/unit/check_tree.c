@@ -248,6 +248,8 @@ END_TEST
 
 START_TEST(test_move_aside)
 {
+    char *old;
+
     ck_assert_int_eq(mkdir("t", 0755), 0);
     tu_write_str("t/.env", "OLD=1");
     ck_assert_int_eq(mkdir("t/sub", 0755), 0);
@@ -257,7 +259,9 @@ START_TEST(test_move_aside)
     ck_assert_int_eq(tree_move_aside("t/sub/x", "t/.ragsafe-old-1/sub/x"), 0);
     ck_assert_int_eq(tu_exists("t/.env"), 0);
     ck_assert_int_eq(tu_exists("t/sub/x"), 0);
-    ck_assert_str_eq(tu_read_file("t/.ragsafe-old-1/.env", NULL), "OLD=1");
+    old = tu_read_file("t/.ragsafe-old-1/.env", NULL);
+    ck_assert_str_eq(old, "OLD=1");
+    free(old);
     ck_assert_int_eq(tu_exists("t/.ragsafe-old-1/sub/x"), 1);
     /* a whole directory, beside itself */
     ck_assert_int_eq(tree_move_aside("t", "t.ragsafe-old-2"), 0);
