@@ -9,6 +9,7 @@
 #include "common.h"
 #include "files.h"
 #include "log.h"
+#include "tree.h"
 
 /* totals -- regular files and their bytes in m */
 static void totals(const files_manifest *m, size_t *files, uint64_t *bytes)
@@ -50,7 +51,7 @@ int files_list(files_ctx *x)
     if (files_labels(x, &labels, &n) != 0)
         return -1;
     if (x->json && !(arr = json_array())) {
-        files_labels_free(labels, n);
+        tree_labels_free(labels, n);
         return log_error("out of memory");
     }
     ret = 0;
@@ -77,7 +78,7 @@ int files_list(files_ctx *x)
         free(s);
     }
     json_decref(arr);
-    files_labels_free(labels, n);
+    tree_labels_free(labels, n);
     return ret;
 }
 
@@ -178,7 +179,7 @@ int files_verify(files_ctx *x, const char *label)
     ret = 0;
 out:
     cas_set_free(done);
-    files_labels_free(labels, n);
+    tree_labels_free(labels, n);
     return ret;
 }
 
@@ -263,7 +264,7 @@ out:
         files_manifest_release(&ms[i]);
     free(ms);
     cas_set_free(keep);
-    files_labels_free(labels, n);
+    tree_labels_free(labels, n);
     storage_lock_release(lk);
     return ret;
 }

@@ -65,16 +65,14 @@ int files_keygen(const char *path);
 /* Load the key; refuses (reported) a file readable or writable by group or others. */
 int files_key_load(const char *path, cipher_key **out);
 
-/* manifest.c */
-int files_label_valid(const char *label);
-int files_path_valid(const char *path);
+/* manifest.c (labels and paths are checked by lib/tree.h: tree_label_valid with
+ * FILES_LABEL_MAX, tree_path_valid) */
 void files_manifest_release(files_manifest *m);
 files_entry *files_manifest_add(files_manifest *m);
 int files_manifest_save(files_ctx *x, const files_manifest *m);
 int files_manifest_load(files_ctx *x, const char *label, files_manifest *m);
-/* Labels of every stored snapshot, sorted; *labels freed by files_labels_free. */
+/* Labels of every stored snapshot, sorted; *labels freed by tree_labels_free. */
 int files_labels(files_ctx *x, char ***labels, size_t *n);
-void files_labels_free(char **labels, size_t n);
 
 /* snapshot.c */
 int files_snapshot(files_ctx *x, const char *label, char *const *paths, size_t npaths);

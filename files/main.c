@@ -24,6 +24,7 @@
 #include "files.h"
 #include "log.h"
 #include "repo.h"
+#include "tree.h"
 
 enum {
     O_LABEL = 256, O_BASE, O_TARGET, O_FORCE, O_KEEP_LAST, O_DRY,
@@ -221,7 +222,7 @@ int main(int argc, char **argv)
         if (config_parse_int("--keep-last", keep_arg, 1, 1000000, &keep_last) != 0)
             return EXIT_USAGE;
     }
-    if (label && !files_label_valid(label)) {
+    if (label && !tree_label_valid(label, FILES_LABEL_MAX)) {
         log_error("invalid label \"%s\": use letters, digits, '.', '_' and '-'", label);
         return EXIT_USAGE;
     }

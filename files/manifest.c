@@ -17,46 +17,9 @@
 #include "common.h"
 #include "files.h"
 #include "log.h"
+#include "tree.h"
 
 #define FILES_MANIFEST_MAX (256u << 20)
-
-/* files_label_valid -- letters, digits, '.', '_', '-'; not starting with '.'. */
-int files_label_valid(const char *label)
-{
-    size_t n = strlen(label);
-
-    if (n == 0 || n > FILES_LABEL_MAX || label[0] == '.')
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = label[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-              || c == '.' || c == '_' || c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
-/* files_path_valid -- a relative path that cannot leave the directory it is joined
- * to: not absolute, no empty, "." or ".." component. */
-int files_path_valid(const char *path)
-{
-    const char *p = path;
-
-    if (*p == '\0' || *p == '/' || strlen(path) >= 4000)
-        return 0;
-    while (*p) {
-        const char *e = strchr(p, '/');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
-            return 0;
-        if (!e)
-            break;
-        p = e + 1;
-        if (*p == '\0')
-            return 0;
-    }
-    return 1;
-}
 
 void files_manifest_release(files_manifest *m)
 {
@@ -172,7 +135,7 @@ static int entry_parse(json_t *o, files_entry *e)
                     "type", &type, "mode", &mode, "mtime", &mtime, "mtime_ns", &ns, "uid", &uid,
                     "gid", &gid, "size", &size, "addr", &addr, "target", &target) != 0)
         return -1;
-    if (!files_path_valid(path) || strlen(type) != 1 || mode < 0 || mode > 07777 || ns < 0
+    if (!tree_path_valid(path) || strlen(type) != 1 || mode < 0 || mode > 07777 || ns < 0
         || ns > 999999999 || uid < 0 || gid < 0 || size < 0)
         return -1;
     e->type = type[0];
@@ -213,7 +176,7 @@ int files_manifest_load(files_ctx *x, const char *label, files_manifest *m)
     int ret;
 
     memset(m, 0, sizeof(*m));
-    if (!files_label_valid(label)) {
+    if (!tree_label_valid(label, FILES_LABEL_MAX)) {
         log_error("invalid snapshot label \"%s\"", label);
         return -1;
     }
@@ -266,60 +229,8 @@ out:
     return ret;
 }
 
-struct label_list {
-    char **v;
-    size_t n, cap;
-};
-
-/* label_cb -- storage_list callback: collect "<label>" from "files/snapshots/<label>.json" */
-static int label_cb(void *arg, const char *key, int64_t size, int64_t mtime)
-{
-    struct label_list *l = arg;
-    const char *name = key + strlen(FILES_SNAPSHOTS) + 1;
-    size_t n = strlen(name);
-
-    (void)size;
-    (void)mtime;
-    if (strchr(name, '/') || n <= 5 || strcmp(name + n - 5, ".json") != 0)
-        return 0;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 16;
-        char **v = realloc(l->v, cap * sizeof(*v));
-        if (!v)
-            return log_error("out of memory");
-        l->v = v;
-        l->cap = cap;
-    }
-    if (!(l->v[l->n] = strndup(name, n - 5)))
-        return log_error("out of memory");
-    l->n++;
-    return 0;
-}
-
-static int label_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-void files_labels_free(char **labels, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        free(labels[i]);
-    free(labels);
-}
-
-/* files_labels -- every stored snapshot label, sorted. 0 | -1. */
+/* files_labels -- every stored snapshot label, sorted by label (lib/tree.h). 0 | -1. */
 int files_labels(files_ctx *x, char ***labels, size_t *n)
 {
-    struct label_list l = {NULL, 0, 0};
-
-    if (storage_list(x->st, FILES_SNAPSHOTS "/", label_cb, &l) != 0) {
-        files_labels_free(l.v, l.n);
-        return -1;
-    }
-    if (l.n)
-        qsort(l.v, l.n, sizeof(*l.v), label_cmp);
-    *labels = l.v;
-    *n = l.n;
-    return 0;
+    return tree_labels(x->st, FILES_SNAPSHOTS "/", ".json", NULL, 0, labels, n);
 }

@@ -20,11 +20,9 @@
  * relative, no ".."); directories are created before files and symlinks last, so
  * no write goes through a link.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,79 +36,29 @@
 #include "files.h"
 #include "log.h"
 #include "procuse.h"
+#include "tree.h"
 
-/* dir_is_empty -- 1 empty, 0 not, -1 reported */
-static int dir_is_empty(const char *path)
+/* entry_meta -- what lib/tree.h restores of an entry */
+static tree_meta entry_meta(const files_entry *e)
 {
-    DIR *d = opendir(path);
-    struct dirent *de;
-    int empty = 1;
-
-    if (!d)
-        return log_errno("could not open directory \"%s\"", path);
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
-            empty = 0;
-            break;
-        }
-    }
-    closedir(d);
-    return empty;
+    tree_meta m = {e->mode, e->uid, e->gid, {(time_t)e->mtime, e->mtime_ns}};
+    return m;
 }
 
-/* set_times -- an entry's recorded mtime (atime too); a failure only warns */
-static void set_times(int dirfd, const char *path, const files_entry *e, int flags)
-{
-    struct timespec ts[2];
-
-    ts[0].tv_sec = e->mtime;
-    ts[0].tv_nsec = e->mtime_ns;
-    ts[1] = ts[0];
-    if (utimensat(dirfd, path, ts, flags) != 0)
-        log_warning("could not set the times of \"%s\": %s", path, strerror(errno));
-}
-
-/* safe_mode -- the recorded mode without set-user-ID / set-group-ID: a restore (often
- * as root) never creates a set-id program from repository content */
-static mode_t safe_mode(const files_entry *e)
-{
-    if (e->mode & (S_ISUID | S_ISGID))
-        log_warning("\"%s\": set-user-ID/set-group-ID bits not restored (mode %04o recorded, "
-                    "%04o restored)", e->path, (unsigned)e->mode,
-                    (unsigned)(e->mode & ~(mode_t)(S_ISUID | S_ISGID)));
-    return e->mode & ~(mode_t)(S_ISUID | S_ISGID);
-}
-
-/* restore_owners -- give entries their recorded owners? Only as root; same_owner 1:
- * yes, 0: no, -1: when every top-level entry was owned by the target directory's
- * owner (the user restoring, for a target not there yet) */
+/* restore_owners -- give entries their recorded owners? (lib/tree.h) By default only
+ * when every top-level entry was owned by the target directory's owner (the user
+ * restoring, for a target not there yet) */
 static int restore_owners(const files_manifest *m, const char *target, int same_owner)
 {
-    struct stat sb;
-    uid_t uid = geteuid();
-    gid_t gid = getegid();
+    int owners = tree_owner_policy(same_owner);
 
-    if (same_owner == 0)
-        return 0;
-    if (geteuid() != 0) {
-        if (same_owner == 1)
-            log_warning("--same-owner: only root can restore owners; files will be yours");
-        return 0;
-    }
-    if (same_owner == 1)
-        return 1;
-    if (stat(target, &sb) == 0) {
-        uid = sb.st_uid;
-        gid = sb.st_gid;
-    }
+    if (owners != TREE_OWNER_COMPARE)
+        return owners;
     for (size_t i = 0; i < m->n; i++) {
         const files_entry *e = &m->v[i];
-        if (strchr(e->path, '/') != NULL || (e->uid == uid && e->gid == gid))
-            continue;
-        log_notice("owners not restored: \"%s\" was owned by %u:%u, \"%s\" is %u:%u", e->path,
-                   (unsigned)e->uid, (unsigned)e->gid, target, (unsigned)uid, (unsigned)gid);
-        log_hint("give --same-owner to restore the recorded owners anyway");
-        return 0;
+        if (strchr(e->path, '/') == NULL
+            && !tree_owner_matches("", e->path, e->uid, e->gid, target))
+            return 0;
     }
     return 1;
 }
@@ -123,7 +71,7 @@ static int stage_file(files_ctx *x, const files_entry *e, const char *path, int 
 {
     char key[512];
     uint64_t size = 0;
-    struct timespec ts[2];
+    tree_meta meta = entry_meta(e);
     int fd, ret = -1;
 
     if (cas_addr_key(x->c, e->addr, key, sizeof(key)) != 0)
@@ -146,23 +94,10 @@ static int stage_file(files_ctx *x, const files_entry *e, const char *path, int 
         goto out;
     }
     ret = -1;
-    if (owners && fchown(fd, e->uid, e->gid) != 0) {
-        log_errno("could not change the owner of \"%s\"", path);
+    if (tree_restore_fd_meta(fd, path, e->path, &meta, owners) != 0)
         goto out;
-    }
-    if (fchmod(fd, safe_mode(e)) != 0) {
-        log_errno("could not change the mode of \"%s\"", path);
-        goto out;
-    }
     if (fsync(fd) != 0) {
         log_errno("could not fsync \"%s\"", path);
-        goto out;
-    }
-    ts[0].tv_sec = e->mtime;
-    ts[0].tv_nsec = e->mtime_ns;
-    ts[1] = ts[0];
-    if (futimens(fd, ts) != 0) {
-        log_errno("could not set the times of \"%s\"", path);
         goto out;
     }
     ret = 0;
@@ -184,29 +119,13 @@ static char *join(const char *a, const char *b)
     return s;
 }
 
-/* move_aside -- rename an existing target entry to ASIDE/<rel> */
+/* move_aside -- an existing target entry to ASIDE/<rel> (lib/tree.h) */
 static int move_aside(const char *aside, const char *rel, const char *tp)
 {
-    char *dst = join(aside, rel), *dir = NULL;
-    int ret = -1;
+    char *dst = join(aside, rel);
+    int ret = dst ? tree_move_aside(tp, dst) : -1;
 
-    if (!dst)
-        return -1;
-    if (!(dir = strdup(dst))) {
-        log_error("out of memory");
-        goto out;
-    }
-    if (durable_mkdirs(dirname(dir), 0700) != 0)
-        goto out;
-    if (rename(tp, dst) != 0) {
-        log_errno("could not move \"%s\" aside to \"%s\"", tp, dst);
-        goto out;
-    }
-    log_info("moved \"%s\" aside to \"%s\"", tp, dst);
-    ret = 0;
-out:
     free(dst);
-    free(dir);
     return ret;
 }
 
@@ -228,20 +147,24 @@ int files_restore(files_ctx *x, const char *label, const char *target, int force
         return ret;
     ret = -1;
     owners = restore_owners(&m, target, same_owner);
-    /* stat, not lstat: the target itself may be a symlink to the project directory */
-    if (stat(target, &sb) == 0) {
-        if (!S_ISDIR(sb.st_mode)) {
-            log_error("could not restore into \"%s\": not a directory", target);
+    /* followed: the target itself may be a symlink to the project directory */
+    r = tree_dir_state(target, 1);
+    if (r < 0)
+        goto out;
+    if (r == TREE_NOT_DIR) {
+        log_error("could not restore into \"%s\": not a directory", target);
+        goto out;
+    }
+    if (r == TREE_FULL && !force) {
+        log_error("could not restore into \"%s\": the directory is not empty", target);
+        log_hint("use --force to move the entries the snapshot replaces aside");
+        goto out;
+    }
+    if (r == TREE_ABSENT) {
+        if (durable_mkdirs(target, 0755) != 0)
             goto out;
-        }
-        r = dir_is_empty(target);
-        if (r < 0)
-            goto out;
-        if (r == 0 && !force) {
-            log_error("could not restore into \"%s\": the directory is not empty", target);
-            log_hint("use --force to move the entries the snapshot replaces aside");
-            goto out;
-        }
+        created = 1;
+    } else {
         /* never under a live process: it keeps files open and writes them by path */
         r = procuse_check(&target, 1);
         if (r != 0) {
@@ -252,13 +175,6 @@ int files_restore(files_ctx *x, const char *label, const char *target, int force
             }
             goto out;
         }
-    } else if (errno == ENOENT) {
-        if (durable_mkdirs(target, 0755) != 0)
-            goto out;
-        created = 1;
-    } else {
-        log_errno("could not stat \"%s\"", target);
-        goto out;
     }
     if (!(stage = join(target, ".ragsafe-restore-XXXXXX")))
         goto out;
@@ -293,9 +209,8 @@ int files_restore(files_ctx *x, const char *label, const char *target, int force
                     log_errno("could not create symbolic link \"%s\"", sp);
                     goto out;
                 }
-                if (owners && lchown(sp, e->uid, e->gid) != 0)
-                    log_warning("could not change the owner of \"%s\": %s", sp, strerror(errno));
-                set_times(AT_FDCWD, sp, e, AT_SYMLINK_NOFOLLOW);
+                tree_meta lm = entry_meta(e);
+                tree_restore_path_meta(sp, e->path, &lm, 1, owners, 0);
             }
         }
     }
@@ -350,15 +265,10 @@ int files_restore(files_ctx *x, const char *label, const char *target, int force
         free(tp);
         if (!(tp = join(target, e->path)))
             goto out;
-        if (owners && lchown(tp, e->uid, e->gid) != 0)
-            log_warning("could not change the owner of \"%s\": %s", tp, strerror(errno));
-        if (chmod(tp, safe_mode(e)) != 0) {
-            log_errno("could not change the mode of \"%s\"", tp);
+        tree_meta dm = entry_meta(e);
+        if (tree_restore_path_meta(tp, e->path, &dm, 0, owners, 0) != 0
+            || durable_fsync_path(tp) != 0)
             goto out;
-        }
-        if (durable_fsync_path(tp) != 0)
-            goto out;
-        set_times(AT_FDCWD, tp, e, AT_SYMLINK_NOFOLLOW);
     }
     if (durable_remove_tree(stage) != 0)
         goto out;

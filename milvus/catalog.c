@@ -69,7 +69,7 @@ out:
             mv_snapshot_release(&s[i]);
         free(s);
     }
-    mv_labels_free(labels, nl);
+    tree_labels_free(labels, nl);
     return ret;
 }
 

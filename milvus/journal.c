@@ -50,9 +50,11 @@
 #include "procuse.h"
 #include "repo.h"
 #include "timefmt.h"
+#include "tree.h"
 
 #define MV_JOURNAL_MAX (1u << 20)
 
+/* indexed by TREE_ABSENT (0), TREE_EMPTY (1), TREE_FULL (2) */
 static const char *const mv_before_names[] = {"absent", "empty", "full"};
 
 void mv_test_point(const char *point, long n)
@@ -211,9 +213,9 @@ int mv_swap_forward(const mv_swap *t, size_t n, int *renames)
                                  t[i].dir, t[i].staging);
             continue;   /* swapped already */
         }
-        if (t[i].before == MV_T_FULL && mv_exists(t[i].dir) && !mv_exists(t[i].aside)) {
-            if (rename(t[i].dir, t[i].aside) != 0)
-                return log_errno("could not move \"%s\" aside to \"%s\"", t[i].dir, t[i].aside);
+        if (t[i].before == TREE_FULL && mv_exists(t[i].dir) && !mv_exists(t[i].aside)) {
+            if (tree_move_aside(t[i].dir, t[i].aside) != 0)
+                return -1;
             (*renames)++;
             mv_test_point("rename", *renames);
         }
@@ -235,13 +237,13 @@ int mv_swap_back(const mv_swap *t, size_t n)
 
     for (size_t i = n; i-- > 0;) {
         if (!mv_exists(t[i].staging) && mv_exists(t[i].dir) &&
-            (t[i].before != MV_T_FULL || mv_exists(t[i].aside)) &&
+            (t[i].before != TREE_FULL || mv_exists(t[i].aside)) &&
             rename(t[i].dir, t[i].staging) != 0)
             ret = log_errno("could not move \"%s\" back to \"%s\"", t[i].dir, t[i].staging);
-        if (t[i].before == MV_T_FULL && !mv_exists(t[i].dir) && mv_exists(t[i].aside) &&
+        if (t[i].before == TREE_FULL && !mv_exists(t[i].dir) && mv_exists(t[i].aside) &&
             rename(t[i].aside, t[i].dir) != 0)
             ret = log_errno("could not put \"%s\" back to \"%s\"", t[i].aside, t[i].dir);
-        if (t[i].before == MV_T_EMPTY && !mv_exists(t[i].dir) && mkdir(t[i].dir, 0700) != 0)
+        if (t[i].before == TREE_EMPTY && !mv_exists(t[i].dir) && mkdir(t[i].dir, 0700) != 0)
             ret = log_errno("could not recreate empty directory \"%s\"", t[i].dir);
         if (ret == 0 && mv_fsync_parent(t[i].dir) != 0)
             ret = -1;
@@ -354,7 +356,7 @@ static int mv_journal_recover(storage *st)
         }
         log_warning("rolled forward: the volumes now hold snapshot \"%s\"", label ? label : "?");
         for (size_t i = 0; i < n; i++)
-            if (t[i].before == MV_T_FULL && mv_exists(t[i].aside))
+            if (t[i].before == TREE_FULL && mv_exists(t[i].aside))
                 log_notice("  %s -> %s (old contents in %s)", t[i].name, t[i].dir, t[i].aside);
     }
     if (mv_journal_remove(st) != 0)

@@ -42,6 +42,7 @@
 #include "progress.h"
 #include "sha256.h"
 #include "storage.h"
+#include "tree.h"
 
 #define MV_OBJECT_PREFIX "milvus/objects"
 #define MV_SNAPSHOT_PREFIX "milvus/snapshots/"
@@ -56,7 +57,8 @@
 #define MV_CHUNK_SIZE (512u << 10)
 #define MV_CHUNK_MIN ((uint64_t)4 << 20)
 
-enum mv_type { MV_FILE = 0, MV_DIR = 1, MV_LINK = 2 };
+/* the kinds of lib/tree.h's walk (tree_entry_kind) */
+enum mv_type { MV_FILE = TREE_FILE, MV_DIR = TREE_DIR, MV_LINK = TREE_LINK };
 
 typedef struct mv_entry {
     char *path;        /* relative to the volume root, no leading '/' */
@@ -138,12 +140,12 @@ typedef struct mv_opts {
     int progress;             /* PROGRESS_AUTO | PROGRESS_ON | PROGRESS_OFF */
 } mv_opts;
 
-/* A restore target and the names of its swap (journal.c). */
-enum mv_target_state { MV_T_ABSENT, MV_T_EMPTY, MV_T_FULL };
+/* A restore target and the names of its swap (journal.c). Its state before the
+ * restore is tree_dir_state's (lib/tree.h): TREE_ABSENT, TREE_EMPTY or TREE_FULL. */
 typedef struct mv_swap {
     const char *name;
     const char *dir;     /* absolute, no trailing '/' */
-    int before;          /* enum mv_target_state */
+    int before;          /* TREE_ABSENT / TREE_EMPTY / TREE_FULL */
     char *staging;       /* DIR.ragsafe-staging-ID */
     char *aside;         /* DIR.ragsafe-old-ID (used when before == MV_T_FULL) */
 } mv_swap;
@@ -195,11 +197,10 @@ int mv_snapshot_parse(const char *buf, size_t len, const char *what, mv_snapshot
 /* Load milvus/snapshots/<label>.json.zst. 0 | RS_NOT_FOUND | RS_MISMATCH (corrupt,
  * reported) | -1. */
 int mv_snapshot_load(storage *st, const char *label, mv_snapshot *s);
-/* Labels of every manifest, sorted oldest first by (storage mtime, label). */
+/* Labels of every manifest, sorted oldest first by (storage mtime, label); freed by
+ * tree_labels_free. */
 int mv_snapshot_labels(storage *st, char ***labels, size_t *n);
-void mv_labels_free(char **labels, size_t n);
 int mv_label_valid(const char *label);
-int mv_path_valid(const char *path);
 int mv_snapshot_key(const char *label, char *out, size_t outlen);
 
 /* walk.c: fill v->entries from v->dir (and the root's metadata). Stops with -1

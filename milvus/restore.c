@@ -24,7 +24,6 @@
  * DIR.ragsafe-failed-ID) and starts the stack again. With --milvus-url the
  * collections' row counts must then match the snapshot's.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -47,6 +46,7 @@
 #include "procuse.h"
 #include "progress.h"
 #include "repo.h"
+#include "tree.h"
 #include "uring.h"
 
 typedef struct mv_target {
@@ -83,34 +83,6 @@ static struct timespec mv_ts(int64_t ns)
     return ts;
 }
 
-/* mv_dir_state -- MV_T_ABSENT / MV_T_EMPTY / MV_T_FULL, or -1 reported. */
-static int mv_dir_state(const char *dir)
-{
-    struct stat sb;
-    DIR *d;
-    struct dirent *de;
-    int state = MV_T_EMPTY;
-
-    if (lstat(dir, &sb) != 0) {
-        if (errno == ENOENT)
-            return MV_T_ABSENT;
-        return log_errno("could not stat \"%s\"", dir);
-    }
-    if (!S_ISDIR(sb.st_mode))
-        return log_error("restore target \"%s\" is not a directory", dir);
-    d = opendir(dir);
-    if (d == NULL)
-        return log_errno("could not open directory \"%s\"", dir);
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
-            state = MV_T_FULL;
-            break;
-        }
-    }
-    closedir(d);
-    return state;
-}
-
 static void mv_restore_file_done(mv_restore_job *j, int r, uint64_t size)
 {
     long done;
@@ -122,16 +94,6 @@ static void mv_restore_file_done(mv_restore_job *j, int r, uint64_t size)
     done = ++j->done;
     pthread_mutex_unlock(&j->mu);
     mv_test_point("extract", done);
-}
-
-/* mv_safe_mode -- the recorded mode without set-user-ID and set-group-ID: a restore
- * (often as root) never creates a set-id program from repository content. */
-static uint32_t mv_safe_mode(const char *path, uint32_t mode)
-{
-    if (mode & (S_ISUID | S_ISGID))
-        log_warning("\"%s\": set-user-ID/set-group-ID bits not restored (mode %04o recorded, "
-                    "%04o restored)", path, (unsigned)mode, (unsigned)(mode & ~(S_ISUID | S_ISGID)));
-    return mode & ~(uint32_t)(S_ISUID | S_ISGID);
 }
 
 /* mv_claim -- worker w is about to read object d: wait while another worker reads it.
@@ -228,20 +190,9 @@ static int mv_restore_file(mv_restore_job *j, int w, cas *c, const mv_target *t,
         }
         off += size;
     }
-    /* owner before mode: chown clears set-id bits */
-    if (as_root && fchown(fd, e->uid, e->gid) != 0) {
-        log_errno("could not change owner of \"%s\"", path);
+    tree_meta meta = {e->mode, e->uid, e->gid, mv_ts(e->mtime_ns)};
+    if (tree_restore_fd_meta(fd, path, shown, &meta, as_root) != 0)
         goto out;
-    }
-    if (fchmod(fd, mv_safe_mode(shown, e->mode)) != 0) {
-        log_errno("could not change mode of \"%s\"", path);
-        goto out;
-    }
-    struct timespec ts[2] = {mv_ts(e->mtime_ns), mv_ts(e->mtime_ns)};
-    if (futimens(fd, ts) != 0) {
-        log_errno("could not set times of \"%s\"", path);
-        goto out;
-    }
     ret = 0;
 out:
     if (close(fd) != 0 && ret == 0)
@@ -284,19 +235,14 @@ out:
     uring_free(ur);
 }
 
-/* mv_set_meta -- owner, mode, times of a directory or (nofollow) a symlink. */
+/* mv_set_meta -- owner, mode, times of a directory or (nofollow) a symlink, in the
+ * staging tree: any failure fails the restore (lib/tree.h, strict). */
 static int mv_set_meta(const char *path, uint32_t mode, uint32_t uid, uint32_t gid,
                        int64_t mtime_ns, int is_link, int as_root)
 {
-    struct timespec ts[2] = {mv_ts(mtime_ns), mv_ts(mtime_ns)};
+    tree_meta m = {mode, uid, gid, mv_ts(mtime_ns)};
 
-    if (as_root && lchown(path, uid, gid) != 0)
-        return log_errno("could not change owner of \"%s\"", path);
-    if (!is_link && chmod(path, mv_safe_mode(path, mode)) != 0)
-        return log_errno("could not change mode of \"%s\"", path);
-    if (utimensat(AT_FDCWD, path, ts, AT_SYMLINK_NOFOLLOW) != 0)
-        return log_errno("could not set times of \"%s\"", path);
-    return 0;
+    return tree_restore_path_meta(path, path, &m, is_link, as_root, 1);
 }
 
 /* mv_restore_volume_tree -- directories, then files (on threads, for all targets at
@@ -373,38 +319,20 @@ static int mv_sync_targets(const mv_target *t, size_t n)
     return 0;
 }
 
-/* mv_same_owner -- restore recorded owners? Only as root, and only when asked
+/* mv_same_owner -- restore recorded owners (lib/tree.h)? Only as root, and only when asked
  * (--same-owner) or, by default, when each volume's recorded root owner is the
  * target root's owner now (or, for a target not there yet, the user restoring): a
  * snapshot from another machine must not hand files to whoever has those ids here. */
 static int mv_same_owner(const mv_opts *o, const mv_swap *sw, const mv_snapshot *s)
 {
-    struct stat sb;
+    int owners = tree_owner_policy(o->same_owner);
 
-    if (o->same_owner == 0)
-        return 0;
-    if (geteuid() != 0) {
-        if (o->same_owner == 1)
-            log_warning("--same-owner: only root can restore owners; files will be yours");
-        return 0;
-    }
-    if (o->same_owner == 1)
-        return 1;
-    for (size_t k = 0; k < s->nvols; k++) {
-        uid_t uid = geteuid();
-        gid_t gid = getegid();
-        if (sw[k].before != MV_T_ABSENT && stat(sw[k].dir, &sb) == 0) {
-            uid = sb.st_uid;
-            gid = sb.st_gid;
-        }
-        if (s->vols[k].uid != uid || s->vols[k].gid != gid) {
-            log_notice("owners not restored: volume \"%s\" was owned by %u:%u, \"%s\" is %u:%u",
-                       s->vols[k].name, (unsigned)s->vols[k].uid, (unsigned)s->vols[k].gid,
-                       sw[k].dir, (unsigned)uid, (unsigned)gid);
-            log_hint("give --same-owner to restore the recorded owners anyway");
+    if (owners != TREE_OWNER_COMPARE)
+        return owners;
+    for (size_t k = 0; k < s->nvols; k++)
+        if (!tree_owner_matches("volume ", s->vols[k].name, s->vols[k].uid, s->vols[k].gid,
+                                sw[k].dir))
             return 0;
-        }
-    }
     return 1;
 }
 
@@ -580,11 +508,15 @@ int mv_restore_cmd(const mv_opts *o)
             log_error("restore target \"/\" refused");
             goto out;
         }
-        r = mv_dir_state(d);
+        r = tree_dir_state(d, 0);
         if (r < 0)
             goto out;
+        if (r == TREE_NOT_DIR) {
+            log_error("restore target \"%s\" is not a directory", d);
+            goto out;
+        }
         sw[k].before = r;
-        if (r == MV_T_FULL && !o->force) {
+        if (r == TREE_FULL && !o->force) {
             log_error("restore target \"%s\" is not empty", d);
             log_hint("restore into empty directories, or give --force to move it aside");
             goto out;
@@ -630,7 +562,7 @@ int mv_restore_cmd(const mv_opts *o)
             goto out;
         }
         for (size_t k = 0; k < s.nvols; k++)
-            if (sw[k].before != MV_T_ABSENT)
+            if (sw[k].before != TREE_ABSENT)
                 dirs[nd++] = sw[k].dir;
         r = procuse_check(dirs, nd);
         free(dirs);
@@ -816,7 +748,7 @@ restart:
             printf("restored snapshot %s: %zu file%s, %s in %.1f s\n", s.label, j.nfiles, PLURAL(j.nfiles),
                    mv_bytes(j.bytes, b), (double)(mv_now_ms() - t0) / 1000.0);
             for (size_t k = 0; k < s.nvols; k++) {
-                if (sw[k].before == MV_T_FULL)
+                if (sw[k].before == TREE_FULL)
                     printf("  %s -> %s (old contents in %s)\n", s.vols[k].name, sw[k].dir,
                            sw[k].aside);
                 else

@@ -14,6 +14,7 @@
 #include "object.h"
 #include "repo.h"
 #include "timefmt.h"
+#include "tree.h"
 
 #define MV_FORMAT 1
 
@@ -64,44 +65,11 @@ int mv_volume_add(mv_volume *v, mv_entry *e)
 }
 
 /* mv_label_valid -- labels become storage keys and PostgreSQL restore point names:
- * [A-Za-z0-9._-], not starting with '.', at most 64 characters (restore point names
- * are limited to 63 bytes plus the NUL). */
+ * tree_label_valid's characters, at most 63 of them (restore point names are limited
+ * to 63 bytes plus the NUL), and not starting with '-' either. */
 int mv_label_valid(const char *label)
 {
-    size_t n = strlen(label);
-
-    if (n == 0 || n > 63 || label[0] == '.' || label[0] == '-')
-        return 0;
-    for (const char *p = label; *p; p++) {
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-              (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-'))
-            return 0;
-    }
-    return 1;
-}
-
-/* mv_path_valid -- a relative path whose every component is a plain name: no leading
- * '/', no empty, "." or ".." component, no NUL (JSON can carry one), bounded length. */
-int mv_path_valid(const char *path)
-{
-    const char *p = path;
-    size_t n = strlen(path);
-
-    if (n == 0 || n >= 4096 || path[0] == '/')
-        return 0;
-    while (*p) {
-        const char *slash = strchr(p, '/');
-        size_t len = slash ? (size_t)(slash - p) : strlen(p);
-        if (len == 0 || len > 255 || (len == 1 && p[0] == '.') ||
-            (len == 2 && p[0] == '.' && p[1] == '.'))
-            return 0;
-        if (slash == NULL)
-            break;
-        p = slash + 1;
-        if (*p == '\0')
-            return 0;   /* trailing slash */
-    }
-    return 1;
+    return label[0] != '-' && tree_label_valid(label, 63);
 }
 
 int mv_snapshot_key(const char *label, char *out, size_t outlen)
@@ -409,7 +377,7 @@ static int mv_parse_volume(json_t *vo, const char *what, mv_volume *v)
         free(type);
         if (e->type < 0)
             goto bad;
-        if (!mv_path_valid(e->path)) {
+        if (!tree_path_valid(e->path)) {
             log_error("snapshot manifest \"%s\" holds an unsafe path \"%s\" in volume \"%s\"",
                       what, e->path, v->name);
             log_detail("paths must be relative and may not contain \"..\" or \".\" components");
@@ -626,90 +594,9 @@ int mv_snapshot_load(storage *st, const char *label, mv_snapshot *s)
     return r;
 }
 
-typedef struct mv_label_item {
-    char *label;
-    int64_t mtime;
-} mv_label_item;
-
-typedef struct mv_label_list {
-    mv_label_item *items;
-    size_t n, cap;
-} mv_label_list;
-
-static int mv_label_collect(void *arg, const char *key, int64_t size, int64_t mtime)
-{
-    mv_label_list *l = arg;
-    const char *name = key + strlen(MV_SNAPSHOT_PREFIX);
-    size_t n = strlen(name);
-
-    (void)size;
-    size_t sl = strlen(MV_MANIFEST_SUFFIX);
-
-    if (strchr(name, '/') != NULL || n <= sl || strcmp(name + n - sl, MV_MANIFEST_SUFFIX) != 0)
-        return 0;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 32;
-        mv_label_item *p = realloc(l->items, cap * sizeof(*p));
-        if (p == NULL)
-            return log_errno("could not allocate");
-        l->items = p;
-        l->cap = cap;
-    }
-    char *label = strndup(name, n - sl);
-    if (label == NULL)
-        return log_errno("could not allocate");
-    if (!mv_label_valid(label)) {
-        free(label);
-        return 0;
-    }
-    l->items[l->n].label = label;
-    l->items[l->n].mtime = mtime;
-    l->n++;
-    return 0;
-}
-
-static int mv_label_cmp(const void *a, const void *b)
-{
-    const mv_label_item *x = a, *y = b;
-    if (x->mtime != y->mtime)
-        return x->mtime < y->mtime ? -1 : 1;
-    return strcmp(x->label, y->label);
-}
-
+/* mv_snapshot_labels -- oldest first by storage mtime, then label; keys whose label
+ * mv_label_valid refuses are not ours (lib/tree.h) */
 int mv_snapshot_labels(storage *st, char ***labels, size_t *n)
 {
-    mv_label_list l = {0};
-    int ret = -1;
-
-    *labels = NULL;
-    *n = 0;
-    if (storage_list(st, MV_SNAPSHOT_PREFIX, mv_label_collect, &l) != 0)
-        goto out;
-    if (l.n > 1)
-        qsort(l.items, l.n, sizeof(*l.items), mv_label_cmp);
-    *labels = calloc(l.n + 1, sizeof(char *));
-    if (*labels == NULL) {
-        log_errno("could not allocate");
-        goto out;
-    }
-    for (size_t i = 0; i < l.n; i++) {
-        (*labels)[i] = l.items[i].label;
-        l.items[i].label = NULL;
-    }
-    *n = l.n;
-    ret = 0;
-out:
-    for (size_t i = 0; i < l.n; i++)
-        free(l.items[i].label);
-    free(l.items);
-    return ret;
-}
-
-void mv_labels_free(char **labels, size_t n)
-{
-    if (labels == NULL)
-        return;
-    for (size_t i = 0; i < n; i++)
-        free(labels[i]);
-    free(labels);
+    return tree_labels(st, MV_SNAPSHOT_PREFIX, MV_MANIFEST_SUFFIX, mv_label_valid, 1, labels, n);
 }

@@ -488,7 +488,7 @@ static int mv_load_previous(storage *st, mv_snapshot *prev)
             log_warning("reading every file: the previous snapshot \"%s\" could not be loaded",
                         labels[n - 1]);
     }
-    mv_labels_free(labels, n);
+    tree_labels_free(labels, n);
     return have;
 }
 

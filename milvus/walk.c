@@ -3,7 +3,8 @@
  * names sorted (deterministic manifests; a parent always precedes its children), by
  * lib/walk.h's walker.
  * Symbolic links are recorded, never followed. Sockets, FIFOs and device nodes have
- * no place in a Milvus volume: they are skipped with a warning.
+ * no place in a Milvus volume: they are skipped with a warning (lib/tree.h, the rules
+ * ragsafe-files walks by too).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +17,7 @@
 #include "common.h"
 #include "log.h"
 #include "milvus.h"
+#include "tree.h"
 #include "walk.h"
 
 static int64_t mv_ts_ns(const struct timespec *ts)
@@ -32,11 +34,9 @@ static int mv_walk_entry(void *arg, const walk_entry *w)
 
     if (mv_interrupted())
         return log_error("interrupted by signal %d", mv_interrupted());
-    if (!S_ISREG(sb->st_mode) && !S_ISDIR(sb->st_mode) && !S_ISLNK(sb->st_mode)) {
-        log_warning("skipping \"%s/%s\": not a regular file, directory or symbolic link",
-                    v->dir, w->rel);
-        return 0;
-    }
+    e.type = tree_entry_kind(sb, v->dir, w->rel);
+    if (e.type < 0)
+        return 0; /* skipped, warned */
     e.path = strdup(w->rel);
     if (e.path == NULL) {
         log_errno("could not allocate");
@@ -48,27 +48,11 @@ static int mv_walk_entry(void *arg, const walk_entry *w)
     e.mtime_ns = mv_ts_ns(&sb->st_mtim);
     e.ctime_ns = mv_ts_ns(&sb->st_ctim);
     e.ino = sb->st_ino;
-    if (S_ISREG(sb->st_mode)) {
-        e.type = MV_FILE;
+    if (e.type == MV_FILE)
         e.size = (uint64_t)sb->st_size;
-    } else if (S_ISDIR(sb->st_mode)) {
-        e.type = MV_DIR;
-    } else {
-        char buf[4096];
-        ssize_t l = readlinkat(w->dirfd, w->name, buf, sizeof(buf) - 1);
-        if (l < 0) {
-            log_errno("could not read symbolic link \"%s/%s\"", v->dir, e.path);
-            free(e.path);
-            return -1;
-        }
-        buf[l] = '\0';
-        e.type = MV_LINK;
-        e.target = strdup(buf);
-        if (e.target == NULL) {
-            log_errno("could not allocate");
-            free(e.path);
-            return -1;
-        }
+    if (e.type == MV_LINK && tree_read_link(w->dirfd, w->name, v->dir, e.path, &e.target) != 0) {
+        free(e.path);
+        return -1;
     }
     if (mv_volume_add(v, &e) != 0) {
         free(e.path);
