@@ -295,12 +295,12 @@ int main(int argc, char **argv)
     if (ret == RS_NOT_FOUND) {
         log_debug("\"%s\" is not in the repository", name);
         /* a missing segment: recovery is about to end or switch timelines, nothing
-         * spooled is wanted (a missing history file is only a probe: at start-up, a
-         * standby following "latest" asks for the next timeline's) */
+         * spooled is wanted; a missing history file: the end of a recovery to a target
+         * (the new timeline's number is chosen), or only a probe at start-up (a server
+         * following "latest" asks for the next timeline's): what was handed over stays */
         prefetch_finish(pf);
         pf = NULL;
-        if (kind == WALFILE_SEGMENT)
-            prefetch_clear(path);
+        prefetch_clear(path, kind != WALFILE_SEGMENT);
         status = EXIT_FAIL;
         goto out;
     }

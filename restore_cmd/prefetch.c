@@ -252,9 +252,29 @@ none:
     return NULL;
 }
 
-void prefetch_clear(const char *path)
+/* is_handover -- the spool's record for base (base.sum) says ragsafe-pitr restore
+ * handed the file over */
+static int is_handover(const char *spool, const char *base)
 {
-    char spool[PATH_MAX], f[PATH_MAX + 300];
+    char sum[PATH_MAX + 300], buf[512];
+    ssize_t n;
+    int fd;
+
+    snprintf(sum, sizeof(sum), "%s/%s.sum", spool, base);
+    fd = open(sum, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    return strstr(buf, "\nhandover ") != NULL;
+}
+
+void prefetch_clear(const char *path, int keep_handover)
+{
+    char spool[PATH_MAX], f[PATH_MAX + 300], base[NAME_MAX + 1];
     DIR *d;
     struct dirent *de;
 
@@ -263,13 +283,20 @@ void prefetch_clear(const char *path)
     if (!d)
         return;
     while ((de = readdir(d)) != NULL) {
+        size_t len = strlen(de->d_name);
         if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        /* X and X.sum stay together when X was handed over */
+        snprintf(base, sizeof(base), "%.*s",
+                 (int)(len > 4 && strcmp(de->d_name + len - 4, ".sum") == 0 ? len - 4 : len),
+                 de->d_name);
+        if (keep_handover && is_handover(spool, base))
             continue;
         snprintf(f, sizeof(f), "%s/%s", spool, de->d_name);
         (void)unlink(f);
     }
     closedir(d);
-    (void)rmdir(spool);
+    (void)rmdir(spool); /* only when empty */
 }
 
 void prefetch_finish(prefetch *p)

@@ -43,7 +43,12 @@ prefetch *prefetch_start(const char *loc, const char *path, const char *name,
                          const repo_info *info, int k);
 void prefetch_finish(prefetch *p);
 /* Recovery asked for a file the repository does not have: it is about to end (or to
- * switch timelines); spooled segments would only be left behind in pg_wal. */
-void prefetch_clear(const char *path);
+ * switch timelines); spooled segments would only be left behind in pg_wal. A missing
+ * segment clears everything; a missing history file (keep_handover) is also the probe a
+ * server makes at start-up, before it asks for the WAL ragsafe-pitr restore handed over:
+ * that WAL stays, what the prefetch fetched goes (a recovery that stops at a target ends
+ * with such a probe, never asking for the segments fetched beyond it). The spool folder
+ * goes once empty. */
+void prefetch_clear(const char *path, int keep_handover);
 
 #endif
