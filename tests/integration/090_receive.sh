@@ -67,6 +67,19 @@ switch_wal src
 pg_sql src "insert into t values ('y')"
 lsn=$(pg_sql src "select pg_current_wal_flush_lsn()")
 ok "status.json reaches the primary's flush position" wait_flushed "$lsn"
+# asynchronous (not in synchronous_standby_names yet): the repository holds a commit once
+# --partial-interval (1 s) has passed; 3 s allowed for a loaded machine
+pg_sql src "insert into t values ('z')"
+lsn_z=$(pg_sql src "select pg_current_wal_flush_lsn()")
+seg_z=$(pg_sql src "select pg_walfile_name('$lsn_z')")
+sleep 3
+f=$(status_field flush_lsn)
+ok "asynchronous: 3 s after a commit, status.json covers it (flushed ${f:-none}, commit $lsn_z)" \
+    lsn_ge "${f:-0/0}" "$lsn_z"
+ok "... and the stored partial holds its bytes" \
+    bash -c 'zstd -qdc "$1" >"$3/pz" && n=$(( $(printf "%d" 0x${4#*/}) % 16777216 )) &&
+             cmp -n "$n" "$3/pz" "$2"' _ "$REPO/stream/00000001/$seg_z.partial" \
+    "$T/src/pg_wal/$seg_z" "$T" "$lsn_z"
 
 seg_now=$(pg_sql src "select pg_walfile_name(pg_current_wal_lsn())")
 # every segment the receiver completed is in wal/ (it stores them before removing them
@@ -142,7 +155,7 @@ is "pitr restore --target-latest: exit 0" 0 "$rc"
 pg_set r "unix_socket_directories = '$T/r'"
 pg_set r "archive_mode = off"
 if pg_start r && pg_wait_for r "select pg_is_in_recovery()" f 120; then
-    is "recovery point zero: the last committed row is back" "before,the last row,x,y" \
+    is "recovery point zero: the last committed row is back" "before,the last row,x,y,z" \
         "$(pg_sql r "select string_agg(v, ',' order by v) from t")"
 else
     fail "the restored server recovers"
