@@ -464,35 +464,6 @@ out:
     return ret;
 }
 
-/* mkdirs -- every directory of rel under dest (0700), never through a non-directory. */
-static int mkdirs(const char *dest, const char *rel, int include_last)
-{
-    char path[PATH_MAX];
-    int n = snprintf(path, sizeof(path), "%s/%s", dest, rel);
-    if (n < 0 || (size_t)n >= sizeof(path))
-        return log_error("path too long: \"%s/%s\"", dest, rel);
-    char *p = path + strlen(dest) + 1;
-    for (;;) {
-        char *slash = strchr(p, '/');
-        if (!slash && !include_last)
-            break;
-        if (slash)
-            *slash = '\0';
-        struct stat sb;
-        if (lstat(path, &sb) == 0) {
-            if (!S_ISDIR(sb.st_mode))
-                return log_error("could not create \"%s\": exists and is not a directory", path);
-        } else if (errno != ENOENT || mkdir(path, 0700) != 0) {
-            return log_errno("could not create directory \"%s\"", path);
-        }
-        if (!slash)
-            break;
-        *slash = '/';
-        p = slash + 1;
-    }
-    return 0;
-}
-
 static int stats_add_dir(extract_stats *s, const char *rel)
 {
     if (s->ndirs == s->dircap) {
@@ -679,13 +650,13 @@ int chunked_extract(storage *st, const char *key, const extract_opts *eo, extrac
         const centry *ce = &cm.e[i];
         ufile *f = &files[i];
         if (ce->type == CE_DIR) {
-            if (mkdirs(eo->dest, ce->path, 1) != 0)
+            if (extract_make_dirs(eo->dest, ce->path, 1) != 0)
                 goto out;
             if (eo->delta && stats_add_dir(stats, ce->path) != 0)
                 goto out;
             continue;
         }
-        if (mkdirs(eo->dest, ce->path, 0) != 0)
+        if (extract_make_dirs(eo->dest, ce->path, 0) != 0)
             goto out;
         if (ce->type == CE_LINK) {
             const char *slash = strchr(ce->path, '/');

@@ -313,9 +313,9 @@ static int join_path(char *out, size_t len, const char *dir, const char *rel)
     return 0;
 }
 
-/* make_dirs -- create every directory of rel under dest (0700), refusing to pass
- * through anything that is not a real directory (a symlink planted by an entry). */
-static int make_dirs(const char *dest, const char *rel, int include_last)
+/* extract_make_dirs -- create every directory of rel under dest (0700), refusing to
+ * pass through anything that is not a real directory (a symlink planted by an entry). */
+int extract_make_dirs(const char *dest, const char *rel, int include_last)
 {
     char path[PATH_MAX];
     size_t dl = strlen(dest);
@@ -521,7 +521,7 @@ static int one_file(struct archive *a, struct archive_entry *e, const char *rel,
     int hollow = eo->ndb_include && db_file_hollow(mpath, eo->db_include, eo->ndb_include);
     int skip = eo->only && strcmp(mpath, eo->only) != 0;
     if (eo->dest && !skip) {
-        if (make_dirs(eo->dest, rel, 0) != 0)
+        if (extract_make_dirs(eo->dest, rel, 0) != 0)
             goto out;
         if (join_path(path, sizeof(path), eo->dest, rel) != 0)
             goto out;
@@ -720,7 +720,7 @@ int extract_object(storage *st, const char *key, const extract_opts *eo, extract
         }
         switch (archive_entry_filetype(e)) {
         case AE_IFDIR:
-            if (eo->dest && make_dirs(eo->dest, rel, 1) != 0)
+            if (eo->dest && extract_make_dirs(eo->dest, rel, 1) != 0)
                 goto out_write;
             if (eo->delta && add_dir(stats, rel) != 0)
                 goto out_write;
@@ -750,7 +750,7 @@ int extract_object(storage *st, const char *key, const extract_opts *eo, extract
             }
             if (eo->dest && !eo->no_links) {
                 char path[PATH_MAX];
-                if (make_dirs(eo->dest, rel, 0) != 0)
+                if (extract_make_dirs(eo->dest, rel, 0) != 0)
                     goto out_write;
                 if (join_path(path, sizeof(path), eo->dest, rel) != 0)
                     goto out_write;

@@ -320,6 +320,9 @@ int backup_manifest_load(storage *st, const backup_info *b, manifest *m, char **
 
 /* 0 | RS_MISMATCH (reported) | -1 (reported). A key ending in ".chunks.zst" (a chunked
  * backup's archive) goes to chunked_extract. */
+/* Every directory of rel under dest (0700; include_last: rel's last part too), never
+ * through anything that is not a real directory. 0 | -1 reported. */
+int extract_make_dirs(const char *dest, const char *rel, int include_last);
 int extract_object(storage *st, const char *key, const extract_opts *eo, extract_stats *stats);
 
 /* chunked.c: chunked base backups (ragsafe-basebackup --format chunked).
