@@ -464,22 +464,6 @@ out:
     return ret;
 }
 
-static int stats_add_dir(extract_stats *s, const char *rel)
-{
-    if (s->ndirs == s->dircap) {
-        size_t nc = s->dircap ? s->dircap * 2 : 64;
-        char **n = realloc(s->dirs, nc * sizeof(*n));
-        if (!n)
-            return log_error("out of memory");
-        s->dirs = n;
-        s->dircap = nc;
-    }
-    if (!(s->dirs[s->ndirs] = strdup(rel)))
-        return log_error("out of memory");
-    s->ndirs++;
-    return 0;
-}
-
 /* delta_chunks -- for --delta: which chunks of the file already at f->path are right.
  * keep[i] = 1 for those; the file is made a regular file we may write in place.
  * *all: every chunk and the size match. 0 | -1 reported. */
@@ -652,7 +636,7 @@ int chunked_extract(storage *st, const char *key, const extract_opts *eo, extrac
         if (ce->type == CE_DIR) {
             if (extract_make_dirs(eo->dest, ce->path, 1) != 0)
                 goto out;
-            if (eo->delta && stats_add_dir(stats, ce->path) != 0)
+            if (eo->delta && extract_stats_add_dir(stats, ce->path) != 0)
                 goto out;
             continue;
         }

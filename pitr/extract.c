@@ -438,7 +438,7 @@ static int delta_prepare(const char *path, const manifest_file *mf, mode_t mode,
     return 0;
 }
 
-static int add_dir(extract_stats *s, const char *rel)
+int extract_stats_add_dir(extract_stats *s, const char *rel)
 {
     if (s->ndirs == s->dircap) {
         size_t nc = s->dircap ? s->dircap * 2 : 64;
@@ -722,7 +722,7 @@ int extract_object(storage *st, const char *key, const extract_opts *eo, extract
         case AE_IFDIR:
             if (eo->dest && extract_make_dirs(eo->dest, rel, 1) != 0)
                 goto out_write;
-            if (eo->delta && add_dir(stats, rel) != 0)
+            if (eo->delta && extract_stats_add_dir(stats, rel) != 0)
                 goto out_write;
             break;
         case AE_IFREG:

@@ -310,6 +310,8 @@ typedef struct extract_stats {
 
 /* Free extract_stats.dirs. */
 void extract_stats_release(extract_stats *s);
+/* A directory of the extracted tree, recorded in s (copied). 0 | -1 reported. */
+int extract_stats_add_dir(extract_stats *s, const char *rel);
 
 /* backups/<label>/backup_manifest as restore and verify both accept it: present, the
  * SHA-256 backup.json records, parses with its own checksum. On 0 the caller releases
