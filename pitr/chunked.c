@@ -259,13 +259,16 @@ static int cmp_target(const void *a, const void *b)
     return x->file < y->file ? -1 : x->file > y->file ? 1 : (x->offset > y->offset) - (x->offset < y->offset);
 }
 
-/* find_uniq -- the distinct-digest number of d, or -1. */
-static ssize_t find_uniq(const restore_job *j, const uint8_t *d)
+/* uniq_find -- binary search of d among the nuniq distinct digests (in order) of a
+ * sorted array; digest_at(arr, i) is element i's digest. The distinct-digest number,
+ * or -1. Shared by restore (targets) and verify (users). */
+static ssize_t uniq_find(const void *arr, const uint8_t *(*digest_at)(const void *, size_t),
+                         const size_t *uniq, size_t nuniq, const uint8_t *d)
 {
-    size_t lo = 0, hi = j->nuniq;
+    size_t lo = 0, hi = nuniq;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        int c = memcmp(j->t[j->uniq[mid]].digest, d, SHA256_LEN);
+        int c = memcmp(digest_at(arr, uniq[mid]), d, SHA256_LEN);
         if (c == 0)
             return (ssize_t)mid;
         if (c < 0)
@@ -274,6 +277,17 @@ static ssize_t find_uniq(const restore_job *j, const uint8_t *d)
             hi = mid;
     }
     return -1;
+}
+
+static const uint8_t *target_digest(const void *arr, size_t i)
+{
+    return ((const target *)arr)[i].digest;
+}
+
+/* find_uniq -- the distinct-digest number of d, or -1. */
+static ssize_t find_uniq(const restore_job *j, const uint8_t *d)
+{
+    return uniq_find(j->t, target_digest, j->uniq, j->nuniq, d);
 }
 
 static int want_cb(void *arg, const uint8_t *d)
@@ -843,20 +857,14 @@ static int cmp_user(const void *a, const void *b)
     return c ? c : (x->backup > y->backup) - (x->backup < y->backup);
 }
 
+static const uint8_t *user_digest(const void *arr, size_t i)
+{
+    return ((const user *)arr)[i].digest;
+}
+
 static ssize_t vfind(const vjob *j, const uint8_t *d)
 {
-    size_t lo = 0, hi = j->nuniq;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        int c = memcmp(j->u[j->uniq[mid]].digest, d, SHA256_LEN);
-        if (c == 0)
-            return (ssize_t)mid;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return -1;
+    return uniq_find(j->u, user_digest, j->uniq, j->nuniq, d);
 }
 
 static int vwant(void *arg, const uint8_t *d)
