@@ -14,6 +14,12 @@
 # integration script; both multiplied by CK_TIMEOUT_MULTIPLIER, as make asan sets it);
 # a test that runs out of time is killed and counts as failed. Under CI=true a skip
 # fails the run. The last line printed is "N passed, N failed, N skipped".
+#
+# Integration scripts run RAGSAFE_TEST_JOBS at a time (default 2: most of them wait on
+# PostgreSQL, fsync and sleeps more than they use a core; each has its own temp dir,
+# clusters on their own Unix sockets and free TCP ports). A script whose assertions time
+# something against the clock carries the line "# ragsafe-test: serial" and runs alone,
+# after the others. Each script's output is printed whole when it ends.
 set -u
 mode=all
 case "${1:-}" in --unit-only) mode=unit; shift ;; --integration-only) mode=integration; shift ;; esac
@@ -36,7 +42,12 @@ run_one() {
     local name=$1 secs=$2 start=$SECONDS rc; shift 2
     echo "=== $name"
     timeout --kill-after=30 "$secs" "$@"
-    rc=$?
+    tally "$name" $? "$secs" $((SECONDS - start))
+}
+
+# tally NAME RC TIMEOUT ELAPSED: count one program's result and print its last line.
+tally() {
+    local name=$1 rc=$2 secs=$3 start=$((SECONDS - $4))
     if [ "$rc" -eq 0 ]; then
         passed=$((passed + 1))
         echo "=== $name: PASS ($((SECONDS - start)) s)"
@@ -76,9 +87,35 @@ if [ "$mode" != unit ]; then
     make -s BUILD="$BUILD" install PREFIX="$prefix" >/dev/null || { echo "make install failed"; exit 1; }
     export RAGSAFE_BIN="$prefix/bin"
     export RAGSAFE_SRC="$top"
+    jobs_max=${RAGSAFE_TEST_JOBS:-2}
+    [[ "$jobs_max" =~ ^[1-9][0-9]*$ ]] || { echo "RAGSAFE_TEST_JOBS must be a positive integer"; exit 2; }
+    logs=$(mktemp -d /tmp/ragsafe-testlogs.XXXXXX)
+    trap 'rm -rf "$prefix" "$logs"; kill $(jobs -p) 2>/dev/null' EXIT
+    declare -A job_name=() job_start=()
+    # reap: wait for one running script, then print its output and count its result.
+    reap() {
+        local pid rc name
+        wait -n -p pid
+        rc=$?
+        name=${job_name[$pid]}
+        echo "=== integration/$name"
+        cat "$logs/$name.log"
+        tally "integration/$name" "$rc" "$test_timeout" $((SECONDS - ${job_start[$pid]}))
+        unset "job_name[$pid]" "job_start[$pid]"
+    }
+    serial=()
     for t in tests/integration/[0-9]*.sh; do
         [ -f "$t" ] || continue
         if [ -n "${TESTS:-}" ] && ! [[ "$(basename "$t")" == *${TESTS}* ]]; then continue; fi
+        if grep -q '^# ragsafe-test: serial' "$t"; then serial+=("$t"); continue; fi
+        while [ "${#job_name[@]}" -ge "$jobs_max" ]; do reap; done
+        name=$(basename "$t" .sh)
+        timeout --kill-after=30 "$test_timeout" bash "$t" </dev/null >"$logs/$name.log" 2>&1 &
+        job_name[$!]=$name
+        job_start[$!]=$SECONDS
+    done
+    while [ "${#job_name[@]}" -gt 0 ]; do reap; done
+    for t in "${serial[@]}"; do
         run_one "integration/$(basename "$t" .sh)" "$test_timeout" bash "$t" </dev/null
     done
 fi

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# ragsafe-test: serial (an assertion measures time: runs alone, see tests/run.sh)
 # 044_pitr_restore_day.sh -- ragsafe-pitr restore on restore day: it never hurts the live
 # cluster or the repository, and it restores where and how the DBA asks.
 #   - a backup whose postgresql.auto.conf was emptied, and one where it was removed:

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# ragsafe-test: serial (an assertion measures time: runs alone, see tests/run.sh)
 # 062_s3_ahead_load.sh -- ragsafe-archive's look-ahead keeps up with a busy primary over
 # a remote store's latency. A cluster with 1 MiB WAL segments (many segments a second
 # under pgbench) archives into a local s3rver behind a proxy adding DELAY ms to every

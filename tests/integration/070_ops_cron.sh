@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# ragsafe-test: serial (an assertion measures time: runs alone, see tests/run.sh)
 # 070_ops_cron.sh -- scripts/install-cron.sh into a temp crontab file: --dry-run changes
 # nothing, the real install writes the runbook's schedule in one marked block, keeps
 # foreign lines, is idempotent and replaces its block in place; the installed entries

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# ragsafe-test: serial (an assertion measures time: runs alone, see tests/run.sh)
 # 070_ops_disaster.sh -- scripts/disaster-recovery.sh against a real PostgreSQL 15, synthetic
 # Milvus volumes, fake Milvus stop/start commands (they log) and a fake health endpoint:
 #   - no confirmation (stdin empty, no --yes): exit 2, nothing touched;

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# ragsafe-test: serial (an assertion measures time: runs alone, see tests/run.sh)
 # 090_receive -- ragsafe-receive: WAL streamed into the repository next to
 # archive_command (each segment stored once, archive_command never failing on one the
 # receiver stored first, the same bytes as pg_wal's), SIGTERM (exit 0, the partial and
