@@ -60,6 +60,11 @@ for mode in uring fallback; do
     rm -f "$T/$C"/.s.PGSQL.*
     ok "$mode: base backup" [ -f "$T/$C/backup_label" ]
     pgbench $P -n -c 2 -j 2 -T 5 >/dev/null 2>&1
+    # at least six more segments whatever the load (pgbench -T makes little WAL on a busy machine)
+    pg_sql $P "create table filler (x int)" >/dev/null
+    for i in 1 2 3 4 5 6; do
+        pg_sql $P "insert into filler values ($i); select pg_switch_wal()" >/dev/null
+    done
     last=$(pg_sql $P "select pg_walfile_name(pg_switch_wal())")
     ok "$mode: --look-ahead 4: everything up to $last archived" \
         pg_wait_for $P "select last_archived_wal >= '$last' from pg_stat_archiver" t 120
