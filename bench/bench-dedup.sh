@@ -251,7 +251,7 @@ tools=("${formats[@]}" pgbr pgbb)
 declare -A name=([tar]="ragsafe-basebackup --format tar" [chunked]="ragsafe-basebackup --format chunked"
     [pgbr]="pgBackRest 2.45 full, then incr" [pgbb]="pg_basebackup -Ft -Z client-zstd:3")
 [ "$have_format" = 1 ] || name[tar]="ragsafe-basebackup (tar, the only format of this build)"
-declare -A first_b first_o second_b second_o times full stop_lsn label rtimes rratio
+declare -A first_b first_o second_b second_o times full stop_lsn label rtimes rratio rtar
 declare -A rname=([chunked1]="ragsafe-pitr restore --jobs 1 (chunked)" [chunked2]="ragsafe-pitr restore --jobs 2 (chunked)"
     [tar]="ragsafe-pitr restore (tar)" [pgbr]="pgbackrest restore --process-max=2 (incr)")
 
@@ -322,6 +322,8 @@ for w in 1 2; do
             done
             for t in "${rtools[@]}"; do
                 rratio[$w.$t]+=" $(awk -v a="${this[$t]}" -v b="${this[pgbr]}" 'BEGIN { printf "%.3f", a / b }')"
+                [ -n "${this[tar]:-}" ] &&
+                    rtar[$w.$t]+=" $(awk -v a="${this[$t]}" -v b="${this[tar]}" 'BEGIN { printf "%.3f", a / b }')"
             done
         done
         RLOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -333,7 +335,7 @@ echo "### Deduplicated base backups: the second backup's new bytes (scale $SCALE
 echo
 echo "\`BENCH_DEDUP_SCALE=$SCALE BENCH_DEDUP_ROUNDS=$ROUNDS bench/bench-dedup.sh\`, $(date -u +%Y-%m-%dT%H:%MZ); load average $LOAD0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
 echo
-echo "| workload | tool | first: bytes added | first: objects | second: bytes added | second: objects | % of a full backup | second: time (s), median (range, n) | time vs tar, median |"
+echo "| workload | tool | first: bytes added | first: objects | second: bytes added | second: objects | % of a full backup | second: time (s), median (range, n) | time vs tar, per pair: median (range) |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
 for w in 1 2; do
     for t in "${tools[@]}"; do
@@ -343,8 +345,14 @@ for w in 1 2; do
         tm="$(median ${times[$w.$t]}) ($(range ${times[$w.$t]}), $(wc -w <<<"${times[$w.$t]}"))"
         vs=-
         if [ -n "${times[$w.tar]:-}" ] && [[ $t == tar || $t == chunked ]]; then
-            # shellcheck disable=SC2086
-            vs=$(awk -v a="$(median ${times[$w.$t]})" -v b="$(median ${times[$w.tar]})" 'BEGIN { printf "%.2fx", a / b }')
+            # the ratio within each pair (backups taken one after the other)
+            read -r -a a <<<"${times[$w.$t]}"
+            read -r -a b <<<"${times[$w.tar]}"
+            pr=()
+            for ((i = 0; i < ${#a[@]}; i++)); do
+                pr+=("$(awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN { printf "%.3f", x / y }')")
+            done
+            vs="$(median "${pr[@]}")x ($(range "${pr[@]}"))"
         fi
         printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$([ $w = 1 ] && echo "1 RAG" || echo "2 pgbench -N")" \
             "${name[$t]}" "${first_b[$w.$t]}" "${first_o[$w.$t]}" "$s" "${second_o[$w.$t]}" "$frac" "$tm" "$vs"
@@ -358,12 +366,15 @@ for w in $RESTORE_AFTER; do
     echo
     echo "Restore of workload $w's second backups into an empty directory ($ROUNDS rounds, order rotating; load average $RLOAD0 before, $RLOAD1 after):"
     echo
-    echo "| restore | time (s), median (range) | vs pgBackRest, per round: median (range) |"
-    echo "|---|---:|---:|"
+    echo "| restore | time (s), median (range) | vs pgBackRest, per round: median (range) | vs ragsafe tar, per round |"
+    echo "|---|---:|---:|---:|"
     for t in "${rtools[@]}"; do
+        vt=-
         # shellcheck disable=SC2086
-        printf '| %s | %s (%s) | %sx (%s) |\n' "${rname[$t]}" "$(median ${rtimes[$w.$t]})" "$(range ${rtimes[$w.$t]})" \
-            "$(median ${rratio[$w.$t]})" "$(range ${rratio[$w.$t]})"
+        [ -n "${rtar[$w.$t]:-}" ] && vt="$(median ${rtar[$w.$t]})x ($(range ${rtar[$w.$t]}))"
+        # shellcheck disable=SC2086
+        printf '| %s | %s (%s) | %sx (%s) | %s |\n' "${rname[$t]}" "$(median ${rtimes[$w.$t]})" "$(range ${rtimes[$w.$t]})" \
+            "$(median ${rratio[$w.$t]})" "$(range ${rratio[$w.$t]})" "$vt"
     done
 done
 for n in "${notes[@]}"; do echo "Note: $n."; done
