@@ -150,7 +150,7 @@ static void *worker_main(void *arg)
 bb_chunker *bb_chunker_new(storage *st, int level)
 {
     bb_chunker *c = calloc(1, sizeof(*c));
-    int err;
+    int err, ok = 0;
 
     if (!c) {
         log_errno("could not allocate memory");
@@ -170,28 +170,31 @@ bb_chunker *bb_chunker_new(storage *st, int level)
     c->threads = calloc((size_t)c->nthreads, sizeof(*c->threads));
     if (!c->ring || !c->threads) {
         log_errno("could not allocate memory");
-        goto fail;
+        goto out;
     }
     for (size_t i = 0; i < c->nring; i++)
         if (!(c->ring[i].raw = malloc(c->chunk_size))) {
             log_errno("could not allocate memory");
-            goto fail;
+            goto out;
         }
     if (!(c->cs = chunkstore_open(st, level)))
-        goto fail;
+        goto out;
     for (int i = 0; i < c->nthreads; i++) {
         if ((err = pthread_create(&c->threads[i], NULL, worker_main, c)) != 0) {
             c->nthreads = i;
             log_errnum(err, "could not start a chunk thread");
-            goto fail;
+            goto out;
         }
     }
     log_info("chunked backup: %zu-byte chunks, %d thread%s", c->chunk_size, c->nthreads,
              PLURAL(c->nthreads));
+    ok = 1;
+out:
+    if (!ok) {
+        bb_chunker_free(c);
+        return NULL;
+    }
     return c;
-fail:
-    bb_chunker_free(c);
-    return NULL;
 }
 
 void bb_chunker_free(bb_chunker *c)
