@@ -16,25 +16,43 @@
 #   pgBackRest       backup --type=full, then --type=incr (2.45: file-level incremental;
 #                    block incremental came in 2.46), zst level 3, process-max 2
 #   pg_basebackup    -Ft -Z client-zstd:3 -X none (a full copy each time)
-# Reported per tool and workload: the second backup's new stored bytes (growth of the
-# tool's store, WAL excluded) as a fraction of the first's, the second backup's wall
-# time, and the objects (files) it added.
+# Reported per tool and workload: the bytes and objects (files) each backup added to
+# the tool's store (WAL excluded), the second backup's new bytes as a fraction of a full
+# backup (the tool's first backup into its empty store: for ragsafe chunked the first
+# backup of workload 1; workload 2's first chunked backup is itself deduplicated), and
+# the second backup's wall time. After the second backups, BENCH_DEDUP_ROUNDS - 1 more
+# pairs of ragsafe tar and chunked backups (order alternating) give the backup time a
+# median and a range (new bytes and objects are the first pair's).
 #
-# Environment: BENCH_DEDUP_SCALE (default 50, ~750 MB as the issue asks; 5 for a quick
-# run), RAGSAFE_FORMATS (default "tar chunked"), BENCH_DEDUP_KEEP=1 keeps the temp dir.
-# Prints a markdown table on stdout, progress on stderr.
+# Restore (after the workloads in BENCH_DEDUP_RESTORE, default "2"): the second
+# backups restored into an empty directory, BENCH_DEDUP_ROUNDS rounds, the tools in
+# turn and the order rotating each round:
+#   ragsafe-pitr restore --target-lsn <its stop LSN> --jobs 1, then --jobs 2, of the
+#   chunked backup; the same of the tar backup (--jobs does not apply to a tar);
+#   pgbackrest restore --process-max=2 of the incremental (the latest set).
+# Each restore is timed whole (the command's wall time); the directory is removed
+# between runs, untimed. Medians, ranges, and each tool's ratio to pgBackRest per round.
+#
+# Environment: BENCH_DEDUP_SCALE (default 50, ~1 GB of database as the issue asks; 5 for
+# a quick run), RAGSAFE_FORMATS (default "tar chunked"), BENCH_DEDUP_ROUNDS (default 3),
+# BENCH_DEDUP_RESTORE (default "2"; "" for none), BENCH_DEDUP_KEEP=1 keeps the temp dir.
+# Prints markdown tables on stdout (with the load average at the start and the end),
+# progress on stderr.
 set -u
 BUILD=${1:?usage: bench-dedup.sh BUILD}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 SCALE=${BENCH_DEDUP_SCALE:-50}
 FORMATS=${RAGSAFE_FORMATS:-tar chunked}
+ROUNDS=${BENCH_DEDUP_ROUNDS:-3}
+RESTORE_AFTER=${BENCH_DEDUP_RESTORE-2}
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 
 say() { echo "bench-dedup: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 as_pg() { runuser -u postgres -- "$@"; }
 
 command -v pgbackrest >/dev/null || die "pgbackrest is not installed (scripts/install-deps.sh)"
-for b in ragsafe-basebackup ragsafe-archive; do
+for b in ragsafe-basebackup ragsafe-archive ragsafe-pitr; do
     [ -x "$BUILD/bin/$b" ] || die "no \"$BUILD/bin/$b\""
 done
 
@@ -163,9 +181,11 @@ store_dirs() {
 store_bytes() { local d; d=$(store_dirs "$1"); [ -n "$d" ] && du -sb --apparent-size $d 2>/dev/null | awk '{ s += $1 } END { print s + 0 }' || echo 0; }
 store_objects() { local d; d=$(store_dirs "$1"); [ -n "$d" ] && find $d -type f 2>/dev/null | wc -l || echo 0; }
 
-# backup TOOL KIND: one backup; sets B_TIME (s), B_BYTES (new stored bytes), B_OBJS
+# backup TOOL KIND: one backup; sets B_TIME (s), B_BYTES (new stored bytes), B_OBJS,
+# and for ragsafe B_LABEL and B_STOP (the new backup's stop LSN, what restore targets)
 backup() {
-    local tool=$1 kind=$2 b0 o0 t0 n
+    local tool=$1 kind=$2 b0 o0 t0 n info
+    B_STOP='' B_LABEL=''
     catch_up
     b0=$(store_bytes "$tool"); o0=$(store_objects "$tool")
     t0=$(date +%s.%N)
@@ -185,13 +205,55 @@ backup() {
     B_TIME=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.2f", a - b }')
     B_BYTES=$(($(store_bytes "$tool") - b0))
     B_OBJS=$(($(store_objects "$tool") - o0))
+    case $tool in
+    tar|chunked)
+        info=$(as_pg "$T/bin/ragsafe-pitr" info --repo "$T/repo" --json 2>/dev/null |
+            python3 -c 'import json, sys; b = json.load(sys.stdin)["backups"][-1]; print(b["label"], b["stop_lsn"])') \
+            || die "ragsafe-pitr info failed"
+        read -r B_LABEL B_STOP <<<"$info" ;;
+    esac
+}
+
+# median / range of the numbers given
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.2f", v[(NR + 1) / 2]; else printf "%.2f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+range() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 { a = $1 } { b = $1 } END { printf "%.2f-%.2f", a, b }'; }
+
+# restore WHAT: one timed restore of the current workload's second backup into an
+# empty directory; sets R_TIME
+restore() {
+    local d="$T/restored" t0 rc
+    rm -rf "$d"
+    t0=$(date +%s.%N)
+    case $1 in
+    chunked1|chunked2|tar)
+        local f=${1%[12]} jobs=${1#chunked}
+        [ "$1" = tar ] && jobs=1
+        as_pg "$T/bin/ragsafe-pitr" restore --repo "$T/repo" --target-lsn "${stop_lsn[$f]}" \
+            --pgdata "$d" --jobs "$jobs" --no-progress >"$T/restore.log" 2>&1
+        rc=$? ;;
+    pgbr)
+        install -d -m 0700 -o postgres -g postgres "$d"
+        as_pg "${PGBR[@]}" restore --pg1-path="$d" --process-max=2 >"$T/restore.log" 2>&1
+        rc=$? ;;
+    esac
+    R_TIME=$(awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.2f", a - b }')
+    [ "$rc" = 0 ] || { cat "$T/restore.log" >&2; die "restore ($1) failed"; }
+    # the chunked restore must have restored the chunked backup, the tar one the tar
+    case $1 in
+    chunked1|chunked2|tar)
+        grep -q "^backup: *${label[${1%[12]}]} " "$T/restore.log" ||
+            die "restore ($1) did not pick backup ${label[${1%[12]}]}: $(grep '^backup:' "$T/restore.log")" ;;
+    esac
+    rm -rf "$d"
 }
 
 tools=("${formats[@]}" pgbr pgbb)
 declare -A name=([tar]="ragsafe-basebackup --format tar" [chunked]="ragsafe-basebackup --format chunked"
     [pgbr]="pgBackRest 2.45 full, then incr" [pgbb]="pg_basebackup -Ft -Z client-zstd:3")
 [ "$have_format" = 1 ] || name[tar]="ragsafe-basebackup (tar, the only format of this build)"
-declare -A first_b first_t second_b second_t second_o
+declare -A first_b first_o second_b second_o times full stop_lsn label rtimes rratio rtar
+declare -A rname=([chunked1]="ragsafe-pitr restore --jobs 1 (chunked)" [chunked2]="ragsafe-pitr restore --jobs 2 (chunked)"
+    [tar]="ragsafe-pitr restore (tar)" [pgbr]="pgbackrest restore --process-max=2 (incr)")
 
 workload() {
     case $1 in
@@ -219,31 +281,101 @@ for w in 1 2; do
     say "workload $w: first backups"
     for t in "${tools[@]}"; do
         backup "$t" full
-        first_b[$w.$t]=$B_BYTES first_t[$w.$t]=$B_TIME
+        first_b[$w.$t]=$B_BYTES first_o[$w.$t]=$B_OBJS
+        [ -n "${full[$t]:-}" ] || full[$t]=$B_BYTES
+        [ "$t" = pgbr ] && full[$t]=$B_BYTES
     done
     say "workload $w: the writes"
     workload "$w"
     say "workload $w: second backups"
     for t in "${tools[@]}"; do
         backup "$t" incr
-        second_b[$w.$t]=$B_BYTES second_t[$w.$t]=$B_TIME second_o[$w.$t]=$B_OBJS
+        second_b[$w.$t]=$B_BYTES second_o[$w.$t]=$B_OBJS
+        times[$w.$t]=$B_TIME
+        case $t in tar|chunked) stop_lsn[$t]=$B_STOP label[$t]=$B_LABEL ;; esac
     done
+    # more pairs of ragsafe backups for the time's median, the order alternating
+    for ((r = 2; r <= ROUNDS; r++)); do
+        order=("${formats[@]}")
+        [ $((r % 2)) = 0 ] && mapfile -t order < <(printf '%s\n' "${formats[@]}" | tac)
+        say "workload $w: backup round $r of $ROUNDS (${order[*]})"
+        for t in "${order[@]}"; do
+            backup "$t" incr
+            times[$w.$t]+=" $B_TIME"
+        done
+    done
+    if [[ " $RESTORE_AFTER " == *" $w "* ]]; then
+        rtools=()
+        [[ " ${formats[*]} " == *" chunked "* ]] && rtools+=(chunked1 chunked2)
+        [[ " ${formats[*]} " == *" tar "* ]] && rtools+=(tar)
+        rtools+=(pgbr)
+        RLOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
+        for ((r = 1; r <= ROUNDS; r++)); do
+            # rotate the order each round
+            order=("${rtools[@]:$(((r - 1) % ${#rtools[@]}))}" "${rtools[@]:0:$(((r - 1) % ${#rtools[@]}))}")
+            say "workload $w: restore round $r of $ROUNDS (${order[*]})"
+            declare -A this=()
+            for t in "${order[@]}"; do
+                restore "$t"
+                this[$t]=$R_TIME
+                rtimes[$w.$t]+=" $R_TIME"
+            done
+            for t in "${rtools[@]}"; do
+                rratio[$w.$t]+=" $(awk -v a="${this[$t]}" -v b="${this[pgbr]}" 'BEGIN { printf "%.3f", a / b }')"
+                [ -n "${this[tar]:-}" ] &&
+                    rtar[$w.$t]+=" $(awk -v a="${this[$t]}" -v b="${this[tar]}" 'BEGIN { printf "%.3f", a / b }')"
+            done
+        done
+        RLOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
+    fi
 done
 
 db=$(sql "select pg_size_pretty(pg_database_size('postgres'))")
 echo "### Deduplicated base backups: the second backup's new bytes (scale $SCALE, database $db)"
 echo
-echo "| workload | tool | first backup (bytes) | second: new bytes | fraction | second: time (s) | second: objects added |"
-echo "|---|---|---:|---:|---:|---:|---:|"
+echo "\`BENCH_DEDUP_SCALE=$SCALE BENCH_DEDUP_ROUNDS=$ROUNDS bench/bench-dedup.sh\`, $(date -u +%Y-%m-%dT%H:%MZ); load average $LOAD0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end."
+echo
+echo "| workload | tool | first: bytes added | first: objects | second: bytes added | second: objects | % of a full backup | second: time (s), median (range, n) | time vs tar, per pair: median (range) |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
 for w in 1 2; do
     for t in "${tools[@]}"; do
-        f=${first_b[$w.$t]} s=${second_b[$w.$t]}
-        frac=$(awk -v a="$s" -v b="$f" 'BEGIN { if (b > 0) printf "%.1f %%", 100 * a / b; else print "-" }')
-        printf '| %s | %s | %s | %s | %s | %.1f | %s |\n' "$([ $w = 1 ] && echo "1 RAG" || echo "2 pgbench -N")" \
-            "${name[$t]}" "$f" "$s" "$frac" "${second_t[$w.$t]}" "${second_o[$w.$t]}"
+        s=${second_b[$w.$t]}
+        frac=$(awk -v a="$s" -v b="${full[$t]}" 'BEGIN { if (b > 0) printf "%.1f %%", 100 * a / b; else print "-" }')
+        # shellcheck disable=SC2086
+        tm="$(median ${times[$w.$t]}) ($(range ${times[$w.$t]}), $(wc -w <<<"${times[$w.$t]}"))"
+        vs=-
+        if [ -n "${times[$w.tar]:-}" ] && [[ $t == tar || $t == chunked ]]; then
+            # the ratio within each pair (backups taken one after the other)
+            read -r -a a <<<"${times[$w.$t]}"
+            read -r -a b <<<"${times[$w.tar]}"
+            pr=()
+            for ((i = 0; i < ${#a[@]}; i++)); do
+                pr+=("$(awk -v x="${a[$i]}" -v y="${b[$i]}" 'BEGIN { printf "%.3f", x / y }')")
+            done
+            vs="$(median "${pr[@]}")x ($(range "${pr[@]}"))"
+        fi
+        printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$([ $w = 1 ] && echo "1 RAG" || echo "2 pgbench -N")" \
+            "${name[$t]}" "${first_b[$w.$t]}" "${first_o[$w.$t]}" "$s" "${second_o[$w.$t]}" "$frac" "$tm" "$vs"
     done
 done
 echo
+echo "A full backup: the tool's first backup into its empty store (ragsafe chunked: ${full[chunked]:-?} bytes, workload 1's first)."
 echo "Targets (issue 15): new bytes ≤ 10 % of a full backup on workload 1, ≤ 25 % on workload 2; time ≤ 1.1× \`--format tar\`."
+for w in $RESTORE_AFTER; do
+    [ -n "${rtimes[$w.pgbr]:-}" ] || continue
+    echo
+    echo "Restore of workload $w's second backups into an empty directory ($ROUNDS rounds, order rotating; load average $RLOAD0 before, $RLOAD1 after):"
+    echo
+    echo "| restore | time (s), median (range) | vs pgBackRest, per round: median (range) | vs ragsafe tar, per round |"
+    echo "|---|---:|---:|---:|"
+    for t in "${rtools[@]}"; do
+        vt=-
+        # shellcheck disable=SC2086
+        [ -n "${rtar[$w.$t]:-}" ] && vt="$(median ${rtar[$w.$t]})x ($(range ${rtar[$w.$t]}))"
+        # shellcheck disable=SC2086
+        printf '| %s | %s (%s) | %sx (%s) | %s |\n' "${rname[$t]}" "$(median ${rtimes[$w.$t]})" "$(range ${rtimes[$w.$t]})" \
+            "$(median ${rratio[$w.$t]})" "$(range ${rratio[$w.$t]})" "$vt"
+    done
+done
 for n in "${notes[@]}"; do echo "Note: $n."; done
 exit 0

@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,13 @@ struct chunkstore {
     int have_open;
     ZSTD_CCtx *cctx;
     chunkstore_stats stats;
+    /* the table against chunkstore_known on other threads while chunkstore_add grows it */
+    pthread_mutex_t table_mu;
+};
+
+struct chunk_encoder {
+    ZSTD_CCtx *cctx;
+    int level;
 };
 
 static void put_le32(uint8_t *p, uint32_t v)
@@ -122,7 +130,8 @@ static slot *table_find(const chunkstore *cs, const uint8_t *d)
     }
 }
 
-/* table_add -- a chunk's location (the first one known wins). -1 reported. */
+/* table_add -- a chunk's location (the first one known wins). -1 reported. The
+ * caller holds table_mu when other threads may call chunkstore_known. */
 static int table_add(chunkstore *cs, const uint8_t *d, const chunk_loc *loc)
 {
     if ((cs->count + 1) * 2 > cs->cap && table_grow(cs) != 0)
@@ -279,6 +288,7 @@ chunkstore *chunkstore_open(storage *st, int level)
     }
     cs->st = st;
     cs->level = level > 0 ? level : 3;
+    pthread_mutex_init(&cs->table_mu, NULL);
     l.cs = cs;
     if (table_grow(cs) != 0)
         goto out;
@@ -312,6 +322,7 @@ void chunkstore_free(chunkstore *cs)
     free(cs->buf);
     free(cs->idx);
     ZSTD_freeCCtx(cs->cctx);
+    pthread_mutex_destroy(&cs->table_mu);
     free(cs);
 }
 
@@ -350,6 +361,122 @@ static int open_pack(chunkstore *cs)
     return 0;
 }
 
+/* chunkstore_record_bound -- see chunkstore.h. */
+size_t chunkstore_record_bound(size_t len)
+{
+    return CHUNKSTORE_REC_HDR + ZSTD_compressBound(len);
+}
+
+/* chunk_encoder_new -- see chunkstore.h. */
+chunk_encoder *chunk_encoder_new(int level)
+{
+    chunk_encoder *e = calloc(1, sizeof(*e));
+
+    if (!e) {
+        log_errno("could not allocate memory");
+        return NULL;
+    }
+    e->level = level > 0 ? level : 3;
+    if (!(e->cctx = ZSTD_createCCtx())) {
+        log_error("could not create a zstd context");
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
+void chunk_encoder_free(chunk_encoder *e)
+{
+    if (!e)
+        return;
+    ZSTD_freeCCtx(e->cctx);
+    free(e);
+}
+
+/* chunk_encode -- see chunkstore.h. */
+size_t chunk_encode(chunk_encoder *e, const void *buf, size_t len,
+                    const uint8_t digest[SHA256_LEN], uint8_t *rec, size_t cap)
+{
+    if (len > CHUNKSTORE_CHUNK_MAX || cap < chunkstore_record_bound(len)) {
+        log_error("could not compress a chunk of %zu bytes: it is too large", len);
+        return 0;
+    }
+    size_t z = ZSTD_compressCCtx(e->cctx, rec + CHUNKSTORE_REC_HDR, cap - CHUNKSTORE_REC_HDR, buf,
+                                 len, e->level);
+    if (ZSTD_isError(z)) {
+        log_error("could not compress a chunk: %s", ZSTD_getErrorName(z));
+        return 0;
+    }
+    put_le32(rec, SKIP_MAGIC);
+    put_le32(rec + 4, 8 + SHA256_LEN);
+    put_le32(rec + 8, (uint32_t)len);
+    put_le32(rec + 12, (uint32_t)z);
+    memcpy(rec + 16, digest, SHA256_LEN);
+    return CHUNKSTORE_REC_HDR + z;
+}
+
+int chunkstore_level(const chunkstore *cs) { return cs->level; }
+
+/* chunkstore_known -- see chunkstore.h. */
+int chunkstore_known(chunkstore *cs, const uint8_t digest[SHA256_LEN])
+{
+    pthread_mutex_lock(&cs->table_mu);
+    int known = table_find(cs, digest) != NULL;
+    pthread_mutex_unlock(&cs->table_mu);
+    return known;
+}
+
+/* append -- the record (rec_len bytes already at cs->buf + cs->len) into the open
+ * pack's index and the table; commits the pack once past the target. -1 reported. */
+static int append(chunkstore *cs, const uint8_t digest[SHA256_LEN], size_t rec_len,
+                  size_t raw_len, uint64_t *stored)
+{
+    if (grow(&cs->idx, &cs->idx_cap, cs->idx_len + IDX_ENTRY) != 0)
+        return -1;
+    chunk_loc loc = {.pack = cs->open_pack, .offset = cs->len, .rec_len = (uint32_t)rec_len,
+                     .raw_len = (uint32_t)raw_len};
+    uint8_t *e = cs->idx + cs->idx_len;
+    memcpy(e, digest, SHA256_LEN);
+    put_le64(e + 32, loc.offset);
+    put_le32(e + 40, loc.rec_len);
+    put_le32(e + 44, loc.raw_len);
+    pthread_mutex_lock(&cs->table_mu);
+    int r = table_add(cs, digest, &loc);
+    pthread_mutex_unlock(&cs->table_mu);
+    if (r != 0)
+        return -1;
+    cs->idx_len += IDX_ENTRY;
+    cs->len += loc.rec_len;
+    *stored = loc.rec_len;
+    cs->stats.new_chunks++;
+    cs->stats.new_bytes += loc.rec_len;
+    if (cs->len >= CHUNKSTORE_PACK_TARGET)
+        return chunkstore_flush(cs);
+    return 0;
+}
+
+/* chunkstore_add -- see chunkstore.h. */
+int chunkstore_add(chunkstore *cs, const uint8_t digest[SHA256_LEN], const uint8_t *rec,
+                   size_t rec_len, uint64_t *stored)
+{
+    *stored = 0;
+    cs->stats.chunks++;
+    if (table_find(cs, digest))
+        return 0;
+    if (!rec)
+        return log_error("could not store a chunk: it was known and is not any more");
+    if (rec_len < CHUNKSTORE_REC_HDR || get_le32(rec) != SKIP_MAGIC ||
+        (size_t)get_le32(rec + 12) != rec_len - CHUNKSTORE_REC_HDR ||
+        memcmp(rec + 16, digest, SHA256_LEN) != 0)
+        return log_error("could not store a chunk: malformed record");
+    if (!cs->have_open && open_pack(cs) != 0)
+        return -1;
+    if (grow(&cs->buf, &cs->buf_cap, cs->len + rec_len) != 0)
+        return -1;
+    memcpy(cs->buf + cs->len, rec, rec_len);
+    return append(cs, digest, rec_len, get_le32(rec + 8), stored);
+}
+
 /* chunkstore_put -- see chunkstore.h. */
 int chunkstore_put(chunkstore *cs, const void *buf, size_t len, uint8_t digest[SHA256_LEN],
                    uint64_t *stored)
@@ -366,36 +493,14 @@ int chunkstore_put(chunkstore *cs, const void *buf, size_t len, uint8_t digest[S
         return -1;
     if (!cs->cctx && !(cs->cctx = ZSTD_createCCtx()))
         return log_error("could not create a zstd context");
-    size_t bound = ZSTD_compressBound(len);
-    if (grow(&cs->buf, &cs->buf_cap, cs->len + CHUNKSTORE_REC_HDR + bound) != 0 ||
-        grow(&cs->idx, &cs->idx_cap, cs->idx_len + IDX_ENTRY) != 0)
+    size_t bound = chunkstore_record_bound(len);
+    if (grow(&cs->buf, &cs->buf_cap, cs->len + bound) != 0)
         return -1;
-    uint8_t *rec = cs->buf + cs->len;
-    size_t z = ZSTD_compressCCtx(cs->cctx, rec + CHUNKSTORE_REC_HDR, bound, buf, len, cs->level);
-    if (ZSTD_isError(z))
-        return log_error("could not compress a chunk: %s", ZSTD_getErrorName(z));
-    put_le32(rec, SKIP_MAGIC);
-    put_le32(rec + 4, 8 + SHA256_LEN);
-    put_le32(rec + 8, (uint32_t)len);
-    put_le32(rec + 12, (uint32_t)z);
-    memcpy(rec + 16, digest, SHA256_LEN);
-    chunk_loc loc = {.pack = cs->open_pack, .offset = cs->len,
-                     .rec_len = (uint32_t)(CHUNKSTORE_REC_HDR + z), .raw_len = (uint32_t)len};
-    uint8_t *e = cs->idx + cs->idx_len;
-    memcpy(e, digest, SHA256_LEN);
-    put_le64(e + 32, loc.offset);
-    put_le32(e + 40, loc.rec_len);
-    put_le32(e + 44, loc.raw_len);
-    cs->idx_len += IDX_ENTRY;
-    cs->len += loc.rec_len;
-    if (table_add(cs, digest, &loc) != 0)
+    chunk_encoder e = {.cctx = cs->cctx, .level = cs->level};
+    size_t rec_len = chunk_encode(&e, buf, len, digest, cs->buf + cs->len, bound);
+    if (rec_len == 0)
         return -1;
-    *stored = loc.rec_len;
-    cs->stats.new_chunks++;
-    cs->stats.new_bytes += loc.rec_len;
-    if (cs->len >= CHUNKSTORE_PACK_TARGET)
-        return chunkstore_flush(cs);
-    return 0;
+    return append(cs, digest, rec_len, len, stored);
 }
 
 /* chunkstore_flush -- the pack, then its index, each durable. */

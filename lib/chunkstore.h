@@ -26,13 +26,20 @@
  *     chunkstore *cs = chunkstore_open(st, level);       loads every index; NULL reported
  *     chunkstore_put(cs, buf, len, digest, &stored)      stores buf unless known
  *     chunkstore_flush(cs)                               commits the open pack
+ *
+ * or, with the hashing and compression on worker threads (each its own encoder):
+ *     sha256_buffer(buf, len, digest);                   any thread
+ *     if (!chunkstore_known(cs, digest))                 any thread
+ *         rec_len = chunk_encode(enc, buf, len, digest, rec, cap);   any thread
+ *     chunkstore_add(cs, digest, known ? NULL : rec, rec_len, &stored)   the writer
  *     chunkstore_find(cs, digest, &loc)                  1 found, 0 not
  *     chunkstore_read_pack(st, key, want, got, arg)      stream a pack (any thread)
  *     chunkstore_sweep(cs, keep, dry_run, ...)           mark and sweep
  *     chunkstore_free(cs)                                an unflushed pack is dropped
  *
  * Writers and the sweep hold the exclusive "backup" repository lock; readers the
- * shared retention lock (storage.h). A chunkstore is used by one thread at a time;
+ * shared retention lock (storage.h). A chunkstore is used by one thread at a time,
+ * except chunkstore_known, which any thread may call while the writer adds;
  * chunkstore_read_pack takes its own storage and may run on many threads.
  */
 #ifndef RAGSAFE_CHUNKSTORE_H
@@ -70,6 +77,26 @@ void chunkstore_free(chunkstore *cs);
  * *stored: compressed bytes added (0 when known). 0 | -1 reported. */
 int chunkstore_put(chunkstore *cs, const void *buf, size_t len, uint8_t digest[SHA256_LEN],
                    uint64_t *stored);
+/* Bytes a pack record of a len-byte chunk may take (chunk_encode's cap). */
+size_t chunkstore_record_bound(size_t len);
+/* The zstd level new chunks are stored at. */
+int chunkstore_level(const chunkstore *cs);
+/* 1 when a committed or the open pack holds the chunk (then chunkstore_add stores
+ * nothing), 0 when not. Safe on any thread while one thread adds. */
+int chunkstore_known(chunkstore *cs, const uint8_t digest[SHA256_LEN]);
+/* One pack record (header + zstd frame) of buf into rec (cap >= chunkstore_record_bound
+ * (len)); an encoder is used by one thread at a time. Returns the record length, 0
+ * reported. */
+typedef struct chunk_encoder chunk_encoder;
+chunk_encoder *chunk_encoder_new(int level);
+void chunk_encoder_free(chunk_encoder *e);
+size_t chunk_encode(chunk_encoder *e, const void *buf, size_t len,
+                    const uint8_t digest[SHA256_LEN], uint8_t *rec, size_t cap);
+/* chunkstore_put with the digest and record made elsewhere: stores rec unless a
+ * pack holds the digest already (rec may be NULL when chunkstore_known said so).
+ * *stored as chunkstore_put. 0 | -1 reported. */
+int chunkstore_add(chunkstore *cs, const uint8_t digest[SHA256_LEN], const uint8_t *rec,
+                   size_t rec_len, uint64_t *stored);
 /* Commit the open pack and its index (nothing to do when empty). 0 | -1 reported. */
 int chunkstore_flush(chunkstore *cs);
 

@@ -98,6 +98,53 @@ START_TEST(test_dedup)
 }
 END_TEST
 
+/* a record made elsewhere (the backup's worker threads): known while open, stored
+ * once, read back the same as chunkstore_put's; a NULL record for an unknown chunk is
+ * refused */
+START_TEST(test_add_encoded)
+{
+    static uint8_t buf[CHUNKSTORE_CHUNK_SIZE];
+    uint8_t d[SHA256_LEN], d2[SHA256_LEN];
+    uint64_t stored;
+    chunkstore_stats s;
+    size_t cap = chunkstore_record_bound(sizeof(buf));
+    uint8_t *rec = malloc(cap);
+
+    chunkstore *cs = chunkstore_open(st, 3);
+    chunk_encoder *e = chunk_encoder_new(chunkstore_level(cs));
+    ck_assert_ptr_nonnull(cs);
+    ck_assert_ptr_nonnull(e);
+    chunk(buf, 7);
+    ck_assert_int_eq(sha256_buffer(buf, sizeof(buf), d), 0);
+    ck_assert_int_eq(chunkstore_known(cs, d), 0);
+    ck_assert_int_eq(chunkstore_add(cs, d, NULL, 0, &stored), -1);
+    size_t n = chunk_encode(e, buf, sizeof(buf), d, rec, cap);
+    ck_assert_uint_gt(n, CHUNKSTORE_REC_HDR);
+    ck_assert_int_eq(chunk_encode(e, buf, sizeof(buf), d, rec, cap - 1), 0);
+    n = chunk_encode(e, buf, sizeof(buf), d, rec, cap);
+    ck_assert_int_eq(chunkstore_add(cs, d, rec, n, &stored), 0);
+    ck_assert_uint_eq(stored, n);
+    ck_assert_int_eq(chunkstore_known(cs, d), 1); /* the open pack counts */
+    ck_assert_int_eq(chunkstore_add(cs, d, rec, n, &stored), 0);
+    ck_assert_uint_eq(stored, 0);
+    ck_assert_int_eq(chunkstore_add(cs, d, NULL, 0, &stored), 0);
+    ck_assert_uint_eq(stored, 0);
+    ck_assert_int_eq(chunkstore_flush(cs), 0);
+    chunkstore_get_stats(cs, &s);
+    ck_assert_uint_eq(s.chunks, 4);
+    ck_assert_uint_eq(s.new_chunks, 1);
+    chunkstore_free(cs);
+    /* chunkstore_put of the same bytes in a new writer: known, nothing stored */
+    cs = chunkstore_open(st, 3);
+    ck_assert_int_eq(chunkstore_find(cs, d, NULL), 1);
+    ck_assert_int_eq(chunkstore_put(cs, buf, sizeof(buf), d2, &stored), 0);
+    ck_assert_uint_eq(stored, 0);
+    chunkstore_free(cs);
+    chunk_encoder_free(e);
+    free(rec);
+}
+END_TEST
+
 typedef struct rd {
     uint8_t want[4][SHA256_LEN];
     int nwant, got, bad;
@@ -257,6 +304,7 @@ static Suite *chunkstore_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, cs_setup, cs_teardown);
     tcase_add_test(tc, test_dedup);
+    tcase_add_test(tc, test_add_encoded);
     tcase_add_test(tc, test_read_pack);
     tcase_add_test(tc, test_damaged_record);
     tcase_add_test(tc, test_damaged_index);
