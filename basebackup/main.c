@@ -39,8 +39,9 @@ static void usage(FILE *f)
             "      --compress-workers N   zstd worker threads (default: one per CPU; 0: compress\n"
             "                             in the streaming thread, byte-identical to one-thread zstd)\n"
             "      --wal-timeout SECONDS  wait at most this long for the archiver (default 60)\n"
-            "  -F, --format FORMAT        tar (one base.tar.zst, stock tar reads it) or chunked\n"
-            "                             (deduplicated chunks shared by all backups) (default tar)\n"
+            "  -F, --format FORMAT        chunked (deduplicated chunks shared by all backups;\n"
+            "                             ragsafe-pitr extract writes the data directory) or tar\n"
+            "                             (one base.tar.zst, stock tar reads it) (default chunked)\n"
             "      --json                 print backup.json on stdout instead of the label\n"
             "      --verify LABEL         verify a stored backup instead of taking one\n"
             PROGRESS_OPTIONS_HELP,
@@ -178,10 +179,10 @@ int main(int argc, char **argv)
     o.json = json;
     o.progress = progress;
     v = config_resolve(o_format, NULL, cfg, "format");
-    if (!v || strcmp(v, "tar") == 0)
-        o.chunked = 0;
-    else if (strcmp(v, "chunked") == 0)
+    if (!v || strcmp(v, "chunked") == 0)
         o.chunked = 1;
+    else if (strcmp(v, "tar") == 0)
+        o.chunked = 0;
     else {
         log_error("invalid --format \"%s\": expected tar or chunked", v);
         goto out;
