@@ -152,6 +152,37 @@ sed 's/^/#   /' "$T/vdup.out" | head -6
 is "a duplicate tar entry: verify exits 3" 3 "$rc"
 ok "... naming the entry" grep -q 'tar entry "PG_VERSION" appears twice' "$T/vdup.out"
 
+# --- a chunk manifest holding the same entry twice (b2) --------------------------------
+DUPC=$T/repo-dupc
+cp -a "$REPO" "$DUPC"
+B=$DUPC/backups/b2
+python3 - "$B" "$T/dupc.json" <<'PY' || fail "build a chunk manifest with a duplicate entry"
+import hashlib, json, os, subprocess, sys
+bdir, tmp = sys.argv[1], sys.argv[2]
+cm = os.path.join(bdir, "base.chunks.zst")
+m = json.loads(subprocess.run(["zstd", "-q", "-dc", cm], stdout=subprocess.PIPE, check=True).stdout)
+m["entries"].append([e for e in m["entries"] if e["path"] == "PG_VERSION"][0])
+open(tmp, "w").write(json.dumps(m))
+obj = subprocess.run(["zstd", "-q", "-c", tmp], stdout=subprocess.PIPE, check=True).stdout
+open(cm, "wb").write(obj)
+bj = os.path.join(bdir, "backup.json")
+info = json.load(open(bj))
+for f in info["files"]:
+    if f["name"] == "base.chunks.zst":
+        f["sha256"] = hashlib.sha256(obj).hexdigest()
+        f["stored_bytes"] = len(obj)
+json.dump(info, open(bj, "w"), indent=2)
+PY
+"$PITR" restore --repo "$DUPC" --pgdata "$T/dupc" --target-latest >/dev/null 2>"$T/dupc.err"
+rc=$?
+sed 's/^/#   /' "$T/dupc.err" | head -6
+is "a duplicate chunk manifest entry: restore exits 3" 3 "$rc"
+ok "... naming the entry" grep -q 'entry "PG_VERSION" appears twice in chunk manifest "backups/b2/base.chunks.zst"' "$T/dupc.err"
+ok "... nothing left" test ! -e "$T/dupc"
+"$PITR" verify --repo "$DUPC" >"$T/vdupc.out" 2>&1
+is "a duplicate chunk manifest entry: verify exits 3" 3 "$?"
+ok "... naming the entry" grep -q 'entry "PG_VERSION" appears twice' "$T/vdupc.out"
+
 # the untouched repository still restores: the checks above are not blanket refusals
 "$PITR" restore --repo "$REPO" --pgdata "$T/good" --target-latest >/dev/null 2>"$T/good.err"
 is "the original backup restores: exit 0" 0 "$?"
