@@ -130,29 +130,6 @@ static int parse_entry(json_t *v, uint32_t chunk_size, centry *ce)
     return 0;
 }
 
-static int cmp_path(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* dup_path -- an entry's path that appears twice in cm (NULL: none, or no memory to
- * check: the restore's O_EXCL creation still refuses a second file). */
-static const char *dup_path(const cmanifest *cm)
-{
-    const char **p = malloc((cm->n + 1) * sizeof(*p)), *dup = NULL;
-
-    if (!p)
-        return NULL;
-    for (size_t i = 0; i < cm->n; i++)
-        p[i] = cm->e[i].path;
-    qsort(p, cm->n, sizeof(*p), cmp_path);
-    for (size_t i = 1; i < cm->n && !dup; i++)
-        if (strcmp(p[i - 1], p[i]) == 0)
-            dup = p[i];
-    free(p);
-    return dup;
-}
-
 /*
  * cmanifest_load -- an archive's chunk manifest: its stored bytes against stored_sha
  * (backup.json's digest; NULL: not checked), decompressed, parsed.
@@ -221,12 +198,6 @@ static int cmanifest_load(storage *st, const char *key, const uint8_t *stored_sh
             ret = RS_MISMATCH;
             goto out;
         }
-    }
-    const char *dup = dup_path(cm);
-    if (dup) {
-        log_error("entry \"%s\" appears twice in chunk manifest \"%s\"", dup, key);
-        ret = RS_MISMATCH;
-        goto out;
     }
     cm->stored = len;
     ret = 0;

@@ -177,7 +177,7 @@ PY
 rc=$?
 sed 's/^/#   /' "$T/dupc.err" | head -6
 is "a duplicate chunk manifest entry: restore exits 3" 3 "$rc"
-ok "... naming the entry" grep -q 'entry "PG_VERSION" appears twice in chunk manifest "backups/b2/base.chunks.zst"' "$T/dupc.err"
+ok "... naming the entry" grep -q 'entry "PG_VERSION" appears twice in "backups/b2/base.chunks.zst"' "$T/dupc.err"
 ok "... nothing left" test ! -e "$T/dupc"
 "$PITR" verify --repo "$DUPC" >"$T/vdupc.out" 2>&1
 is "a duplicate chunk manifest entry: verify exits 3" 3 "$?"
