@@ -104,10 +104,10 @@ ok "... its chunks in packs" bash -c "ls '$OBJ/chunks' | grep -q '\.pack'"
 ok "... backup.json (the commit) after the manifest and every pack and index" \
     python3 -c 'import sys, re
 log = open(sys.argv[1], errors="replace").read()
-j = log.find("PUT /%s/prod/pg/backups/b2/backup.json" % sys.argv[2])
-m = log.find("/backups/b2/base.chunks.zst")
-p = [x.start() for x in re.finditer(r"PUT /[^ ]*/chunks/[0-9a-f]+\.(pack|idx)", log)]
-sys.exit(0 if 0 <= m < j and p and max(p) < j else 1)' "$T/s3rver.log" "$BUCKET"
+j = log.find("Stored object \"prod/pg/backups/b2/backup.json\"")
+m = log.find("Stored object \"prod/pg/backups/b2/base.chunks.zst\"")
+p = [x.start() for x in re.finditer(r"Stored object \"prod/pg/chunks/[0-9a-f]+\.(pack|idx)\"", log)]
+sys.exit(0 if 0 <= m < j and p and max(p) < j else 1)' "$T/s3rver.log"
 pg_sql src "insert into t values (3001, 'after b2')" # so that the switch has a segment to close
 switch_wal src || exit 1
 # a window of 1 s that opens after b2's end: b2 restores all of it, the first goes
