@@ -36,11 +36,13 @@ static void usage(FILE *f)
             "  -c, --checkpoint MODE      fast or spread (default spread)\n"
             "      --max-rate RATE        server transfer limit in kB/s (suffix k or M; 32k..1024M)\n"
             "  -Z, --compress-level N     zstd level 1..19 (default %d)\n"
-            "      --compress-workers N   zstd worker threads (default: one per CPU; 0: compress\n"
-            "                             in the streaming thread, byte-identical to one-thread zstd)\n"
+            "      --compress-workers N   zstd worker threads of --format tar (default: one per\n"
+            "                             CPU; 0: compress in the streaming thread, byte-identical\n"
+            "                             to one-thread zstd)\n"
             "      --wal-timeout SECONDS  wait at most this long for the archiver (default 60)\n"
-            "  -F, --format FORMAT        tar (one base.tar.zst, stock tar reads it) or chunked\n"
-            "                             (deduplicated chunks shared by all backups) (default tar)\n"
+            "  -F, --format FORMAT        chunked (deduplicated chunks shared by all backups;\n"
+            "                             ragsafe-pitr extract writes the data directory) or tar\n"
+            "                             (one base.tar.zst, stock tar reads it) (default chunked)\n"
             "      --json                 print backup.json on stdout instead of the label\n"
             "      --verify LABEL         verify a stored backup instead of taking one\n"
             PROGRESS_OPTIONS_HELP,
@@ -178,10 +180,10 @@ int main(int argc, char **argv)
     o.json = json;
     o.progress = progress;
     v = config_resolve(o_format, NULL, cfg, "format");
-    if (!v || strcmp(v, "tar") == 0)
-        o.chunked = 0;
-    else if (strcmp(v, "chunked") == 0)
+    if (!v || strcmp(v, "chunked") == 0)
         o.chunked = 1;
+    else if (strcmp(v, "tar") == 0)
+        o.chunked = 0;
     else {
         log_error("invalid --format \"%s\": expected tar or chunked", v);
         goto out;

@@ -3,7 +3,8 @@
 # database by
 #     pg_basebackup -Ft -Z client-zstd:3 -X none
 #     pgbackrest backup --type=full (compress-type=zst, level 3), process-max 1 and 2
-#     ragsafe-basebackup (zstd level 3; worker threads = CPUs, and 0 = one thread)
+#     ragsafe-basebackup --format tar (zstd level 3; worker threads = CPUs, and 0 = one
+#     thread; a full copy each run, as the others: chunked backups dedup, bench-dedup.sh)
 # wall time and stored size, side by side, on the same server with a warm cache.
 # Each tool runs BENCH_BB_RUNS times (default 2); the table shows the fastest run.
 # Every run starts with the archiver caught up (so nobody waits on someone else's WAL)
@@ -158,11 +159,11 @@ for ((run = 1; run <= RUNS; run++)); do
         label=bench-$run-$w
         if [ "$w" = default ]; then
             timed "$T/bin/ragsafe-basebackup" -d "host=$T/sock user=postgres" --repo "$T/repo" -c fast \
-                --label "$label"
+                --label "$label" --format tar
             record rs "$secs" "$(du -sb "$T/repo/backups/$label" | cut -f1)"
         else
             timed "$T/bin/ragsafe-basebackup" -d "host=$T/sock user=postgres" --repo "$T/repo" -c fast \
-                --label "$label" --compress-workers 0
+                --label "$label" --format tar --compress-workers 0
             record rs0 "$secs" "$(du -sb "$T/repo/backups/$label" | cut -f1)"
         fi
         rm -rf "$T/repo/backups/$label"

@@ -185,7 +185,14 @@ static int cmanifest_load(storage *st, const char *key, const uint8_t *stored_sh
         goto out;
     }
     for (size_t i = 0; i < json_array_size(arr); i++) {
+        const char *path = json_string_value(json_object_get(json_array_get(arr, i), "path"));
         cm->n = i + 1;
+        if (path && !rel_ok(path)) {
+            log_error("refusing entry \"%s\" in chunk manifest \"%s\": not a relative path inside "
+                      "the target", path, key);
+            ret = RS_MISMATCH;
+            goto out;
+        }
         if (parse_entry(json_array_get(arr, i), cm->chunk_size, &cm->e[i]) != 0) {
             log_error("chunk manifest \"%s\": entry %zu is invalid", key, i);
             ret = RS_MISMATCH;

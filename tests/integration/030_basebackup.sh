@@ -2,11 +2,12 @@
 # 030_basebackup.sh -- ragsafe-basebackup against a real PostgreSQL 15 primary that
 # archives with ragsafe-archive into the same repository.
 #
-# A pgbench database with a tablespace is backed up; stock `tar --zstd -xf` extracts
-# base.tar.zst and the tablespace tar (where the manifest expects it, pg_tblspc/<oid>)
-# and pg_verifybackup --no-parse-wal passes on the result; backup.json says what it
-# should and the backup's WAL is in the repository; --json prints backup.json;
-# a flipped byte in a stored tar is caught by --verify (exit 3);
+# A pgbench database with a tablespace is backed up with --format tar; stock
+# `tar --zstd -xf` extracts base.tar.zst and the tablespace tar (where the manifest
+# expects it, pg_tblspc/<oid>) and pg_verifybackup --no-parse-wal passes on the result;
+# backup.json says what it should and the backup's WAL is in the repository; --json
+# prints backup.json; a flipped byte in a stored tar, and in a chunked backup's
+# manifest (the default format), is caught by --verify (exit 3);
 # a second backup while one runs is refused (lock);
 # kill -9 mid-stream leaves no complete backup and the next run removes the .partial
 # and succeeds; a progress line appears on a pseudo-terminal and not otherwise;
@@ -33,8 +34,8 @@ pg_sql a "create table big_ts (id int, t text) tablespace ts1;
 as_pg "$PGBIN/pgbench" -h "$T/a" -p 5432 -U postgres -i -s 2 -q postgres >/dev/null 2>&1 || exit 1
 tsoid=$(pg_sql a "select oid from pg_tablespace where spcname = 'ts1'")
 
-# --- a backup, extracted with stock tools, verified with pg_verifybackup -------------
-label=$(bb 2>"$T/bb1.err"); rc=$?
+# --- a --format tar backup, extracted with stock tools, verified with pg_verifybackup --
+label=$(bb --format tar 2>"$T/bb1.err"); rc=$?
 is "backup exits 0" 0 "$rc"
 [ "$rc" = 0 ] || cat "$T/bb1.err"
 ok "label is UTC time YYYYMMDDTHHMMSSZ" grep -Eq '^[0-9]{8}T[0-9]{6}Z$' <<<"$label"
@@ -107,6 +108,19 @@ is "--json prints backup.json" "json1" "$(jq -r .label "$T/json1.out" 2>/dev/nul
 ok "--json output equals the stored backup.json" cmp -s "$T/json1.out" "$REPO/backups/json1/backup.json"
 exit_is "a label already taken is refused" 1 bb --label json1 2>/dev/null
 ok "the existing backup is untouched" cmp -s "$T/json1.out" "$REPO/backups/json1/backup.json"
+# the default format is chunked: its manifest's stored bytes are --verify's too
+is "the default format is chunked" chunked "$(jq -r .layout "$T/json1.out")"
+ok "no tar in a default backup" bash -c "! ls '$REPO/backups/json1' | grep -q tar"
+C=$REPO/backups/json1/base.chunks.zst
+cp "$C" "$T/saved.chunks"
+printf '\x55' | dd of="$C" bs=1 seek=$(($(stat -c %s "$C") / 2)) conv=notrunc status=none
+cmp -s "$C" "$T/saved.chunks" && printf '\xaa' | dd of="$C" bs=1 seek=$(($(stat -c %s "$C") / 2)) \
+    conv=notrunc status=none
+exit_is "--verify reports a flipped byte in a chunked backup's manifest (exit 3)" 3 \
+    as_pg "$BB" --repo "$REPO" --verify json1 2>"$T/verify2.err"
+ok "... naming base.chunks.zst" grep -q 'mismatch for ".*base.chunks.zst"' "$T/verify2.err"
+cp "$T/saved.chunks" "$C"
+exit_is "--verify passes again once restored" 0 as_pg "$BB" --repo "$REPO" --verify json1
 
 # --- configuration: config file and environment ------------------------------------------
 cat >"$T/rs.conf" <<CONF
@@ -139,7 +153,11 @@ setpriv --reuid=postgres --regid=postgres --init-groups "$BB" -d "$(pg_conn a)" 
 pid=$!
 started=0
 for ((i = 0; i < 300; i++)); do
-    if ls -A "$REPO/backups/killed.partial" 2>/dev/null | grep -q 'tar.zst'; then started=1; break; fi
+    # the server streams files (a chunked backup stores nothing in its folder yet)
+    if [ -d "$REPO/backups/killed.partial" ] &&
+        [ "$(pg_sql a "select phase from pg_stat_progress_basebackup")" = "streaming database files" ]; then
+        started=1; break
+    fi
     sleep 0.1
 done
 exit_is "a second backup while one runs exits 1" 1 bb --label second 2>"$T/second.err"

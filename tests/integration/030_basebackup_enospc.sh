@@ -28,6 +28,7 @@ ok "the message names the cause" grep -q 'No space left on device' "$T/full.err"
 ok "no complete backup" test ! -e "$REPO/backups/full"
 ok "no .partial left" test ! -e "$REPO/backups/full.partial"
 ok "no temp file left under backups/" bash -c "[ -z \"\$(find '$REPO/backups' -name '*.tmp' 2>/dev/null)\" ]"
+ok "no temp file left under chunks/" bash -c "[ -z \"\$(find '$REPO/chunks' -name '.*' 2>/dev/null)\" ]"
 
 mount -o remount,size=64m "$T/fs" || fail "grow the tmpfs"
 label=$(as_pg "$BB" -d "$(pg_conn a)" --repo "$REPO" -c fast --wal-timeout 60 2>"$T/ok.err"); rc=$?
@@ -35,5 +36,6 @@ is "with room again the next backup exits 0" 0 "$rc"
 [ "$rc" = 0 ] || cat "$T/ok.err"
 ok "and is complete" test -s "$REPO/backups/$label/backup.json"
 exit_is "and verifies" 0 as_pg "$BB" --repo "$REPO" --verify "$label"
+exit_is "ragsafe-pitr verify reads every chunk it names" 0 as_pg "$RAGSAFE_BIN/ragsafe-pitr" --repo "$REPO" verify
 
 t_done

@@ -5,8 +5,8 @@
 # from the standby (BASE_BACKUP there does no WAL switch, so the stop segment reaches
 # the repository only when the primary switches it: meanwhile the primary keeps
 # writing and switching, as a busy primary or archive_timeout would). The backup
-# completes, says it came from a standby, extracts with tar and passes
-# pg_verifybackup; with a quiet primary the bounded wait times out with the standby
+# (the default, chunked format) completes, says it came from a standby, comes out with
+# ragsafe-pitr extract and passes pg_verifybackup; with a quiet primary the bounded wait times out with the standby
 # hint instead of hanging.
 source "$(dirname "$0")/lib.sh"
 t_init
@@ -48,8 +48,7 @@ B=$REPO/backups/$label
 ok "backup.json stored" test -s "$B/backup.json"
 is "same system identifier as the primary" "$(pg_sql a 'select system_identifier from pg_control_system()')" \
     "$(jq -r .system_identifier "$B/backup.json")"
-mkdir -p "$T/x"
-ok "tar --zstd -xf extracts it" tar --zstd -xf "$B/base.tar.zst" -C "$T/x"
+ok "ragsafe-pitr extract writes it out" "$RAGSAFE_BIN/ragsafe-pitr" --repo "$REPO" extract "$label" "$T/x"
 ok "backup_label says BACKUP FROM: standby" grep -q 'BACKUP FROM: standby' "$T/x/backup_label"
 ok "pg_verifybackup --no-parse-wal passes" "$PGBIN/pg_verifybackup" --no-parse-wal -q \
     -m "$B/backup_manifest" "$T/x"

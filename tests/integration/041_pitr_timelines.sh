@@ -10,7 +10,9 @@
 # a timeline no backup lies on) exit 1 naming the reason and a reachable target, and
 # write nothing. A non-empty --pgdata is refused, and moved aside with --force.
 # A segment removed from the middle makes plan and verify fail naming it; a flipped
-# byte makes verify exit 3.
+# byte makes verify exit 3. The backups are of the default, chunked format; a backup
+# whose tar (a --format tar backup) or whose chunk manifest names an entry outside
+# --pgdata is refused (exit 3) and nothing is left.
 source "$(dirname "$0")/lib.sh"
 t_init
 
@@ -185,14 +187,19 @@ printf '\x55' | dd of="$f" bs=1 seek=$(( $(stat -c %s "$f") / 2 )) conv=notrunc 
 is "verify with a flipped byte: exit 3" 3 "$?"
 ok "verify names the corrupt file" grep -q "$(basename "$f" .zst)" "$T/bad.err"
 cp -a "$REPO" "$T/repo_badbk"
-printf '\x55' | dd of="$T/repo_badbk/backups/$backup/base.tar.zst" bs=1 seek=5000 conv=notrunc 2>/dev/null
+python3 -c 'import os, sys; f = open(sys.argv[1], "r+b"); n = os.path.getsize(sys.argv[1]) // 2; f.seek(n)
+b = f.read(1); f.seek(n); f.write(bytes([b[0] ^ 0x55]))' "$T/repo_badbk/backups/$backup/base.chunks.zst"
 "$PITR" verify --repo "$T/repo_badbk" >/dev/null 2>"$T/badbk.err"
 is "verify with a damaged backup: exit 3" 3 "$?"
 ok "verify names the damaged backup" grep -q "backup $backup is damaged" "$T/badbk.err"
 
 # --- a backup whose tar would escape --pgdata is refused, and nothing is left -------
+# a --format tar backup on timeline 1 (the newest there) in a copy of the repository
+as_pg "$RAGSAFE_BIN/ragsafe-basebackup" -d "$(pg_conn src)" --repo "$REPO" -c fast --format tar -l tarb \
+    >/dev/null 2>"$T/bb3.err" || cat "$T/bb3.err"
 cp -a "$REPO" "$T/repo_evil"
-E=$T/repo_evil/backups/$backup
+rm -rf "$REPO/backups/tarb"
+E=$T/repo_evil/backups/tarb
 python3 - "$E/base.tar.zst" <<'PY'
 import hashlib, io, struct, subprocess, sys, tarfile
 buf = io.BytesIO()
@@ -214,5 +221,28 @@ is "escaping tar entry: exit 3" 3 "$?"
 ok "escaping tar entry: named" grep -q 'refusing tar entry "../evil"' "$T/evil.err"
 ok "escaping tar entry: nothing written outside" test ! -e "$T/evil"
 ok "escaping tar entry: the partial restore is removed" test ! -e "$T/evil_pgdata"
+
+# --- the same in a chunk manifest -------------------------------------------------------
+cp -a "$REPO" "$T/repo_evilc"
+E=$T/repo_evilc/backups/$backup
+python3 - "$E/base.chunks.zst" "$T/evilc.json" <<'PY'
+import hashlib, json, subprocess, sys
+m = json.loads(subprocess.run(["zstd", "-q", "-dc", sys.argv[1]], stdout=subprocess.PIPE, check=True).stdout)
+pv = [e for e in m["entries"] if e["path"] == "PG_VERSION"][0]
+m["entries"].append(dict(pv, path="../evil"))
+open(sys.argv[2], "w").write(json.dumps(m))
+open(sys.argv[1], "wb").write(subprocess.run(["zstd", "-q", "-c", sys.argv[2]], stdout=subprocess.PIPE,
+                                             check=True).stdout)
+PY
+sha=$(sha256sum <"$E/base.chunks.zst" | cut -c1-64)
+jq --arg s "$sha" '(.files[] | select(.name == "base.chunks.zst") | .sha256) = $s |
+    (.files[] | select(.name == "base.chunks.zst") | .stored_bytes) = '"$(stat -c %s "$E/base.chunks.zst")" \
+    "$E/backup.json" >"$T/bj" && cp "$T/bj" "$E/backup.json"
+"$PITR" restore --repo "$T/repo_evilc" --pgdata "$T/evilc_pgdata" --target-timeline 1 --target-latest \
+    --tablespace-map "$TSOID=$T/evilc_ts" >/dev/null 2>"$T/evilc.err"
+is "escaping chunk manifest entry: exit 3" 3 "$?"
+ok "escaping chunk manifest entry: named" grep -q 'refusing entry "../evil" in chunk manifest' "$T/evilc.err"
+ok "escaping chunk manifest entry: nothing written outside" test ! -e "$T/evil"
+ok "escaping chunk manifest entry: the partial restore is removed" test ! -e "$T/evilc_pgdata"
 
 t_done

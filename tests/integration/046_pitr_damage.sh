@@ -8,7 +8,8 @@
 #   2. one damaged object (the oldest backup.json, an unrelated .history) is reported
 #      alone: info / plan carry on with the intact rest, verify exits 3;
 #   3. verify rejects what restore would fail on (repo.json no longer matching);
-#   4. damage is exit 3 everywhere, I/O 1;
+#   4. damage is exit 3 everywhere, I/O 1 (b1 is a --format tar backup, b2 one of the
+#      default chunked format: a broken base tar, chunk manifest, chunk pack);
 #   5. expire removes a killed expire's backups/.<label>.deleting/ leftover.
 source "$(dirname "$0")/lib.sh"
 t_init
@@ -22,11 +23,11 @@ pg_init src || exit 1
 pg_set src "archive_mode = on"
 pg_set src "archive_command = '$RAGSAFE_BIN/ragsafe-archive --repo $ORIG %p %f'"
 pg_start src || exit 1
-bb() { as_pg "$RAGSAFE_BIN/ragsafe-basebackup" -d "$(pg_conn src)" --repo "$ORIG" -c fast -l "$1" \
+bb() { as_pg "$RAGSAFE_BIN/ragsafe-basebackup" -d "$(pg_conn src)" --repo "$ORIG" -c fast -l "$@" \
     >/dev/null 2>"$T/$1.err" || { cat "$T/$1.err"; exit 1; }; }
 
 pg_sql src "create table t (id int primary key); insert into t values (1)" || exit 1
-bb b1
+bb b1 --format tar
 pg_sql src "insert into t values (2)"
 switch_wal src
 bb b2
@@ -148,11 +149,26 @@ exit_is "plan: a damaged WAL object is damage (3)" 3 "$PITR" plan --repo "$REPO"
 exit_is "restore: a damaged WAL object is damage (3)" 3 "$PITR" restore --repo "$REPO" --pgdata "$T/r5" --target-latest
 exit_is "verify: a damaged WAL object is damage (3)" 3 "$PITR" verify --repo "$REPO"
 rm -rf "$T/r5"
-# a base tar object whose zstd stream is broken
+# a base tar object whose zstd stream is broken (b1, restored up to its own end)
 fresh
-python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.write(b"\0" * 16)' "$REPO/backups/b2/base.tar.zst"
-exit_is "restore: a broken base tar is damage (3)" 3 "$PITR" restore --repo "$REPO" --pgdata "$T/r6" --target-immediate
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.write(b"\0" * 16)' "$REPO/backups/b1/base.tar.zst"
+exit_is "restore: a broken base tar is damage (3)" 3 "$PITR" restore --repo "$REPO" --pgdata "$T/r6" \
+    --target-lsn "$(jq -r .stop_lsn "$ORIG/backups/b1/backup.json")"
 exit_is "verify: the same broken base tar (3)" 3 "$PITR" verify --repo "$REPO"
+rm -rf "$T/r6"
+# a chunk manifest whose zstd stream is broken (b2)
+fresh
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.write(b"\0" * 16)' "$REPO/backups/b2/base.chunks.zst"
+exit_is "restore: a broken chunk manifest is damage (3)" 3 "$PITR" restore --repo "$REPO" --pgdata "$T/r6" --target-immediate
+exit_is "verify: the same broken chunk manifest (3)" 3 "$PITR" verify --repo "$REPO"
+rm -rf "$T/r6"
+# chunk packs whose records are broken (b2's chunks)
+fresh
+for p in "$REPO"/chunks/*.pack; do
+    python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.write(b"\0" * 16)' "$p"
+done
+exit_is "restore: a broken chunk pack is damage (3)" 3 "$PITR" restore --repo "$REPO" --pgdata "$T/r6" --target-immediate
+exit_is "verify: the same broken chunk pack (3)" 3 "$PITR" verify --repo "$REPO"
 rm -rf "$T/r6"
 # reading that fails (not damage): an unreadable segment object is 1, not 3
 if [ "$(id -u)" = 0 ]; then

@@ -143,10 +143,13 @@ ok "the restored files inside it are postgres's" bash -c "[ -z \"\$(find '$T/ts-
 
 # --- a failed restore empties an existing destination, and keeps it ----------------
 mkdir -m 0750 "$T/ts-own2" && chown postgres: "$T/ts-own2" && chmod 0750 "$T/ts-own2"
-TAR=$REPO/backups/$label/$OID.tar.zst
-python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(200); b = f.read(1); f.seek(200); f.write(bytes([b[0] ^ 0xff]))' "$TAR"
+# (the backup is of the default, chunked format: a byte flipped in the middle of its
+# largest chunk pack fails the restore after the files, tablespace ones too, are created)
+PACK=$(ls -S "$REPO"/chunks/*.pack | head -1)
+python3 -c 'import os, sys; f = open(sys.argv[1], "r+b"); n = os.path.getsize(sys.argv[1]) // 2; f.seek(n)
+b = f.read(1); f.seek(n); f.write(bytes([b[0] ^ 0xff]))' "$PACK"
 restore --pgdata "$T/r3" --tablespace-map "$OID=$T/ts-own2" >/dev/null 2>"$T/r3.err"
-ok "a damaged tablespace tar fails the restore" test $? -ne 0
+is "a damaged chunk pack fails the restore (exit 3)" 3 "$?"
 is "the existing destination is still there, empty, its mode kept" "postgres 750 0" \
     "$(stat -c '%U %a' "$T/ts-own2" 2>/dev/null) $(ls -A "$T/ts-own2" 2>/dev/null | wc -l)"
 ok "the failed restore's data directory is removed" test ! -e "$T/r3"

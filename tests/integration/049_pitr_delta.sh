@@ -179,10 +179,29 @@ ok "... most bytes kept ($kb kept, $wb written)" test "${kb:-0}" -gt $((4 * ${wb
 ok "... pg_verifybackup on it" "$PGBIN/pg_verifybackup" -q -n -i .s.PGSQL.5432.lock -m "$T/full/backup_manifest" "$T/full"
 
 # --- 9. a --delta that fails half way leaves a stale copy; a rerun continues ---------------
+# (b1 is of the default, chunked format: the first chunk of $TEL, which the truncation
+# below makes --delta fetch, is damaged in its pack, found through the pack indexes)
 cp -a "$REPO" "$T/repo2"
-obj=$T/repo2/backups/b1/base.tar.zst
-sz=$(stat -c %s "$obj")
-dd if=/dev/urandom of="$obj" bs=4096 seek=$((sz / 4096 / 2)) count=4 conv=notrunc status=none
+python3 - "$T/repo2" "$TEL" <<'PY' || fail "damage the first chunk of $TEL"
+import glob, json, os, struct, subprocess, sys
+repo, rel = sys.argv[1], sys.argv[2]
+m = json.loads(subprocess.run(["zstd", "-q", "-dc", repo + "/backups/b1/base.chunks.zst"],
+                              stdout=subprocess.PIPE, check=True).stdout)
+want = bytes.fromhex([e for e in m["entries"] if e["path"] == rel][0]["chunks"][0])
+for idx in glob.glob(repo + "/chunks/*.idx"):
+    b = open(idx, "rb").read()
+    n = struct.unpack_from("<I", b, 8)[0]
+    for i in range(n):
+        d, off, ln, raw = struct.unpack_from("<32sQII", b, 16 + 48 * i)
+        if d == want:
+            with open(idx[:-4] + ".pack", "r+b") as f:
+                f.seek(off + ln - 8)
+                c = f.read(1)
+                f.seek(off + ln - 8)
+                f.write(bytes([c[0] ^ 0xff]))
+            sys.exit(0)
+sys.exit(1)
+PY
 truncate -s 8192 "$T/full/$TEL"
 out=$("$PITR" restore --repo "$T/repo2" --pgdata "$T/full" --target-lsn "$L2" --delta 2>&1); rc=$?
 is "--delta from a damaged backup object: exit 3 (integrity)" 3 "$rc"

@@ -118,8 +118,9 @@ exit_is "s3: restore with prefetch and a key: exit 0" 0 \
 ok "s3: ... identical bytes" cmp -s "$D/rd/pg_wal/RECOVERYXLOG" "$T/segs/$first"
 ok "s3: ... the next segments were decrypted into the spool" cmp -s "$D/rd/pg_wal/ragsafe-prefetch/${SEGS[2]}" "$T/segs/${SEGS[2]}"
 
-# S3: an encrypted base backup (multipart: incompressible rows past the 5 MiB part size)
-# and a point-in-time restore from it, the restore_command carrying endpoint and key file
+# S3: an encrypted base backup (--format tar, one object sent multipart: incompressible
+# rows past the 5 MiB part size; 095_chunked_cipher.sh seals chunked ones) and a
+# point-in-time restore from it, the restore_command carrying endpoint and key file
 REPO=s3://$BUCKET/encbb
 OBJ=$T/s3/$BUCKET/encbb
 export RAGSAFE_S3_PART_SIZE=5242880
@@ -129,7 +130,7 @@ pg_set b "archive_command = '$ARCH --repo $REPO --cipher-key-file $T/key %p %f'"
 pg_start b || exit 1
 pg_sql b "create table blob as select g, (select string_agg(md5(random()::text || g || s), '') from generate_series(1, 40) s) v from generate_series(1, 8000) g"
 label=$(as_pg env "RAGSAFE_S3_ENDPOINT=$RAGSAFE_S3_ENDPOINT" "$RAGSAFE_BIN/ragsafe-basebackup" \
-    -d "$(pg_conn b)" --repo "$REPO" --cipher-key-file "$T/key" -c fast 2>"$T/bb.err")
+    -d "$(pg_conn b)" --repo "$REPO" --cipher-key-file "$T/key" -c fast --format tar 2>"$T/bb.err")
 is "s3: encrypted base backup: exit 0" 0 "$?"
 [ -n "$label" ] || cat "$T/bb.err"
 ok "s3: ... base.tar.zst is cipher frames" bash -c "head -c 4 '$OBJ/backups/$label/base.tar.zst._S3rver_object' | grep -q RGSE"

@@ -30,8 +30,9 @@ pg_sql src "create table t (id int primary key, v text)" || exit 1
 pg_sql src "insert into t select g, md5(g::text) from generate_series(1, 100) g"
 # incompressible rows so the base tar spans several 5 MiB parts
 pg_sql src "create table blob as select g, (select string_agg(md5(random()::text || g || s), '') from generate_series(1, 40) s) v from generate_series(1, 16000) g"
+# (--format tar: one object sent in parts; b2 below is of the default, chunked format)
 backup=$(as_pg env "RAGSAFE_S3_ENDPOINT=$RAGSAFE_S3_ENDPOINT" "$RAGSAFE_BIN/ragsafe-basebackup" \
-    -d "$(pg_conn src)" --repo "$REPO" -c fast 2>"$T/bb.err")
+    -d "$(pg_conn src)" --repo "$REPO" -c fast --format tar 2>"$T/bb.err")
 is "base backup into S3 exits 0" 0 "$?"
 [ -n "$backup" ] || { cat "$T/bb.err"; exit 1; }
 ok "backup.json is in the bucket" [ -s "$OBJ/backups/$backup/backup.json._S3rver_object" ]
@@ -98,6 +99,15 @@ b2=$(as_pg env "RAGSAFE_S3_ENDPOINT=$RAGSAFE_S3_ENDPOINT" "$RAGSAFE_BIN/ragsafe-
 is "a second base backup into S3 exits 0" 0 "$?"
 ok "... it removed the leftover folder" [ ! -e "$OBJ/backups/zombie/base.tar.zst._S3rver_object" ]
 ok "... and kept the first backup" [ -s "$OBJ/backups/$backup/backup.json._S3rver_object" ]
+ok "b2 (chunked) stored its chunk manifest" [ -s "$OBJ/backups/b2/base.chunks.zst._S3rver_object" ]
+ok "... its chunks in packs" bash -c "ls '$OBJ/chunks' | grep -q '\.pack'"
+ok "... backup.json (the commit) after the manifest and every pack and index" \
+    python3 -c 'import sys, re
+log = open(sys.argv[1], errors="replace").read()
+j = log.find("Stored object \"prod/pg/backups/b2/backup.json\"")
+m = log.find("Stored object \"prod/pg/backups/b2/base.chunks.zst\"")
+p = [x.start() for x in re.finditer(r"Stored object \"prod/pg/chunks/[0-9a-f]+\.(pack|idx)\"", log)]
+sys.exit(0 if 0 <= m < j and p and max(p) < j else 1)' "$T/s3rver.log"
 pg_sql src "insert into t values (3001, 'after b2')" # so that the switch has a segment to close
 switch_wal src || exit 1
 # a window of 1 s that opens after b2's end: b2 restores all of it, the first goes

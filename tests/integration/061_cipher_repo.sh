@@ -43,8 +43,11 @@ label=$(as_pg "$BB" -d "$(pg_conn src)" --repo "$R" --cipher-key-file "$KEY" -c 
 is "base backup with the key: exit 0" 0 "$?"
 [ -n "$label" ] || { cat "$T/bb.err"; exit 1; }
 B=$R/backups/$label
-ok "base.tar.zst is cipher frames" bash -c "head -c 4 '$B/base.tar.zst' | grep -q RGSE"
-ok "... stock zstd cannot read it" bash -c "! zstd -t -q '$B/base.tar.zst' 2>/dev/null"
+# the default, chunked format: the chunk manifest and every pack and index are sealed
+ok "base.chunks.zst is cipher frames" bash -c "head -c 4 '$B/base.chunks.zst' | grep -q RGSE"
+ok "... stock zstd cannot read it" bash -c "! zstd -t -q '$B/base.chunks.zst' 2>/dev/null"
+n_plain=$(find "$R/chunks" -type f | while read -r f; do head -c 4 "$f" | grep -q RGSE || echo "$f"; done | wc -l)
+is "every chunk pack and index is sealed" "0 yes" "$n_plain $(ls "$R/chunks" | grep -q pack && echo yes)"
 ok "backup_manifest is sealed too (no file names readable)" bash -c "! grep -aq PG_VERSION '$B/backup_manifest'"
 ok "repo.json stays readable and records the encryption" grep -q aes-256-gcm "$R/repo.json"
 n_plain=$(find "$R/wal" -type f -name '*.zst' | while read -r f; do head -c 4 "$f" | grep -q RGSE || echo "$f"; done | wc -l)
@@ -94,17 +97,31 @@ else
 fi
 pg_stop r1 >/dev/null 2>&1
 
-# a flipped bit in the base backup: verify and restore refuse it
-cp "$B/base.tar.zst" "$T/base.bak"
-sz=$(stat -c %s "$B/base.tar.zst")
-printf '\x55' | dd of="$B/base.tar.zst" bs=1 seek=$((sz / 2)) count=1 conv=notrunc status=none
-cmp -s "$B/base.tar.zst" "$T/base.bak" && printf '\xaa' | dd of="$B/base.tar.zst" bs=1 seek=$((sz / 2)) count=1 conv=notrunc status=none
+# a flipped bit in the base backup (its chunk manifest, then a chunk pack): verify and
+# restore refuse it
+flip() {
+    local sz
+    sz=$(stat -c %s "$1")
+    printf '\x55' | dd of="$1" bs=1 seek=$((sz / 2)) count=1 conv=notrunc status=none
+    cmp -s "$1" "$2" && printf '\xaa' | dd of="$1" bs=1 seek=$((sz / 2)) count=1 conv=notrunc status=none
+}
+cp "$B/base.chunks.zst" "$T/base.bak"
+flip "$B/base.chunks.zst" "$T/base.bak"
 "$BB" --repo "$R" --cipher-key-file "$KEY" --verify "$label" >/dev/null 2>"$T/v2.err"
 ok "a tampered base backup fails --verify (exit $?)" [ "$?" -ne 0 ]
 ok "... saying it does not authenticate" grep -q "wrong key or damaged object" "$T/v2.err"
 "$PITR" restore --repo "$R" --cipher-key-file "$KEY" --pgdata "$T/r2" --target-latest >/dev/null 2>&1
 ok "... and pitr restore refuses it" [ "$?" -ne 0 ]
-cp "$T/base.bak" "$B/base.tar.zst"
+cp "$T/base.bak" "$B/base.chunks.zst"
+PACK=$(ls -S "$R"/chunks/*.pack | head -1)
+cp "$PACK" "$T/pack.bak"
+flip "$PACK" "$T/pack.bak"
+"$PITR" verify --repo "$R" --cipher-key-file "$KEY" >/dev/null 2>"$T/v3.err"
+is "a tampered chunk pack fails pitr verify (exit 3)" 3 "$?"
+"$PITR" restore --repo "$R" --cipher-key-file "$KEY" --pgdata "$T/r2" --target-latest >/dev/null 2>&1
+is "... and pitr restore refuses it (exit 3)" 3 "$?"
+cp "$T/pack.bak" "$PACK"
+rm -rf "$T/r2"
 
 # --- Milvus volumes in the same repository ---------------------------------------------
 V=$T/vol
