@@ -11,8 +11,11 @@
 #     that is no data directory: refused, nothing changed;
 #   - timing: a full restore vs a --delta restore of the same target ('# full X s,
 #     delta Y s'); DELTA_SCALE sets the pgbench scale (default 20).
+# DELTA_FORMAT picks the base backup's format (default chunked, the default;
+# 049_pitr_delta_tar.sh runs all of it again with tar).
 source "$(dirname "$0")/lib.sh"
 t_init
+FORMAT=${DELTA_FORMAT:-chunked}
 
 PITR=$RAGSAFE_BIN/ragsafe-pitr
 REPO=$T/repo
@@ -21,7 +24,7 @@ pg_archiving src "$REPO" || exit 1
 as_pg pgbench -i -q -s "$SCALE" -h "$T/src" -p 5432 -U postgres postgres >"$T/pgbench-init.log" 2>&1 \
     || { cat "$T/pgbench-init.log"; fail "pgbench -i"; t_done; exit 1; }
 pg_sql src "create table m (id int)" || exit 1
-as_pg "$RAGSAFE_BIN/ragsafe-basebackup" -d "$(pg_conn src)" --repo "$REPO" -c fast --label b1 >/dev/null 2>"$T/bb.err"
+as_pg "$RAGSAFE_BIN/ragsafe-basebackup" -d "$(pg_conn src)" --repo "$REPO" -c fast --label b1 --format "$FORMAT" >/dev/null 2>"$T/bb.err"
 is "base backup" 0 "$?"
 as_pg pgbench -n -T 3 -h "$T/src" -p 5432 -U postgres postgres >/dev/null 2>&1
 pg_sql src "insert into m select generate_series(1, 100)"
@@ -179,10 +182,14 @@ ok "... most bytes kept ($kb kept, $wb written)" test "${kb:-0}" -gt $((4 * ${wb
 ok "... pg_verifybackup on it" "$PGBIN/pg_verifybackup" -q -n -i .s.PGSQL.5432.lock -m "$T/full/backup_manifest" "$T/full"
 
 # --- 9. a --delta that fails half way leaves a stale copy; a rerun continues ---------------
-# (b1 is of the default, chunked format: the first chunk of $TEL, which the truncation
-# below makes --delta fetch, is damaged in its pack, found through the pack indexes)
+# (chunked: the first chunk of $TEL, which the truncation below makes --delta fetch, is
+# damaged in its pack, found through the pack indexes; tar: 16 KiB of the middle of the tar)
 cp -a "$REPO" "$T/repo2"
-python3 - "$T/repo2" "$TEL" <<'PY' || fail "damage the first chunk of $TEL"
+if [ "$FORMAT" = tar ]; then
+    obj=$T/repo2/backups/b1/base.tar.zst
+    sz=$(stat -c %s "$obj")
+    dd if=/dev/urandom of="$obj" bs=4096 seek=$((sz / 4096 / 2)) count=4 conv=notrunc status=none
+else python3 - "$T/repo2" "$TEL" <<'PY' || fail "damage the first chunk of $TEL"
 import glob, json, os, struct, subprocess, sys
 repo, rel = sys.argv[1], sys.argv[2]
 m = json.loads(subprocess.run(["zstd", "-q", "-dc", repo + "/backups/b1/base.chunks.zst"],
@@ -202,6 +209,7 @@ for idx in glob.glob(repo + "/chunks/*.idx"):
             sys.exit(0)
 sys.exit(1)
 PY
+fi
 truncate -s 8192 "$T/full/$TEL"
 out=$("$PITR" restore --repo "$T/repo2" --pgdata "$T/full" --target-lsn "$L2" --delta 2>&1); rc=$?
 is "--delta from a damaged backup object: exit 3 (integrity)" 3 "$rc"
