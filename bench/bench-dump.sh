@@ -109,12 +109,25 @@ as_pg "$PGBIN/pgbench" -h "$T/sock" -p 5432 -U postgres -i -s "$SCALE" -q big >/
 q app "create table documents (id int primary key, body text);
        insert into documents select g, repeat(md5(g::text), 8) from generate_series(1, 10000) g" || die "app"
 as_pg "${PGBR[@]}" stanza-create >"$T/out.log" 2>&1 || { cat "$T/out.log" >&2; die "stanza-create"; }
+# the archiver catches up first (pgbench -i's WAL, three archive commands a segment;
+# its first tries failed before stanza-create)
+wait_archived() {
+    local last i
+    last=$(q postgres "select pg_walfile_name(pg_current_wal_lsn())")
+    q postgres "select pg_switch_wal()" >/dev/null
+    for ((i = 0; i < 6000; i++)); do
+        [ "$(q postgres "select coalesce(last_archived_wal, '') >= '$last' from pg_stat_archiver")" = t ] && return 0
+        sleep 0.1
+    done
+    die "the archiver did not catch up"
+}
+wait_archived
 say "base backups"
 declare -A bb_secs
 for f in "${formats[@]}"; do
     b0=$(date +%s%N)
     label=$(as_pg "$T/bin/ragsafe-basebackup" -d "host=$T/sock port=5432 user=postgres dbname=postgres" \
-        --repo "$T/repo-$f" -c fast --format "$f" 2>"$T/bb.err") || { cat "$T/bb.err" >&2; die "basebackup --format $f"; }
+        --repo "$T/repo-$f" -c fast --format "$f" --wal-timeout 600 2>"$T/bb.err") || { cat "$T/bb.err" >&2; die "basebackup --format $f"; }
     bb_secs[$f]=$(awk -v a="$b0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
     jq -e '.databases | length > 0' "$T/repo-$f/backups/$label/backup.json" >/dev/null \
         || say "warning: backup $label ($f) records no database list (dump will read the base tar first)"

@@ -430,8 +430,8 @@ out:
     return ret;
 }
 
-/* worker -- in the forked child: restore, start, dump, describe. Its exit status. */
-static int worker(const pitr_opts *o, const dump_ctx *d)
+/* worker_run -- in the forked child: restore, start, dump, describe. Its exit status. */
+static int worker_run(const pitr_opts *o, const dump_ctx *d)
 {
     pitr_opts ro = *o;
     char bin[PATH_MAX], hba[PATH_MAX + 64];
@@ -544,6 +544,39 @@ static int worker(const pitr_opts *o, const dump_ctx *d)
     }
     free(text);
     return EXIT_OK;
+}
+
+/*
+ * worker -- worker_run under the retention lock (shared), taken again here when the
+ * parent gives its plan (it released its own before fork(): a lock held across fork()
+ * could leave the worker a copy of a mutex S3's renewal thread held at that instant),
+ * and released before the exit (S3: the lock object would otherwise stay until it
+ * expires). The plan's backup must still be there: an expire may have slipped in
+ * between the parent's release and this.
+ */
+static int worker(const pitr_opts *o, const dump_ctx *d)
+{
+    inventory *inv = o->given_plan ? o->given_plan->inv : NULL;
+    char bkey[512];
+    int r;
+
+    if (!inv)
+        return worker_run(o, d);
+    if (storage_reader_lock(inv->st, &inv->lock) != 0)
+        return EXIT_FAIL;
+    snprintf(bkey, sizeof(bkey), "backups/%s/%s", o->given_plan->p->backup->label,
+             backupinfo_base_file(o->given_plan->p->backup));
+    if (storage_stat(inv->st, bkey, NULL, NULL) != 0) {
+        log_error("backup %s was removed while the dump planned (expire?)",
+                  o->given_plan->p->backup->label);
+        log_hint("run the dump again: it plans from the backups there are now");
+        r = EXIT_FAIL;
+    } else {
+        r = worker_run(o, d);
+    }
+    storage_lock_release(inv->lock);
+    inv->lock = NULL;
+    return r;
 }
 
 static int64_t path_bytes(const char *path)
@@ -709,24 +742,58 @@ int cmd_dump(const pitr_opts *o)
     tsmap_entry *tsm = NULL;
     char *tsdirs = NULL;
     size_t ninc = 0;
-    pitr_opts wo = *o;
+    pitr_opts wo = *o, po = *o;
     struct sigaction sa, old_int, old_term, old_hup;
     pid_t pid = -1;
     json_t *res = NULL;
     double t0 = now_seconds(), t_plan = 0, t_list = 0, t_stop = 0, t_rm = 0;
+    wal_handover *ho = NULL;
+    given_plan gp;
+    char sbase[PATH_MAX];
 
     memset(&d, 0, sizeof(d));
     memset(&sa, 0, sizeof(sa));
-    /* the plan first: an unreachable target is refused before any scratch work */
+    /* the scratch base: $TMPDIR or /var/tmp unless --scratch (resolved again below) */
+    snprintf(sbase, sizeof(sbase), "%s",
+             o->scratch ? o->scratch
+                        : getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp");
+    /* the plan first: an unreachable target is refused before any scratch work. It is
+     * the restore's plan too (given_plan: not made twice), and like the restore's it
+     * spools the WAL it verifies for the scratch server's restore_command (handover.c),
+     * here beside the scratch directory to come (SCRATCH_BASE/.ragsafe-dump.ragsafe-wal-
+     * XXXXXX): a refused or failed plan removes it, and nothing else is written */
     r = inventory_load(&inv, o->repo);
     if (r != 0)
         return pitr_status(r);
-    r = plan_make(&inv, o, &p);
+    {
+        char real[PATH_MAX], hint[PATH_MAX + 32];
+        uint64_t reserve = 0;
+        for (size_t i = 0; i < inv.nbackups; i++)
+            if (inv.backups[i].raw_bytes > reserve)
+                reserve = inv.backups[i].raw_bytes;
+        reserve += reserve / 20 + ((uint64_t)64 << 20);
+        if (realpath(sbase, real)) {
+            snprintf(hint, sizeof(hint), "%s/ragsafe-dump", strcmp(real, "/") ? real : "");
+            ho = handover_new(hint, reserve);
+        }
+    }
+    po.handover = ho;
+    r = plan_make(&inv, &po, &p);
     if (r != 0) {
+        handover_free(ho);
         inventory_release(&inv);
         return pitr_status(r);
     }
     have_inv = 1;
+    if (ho) {
+        uint64_t nsegs;
+        handover_keep(ho, &inv, &p, &nsegs);
+        log_info("the plan spooled %llu verified WAL segment%s for the handover",
+                 (unsigned long long)nsegs, PLURAL(nsegs));
+    }
+    gp.inv = &inv;
+    gp.p = &p;
+    gp.h = ho;
 
     /* OUT: its directory must exist; the temporary name sits beside it */
     {
@@ -801,9 +868,7 @@ int cmd_dump(const pitr_opts *o)
 
     /* the scratch directory */
     {
-        const char *base = o->scratch;
-        if (!base)
-            base = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
+        const char *base = sbase;
         char real[PATH_MAX];
         if (!realpath(base, real)) {
             log_errno("could not resolve the scratch base directory \"%s\"", base);
@@ -875,9 +940,10 @@ int cmd_dump(const pitr_opts *o)
         wo.db_include = inc;
         wo.ndb_include = ninc;
     }
-    plan_release(&p);
-    inventory_release(&inv);
-    have_inv = 0;
+    wo.given_plan = &gp;
+    /* the worker takes the retention lock again (see worker) */
+    storage_lock_release(inv.lock);
+    inv.lock = NULL;
 
     int status = 0, signalled = 0;
 redo:
@@ -940,6 +1006,9 @@ redo:
         }
         if (stop_scratch_server(&d, SIGQUIT) != 0 || durable_remove_tree(d.pgdata) != 0)
             goto out;
+        /* the worker used the repository's connections, the plan's handover went into
+         * the removed data directory: the next worker loads and plans again itself */
+        wo.given_plan = NULL;
         for (size_t k = 0; tsdirs && k < wo.ntsmap; k++)
             if (durable_remove_tree(wo.tsmap[k].dir) != 0)
                 goto out;
@@ -968,15 +1037,17 @@ redo:
     renamed = 1;
     ret = EXIT_OK;
 out:
-    if (have_inv) {
-early:
-        plan_release(&p);
-        inventory_release(&inv);
-        have_inv = 0;
-    }
     if (pid > 0) {
         kill(-pid, SIGKILL);
         waitpid(pid, NULL, 0);
+    }
+    if (have_inv) {
+early:
+        handover_free(ho); /* removes the spool unless the worker moved it into pg_wal */
+        ho = NULL;
+        plan_release(&p);
+        inventory_release(&inv);
+        have_inv = 0;
     }
     if (made_scratch) {
         /* immediate (SIGQUIT) unless the scratch is kept: a fast shutdown's checkpoint
