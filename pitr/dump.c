@@ -17,9 +17,11 @@
  * listen_addresses = '' (no TCP), its own pg_hba.conf (local trust: only the socket's
  * owner and root can reach the socket), archive_mode = off (restore's default), the
  * restore_command restore writes (the repository, read), and
- * recovery_target_action = promote, default_transaction_read_only = on. Promote, not
- * pause: a server paused at the target is still replaying, and a transaction in flight
- * at the target keeps the locks the startup process replayed for it: a DROP TABLE,
+ * recovery_target_action = pause, then pg_promote() before anything else connects
+ * (promote: why not recovery_target_action = promote), default_transaction_read_only =
+ * on. Promoted, not left paused: a server paused at the target is still replaying, and
+ * a transaction in flight at the target keeps the locks the startup process replayed
+ * for it: a DROP TABLE,
  * TRUNCATE or ALTER committed just after the target (the very accident a dump is for)
  * leaves an AccessExclusiveLock that blocks pg_dump forever (test 086 hit it). Promoted,
  * those transactions are aborted and their locks gone, and the data are exactly those
@@ -160,13 +162,14 @@ static size_t scratch_pids(const dump_ctx *d, pid_t *out, size_t max)
 /*
  * stop_scratch_server -- stop every process running on the scratch directory: sig
  * first (SIGINT: fast shutdown; SIGQUIT: immediate), SIGKILL after 30 s. Twice over,
- * a short while apart: a postmaster that pg_ctl forked just before its worker was
- * killed shows up late. 0 | -1 (a process survived SIGKILL; reported).
+ * a short while apart, unless once: a postmaster that pg_ctl forked just before its
+ * worker was killed shows up late (once: the worker ended by itself, its pg_ctl long
+ * done). 0 | -1 (a process survived SIGKILL; reported).
  */
-static int stop_scratch_server(const dump_ctx *d, int sig)
+static int stop_scratch_server(const dump_ctx *d, int sig, int once)
 {
     pid_t pids[64];
-    for (int round = 0; round < 2; round++) {
+    for (int round = 0; round < (once ? 1 : 2); round++) {
         size_t n = scratch_pids(d, pids, ARRAY_LEN(pids));
         if (n)
             log_info("stopping %zu process(es) of the scratch server", n);
@@ -195,7 +198,7 @@ static int stop_scratch_server(const dump_ctx *d, int sig)
             }
             usleep(100 * 1000);
         }
-        if (round == 0)
+        if (round == 0 && !once)
             usleep(500 * 1000);
     }
     return 0;
@@ -430,6 +433,63 @@ out:
     return ret;
 }
 
+/*
+ * promote -- end the scratch server's recovery, paused at the target, with
+ * pg_promote(): a promotion so triggered writes an end-of-recovery record and leaves the
+ * checkpoint to a spread one (a few pages a second while pg_dump runs), where
+ * recovery_target_action = promote ends recovery with an immediate checkpoint that
+ * writes every page replay dirtied, the other databases' too: into their hollow files,
+ * scattered, which also makes removing them slow (a freed extent each, and a discard
+ * each on a file system mounted with discard). The data are the target's either way:
+ * recovery stopped there. A server already promoted (a target without a pause:
+ * latest) is left as it is. 0 | -1 reported.
+ */
+static int promote(const pitr_opts *o, const dump_ctx *d)
+{
+    char port[16], wait[16];
+    int ret = -1;
+    PGresult *r = NULL;
+    double t0 = now_seconds();
+
+    snprintf(port, sizeof(port), "%d", d->port);
+    snprintf(wait, sizeof(wait), "%lld",
+             o->timeout > 0 && o->timeout < INT_MAX ? (long long)o->timeout : (long long)INT_MAX);
+    const char *kw[] = {"host", "port", "user", "dbname", "application_name", NULL};
+    const char *val[] = {d->sock, port, d->user, "postgres", "ragsafe-pitr-dump", NULL};
+    PGconn *conn = PQconnectdbParams(kw, val, 0);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        log_error("could not connect to the scratch server: %s", PQerrorMessage(conn));
+        goto out;
+    }
+    r = PQexec(conn, "SELECT pg_is_in_recovery()");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        log_error("query failed: %s", PQerrorMessage(conn));
+        goto out;
+    }
+    if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
+        ret = 0; /* promoted at the end of the WAL already */
+        goto out;
+    }
+    PQclear(r);
+    const char *params[] = {wait};
+    r = PQexecParams(conn, "SELECT pg_promote(true, $1::int)", 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        log_error("could not promote the scratch server: %s", PQerrorMessage(conn));
+        goto out;
+    }
+    if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
+        log_error("the scratch server did not promote within %s s", wait);
+        goto out;
+    }
+    log_info("promoted the scratch server at the target in %.1f s (pg_promote: no "
+             "end-of-recovery checkpoint)", now_seconds() - t0);
+    ret = 0;
+out:
+    PQclear(r);
+    PQfinish(conn);
+    return ret;
+}
+
 /* worker_run -- in the forked child: restore, start, dump, describe. Its exit status. */
 static int worker_run(const pitr_opts *o, const dump_ctx *d)
 {
@@ -474,7 +534,7 @@ static int worker_run(const pitr_opts *o, const dump_ctx *d)
     ro.sets = sets;
     ro.nsets = ns;
     ro.pgdata = d->pgdata;
-    ro.action = "promote";
+    ro.action = "pause"; /* then promote() */
     ro.start = 1;
     ro.standby = 0;
     ro.delta = 0;
@@ -488,6 +548,8 @@ static int worker_run(const pitr_opts *o, const dump_ctx *d)
     free(sets);
     if (r != EXIT_OK)
         return r;
+    if (promote(o, d) != 0)
+        return EXIT_FAIL;
     double t_restore = now_seconds() - t0;
     /* -v: the server's own account of the replay (part of t_restore) */
     {
@@ -738,6 +800,7 @@ int cmd_dump(const pitr_opts *o)
     plan p;
     char out_abs[PATH_MAX * 2 + 16];
     int ret = EXIT_FAIL, made_scratch = 0, renamed = 0, r, have_inv = 0, sig_installed = 0;
+    int worker_done = 0; /* the last worker exited by itself (not killed) */
     uint32_t inc[64];
     tsmap_entry *tsm = NULL;
     char *tsdirs = NULL;
@@ -947,6 +1010,7 @@ int cmd_dump(const pitr_opts *o)
 
     int status = 0, signalled = 0;
 redo:
+    worker_done = 0;
     if (g_signal)
         goto out;
     fflush(stdout);
@@ -990,6 +1054,7 @@ redo:
         }
     }
     pid = -1;
+    worker_done = !signalled && WIFEXITED(status);
     if (g_signal) {
         if (!signalled)
             log_error("interrupted by signal %d", (int)g_signal);
@@ -1004,7 +1069,7 @@ redo:
             log_hint("empty them and run the dump again");
             goto out;
         }
-        if (stop_scratch_server(&d, SIGQUIT) != 0 || durable_remove_tree(d.pgdata) != 0)
+        if (stop_scratch_server(&d, SIGQUIT, 0) != 0 || durable_remove_tree(d.pgdata) != 0)
             goto out;
         /* the worker used the repository's connections, the plan's handover went into
          * the removed data directory: the next worker loads and plans again itself */
@@ -1054,7 +1119,8 @@ early:
          * would write out every page replay dirtied, into files about to be removed */
         double t1 = now_seconds();
         int stop_failed =
-            stop_scratch_server(&d, g_signal || !o->keep_scratch ? SIGQUIT : SIGINT) != 0;
+            stop_scratch_server(&d, g_signal || !o->keep_scratch ? SIGQUIT : SIGINT,
+                                worker_done) != 0;
         if (stop_failed)
             ret = EXIT_FAIL;
         t_stop = now_seconds() - t1;

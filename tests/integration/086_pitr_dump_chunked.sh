@@ -2,8 +2,9 @@
 # 086_pitr_dump_chunked.sh -- ragsafe-pitr dump from a chunked base backup
 # (ragsafe-basebackup --format chunked) of a two-database cluster: the dump of app
 # fetches no chunk of database other's relation files and writes none of their bytes
-# (they are restored hollow), yields exactly app's rows as of the target, and plans once
-# (the restore it runs uses the dump's plan and its WAL handover).
+# (they are restored hollow), yields exactly app's rows as of the target, plans once
+# (the restore it runs uses the dump's plan and its WAL handover), and ends recovery by
+# pg_promote() at the pause, with no end-of-recovery checkpoint.
 #
 # Fetched chunks: -vv's "N chunks to fetch" of the dump against a full restore of the
 # same backup: the difference is at least other's table's chunks (32 KiB each).
@@ -50,6 +51,12 @@ is "the dump holds exactly t's rows as of the target" "$(cat "$T/at1")" \
 ok "the restore inside the dump made no plan of its own (it used the dump's)" \
     bash -c "[ \$(grep -c 'plan made in' '$T/dump.err') = 0 ] && grep -q 'the plan spooled' '$T/dump.err'"
 K=$(ls -d "$T"/keep/ragsafe-dump-*/pgdata)
+# paused at the target, then pg_promote(): no end-of-recovery checkpoint writing every
+# page replay dirtied (other's into its hollow files)
+ok "the scratch server was promoted by pg_promote() at the target" \
+    grep -q "promoted the scratch server at the target" "$T/dump.err"
+ok "... and wrote no end-of-recovery checkpoint" \
+    bash -c "grep -q 'database system is ready to accept connections' '$K/ragsafe-start.log' && ! grep -q 'checkpoint starting: end-of-recovery' '$K/ragsafe-start.log'"
 ok "other's table file is there at its full size ($BIG_SIZE bytes)" \
     test "$(stat -c %s "$K/$BIG_FILE" 2>/dev/null)" = "$BIG_SIZE"
 other_kb=$(du -sk "$K/base/$OTHER_OID" | cut -f1)
