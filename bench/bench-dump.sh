@@ -18,11 +18,16 @@
 # stderr. Target: dump <= 0.3x the full restore's time.
 # BENCH_DUMP_OLD=DIR (a build directory of an older ragsafe): its ragsafe-pitr dump is
 # timed too, alternating with the others on the same repository (before / after).
+# RAGSAFE_FORMATS (default "tar chunked"): one ragsafe repository per base backup format
+# (ragsafe-basebackup --format F; archive_command archives into each), and for each
+# format both its dump and its full restore are timed (dump-F, rs-F). The old build's
+# dump reads the first format's repository.
 set -u
 BUILD=${1:?usage: bench-dump.sh BUILD}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 SCALE=${BENCH_DUMP_SCALE:-50}
 RUNS=${BENCH_DUMP_RUNS:-3}
+FORMATS=${RAGSAFE_FORMATS:-tar chunked}
 
 say() { echo "bench-dump: $*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -32,6 +37,14 @@ as_pg() { runuser -u postgres -- "$@"; }
 OLD=${BENCH_DUMP_OLD:-}
 [ -z "$OLD" ] || [ -x "$OLD/bin/ragsafe-pitr" ] || die "no \"$OLD/bin/ragsafe-pitr\""
 command -v pgbackrest >/dev/null || die "pgbackrest is not installed"
+formats=()
+for f in $FORMATS; do
+    case $f in
+    tar | chunked) formats+=("$f") ;;
+    *) die "RAGSAFE_FORMATS: unknown format \"$f\" (tar, chunked)" ;;
+    esac
+done
+[ "${#formats[@]}" -gt 0 ] || die "RAGSAFE_FORMATS names no format"
 
 T=$(mktemp -d /tmp/ragsafe-bench-dump.XXXXXX)
 chmod 0755 "$T"
@@ -45,7 +58,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-mkdir -p "$T/bin" "$T/sock" "$T/sock2" "$T/repo" "$T/scratch" "$T/out" "$T/pgbr" "$T/pgbr-lock"
+mkdir -p "$T/bin" "$T/sock" "$T/sock2" "$T/scratch" "$T/out" "$T/pgbr" "$T/pgbr-lock"
 cp "$BUILD"/bin/ragsafe-* "$T/bin/"
 chmod 0755 "$T/bin"/*
 if [ -n "$OLD" ]; then
@@ -53,6 +66,7 @@ if [ -n "$OLD" ]; then
     cp "$OLD"/bin/ragsafe-* "$T/oldbin/"
     chmod 0755 "$T/oldbin"/*
 fi
+for f in "${formats[@]}"; do mkdir -p "$T/repo-$f"; done
 chown -R postgres: "$T"
 chown root: "$T/scratch" "$T/out"
 PITR=$T/bin/ragsafe-pitr
@@ -87,7 +101,7 @@ port = 5432
 shared_buffers = 128MB
 max_wal_size = 1GB
 archive_mode = on
-archive_command = '$T/bin/ragsafe-archive --repo $T/repo %p %f && pgbackrest --config=$T/pgbackrest.conf --stanza=bench archive-push %p'
+archive_command = '$(for f in "${formats[@]}"; do printf '%s && ' "$T/bin/ragsafe-archive --repo $T/repo-$f %p %f"; done)pgbackrest --config=$T/pgbackrest.conf --stanza=bench archive-push %p'
 CONF
 as_pg "$PGBIN/pg_ctl" -D "$T/pg" -l "$T/pg.log" -w start >/dev/null || die "start"
 q postgres "create database big" && q postgres "create database app" || die "createdb"
@@ -95,11 +109,29 @@ as_pg "$PGBIN/pgbench" -h "$T/sock" -p 5432 -U postgres -i -s "$SCALE" -q big >/
 q app "create table documents (id int primary key, body text);
        insert into documents select g, repeat(md5(g::text), 8) from generate_series(1, 10000) g" || die "app"
 as_pg "${PGBR[@]}" stanza-create >"$T/out.log" 2>&1 || { cat "$T/out.log" >&2; die "stanza-create"; }
+# the archiver catches up first (pgbench -i's WAL, three archive commands a segment;
+# its first tries failed before stanza-create)
+wait_archived() {
+    local last i
+    last=$(q postgres "select pg_walfile_name(pg_current_wal_lsn())")
+    q postgres "select pg_switch_wal()" >/dev/null
+    for ((i = 0; i < 6000; i++)); do
+        [ "$(q postgres "select coalesce(last_archived_wal, '') >= '$last' from pg_stat_archiver")" = t ] && return 0
+        sleep 0.1
+    done
+    die "the archiver did not catch up"
+}
+wait_archived
 say "base backups"
-label=$(as_pg "$T/bin/ragsafe-basebackup" -d "host=$T/sock port=5432 user=postgres dbname=postgres" \
-    --repo "$T/repo" -c fast 2>"$T/bb.err") || { cat "$T/bb.err" >&2; die "basebackup"; }
-jq -e '.databases | length > 0' "$T/repo/backups/$label/backup.json" >/dev/null \
-    || say "warning: backup $label records no database list (dump will read the base tar first)"
+declare -A bb_secs
+for f in "${formats[@]}"; do
+    b0=$(date +%s%N)
+    label=$(as_pg "$T/bin/ragsafe-basebackup" -d "host=$T/sock port=5432 user=postgres dbname=postgres" \
+        --repo "$T/repo-$f" -c fast --format "$f" --wal-timeout 600 2>"$T/bb.err") || { cat "$T/bb.err" >&2; die "basebackup --format $f"; }
+    bb_secs[$f]=$(awk -v a="$b0" -v b="$(date +%s%N)" 'BEGIN { printf "%.1f", (b - a) / 1e9 }')
+    jq -e '.databases | length > 0' "$T/repo-$f/backups/$label/backup.json" >/dev/null \
+        || say "warning: backup $label ($f) records no database list (dump will read the base tar first)"
+done
 as_pg "${PGBR[@]}" backup --type=full >"$T/out.log" 2>&1 || { cat "$T/out.log" >&2; die "pgbackrest backup"; }
 as_pg "$PGBIN/pgbench" -h "$T/sock" -p 5432 -U postgres -T 20 -c 2 big >/dev/null 2>&1
 sleep 1.1
@@ -126,26 +158,27 @@ wait_promoted() {
     die "the restored server did not promote"
 }
 declare -A times
-# run_one NAME: dump | rs | pgbr; its wall time appended to times[NAME]
+# run_one NAME: dump-FORMAT | rs-FORMAT | pgbr | old; its wall time appended to times[NAME]
+declare -A full_kb full_base_kb
 run_one() {
-    local name=$1 t0 t1 n
+    local name=$1 t0 t1 n fmt=${1#*-}
     sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
     rm -f "$T/out/$name.dump"
     t0=$(now_ns)
     case $name in
     old)
-        "$T/oldbin/ragsafe-pitr" dump --repo "$T/repo" --target-time "$TM" --dbname app --table documents -v \
+        "$T/oldbin/ragsafe-pitr" dump --repo "$T/repo-${formats[0]}" --target-time "$TM" --dbname app --table documents -v \
             --file "$T/out/old.dump" --scratch "$T/scratch" >"$T/old.out" 2>"$T/old.err" \
             || { cat "$T/old.err" >&2; die "old dump"; } ;;
-    dump)
-        "$PITR" dump --repo "$T/repo" --target-time "$TM" --dbname app --table documents -v \
-            --file "$T/out/dump.dump" --scratch "$T/scratch" >"$T/dump.out" 2>"$T/dump.err" \
-            || { cat "$T/dump.err" >&2; die "dump"; } ;;
-    rs)
-        "$PITR" restore --repo "$T/repo" --pgdata "$T/full" --target-time "$TM" --owner postgres --start \
-            --set "unix_socket_directories=$T/sock2" --set "listen_addresses=" >/dev/null 2>"$T/rs.err" \
-            || { cat "$T/rs.err" >&2; die "restore"; }
-        "$PGBIN/pg_dump" -h "$T/sock2" -p 5432 -U postgres -d app -t documents -Fc -f "$T/out/rs.dump" \
+    dump-*)
+        "$PITR" dump --repo "$T/repo-$fmt" --target-time "$TM" --dbname app --table documents -v \
+            --file "$T/out/$name.dump" --scratch "$T/scratch" >"$T/$name.out" 2>"$T/$name.err" \
+            || { cat "$T/$name.err" >&2; die "$name"; } ;;
+    rs-*)
+        "$PITR" restore --repo "$T/repo-$fmt" --pgdata "$T/full" --target-time "$TM" --owner postgres --start \
+            --set "unix_socket_directories=$T/sock2" --set "listen_addresses=" >/dev/null 2>"$T/$name.err" \
+            || { cat "$T/$name.err" >&2; die "$name"; }
+        "$PGBIN/pg_dump" -h "$T/sock2" -p 5432 -U postgres -d app -t documents -Fc -f "$T/out/$name.dump" \
             || die "pg_dump" ;;
     pgbr)
         mkdir -m 0700 "$T/full" && chown postgres: "$T/full"
@@ -159,8 +192,8 @@ run_one() {
         "$PGBIN/pg_dump" -h "$T/sock2" -p 5432 -U postgres -d app -t documents -Fc -f "$T/out/pgbr.dump" \
             || die "pg_dump" ;;
     esac
-    if [ "$name" = rs ] || [ "$name" = pgbr ]; then
-        [ "$name" = rs ] && { full_kb=$(du -sk "$T/full" | cut -f1); full_base_kb=$(du -sk "$T/full/base" | cut -f1); }
+    if [ "${name%%-*}" = rs ] || [ "$name" = pgbr ]; then
+        [ "${name%%-*}" = rs ] && { full_kb[$fmt]=$(du -sk "$T/full" | cut -f1); full_base_kb[$fmt]=$(du -sk "$T/full/base" | cut -f1); }
         as_pg "$PGBIN/pg_ctl" -D "$T/full" -m immediate -w stop >/dev/null
         rm -rf "$T/full"
     fi
@@ -169,45 +202,70 @@ run_one() {
     [ "$n" = 10000 ] || die "$name: $n rows of documents in the dump, want 10000 (as of T, before the DELETE)"
     times[$name]="${times[$name]:-} $(secs "$t0" "$t1")"
     say "$name run: $(secs "$t0" "$t1") s"
-    [ "$name" = dump ] && { grep -E "time:|redo done|extracted|hollow|database list" "$T/dump.err" | sed 's/^/bench-dump:   /' >&2; cp "$T/dump.err" "$T/dump-last.err"; }
+    [ "${name%%-*}" = dump ] && { grep -E "time:|redo done|extracted|hollow|chunk|database list" "$T/$name.err" | sed 's/^/bench-dump:   /' >&2; cp "$T/$name.err" "$T/$name-last.err"; }
 }
+say "load average before the runs: $(cat /proc/loadavg)"
 for ((run = 1; run <= RUNS; run++)); do
-    run_one dump
-    run_one rs
+    for f in "${formats[@]}"; do
+        run_one "dump-$f"
+        run_one "rs-$f"
+    done
     run_one pgbr
     [ -z "$OLD" ] || run_one old
 done
-# dump's scratch size: one more run with --keep-scratch (not timed)
-"$PITR" dump --repo "$T/repo" --target-time "$TM" --dbname app --table documents \
-    --file "$T/out/keep.dump" --scratch "$T/scratch" --keep-scratch >/dev/null 2>&1 || die "dump --keep-scratch"
-dump_kb=$(du -sk "$T"/scratch/ragsafe-dump-* | cut -f1)
-dump_base_kb=$(du -sk "$T"/scratch/ragsafe-dump-*/pgdata/base | cut -f1)
-rm -rf "$T"/scratch/ragsafe-dump-*
+LOADAVG=$(cat /proc/loadavg)
+say "load average after the runs: $LOADAVG"
+# each dump's scratch size: one more run with --keep-scratch (not timed)
+declare -A dump_kb dump_base_kb
+for f in "${formats[@]}"; do
+    "$PITR" dump --repo "$T/repo-$f" --target-time "$TM" --dbname app --table documents \
+        --file "$T/out/keep.dump" --scratch "$T/scratch" --keep-scratch >/dev/null 2>&1 || die "dump --keep-scratch ($f)"
+    dump_kb[$f]=$(du -sk "$T"/scratch/ragsafe-dump-* | cut -f1)
+    dump_base_kb[$f]=$(du -sk "$T"/scratch/ragsafe-dump-*/pgdata/base | cut -f1)
+    rm -rf "$T"/scratch/ragsafe-dump-* "$T/out/keep.dump"
+done
 
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 spread() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk 'NR == 1 {a = $1} {b = $1} END {printf "%.1f-%.1f", a, b}'; }
-md=$(median "${times[dump]}"); mr=$(median "${times[rs]}"); mp=$(median "${times[pgbr]}")
+mp=$(median "${times[pgbr]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo "### ragsafe-pitr dump: one table as of T, pgbench scale $SCALE in another database, $(nproc) CPUs, $RUNS runs each (alternating)"
 echo
-echo "| method | median s | spread s | disk KiB (all) | base/ KiB | dump / method |"
-echo "|---|---:|---:|---:|---:|---:|"
-printf '| ragsafe-pitr dump --table documents | %.1f | %s | %s | %s | 1.00 |\n' "$md" "$(spread "${times[dump]}")" "$dump_kb" "$dump_base_kb"
-printf '| ragsafe-pitr restore --start + pg_dump -t | %.1f | %s | %s | %s | %s |\n' "$mr" "$(spread "${times[rs]}")" "$full_kb" "$full_base_kb" "$(ratio "$md" "$mr")"
-printf '| pgbackrest restore --type=time (process-max 2) + start + pg_dump -t | %.1f | %s | | | %s |\n' "$mp" "$(spread "${times[pgbr]}")" "$(ratio "$md" "$mp")"
-[ -z "$OLD" ] || printf '| ragsafe-pitr dump of BENCH_DUMP_OLD (%s) | %.1f | %s | | | %s |\n' "$OLD" \
-    "$(median "${times[old]}")" "$(spread "${times[old]}")" "$(ratio "$md" "$(median "${times[old]}")")"
+echo "Load average at the end: $LOADAVG. Base backups took: $(for f in "${formats[@]}"; do printf '%s %s s; ' "$f" "${bb_secs[$f]}"; done)pgBackRest's is not timed."
 echo
-echo "Where the dump's time went (last run, ragsafe-pitr dump -v):"
+echo "| method | median s | spread s | disk KiB (all) | base/ KiB | dump / this |"
+echo "|---|---:|---:|---:|---:|---|"
+for f in "${formats[@]}"; do
+    md=$(median "${times[dump-$f]}"); mr=$(median "${times[rs-$f]}")
+    printf '| ragsafe-pitr dump --table documents (%s backup) | %.1f | %s | %s | %s | 1.00 |\n' "$f" "$md" \
+        "$(spread "${times[dump-$f]}")" "${dump_kb[$f]}" "${dump_base_kb[$f]}"
+    printf '| ragsafe-pitr restore --start + pg_dump -t (%s backup) | %.1f | %s | %s | %s | %s |\n' "$f" "$mr" \
+        "$(spread "${times[rs-$f]}")" "${full_kb[$f]}" "${full_base_kb[$f]}" "$(ratio "$md" "$mr")"
+done
+ratios=""
+for f in "${formats[@]}"; do
+    ratios="$ratios$f dump $(ratio "$(median "${times[dump-$f]}")" "$mp"); "
+done
+printf '| pgbackrest restore --type=time (process-max 2) + start + pg_dump -t | %.1f | %s | | | %s |\n' "$mp" "$(spread "${times[pgbr]}")" "${ratios%; }"
+[ -z "$OLD" ] || printf '| ragsafe-pitr dump of BENCH_DUMP_OLD (%s, %s backup) | %.1f | %s | | | %s |\n' "$OLD" "${formats[0]}" \
+    "$(median "${times[old]}")" "$(spread "${times[old]}")" "$(ratio "$(median "${times[dump-${formats[0]}]}")" "$(median "${times[old]}")")"
 echo
-echo '```'
-grep -E "database list|extracted|hollow|redo done|time:" "$T/dump-last.err" | sed 's/^ragsafe-pitr: info: //'
-echo '```'
+echo "Every run (s):"
+echo
+for k in "${!times[@]}"; do echo "- $k:${times[$k]}"; done | sort
+for f in "${formats[@]}"; do
+    echo
+    echo "Where the $f dump's time went (last run, ragsafe-pitr dump -v):"
+    echo
+    echo '```'
+    grep -E "database list|extracted|hollow|chunk|spooled|redo done|plan made|time:" "$T/dump-$f-last.err" | sed 's/^ragsafe-pitr: info: //'
+    echo '```'
+done
 if [ -n "$OLD" ]; then
     echo
     echo "The older dump (last run, -v):"
     echo
     echo '```'
-    grep -E "pg_database read|extracted|hollow|plan made|fsync'd" "$T/old.err" | sed 's/^ragsafe-pitr: info: //'
+    grep -E "pg_database read|extracted|hollow|plan made|fsync'd|time:" "$T/old.err" | sed 's/^ragsafe-pitr: info: //'
     echo '```'
 fi

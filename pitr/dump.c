@@ -17,9 +17,11 @@
  * listen_addresses = '' (no TCP), its own pg_hba.conf (local trust: only the socket's
  * owner and root can reach the socket), archive_mode = off (restore's default), the
  * restore_command restore writes (the repository, read), and
- * recovery_target_action = promote, default_transaction_read_only = on. Promote, not
- * pause: a server paused at the target is still replaying, and a transaction in flight
- * at the target keeps the locks the startup process replayed for it: a DROP TABLE,
+ * recovery_target_action = pause, then pg_promote() before anything else connects
+ * (promote: why not recovery_target_action = promote), default_transaction_read_only =
+ * on. Promoted, not left paused: a server paused at the target is still replaying, and
+ * a transaction in flight at the target keeps the locks the startup process replayed
+ * for it: a DROP TABLE,
  * TRUNCATE or ALTER committed just after the target (the very accident a dump is for)
  * leaves an AccessExclusiveLock that blocks pg_dump forever (test 086 hit it). Promoted,
  * those transactions are aborted and their locks gone, and the data are exactly those
@@ -160,13 +162,14 @@ static size_t scratch_pids(const dump_ctx *d, pid_t *out, size_t max)
 /*
  * stop_scratch_server -- stop every process running on the scratch directory: sig
  * first (SIGINT: fast shutdown; SIGQUIT: immediate), SIGKILL after 30 s. Twice over,
- * a short while apart: a postmaster that pg_ctl forked just before its worker was
- * killed shows up late. 0 | -1 (a process survived SIGKILL; reported).
+ * a short while apart, unless once: a postmaster that pg_ctl forked just before its
+ * worker was killed shows up late (once: the worker ended by itself, its pg_ctl long
+ * done). 0 | -1 (a process survived SIGKILL; reported).
  */
-static int stop_scratch_server(const dump_ctx *d, int sig)
+static int stop_scratch_server(const dump_ctx *d, int sig, int once)
 {
     pid_t pids[64];
-    for (int round = 0; round < 2; round++) {
+    for (int round = 0; round < (once ? 1 : 2); round++) {
         size_t n = scratch_pids(d, pids, ARRAY_LEN(pids));
         if (n)
             log_info("stopping %zu process(es) of the scratch server", n);
@@ -195,7 +198,7 @@ static int stop_scratch_server(const dump_ctx *d, int sig)
             }
             usleep(100 * 1000);
         }
-        if (round == 0)
+        if (round == 0 && !once)
             usleep(500 * 1000);
     }
     return 0;
@@ -430,8 +433,65 @@ out:
     return ret;
 }
 
-/* worker -- in the forked child: restore, start, dump, describe. Its exit status. */
-static int worker(const pitr_opts *o, const dump_ctx *d)
+/*
+ * promote -- end the scratch server's recovery, paused at the target, with
+ * pg_promote(): a promotion so triggered writes an end-of-recovery record and leaves the
+ * checkpoint to a spread one (a few pages a second while pg_dump runs), where
+ * recovery_target_action = promote ends recovery with an immediate checkpoint that
+ * writes every page replay dirtied, the other databases' too: into their hollow files,
+ * scattered, which also makes removing them slow (a freed extent each, and a discard
+ * each on a file system mounted with discard). The data are the target's either way:
+ * recovery stopped there. A server already promoted (a target without a pause:
+ * latest) is left as it is. 0 | -1 reported.
+ */
+static int promote(const pitr_opts *o, const dump_ctx *d)
+{
+    char port[16], wait[16];
+    int ret = -1;
+    PGresult *r = NULL;
+    double t0 = now_seconds();
+
+    snprintf(port, sizeof(port), "%d", d->port);
+    snprintf(wait, sizeof(wait), "%lld",
+             o->timeout > 0 && o->timeout < INT_MAX ? (long long)o->timeout : (long long)INT_MAX);
+    const char *kw[] = {"host", "port", "user", "dbname", "application_name", NULL};
+    const char *val[] = {d->sock, port, d->user, "postgres", "ragsafe-pitr-dump", NULL};
+    PGconn *conn = PQconnectdbParams(kw, val, 0);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        log_error("could not connect to the scratch server: %s", PQerrorMessage(conn));
+        goto out;
+    }
+    r = PQexec(conn, "SELECT pg_is_in_recovery()");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        log_error("query failed: %s", PQerrorMessage(conn));
+        goto out;
+    }
+    if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
+        ret = 0; /* promoted at the end of the WAL already */
+        goto out;
+    }
+    PQclear(r);
+    const char *params[] = {wait};
+    r = PQexecParams(conn, "SELECT pg_promote(true, $1::int)", 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        log_error("could not promote the scratch server: %s", PQerrorMessage(conn));
+        goto out;
+    }
+    if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
+        log_error("the scratch server did not promote within %s s", wait);
+        goto out;
+    }
+    log_info("promoted the scratch server at the target in %.1f s (pg_promote: no "
+             "end-of-recovery checkpoint)", now_seconds() - t0);
+    ret = 0;
+out:
+    PQclear(r);
+    PQfinish(conn);
+    return ret;
+}
+
+/* worker_run -- in the forked child: restore, start, dump, describe. Its exit status. */
+static int worker_run(const pitr_opts *o, const dump_ctx *d)
 {
     pitr_opts ro = *o;
     char bin[PATH_MAX], hba[PATH_MAX + 64];
@@ -474,7 +534,7 @@ static int worker(const pitr_opts *o, const dump_ctx *d)
     ro.sets = sets;
     ro.nsets = ns;
     ro.pgdata = d->pgdata;
-    ro.action = "promote";
+    ro.action = "pause"; /* then promote() */
     ro.start = 1;
     ro.standby = 0;
     ro.delta = 0;
@@ -488,6 +548,8 @@ static int worker(const pitr_opts *o, const dump_ctx *d)
     free(sets);
     if (r != EXIT_OK)
         return r;
+    if (promote(o, d) != 0)
+        return EXIT_FAIL;
     double t_restore = now_seconds() - t0;
     /* -v: the server's own account of the replay (part of t_restore) */
     {
@@ -544,6 +606,39 @@ static int worker(const pitr_opts *o, const dump_ctx *d)
     }
     free(text);
     return EXIT_OK;
+}
+
+/*
+ * worker -- worker_run under the retention lock (shared), taken again here when the
+ * parent gives its plan (it released its own before fork(): a lock held across fork()
+ * could leave the worker a copy of a mutex S3's renewal thread held at that instant),
+ * and released before the exit (S3: the lock object would otherwise stay until it
+ * expires). The plan's backup must still be there: an expire may have slipped in
+ * between the parent's release and this.
+ */
+static int worker(const pitr_opts *o, const dump_ctx *d)
+{
+    inventory *inv = o->given_plan ? o->given_plan->inv : NULL;
+    char bkey[512];
+    int r;
+
+    if (!inv)
+        return worker_run(o, d);
+    if (storage_reader_lock(inv->st, &inv->lock) != 0)
+        return EXIT_FAIL;
+    snprintf(bkey, sizeof(bkey), "backups/%s/%s", o->given_plan->p->backup->label,
+             backupinfo_base_file(o->given_plan->p->backup));
+    if (storage_stat(inv->st, bkey, NULL, NULL) != 0) {
+        log_error("backup %s was removed while the dump planned (expire?)",
+                  o->given_plan->p->backup->label);
+        log_hint("run the dump again: it plans from the backups there are now");
+        r = EXIT_FAIL;
+    } else {
+        r = worker_run(o, d);
+    }
+    storage_lock_release(inv->lock);
+    inv->lock = NULL;
+    return r;
 }
 
 static int64_t path_bytes(const char *path)
@@ -705,28 +800,63 @@ int cmd_dump(const pitr_opts *o)
     plan p;
     char out_abs[PATH_MAX * 2 + 16];
     int ret = EXIT_FAIL, made_scratch = 0, renamed = 0, r, have_inv = 0, sig_installed = 0;
+    int worker_done = 0; /* the last worker exited by itself (not killed) */
     uint32_t inc[64];
     tsmap_entry *tsm = NULL;
     char *tsdirs = NULL;
     size_t ninc = 0;
-    pitr_opts wo = *o;
+    pitr_opts wo = *o, po = *o;
     struct sigaction sa, old_int, old_term, old_hup;
     pid_t pid = -1;
     json_t *res = NULL;
     double t0 = now_seconds(), t_plan = 0, t_list = 0, t_stop = 0, t_rm = 0;
+    wal_handover *ho = NULL;
+    given_plan gp;
+    char sbase[PATH_MAX];
 
     memset(&d, 0, sizeof(d));
     memset(&sa, 0, sizeof(sa));
-    /* the plan first: an unreachable target is refused before any scratch work */
+    /* the scratch base: $TMPDIR or /var/tmp unless --scratch (resolved again below) */
+    snprintf(sbase, sizeof(sbase), "%s",
+             o->scratch ? o->scratch
+                        : getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp");
+    /* the plan first: an unreachable target is refused before any scratch work. It is
+     * the restore's plan too (given_plan: not made twice), and like the restore's it
+     * spools the WAL it verifies for the scratch server's restore_command (handover.c),
+     * here beside the scratch directory to come (SCRATCH_BASE/.ragsafe-dump.ragsafe-wal-
+     * XXXXXX): a refused or failed plan removes it, and nothing else is written */
     r = inventory_load(&inv, o->repo);
     if (r != 0)
         return pitr_status(r);
-    r = plan_make(&inv, o, &p);
+    {
+        char real[PATH_MAX], hint[PATH_MAX + 32];
+        uint64_t reserve = 0;
+        for (size_t i = 0; i < inv.nbackups; i++)
+            if (inv.backups[i].raw_bytes > reserve)
+                reserve = inv.backups[i].raw_bytes;
+        reserve += reserve / 20 + ((uint64_t)64 << 20);
+        if (realpath(sbase, real)) {
+            snprintf(hint, sizeof(hint), "%s/ragsafe-dump", strcmp(real, "/") ? real : "");
+            ho = handover_new(hint, reserve);
+        }
+    }
+    po.handover = ho;
+    r = plan_make(&inv, &po, &p);
     if (r != 0) {
+        handover_free(ho);
         inventory_release(&inv);
         return pitr_status(r);
     }
     have_inv = 1;
+    if (ho) {
+        uint64_t nsegs;
+        handover_keep(ho, &inv, &p, &nsegs);
+        log_info("the plan spooled %llu verified WAL segment%s for the handover",
+                 (unsigned long long)nsegs, PLURAL(nsegs));
+    }
+    gp.inv = &inv;
+    gp.p = &p;
+    gp.h = ho;
 
     /* OUT: its directory must exist; the temporary name sits beside it */
     {
@@ -801,9 +931,7 @@ int cmd_dump(const pitr_opts *o)
 
     /* the scratch directory */
     {
-        const char *base = o->scratch;
-        if (!base)
-            base = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
+        const char *base = sbase;
         char real[PATH_MAX];
         if (!realpath(base, real)) {
             log_errno("could not resolve the scratch base directory \"%s\"", base);
@@ -875,12 +1003,14 @@ int cmd_dump(const pitr_opts *o)
         wo.db_include = inc;
         wo.ndb_include = ninc;
     }
-    plan_release(&p);
-    inventory_release(&inv);
-    have_inv = 0;
+    wo.given_plan = &gp;
+    /* the worker takes the retention lock again (see worker) */
+    storage_lock_release(inv.lock);
+    inv.lock = NULL;
 
     int status = 0, signalled = 0;
 redo:
+    worker_done = 0;
     if (g_signal)
         goto out;
     fflush(stdout);
@@ -924,6 +1054,7 @@ redo:
         }
     }
     pid = -1;
+    worker_done = !signalled && WIFEXITED(status);
     if (g_signal) {
         if (!signalled)
             log_error("interrupted by signal %d", (int)g_signal);
@@ -938,8 +1069,11 @@ redo:
             log_hint("empty them and run the dump again");
             goto out;
         }
-        if (stop_scratch_server(&d, SIGQUIT) != 0 || durable_remove_tree(d.pgdata) != 0)
+        if (stop_scratch_server(&d, SIGQUIT, 0) != 0 || durable_remove_tree(d.pgdata) != 0)
             goto out;
+        /* the worker used the repository's connections, the plan's handover went into
+         * the removed data directory: the next worker loads and plans again itself */
+        wo.given_plan = NULL;
         for (size_t k = 0; tsdirs && k < wo.ntsmap; k++)
             if (durable_remove_tree(wo.tsmap[k].dir) != 0)
                 goto out;
@@ -968,22 +1102,25 @@ redo:
     renamed = 1;
     ret = EXIT_OK;
 out:
-    if (have_inv) {
-early:
-        plan_release(&p);
-        inventory_release(&inv);
-        have_inv = 0;
-    }
     if (pid > 0) {
         kill(-pid, SIGKILL);
         waitpid(pid, NULL, 0);
+    }
+    if (have_inv) {
+early:
+        handover_free(ho); /* removes the spool unless the worker moved it into pg_wal */
+        ho = NULL;
+        plan_release(&p);
+        inventory_release(&inv);
+        have_inv = 0;
     }
     if (made_scratch) {
         /* immediate (SIGQUIT) unless the scratch is kept: a fast shutdown's checkpoint
          * would write out every page replay dirtied, into files about to be removed */
         double t1 = now_seconds();
         int stop_failed =
-            stop_scratch_server(&d, g_signal || !o->keep_scratch ? SIGQUIT : SIGINT) != 0;
+            stop_scratch_server(&d, g_signal || !o->keep_scratch ? SIGQUIT : SIGINT,
+                                worker_done) != 0;
         if (stop_failed)
             ret = EXIT_FAIL;
         t_stop = now_seconds() - t1;

@@ -82,6 +82,7 @@ typedef struct pitr_opts {
     const uint32_t *db_include; /* dump: only these databases' relation files are written
                                  * (0: all); the others hollow (db_file_hollow) */
     size_t ndb_include;
+    const struct given_plan *given_plan; /* dump: restore uses this plan, makes none */
     /* dump (dump.c) */
     const char *dump_file;
     const char **dump_tables, **dump_schemas;
@@ -268,6 +269,16 @@ void handover_put(void *arg, const char *name, const char *buf, size_t len, cons
 uint64_t handover_keep(wal_handover *h, const inventory *inv, const plan *p, uint64_t *nsegs);
 int handover_commit(wal_handover *h, const char *pgdata, uid_t uid, gid_t gid);
 void handover_free(wal_handover *h);
+
+/* A plan made by the caller of cmd_restore (dump.c), which keeps them: restore neither
+ * loads an inventory nor plans, and releases none of these (the shared lock stays the
+ * caller's). h (NULL: none) is the handover plan_make spooled into, handover_keep'd;
+ * restore commits it into the data directory, the caller frees it. */
+typedef struct given_plan {
+    inventory *inv;
+    const plan *p;
+    wal_handover *h;
+} given_plan;
 
 /* extract / verify a .tar.zst object */
 typedef struct extract_opts {

@@ -1272,14 +1272,25 @@ int cmd_restore(const pitr_opts *o)
 
     memset(&stats, 0, sizeof(stats));
     memset(&m, 0, sizeof(m));
-    int lr = inventory_load(&inv, o->repo);
+    memset(&inv, 0, sizeof(inv));
+    int lr = o->given_plan ? 0 : inventory_load(&inv, o->repo);
     if (lr != 0) {
         ret = pitr_status(lr);
         goto out;
     }
     if (make_absolute(o->pgdata, pgdata, sizeof(pgdata)) != 0)
         goto out;
-    r = plan_with_handover(&inv, o, pgdata, &p, &ho);
+    if (o->given_plan) {
+        /* dump.c planned (and spooled the WAL its plan verified) before its scratch
+         * work: the same plan, not made twice */
+        inv = *o->given_plan->inv;
+        p = *o->given_plan->p;
+        ho.h = o->given_plan->h;
+        ho.bytes = handover_keep(ho.h, &inv, &p, &ho.nsegs);
+        r = 0;
+    } else {
+        r = plan_with_handover(&inv, o, pgdata, &p, &ho);
+    }
     if (r == RS_MISMATCH) {
         ret = EXIT_INTEGRITY;
         goto out;
@@ -1288,7 +1299,8 @@ int cmd_restore(const pitr_opts *o)
         goto out;
     have_plan = 1;
     const backup_info *b = p.backup;
-    log_info("plan made in %.1f s", now_seconds() - t0);
+    if (!o->given_plan)
+        log_info("plan made in %.1f s", now_seconds() - t0);
 
     /* the restore_command: ragsafe-restore next to this executable */
     {
@@ -1894,7 +1906,8 @@ out:
                 durable_rename(ts[k].aside, ts[k].dir);
         }
     }
-    handover_free(ho.h);
+    if (!o->given_plan)
+        handover_free(ho.h);
     durable_sync_close(sfd);
     progress_release(&pg);
     strbuf_release(&restore_cmd);
@@ -1906,8 +1919,9 @@ out:
     free(seen);
     free(mtext);
     free(ts);
-    if (have_plan)
+    if (have_plan && !o->given_plan)
         plan_release(&p);
-    inventory_release(&inv);
+    if (!o->given_plan)
+        inventory_release(&inv);
     return ret;
 }
