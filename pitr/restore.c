@@ -1247,7 +1247,7 @@ static int restore_sync_open(const char *pgdata)
  * SIGTERM and SIGHUP are noted in g_stop (the plan's walk and the extraction give up
  * at their next record, tar entry or chunk) and acted on by cmd_restore: what was
  * written is removed, as for any failure. g_stop -1: the plan refused, the extraction
- * running beside it gives up.
+ * running beside it gives up; -2: the extraction failed, the plan gives up.
  */
 static volatile sig_atomic_t g_stop;
 static const int stop_sigs[] = {SIGINT, SIGTERM, SIGHUP};
@@ -1413,6 +1413,8 @@ static void *xjob_main(void *arg)
 {
     xjob *x = arg;
     x->result = xjob_run(x);
+    if (x->result != 0 && g_stop == 0)
+        g_stop = -2; /* the plan beside it gives up: the restore fails anyway */
     return NULL;
 }
 
@@ -1824,12 +1826,12 @@ pick:
             log_info("plan made in %.1f s, beside the extraction (%.1f s)", t_plan, xj.seconds);
             if (g_stop > 0)
                 goto out;
-            if (plan_r != 0) {
-                ret = plan_r == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
+            if (r != 0 && (plan_r == 0 || g_stop == -2)) {
+                ret = pitr_status(r); /* the extraction failed (first) */
                 goto out;
             }
-            if (r != 0) {
-                ret = pitr_status(r);
+            if (plan_r != 0) {
+                ret = plan_r == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
                 goto out;
             }
             if (p.backup != b) {
@@ -2191,14 +2193,19 @@ pick:
     }
     ret = start_failed ? EXIT_FAIL : EXIT_OK;
 out:
+    if (g_stop > 0 && ret != EXIT_OK)
+        log_error("restore interrupted by signal %d", (int)g_stop);
     if (started_writing && delta) {
         /* nothing was moved aside: what is there is a stale copy, part updated */
         log_notice("restore failed: \"%s\" is left as a partly updated stale copy", pgdata);
         log_hint("run the same restore --delta again to continue");
     } else if (started_writing) {
-        log_notice("restore failed: removing what it wrote");
+        /* the private sibling: nothing went into DIR */
         if (sibdir[0] && !renamed && durable_remove_tree(sibdir) == 0)
-            log_info("removed \"%s\"", sibdir);
+            log_info("removed the copy it was extracting, \"%s\": nothing was written into "
+                     "\"%s\"", sibdir, pgdata);
+        if (created || moved || nts)
+            log_notice("restore failed: removing what it wrote");
         if (created) {
             durable_remove_tree(pgdata);
             if (state == 1 && mkdir(pgdata, 0700) != 0)
@@ -2215,9 +2222,6 @@ out:
                 durable_rename(ts[k].aside, ts[k].dir);
         }
     }
-    if (g_stop > 0 && ret != EXIT_OK)
-        log_error("restore interrupted by signal %d: nothing of it is left in \"%s\"",
-                  (int)g_stop, pgdata);
     if (have_sa)
         for (size_t i = 0; i < ARRAY_LEN(stop_sigs); i++)
             sigaction(stop_sigs[i], &old_sa[i], NULL);
