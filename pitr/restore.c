@@ -1281,8 +1281,9 @@ static int split_parent(const char *path, char *parent, size_t len, const char *
 #define SIBLING_TAG ".ragsafe-restore-"
 #define SPOOL_TAG ".ragsafe-wal-"
 
-/* sibling_usable -- DIR's parent exists and DIR is absent, or a directory (not a
- * link) on its parent's file system (a mount point cannot be renamed over). */
+/* sibling_usable -- DIR's parent exists and is writable by us, and DIR is absent, or a
+ * directory (not a link) on its parent's file system (a mount point cannot be renamed
+ * over). */
 static int sibling_usable(const char *pgdata)
 {
     char parent[PATH_MAX];
@@ -1290,7 +1291,7 @@ static int sibling_usable(const char *pgdata)
     struct stat ps, ds;
 
     if (split_parent(pgdata, parent, sizeof(parent), &base) != 0 || stat(parent, &ps) != 0 ||
-        !S_ISDIR(ps.st_mode))
+        !S_ISDIR(ps.st_mode) || access(parent, W_OK | X_OK) != 0)
         return 0;
     if (lstat(pgdata, &ds) != 0)
         return errno == ENOENT;
