@@ -6,7 +6,9 @@
  * every file against backup_manifest -> tablespace_map, backup_manifest,
  * postgresql.auto.conf, recovery.signal -> owner and mode -> fsync everything.
  * A failure after the first write removes what was written and moves the old
- * contents back. --delta updates a stale copy of the same cluster in place instead
+ * contents back. Without tablespaces the copy is made in a private sibling of DIR
+ * renamed into place at the end, and when the backup is known before the plan's walk
+ * (plan_guess) it is extracted there beside the plan (see "The private sibling"). --delta updates a stale copy of the same cluster in place instead
  * (check_delta, delta_prune): a failure leaves it for another --delta. --start then
  * runs pg_ctl as the owner and follows recovery over libpq until it stops, reporting
  * where.
