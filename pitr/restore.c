@@ -1471,7 +1471,7 @@ int cmd_restore(const pitr_opts *o)
     pitr_opts oo = *o;
     struct sigaction old_sa[ARRAY_LEN(stop_sigs)];
     int have_sa = 0, sib_ok = 0, sib = 0, lockfd = -1, renamed = 0, plan_r = 0;
-    char sibdir[PATH_MAX + 32] = "";
+    char sibdir[PATH_MAX] = "";
     const char *dest = NULL;
     storage *xst = NULL;
     double t_plan = 0;
