@@ -22,6 +22,10 @@
 # the server logs "redo done", its end-of-recovery checkpoint, and the rest until our
 # poll sees it promoted (from the restored server's log, millisecond timestamps).
 # BENCH_PITR_RS_OPTS adds options to ragsafe-pitr restore (e.g. "--set NAME=VALUE").
+# BENCH_PITR_FORMAT: ragsafe-basebackup --format (tar | chunked; default: the tool's).
+# BENCH_PITR_SERIAL=1: the same build restores a third time in each pair ("rs-serial")
+# with RAGSAFE_NO_RESTORE_OVERLAP=1: plan, then extraction, instead of the extraction
+# into a private sibling beside the plan (what that overlap gives).
 # BENCH_PITR_DELTA=1: delta restores too (a disaster recovery on the same host finds
 # most files intact): after the full restores, each tool restores again with --delta
 # over the stopped, promoted copy the other tool's last run left (same cluster,
@@ -126,7 +130,8 @@ catch_up() {
 catch_up
 
 say "base backups"
-label=$(as_pg "$T/bin/ragsafe-basebackup" -d "host=$T/sock user=postgres" --repo "$T/repo" -c fast 2>"$T/bb.err") \
+label=$(as_pg "$T/bin/ragsafe-basebackup" -d "host=$T/sock user=postgres" --repo "$T/repo" -c fast \
+    ${BENCH_PITR_FORMAT:+--format "$BENCH_PITR_FORMAT"} 2>"$T/bb.err") \
     || { cat "$T/bb.err" >&2; die "ragsafe-basebackup failed"; }
 as_pg "${PGBR[@]}" backup --type=full >"$T/out.log" 2>&1 || { cat "$T/out.log" >&2; die "pgbackrest backup failed"; }
 backup_bytes=$(jq .raw_bytes "$T/repo/backups/$label/backup.json")
@@ -192,6 +197,9 @@ run_one() {
     rs-alt)
         "$T/bin-alt/ragsafe-pitr" restore --repo "$T/repo" --pgdata "$T/r" --target-latest --owner postgres \
             >"$T/rs.out" 2>&1 || { cat "$T/rs.out" >&2; die "ragsafe-pitr (alt) restore failed"; } ;;
+    rs-serial)
+        RAGSAFE_NO_RESTORE_OVERLAP=1 "$T/bin/ragsafe-pitr" restore --repo "$T/repo" --pgdata "$T/r" --target-latest \
+            --owner postgres "${RS_SETS[@]}" >"$T/rs.out" 2>&1 || { cat "$T/rs.out" >&2; die "ragsafe-pitr (serial) restore failed"; } ;;
     rs|rs-delta)
         "$T/bin/ragsafe-pitr" restore --repo "$T/repo" --pgdata "$T/r" --target-latest --owner postgres \
             $([ "$name" = rs-delta ] && echo --delta) "${RS_SETS[@]}" >"$T/rs.out" 2>&1 || { cat "$T/rs.out" >&2; die "ragsafe-pitr restore failed"; } ;;
@@ -222,6 +230,7 @@ for ((run = 1; run <= RUNS; run++)); do
     run_one pgbr
     run_one rs
     [ -n "$ALT" ] && run_one rs-alt
+    [ -n "${BENCH_PITR_SERIAL:-}" ] && run_one rs-serial
 done
 if [ -n "${BENCH_PITR_DELTA:-}" ]; then
     for ((run = 1; run <= RUNS; run++)); do
@@ -254,8 +263,9 @@ echo
 echo "| tool | restore (s) | start + replay to \"redo done\" (s) | end-of-recovery checkpoint (s) | rest of promotion (s) | total (s) | total vs pgBackRest, per pair |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 row "\`pgbackrest restore\` (zst 3, process-max 2, archive-async, archive-get)" pgbr "1.00×"
-row "**\`ragsafe-pitr restore --target-latest\`** (zstd 3${BENCH_PITR_RS_OPTS:+, $BENCH_PITR_RS_OPTS})" rs "$(ratios rs pgbr)"
+row "**\`ragsafe-pitr restore --target-latest\`** (zstd 3${BENCH_PITR_FORMAT:+, $BENCH_PITR_FORMAT backup}${BENCH_PITR_RS_OPTS:+, $BENCH_PITR_RS_OPTS})" rs "$(ratios rs pgbr)"
 [ -n "$ALT" ] && row "\`ragsafe-pitr restore\` of $ALT" rs-alt "$(ratios rs-alt pgbr)"
+[ -n "${BENCH_PITR_SERIAL:-}" ] && row "\`ragsafe-pitr restore\`, plan then extraction (RAGSAFE_NO_RESTORE_OVERLAP=1)" rs-serial "$(ratios rs-serial pgbr)"
 if [ -n "${BENCH_PITR_DELTA:-}" ]; then
     row "\`pgbackrest restore --delta\` over a stale promoted copy" pgbr-delta "$(ratios pgbr-delta pgbr)"
     row "**\`ragsafe-pitr restore --delta\`** over a stale promoted copy" rs-delta "$(ratios rs-delta pgbr-delta) vs its delta"

@@ -246,6 +246,7 @@ typedef struct restore_job {
     atomic_size_t next_pack;
     const chunkstore *cs;
     progress *pg;
+    const volatile sig_atomic_t *stop; /* extract_opts.stop */
     pthread_mutex_t mu;
     int failed;             /* an I/O error (reported) */
     /* per-thread: the pack being read */
@@ -356,6 +357,8 @@ static int got_cb(void *arg, const uint8_t *d, const void *data, size_t len, int
     ssize_t u = find_uniq(j, d);
     int expect = 0;
 
+    if (j->stop && *j->stop)
+        return -1; /* told to stop: the rest of this pack is not written */
     if (u < 0 || !atomic_compare_exchange_strong(&j->done[u], &expect, status ? 2 : 1))
         return 0;
     if (status)
@@ -418,6 +421,12 @@ static void *worker_main(void *arg)
         size_t i = atomic_fetch_add(&j->next_pack, 1);
         if (i >= j->npacks)
             break;
+        if (j->stop && *j->stop) { /* restore: a signal, a refused plan (it says so) */
+            pthread_mutex_lock(&j->mu);
+            j->failed = 1;
+            pthread_mutex_unlock(&j->mu);
+            break;
+        }
         w->pack = j->packs[i];
         const char *key = chunkstore_pack_key(j->cs, w->pack);
         int r = chunkstore_read_pack(w->st, key, want_cb, got_cb, w);
@@ -777,6 +786,7 @@ int chunked_extract(storage *st, const char *key, const extract_opts *eo, extrac
     j.files = files;
     j.cs = cs;
     j.pg = eo->pg;
+    j.stop = eo->stop;
     pthread_mutex_init(&j.mu, NULL);
     atomic_init(&j.next_pack, 0);
     log_debug("%zu chunk%s to fetch (%zu distinct) from %zu pack%s", j.nt, PLURAL(j.nt), j.nuniq,

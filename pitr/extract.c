@@ -701,6 +701,8 @@ int extract_object(storage *st, const char *key, const extract_opts *eo, extract
         goto out_fail;
     }
     for (;;) {
+        if (eo->stop && *eo->stop)
+            goto out_write; /* told to stop (restore: a signal, a refused plan): it says so */
         r = archive_read_next_header(a, &e);
         if (r == ARCHIVE_EOF)
             break;

@@ -9,7 +9,9 @@
  * private spool beside the data directory: DIR/../.NAME.ragsafe-wal-XXXXXX, made by
  * mkdtemp (mode 0700, the restore's own). Not into the data directory: the plan has
  * not proved the target reachable yet (DESIGN: nothing is written there first), and
- * a refused or failed restore removes the spool (handover_free).
+ * a refused or failed restore removes the spool (handover_free). The spool is
+ * flock'ed while this process lives: one left by a killed restore is removed by the next
+ * restore into that directory (restore.c).
  *
  * A writer thread does the writing, from a copy (at most HANDOVER_QUEUE segments
  * queued), so the plan's walk goes on meanwhile. Each file is written to a temp name,
@@ -40,6 +42,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -81,6 +84,8 @@ struct wal_handover {
     size_t qhead, qlen;
     uint64_t qbytes;
     int busy;
+    int lockfd;             /* the spool, flock'ed: a later restore removes a spool no
+                             * process holds (restore.c: remove_stale_siblings) */
 };
 
 wal_handover *handover_new(const char *pgdata, uint64_t reserve)
@@ -117,6 +122,9 @@ wal_handover *handover_new(const char *pgdata, uint64_t reserve)
         return NULL;
     }
     snprintf(h->dir, sizeof(h->dir), "%s", tmpl);
+    h->lockfd = open(tmpl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (h->lockfd >= 0 && flock(h->lockfd, LOCK_EX | LOCK_NB) != 0)
+        log_debug("could not lock \"%s\": %s", tmpl, strerror(errno));
     snprintf(h->id, sizeof(h->id), "handover %s", strrchr(tmpl, '/') + 1);
     h->reserve = reserve;
     pthread_mutex_init(&h->mu, NULL);
@@ -394,6 +402,8 @@ void handover_free(wal_handover *h)
     drain(h);
     if (!h->committed)
         (void)durable_remove_tree(h->dir);
+    if (h->lockfd >= 0)
+        close(h->lockfd);
     pthread_mutex_destroy(&h->mu);
     pthread_cond_destroy(&h->cv);
     free(h->names);

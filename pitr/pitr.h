@@ -11,6 +11,7 @@
 #define RAGSAFE_PITR_H
 
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -71,6 +72,8 @@ typedef struct pitr_opts {
     size_t nsets;
     int standby;              /* --type standby: standby.signal, no recovery target */
     struct wal_handover *handover; /* restore: the plan spools the WAL it verifies (handover.c) */
+    const volatile sig_atomic_t *stop; /* restore: the plan's walk gives up (-1, not reported)
+                                        * once *stop is non-zero (a signal); NULL: never */
     int no_space_check;       /* --no-space-check: statvfs under-reports (compressed FS) */
     int jobs;                 /* --jobs N: restore/extract of a chunked backup (0: cores) */
     const char *extract_label, *extract_dir; /* extract LABEL DIR */
@@ -248,6 +251,11 @@ typedef struct plan {
 /* 0: plan made | RS_NOT_FOUND: unreachable (reported with reason and nearest target) |
  * -1 reported */
 int plan_make(inventory *inv, const pitr_opts *o, plan *p);
+/* The backup plan_make will choose when that is known before its walk of the WAL
+ * (latest, immediate, lsn; time: the newest backup ending before T, which the walk may
+ * still reject for an older one), so restore can extract it while the plan runs; NULL
+ * when only the walk can tell (xid, name) or no backup fits. Nothing logged. */
+const backup_info *plan_guess(inventory *inv, const pitr_opts *o);
 void plan_release(plan *p);
 void plan_print(const inventory *inv, const pitr_opts *o, const plan *p);
 void *plan_json(const inventory *inv, const pitr_opts *o, const plan *p); /* json_t* */
@@ -301,6 +309,8 @@ typedef struct extract_opts {
     int jobs;                  /* chunked backups: threads reading packs (0: 1) */
     int no_links;              /* extract: pg_tblspc/OID links not made (the tablespaces
                                 * go there as plain directories) */
+    const volatile sig_atomic_t *stop; /* not NULL: give up (-1, not reported) once *stop
+                                        * is non-zero (restore: a signal, a refused plan) */
 } extract_opts;
 
 /* db_file_hollow -- the manifest path is a relation file of a database not in inc

@@ -56,6 +56,8 @@ static int plan_cb(void *arg, const walscan_record *r)
     const pitr_opts *o = ps->o;
     int stop = 0, before = 0;
 
+    if (o->stop && *o->stop)
+        return -1; /* restore was told to stop (a signal): it says so */
     if (r->start_lsn < ps->b->start_lsn)
         return 0; /* before the redo point: not replayed */
 
@@ -302,6 +304,43 @@ static void latest_warnings(inventory *inv, plan *p)
         plan_warn(p, all);
     }
     tltree_release(&tr);
+}
+
+/* plan_guess -- see pitr.h. The same candidates and choice as plan_make's below. */
+const backup_info *plan_guess(inventory *inv, const pitr_opts *o)
+{
+    uint32_t tli = o->tli ? o->tli : timeline_latest(&inv->ts, 1);
+    timeline_path path;
+    const backup_info *b = NULL;
+
+    if (inv->nbackups == 0 || timeline_damaged(&inv->ts, tli) || !timeline_exists(&inv->ts, tli) ||
+        timeline_get_path(&inv->ts, tli, &path) != 0)
+        return NULL;
+    for (size_t i = inv->nbackups; i-- > 0 && !b;) {
+        const backup_info *bi = &inv->backups[i];
+        if (!timeline_path_contains(&path, bi->start_tli, bi->start_lsn) ||
+            !timeline_path_contains(&path, bi->stop_tli, bi->stop_lsn))
+            continue;
+        switch (o->kind) {
+        case TARGET_LATEST:
+        case TARGET_IMMEDIATE:
+            b = bi;
+            break;
+        case TARGET_LSN:
+            if (bi->stop_lsn <= o->lsn)
+                b = bi;
+            break;
+        case TARGET_TIME:
+            if (bi->stop_time <= o->time_us / 1000000)
+                b = bi;
+            break;
+        default:
+            i = 0; /* only the walk finds the record (xid, name) */
+            break;
+        }
+    }
+    timeline_path_release(&path);
+    return b;
 }
 
 /*

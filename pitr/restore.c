@@ -6,7 +6,9 @@
  * every file against backup_manifest -> tablespace_map, backup_manifest,
  * postgresql.auto.conf, recovery.signal -> owner and mode -> fsync everything.
  * A failure after the first write removes what was written and moves the old
- * contents back. --delta updates a stale copy of the same cluster in place instead
+ * contents back. Without tablespaces the copy is made in a private sibling of DIR
+ * renamed into place at the end, and when the backup is known before the plan's walk
+ * (plan_guess) it is extracted there beside the plan (see "The private sibling"). --delta updates a stale copy of the same cluster in place instead
  * (check_delta, delta_prune): a failure leaves it for another --delta. --start then
  * runs pg_ctl as the owner and follows recovery over libpq until it stops, reporting
  * where.
@@ -19,11 +21,13 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <limits.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -1240,12 +1244,211 @@ static int restore_sync_open(const char *pgdata)
     return durable_sync_open(at);
 }
 
+/*
+ * Signals. From the start of a restore until the data directory is complete, SIGINT,
+ * SIGTERM and SIGHUP are noted in g_stop (the plan's walk and the extraction give up
+ * at their next record, tar entry or chunk) and acted on by cmd_restore: what was
+ * written is removed, as for any failure. g_stop -1: the plan refused, the extraction
+ * running beside it gives up; -2: the extraction failed, the plan gives up.
+ */
+static volatile sig_atomic_t g_stop;
+static const int stop_sigs[] = {SIGINT, SIGTERM, SIGHUP};
+
+static void on_stop_signal(int sig)
+{
+    g_stop = sig;
+}
+
+/* split_parent -- parent directory and last component of an absolute path. 0 | -1. */
+static int split_parent(const char *path, char *parent, size_t len, const char **base)
+{
+    const char *slash = strrchr(path, '/');
+    if (path[0] != '/' || !slash || !slash[1])
+        return -1;
+    *base = slash + 1;
+    snprintf(parent, len, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    return 0;
+}
+
+/*
+ * The private sibling a restore extracts into: DIR/../.NAME.ragsafe-restore-XXXXXX
+ * (mkdtemp, mode 0700), on DIR's file system, renamed to DIR once the plan has proved
+ * the target reachable and the copy is complete (settings and recovery.signal
+ * written, fsync'd), so DIR holds nothing or a whole restored copy. It is flock'ed while
+ * its restore runs, like the WAL handover's spool (.NAME.ragsafe-wal-XXXXXX): a restore
+ * killed with SIGKILL (or a crash) leaves them, and the next restore into DIR removes
+ * every one no process holds (one that is held means another restore into DIR is
+ * running: refused).
+ */
+#define SIBLING_TAG ".ragsafe-restore-"
+#define SPOOL_TAG ".ragsafe-wal-"
+
+/* sibling_usable -- DIR's parent exists and is writable by us, and DIR is absent, or a
+ * directory (not a link) on its parent's file system (a mount point cannot be renamed
+ * over). */
+static int sibling_usable(const char *pgdata)
+{
+    char parent[PATH_MAX];
+    const char *base;
+    struct stat ps, ds;
+
+    if (split_parent(pgdata, parent, sizeof(parent), &base) != 0 || stat(parent, &ps) != 0 ||
+        !S_ISDIR(ps.st_mode) || access(parent, W_OK | X_OK) != 0)
+        return 0;
+    if (lstat(pgdata, &ds) != 0)
+        return errno == ENOENT;
+    return S_ISDIR(ds.st_mode) && ds.st_dev == ps.st_dev;
+}
+
+/* remove_stale_siblings -- see above. 0 | -1 reported (another restore is running). */
+static int remove_stale_siblings(const char *pgdata)
+{
+    char parent[PATH_MAX], pre[2][PATH_MAX], path[2 * PATH_MAX];
+    const char *base;
+    DIR *d;
+    struct dirent *de;
+    int ret = 0;
+
+    if (split_parent(pgdata, parent, sizeof(parent), &base) != 0 || !(d = opendir(parent)))
+        return 0;
+    snprintf(pre[0], sizeof(pre[0]), ".%s" SIBLING_TAG, base);
+    snprintf(pre[1], sizeof(pre[1]), ".%s" SPOOL_TAG, base);
+    while (ret == 0 && (de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, pre[0], strlen(pre[0])) != 0 &&
+            strncmp(de->d_name, pre[1], strlen(pre[1])) != 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", strcmp(parent, "/") ? parent : "", de->d_name);
+        int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            if (errno == EWOULDBLOCK) {
+                log_error("another restore into \"%s\" is running", pgdata);
+                log_detail("\"%s\" is in use by it", path);
+                ret = -1;
+            } else {
+                ret = log_errno("could not lock \"%s\"", path);
+            }
+        } else if (durable_remove_tree(path) == 0) {
+            log_notice("removed \"%s\", left by an interrupted restore", path);
+        }
+        close(fd);
+    }
+    closedir(d);
+    return ret;
+}
+
+/* sibling_make -- the private sibling, flock'ed through *lockfd. 0 | -1 reported. */
+static int sibling_make(const char *pgdata, char *out, size_t len, int *lockfd)
+{
+    char parent[PATH_MAX];
+    const char *base;
+
+    if (split_parent(pgdata, parent, sizeof(parent), &base) != 0)
+        return log_error("cannot make a directory beside \"%s\"", pgdata);
+    int l = snprintf(out, len, "%s/.%s" SIBLING_TAG "XXXXXX", strcmp(parent, "/") ? parent : "",
+                     base);
+    if (l <= 0 || (size_t)l >= len)
+        return log_error("path too long: \"%s\"", pgdata);
+    if (!mkdtemp(out)) {
+        log_errno("could not create \"%s\"", out);
+        out[0] = '\0';
+        return -1;
+    }
+    *lockfd = open(out, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (*lockfd < 0 || flock(*lockfd, LOCK_EX | LOCK_NB) != 0)
+        return log_errno("could not lock \"%s\"", out);
+    return 0;
+}
+
+/* The extraction of a backup's objects (base, then each tablespace): on the calling
+ * thread, or on one of its own beside the plan (with its own storage). */
+typedef struct xjob {
+    storage *st;
+    const backup_info *b;
+    const char *dest;
+    ts_dest *ts;
+    size_t nts;
+    const pitr_opts *o;
+    const manifest *m;
+    unsigned char *seen;
+    int delta;
+    progress *pg;
+    extract_stats *stats;
+    int result;             /* 0 | RS_MISMATCH | -1 (reported, or g_stop) */
+    double seconds;
+} xjob;
+
+static const backup_file *find_file(const backup_info *b, const char *name);
+
+static int xjob_run(xjob *x)
+{
+    const backup_info *b = x->b;
+    char key[512];
+    double t0 = now_seconds();
+    int r;
+
+    extract_opts eo = {.dest = x->dest, .m = x->m, .mprefix = "", .seen = x->seen,
+                       .delta = x->delta, .pg = x->pg, .db_include = x->o->db_include,
+                       .ndb_include = x->o->ndb_include, .no_writeback = x->o->dump_scratch,
+                       .jobs = x->o->jobs, .stop = &g_stop};
+    const backup_file *bf = find_file(b, backupinfo_base_file(b));
+    eo.stored_sha = bf ? bf->sha256 : NULL;
+    snprintf(key, sizeof(key), "backups/%s/%s", b->label, backupinfo_base_file(b));
+    log_info("extracting \"%s\" into \"%s\"", key, x->dest);
+    r = extract_object(x->st, key, &eo, x->stats);
+    for (size_t k = 0; r == 0 && k < x->nts; k++) {
+        char prefix[64];
+        snprintf(prefix, sizeof(prefix), "pg_tblspc/%u/", x->ts[k].oid);
+        eo.dest = x->ts[k].dir;
+        eo.mprefix = prefix;
+        bf = find_file(b, x->ts[k].file);
+        eo.stored_sha = bf ? bf->sha256 : NULL;
+        snprintf(key, sizeof(key), "backups/%s/%s", b->label, x->ts[k].file);
+        log_info("extracting \"%s\" into \"%s\"", key, x->ts[k].dir);
+        r = extract_object(x->st, key, &eo, x->stats);
+    }
+    x->seconds = now_seconds() - t0;
+    return r;
+}
+
+static void *xjob_main(void *arg)
+{
+    xjob *x = arg;
+    x->result = xjob_run(x);
+    if (x->result != 0 && g_stop == 0)
+        g_stop = -2; /* the plan beside it gives up: the restore fails anyway */
+    return NULL;
+}
+
+/* wal_room -- after the extraction: room on dir's file system for the WAL recovery
+ * fetches into pg_wal (what the handover does not hold), plus 5 % and 64 MiB.
+ * 0 | -1 reported. */
+static int wal_room(const char *dir, uint64_t wal)
+{
+    struct statvfs vfs;
+    uint64_t need = wal + wal / 20 + ((uint64_t)64 << 20), avail;
+
+    if (wal == 0)
+        return 0;
+    if (statvfs(dir, &vfs) != 0)
+        return log_errno("could not read the free space of \"%s\"", dir);
+    avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    if (need > avail) {
+        log_error("not enough space for the WAL recovery needs in pg_wal on the file system of "
+                  "\"%s\": need %.1f MiB, available %.1f MiB", dir, mib(need), mib(avail));
+        log_hint("free %.1f MiB there, or restore elsewhere (--pgdata)", mib(need - avail));
+        return -1;
+    }
+    return 0;
+}
+
 int cmd_restore(const pitr_opts *o)
 {
     inventory inv;
     plan p;
     int have_plan = 0, ret = EXIT_FAIL, started_writing = 0, r;
-    char pgdata[PATH_MAX], aside[PATH_MAX * 2], restore_bin[PATH_MAX + 32], key[512];
+    char pgdata[PATH_MAX], aside[PATH_MAX * 2], restore_bin[PATH_MAX + 32];
     int moved = 0, created = 0, state = 0, delta = 0;
     size_t pruned = 0, pruned_dirs = 0;
     ts_dest *ts = NULL;
@@ -1264,6 +1467,14 @@ int cmd_restore(const pitr_opts *o)
     progress pg;
     restore_handover ho = {0};
     int sfd = -1;
+    const backup_info *b = NULL, *spec = NULL;
+    pitr_opts oo = *o;
+    struct sigaction old_sa[ARRAY_LEN(stop_sigs)];
+    int have_sa = 0, sib_ok = 0, sib = 0, lockfd = -1, renamed = 0, plan_r = 0;
+    char sibdir[PATH_MAX] = "";
+    const char *dest = NULL;
+    storage *xst = NULL;
+    double t_plan = 0;
 
     progress_init(&pg, PROGRESS_OFF, "restore", 0);
     strbuf_init(&restore_cmd);
@@ -1278,29 +1489,69 @@ int cmd_restore(const pitr_opts *o)
         ret = pitr_status(lr);
         goto out;
     }
+    if (o->given_plan)
+        inv = *o->given_plan->inv;
     if (make_absolute(o->pgdata, pgdata, sizeof(pgdata)) != 0)
         goto out;
-    if (o->given_plan) {
-        /* dump.c planned (and spooled the WAL its plan verified) before its scratch
-         * work: the same plan, not made twice */
-        inv = *o->given_plan->inv;
-        p = *o->given_plan->p;
-        ho.h = o->given_plan->h;
-        ho.bytes = handover_keep(ho.h, &inv, &p, &ho.nsegs);
-        r = 0;
+    g_stop = 0;
+    {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_stop_signal;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART;
+        for (size_t i = 0; i < ARRAY_LEN(stop_sigs); i++)
+            sigaction(stop_sigs[i], &sa, &old_sa[i]);
+        have_sa = 1;
+    }
+    oo.stop = &g_stop;
+    state = dir_state(pgdata);
+    if (state < 0)
+        goto out;
+    /* what a killed restore left beside DIR; another restore into DIR: refused */
+    if (remove_stale_siblings(pgdata) != 0)
+        goto out;
+    /*
+     * Overlap: when the backup the plan will pick is known before its walk of the WAL
+     * (plan_guess), it is extracted into the private sibling (above) on a thread of its
+     * own while the plan verifies and spools the WAL; nothing goes into DIR before the
+     * plan has proved the target reachable (the sibling is renamed into place at the
+     * end). A plan that picks another backup: the sibling is removed, and that backup
+     * extracted after the plan. --delta (over a stale copy) and tablespaces (written
+     * where they go) keep the serial order: plan, then extraction.
+     */
+    sib_ok = !(o->delta && state == 2) && sibling_usable(pgdata);
+    if (sib_ok && !o->given_plan && !getenv("RAGSAFE_NO_RESTORE_OVERLAP"))
+        spec = plan_guess(&inv, o);
+    if (spec && spec->ntablespaces)
+        spec = NULL;
+    if (spec) {
+        b = spec;
+        log_info("backup %s is extracted while the plan verifies the WAL", b->label);
     } else {
-        r = plan_with_handover(&inv, o, pgdata, &p, &ho);
+        if (o->given_plan) {
+            /* dump.c planned (and spooled the WAL its plan verified) before its scratch
+             * work: the same plan, not made twice */
+            p = *o->given_plan->p;
+            ho.h = o->given_plan->h;
+            ho.bytes = handover_keep(ho.h, &inv, &p, &ho.nsegs);
+            r = 0;
+        } else {
+            r = plan_with_handover(&inv, &oo, pgdata, &p, &ho);
+        }
+        if (g_stop > 0)
+            goto out;
+        if (r == RS_MISMATCH) {
+            ret = EXIT_INTEGRITY;
+            goto out;
+        }
+        if (r != 0)
+            goto out;
+        have_plan = 1;
+        b = p.backup;
+        if (!o->given_plan)
+            log_info("plan made in %.1f s", now_seconds() - t0);
     }
-    if (r == RS_MISMATCH) {
-        ret = EXIT_INTEGRITY;
-        goto out;
-    }
-    if (r != 0)
-        goto out;
-    have_plan = 1;
-    const backup_info *b = p.backup;
-    if (!o->given_plan)
-        log_info("plan made in %.1f s", now_seconds() - t0);
 
     /* the restore_command: ragsafe-restore next to this executable */
     {
@@ -1382,9 +1633,7 @@ int cmd_restore(const pitr_opts *o)
     }
 
     /* destinations: all checked before the first write */
-    state = dir_state(pgdata);
-    if (state < 0)
-        goto out;
+pick:
     /* never over a running server, --force or not (the moved-aside live directory
      * would be wrecked by the server writing into its replacement) */
     if (state == 2 && refuse_if_live(pgdata, "data directory", 0) != 0)
@@ -1516,18 +1765,27 @@ int cmd_restore(const pitr_opts *o)
     else if (delta)
         log_notice("free-space check skipped (--delta rewrites the stale copy in place)");
     else if (check_space(pgdata, ts, nts, &m,
-                         /* the handed-over WAL is on that file system already */
-                         p.wal_raw - (ho.bytes < p.wal_raw ? ho.bytes : p.wal_raw), o) != 0)
+                         /* the handed-over WAL is on that file system already; before the
+                          * plan it is not known (wal_room checks it after the plan) */
+                         have_plan ? p.wal_raw - (ho.bytes < p.wal_raw ? ho.bytes : p.wal_raw) : 0,
+                         o) != 0)
         goto out;
+    sib = sib_ok && !delta && nts == 0;
 
     /* from here on we write; the file system's writeback errors count from here */
     sfd = restore_sync_open(pgdata);
     started_writing = 1;
-    if (delta) {
+    if (sib) {
+        if (sibling_make(pgdata, sibdir, sizeof(sibdir), &lockfd) != 0)
+            goto out;
+        dest = sibdir;
+    } else if (delta) {
+        dest = pgdata;
         if (delta_prune(pgdata, &m, &pruned) != 0)
             goto out;
         log_info("removed %zu file%s not in the backup from \"%s\"", pruned, PLURAL(pruned), pgdata);
     } else {
+        dest = pgdata;
         if (state == 2) {
             if (move_aside(pgdata, aside, sizeof(aside)) != 0)
                 goto out;
@@ -1554,32 +1812,80 @@ int cmd_restore(const pitr_opts *o)
         progress_release(&pg);
         progress_init(&pg, o->progress, "restore", total);
     }
-    extract_opts eo = {.dest = pgdata, .m = &m, .mprefix = "", .seen = seen, .delta = delta,
-                       .pg = &pg, .db_include = o->db_include, .ndb_include = o->ndb_include,
-                       .no_writeback = o->dump_scratch};
-    const backup_file *bf = find_file(b, backupinfo_base_file(b));
-    eo.stored_sha = bf ? bf->sha256 : NULL;
-    eo.jobs = o->jobs;
-    snprintf(key, sizeof(key), "backups/%s/%s", b->label, backupinfo_base_file(b));
-    log_info("extracting \"%s\" into \"%s\"", key, pgdata);
-    r = extract_object(inv.st, key, &eo, &stats);
-    if (r != 0) {
-        ret = pitr_status(r);
-        goto out;
-    }
-    for (size_t k = 0; k < nts; k++) {
-        char prefix[64];
-        snprintf(prefix, sizeof(prefix), "pg_tblspc/%u/", ts[k].oid);
-        eo.dest = ts[k].dir;
-        eo.mprefix = prefix;
-        bf = find_file(b, ts[k].file);
-        eo.stored_sha = bf ? bf->sha256 : NULL;
-        snprintf(key, sizeof(key), "backups/%s/%s", b->label, ts[k].file);
-        log_info("extracting \"%s\" into \"%s\"", key, ts[k].dir);
-        r = extract_object(inv.st, key, &eo, &stats);
-        if (r != 0) {
-            ret = pitr_status(r);
-            goto out;
+    {
+        xjob xj = {.st = inv.st, .b = b, .dest = dest, .ts = ts, .nts = nts, .o = o, .m = &m,
+                   .seen = seen, .delta = delta, .pg = &pg, .stats = &stats};
+        pthread_t th;
+        int threaded = 0;
+        if (!have_plan) {
+            /* the extraction on a thread with its own storage, the plan here */
+            xst = storage_open(storage_location(inv.st), NULL, 0);
+            if (xst) {
+                storage_set_cipher(xst, storage_cipher(inv.st));
+                storage_set_cipher_old(xst, storage_cipher_old(inv.st));
+                xj.st = xst;
+                threaded = pthread_create(&th, NULL, xjob_main, &xj) == 0;
+            }
+            if (!threaded) {
+                log_error("could not start the extracting thread");
+                goto out;
+            }
+            double tp = now_seconds();
+            plan_r = plan_with_handover(&inv, &oo, pgdata, &p, &ho);
+            t_plan = now_seconds() - tp;
+            if (plan_r != 0 && g_stop == 0)
+                g_stop = -1; /* refused: the extraction gives up */
+            pthread_join(th, NULL);
+            r = xj.result;
+            if (plan_r == 0)
+                have_plan = 1;
+            log_info("plan made in %.1f s, beside the extraction (%.1f s)", t_plan, xj.seconds);
+            if (g_stop > 0)
+                goto out;
+            if (r != 0 && (plan_r == 0 || g_stop == -2)) {
+                ret = pitr_status(r); /* the extraction failed (first) */
+                goto out;
+            }
+            if (plan_r != 0) {
+                ret = plan_r == RS_MISMATCH ? EXIT_INTEGRITY : EXIT_FAIL;
+                goto out;
+            }
+            if (p.backup != b) {
+                /* the walk rejected the guess (a commit after T while it ran): start
+                 * over with the plan's backup; nothing was written into DIR */
+                log_notice("the plan needs backup %s, not %s extracted beside it: extracting "
+                           "%s", p.backup->label, b->label, p.backup->label);
+                durable_remove_tree(sibdir);
+                sibdir[0] = '\0';
+                close(lockfd);
+                lockfd = -1;
+                started_writing = 0;
+                b = p.backup;
+                free(ts);
+                ts = NULL;
+                nts = 0;
+                manifest_release(&m);
+                have_m = 0;
+                free(seen);
+                seen = NULL;
+                free(mtext);
+                mtext = NULL;
+                extract_stats_release(&stats);
+                memset(&stats, 0, sizeof(stats));
+                durable_sync_close(sfd);
+                sfd = -1;
+                goto pick;
+            }
+            if (wal_room(sibdir, p.wal_raw - (ho.bytes < p.wal_raw ? ho.bytes : p.wal_raw)) != 0)
+                goto out;
+        } else {
+            r = xjob_run(&xj);
+            if (g_stop > 0)
+                goto out;
+            if (r != 0) {
+                ret = pitr_status(r);
+                goto out;
+            }
         }
     }
     progress_finish(&pg);
@@ -1618,7 +1924,7 @@ int cmd_restore(const pitr_opts *o)
      * old postmaster's PID: once that PID is reused by any process, the restored
      * server refuses to start ("lock file already exists"). Runtime state, not data. */
     {
-        DIR *d = opendir(pgdata);
+        DIR *d = opendir(dest);
         struct dirent *de;
         while (d && (de = readdir(d)) != NULL) {
             size_t l = strlen(de->d_name);
@@ -1639,41 +1945,41 @@ int cmd_restore(const pitr_opts *o)
         r = 0;
         for (size_t k = 0; k < nts && r == 0; k++)
             r = strbuf_appendf(&tm, "%u %s\n", ts[k].oid, ts[k].dir);
-        snprintf(path, sizeof(path), "%s/tablespace_map", pgdata);
+        snprintf(path, sizeof(path), "%s/tablespace_map", dest);
         if (r == 0)
             r = durable_write_file(path, tm.buf, tm.len, 0600, 0);
         strbuf_release(&tm);
         if (r != 0)
             goto out;
     }
-    snprintf(path, sizeof(path), "%s/backup_manifest", pgdata);
+    snprintf(path, sizeof(path), "%s/backup_manifest", dest);
     if (durable_write_file(path, mtext, mlen, 0600, 0) != 0)
         goto out;
     {
         char walrel[] = "pg_wal/archive_status";
-        snprintf(path, sizeof(path), "%s/%s", pgdata, walrel);
+        snprintf(path, sizeof(path), "%s/%s", dest, walrel);
         if (durable_mkdirs(path, 0700) != 0)
             goto out;
     }
 
     /* recovery settings */
     if (build_settings(o, &p, &restore_cmd, &settings) != 0 ||
-        write_auto_conf(pgdata, settings.buf) != 0)
+        write_auto_conf(dest, settings.buf) != 0)
         goto out;
-    snprintf(path, sizeof(path), "%s/%s", pgdata, o->standby ? "standby.signal" : "recovery.signal");
+    snprintf(path, sizeof(path), "%s/%s", dest, o->standby ? "standby.signal" : "recovery.signal");
     if (durable_write_file(path, "", 0, 0600, 0) != 0)
         goto out;
 
     /* owner, mode, durability */
     if (geteuid() == 0) {
-        if (chown_tree(pgdata, uid, gid, 0) != 0)
+        if (chown_tree(dest, uid, gid, 0) != 0)
             goto out;
         for (size_t k = 0; k < nts; k++)
             if (chown_tree(ts[k].dir, uid, gid, ts[k].existed) != 0)
                 goto out;
     }
-    if (chmod(pgdata, 0700) != 0) {
-        log_errno("could not change the mode of \"%s\"", pgdata);
+    if (chmod(dest, 0700) != 0) {
+        log_errno("could not change the mode of \"%s\"", dest);
         goto out;
     }
     for (size_t k = 0; k < nts; k++) /* not one that was there: its mode is its owner's */
@@ -1684,7 +1990,7 @@ int cmd_restore(const pitr_opts *o)
     double t_sync = now_seconds();
     /* a dump's scratch copy is thrown away after use: no fsync (dump.c); delta wrote
      * few files: fsync'd one by one rather than the whole file system */
-    if (!o->dump_scratch && durable_sync_tree(delta ? -1 : sfd, pgdata) != 0)
+    if (!o->dump_scratch && durable_sync_tree(delta ? -1 : sfd, dest) != 0)
         goto out;
     for (size_t k = 0; !o->dump_scratch && k < nts; k++)
         if (durable_fsync_tree(ts[k].dir) != 0)
@@ -1696,8 +2002,27 @@ int cmd_restore(const pitr_opts *o)
     {
         char seg[64];
         seg_name(&inv, seg, p.first_tli, p.first_seg);
-        if (check_restore_command(pgdata, uid, gid, user, restore_cmd.buf, seg) != 0)
+        if (check_restore_command(dest, uid, gid, user, restore_cmd.buf, seg) != 0)
             goto out;
+    }
+    /* the commit point: a signal until here undoes the restore; from here on it acts
+     * as it would without us (DIR then holds the whole restored copy) */
+    if (g_stop > 0)
+        goto out;
+    for (size_t i = 0; i < ARRAY_LEN(stop_sigs); i++)
+        sigaction(stop_sigs[i], &old_sa[i], NULL);
+    have_sa = 0;
+    if (sib) {
+        if (state == 2) {
+            if (move_aside(pgdata, aside, sizeof(aside)) != 0)
+                goto out;
+            moved = 1;
+        }
+        /* over an empty DIR, or where none is; never over a non-empty one */
+        if (durable_rename(sibdir, pgdata) != 0)
+            goto out;
+        renamed = 1;
+        log_info("moved the restored copy \"%s\" to \"%s\"", sibdir, pgdata);
     }
     /* after the check, which would have taken the first segment out of the spool */
     if (ho.h && handover_commit(ho.h, pgdata, uid, gid) != 0) {
@@ -1884,12 +2209,19 @@ int cmd_restore(const pitr_opts *o)
     }
     ret = start_failed ? EXIT_FAIL : EXIT_OK;
 out:
+    if (g_stop > 0 && ret != EXIT_OK)
+        log_error("restore interrupted by signal %d", (int)g_stop);
     if (started_writing && delta) {
         /* nothing was moved aside: what is there is a stale copy, part updated */
         log_notice("restore failed: \"%s\" is left as a partly updated stale copy", pgdata);
         log_hint("run the same restore --delta again to continue");
     } else if (started_writing) {
-        log_notice("restore failed: removing what it wrote");
+        /* the private sibling: nothing went into DIR */
+        if (sibdir[0] && !renamed && durable_remove_tree(sibdir) == 0)
+            log_info("removed the copy it was extracting, \"%s\": nothing was written into "
+                     "\"%s\"", sibdir, pgdata);
+        if (created || moved || nts)
+            log_notice("restore failed: removing what it wrote");
         if (created) {
             durable_remove_tree(pgdata);
             if (state == 1 && mkdir(pgdata, 0700) != 0)
@@ -1906,8 +2238,14 @@ out:
                 durable_rename(ts[k].aside, ts[k].dir);
         }
     }
+    if (have_sa)
+        for (size_t i = 0; i < ARRAY_LEN(stop_sigs); i++)
+            sigaction(stop_sigs[i], &old_sa[i], NULL);
     if (!o->given_plan)
         handover_free(ho.h);
+    if (lockfd >= 0)
+        close(lockfd);
+    storage_free(xst);
     durable_sync_close(sfd);
     progress_release(&pg);
     strbuf_release(&restore_cmd);

@@ -74,7 +74,7 @@ t_on_exit "umount '$FS'"
 restore_into "$FS" bytes --no-space-check
 is "disk full near the end: exit 1" 1 "$rc"
 is "... the write error is reported once" 1 "$(grep -c 'No space left on device' "$T/bytes.err")"
-ok "... naming the path it could not write" grep -q "could not write \"$FS/data/.*\": No space left on device" "$T/bytes.err"
+ok "... naming the path it could not write" grep -Eq "could not write \"$FS/(data|\.data\.ragsafe-restore-[^/]+)/.*\": No space left on device" "$T/bytes.err"
 ok "... and the backup is not blamed" bash -c "! grep -qE 'missing from the backup|corrupt|mismatch' '$T/bytes.err'"
 umount "$FS"
 
@@ -86,7 +86,7 @@ mount -t tmpfs -o size=$((NEED * 2 + 256 * 1024 * 1024)),nr_inodes=$((ENTRIES + 
 restore_into "$FS" inodes
 is "out of inodes near the end: exit 1" 1 "$rc"
 is "... the error is reported once" 1 "$(grep -c 'No space left on device' "$T/inodes.err")"
-ok "... naming the path" grep -q "\"$FS/data/.*\": No space left on device" "$T/inodes.err"
+ok "... naming the path" grep -Eq "\"$FS/(data|\.data\.ragsafe-restore-[^/]+)/.*\": No space left on device" "$T/inodes.err"
 ok "... and the backup is not blamed" bash -c "! grep -qE 'missing from the backup|corrupt|mismatch' '$T/inodes.err'"
 umount "$FS"
 
