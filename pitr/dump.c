@@ -106,6 +106,23 @@ typedef struct dump_ctx {
     int port;
 } dump_ctx;
 
+/* scratch_connect -- a connection to database dbname of the scratch server; NULL
+ * reported. */
+static PGconn *scratch_connect(const dump_ctx *d, const char *dbname)
+{
+    char port[16];
+    snprintf(port, sizeof(port), "%d", d->port);
+    const char *kw[] = {"host", "port", "user", "dbname", "application_name", NULL};
+    const char *val[] = {d->sock, port, d->user, dbname, "ragsafe-pitr-dump", NULL};
+    PGconn *conn = PQconnectdbParams(kw, val, 0);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        log_error("could not connect to the scratch server: %s", PQerrorMessage(conn));
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
 /* cmdline_has -- /proc/PID/cmdline holds an argument naming a path inside dir. */
 static int cmdline_has(pid_t pid, const char *dir)
 {
@@ -286,7 +303,6 @@ static int run_pg_dump(const pitr_opts *o, const dump_ctx *d, const char *bin)
  */
 static json_t *describe(const pitr_opts *o, const dump_ctx *d)
 {
-    char ci[PATH_MAX * 2];
     json_t *j = NULL, *tabs;
     PGresult *r = NULL;
     strbuf tl, sl;
@@ -294,17 +310,9 @@ static json_t *describe(const pitr_opts *o, const dump_ctx *d)
 
     strbuf_init(&tl);
     strbuf_init(&sl);
-    snprintf(ci, sizeof(ci), "host='%s' port=%d application_name=ragsafe-pitr-dump", d->sock,
-             d->port);
-    const char *kw[] = {"host", "port", "user", "dbname", "application_name", NULL};
-    char port[16];
-    snprintf(port, sizeof(port), "%d", d->port);
-    const char *val[] = {d->sock, port, d->user, o->conninfo, "ragsafe-pitr-dump", NULL};
-    conn = PQconnectdbParams(kw, val, 0);
-    if (PQstatus(conn) != CONNECTION_OK) {
-        log_error("could not connect to the scratch server: %s", PQerrorMessage(conn));
+    conn = scratch_connect(d, o->conninfo);
+    if (!conn)
         goto out;
-    }
     r = PQexec(conn, "SELECT pg_last_xact_replay_timestamp(), pg_last_wal_replay_lsn(),"
                      " pg_is_in_recovery()");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -396,18 +404,11 @@ out:
  */
 static int restored_oid(const pitr_opts *o, const dump_ctx *d)
 {
-    char port[16];
     int ret = -1;
     PGresult *r = NULL;
-
-    snprintf(port, sizeof(port), "%d", d->port);
-    const char *kw[] = {"host", "port", "user", "dbname", "application_name", NULL};
-    const char *val[] = {d->sock, port, d->user, "postgres", "ragsafe-pitr-dump", NULL};
-    PGconn *conn = PQconnectdbParams(kw, val, 0);
-    if (PQstatus(conn) != CONNECTION_OK) {
-        log_error("could not connect to the scratch server: %s", PQerrorMessage(conn));
+    PGconn *conn = scratch_connect(d, "postgres");
+    if (!conn)
         goto out;
-    }
     const char *params[] = {o->conninfo};
     r = PQexecParams(conn, "SELECT oid FROM pg_database WHERE datname = $1", 1, NULL, params,
                      NULL, NULL, 0);
@@ -446,21 +447,16 @@ out:
  */
 static int promote(const pitr_opts *o, const dump_ctx *d)
 {
-    char port[16], wait[16];
+    char wait[16];
     int ret = -1;
     PGresult *r = NULL;
     double t0 = now_seconds();
 
-    snprintf(port, sizeof(port), "%d", d->port);
     snprintf(wait, sizeof(wait), "%lld",
              o->timeout > 0 && o->timeout < INT_MAX ? (long long)o->timeout : (long long)INT_MAX);
-    const char *kw[] = {"host", "port", "user", "dbname", "application_name", NULL};
-    const char *val[] = {d->sock, port, d->user, "postgres", "ragsafe-pitr-dump", NULL};
-    PGconn *conn = PQconnectdbParams(kw, val, 0);
-    if (PQstatus(conn) != CONNECTION_OK) {
-        log_error("could not connect to the scratch server: %s", PQerrorMessage(conn));
+    PGconn *conn = scratch_connect(d, "postgres");
+    if (!conn)
         goto out;
-    }
     r = PQexec(conn, "SELECT pg_is_in_recovery()");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         log_error("query failed: %s", PQerrorMessage(conn));
