@@ -573,7 +573,8 @@ int pitr_scan(inventory *inv, const timeline_path *p, uint64_t first_seg, walsca
             walscan_next_lsn(ws) > ctl->stream_flush)
             ctl->stream_flush = walscan_next_lsn(ws);
         if (r == -1) {
-            /* it passed its checksum, so it was archived like this: damage (exit 3) */
+            /* walscan's own -1 (a callback's value is returned as it is): it passed its
+             * checksum, so it was archived like this: damage (exit 3) */
             log_error("WAL segment \"%s\" is damaged: %s", name, walscan_error(ws));
             ret = RS_MISMATCH;
             goto out;

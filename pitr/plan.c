@@ -26,6 +26,7 @@
 #include "timefmt.h"
 
 #define SCAN_STOP 100
+#define SCAN_ABORTED 101 /* told to stop (o->stop): not the WAL's fault, not reported here */
 
 /* Throughputs behind the recovery-time estimate (measured on the benchmark box:
  * extraction incl. SHA-256, and WAL replay of pgbench traffic). */
@@ -57,7 +58,8 @@ static int plan_cb(void *arg, const walscan_record *r)
     int stop = 0, before = 0;
 
     if (o->stop && *o->stop)
-        return -1; /* restore was told to stop (a signal): it says so */
+        return SCAN_ABORTED; /* restore was told to stop (a signal, or the extraction
+                              * beside the plan failed): it says why */
     if (r->start_lsn < ps->b->start_lsn)
         return 0; /* before the redo point: not replayed */
 
@@ -119,7 +121,8 @@ static int plan_cb(void *arg, const walscan_record *r)
 }
 
 /* scan_from -- run plan_cb from backup b along path. Returns pitr_scan's result
- * with SCAN_STOP mapped to 0 (ps->stopped says so). */
+ * with SCAN_STOP mapped to 0 (ps->stopped says so) and SCAN_ABORTED to -1 (not
+ * reported: the caller that set o->stop says why). */
 static int scan_from(inventory *inv, const pitr_opts *o, const backup_info *b,
                      const timeline_path *path, plan_scan *ps, scan_ctl *ctl)
 {
@@ -159,6 +162,8 @@ static int scan_from(inventory *inv, const pitr_opts *o, const backup_info *b,
     int r = pitr_scan(inv, path, first, plan_cb, ps, ctl);
     if (r == SCAN_STOP)
         r = 0;
+    else if (r == SCAN_ABORTED)
+        r = -1;
     return r;
 }
 
