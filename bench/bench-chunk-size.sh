@@ -94,7 +94,7 @@ bb() {
 }
 js() { python3 -c 'import json,sys; j=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1" <<<"$B_JSON"; }
 # order N: the sizes rotated by N
-order() { local a=($SIZES); local n=${#a[@]}; for ((i = 0; i < n; i++)); do echo "${a[$(((i + $1) % n))]}"; done; }
+order() { local a i n; read -r -a a <<<"$SIZES"; n=${#a[@]}; for ((i = 0; i < n; i++)); do echo "${a[$(((i + $1) % n))]}"; done; }
 stores() { if [ $(($1 % 2)) = 0 ]; then echo $STORES; else echo $STORES | tr ' ' '\n' | tac; fi; }
 
 declare -A first rows

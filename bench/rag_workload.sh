@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/rag_workload.sh -- the RAG-shaped schema and workload of issue 15, sourced by
 # bench-dedup.sh and bench-chunk-size.sh. The caller defines sql SQL (runs one statement
 # on the benchmark's cluster, ON_ERROR_STOP; returns its status) and sets SCALE.
