@@ -50,6 +50,7 @@ LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 say() { echo "bench-dedup: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 as_pg() { runuser -u postgres -- "$@"; }
+source "$(dirname "$0")/rag_workload.sh"
 
 command -v pgbackrest >/dev/null || die "pgbackrest is not installed (scripts/install-deps.sh)"
 for b in ragsafe-basebackup ragsafe-archive ragsafe-pitr; do
@@ -130,32 +131,10 @@ as_pg "$PGBIN/pg_ctl" -D "$T/pg" -l "$T/pg.log" -w -t 120 start >/dev/null || di
 sql() { as_pg "$PGBIN/psql" -XAtq -v ON_ERROR_STOP=1 -h "$T/sock" -U postgres -d postgres -c "$1"; }
 as_pg "$PGBIN/pgbench" -h "$T/sock" -U postgres -i -s "$SCALE" -q postgres >"$T/pgbench.log" 2>&1 \
     || die "pgbench -i failed: $(tail -3 "$T/pgbench.log")"
-# the RAG schema, sized with the scale: 2000 documents (~1.5 kB each), 10000 searches
-# and 200 users per scale unit
-sql "create table users (id serial primary key, name text, email text, settings jsonb,
-         updated_at timestamptz default now());
-     create table documents (id bigserial primary key, owner int references users,
-         title text, body text, metadata jsonb, created_at timestamptz default now());
-     create table search_history (id bigserial primary key, user_id int, query text,
-         results jsonb, at timestamptz default now());
-     insert into users (name, email, settings)
-         select 'user ' || g, 'u' || g || '@example.com', jsonb_build_object('lang', 'en', 'k', g)
-         from generate_series(1, 200 * $SCALE) g;" || die "schema failed"
-docs() { # docs N: N new documents
-    sql "insert into documents (owner, title, body, metadata)
-         select 1 + (random() * (200 * $SCALE - 1))::int, 'doc ' || g,
-                repeat(md5(random()::text) || ' ', 45),
-                jsonb_build_object('source', 'upload', 'tags', jsonb_build_array('a', 'b'), 'n', g)
-         from generate_series(1, $1) g"
-}
-searches() { # searches N: N new search_history rows
-    sql "insert into search_history (user_id, query, results)
-         select 1 + (random() * (200 * $SCALE - 1))::int, 'query ' || md5(random()::text),
-                jsonb_build_array(g, g + 1, g + 2)
-         from generate_series(1, $1) g"
-}
-docs $((2000 * SCALE)) >/dev/null || die "documents failed"
-searches $((10000 * SCALE)) >/dev/null || die "search_history failed"
+# the RAG schema (bench/rag_workload.sh), sized with the scale: 2000 documents (~1.5 kB
+# each), 10000 searches and 200 users per scale unit
+rag_schema || die "schema failed"
+rag_fill || die "documents or search_history failed"
 sql "vacuum analyze" || die "vacuum failed"
 as_pg "${PGBR[@]}" stanza-create >"$T/out.log" 2>&1 || { cat "$T/out.log" >&2; die "stanza-create failed"; }
 
@@ -258,12 +237,7 @@ declare -A rname=([chunked1]="ragsafe-pitr restore --jobs 1 (chunked)" [chunked2
 workload() {
     case $1 in
     1)
-        docs $((2000 * SCALE / 50)) >/dev/null || die "workload 1 documents failed"
-        searches $((10000 * SCALE / 20)) >/dev/null || die "workload 1 searches failed"
-        sql "update users set settings = settings || '{\"seen\": true}', updated_at = now()
-             where id % 100 = 0" >/dev/null || die "workload 1 users failed"
-        sql "update documents set metadata = metadata || '{\"reviewed\": true}'
-             where id % 500 = 0" >/dev/null || die "workload 1 metadata failed"
+        rag_writes || die "workload 1 failed"
         ;;
     2)
         local pages tx
