@@ -91,7 +91,7 @@ exit_is "--verify on an intact backup exits 0" 0 as_pg "$BB" --repo "$REPO" --ve
 cp "$B/base.tar.zst" "$T/saved.zst"
 size=$(stat -c %s "$B/base.tar.zst")
 printf '\xff' | dd of="$B/base.tar.zst" bs=1 seek=$((size / 2)) conv=notrunc status=none
-cmp -s "$B/base.tar.zst" "$T/saved.zst" || printf '\x00' | dd of="$B/base.tar.zst" bs=1 \
+cmp -s "$B/base.tar.zst" "$T/saved.zst" && printf '\x00' | dd of="$B/base.tar.zst" bs=1 \
     seek=$((size / 2)) conv=notrunc status=none
 ok "the byte really changed" bash -c "! cmp -s '$B/base.tar.zst' '$T/saved.zst'"
 exit_is "--verify reports the flipped byte (exit 3)" 3 as_pg "$BB" --repo "$REPO" --verify "$label" \
