@@ -700,10 +700,17 @@ void plan_print(const inventory *inv, const pitr_opts *o, const plan *p)
         printf("streamed:        including a streamed partial segment %s (flushed up to %s, at "
                "%s)\n", sn, fl, st);
     }
-    human(h1, sizeof(h1), b->stored_bytes + p->wal_bytes);
     human(h2, sizeof(h2), b->raw_bytes);
     human(h3, sizeof(h3), b->stored_bytes);
-    printf("bytes to restore: %s (backup %s raw, %s stored; plus WAL)\n", h1, h2, h3);
+    if (b->chunked) {
+        /* stored_bytes is what the backup added to the shared chunks, not what it needs */
+        human(h1, sizeof(h1), p->wal_bytes);
+        printf("bytes to restore: %s raw in %" PRIu64 " chunks (the backup added %s to the "
+               "repository), plus %s of WAL\n", h2, b->chunks, h3, h1);
+    } else {
+        human(h1, sizeof(h1), b->stored_bytes + p->wal_bytes);
+        printf("bytes to restore: %s (backup %s raw, %s stored; plus WAL)\n", h1, h2, h3);
+    }
     printf("recovery stops:  %s\n", p->stop_desc);
     if (p->stop_time_us) {
         char ts[48];
