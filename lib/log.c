@@ -9,8 +9,10 @@
 
 static const char *progname = "ragsafe";
 static int threshold = LOG_LEVEL_NOTICE;
-/* Whether the last message was printed, so detail/hint lines follow their message. */
-static int last_shown = 1;
+/* Whether the last message was printed, so detail/hint lines follow their message.
+ * Per thread: a worker's message and its detail lines are emitted by that thread, and
+ * another thread's filtered info must not swallow them. */
+static _Thread_local int last_shown = 1;
 static void (*before)(void);
 
 static const char *level_names[] = {"error", "warning", "notice", "info", "debug"};
