@@ -514,6 +514,8 @@ static int run_split(restore_job *j, int jobs)
         for (int k = 0; k < jobs; k++)
             w[k].pack = j->packs[i];
         const char *key = chunkstore_pack_key(j->cs, j->packs[i]);
+        log_debug("pack \"%s\": read on one thread, its chunks decoded and written on %d", key,
+                  jobs);
         int r = chunkstore_read_pack_par(j->st, key, want_cb, &want, got_cb, args, jobs);
         if (r == RS_NOT_FOUND)
             log_error("chunk pack \"%s\" is missing", key);
