@@ -668,6 +668,271 @@ out:
     return ret;
 }
 
+/* ---- chunkstore_read_pack_par: one reader, nthreads decoders ---------------------- */
+
+#define PAR_BATCH (1u << 20)    /* compressed bytes per batch handed to a decoder */
+
+typedef struct par_batch {
+    uint8_t *buf;               /* whole records (header + frame), one after the other */
+    size_t len, cap;
+    uint64_t off;               /* pack offset of the first record (for messages) */
+    uint64_t *offs;             /* pack offset of each record */
+    size_t nrec, caprec;
+} par_batch;
+
+typedef struct par_ctx {
+    const char *key;
+    chunk_got_fn got;
+    void **args;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    par_batch **q;              /* ring of queued batches */
+    size_t qcap, qhead, qlen;
+    int eof;                    /* the reader queued its last batch */
+    int result;                 /* the first non-zero got() or decoder failure */
+} par_ctx;
+
+typedef struct par_thread {
+    par_ctx *c;
+    int i;
+    pthread_t th;
+} par_thread;
+
+static void par_batch_free(par_batch *b)
+{
+    if (b) {
+        free(b->buf);
+        free(b->offs);
+        free(b);
+    }
+}
+
+static void *par_main(void *arg)
+{
+    par_thread *t = arg;
+    par_ctx *c = t->c;
+    ZSTD_DCtx *dctx = ZSTD_createDCtx();
+    uint8_t *raw = NULL;
+    size_t raw_cap = 0;
+    int fail = dctx ? 0 : (log_error("could not create a zstd context"), -1);
+
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        while (c->qlen == 0 && !c->eof && c->result == 0 && fail == 0)
+            pthread_cond_wait(&c->cv, &c->mu);
+        if (fail != 0 && c->result == 0)
+            c->result = fail;
+        if (c->qlen == 0 || c->result != 0) {
+            pthread_cond_broadcast(&c->cv);
+            pthread_mutex_unlock(&c->mu);
+            break;
+        }
+        par_batch *b = c->q[c->qhead];
+        c->qhead = (c->qhead + 1) % c->qcap;
+        c->qlen--;
+        pthread_cond_broadcast(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        size_t pos = 0;
+        for (size_t k = 0; k < b->nrec && fail == 0; k++) {
+            const uint8_t *rec = b->buf + pos;
+            uint32_t raw_len = get_le32(rec + 8), zlen = get_le32(rec + 12);
+            const uint8_t *digest = rec + 16;
+            uint8_t d[SHA256_LEN];
+            int status = 0;
+            if (grow(&raw, &raw_cap, raw_len + 1) != 0) {
+                fail = -1;
+                break;
+            }
+            size_t z = ZSTD_decompressDCtx(dctx, raw, raw_len, rec + CHUNKSTORE_REC_HDR, zlen);
+            if (ZSTD_isError(z) || z != raw_len) {
+                status = RS_MISMATCH;
+            } else {
+                if (sha256_buffer(raw, raw_len, d) != 0) {
+                    fail = -1;
+                    break;
+                }
+                if (memcmp(d, digest, SHA256_LEN) != 0)
+                    status = RS_MISMATCH;
+            }
+            if (status) {
+                char hex[SHA256_HEX_LEN + 1];
+                sha256_to_hex(digest, hex);
+                log_error("chunk %s in pack \"%s\" (offset %" PRIu64 ") is damaged", hex, c->key,
+                          b->offs[k]);
+            }
+            int r = c->got(c->args[t->i], digest, status ? NULL : raw, raw_len, status);
+            if (r != 0)
+                fail = r;
+            pos += CHUNKSTORE_REC_HDR + zlen;
+        }
+        par_batch_free(b);
+        if (fail != 0) {
+            pthread_mutex_lock(&c->mu);
+            if (c->result == 0)
+                c->result = fail;
+            pthread_cond_broadcast(&c->cv);
+            pthread_mutex_unlock(&c->mu);
+            break;
+        }
+    }
+    ZSTD_freeDCtx(dctx);
+    free(raw);
+    return NULL;
+}
+
+/* par_push -- queue b for the decoders (waits while the queue is full). The decoders'
+ * result: 0 to go on. */
+static int par_push(par_ctx *c, par_batch *b)
+{
+    pthread_mutex_lock(&c->mu);
+    while (c->qlen == c->qcap && c->result == 0)
+        pthread_cond_wait(&c->cv, &c->mu);
+    int r = c->result;
+    if (r == 0) {
+        c->q[(c->qhead + c->qlen) % c->qcap] = b;
+        c->qlen++;
+        pthread_cond_broadcast(&c->cv);
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (r != 0)
+        par_batch_free(b);
+    return r;
+}
+
+/* chunkstore_read_pack_par -- see chunkstore.h. */
+int chunkstore_read_pack_par(storage *st, const char *key, chunk_want_fn want, void *want_arg,
+                             chunk_got_fn got, void **args, int nthreads)
+{
+    storage_read *rd = NULL;
+    uint8_t *acc = NULL;
+    size_t acc_len = 0, acc_cap = 0, pos = 0;
+    const void *data;
+    ssize_t n;
+    int ret = -1, eof = 0, started = 0;
+    uint64_t off = 0;
+    par_ctx c;
+    par_thread *th = NULL;
+    par_batch *b = NULL;
+
+    memset(&c, 0, sizeof(c));
+    int r = storage_read_open(st, key, &rd);
+    if (r != 0)
+        return r;
+    c.key = key;
+    c.got = got;
+    c.args = args;
+    c.qcap = (size_t)nthreads * 2;
+    pthread_mutex_init(&c.mu, NULL);
+    pthread_cond_init(&c.cv, NULL);
+    if (!(c.q = calloc(c.qcap, sizeof(*c.q))) || !(th = calloc((size_t)nthreads, sizeof(*th)))) {
+        log_errno("could not allocate memory");
+        goto out;
+    }
+    for (int i = 0; i < nthreads; i++) {
+        th[i].c = &c;
+        th[i].i = i;
+        if (pthread_create(&th[i].th, NULL, par_main, &th[i]) != 0)
+            break;
+        started++;
+    }
+    if (started == 0) {
+        log_error("could not start the decoding threads");
+        goto out;
+    }
+    for (;;) {
+        /* one whole record in acc[pos..] */
+        while (!eof && acc_len - pos < need_bytes(acc + pos, acc_len - pos)) {
+            n = storage_read_data(rd, &data);
+            if (n < 0) {
+                ret = storage_read_mismatch(rd) ? RS_MISMATCH : -1;
+                log_error("could not read pack \"%s\"", key);
+                goto out;
+            }
+            if (n == 0) {
+                eof = 1;
+                break;
+            }
+            if (pos > 0) {
+                memmove(acc, acc + pos, acc_len - pos);
+                acc_len -= pos;
+                pos = 0;
+            }
+            if (grow(&acc, &acc_cap, acc_len + (size_t)n) != 0)
+                goto out;
+            memcpy(acc + acc_len, data, (size_t)n);
+            acc_len += (size_t)n;
+        }
+        size_t avail = acc_len - pos;
+        if (avail == 0 && eof)
+            break;
+        const uint8_t *rec = acc + pos;
+        if (avail < CHUNKSTORE_REC_HDR || get_le32(rec) != SKIP_MAGIC ||
+            get_le32(rec + 4) != 8 + SHA256_LEN || get_le32(rec + 8) > CHUNKSTORE_CHUNK_MAX ||
+            avail < CHUNKSTORE_REC_HDR + (size_t)get_le32(rec + 12)) {
+            log_error("pack \"%s\" is damaged at offset %" PRIu64, key, off);
+            ret = RS_MISMATCH; /* the batches before it are decoded first */
+            break;
+        }
+        size_t rlen = CHUNKSTORE_REC_HDR + (size_t)get_le32(rec + 12);
+        if (want(want_arg, rec + 16)) {
+            if (!b && !(b = calloc(1, sizeof(*b)))) {
+                log_errno("could not allocate memory");
+                goto out;
+            }
+            if (b->nrec == b->caprec) {
+                size_t nc = b->caprec ? b->caprec * 2 : 64;
+                uint64_t *o = realloc(b->offs, nc * sizeof(*o));
+                if (!o) {
+                    log_errno("could not allocate memory");
+                    goto out;
+                }
+                b->offs = o;
+                b->caprec = nc;
+            }
+            if (grow(&b->buf, &b->cap, b->len + rlen) != 0)
+                goto out;
+            memcpy(b->buf + b->len, rec, rlen);
+            b->len += rlen;
+            b->offs[b->nrec++] = off;
+            if (b->len >= PAR_BATCH) {
+                r = par_push(&c, b);
+                b = NULL;
+                if (r != 0)
+                    break;
+            }
+        }
+        pos += rlen;
+        off += rlen;
+    }
+    if (b) {
+        par_push(&c, b);
+        b = NULL;
+    }
+    if (ret == -1)
+        ret = 0;
+out:
+    pthread_mutex_lock(&c.mu);
+    c.eof = 1;
+    if (ret != 0 && ret != RS_MISMATCH && c.result == 0)
+        c.result = -1; /* the reader failed: the decoders stop */
+    pthread_cond_broadcast(&c.cv);
+    pthread_mutex_unlock(&c.mu);
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i].th, NULL);
+    if (c.result != 0 && ret != -1)
+        ret = c.result;
+    for (; c.qlen > 0; c.qlen--, c.qhead = (c.qhead + 1) % c.qcap)
+        par_batch_free(c.q[c.qhead]);
+    par_batch_free(b);
+    pthread_mutex_destroy(&c.mu);
+    pthread_cond_destroy(&c.cv);
+    free(c.q);
+    free(th);
+    free(acc);
+    storage_read_free(rd);
+    return ret;
+}
+
 /* sweep_temps -- writers' temps a killed process left in chunks/ (local only). */
 static int sweep_temps(chunkstore *cs, int dry_run)
 {

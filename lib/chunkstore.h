@@ -127,6 +127,17 @@ typedef int (*chunk_got_fn)(void *arg, const uint8_t digest[SHA256_LEN], const v
                             size_t len, int status);
 int chunkstore_read_pack(storage *st, const char *key, chunk_want_fn want, chunk_got_fn got,
                          void *arg);
+/*
+ * chunkstore_read_pack with the work spread over nthreads threads: this thread reads
+ * the pack and calls want(want_arg, ...) on each record; the wanted records go in
+ * batches of about 1 MiB to nthreads decoding threads, thread i decompressing, checking
+ * and calling got(args[i], ...) (got must be safe on several threads at once; each
+ * args[i] is used by one thread). Chunks of one pack thus reach got in no set order.
+ * Results as chunkstore_read_pack; a damaged record header: the batches before it are
+ * still handed over.
+ */
+int chunkstore_read_pack_par(storage *st, const char *key, chunk_want_fn want, void *want_arg,
+                             chunk_got_fn got, void **args, int nthreads);
 
 /*
  * Remove every pack none of whose chunks is in keep (index first, then pack), every

@@ -172,6 +172,10 @@ static int sink_buf(void *arg, const void *data, size_t len)
         return log_error("object is larger than %zu bytes", b->max);
     if (b->len + len + 1 > b->cap) {
         size_t cap = (b->len + len + 1) * 2;
+        /* a small bound (a WAL segment): its whole size at once, so the object is not
+         * copied by every realloc as it grows (untouched pages cost nothing) */
+        if (b->max <= ((size_t)64 << 20) && cap < b->max + 1)
+            cap = b->max + 1;
         char *nb = realloc(b->buf, cap);
         if (!nb)
             return log_error("out of memory");

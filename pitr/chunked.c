@@ -8,8 +8,10 @@
  *                    in the pack indexes before anything is written (a missing chunk:
  *                    refused, naming file and chunk). Then the packs are read on
  *                    --jobs threads, each chunk checked against its SHA-256 before it
- *                    is written in place (pwrite at its offset), and each file, once
- *                    complete, read back and checked against backup_manifest's SHA-256.
+ *                    is written in place (pwrite at its offset, through a small cache
+ *                    of open files per thread); a complete file has its writeback
+ *                    started (the caller's final syncfs then finds little to do). A
+ *                    file is not read back: see "why no read-back" below.
  *                    A damaged chunk: every file that needs it is removed and named,
  *                    RS_MISMATCH. --delta: a chunk whose bytes are already in the
  *                    target file (same SHA-256) is not fetched.
@@ -247,15 +249,21 @@ typedef struct restore_job {
     const chunkstore *cs;
     progress *pg;
     const volatile sig_atomic_t *stop; /* extract_opts.stop */
+    int no_writeback;       /* extract_opts.no_writeback */
     pthread_mutex_t mu;
     int failed;             /* an I/O error (reported) */
     /* per-thread: the pack being read */
 } restore_job;
 
+/* a thread's open target files: consecutive chunks of a pack mostly go to one file */
+#define FDCACHE_N 8
+
 typedef struct worker {
     restore_job *j;
     uint32_t pack;
     storage *st;
+    struct { uint32_t file; int fd; } fdc[FDCACHE_N];
+    unsigned fdc_next;      /* the slot to reuse next (round robin) */
 } worker;
 
 static int cmp_target(const void *a, const void *b)
@@ -305,6 +313,18 @@ static int want_cb(void *arg, const uint8_t *d)
     return u >= 0 && w->j->loc[u].pack == w->pack && atomic_load(&w->j->done[u]) == 0;
 }
 
+/*
+ * Why no read-back. Every byte a restore writes is a chunk whose SHA-256 was checked
+ * after decompression (chunkstore_read_pack) against the digest the chunk manifest
+ * lists for that offset; the chunk manifest is checked against backup.json's digest
+ * before anything is written (cmanifest_load), and each of its entries' size and
+ * SHA-256 against backup_manifest's (step 1 below); the backup made the chunk list and
+ * the file's SHA-256 from the same bytes in one pass (basebackup/stream.c). Reading
+ * each file back to hash it again would only re-read the page cache (not the disk), at
+ * the cost of a second SHA-256 pass over everything. An empty file (no chunk) is
+ * checked by file_check, which costs nothing.
+ */
+
 /* file_check -- a complete file read back against backup_manifest's SHA-256. */
 static int file_check(ufile *f, const centry *ce)
 {
@@ -350,6 +370,61 @@ out:
     return ret;
 }
 
+/* fd_get -- file t's descriptor from the thread's cache (opened and cached on a miss).
+ * -1 reported. */
+static int fd_get(worker *w, uint32_t file)
+{
+    for (int i = 0; i < FDCACHE_N; i++)
+        if (w->fdc[i].fd >= 0 && w->fdc[i].file == file)
+            return w->fdc[i].fd;
+    const ufile *f = &w->j->files[file];
+    int fd = open(f->path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return log_errno("could not open \"%s\"", f->path);
+    unsigned slot = w->fdc_next++ % FDCACHE_N;
+    if (w->fdc[slot].fd >= 0 && close(w->fdc[slot].fd) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        w->fdc[slot].fd = -1;
+        return log_errno("could not close \"%s\"", w->j->files[w->fdc[slot].file].path);
+    }
+    w->fdc[slot].file = file;
+    w->fdc[slot].fd = fd;
+    return fd;
+}
+
+/* fd_done -- file is complete: its writeback started (unless no_writeback) and the
+ * cached descriptor closed. -1 reported. */
+static int fd_done(worker *w, uint32_t file)
+{
+    for (int i = 0; i < FDCACHE_N; i++) {
+        if (w->fdc[i].fd < 0 || w->fdc[i].file != file)
+            continue;
+        if (!w->j->no_writeback)
+            (void)sync_file_range(w->fdc[i].fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        int r = close(w->fdc[i].fd);
+        w->fdc[i].fd = -1;
+        if (r != 0)
+            return log_errno("could not close \"%s\"", w->j->files[file].path);
+    }
+    return 0;
+}
+
+/* fd_close_all -- the thread's cache emptied. -1 reported (the first failure). */
+static int fd_close_all(worker *w)
+{
+    int ret = 0;
+    for (int i = 0; i < FDCACHE_N; i++) {
+        if (w->fdc[i].fd < 0)
+            continue;
+        if (close(w->fdc[i].fd) != 0 && ret == 0)
+            ret = log_errno("could not close \"%s\"", w->j->files[w->fdc[i].file].path);
+        w->fdc[i].fd = -1;
+    }
+    return ret;
+}
+
 static int got_cb(void *arg, const uint8_t *d, const void *data, size_t len, int status)
 {
     worker *w = arg;
@@ -375,11 +450,9 @@ static int got_cb(void *arg, const uint8_t *d, const void *data, size_t len, int
             atomic_store(&f->bad, 1);
             continue;
         }
-        int fd = open(f->path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0) {
-            log_errno("could not open \"%s\"", f->path);
+        int fd = fd_get(w, t->file);
+        if (fd < 0)
             return -1;
-        }
         const char *p = data;
         size_t left = len;
         off_t off = (off_t)t->offset;
@@ -387,35 +460,85 @@ static int got_cb(void *arg, const uint8_t *d, const void *data, size_t len, int
             ssize_t n = pwrite(fd, p, left, off);
             if (n < 0 && errno == EINTR)
                 continue;
-            if (n < 0) {
-                int e = errno;
-                close(fd);
-                errno = e;
+            if (n < 0)
                 return log_errno("could not write \"%s\"", f->path);
-            }
             p += n;
             left -= (size_t)n;
             off += n;
         }
-        if (close(fd) != 0)
-            return log_errno("could not close \"%s\"", f->path);
         if (j->pg)
             progress_add(j->pg, len);
-        if (atomic_fetch_sub(&f->pending, 1) == 1 && !atomic_load(&f->bad)) {
-            int r = file_check(f, &j->cm->e[t->file]);
-            if (r == RS_MISMATCH)
-                atomic_store(&f->bad, 1);
-            else if (r != 0)
-                return -1;
-        }
+        if (atomic_fetch_sub(&f->pending, 1) == 1 && fd_done(w, t->file) != 0)
+            return -1;
     }
     return 0;
+}
+
+/* job_fail -- note an I/O failure (reported) of a thread. */
+static void job_fail(restore_job *j)
+{
+    pthread_mutex_lock(&j->mu);
+    j->failed = 1;
+    pthread_mutex_unlock(&j->mu);
+}
+
+/*
+ * run_split -- fewer packs than threads (a backup of up to CHUNKSTORE_PACK_TARGET
+ * compressed bytes is one pack): each pack in turn is read by this thread and its
+ * chunks decompressed, checked and written on jobs threads (chunkstore_read_pack_par),
+ * so one pack does not leave the other cores idle.
+ */
+static int run_split(restore_job *j, int jobs)
+{
+    worker *w = calloc((size_t)jobs, sizeof(*w));
+    void **args = calloc((size_t)jobs, sizeof(*args));
+    int ret = -1;
+
+    if (!w || !args) {
+        log_errno("could not allocate memory");
+        goto out;
+    }
+    for (int i = 0; i < jobs; i++) {
+        w[i].j = j;
+        for (int k = 0; k < FDCACHE_N; k++)
+            w[i].fdc[k].fd = -1;
+        args[i] = &w[i];
+    }
+    ret = 0;
+    for (size_t i = 0; i < j->npacks && ret == 0; i++) {
+        if (j->stop && *j->stop) { /* restore: a signal, a refused plan (it says so) */
+            ret = -1;
+            break;
+        }
+        worker want = {.j = j, .pack = j->packs[i]};
+        for (int k = 0; k < jobs; k++)
+            w[k].pack = j->packs[i];
+        const char *key = chunkstore_pack_key(j->cs, j->packs[i]);
+        log_debug("pack \"%s\": read on one thread, its chunks decoded and written on %d", key,
+                  jobs);
+        int r = chunkstore_read_pack_par(j->st, key, want_cb, &want, got_cb, args, jobs);
+        if (r == RS_NOT_FOUND)
+            log_error("chunk pack \"%s\" is missing", key);
+        else if (r == -1)
+            ret = -1;
+        /* RS_MISMATCH: the chunks not handed over are named at the end */
+    }
+    for (int i = 0; i < jobs; i++)
+        if (fd_close_all(&w[i]) != 0)
+            ret = -1;
+out:
+    free(w);
+    free(args);
+    return ret;
 }
 
 static void *worker_main(void *arg)
 {
     worker *w = arg;
     restore_job *j = w->j;
+
+    for (int i = 0; i < FDCACHE_N; i++)
+        w->fdc[i].fd = -1;
 
     for (;;) {
         size_t i = atomic_fetch_add(&j->next_pack, 1);
@@ -440,6 +563,8 @@ static void *worker_main(void *arg)
         }
         /* RS_MISMATCH: the chunks not handed over are named at the end */
     }
+    if (fd_close_all(w) != 0)
+        job_fail(j);
     return NULL;
 }
 
@@ -450,6 +575,8 @@ static int run_workers(restore_job *j, int jobs)
 {
     if (jobs < 1)
         jobs = online_cpus();
+    if (jobs > 1 && (size_t)jobs > j->npacks && j->npacks > 0 && !getenv("RAGSAFE_NO_PACK_SPLIT"))
+        return run_split(j, jobs);
     if ((size_t)jobs > j->npacks)
         jobs = j->npacks ? (int)j->npacks : 1;
     worker *w = calloc((size_t)jobs, sizeof(*w));
@@ -752,8 +879,8 @@ int chunked_extract(storage *st, const char *key, const extract_opts *eo, extrac
         atomic_init(&f->bad, 0);
         if (eo->pg && !f->write)
             progress_add(eo->pg, ce->size);
-        /* a delta file whose changed chunks are all rewritten is checked whole too; one
-         * with nothing to fetch was read whole already (all) or is empty */
+        /* an empty file: its SHA-256 against backup_manifest's (no chunk vouches for
+         * it); a delta file with nothing to fetch was read whole already (all) */
         if (f->write && pending == 0 && !all && ce->size == 0 && file_check(f, ce) != 0)
             goto out;
     }
@@ -787,6 +914,7 @@ int chunked_extract(storage *st, const char *key, const extract_opts *eo, extrac
     j.cs = cs;
     j.pg = eo->pg;
     j.stop = eo->stop;
+    j.no_writeback = eo->no_writeback;
     pthread_mutex_init(&j.mu, NULL);
     atomic_init(&j.next_pack, 0);
     log_debug("%zu chunk%s to fetch (%zu distinct) from %zu pack%s", j.nt, PLURAL(j.nt), j.nuniq,

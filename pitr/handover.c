@@ -13,8 +13,9 @@
  * flock'ed while this process lives: one left by a killed restore is removed by the next
  * restore into that directory (restore.c).
  *
- * A writer thread does the writing, from a copy (at most HANDOVER_QUEUE segments
- * queued), so the plan's walk goes on meanwhile. Each file is written to a temp name,
+ * A writer thread does the writing, from the walk's own buffer once the walk has read
+ * the segment (no copy; at most HANDOVER_QUEUE segments queued), so the plan's walk
+ * goes on meanwhile; each file's writeback is started as soon as it is written. Each file is written to a temp name,
  * its record X.sum written (walspool.h: the
  * verified digest, the file's identity in this boot, "handover <id>"), then renamed to
  * X. Once the plan is made, handover_keep removes what it does not use (a rescan from
@@ -55,7 +56,7 @@
 #include "walname.h"
 #include "walspool.h"
 
-#define HANDOVER_QUEUE 4 /* segments copied and waiting for the writer: 64 MiB at most */
+#define HANDOVER_QUEUE 4 /* segments waiting for the writer: 64 MiB at most */
 
 typedef struct ho_item {
     size_t idx;             /* into names/sizes */
@@ -164,6 +165,11 @@ static int write_one(const wal_handover *h, const char *name, const ho_item *it)
         }
         off += (size_t)w;
     }
+    /* writeback started now, beside the plan and the extraction: the restore's syncfs,
+     * which flushes the whole file system, then finds the spool mostly written (the
+     * spool itself need not be durable: see the top of this file) */
+    if (!err)
+        (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     if (close(fd) != 0 && !err)
         err = errno;
     /* the record first, then the file under its name: a spooled file is never without it */
@@ -228,14 +234,15 @@ static void drain(wal_handover *h)
     h->have_th = 0;
 }
 
-void handover_put(void *arg, const char *name, const char *buf, size_t len, const uint8_t *sha)
+int handover_put(void *arg, const char *name, char *buf, size_t len, const uint8_t *sha)
 {
     wal_handover *h = arg;
     struct statvfs vfs;
     ho_item it = {0};
+    int kept = 0;
 
     if (!h || strlen(name) > WAL_NAME_LEN)
-        return;
+        return 0;
     pthread_mutex_lock(&h->mu);
     if (h->stopped)
         goto out;
@@ -265,12 +272,7 @@ void handover_put(void *arg, const char *name, const char *buf, size_t len, cons
         }
         h->cap = nc;
     }
-    it.buf = malloc(len ? len : 1);
-    if (!it.buf) {
-        stop(h, "out of memory", name);
-        goto out;
-    }
-    memcpy(it.buf, buf, len); /* the walk frees its own once it has read it */
+    it.buf = buf; /* the walk has read it: kept, freed by the writer */
     it.len = len;
     it.idx = h->n;
     sha256_to_hex(sha, it.hex);
@@ -282,7 +284,6 @@ void handover_put(void *arg, const char *name, const char *buf, size_t len, cons
         if (pthread_create(&h->th, NULL, writer, h) != 0) {
             h->n--;
             h->bytes -= (uint64_t)len;
-            free(it.buf);
             stop(h, "no thread", name);
             goto out;
         }
@@ -293,9 +294,11 @@ void handover_put(void *arg, const char *name, const char *buf, size_t len, cons
     h->q[(h->qhead + h->qlen) % HANDOVER_QUEUE] = it;
     h->qlen++;
     h->qbytes += len;
+    kept = 1;
     pthread_cond_broadcast(&h->cv);
 out:
     pthread_mutex_unlock(&h->mu);
+    return kept;
 }
 
 /* unspool -- remove spooled file i (and its record). */

@@ -559,14 +559,14 @@ int pitr_scan(inventory *inv, const timeline_path *p, uint64_t first_seg, walsca
             ret = RS_MISMATCH;
             goto out;
         }
-        if (ctl->verified)
-            ctl->verified(ctl->verified_arg, name, buf, len, meta.sha256);
         ctl->read_any = 1;
         ctl->last_seg = s;
         ctl->bytes += len;
         ctl->nread++;
         r = walscan_feed(ws, tli, s, buf, len);
-        free(buf);
+        /* handed over after the walk read it: the handover keeps buf (no copy) */
+        if (!(ctl->verified && r != -1 && ctl->verified(ctl->verified_arg, name, buf, len, meta.sha256)))
+            free(buf);
         /* the zero tail ends the partial's records: its flushed position is at least
          * the (aligned) end of the last complete record */
         if (r == WALSCAN_END && ws_seg && ws_seg->streamed &&

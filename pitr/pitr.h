@@ -215,10 +215,11 @@ typedef struct scan_ctl {
     uint64_t nread;         /* out: segments read */
     uint64_t stream_flush;  /* out: a streamed partial was read: the LSN after its last
                              * non-zero byte (what the receiver had flushed); else 0 */
-    /* in, optional: called with each segment before the walk reads it, once it has
-     * been verified (SHA-256 against its object, page header); buf is freed after */
-    void (*verified)(void *arg, const char *name, const char *buf, size_t len,
-                     const uint8_t *sha256);
+    /* in, optional: called with each segment verified (SHA-256 against its object,
+     * page header) once the walk has read it (not one the walk found damaged); returns
+     * 1 when it keeps buf (it frees it), 0 when the caller is to free it */
+    int (*verified)(void *arg, const char *name, char *buf, size_t len,
+                    const uint8_t *sha256);
     void *verified_arg;
 } scan_ctl;
 int pitr_scan(inventory *inv, const timeline_path *p, uint64_t first_seg, walscan_fn cb,
@@ -273,7 +274,7 @@ void *plan_json(const inventory *inv, const pitr_opts *o, const plan *p); /* jso
  */
 typedef struct wal_handover wal_handover;
 wal_handover *handover_new(const char *pgdata, uint64_t reserve);
-void handover_put(void *arg, const char *name, const char *buf, size_t len, const uint8_t *sha);
+int handover_put(void *arg, const char *name, char *buf, size_t len, const uint8_t *sha);
 uint64_t handover_keep(wal_handover *h, const inventory *inv, const plan *p, uint64_t *nsegs);
 int handover_commit(wal_handover *h, const char *pgdata, uid_t uid, gid_t gid);
 void handover_free(wal_handover *h);

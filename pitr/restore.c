@@ -1203,7 +1203,7 @@ static int plan_with_handover(inventory *inv, const pitr_opts *o, const char *pg
             reserve = inv->backups[i].raw_bytes;
     reserve += reserve / 20 + ((uint64_t)64 << 20);
     memset(ho, 0, sizeof(*ho));
-    ho->h = handover_new(pgdata, reserve);
+    ho->h = getenv("RAGSAFE_NO_HANDOVER") ? NULL : handover_new(pgdata, reserve);
     oh.handover = ho->h;
     r = plan_make(inv, &oh, p);
     if (r == 0 && ho->h) {

@@ -153,6 +153,13 @@ restore "$REPO" rd "$L3" >"$T/rd.out" 2>"$T/rd.err"
 is "restore over a flipped chunk: exit 3" 3 "$?"
 ok "restore names the file and the chunk" grep -q "file \"$ACC\": chunk $CHUNK" "$T/rd.err"
 ok "the damaged file was not left behind" [ ! -e "$T/rd/$ACC" ]
+# the same with more threads than packs: each pack read by one thread, its chunks
+# decoded and written on the others (chunkstore_read_pack_par)
+restore "$REPO" rd2 "$L3" -vv --jobs 16 >"$T/rd2.out" 2>"$T/rd2.err"
+is "restore over a flipped chunk, pack split between threads: exit 3" 3 "$?"
+ok "... the pack was split between threads" grep -q "read on one thread, its chunks decoded and written on 16" "$T/rd2.err"
+ok "... names the file and the chunk" grep -q "file \"$ACC\": chunk $CHUNK" "$T/rd2.err"
+ok "... the damaged file was not left behind" [ ! -e "$T/rd2/$ACC" ]
 
 rm -rf "$REPO"; cp -a "$T/repo.good" "$REPO"
 PACK=$(python3 "$T/flip.py" "$REPO" "$ACC" find | cut -d' ' -f2)
@@ -164,6 +171,9 @@ restore "$REPO" rm "$L3" >"$T/rm.out" 2>"$T/rm.err"
 is "restore with a missing pack: exit 3" 3 "$?"
 ok "restore names a file with a missing chunk" grep -q "file \".*\": chunk [0-9a-f]* .*is missing" "$T/rm.err"
 rm -rf "$REPO"; cp -a "$T/repo.good" "$REPO"
+restore "$REPO" r16 "$L2" -vv --jobs 16 >"$T/r16.out" 2>"$T/r16.err"
+ok "an intact restore with packs split between threads" grep -q "read on one thread, its chunks decoded and written on 16" "$T/r16.err"
+is "... restores b2's data" "$S2" "$(boot_sum r16)"
 
 # --- 5. kill -9 ---------------------------------------------------------------------------------
 as_pg pgbench -n -N -t 300 -h "$T/src" -p 5432 -U postgres postgres >/dev/null 2>&1

@@ -152,4 +152,24 @@ else
 fi
 pg_stop z
 
+# --- a damaged WAL segment: refused (3) before DIR is touched, the spool removed ---------
+# (the plan hands over the segments before it as the walk reads them)
+SEGF=$(find "$REPO/wal" -name '[0-9A-F]*[0-9A-F].zst' | sort | tail -1)
+SEG=$(basename "$SEGF" .zst)
+cp -a "$SEGF" "$T/seg.good"
+python3 - "$SEGF" <<'PY'
+import sys
+p = sys.argv[1]
+d = bytearray(open(p, "rb").read())
+d[len(d) // 2] ^= 0xFF
+open(p, "wb").write(d)
+PY
+exit_is "a damaged WAL segment is refused (3)" 3 \
+    "$PITR" restore -v --repo "$REPO" --pgdata "$T/w" --target-latest --owner postgres \
+    >"$T/w.out" 2>"$T/w.err"
+ok "it names the segment" grep -q "WAL segment \"$SEG\" is corrupt" "$T/w.err"
+ok "the data directory was not created" test ! -e "$T/w"
+is "nothing left beside it (no sibling, no spool)" 0 "$(sibs w)"
+cp -a "$T/seg.good" "$SEGF"
+
 t_done
