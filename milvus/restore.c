@@ -53,6 +53,7 @@ typedef struct mv_target {
     const mv_volume *v;
     const char *dir;    /* where this run writes: the staging directory */
     mv_swap *sw;        /* the target, its state before, its staging and aside names */
+    int sfd;            /* durable_sync_open of the staging directory, before any write */
 } mv_target;
 
 typedef struct mv_restore_job {
@@ -190,6 +191,10 @@ static int mv_restore_file(mv_restore_job *j, int w, cas *c, const mv_target *t,
         }
         off += size;
     }
+    /* start writing it back now, while the other files are restored: the final
+     * syncfs then waits for less (it alone is what makes the tree durable) */
+    if (e->size > 0)
+        (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     tree_meta meta = {e->mode, e->uid, e->gid, mv_ts(e->mtime_ns)};
     if (tree_restore_fd_meta(fd, path, shown, &meta, as_root) != 0)
         goto out;
@@ -410,9 +415,13 @@ static int mv_restore_links(const mv_target *t, int as_root)
     return 0;
 }
 
-/* mv_sync_targets -- make every restored tree durable. One syncfs per file system
- * instead of durable_fsync_tree's fsync per file: thousands of small MinIO objects
- * would each cost a journal commit. syncfs reports writeback errors (Linux 5.8+). */
+/* mv_sync_targets -- make every restored tree durable: one syncfs per file system
+ * instead of durable_fsync_tree's fsync per file (thousands of small MinIO objects
+ * would each cost a journal commit), on a descriptor opened right after the staging
+ * directory was made, before any write into it, so a writeback error of any restored
+ * file is reported (lib/durable.c: why that is as durable; without syncfs error
+ * reporting, kernels before 5.8, the tree is fsync'd file by file). The staging trees
+ * are directories we just made: no other file system is mounted below them. */
 static int mv_sync_targets(const mv_target *t, size_t n)
 {
     dev_t seen[16];
@@ -420,22 +429,22 @@ static int mv_sync_targets(const mv_target *t, size_t n)
 
     for (size_t k = 0; k < n; k++) {
         struct stat sb;
-        int fd = open(t[k].dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), dup = 0;
-        if (fd < 0)
-            return log_errno("could not open \"%s\"", t[k].dir);
-        if (fstat(fd, &sb) != 0) {
-            close(fd);
-            return log_errno("could not stat \"%s\"", t[k].dir);
+        int dup = 0;
+        if (t[k].sfd < 0) {
+            if (durable_fsync_tree(t[k].dir) != 0)
+                return -1;
+            continue;
         }
+        if (fstat(t[k].sfd, &sb) != 0)
+            return log_errno("could not stat \"%s\"", t[k].dir);
         for (size_t i = 0; i < nseen; i++)
             dup |= (seen[i] == sb.st_dev);
-        if (!dup && syncfs(fd) != 0) {
-            close(fd);
+        if (dup)
+            continue;
+        if (syncfs(t[k].sfd) != 0)
             return log_errno("could not sync the file system of \"%s\"", t[k].dir);
-        }
-        if (!dup && nseen < ARRAY_LEN(seen))
+        if (nseen < ARRAY_LEN(seen))
             seen[nseen++] = sb.st_dev;
-        close(fd);
     }
     return 0;
 }
@@ -591,6 +600,8 @@ int mv_restore_cmd(const mv_opts *o)
         log_errno("could not allocate");
         goto out;
     }
+    for (size_t k = 0; k < s.nvols; k++)
+        t[k].sfd = -1;
     j.ntargets = s.nvols;
     for (size_t i = 0; i < o->nvols; i++) {
         size_t k;
@@ -730,6 +741,7 @@ int mv_restore_cmd(const mv_opts *o)
             goto fail;
         }
         t[k].dir = sw[k].staging;
+        t[k].sfd = durable_sync_open(sw[k].staging);
         for (size_t e = 0; e < s.vols[k].n; e++)
             if (s.vols[k].entries[e].type == MV_FILE)
                 j.nfiles++;
@@ -907,6 +919,8 @@ out:
         mv_swap_release(sw, j.ntargets);
         free(sw);
     }
+    for (size_t k = 0; t != NULL && k < s.nvols; k++)
+        durable_sync_close(t[k].sfd);
     free(t);
     free(j.files);
     free(dirs);
