@@ -43,6 +43,7 @@
 #include "durable.h"
 #include "log.h"
 #include "milvus.h"
+#include "object.h"
 #include "procuse.h"
 #include "progress.h"
 #include "repo.h"
@@ -788,6 +789,8 @@ int mv_restore_cmd(const mv_opts *o)
         progress_release(&j.pg);
         progress_init(&j.pg, o->progress, "restore", total);
         log_debug("restore: %lld ms to the first file", (long long)(mv_now_ms() - t0));
+        if (fjobs > 1)
+            object_set_hash_thread(0);   /* the workers keep the cores busy */
         r = mv_parallel(fjobs, mv_restore_worker, &j);
         if (j.failed == 0 && r == 0)
             progress_finish(&j.pg);
