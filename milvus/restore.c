@@ -261,6 +261,7 @@ typedef struct mv_dir_item {
     const mv_target *t;
     const mv_entry *e;
     unsigned depth;
+    size_t seq;         /* volume order, then manifest order */
 } mv_dir_item;
 
 typedef struct mv_dir_job {
@@ -319,7 +320,7 @@ static int mv_dir_depth_cmp(const void *a, const void *b)
     if (x->depth != y->depth)
         return x->depth < y->depth ? -1 : 1;
     /* the manifest's order within a level: messages come out as before */
-    return x->e < y->e ? -1 : x->e > y->e;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
 /* mv_dirs_collect -- every directory entry of every target, shallowest first. */
@@ -342,11 +343,10 @@ static int mv_dirs_collect(const mv_target *t, size_t nt, mv_dir_item **out, siz
             unsigned depth = 0;
             for (const char *c = en->path; *c; c++)
                 depth += *c == '/';
-            items[k++] = (mv_dir_item){&t[i], en, depth};
+            items[k] = (mv_dir_item){&t[i], en, depth, k};
+            k++;
         }
     }
-    /* entries of one volume are contiguous in memory, volumes apart: pointer order
-     * within a depth is volume order, then manifest order */
     qsort(items, cnt, sizeof(*items), mv_dir_depth_cmp);
     *out = items;
     *n = cnt;
