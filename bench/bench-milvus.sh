@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # bench/bench-milvus.sh BUILD -- issue 5's benchmark: ragsafe-milvus snapshots against
 # the runbook's `tar czf` of the three Milvus volumes, `tar -I zstd`, and `cp -a` (the
-# floor for a full copy).
+# floor for a full copy); then (issue 16) restores: `ragsafe-milvus restore` of the
+# first snapshot against `tar xzf` of the runbook's archive, `tar -I zstd -xf`, and
+# `cp -a` of the volumes, each into an empty directory.
 #
 # Data: synthetic Milvus-shaped volumes (tests/integration/fake_milvus.py gen; Milvus
 # itself cannot run here): MILVUS_BENCH_MB (default 300) MB of etcd db/WAL, MinIO
@@ -16,6 +18,14 @@
 # (the volumes are read once first). Each figure is the median of MILVUS_BENCH_ROUNDS
 # (default 3) interleaved rounds: the machine is shared, so medians of interleaved runs
 # are what can be compared. Prints a markdown table on stdout; progress on stderr.
+#
+# Restores: MILVUS_BENCH_RESTORE_ROUNDS (default 3) rounds, the order of the four tools
+# rotating each round; each run starts with `sync` and the page cache dropped (when
+# /proc/sys/vm/drop_caches is writable: archives, repository and source are read cold)
+# and ends with `sync` (durable output). A round's outputs are deleted together at its
+# end (set aside, deleted at exit). Each tool's first output is checked against the source (file list, types,
+# sizes, SHA-256 of every file). The load average is recorded before every restore.
+# Then the second snapshot's restore (after the +2 %), timed and checked the same way.
 set -u
 BUILD=${1:?usage: bench-milvus.sh BUILD}
 BUILD=$(cd "$BUILD" && pwd) || exit 1
@@ -65,6 +75,56 @@ snap() { # REPO LABEL
         ${JOBS:+--jobs "$JOBS"} >"$W/last.json"
 }
 
+RROUNDS=${MILVUS_BENCH_RESTORE_ROUNDS:-3}
+drop_cache() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
+# listing DIR: every entry's type and path, regular files' size and SHA-256
+listing() {
+    (cd "$1" && find . -mindepth 1 -printf '%y %p\n' | LC_ALL=C sort &&
+        find . -type f -printf '%s %p\n' | LC_ALL=C sort -k2 &&
+        find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum)
+}
+# rrun NAME OUTDIR CMD...: one restore: cold cache, load recorded, CMD + sync timed;
+# the first output of each NAME checked against $W/list.src
+rrun() {
+    local name=$1 out=$2 t0 t1
+    shift 2
+    drop_cache
+    cut -d' ' -f1 /proc/loadavg >>"$W/load.restore"
+    t0=$(now)
+    "$@" || { echo "bench-milvus: error: $name failed" >&2; exit 1; }
+    sync
+    t1=$(now)
+    elapsed "$t0" "$t1" >>"$W/t.$name"
+    if [ ! -e "$W/checked.$name" ]; then
+        listing "$out" >"$W/list.$name"
+        cmp -s "$W/list.src" "$W/list.$name" ||
+            { echo "bench-milvus: error: $name restored another tree than the source:" >&2
+              diff "$W/list.src" "$W/list.$name" | head -5 >&2; exit 1; }
+        touch "$W/checked.$name"
+    fi
+}
+restore_rs() { # LABEL DIR
+    "$M" restore "$1" --repo "$W/repo1" --volume "etcd=$2/etcd" --volume "minio=$2/minio" \
+        --volume "milvus=$2/milvus" ${JOBS:+--jobs "$JOBS"} >/dev/null
+}
+restore_one() { # TOOL
+    local d="$W/rst.$1"
+    mkdir -p "$d"
+    case $1 in
+    xgz) (cd "$d" && rrun xgz "$d" tar xzf "$W/in.tgz") || exit 1 ;;
+    xzst) (cd "$d" && rrun xzst "$d" tar -I zstd -xf "$W/in.tzst") || exit 1 ;;
+    cpa) rrun cpa "$d" cp -a "$V/etcd" "$V/minio" "$V/milvus" "$d/" ;;
+    rs) rrun rs "$d" restore_rs first "$d" ;;
+    esac
+}
+round_row() { # ROUND
+    local g z c s
+    g=$(sed -n "$1p" "$W/t.xgz"); z=$(sed -n "$1p" "$W/t.xzst")
+    c=$(sed -n "$1p" "$W/t.cpa"); s=$(sed -n "$1p" "$W/t.rs")
+    printf '| %s | %s | %s s | %s s | %s s | %s s | %s× |\n' "$1" "$(sed -n "$1p" "$W/order")" \
+        "$g" "$z" "$c" "$s" "$(ratio "$g" "$s")"
+}
+
 cd "$V" || exit 1
 for r in $(seq "$ROUNDS"); do
     echo "bench-milvus: first snapshot, round $r" >&2
@@ -81,6 +141,25 @@ for r in $(seq "$ROUNDS"); do
     rm -rf "$W/cp"
 done
 
+echo "bench-milvus: restores of the first snapshot ($RROUNDS rounds)" >&2
+listing "$V" >"$W/list.src"
+tar czf "$W/in.tgz" etcd minio milvus || exit 1
+tar -I zstd -cf "$W/in.tzst" etcd minio milvus || exit 1
+for r in $(seq "$RROUNDS"); do
+    # rotate the order: each tool goes first once in four rounds
+    set -- xgz xzst cpa rs
+    for _ in $(seq $(( (r - 1) % 4 ))); do x=$1; shift; set -- "$@" "$x"; done
+    echo "$*" >>"$W/order"
+    for tool in "$@"; do
+        echo "bench-milvus: restore round $r: $tool" >&2
+        restore_one "$tool"
+    done
+    # deleting 90 000 inodes takes minutes here (ext4 mounted with discard) and slows
+    # the next creations: set the outputs aside, they go with $W at exit
+    mkdir -p "$W/trash/$r" && mv "$W"/rst.* "$W/trash/$r/"
+done
+rm -f "$W/in.tgz" "$W/in.tzst"
+
 echo "bench-milvus: adding 2 % new objects" >&2
 python3 "$FAKE" grow "$V" --percent 2 --seed 6 >/dev/null || exit 1
 sync
@@ -96,6 +175,13 @@ for r in $(seq "$ROUNDS"); do
     echo $(( $(size_of "$W/repo$r") - before )) >>"$W/new.rs2"
     python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["new_bytes"])' "$W/last.json" >>"$W/logical.rs2"
     rm -rf "$W/cp"
+done
+echo "bench-milvus: restores of the second snapshot" >&2
+listing "$V" >"$W/list.src"
+for r in $(seq "$RROUNDS"); do
+    mkdir -p "$W/rst.rs2"
+    rrun rs2 "$W/rst.rs2" restore_rs second "$W/rst.rs2"
+    mv "$W/rst.rs2" "$W/trash/rs2.$r"
 done
 cd "$top" || exit 1
 
@@ -127,4 +213,30 @@ bytes of the regular files each method writes (ragsafe-milvus: objects + manifes
 Second-snapshot new bytes for ragsafe-milvus are the repository's growth (new objects,
 the new manifest); in parentheses the uncompressed size of the new content (new
 objects plus the changed 512 KiB chunks of files changed in place: etcd db, WAL).
+EOF
+
+range() { sort -g "$W/t.$1" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%s–%s", lo, hi }'; }
+cold="page cache dropped before each run"
+[ -w /proc/sys/vm/drop_caches ] || cold="page cache warm (dropping it is not permitted here)"
+cat <<EOF
+
+### ragsafe-milvus restore vs the runbook ($(mib "$total") in $files files, $RROUNDS rounds, $(nproc) CPUs)
+
+Each run into an empty directory, $cold, timed to a final \`sync\`; every
+tool's output checked once against the source (file list, sizes, SHA-256 of every file).
+ragsafe-milvus: \`ragsafe-milvus restore first --repo R --volume etcd=D/etcd --volume minio=D/minio --volume milvus=D/milvus\`.
+1-minute load average before each restore (in run order): $(tr '\n' ' ' <"$W/load.restore")
+
+| round | order | \`tar xzf\` (runbook) | \`tar -I zstd -xf\` | \`cp -a\` | **ragsafe-milvus restore** | restore vs \`tar xzf\` |
+|---|---|---:|---:|---:|---:|---:|
+$(for r in $(seq "$RROUNDS"); do round_row "$r"; done)
+| median (range) | | $(T xgz) s ($(range xgz)) | $(T xzst) s ($(range xzst)) | $(T cpa) s ($(range cpa)) | $(T rs) s ($(range rs)) | $(ratio "$(T xgz)" "$(T rs)")× |
+
+| target | measured | met |
+|---|---:|:-:|
+| restore ≥ 4× faster than \`tar xzf\` | $(ratio "$(T xgz)" "$(T rs)")× | $(awk -v a="$(T xgz)" -v b="$(T rs)" 'BEGIN { print (a >= 4 * b) ? "yes" : "no" }') |
+| restore vs \`tar -I zstd -xf\` | $(ratio "$(T xzst)" "$(T rs)")× faster | |
+| restore vs \`cp -a\` of the volumes | $(ratio "$(T cpa)" "$(T rs)")× faster | |
+
+Second snapshot (+2 %) restored in $(T rs2) s (median, range $(range rs2)), checked against the grown volumes.
 EOF

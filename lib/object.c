@@ -15,6 +15,13 @@
 #define CHUNK (1u << 20)
 #define HASH_THREAD_MIN (128 << 10) /* stored bytes */
 
+static int g_hash_thread = 1;
+
+void object_set_hash_thread(int on)
+{
+    g_hash_thread = on;
+}
+
 static int sink_storage(void *arg, const void *buf, size_t len)
 {
     return storage_write_data(arg, buf, len);
@@ -120,7 +127,8 @@ static int get_stream(storage *st, const char *key, zst_sink_fn sink, void *arg,
     if (!zr)
         goto out;
     /* A WAL segment or larger: hash on a second core while decompressing. */
-    if (storage_read_size(rd) >= HASH_THREAD_MIN && zst_reader_hash_in_thread(zr) != 0)
+    if (g_hash_thread && storage_read_size(rd) >= HASH_THREAD_MIN &&
+        zst_reader_hash_in_thread(zr) != 0)
         goto out;
     snprintf(name, sizeof(name), "object \"%s/%s\"", storage_location(st), key);
     zst_reader_set_name(zr, name);

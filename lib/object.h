@@ -35,6 +35,12 @@ int object_put_buf(storage *st, const char *key, const void *buf, size_t len,
  * a temp name. meta may be NULL. */
 int object_get_fd(storage *st, const char *key, int fd, zst_meta *meta);
 
+/* By default a large object (128 KiB stored and more) is hashed on a thread of its own
+ * while it is decompressed. A caller that already runs a worker per core (a parallel
+ * restore) passes 0, before its workers start: the extra thread would only add a copy
+ * of every byte and a thread per object. */
+void object_set_hash_thread(int on);
+
 /* Decompress into a malloc'd buffer (NUL-terminated). max: refuse larger. */
 int object_get_buf(storage *st, const char *key, size_t max, char **buf, size_t *len,
                    zst_meta *meta);

@@ -43,6 +43,7 @@
 #include "durable.h"
 #include "log.h"
 #include "milvus.h"
+#include "object.h"
 #include "procuse.h"
 #include "progress.h"
 #include "repo.h"
@@ -53,6 +54,7 @@ typedef struct mv_target {
     const mv_volume *v;
     const char *dir;    /* where this run writes: the staging directory */
     mv_swap *sw;        /* the target, its state before, its staging and aside names */
+    int sfd;            /* durable_sync_open of the staging directory, before any write */
 } mv_target;
 
 typedef struct mv_restore_job {
@@ -190,6 +192,10 @@ static int mv_restore_file(mv_restore_job *j, int w, cas *c, const mv_target *t,
         }
         off += size;
     }
+    /* start writing it back now, while the other files are restored: the final
+     * syncfs then waits for less (it alone is what makes the tree durable) */
+    if (e->size > 0)
+        (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     tree_meta meta = {e->mode, e->uid, e->gid, mv_ts(e->mtime_ns)};
     if (tree_restore_fd_meta(fd, path, shown, &meta, as_root) != 0)
         goto out;
@@ -245,25 +251,155 @@ static int mv_set_meta(const char *path, uint32_t mode, uint32_t uid, uint32_t g
     return tree_restore_path_meta(path, path, &m, is_link, as_root, 1);
 }
 
-/* mv_restore_volume_tree -- directories, then files (on threads, for all targets at
- * once by the caller), then links and metadata: see mv_restore_finish. */
-static int mv_restore_dirs(const mv_target *t)
+/* Directories: created parents first and given their metadata deepest first, each
+ * depth on all workers (thousands of MinIO object directories would otherwise cost one
+ * thread a syscall after another: mkdir, then chown, chmod, utimensat). A level starts
+ * only once the one before it is done: a directory is created after its parent and
+ * gets its times and mode after everything below it (a mode without x or w would
+ * stop the rest; a child created later would move its mtime). */
+typedef struct mv_dir_item {
+    const mv_target *t;
+    const mv_entry *e;
+    unsigned depth;
+    size_t seq;         /* volume order, then manifest order */
+} mv_dir_item;
+
+typedef struct mv_dir_job {
+    mv_dir_item *items;
+    size_t lo, hi, next;
+    int meta, as_root, failed;
+    pthread_mutex_t mu;
+} mv_dir_job;
+
+static int mv_dir_one(const mv_dir_job *dj, const mv_dir_item *d)
 {
     char path[PATH_MAX];
 
-    for (size_t k = 0; k < t->v->n; k++) {
-        const mv_entry *e = &t->v->entries[k];
-        if (e->type != MV_DIR)
-            continue;
-        if ((size_t)snprintf(path, sizeof(path), "%s/%s", t->dir, e->path) >= sizeof(path))
-            return log_error("path too long: \"%s/%s\"", t->dir, e->path);
-        if (mkdir(path, 0700) != 0)
-            return log_errno("could not create directory \"%s\"", path);
-    }
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", d->t->dir, d->e->path) >= sizeof(path))
+        return log_error("path too long: \"%s/%s\"", d->t->dir, d->e->path);
+    if (dj->meta)
+        return mv_set_meta(path, d->e->mode, d->e->uid, d->e->gid, d->e->mtime_ns, 0,
+                           dj->as_root);
+    if (mkdir(path, 0700) != 0)
+        return log_errno("could not create directory \"%s\"", path);
     return 0;
 }
 
-static int mv_restore_finish(const mv_target *t, int as_root)
+static void mv_dir_worker(void *arg, int w)
+{
+    mv_dir_job *dj = arg;
+    enum { BATCH = 16 };
+
+    (void)w;
+    for (;;) {
+        size_t k, end;
+        pthread_mutex_lock(&dj->mu);
+        if (dj->failed || dj->next >= dj->hi) {
+            pthread_mutex_unlock(&dj->mu);
+            return;
+        }
+        k = dj->next;
+        end = dj->hi - k > BATCH ? k + BATCH : dj->hi;
+        dj->next = end;
+        pthread_mutex_unlock(&dj->mu);
+        for (; k < end; k++) {
+            if (mv_dir_one(dj, &dj->items[k]) != 0) {
+                pthread_mutex_lock(&dj->mu);
+                dj->failed = 1;
+                pthread_mutex_unlock(&dj->mu);
+                return;
+            }
+        }
+    }
+}
+
+static int mv_dir_depth_cmp(const void *a, const void *b)
+{
+    const mv_dir_item *x = a, *y = b;
+
+    if (x->depth != y->depth)
+        return x->depth < y->depth ? -1 : 1;
+    /* the manifest's order within a level: messages come out as before */
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* mv_dirs_collect -- every directory entry of every target, shallowest first. */
+static int mv_dirs_collect(const mv_target *t, size_t nt, mv_dir_item **out, size_t *n)
+{
+    size_t cnt = 0, k = 0;
+    mv_dir_item *items;
+
+    for (size_t i = 0; i < nt; i++)
+        for (size_t e = 0; e < t[i].v->n; e++)
+            cnt += t[i].v->entries[e].type == MV_DIR;
+    items = calloc(cnt + 1, sizeof(*items));
+    if (items == NULL)
+        return log_errno("could not allocate");
+    for (size_t i = 0; i < nt; i++) {
+        for (size_t e = 0; e < t[i].v->n; e++) {
+            const mv_entry *en = &t[i].v->entries[e];
+            if (en->type != MV_DIR)
+                continue;
+            unsigned depth = 0;
+            for (const char *c = en->path; *c; c++)
+                depth += *c == '/';
+            items[k] = (mv_dir_item){&t[i], en, depth, k};
+            k++;
+        }
+    }
+    qsort(items, cnt, sizeof(*items), mv_dir_depth_cmp);
+    *out = items;
+    *n = cnt;
+    return 0;
+}
+
+/* mv_dirs_run -- mkdir (meta 0, shallowest level first) or metadata (meta 1, deepest
+ * level first) of every directory, one level at a time, each on up to jobs workers. */
+static int mv_dirs_run(mv_dir_item *items, size_t n, int meta, int as_root, int jobs)
+{
+    mv_dir_job dj;
+    int ret = 0;
+
+    memset(&dj, 0, sizeof(dj));
+    dj.items = items;
+    dj.meta = meta;
+    dj.as_root = as_root;
+    pthread_mutex_init(&dj.mu, NULL);
+    for (size_t done = 0; done < n && ret == 0;) {
+        /* the next level: from the front for mkdir, from the back for metadata */
+        size_t lo, hi;
+        if (!meta) {
+            lo = done;
+            for (hi = lo; hi < n && items[hi].depth == items[lo].depth; hi++)
+                ;
+        } else {
+            hi = n - done;
+            for (lo = hi - 1; lo > 0 && items[lo - 1].depth == items[hi - 1].depth; lo--)
+                ;
+        }
+        done += hi - lo;
+        if (mv_interrupted()) {
+            ret = log_error("interrupted by signal %d", mv_interrupted());
+            break;
+        }
+        dj.lo = dj.next = lo;
+        dj.hi = hi;
+        size_t w = (hi - lo) / 64;   /* threads only for levels worth them */
+        if (w <= 1) {
+            mv_dir_worker(&dj, 0);
+        } else if (mv_parallel(w < (size_t)jobs ? (int)w : jobs, mv_dir_worker, &dj) != 0) {
+            ret = -1;
+        }
+        if (dj.failed)
+            ret = -1;
+    }
+    pthread_mutex_destroy(&dj.mu);
+    return ret;
+}
+
+/* mv_restore_links -- symbolic links last (no file is written through one), then the
+ * volume roots' metadata comes after their directories' (mv_dirs_run). */
+static int mv_restore_links(const mv_target *t, int as_root)
 {
     char path[PATH_MAX];
 
@@ -277,21 +413,16 @@ static int mv_restore_finish(const mv_target *t, int as_root)
         if (mv_set_meta(path, 0, e->uid, e->gid, e->mtime_ns, 1, as_root) != 0)
             return -1;
     }
-    /* deepest first: setting a child's times changes its parent's mtime */
-    for (size_t k = t->v->n; k-- > 0;) {
-        const mv_entry *e = &t->v->entries[k];
-        if (e->type != MV_DIR)
-            continue;
-        snprintf(path, sizeof(path), "%s/%s", t->dir, e->path);
-        if (mv_set_meta(path, e->mode, e->uid, e->gid, e->mtime_ns, 0, as_root) != 0)
-            return -1;
-    }
-    return mv_set_meta(t->dir, t->v->mode, t->v->uid, t->v->gid, t->v->mtime_ns, 0, as_root);
+    return 0;
 }
 
-/* mv_sync_targets -- make every restored tree durable. One syncfs per file system
- * instead of durable_fsync_tree's fsync per file: thousands of small MinIO objects
- * would each cost a journal commit. syncfs reports writeback errors (Linux 5.8+). */
+/* mv_sync_targets -- make every restored tree durable: one syncfs per file system
+ * instead of durable_fsync_tree's fsync per file (thousands of small MinIO objects
+ * would each cost a journal commit), on a descriptor opened right after the staging
+ * directory was made, before any write into it, so a writeback error of any restored
+ * file is reported (lib/durable.c: why that is as durable; without syncfs error
+ * reporting, kernels before 5.8, the tree is fsync'd file by file). The staging trees
+ * are directories we just made: no other file system is mounted below them. */
 static int mv_sync_targets(const mv_target *t, size_t n)
 {
     dev_t seen[16];
@@ -299,22 +430,22 @@ static int mv_sync_targets(const mv_target *t, size_t n)
 
     for (size_t k = 0; k < n; k++) {
         struct stat sb;
-        int fd = open(t[k].dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), dup = 0;
-        if (fd < 0)
-            return log_errno("could not open \"%s\"", t[k].dir);
-        if (fstat(fd, &sb) != 0) {
-            close(fd);
-            return log_errno("could not stat \"%s\"", t[k].dir);
+        int dup = 0;
+        if (t[k].sfd < 0) {
+            if (durable_fsync_tree(t[k].dir) != 0)
+                return -1;
+            continue;
         }
+        if (fstat(t[k].sfd, &sb) != 0)
+            return log_errno("could not stat \"%s\"", t[k].dir);
         for (size_t i = 0; i < nseen; i++)
             dup |= (seen[i] == sb.st_dev);
-        if (!dup && syncfs(fd) != 0) {
-            close(fd);
+        if (dup)
+            continue;
+        if (syncfs(t[k].sfd) != 0)
             return log_errno("could not sync the file system of \"%s\"", t[k].dir);
-        }
-        if (!dup && nseen < ARRAY_LEN(seen))
+        if (nseen < ARRAY_LEN(seen))
             seen[nseen++] = sb.st_dev;
-        close(fd);
     }
     return 0;
 }
@@ -421,6 +552,9 @@ int mv_restore_cmd(const mv_opts *o)
     mv_target *t = NULL;
     mv_swap *sw = NULL;
     mv_restore_job j;
+    mv_dir_item *dirs = NULL;
+    size_t ndirs = 0;
+    int jobs;
     char id[64] = "";
     char *version = NULL;
     int loaded = 0, journal = 0, stopped = 0, marked = 0, start_failed = 0, keep_down = 0;
@@ -447,6 +581,7 @@ int mv_restore_cmd(const mv_opts *o)
         goto out;
     if (mv_recover(rp->st, o) != 0)
         goto out;
+    log_debug("restore: %lld ms to the locked repository", (long long)(mv_now_ms() - t0));
     r = mv_snapshot_load(rp->st, o->label, &s);
     if (r == RS_NOT_FOUND) {
         log_error("snapshot \"%s\" not found in \"%s\"", o->label, storage_location(rp->st));
@@ -457,6 +592,7 @@ int mv_restore_cmd(const mv_opts *o)
         goto out;
     }
     loaded = 1;
+    log_debug("restore: %lld ms to the loaded manifest", (long long)(mv_now_ms() - t0));
 
     /* targets: each snapshot volume exactly once */
     t = calloc(s.nvols, sizeof(*t));
@@ -465,6 +601,8 @@ int mv_restore_cmd(const mv_opts *o)
         log_errno("could not allocate");
         goto out;
     }
+    for (size_t k = 0; k < s.nvols; k++)
+        t[k].sfd = -1;
     j.ntargets = s.nvols;
     for (size_t i = 0; i < o->nvols; i++) {
         size_t k;
@@ -575,6 +713,7 @@ int mv_restore_cmd(const mv_opts *o)
             goto out;
         }
     }
+    log_debug("restore: %lld ms to the checked targets", (long long)(mv_now_ms() - t0));
     if (mv_interrupted())
         goto out;
 
@@ -596,19 +735,24 @@ int mv_restore_cmd(const mv_opts *o)
     if (mv_journal_write(rp->st, s.label, id, "staging", sw, s.nvols) != 0)
         goto out;
     journal = 1;
+    log_debug("restore: %lld ms to the first directory", (long long)(mv_now_ms() - t0));
     for (size_t k = 0; k < s.nvols; k++) {
         if (mkdir(sw[k].staging, 0700) != 0) {
             log_errno("could not create directory \"%s\"", sw[k].staging);
             goto fail;
         }
         t[k].dir = sw[k].staging;
-        if (mv_restore_dirs(&t[k]) != 0)
-            goto fail;
+        t[k].sfd = durable_sync_open(sw[k].staging);
         for (size_t e = 0; e < s.vols[k].n; e++)
             if (s.vols[k].entries[e].type == MV_FILE)
                 j.nfiles++;
     }
 
+    jobs = o->jobs > 0 ? o->jobs : mv_default_jobs();
+    if (mv_dirs_collect(t, s.nvols, &dirs, &ndirs) != 0 ||
+        mv_dirs_run(dirs, ndirs, 0, 0, jobs) != 0)
+        goto fail;
+    log_debug("restore: %lld ms to the last directory", (long long)(mv_now_ms() - t0));
     j.files = calloc(j.nfiles + 1, sizeof(*j.files));
     if (j.files == NULL) {
         log_errno("could not allocate");
@@ -626,13 +770,13 @@ int mv_restore_cmd(const mv_opts *o)
     j.targets = t;
     j.as_root = mv_same_owner(o, sw, &s);
     {
-        int jobs = o->jobs > 0 ? o->jobs : mv_default_jobs();
+        int fjobs = jobs;
         uint64_t total = 0;
-        if ((size_t)jobs > j.nfiles)
-            jobs = j.nfiles > 0 ? (int)j.nfiles : 1;
-        j.nworkers = jobs;
-        j.reading = calloc((size_t)jobs, sizeof(*j.reading));
-        j.is_reading = calloc((size_t)jobs, 1);
+        if ((size_t)fjobs > j.nfiles)
+            fjobs = j.nfiles > 0 ? (int)j.nfiles : 1;
+        j.nworkers = fjobs;
+        j.reading = calloc((size_t)fjobs, sizeof(*j.reading));
+        j.is_reading = calloc((size_t)fjobs, 1);
         j.damaged = cas_set_new();
         if (j.reading == NULL || j.is_reading == NULL) {
             log_errno("could not allocate");
@@ -644,7 +788,10 @@ int mv_restore_cmd(const mv_opts *o)
             total += j.files[k].e->size;
         progress_release(&j.pg);
         progress_init(&j.pg, o->progress, "restore", total);
-        r = mv_parallel(jobs, mv_restore_worker, &j);
+        log_debug("restore: %lld ms to the first file", (long long)(mv_now_ms() - t0));
+        if (fjobs > 1)
+            object_set_hash_thread(0);   /* the workers keep the cores busy */
+        r = mv_parallel(fjobs, mv_restore_worker, &j);
         if (j.failed == 0 && r == 0)
             progress_finish(&j.pg);
         progress_end(&j.pg);
@@ -659,11 +806,20 @@ int mv_restore_cmd(const mv_opts *o)
         log_error("interrupted by signal %d", mv_interrupted());
         goto fail;
     }
+    log_debug("restore: %lld ms to the last file", (long long)(mv_now_ms() - t0));
     for (size_t k = 0; k < s.nvols; k++)
-        if (mv_restore_finish(&t[k], j.as_root) != 0)
+        if (mv_restore_links(&t[k], j.as_root) != 0)
             goto fail;
+    if (mv_dirs_run(dirs, ndirs, 1, j.as_root, jobs) != 0)
+        goto fail;
+    for (size_t k = 0; k < s.nvols; k++)
+        if (mv_set_meta(t[k].dir, s.vols[k].mode, s.vols[k].uid, s.vols[k].gid,
+                        s.vols[k].mtime_ns, 0, j.as_root) != 0)
+            goto fail;
+    log_debug("restore: %lld ms to the last metadata", (long long)(mv_now_ms() - t0));
     if (mv_sync_targets(t, s.nvols) != 0)
         goto fail;
+    log_debug("restore: %lld ms to the sync", (long long)(mv_now_ms() - t0));
     mv_test_point("staged", 0);
 
     /* stop the stack: only now, the staging ran while it served */
@@ -766,8 +922,11 @@ out:
         mv_swap_release(sw, j.ntargets);
         free(sw);
     }
+    for (size_t k = 0; t != NULL && k < s.nvols; k++)
+        durable_sync_close(t[k].sfd);
     free(t);
     free(j.files);
+    free(dirs);
     free(version);
     free(j.reading);
     free(j.is_reading);
