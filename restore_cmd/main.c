@@ -289,7 +289,11 @@ int main(int argc, char **argv)
         log_errno("could not create \"%s\"", tmp);
         goto out;
     }
-    ret = object_get_fd(r->st, key, fd, &meta);
+    ret = RESTORE_FETCH_STREAM;
+    if (kind == WALFILE_SEGMENT && r->info.seg_size)
+        ret = restore_fetch(r->st, key, r->info.seg_size, fd, &meta);
+    if (ret == RESTORE_FETCH_STREAM)
+        ret = object_get_fd(r->st, key, fd, &meta);
     if (ret == RS_NOT_FOUND && kind == WALFILE_SEGMENT)
         ret = stream_partial(r->st, &r->info, name, fd, &meta);
     if (ret == RS_NOT_FOUND) {
