@@ -24,6 +24,8 @@
 # 4. A markdown table of medians (ms) and the ratios against the targets:
 #    archive <= 1/3 of pgBackRest and <= 1.5x the floor; restore <= 1/2 of pgBackRest.
 #
+# BENCH_WAL_ALT=BUILD2: a second build's ragsafe-restore restores too, in the same
+# rotation from the same repositories ("restore-ragsafe-alt": before / after a change).
 # Progress goes to stderr, the table to stdout. KEEP_TMP=1 keeps the work dir.
 set -euo pipefail
 
@@ -60,6 +62,11 @@ trap 'exit 130' INT TERM
 # --- executables where postgres can run them
 as_pg mkdir -p "$B/bin" "$B/segs" "$B/sock" "$B/rd/pg_wal" "$B/pgbr-log" "$B/pgbr-lock"
 install -m 0755 "$BUILD/bin/ragsafe-archive" "$BUILD/bin/ragsafe-restore" "$B/bin/"
+ALT=${BENCH_WAL_ALT:-}
+if [ -n "$ALT" ]; then
+    [ -x "$ALT/bin/ragsafe-restore" ] || die "no \"$ALT/bin/ragsafe-restore\" (BENCH_WAL_ALT)"
+    install -m 0755 "$ALT/bin/ragsafe-restore" "$B/bin/ragsafe-restore-alt"
+fi
 cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o "$B/bin/floor" "$SRC/floor.c" \
     $(pkg-config --cflags --libs libzstd libcrypto) || die "could not build bench/floor.c"
 
@@ -206,6 +213,7 @@ restore_one() {
     case $tool in
         ragsafe) t restore-ragsafe "$B/bin/ragsafe-restore" --repo "$B/rs$r" "$s" "$out" ;;
         ragsafe-nouring) t restore-ragsafe-nouring nouring "$B/bin/ragsafe-restore" --repo "$B/rsnu$r" "$s" "$out" ;;
+        ragsafe-alt) t restore-ragsafe-alt "$B/bin/ragsafe-restore-alt" --repo "$B/rs$r" "$s" "$out" ;;
         ragsafe-prefetch) t restore-ragsafe-prefetch "$B/bin/ragsafe-restore" --prefetch 4 --repo "$B/rs$r" "$s" "$out" ;;
         pgbackrest) t restore-pgbackrest pgbackrest --config="$B/pgbr$r.conf" --stanza=bench archive-get "$s" "$out" ;;
     esac
@@ -217,6 +225,7 @@ ATOOLS=(ragsafe pgbackrest cp floor ragsafe-nouring ragsafe-ahead)
 "$B/bin/ragsafe-archive" --help 2>&1 | grep -q -- --look-ahead || ATOOLS=(ragsafe pgbackrest cp floor ragsafe-nouring)
 RTOOLS=(ragsafe pgbackrest ragsafe-nouring ragsafe-prefetch)
 "$B/bin/ragsafe-restore" --help 2>&1 | grep -q -- --prefetch || RTOOLS=(ragsafe pgbackrest ragsafe-nouring)
+[ -x "$B/bin/ragsafe-restore-alt" ] && RTOOLS+=(ragsafe-alt)
 for ((r = 1; r <= ROUNDS; r++)); do
     echo "bench-wal: round $r of $ROUNDS" >&2
     sync
@@ -254,6 +263,8 @@ raw=$((NSEG * seg_size))
 size_rs=$(du -sb "$B/rs1/wal" | cut -f1)
 size_pb=$(du -sb "$B/pgbr1/archive" | cut -f1)
 
+alt_row=
+[ -n "$ALT" ] && alt_row=$'\n'"| restore | ragsafe-restore of BENCH_WAL_ALT ($ALT) | $(med restore-ragsafe-alt) | $(ratio "$(med restore-ragsafe-alt)" "$r_pb") | | $(mean restore-ragsafe-alt) | $(cpu restore-ragsafe-alt) |"
 cat <<TABLE
 ### WAL path: per-segment medians (whole process, ms)
 
@@ -271,7 +282,7 @@ Level-3 objects: ragsafe $((size_rs * 100 / raw))% of the raw WAL, pgBackRest $(
 | archive | pgbackrest archive-push (zst 3, sync) | $a_pb | 1.00 | $(ratio "$a_pb" "$fl") | $(mean archive-pgbackrest) | $(cpu archive-pgbackrest) |
 | archive | cp + sync FILE | $a_cp | $(ratio "$a_cp" "$a_pb") | $(ratio "$a_cp" "$fl") | $(mean archive-cp) | $(cpu archive-cp) |
 | floor | read + SHA-256 + zstd -3, one process | $fl | $(ratio "$fl" "$a_pb") | 1.00 | $(mean floor) | $(cpu floor) |
-| restore | ragsafe-restore (io_uring) | $r_rs | $(ratio "$r_rs" "$r_pb") | | $(mean restore-ragsafe) | $(cpu restore-ragsafe) |
+| restore | ragsafe-restore (io_uring) | $r_rs | $(ratio "$r_rs" "$r_pb") | | $(mean restore-ragsafe) | $(cpu restore-ragsafe) |$alt_row
 | restore | ragsafe-restore (RAGSAFE_NO_URING=1) | $r_rsnu | $(ratio "$r_rsnu" "$r_pb") | | $(mean restore-ragsafe-nouring) | $(cpu restore-ragsafe-nouring) |
 | restore | ragsafe-restore --prefetch 4 (PostgreSQL's calls in order) | $(med restore-ragsafe-prefetch) | $(ratio "$(med restore-ragsafe-prefetch)" "$r_pb") | | $(mean restore-ragsafe-prefetch) | $(cpu restore-ragsafe-prefetch) |
 | restore | pgbackrest archive-get | $r_pb | 1.00 | | $(mean restore-pgbackrest) | $(cpu restore-pgbackrest) |
