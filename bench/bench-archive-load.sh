@@ -254,6 +254,10 @@ range() { sort -g | awk '{ v[NR] = $1 } END { if (NR > 1) printf " (%.2f-%.2f)",
 # per round, TPS / cp's TPS in that round
 vs_cp() { awk -v c="$1" '$1 == "cp" { cp[$2] = $3 } $1 == c { t[$2] = $3 } END { for (r in t) if (cp[r]) printf "%.4f\n", t[r] / cp[r] }' "$results"; }
 backlog() { cat "$B"/ready."$1".* | sort -n | awk -v q="$2" '{ v[NR] = $1 } END { if (!NR) { print "nan"; exit } i = int(NR * q + 0.999999); if (i < 1) i = 1; if (i > NR) i = NR; print v[i] }'; }
+# the archive_command processes' CPU as a share of the machine over the runs (pgbench
+# time + drain): what archiving takes from a CPU-bound server, without the TPS noise
+# of a shared machine
+cpu_share() { awk -v c="$1" -v hz="$hz" -v s="$SECS" -v n="$(nproc)" '$1 == c { t += $6; w += s + $4 / 1000 } END { if (w) printf "%.1f", t / hz / (w * n) * 100; else print "nan" }' "$results"; }
 cpu_per_seg() { awk -v c="$1" -v hz="$hz" '$1 == c { t += $6; s += $5 } END { if (s) printf "%.0f", t * 1000 / hz / s; else print "nan" }' "$results"; }
 name_of() {
     case $1 in
@@ -272,15 +276,15 @@ $ROUNDS round(s), order alternating; zstd level 3 for every compressing tool.
 $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end, kernel $(uname -r),
 $(pgbackrest version). Backlog: .ready files in pg_wal/archive_status sampled every 0.5 s
 (all rounds); drain: from the end of pgbench until the last segment is archived;
-CPU: user+sys of the archive_command processes per segment (pgBackRest's async
-process detaches: not counted).
+CPU: user+sys of the archive_command processes per segment, and as a share of the
+machine's CPU time during the runs (pgBackRest's async process detaches: not counted).
 
-| archive_command | median TPS | TPS vs cp (per round) | max backlog | p95 backlog | segments per run | median drain (s) | CPU ms per segment | failed |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|
+| archive_command | median TPS | TPS vs cp (per round) | max backlog | p95 backlog | segments per run | median drain (s) | CPU ms per segment | CPU % of the machine | failed |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 HEAD
 for c in "${CONFIGS[@]}"; do
     fails=$(col "$c" 7 | awk '{ s += $1 } END { print s + 0 }')
-    echo "| $(name_of "$c") | $(col "$c" 3 | median) | $(vs_cp "$c" | median %.3f)$(vs_cp "$c" | range) | $(backlog "$c" 1) | $(backlog "$c" 0.95) | $(col "$c" 5 | median) | $(col "$c" 4 | awk '{ print $1 / 1000 }' | median %.1f) | $(cpu_per_seg "$c") | $fails |"
+    echo "| $(name_of "$c") | $(col "$c" 3 | median) | $(vs_cp "$c" | median %.3f)$(vs_cp "$c" | range) | $(backlog "$c" 1) | $(backlog "$c" 0.95) | $(col "$c" 5 | median) | $(col "$c" 4 | awk '{ print $1 / 1000 }' | median %.1f) | $(cpu_per_seg "$c") | $(cpu_share "$c") | $fails |"
 done
 cat <<TAIL
 
