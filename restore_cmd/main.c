@@ -294,7 +294,7 @@ int main(int argc, char **argv)
         goto out;
     }
     ret = RESTORE_FETCH_STREAM;
-    if (kind == WALFILE_SEGMENT && r->info.seg_size)
+    if (kind == WALFILE_SEGMENT && r->info.seg_size && r->info.seg_size <= RESTORE_FETCH_MAX)
         ret = restore_fetch(r->st, key, r->info.seg_size, fd, &meta);
     if (ret == RESTORE_FETCH_STREAM)
         ret = object_get_fd(r->st, key, fd, &meta);

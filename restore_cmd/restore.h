@@ -46,6 +46,9 @@ int restore_check_segment(int fd, const char *tmp, const char *name, uint64_t ra
  * object_get_fd.
  */
 #define RESTORE_FETCH_STREAM 100 /* apart from RS_* (common.h) */
+/* Larger segments (wal_segment_size goes to 1 GiB) stream: one buffer of their size
+ * would double the memory a call holds. */
+#define RESTORE_FETCH_MAX (64u << 20)
 int restore_fetch(storage *st, const char *key, size_t cap, int fd, zst_meta *meta);
 
 typedef struct prefetch prefetch;
