@@ -160,12 +160,15 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    ur = uring_new(64);
+    /* Plain syscalls, not io_uring: on this kind of machine (a VM, 2 cores) the ring's
+     * setup and its io-wq worker threads cost more than the read-ahead overlaps: 15 %
+     * more CPU per 16 MiB segment and a longer median call, idle and loaded alike
+     * (bench-wal's RAGSAFE_NO_URING row, 2026-11-27 and 2026-12-02). */
+    ur = uring_new_plain();
     if (!ur) {
         log_error("out of memory");
         goto out;
     }
-    log_debug("io_uring %s", uring_active(ur) ? "in use" : "not available; plain syscalls");
     /* The others go up alongside N once repo.json is known (read here, one round
      * trip); a new repository gets its repo.json from N first, which concurrent first
      * writers would race for. They all finish (and are recorded) before we answer. */

@@ -11,7 +11,8 @@
 # 3. Per segment, the tools run one after the other in an order that rotates with the
 #    segment (so none always runs first or last), each timed as a whole process from
 #    one bash as the postgres user (no runuser per call):
-#      archive: ragsafe-archive (io_uring), ragsafe-archive (RAGSAFE_NO_URING=1),
+#      archive: ragsafe-archive, ragsafe-archive (RAGSAFE_NO_URING=1: the same
+#               plain-syscall path since 2026-12-02, a gauge of the noise),
 #               ragsafe-archive --look-ahead 4 (called as PostgreSQL does: cwd a
 #               data directory whose archive_status holds .ready files, .done after
 #               each call), pgbackrest archive-push, cp + sync FILE, floor (read +
@@ -24,6 +25,8 @@
 # 4. A markdown table of medians (ms) and the ratios against the targets:
 #    archive <= 1/3 of pgBackRest and <= 1.5x the floor; restore <= 1/2 of pgBackRest.
 #
+# BENCH_WAL_ALT=BUILD2: a second build's ragsafe-restore restores too, in the same
+# rotation from the same repositories ("restore-ragsafe-alt": before / after a change).
 # Progress goes to stderr, the table to stdout. KEEP_TMP=1 keeps the work dir.
 set -euo pipefail
 
@@ -60,6 +63,11 @@ trap 'exit 130' INT TERM
 # --- executables where postgres can run them
 as_pg mkdir -p "$B/bin" "$B/segs" "$B/sock" "$B/rd/pg_wal" "$B/pgbr-log" "$B/pgbr-lock"
 install -m 0755 "$BUILD/bin/ragsafe-archive" "$BUILD/bin/ragsafe-restore" "$B/bin/"
+ALT=${BENCH_WAL_ALT:-}
+if [ -n "$ALT" ]; then
+    [ -x "$ALT/bin/ragsafe-restore" ] || die "no \"$ALT/bin/ragsafe-restore\" (BENCH_WAL_ALT)"
+    install -m 0755 "$ALT/bin/ragsafe-restore" "$B/bin/ragsafe-restore-alt"
+fi
 cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -o "$B/bin/floor" "$SRC/floor.c" \
     $(pkg-config --cflags --libs libzstd libcrypto) || die "could not build bench/floor.c"
 
@@ -159,7 +167,7 @@ t() {
     "$@" || { echo "bench-wal: error: $tool failed: $*" >&2; exit 1; }
     b=${EPOCHREALTIME/./}
     child_cpu
-    echo "$tool $((b - a)) $((CPU - c0))" >>"$times"
+    echo "$tool $((b - a)) $((CPU - c0)) $ROUND" >>"$times"
 }
 nouring() { RAGSAFE_NO_URING=1 "$@"; }
 cpsync() { cp "$1" "$2" && sync "$2"; }
@@ -206,6 +214,7 @@ restore_one() {
     case $tool in
         ragsafe) t restore-ragsafe "$B/bin/ragsafe-restore" --repo "$B/rs$r" "$s" "$out" ;;
         ragsafe-nouring) t restore-ragsafe-nouring nouring "$B/bin/ragsafe-restore" --repo "$B/rsnu$r" "$s" "$out" ;;
+        ragsafe-alt) t restore-ragsafe-alt "$B/bin/ragsafe-restore-alt" --repo "$B/rs$r" "$s" "$out" ;;
         ragsafe-prefetch) t restore-ragsafe-prefetch "$B/bin/ragsafe-restore" --prefetch 4 --repo "$B/rs$r" "$s" "$out" ;;
         pgbackrest) t restore-pgbackrest pgbackrest --config="$B/pgbr$r.conf" --stanza=bench archive-get "$s" "$out" ;;
     esac
@@ -217,8 +226,10 @@ ATOOLS=(ragsafe pgbackrest cp floor ragsafe-nouring ragsafe-ahead)
 "$B/bin/ragsafe-archive" --help 2>&1 | grep -q -- --look-ahead || ATOOLS=(ragsafe pgbackrest cp floor ragsafe-nouring)
 RTOOLS=(ragsafe pgbackrest ragsafe-nouring ragsafe-prefetch)
 "$B/bin/ragsafe-restore" --help 2>&1 | grep -q -- --prefetch || RTOOLS=(ragsafe pgbackrest ragsafe-nouring)
+[ -x "$B/bin/ragsafe-restore-alt" ] && RTOOLS+=(ragsafe-alt)
 for ((r = 1; r <= ROUNDS; r++)); do
     echo "bench-wal: round $r of $ROUNDS" >&2
+    ROUND=$r
     sync
     for ((i = 0; i < ${#SEGS[@]}; i++)); do
         for ((k = 0; k < ${#ATOOLS[@]}; k++)); do
@@ -254,6 +265,18 @@ raw=$((NSEG * seg_size))
 size_rs=$(du -sb "$B/rs1/wal" | cut -f1)
 size_pb=$(du -sb "$B/pgbr1/archive" | cut -f1)
 
+# per_round A B: the ratio of A's median to B's in each round, "lo-hi" (the spread)
+per_round() {
+    awk -v a="$1" -v b="$2" '$1 == a || $1 == b { print $4, $1, $2 }' "$B/times" | sort -k1,1n -k2,2 -k3,3n \
+        | awk -v a="$1" '
+            function med(arr, n) { return (n % 2) ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2 }
+            function flush() { if (na && nb) { r = med(va, na) / med(vb, nb); if (lo == "" || r < lo) lo = r; if (hi == "" || r > hi) hi = r } na = nb = 0 }
+            $1 != cur { flush(); cur = $1 }
+            $2 == a { va[++na] = $3; next } { vb[++nb] = $3 }
+            END { flush(); if (lo == "") print "nan"; else printf "%.2f-%.2f", lo, hi }'
+}
+alt_row=
+[ -n "$ALT" ] && alt_row=$'\n'"| restore | ragsafe-restore of BENCH_WAL_ALT ($ALT) | $(med restore-ragsafe-alt) | $(ratio "$(med restore-ragsafe-alt)" "$r_pb") (per round $(per_round restore-ragsafe-alt restore-pgbackrest)) | | $(mean restore-ragsafe-alt) | $(cpu restore-ragsafe-alt) |"
 cat <<TABLE
 ### WAL path: per-segment medians (whole process, ms)
 
@@ -265,13 +288,13 @@ Level-3 objects: ragsafe $((size_rs * 100 / raw))% of the raw WAL, pgBackRest $(
 
 | step | tool | median ms | vs pgBackRest | vs floor | mean ms | mean CPU ms (user+sys) |
 |---|---|---:|---:|---:|---:|---:|
-| archive | ragsafe-archive (io_uring) | $a_rs | $(ratio "$a_rs" "$a_pb") | $(ratio "$a_rs" "$fl") | $(mean archive-ragsafe) | $(cpu archive-ragsafe) |
+| archive | ragsafe-archive | $a_rs | $(ratio "$a_rs" "$a_pb") | $(ratio "$a_rs" "$fl") | $(mean archive-ragsafe) | $(cpu archive-ragsafe) |
 | archive | ragsafe-archive (RAGSAFE_NO_URING=1) | $a_rsnu | $(ratio "$a_rsnu" "$a_pb") | $(ratio "$a_rsnu" "$fl") | $(mean archive-ragsafe-nouring) | $(cpu archive-ragsafe-nouring) |
 | archive | ragsafe-archive --look-ahead 4 (PostgreSQL's calls in order) | $(med archive-ragsafe-ahead) | $(ratio "$(med archive-ragsafe-ahead)" "$a_pb") | $(ratio "$(med archive-ragsafe-ahead)" "$fl") | $(mean archive-ragsafe-ahead) | $(cpu archive-ragsafe-ahead) |
 | archive | pgbackrest archive-push (zst 3, sync) | $a_pb | 1.00 | $(ratio "$a_pb" "$fl") | $(mean archive-pgbackrest) | $(cpu archive-pgbackrest) |
 | archive | cp + sync FILE | $a_cp | $(ratio "$a_cp" "$a_pb") | $(ratio "$a_cp" "$fl") | $(mean archive-cp) | $(cpu archive-cp) |
 | floor | read + SHA-256 + zstd -3, one process | $fl | $(ratio "$fl" "$a_pb") | 1.00 | $(mean floor) | $(cpu floor) |
-| restore | ragsafe-restore (io_uring) | $r_rs | $(ratio "$r_rs" "$r_pb") | | $(mean restore-ragsafe) | $(cpu restore-ragsafe) |
+| restore | ragsafe-restore | $r_rs | $(ratio "$r_rs" "$r_pb") | | $(mean restore-ragsafe) | $(cpu restore-ragsafe) |$alt_row
 | restore | ragsafe-restore (RAGSAFE_NO_URING=1) | $r_rsnu | $(ratio "$r_rsnu" "$r_pb") | | $(mean restore-ragsafe-nouring) | $(cpu restore-ragsafe-nouring) |
 | restore | ragsafe-restore --prefetch 4 (PostgreSQL's calls in order) | $(med restore-ragsafe-prefetch) | $(ratio "$(med restore-ragsafe-prefetch)" "$r_pb") | | $(mean restore-ragsafe-prefetch) | $(cpu restore-ragsafe-prefetch) |
 | restore | pgbackrest archive-get | $r_pb | 1.00 | | $(mean restore-pgbackrest) | $(cpu restore-pgbackrest) |
@@ -282,9 +305,9 @@ mean the honest cost per segment. CPU counts every thread of the process.
 
 | target | measured | |
 |---|---:|---|
-| archive <= 1/3 of pgBackRest (median, one call per segment) | $(ratio "$a_rs" "$a_pb") | $(verdict "$(ratio "$a_rs" "$a_pb")" 0.334) |
+| archive <= 1/3 of pgBackRest (median, one call per segment; per round $(per_round archive-ragsafe archive-pgbackrest)) | $(ratio "$a_rs" "$a_pb") | $(verdict "$(ratio "$a_rs" "$a_pb")" 0.334) |
 | archive <= 1/3 of pgBackRest (--look-ahead 4, mean per segment) | $(ratio "$(mean archive-ragsafe-ahead)" "$(mean archive-pgbackrest)") | $(verdict "$(ratio "$(mean archive-ragsafe-ahead)" "$(mean archive-pgbackrest)")" 0.334) |
 | archive <= 1.5x the floor | $(ratio "$a_rs" "$fl") | $(verdict "$(ratio "$a_rs" "$fl")" 1.5) |
-| restore <= 1/2 of pgBackRest (median, one call per segment) | $(ratio "$r_rs" "$r_pb") | $(verdict "$(ratio "$r_rs" "$r_pb")" 0.5) |
+| restore <= 1/2 of pgBackRest (median, one call per segment; per round $(per_round restore-ragsafe restore-pgbackrest)) | $(ratio "$r_rs" "$r_pb") | $(verdict "$(ratio "$r_rs" "$r_pb")" 0.5) |
 | restore <= 1/2 of pgBackRest (--prefetch 4, mean per segment) | $(ratio "$(mean restore-ragsafe-prefetch)" "$(mean restore-pgbackrest)") | $(verdict "$(ratio "$(mean restore-ragsafe-prefetch)" "$(mean restore-pgbackrest)")" 0.5) |
 TABLE
