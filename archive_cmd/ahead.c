@@ -116,7 +116,7 @@ static void record(const ahead *a, const char *name, const char *path)
 static void *worker(void *arg)
 {
     ahead *a = arg;
-    uring *ur = uring_new_plain(); /* as main.c's, for the same reason */
+    uring *ur = uring_new_opt_in(16); /* as main.c's, for the same reason */
     repo *r = NULL;
 
     if (!ur)

@@ -163,8 +163,9 @@ int main(int argc, char **argv)
     /* Plain syscalls, not io_uring: on this kind of machine (a VM, 2 cores) the ring's
      * setup and its io-wq worker threads cost more than the read-ahead overlaps: 15 %
      * more CPU per 16 MiB segment and a longer median call, idle and loaded alike
-     * (bench-wal's RAGSAFE_NO_URING row, 2026-11-27 and 2026-12-02). */
-    ur = uring_new_plain();
+     * (bench-wal's RAGSAFE_NO_URING row, 2026-11-27 and 2026-12-02). RAGSAFE_URING=1
+     * opts in where the storage makes the overlap pay. */
+    ur = uring_new_opt_in(64);
     if (!ur) {
         log_error("out of memory");
         goto out;

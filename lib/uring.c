@@ -61,6 +61,14 @@ uring *uring_new(unsigned entries)
 
 uring *uring_new_plain(void) { return calloc(1, sizeof(uring)); }
 
+uring *uring_new_opt_in(unsigned entries)
+{
+    const char *on = getenv("RAGSAFE_URING");
+    if (on && *on && strcmp(on, "0") != 0)
+        return uring_new(entries); /* RAGSAFE_NO_URING still wins there */
+    return uring_new_plain();
+}
+
 void uring_free(uring *ur)
 {
     if (!ur)

@@ -42,6 +42,10 @@ enum uring_op_kind { URING_OP_READ, URING_OP_WRITE, URING_OP_FSYNC };
 uring *uring_new(unsigned entries);
 /* Always the plain-syscall path (small files, where a ring costs more than it saves). */
 uring *uring_new_plain(void);
+/* io_uring only when RAGSAFE_URING is set (not "0"), else plain syscalls: for the WAL
+ * commands, where the ring measured more CPU than it overlapped on 2-core VMs but may pay
+ * on fast local NVMe (RAGSAFE_NO_URING still wins). */
+uring *uring_new_opt_in(unsigned entries);
 void uring_free(uring *ur);
 /* 1 when io_uring is in use, 0 on the fallback path. */
 int uring_active(const uring *ur);

@@ -246,7 +246,7 @@ int main(int argc, char **argv)
      * 1.3 MiB for a 16 MiB pgbench segment) and writes from one buffer (fetch.c); a
      * ring's setup and its io-wq worker threads cost more than they overlap (bench-wal:
      * 13 % more CPU per call, median wall 10 % longer). */
-    ur = uring_new_plain();
+    ur = uring_new_opt_in(64); /* RAGSAFE_URING=1 opts in */
     if (!ur) {
         log_error("out of memory");
         goto out;

@@ -7,22 +7,23 @@
 # directory, identical duplicate (0 + notice), different duplicate (3, object
 # untouched), .history never overwritten, .backup and .partial files, files under a
 # segment name that are not segments (bad magic, wrong size), "..", usage errors,
-# RAGSAFE_REPO / --config / --compress-level, and that neither sets up an io_uring
-# (ragsafe-archive uses plain syscalls since issue 16; RAGSAFE_NO_URING=1 changes
-# nothing there any more, and both modes stay covered).
+# RAGSAFE_REPO / --config / --compress-level, and which I/O each mode uses
+# (ragsafe-archive uses plain syscalls by default since issue 16; RAGSAFE_URING=1 opts
+# in to io_uring, RAGSAFE_NO_URING=1 forces the fallback: both paths stay covered).
 source "$(dirname "$0")/lib.sh"
 t_init
 
 ARCH=$RAGSAFE_BIN/ragsafe-archive
 REST=$RAGSAFE_BIN/ragsafe-restore
 
-# in_mode MODE CMD...: run CMD as postgres on the io_uring path or the fallback path.
+# in_mode MODE CMD...: run CMD as postgres on the io_uring path (opted in) or the
+# fallback path.
 in_mode() {
     local m=$1; shift
     if [ "$m" = fallback ]; then
-        as_pg env RAGSAFE_NO_URING=1 "$@"
+        as_pg env -u RAGSAFE_URING RAGSAFE_NO_URING=1 "$@"
     else
-        as_pg env -u RAGSAFE_NO_URING "$@"
+        as_pg env -u RAGSAFE_NO_URING RAGSAFE_URING=1 "$@"
     fi
 }
 
@@ -248,7 +249,7 @@ for mode in uring fallback; do
     ok "$mode: ... repo.json pins the cluster" grep -q "\"system_identifier\" *: *\"$SYSID_A\"" "$R5/repo.json"
     is "$mode: ... no temp file left" "" "$(find "$R5" -name '.*' -printf '%P\n')"
 
-    # --- no io_uring on either path
+    # --- io_uring only where opted in
     # strace is a test dependency (scripts/install-deps.sh): without it this fails
     ok "$mode: strace is installed (scripts/install-deps.sh)" command -v strace
     rm -rf "$T/repo4-$mode" "$T/strace-$mode"
@@ -257,8 +258,11 @@ for mode in uring fallback; do
         in_mode $mode strace -f -qq -e trace=io_uring_setup -o "$T/strace-$mode" \
         "$ARCH" --repo "$T/repo4-$mode" "$D/pg_wal/$S1" "$S1"
     ok "$mode: strace wrote its trace" [ -f "$T/strace-$mode" ]
-    # plain syscalls on both (issue 16: the ring cost more CPU than it overlapped)
-    ok "$mode: ragsafe-archive never calls io_uring_setup" lacks io_uring_setup "$T/strace-$mode"
+    if [ $mode = uring ]; then
+        ok "$mode: RAGSAFE_URING=1: ragsafe-archive sets up an io_uring" grep -q io_uring_setup "$T/strace-$mode"
+    else
+        ok "$mode: RAGSAFE_NO_URING=1: ragsafe-archive never calls io_uring_setup" lacks io_uring_setup "$T/strace-$mode"
+    fi
     ok "$mode: object made under strace is exact" obj_matches "$T/repo4-$mode/$(wal_key "$S1")" "$T/a.segs/$S1"
 done
 
