@@ -70,15 +70,17 @@ t_on_exit() { T_CLEANUP_CMDS+=("$1"); }
 
 as_pg() { runuser -u postgres -- "$@"; }
 
-# pg_init NAME [initdb args]: without initdb args, and when tests/run.sh gave a template
-# directory (RAGSAFE_PG_TEMPLATE, shared by the run's scripts), the cluster is a copy of
-# one initdb made once per run (the first script that needs it makes it), given a system
-# identifier of its own by pg_newsysid.py: a copy is several times faster than initdb and
-# otherwise the same cluster. PG_INIT_FRESH=1 (or any initdb argument): a real initdb.
+# pg_init NAME [initdb args]: when tests/run.sh gave a template directory
+# (RAGSAFE_PG_TEMPLATE, shared by the run's scripts), the cluster is a copy of one initdb
+# with the same arguments made once per run (by the first script that needs it), given a
+# system identifier of its own by pg_newsysid.py: a copy is several times faster than
+# initdb and otherwise the same cluster. PG_INIT_FRESH=1, or an argument with a path in
+# it: a real initdb.
 pg_init() {
-    local name=$1; shift
-    if [ $# -eq 0 ] && [ -n "${RAGSAFE_PG_TEMPLATE:-}" ] && [ -z "${PG_INIT_FRESH:-}" ]; then
-        pg_template && cp -a "$RAGSAFE_PG_TEMPLATE/data" "$T/$name" &&
+    local name=$1 tpl; shift
+    if [ -n "${RAGSAFE_PG_TEMPLATE:-}" ] && [ -z "${PG_INIT_FRESH:-}" ] && [[ "$*" != */* ]]; then
+        tpl=$RAGSAFE_PG_TEMPLATE/$(printf '%s\n' "$@" | md5sum | cut -c1-12)
+        pg_template "$tpl" "$@" && cp -a "$tpl/data" "$T/$name" &&
             python3 "$T_LIBDIR/pg_newsysid.py" "$T/$name" >"$T/$name.initdb.log" 2>&1 \
             || { cat "$T/$name.initdb.log" 2>/dev/null; echo "# pg_init $name: copy of the template failed"; return 1; }
     else
@@ -96,16 +98,17 @@ log_min_messages = warning
 CONF
 }
 
-# pg_template: the run's template cluster in $RAGSAFE_PG_TEMPLATE/data (initdb -A trust -U
-# postgres --no-sync, never started), made under a lock by the first script that needs it.
+# pg_template DIR [initdb args]: a template cluster in DIR/data (initdb -A trust -U postgres
+# --no-sync [args], never started), made under a lock by the first script that needs it.
 pg_template() {
-    local tpl=$RAGSAFE_PG_TEMPLATE
+    local tpl=$1; shift
     [ -f "$tpl/ready" ] && return 0
+    install -d -o postgres -g postgres -m 0755 "$tpl" || return 1
     (
         flock 9 || exit 1
         [ -f "$tpl/ready" ] && exit 0
         rm -rf "$tpl/data"
-        as_pg "$PGBIN/initdb" -D "$tpl/data" -A trust -U postgres --no-sync >"$tpl/initdb.log" 2>&1 \
+        as_pg "$PGBIN/initdb" -D "$tpl/data" -A trust -U postgres --no-sync "$@" >"$tpl/initdb.log" 2>&1 \
             || { cat "$tpl/initdb.log"; exit 1; }
         touch "$tpl/ready"
     ) 9>"$tpl/lock"
