@@ -19,7 +19,9 @@
 # PostgreSQL, fsync and sleeps more than they use a core; each has its own temp dir,
 # clusters on their own Unix sockets and free TCP ports). A script whose assertions time
 # something against the clock carries the line "# ragsafe-test: serial" and runs alone,
-# after the others. Each script's output is printed whole when it ends.
+# after the others. Each script's output is printed whole when it ends. lib.sh's pg_init
+# copies a template cluster made once per run (in RAGSAFE_PG_TEMPLATE, made here) rather
+# than run initdb for every cluster.
 set -u
 mode=all
 case "${1:-}" in --unit-only) mode=unit; shift ;; --integration-only) mode=integration; shift ;; esac
