@@ -19,7 +19,9 @@
 # PostgreSQL, fsync and sleeps more than they use a core; each has its own temp dir,
 # clusters on their own Unix sockets and free TCP ports). A script whose assertions time
 # something against the clock carries the line "# ragsafe-test: serial" and runs alone,
-# after the others. Each script's output is printed whole when it ends.
+# after the others. Each script's output is printed whole when it ends. lib.sh's pg_init
+# copies a template cluster made once per run (in RAGSAFE_PG_TEMPLATE, made here) rather
+# than run initdb for every cluster.
 set -u
 mode=all
 case "${1:-}" in --unit-only) mode=unit; shift ;; --integration-only) mode=integration; shift ;; esac
@@ -87,10 +89,21 @@ if [ "$mode" != unit ]; then
     make -s BUILD="$BUILD" install PREFIX="$prefix" >/dev/null || { echo "make install failed"; exit 1; }
     export RAGSAFE_BIN="$prefix/bin"
     export RAGSAFE_SRC="$top"
+    # python3 behind a version manager's shim (pyenv) costs a second or more a call on a
+    # loaded machine, and the scripts call it often: resolve it once (as lib.sh would)
+    if [[ "$(command -v python3)" == */shims/python3 ]]; then
+        py_real=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) &&
+            [ -x "$py_real" ] && export PATH="${py_real%/*}:$PATH"
+    fi
+    # the template cluster lib.sh's pg_init copies (one initdb for the whole run; made by
+    # the first script that needs it)
+    export RAGSAFE_PG_TEMPLATE
+    RAGSAFE_PG_TEMPLATE=$(mktemp -d /tmp/ragsafe-pgtemplate.XXXXXX)
+    chmod 0755 "$RAGSAFE_PG_TEMPLATE" && chown postgres: "$RAGSAFE_PG_TEMPLATE" || exit 1
     jobs_max=${RAGSAFE_TEST_JOBS:-2}
     [[ "$jobs_max" =~ ^[1-9][0-9]*$ ]] || { echo "RAGSAFE_TEST_JOBS must be a positive integer"; exit 2; }
     logs=$(mktemp -d /tmp/ragsafe-testlogs.XXXXXX)
-    trap 'rm -rf "$prefix" "$logs"; kill $(jobs -p) 2>/dev/null' EXIT
+    trap 'rm -rf "$prefix" "$logs" "$RAGSAFE_PG_TEMPLATE"; kill $(jobs -p) 2>/dev/null' EXIT
     declare -A job_name=() job_start=()
     # reap: wait for one running script, then print its output and count its result.
     reap() {

@@ -3,6 +3,9 @@
 # Each test script sources this file and then:
 #     t_init                      temp dir $T (owned by postgres, mode 0755), cleanup trap
 #     pg_init NAME [initdb args]  initdb into $T/NAME as postgres; sets nothing global
+#                                 (without initdb args: a copy of the run's template,
+#                                 with a system identifier of its own; PG_INIT_FRESH=1:
+#                                 always a real initdb)
 #     pg_set NAME "key = value"   append to postgresql.conf
 #     pg_start NAME / pg_stop NAME
 #     pg_archiving NAME REPO      pg_init + archiving into REPO with ragsafe-archive + pg_start
@@ -25,6 +28,13 @@
 
 set -u
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+# python3 behind a version manager's shim (pyenv) starts a bash script and pyenv itself on
+# every call, a second or more on a loaded machine: call the interpreter it stands for
+# directly (its directory holds what the shims stand for; tests/run.sh does this once)
+if [[ "$(command -v python3)" == */shims/python3 ]]; then
+    T_PY_REAL=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null) &&
+        [ -x "$T_PY_REAL" ] && PATH="${T_PY_REAL%/*}:$PATH"
+fi
 export PATH="$PGBIN:$PATH"
 : "${RAGSAFE_BIN:?RAGSAFE_BIN must point at an installed bin dir (tests/run.sh sets it)}"
 T_PASS=0
@@ -32,6 +42,7 @@ T_FAIL=0
 T_CLUSTERS=()
 T_CLEANUP_CMDS=()
 T_NAME=$(basename "$0" .sh)
+T_LIBDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 t_cleanup() {
     local c
@@ -59,10 +70,23 @@ t_on_exit() { T_CLEANUP_CMDS+=("$1"); }
 
 as_pg() { runuser -u postgres -- "$@"; }
 
+# pg_init NAME [initdb args]: when tests/run.sh gave a template directory
+# (RAGSAFE_PG_TEMPLATE, shared by the run's scripts), the cluster is a copy of one initdb
+# with the same arguments made once per run (by the first script that needs it), given a
+# system identifier of its own by pg_newsysid.py: a copy is several times faster than
+# initdb and otherwise the same cluster. PG_INIT_FRESH=1, or an argument with a path in
+# it: a real initdb.
 pg_init() {
-    local name=$1; shift
-    as_pg "$PGBIN/initdb" -D "$T/$name" -A trust -U postgres --no-sync "$@" >"$T/$name.initdb.log" 2>&1 \
-        || { cat "$T/$name.initdb.log"; return 1; }
+    local name=$1 tpl; shift
+    if [ -n "${RAGSAFE_PG_TEMPLATE:-}" ] && [ -z "${PG_INIT_FRESH:-}" ] && [[ "$*" != */* ]]; then
+        tpl=$RAGSAFE_PG_TEMPLATE/$(printf '%s\n' "$@" | md5sum | cut -c1-12)
+        pg_template "$tpl" "$@" && cp -a "$tpl/data" "$T/$name" &&
+            python3 "$T_LIBDIR/pg_newsysid.py" "$T/$name" >"$T/$name.initdb.log" 2>&1 \
+            || { cat "$T/$name.initdb.log" 2>/dev/null; echo "# pg_init $name: copy of the template failed"; return 1; }
+    else
+        as_pg "$PGBIN/initdb" -D "$T/$name" -A trust -U postgres --no-sync "$@" >"$T/$name.initdb.log" 2>&1 \
+            || { cat "$T/$name.initdb.log"; return 1; }
+    fi
     cat >>"$T/$name/postgresql.conf" <<CONF
 listen_addresses = ''
 unix_socket_directories = '$T/$name'
@@ -72,6 +96,22 @@ shared_buffers = 32MB
 max_wal_size = 256MB
 log_min_messages = warning
 CONF
+}
+
+# pg_template DIR [initdb args]: a template cluster in DIR/data (initdb -A trust -U postgres
+# --no-sync [args], never started), made under a lock by the first script that needs it.
+pg_template() {
+    local tpl=$1; shift
+    [ -f "$tpl/ready" ] && return 0
+    install -d -o postgres -g postgres -m 0755 "$tpl" || return 1
+    (
+        flock 9 || exit 1
+        [ -f "$tpl/ready" ] && exit 0
+        rm -rf "$tpl/data"
+        as_pg "$PGBIN/initdb" -D "$tpl/data" -A trust -U postgres --no-sync "$@" >"$tpl/initdb.log" 2>&1 \
+            || { cat "$tpl/initdb.log"; exit 1; }
+        touch "$tpl/ready"
+    ) 9>"$tpl/lock"
 }
 
 pg_set() { printf '%s\n' "$2" >>"$T/$1/postgresql.conf"; }
@@ -110,10 +150,13 @@ pg_sql() {
 
 # Wait until SQL on cluster NAME prints EXPECTED (polls up to SECONDS, default 60).
 pg_wait_for() {
-    local name=$1 sql=$2 expected=$3 secs=${4:-60} i out
-    for ((i = 0; i < secs * 5; i++)); do
+    local name=$1 sql=$2 expected=$3 secs=${4:-60} i out end
+    end=$((SECONDS + secs))
+    # every 0.05 s for the first second (most waits end there), then every 0.2 s; as many
+    # polls as before at least (SECONDS x 5), and SECONDS of wall time at least
+    for ((i = 0; i < secs * 5 || SECONDS < end; i++)); do
         out=$(pg_sql "$name" "$sql" 2>/dev/null) && [ "$out" = "$expected" ] && return 0
-        sleep 0.2
+        if [ "$i" -lt 20 ]; then sleep 0.05; else sleep 0.2; fi
     done
     echo "# pg_wait_for: '$sql' gave '$out', wanted '$expected'" >&2
     return 1
@@ -268,11 +311,12 @@ s3_all_signed() {
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# wait_port PORT: wait (10 s at most) until something listens on 127.0.0.1:PORT.
 wait_port() {
     local i
-    for ((i = 0; i < 100; i++)); do
-        python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 0.2)" 2>/dev/null && return 0
-        sleep 0.1
+    for ((i = 0; i < 200; i++)); do
+        (: <"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
     done
     return 1
 }
