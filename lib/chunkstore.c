@@ -575,96 +575,127 @@ static size_t need_bytes(const uint8_t *p, size_t avail)
     return CHUNKSTORE_REC_HDR + (size_t)get_le32(p + 12);
 }
 
+/* A pack read record by record: each whole record (header + frame) in acc[pos..]. */
+typedef struct pack_rd {
+    const char *key;
+    storage_read *rd;
+    uint8_t *acc;
+    size_t acc_len, acc_cap, pos;
+    uint64_t off;               /* pack offset of the record pack_next returned last */
+    size_t last;                /* its length */
+    int eof;
+} pack_rd;
+
+/* pack_next -- the next whole record with a valid header: 1 (*rec, *rlen; p->off is
+ * its offset), 0 at the end of the pack, RS_MISMATCH for a damaged record or a read
+ * that failed its check, -1 for any other failure (both reported). */
+static int pack_next(pack_rd *p, const uint8_t **rec, size_t *rlen)
+{
+    const void *data;
+    ssize_t n;
+
+    p->pos += p->last;
+    p->off += p->last;
+    p->last = 0;
+    while (!p->eof && p->acc_len - p->pos < need_bytes(p->acc + p->pos, p->acc_len - p->pos)) {
+        n = storage_read_data(p->rd, &data);
+        if (n < 0) {
+            log_error("could not read pack \"%s\"", p->key);
+            return storage_read_mismatch(p->rd) ? RS_MISMATCH : -1;
+        }
+        if (n == 0) {
+            p->eof = 1;
+            break;
+        }
+        if (p->pos > 0) {
+            memmove(p->acc, p->acc + p->pos, p->acc_len - p->pos);
+            p->acc_len -= p->pos;
+            p->pos = 0;
+        }
+        if (grow(&p->acc, &p->acc_cap, p->acc_len + (size_t)n) != 0)
+            return -1;
+        memcpy(p->acc + p->acc_len, data, (size_t)n);
+        p->acc_len += (size_t)n;
+    }
+    size_t avail = p->acc_len - p->pos;
+    if (avail == 0 && p->eof)
+        return 0;
+    const uint8_t *r = p->acc + p->pos;
+    if (avail < CHUNKSTORE_REC_HDR || get_le32(r) != SKIP_MAGIC ||
+        get_le32(r + 4) != 8 + SHA256_LEN || get_le32(r + 8) > CHUNKSTORE_CHUNK_MAX ||
+        avail < CHUNKSTORE_REC_HDR + (size_t)get_le32(r + 12)) {
+        log_error("pack \"%s\" is damaged at offset %" PRIu64, p->key, p->off);
+        return RS_MISMATCH;
+    }
+    *rec = r;
+    *rlen = p->last = CHUNKSTORE_REC_HDR + (size_t)get_le32(r + 12);
+    return 1;
+}
+
+/* decode_rec -- decompress the record's chunk into *raw (grown) and check it against
+ * the digest it carries: 0 (*status 0, or RS_MISMATCH reported naming the chunk, the
+ * pack and offset) | -1 reported. */
+static int decode_rec(ZSTD_DCtx *dctx, const uint8_t *rec, uint8_t **raw, size_t *raw_cap,
+                      const char *key, uint64_t off, int *status)
+{
+    uint32_t raw_len = get_le32(rec + 8), zlen = get_le32(rec + 12);
+    uint8_t d[SHA256_LEN];
+
+    *status = 0;
+    if (grow(raw, raw_cap, raw_len + 1) != 0)
+        return -1;
+    size_t z = ZSTD_decompressDCtx(dctx, *raw, raw_len, rec + CHUNKSTORE_REC_HDR, zlen);
+    if (ZSTD_isError(z) || z != raw_len) {
+        *status = RS_MISMATCH;
+    } else {
+        if (sha256_buffer(*raw, raw_len, d) != 0)
+            return -1;
+        if (memcmp(d, rec + 16, SHA256_LEN) != 0)
+            *status = RS_MISMATCH;
+    }
+    if (*status) {
+        char hex[SHA256_HEX_LEN + 1];
+        sha256_to_hex(rec + 16, hex);
+        log_error("chunk %s in pack \"%s\" (offset %" PRIu64 ") is damaged", hex, key, off);
+    }
+    return 0;
+}
+
 /* chunkstore_read_pack -- see chunkstore.h. */
 int chunkstore_read_pack(storage *st, const char *key, chunk_want_fn want, chunk_got_fn got,
                          void *arg)
 {
-    storage_read *rd = NULL;
-    uint8_t *acc = NULL, *raw = NULL;
-    size_t acc_len = 0, acc_cap = 0, pos = 0, raw_cap = 0;
+    pack_rd p = {.key = key};
     ZSTD_DCtx *dctx = NULL;
-    const void *data;
-    ssize_t n;
-    int ret = -1, eof = 0;
-    uint64_t off = 0;
+    uint8_t *raw = NULL;
+    size_t raw_cap = 0, rlen;
+    const uint8_t *rec;
+    int ret = -1, r, status;
 
-    int r = storage_read_open(st, key, &rd);
+    r = storage_read_open(st, key, &p.rd);
     if (r != 0)
         return r;
     if (!(dctx = ZSTD_createDCtx())) {
         log_error("could not create a zstd context");
         goto out;
     }
-    for (;;) {
-        /* one whole record in acc[pos..] */
-        while (!eof && acc_len - pos < need_bytes(acc + pos, acc_len - pos)) {
-            n = storage_read_data(rd, &data);
-            if (n < 0) {
-                ret = storage_read_mismatch(rd) ? RS_MISMATCH : -1;
-                log_error("could not read pack \"%s\"", key);
-                goto out;
-            }
-            if (n == 0) {
-                eof = 1;
-                break;
-            }
-            if (pos > 0) {
-                memmove(acc, acc + pos, acc_len - pos);
-                acc_len -= pos;
-                pos = 0;
-            }
-            if (grow(&acc, &acc_cap, acc_len + (size_t)n) != 0)
-                goto out;
-            memcpy(acc + acc_len, data, (size_t)n);
-            acc_len += (size_t)n;
-        }
-        size_t avail = acc_len - pos;
-        if (avail == 0 && eof)
-            break;
-        const uint8_t *rec = acc + pos;
-        if (avail < CHUNKSTORE_REC_HDR || get_le32(rec) != SKIP_MAGIC ||
-            get_le32(rec + 4) != 8 + SHA256_LEN || get_le32(rec + 8) > CHUNKSTORE_CHUNK_MAX ||
-            avail < CHUNKSTORE_REC_HDR + (size_t)get_le32(rec + 12)) {
-            log_error("pack \"%s\" is damaged at offset %" PRIu64, key, off);
-            ret = RS_MISMATCH;
+    while ((r = pack_next(&p, &rec, &rlen)) == 1) {
+        if (!want(arg, rec + 16))
+            continue;
+        if (decode_rec(dctx, rec, &raw, &raw_cap, key, p.off, &status) != 0)
+            goto out;
+        r = got(arg, rec + 16, status ? NULL : raw, get_le32(rec + 8), status);
+        if (r != 0) {
+            ret = r;
             goto out;
         }
-        uint32_t raw_len = get_le32(rec + 8), zlen = get_le32(rec + 12);
-        const uint8_t *digest = rec + 16;
-        if (want(arg, digest)) {
-            uint8_t d[SHA256_LEN];
-            char hex[SHA256_HEX_LEN + 1];
-            if (grow(&raw, &raw_cap, raw_len + 1) != 0)
-                goto out;
-            size_t z = ZSTD_decompressDCtx(dctx, raw, raw_len, rec + CHUNKSTORE_REC_HDR, zlen);
-            int status = 0;
-            if (ZSTD_isError(z) || z != raw_len) {
-                status = RS_MISMATCH;
-            } else {
-                if (sha256_buffer(raw, raw_len, d) != 0)
-                    goto out;
-                if (memcmp(d, digest, SHA256_LEN) != 0)
-                    status = RS_MISMATCH;
-            }
-            if (status) {
-                sha256_to_hex(digest, hex);
-                log_error("chunk %s in pack \"%s\" (offset %" PRIu64 ") is damaged", hex, key, off);
-            }
-            r = got(arg, digest, status ? NULL : raw, raw_len, status);
-            if (r != 0) {
-                ret = r;
-                goto out;
-            }
-        }
-        pos += CHUNKSTORE_REC_HDR + zlen;
-        off += CHUNKSTORE_REC_HDR + zlen;
     }
-    ret = 0;
+    ret = r; /* 0 at the end, or the damage */
 out:
     ZSTD_freeDCtx(dctx);
-    free(acc);
+    free(p.acc);
     free(raw);
-    storage_read_free(rd);
+    storage_read_free(p.rd);
     return ret;
 }
 
@@ -735,35 +766,15 @@ static void *par_main(void *arg)
         size_t pos = 0;
         for (size_t k = 0; k < b->nrec && fail == 0; k++) {
             const uint8_t *rec = b->buf + pos;
-            uint32_t raw_len = get_le32(rec + 8), zlen = get_le32(rec + 12);
-            const uint8_t *digest = rec + 16;
-            uint8_t d[SHA256_LEN];
-            int status = 0;
-            if (grow(&raw, &raw_cap, raw_len + 1) != 0) {
+            int status;
+            if (decode_rec(dctx, rec, &raw, &raw_cap, c->key, b->offs[k], &status) != 0) {
                 fail = -1;
                 break;
             }
-            size_t z = ZSTD_decompressDCtx(dctx, raw, raw_len, rec + CHUNKSTORE_REC_HDR, zlen);
-            if (ZSTD_isError(z) || z != raw_len) {
-                status = RS_MISMATCH;
-            } else {
-                if (sha256_buffer(raw, raw_len, d) != 0) {
-                    fail = -1;
-                    break;
-                }
-                if (memcmp(d, digest, SHA256_LEN) != 0)
-                    status = RS_MISMATCH;
-            }
-            if (status) {
-                char hex[SHA256_HEX_LEN + 1];
-                sha256_to_hex(digest, hex);
-                log_error("chunk %s in pack \"%s\" (offset %" PRIu64 ") is damaged", hex, c->key,
-                          b->offs[k]);
-            }
-            int r = c->got(c->args[t->i], digest, status ? NULL : raw, raw_len, status);
+            int r = c->got(c->args[t->i], rec + 16, status ? NULL : raw, get_le32(rec + 8), status);
             if (r != 0)
                 fail = r;
-            pos += CHUNKSTORE_REC_HDR + zlen;
+            pos += CHUNKSTORE_REC_HDR + get_le32(rec + 12);
         }
         par_batch_free(b);
         if (fail != 0) {
@@ -803,19 +814,16 @@ static int par_push(par_ctx *c, par_batch *b)
 int chunkstore_read_pack_par(storage *st, const char *key, chunk_want_fn want, void *want_arg,
                              chunk_got_fn got, void **args, int nthreads)
 {
-    storage_read *rd = NULL;
-    uint8_t *acc = NULL;
-    size_t acc_len = 0, acc_cap = 0, pos = 0;
-    const void *data;
-    ssize_t n;
-    int ret = -1, eof = 0, started = 0;
-    uint64_t off = 0;
+    pack_rd p = {.key = key};
+    const uint8_t *rec;
+    size_t rlen;
+    int ret = -1, started = 0;
     par_ctx c;
     par_thread *th = NULL;
     par_batch *b = NULL;
 
     memset(&c, 0, sizeof(c));
-    int r = storage_read_open(st, key, &rd);
+    int r = storage_read_open(st, key, &p.rd);
     if (r != 0)
         return r;
     c.key = key;
@@ -839,41 +847,7 @@ int chunkstore_read_pack_par(storage *st, const char *key, chunk_want_fn want, v
         log_error("could not start the decoding threads");
         goto out;
     }
-    for (;;) {
-        /* one whole record in acc[pos..] */
-        while (!eof && acc_len - pos < need_bytes(acc + pos, acc_len - pos)) {
-            n = storage_read_data(rd, &data);
-            if (n < 0) {
-                ret = storage_read_mismatch(rd) ? RS_MISMATCH : -1;
-                log_error("could not read pack \"%s\"", key);
-                goto out;
-            }
-            if (n == 0) {
-                eof = 1;
-                break;
-            }
-            if (pos > 0) {
-                memmove(acc, acc + pos, acc_len - pos);
-                acc_len -= pos;
-                pos = 0;
-            }
-            if (grow(&acc, &acc_cap, acc_len + (size_t)n) != 0)
-                goto out;
-            memcpy(acc + acc_len, data, (size_t)n);
-            acc_len += (size_t)n;
-        }
-        size_t avail = acc_len - pos;
-        if (avail == 0 && eof)
-            break;
-        const uint8_t *rec = acc + pos;
-        if (avail < CHUNKSTORE_REC_HDR || get_le32(rec) != SKIP_MAGIC ||
-            get_le32(rec + 4) != 8 + SHA256_LEN || get_le32(rec + 8) > CHUNKSTORE_CHUNK_MAX ||
-            avail < CHUNKSTORE_REC_HDR + (size_t)get_le32(rec + 12)) {
-            log_error("pack \"%s\" is damaged at offset %" PRIu64, key, off);
-            ret = RS_MISMATCH; /* the batches before it are decoded first */
-            break;
-        }
-        size_t rlen = CHUNKSTORE_REC_HDR + (size_t)get_le32(rec + 12);
+    while ((r = pack_next(&p, &rec, &rlen)) == 1) {
         if (want(want_arg, rec + 16)) {
             if (!b && !(b = calloc(1, sizeof(*b)))) {
                 log_errno("could not allocate memory");
@@ -893,7 +867,7 @@ int chunkstore_read_pack_par(storage *st, const char *key, chunk_want_fn want, v
                 goto out;
             memcpy(b->buf + b->len, rec, rlen);
             b->len += rlen;
-            b->offs[b->nrec++] = off;
+            b->offs[b->nrec++] = p.off;
             if (b->len >= PAR_BATCH) {
                 r = par_push(&c, b);
                 b = NULL;
@@ -901,9 +875,11 @@ int chunkstore_read_pack_par(storage *st, const char *key, chunk_want_fn want, v
                     break;
             }
         }
-        pos += rlen;
-        off += rlen;
     }
+    if (r < 0)
+        goto out; /* reported: the reader failed */
+    if (r == RS_MISMATCH)
+        ret = RS_MISMATCH; /* the batches before it are decoded first */
     if (b) {
         par_push(&c, b);
         b = NULL;
@@ -928,8 +904,8 @@ out:
     pthread_cond_destroy(&c.cv);
     free(c.q);
     free(th);
-    free(acc);
-    storage_read_free(rd);
+    free(p.acc);
+    storage_read_free(p.rd);
     return ret;
 }
 
