@@ -58,12 +58,7 @@ restore_ok() {
 }
 
 # Real WAL from a cluster archiving with cp.
-pg_init a || exit 1
-mkdir -p "$T/segs" && chown postgres: "$T/segs"
-pg_set a "wal_level = replica"
-pg_set a "archive_mode = on"
-pg_set a "archive_command = 'cp %p $T/segs/%f'"
-pg_start a || exit 1
+pg_cp_archiving a "$T/segs" || exit 1
 as_pg "$PGBIN/pgbench" -h "$T/a" -p 5432 -U postgres -i -s 1 -q postgres >/dev/null 2>&1
 for i in 1 2; do
     as_pg "$PGBIN/pgbench" -h "$T/a" -p 5432 -U postgres -n -t 300 postgres >/dev/null 2>&1

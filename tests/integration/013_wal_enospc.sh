@@ -53,12 +53,7 @@ fill() {
 }
 
 # Real WAL from a cluster archiving with cp.
-pg_init a || exit 1
-mkdir -p "$T/segs" && chown postgres: "$T/segs"
-pg_set a "wal_level = replica"
-pg_set a "archive_mode = on"
-pg_set a "archive_command = 'cp %p $T/segs/%f'"
-pg_start a || exit 1
+pg_cp_archiving a "$T/segs" || exit 1
 as_pg "$PGBIN/pgbench" -h "$T/a" -p 5432 -U postgres -i -s 4 -q postgres >/dev/null 2>&1
 last=$(pg_sql a "select pg_walfile_name(pg_switch_wal())")
 pg_wait_for a "select last_archived_wal >= '$last' from pg_stat_archiver" t 60 || exit 1

@@ -41,12 +41,7 @@ openssl rand -hex 32 >"$KEY" && chmod 0600 "$KEY" && chown postgres: "$KEY"
 # A real cluster whose WAL is copied out by `cp`; then a standby of it promoted onto
 # timeline 2 (its pg_wal holds a real 00000002.history, its global/pg_control the
 # cluster's system identifier).
-pg_init a || exit 1
-mkdir -p "$T/segs" && chown postgres: "$T/segs"
-pg_set a "wal_level = replica"
-pg_set a "archive_mode = on"
-pg_set a "archive_command = 'cp %p $T/segs/%f'"
-pg_start a || exit 1
+pg_cp_archiving a "$T/segs" || exit 1
 as_pg "$PGBIN/pgbench" -h "$T/a" -p 5432 -U postgres -i -s 1 -q postgres >/dev/null 2>&1 || exit 1
 for i in 1 2; do
     as_pg "$PGBIN/pgbench" -h "$T/a" -p 5432 -U postgres -n -t 300 postgres >/dev/null 2>&1 || exit 1

@@ -44,12 +44,7 @@ ok "... XAmzContentSHA256Mismatch" grep -q '<Code>XAmzContentSHA256Mismatch</Cod
 is "... nothing written" "" "$(objects)"
 
 # 2. a cluster whose WAL segments are copied out by cp, to archive by hand
-pg_init a || exit 1
-mkdir -p "$T/segs" && chown postgres: "$T/segs"
-pg_set a "wal_level = replica"
-pg_set a "archive_mode = on"
-pg_set a "archive_command = 'cp %p $T/segs/%f'"
-pg_start a || exit 1
+pg_cp_archiving a "$T/segs" || exit 1
 pg_sql a "create table t as select generate_series(1, 10000) i" >/dev/null
 switch_wal a || fail "a segment is archived"
 S=$(cd "$T/segs" && ls | grep -E '^[0-9A-F]{24}$' | sort | head -1)

@@ -9,6 +9,8 @@
 #     pg_set NAME "key = value"   append to postgresql.conf
 #     pg_start NAME / pg_stop NAME
 #     pg_archiving NAME REPO      pg_init + archiving into REPO with ragsafe-archive + pg_start
+#     pg_cp_archiving NAME DIR    pg_init + archiving into DIR (made) with cp + pg_start:
+#                                 real WAL segments for the tools to take as input
 #     repo_init DIR...            make repository roots as the README does (install -d -o
 #                                 postgres -m 0750): no tool creates a repository's root
 #     pg_sql NAME "SQL"           psql -XAtq as postgres over the cluster's Unix socket
@@ -127,6 +129,18 @@ pg_archiving() {
     pg_init "$name" || return 1
     pg_set "$name" "archive_mode = on"
     pg_set "$name" "archive_command = '$RAGSAFE_BIN/ragsafe-archive --repo $repo %p %f'"
+    pg_start "$name"
+}
+
+# pg_cp_archiving NAME DIR: cluster NAME (wal_level replica) archiving with a plain cp
+# into DIR (created, owned by postgres), started.
+pg_cp_archiving() {
+    local name=$1 dir=$2
+    pg_init "$name" || return 1
+    mkdir -p "$dir" && chown postgres: "$dir" || return 1
+    pg_set "$name" "wal_level = replica"
+    pg_set "$name" "archive_mode = on"
+    pg_set "$name" "archive_command = 'cp %p $dir/%f'"
     pg_start "$name"
 }
 
