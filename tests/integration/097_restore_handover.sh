@@ -21,10 +21,6 @@ REPO=$T/repo
 pg_archiving src "$REPO" || exit 1
 
 sum() { pg_sql "$1" "select count(*) || ':' || md5(coalesce(string_agg(id || v, ',' order by id), '')) from t"; }
-boot() {
-    pg_set "$1" "unix_socket_directories = '$T/$1'"
-    pg_start "$1" && pg_wait_for "$1" "select pg_is_in_recovery()" f 120
-}
 spooled() { find "$T/$1/pg_wal/ragsafe-prefetch" -maxdepth 1 -name '0*' ! -name '*.sum' 2>/dev/null | wc -l; }
 
 pg_sql src "create table t (id int primary key, v text)" || exit 1
@@ -57,7 +53,7 @@ is "no spool left beside the data directory" "" "$(find "$T" -maxdepth 1 -name '
 # from the handover
 mkdir "$T/wal-away"
 for d in "$REPO"/wal/0*/; do mv "$d" "$T/wal-away/"; done
-if boot a; then
+if pg_boot_restored a; then
     is "recovered from the handed-over WAL alone: exact contents at the target" "$WANT" "$(sum a)"
 else
     fail "recovered from the handed-over WAL alone"; tail -20 "$T/a.log"
@@ -77,7 +73,7 @@ touch -r "$victim" "$T/stamp"
 # the page magic of its first page: a server reading it would stop there
 printf '\x00\x00' | dd of="$victim" bs=1 seek=0 count=2 conv=notrunc status=none
 touch -r "$T/stamp" "$victim"
-if boot b; then
+if pg_boot_restored b; then
     is "recovery with a changed handed-over segment: exact contents at the target" "$WANT" "$(sum b)"
 else
     fail "recovery with a changed handed-over segment"; tail -20 "$T/b.log"

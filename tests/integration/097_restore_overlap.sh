@@ -20,10 +20,6 @@ REPO=$T/repo
 pg_archiving src "$REPO" || exit 1
 
 sum() { pg_sql "$1" "select count(*) || ':' || md5(coalesce(string_agg(id || v, ',' order by id), '')) from t"; }
-boot() {
-    pg_set "$1" "unix_socket_directories = '$T/$1'"
-    pg_start "$1" && pg_wait_for "$1" "select pg_is_in_recovery()" f 120
-}
 sibs() { find "$T" -maxdepth 1 \( -name ".$1.ragsafe-restore-*" -o -name ".$1.ragsafe-wal-*" \) | wc -l; }
 # wait_sib NAME: until the restore's private sibling exists (30 s at most)
 wait_sib() {
@@ -119,7 +115,7 @@ ok "it removed what the killed one left" grep -q "left by an interrupted restore
 ok "(chunked backup, extracted beside the plan)" grep -q "extracted while the plan verifies" "$T/k.err"
 is "nothing left beside the data directory" 0 "$(sibs k)"
 is "the data directory is the restore's, mode 0700" "700 postgres" "$(stat -c '%a %U' "$T/k")"
-if boot k; then
+if pg_boot_restored k; then
     is "recovered: exact contents at the target" "$WANT" "$(sum k)"
 else
     fail "recovered: exact contents at the target"; tail -20 "$T/k.log"
@@ -133,7 +129,7 @@ install -d -o postgres -g postgres -m 0700 "$T/t"
 is "tar backup: restore exits 0" 0 "$?"
 ok "(extracted beside the plan)" grep -q "extracted while the plan verifies" "$T/t.err"
 is "nothing left beside the data directory" 0 "$(sibs t)"
-if boot t; then
+if pg_boot_restored t; then
     is "tar backup: exact contents at the target" "$WANT1" "$(sum t)"
 else
     fail "tar backup: exact contents at the target"; tail -20 "$T/t.log"
@@ -145,7 +141,7 @@ RAGSAFE_NO_RESTORE_OVERLAP=1 "$PITR" restore -v --repo "$REPO" --pgdata "$T/z" \
     --target-time "$TARGET" --owner postgres >"$T/z.out" 2>"$T/z.err"
 is "serial: restore exits 0" 0 "$?"
 ok "(not beside the plan)" bash -c "! grep -q 'extracted while the plan verifies' '$T/z.err'"
-if boot z; then
+if pg_boot_restored z; then
     is "serial: exact contents at the target" "$WANT" "$(sum z)"
 else
     fail "serial: exact contents at the target"; tail -20 "$T/z.log"

@@ -13,6 +13,8 @@
 #                                 real WAL segments for the tools to take as input
 #     repo_init DIR...            make repository roots as the README does (install -d -o
 #                                 postgres -m 0750): no tool creates a repository's root
+#     pg_boot_restored NAME       start a restored copy in $T/NAME on its own socket
+#                                 directory and wait (120 s) until it has promoted
 #     pg_sql NAME "SQL"           psql -XAtq as postgres over the cluster's Unix socket
 #     switch_wal NAME             pg_switch_wal() and wait until that segment is archived
 #     as_pg CMD...                run as the postgres user
@@ -142,6 +144,14 @@ pg_cp_archiving() {
     pg_set "$name" "archive_mode = on"
     pg_set "$name" "archive_command = 'cp %p $dir/%f'"
     pg_start "$name"
+}
+
+# pg_boot_restored NAME: a restored copy in $T/NAME (its postgresql.conf came with the
+# backup and names the source's socket directory) started on $T/NAME, waited for until
+# recovery ended (120 s).
+pg_boot_restored() {
+    pg_set "$1" "unix_socket_directories = '$T/$1'"
+    pg_start "$1" && pg_wait_for "$1" "select pg_is_in_recovery()" f 120
 }
 
 pg_start() {
