@@ -2,6 +2,7 @@
  * repo.c -- repository layout and repo.json; see repo.h.
  */
 #include "repo.h"
+#include "crc32c.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -543,18 +544,6 @@ int repo_wal_name_from_key(const char *key, char *out, size_t outlen)
 #define PG_CONTROL_VERSION_15 1300
 #define PG_CONTROL_SEG_SIZE_OFF 228
 #define PG_CONTROL_CRC_OFF 288
-
-static uint32_t crc32c(const uint8_t *p, size_t n)
-{
-    uint32_t c = 0xFFFFFFFFu;
-
-    while (n--) {
-        c ^= *p++;
-        for (int k = 0; k < 8; k++)
-            c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
-    }
-    return c ^ 0xFFFFFFFFu;
-}
 
 int repo_info_from_pg_control(const char *datadir, repo_info *out)
 {

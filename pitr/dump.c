@@ -605,6 +605,37 @@ static int worker_run(const pitr_opts *o, const dump_ctx *d)
 }
 
 /*
+ * filter_fits -- the handover's filter (handover_filter: chosen from the backup of the
+ * plan's first scan) turned only databases into no-ops whose relation files this
+ * restore leaves hollow: none of inc, and a selective restore at all (ninc > 0). Says
+ * what the filter did (-v). 1 | 0.
+ */
+static int filter_fits(const wal_handover *ho, const uint32_t *inc, size_t ninc)
+{
+    size_t n;
+    uint64_t records = 0, rewritten = 0, bytes = 0;
+    const char *why = "";
+    const uint32_t *set = handover_filter_set(ho, &n, &records, &rewritten, &bytes, &why);
+
+    if (n == 0)
+        return 1;
+    if (ninc == 0)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < ninc; k++)
+            if (set[i] == inc[k])
+                return 0;
+    log_info("WAL filter: %llu of %llu records (%.1f MiB) of the %zu other database%s turned "
+             "into no-ops for the scratch server's replay",
+             (unsigned long long)rewritten, (unsigned long long)records,
+             (double)bytes / (1 << 20), n, PLURAL(n));
+    if (why && *why)
+        log_info("WAL filter: stopped early in %s (the rest of that segment replays as it "
+                 "was)", why);
+    return 1;
+}
+
+/*
  * worker -- worker_run under the retention lock (shared), taken again here when the
  * parent gives its plan (it released its own before fork(): a lock held across fork()
  * could leave the worker a copy of a mutex S3's renewal thread held at that instant),
@@ -837,6 +868,10 @@ int cmd_dump(const pitr_opts *o)
         }
     }
     po.handover = ho;
+    /* the other databases' page records replay as no-ops (walfilter.h):
+     * RAGSAFE_NO_WAL_FILTER=1 keeps them, to measure or to rule the filter out */
+    if (!getenv("RAGSAFE_NO_WAL_FILTER") || !*getenv("RAGSAFE_NO_WAL_FILTER"))
+        po.wal_filter_db = o->conninfo;
     r = plan_make(&inv, &po, &p);
     if (r != 0) {
         handover_free(ho);
@@ -960,6 +995,16 @@ int cmd_dump(const pitr_opts *o)
     if (find_db_oids(&inv, p.backup, &d, o->conninfo, inc, &ninc) != 0)
         goto out;
     t_list = now_seconds() - t_list0;
+    if (ho && !filter_fits(ho, inc, ninc)) {
+        /* the filter was chosen from the first scan's backup and would drop records of a
+         * database this restore writes: the handed-over WAL goes, restore_command
+         * fetches the original segments */
+        log_info("WAL handover dropped: its filter does not match backup %s's database "
+                 "list", p.backup->label);
+        handover_free(ho);
+        ho = NULL;
+        gp.h = NULL;
+    }
     /* tablespaces go into the scratch directory too (SCRATCH/tblspc/OID), never to the
      * locations backup.json records: those are the live cluster's */
     if (p.backup->ntablespaces) {

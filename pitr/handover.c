@@ -53,6 +53,7 @@
 #include "log.h"
 #include "pitr.h"
 #include "sha256.h"
+#include "walfilter.h"
 #include "walname.h"
 #include "walspool.h"
 
@@ -87,6 +88,12 @@ struct wal_handover {
     int busy;
     int lockfd;             /* the spool, flock'ed: a later restore removes a spool no
                              * process holds (restore.c: remove_stale_siblings) */
+    /* a dump's filter (handover_filter): these databases' page records become no-ops */
+    uint32_t filter[64];
+    size_t nfilter;
+    int filter_set;         /* decided (by the first scan's backup), even as "none" */
+    uint64_t f_records, f_rewritten, f_bytes, f_segs; /* written by the writer */
+    char f_why[200];        /* the first early stop, for -v */
 };
 
 wal_handover *handover_new(const char *pgdata, uint64_t reserve)
@@ -182,6 +189,35 @@ static int write_one(const wal_handover *h, const char *name, const ho_item *it)
     return err;
 }
 
+/* filter_one -- a dump's filter over a verified segment, before it is spooled: the
+ * record X.sum then vouches for the bytes as filtered (the same check as any spooled
+ * file when its identity changed: re-hashed against that). Only the writer thread
+ * touches the f_ counters until drain(). */
+static void filter_one(wal_handover *h, const char *name, ho_item *it)
+{
+    uint32_t tli;
+    uint64_t segno;
+    walfilter_stats st;
+    uint8_t sha[SHA256_LEN];
+
+    if (walname_parse(name, (uint32_t)it->len, &tli, &segno) != 0)
+        return;
+    if (walfilter_segment((uint8_t *)it->buf, it->len, segno, h->filter, h->nfilter, &st) > 0) {
+        if (sha256_buffer(it->buf, it->len, sha) != 0) {
+            /* no digest for the new bytes: this one is not handed over */
+            snprintf(it->hex, sizeof(it->hex), "%s", "-");
+            return;
+        }
+        sha256_to_hex(sha, it->hex);
+    }
+    h->f_segs++;
+    h->f_records += st.records;
+    h->f_rewritten += st.rewritten;
+    h->f_bytes += st.bytes;
+    if (st.why[0] && !h->f_why[0])
+        snprintf(h->f_why, sizeof(h->f_why), "%s: %s", name, st.why);
+}
+
 static void *writer(void *arg)
 {
     wal_handover *h = arg;
@@ -198,6 +234,8 @@ static void *writer(void *arg)
         snprintf(name, sizeof(name), "%s", h->names[it.idx]);
         h->busy = 1;
         pthread_mutex_unlock(&h->mu);
+        if (!skip && h->nfilter)
+            filter_one(h, name, &it);
         int err = skip ? ECANCELED : write_one(h, name, &it);
         free(it.buf);
         pthread_mutex_lock(&h->mu);
@@ -299,6 +337,50 @@ int handover_put(void *arg, const char *name, char *buf, size_t len, const uint8
 out:
     pthread_mutex_unlock(&h->mu);
     return kept;
+}
+
+void handover_filter(wal_handover *h, const backup_info *b, const char *dbname)
+{
+    uint32_t keep = 0, postgres = 0;
+
+    if (!h || h->filter_set)
+        return;
+    /* once: segments spooled for this scan stay so filtered; the dump checks the set
+     * against the plan's backup in the end (handover_filter_set) */
+    h->filter_set = 1;
+    if (!b->databases)
+        return;
+    for (size_t i = 0; i < b->ndatabases; i++) {
+        if (strcmp(b->databases[i].name, dbname) == 0)
+            keep = b->databases[i].oid;
+        if (strcmp(b->databases[i].name, "postgres") == 0)
+            postgres = b->databases[i].oid;
+    }
+    if (!keep)
+        return; /* the dump restores the whole cluster */
+    size_t cap = sizeof(h->filter) / sizeof(h->filter[0]), n = 0;
+    for (size_t i = 0; i < b->ndatabases; i++) {
+        uint32_t oid = b->databases[i].oid;
+        if (oid != keep && oid != postgres && oid != 0) {
+            if (n == cap)
+                return; /* more than the set holds: no filter at all */
+            h->filter[n++] = oid;
+        }
+    }
+    h->nfilter = n;
+}
+
+const uint32_t *handover_filter_set(const wal_handover *h, size_t *n, uint64_t *records,
+                                    uint64_t *rewritten, uint64_t *bytes, const char **why)
+{
+    *n = h ? h->nfilter : 0;
+    if (!h)
+        return NULL;
+    *records = h->f_records;
+    *rewritten = h->f_rewritten;
+    *bytes = h->f_bytes;
+    *why = h->f_why;
+    return h->filter;
 }
 
 /* unspool -- remove spooled file i (and its record). */

@@ -72,6 +72,8 @@ typedef struct pitr_opts {
     size_t nsets;
     int standby;              /* --type standby: standby.signal, no recovery target */
     struct wal_handover *handover; /* restore: the plan spools the WAL it verifies (handover.c) */
+    const char *wal_filter_db; /* dump: the handover keeps this database's page records
+                                * (and postgres's, the shared catalogs'), handover_filter */
     const volatile sig_atomic_t *stop; /* restore: the plan's walk gives up (-1, not reported)
                                         * once *stop is non-zero (a signal); NULL: never */
     int no_space_check;       /* --no-space-check: statvfs under-reports (compressed FS) */
@@ -278,6 +280,13 @@ int handover_put(void *arg, const char *name, char *buf, size_t len, const uint8
 uint64_t handover_keep(wal_handover *h, const inventory *inv, const plan *p, uint64_t *nsegs);
 int handover_commit(wal_handover *h, const char *pgdata, uid_t uid, gid_t gid);
 void handover_free(wal_handover *h);
+/* a dump's filter (walfilter.h): from the first scan's backup b on, each segment spooled
+ * has the page records of b's databases other than dbname and postgres turned into
+ * no-ops (none when b records no database list or not dbname). The set, and after
+ * handover_keep the counts, for the dump's check and its -v line. */
+void handover_filter(wal_handover *h, const backup_info *b, const char *dbname);
+const uint32_t *handover_filter_set(const wal_handover *h, size_t *n, uint64_t *records,
+                                    uint64_t *rewritten, uint64_t *bytes, const char **why);
 
 /* A plan made by the caller of cmd_restore (dump.c), which keeps them: restore neither
  * loads an inventory nor plans, and releases none of these (the shared lock stays the

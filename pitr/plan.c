@@ -134,6 +134,8 @@ static int scan_from(inventory *inv, const pitr_opts *o, const backup_info *b,
     if (o->handover) { /* restore: what is verified here is handed to restore_command */
         ctl->verified = handover_put;
         ctl->verified_arg = o->handover;
+        if (o->wal_filter_db)
+            handover_filter(o->handover, b, o->wal_filter_db);
     }
     uint64_t first = b->start_lsn / inv->seg_size;
     switch (o->kind) {

@@ -10,94 +10,7 @@
 #include "testutil.h"
 #include "walname.h"
 #include "walscan.h"
-
-#define SEG (1u << 20)
-#define PAGE 8192u
-
-/* A tiny WAL writer: records are laid out the way PostgreSQL lays them out
- * (MAXALIGN'd starts, page headers interleaved, contrecord flags and rem_len). */
-typedef struct wbuf {
-    uint8_t *seg[4];
-    uint64_t first_segno;
-    uint64_t pos;        /* next record LSN */
-} wbuf;
-
-static void put16(uint8_t *p, uint16_t v) { p[0] = v & 0xFF; p[1] = v >> 8; }
-static void put32(uint8_t *p, uint32_t v) { put16(p, v & 0xFFFF); put16(p + 2, v >> 16); }
-static void put64(uint8_t *p, uint64_t v) { put32(p, (uint32_t)v); put32(p + 4, (uint32_t)(v >> 32)); }
-
-static uint8_t *at(wbuf *w, uint64_t lsn)
-{
-    uint64_t s = lsn / SEG - w->first_segno;
-    ck_assert_uint_lt(s, 4);
-    return w->seg[s] + lsn % SEG;
-}
-
-/* page_header -- write the header of the page at lsn (rem_len: continuation bytes) */
-static size_t page_header(wbuf *w, uint64_t lsn, uint32_t rem_len)
-{
-    uint8_t *p = at(w, lsn);
-    int lng = lsn % SEG == 0;
-    put16(p, WAL_MAGIC_PG15);
-    put16(p + 2, (uint16_t)((lng ? 2 : 0) | (rem_len ? 1 : 0)));
-    put32(p + 4, 1);
-    put64(p + 8, lsn);
-    put32(p + 16, rem_len);
-    if (lng) {
-        put64(p + 24, 7000000000000000001ull);
-        put32(p + 32, SEG);
-        put32(p + 36, PAGE);
-        return 40;
-    }
-    return 24;
-}
-
-static void wbuf_init(wbuf *w, uint64_t first_segno)
-{
-    memset(w, 0, sizeof(*w));
-    w->first_segno = first_segno;
-    for (int i = 0; i < 4; i++)
-        w->seg[i] = calloc(1, SEG);
-    w->pos = first_segno * SEG;
-    w->pos += page_header(w, w->pos, 0);
-}
-
-static void wbuf_free(wbuf *w)
-{
-    for (int i = 0; i < 4; i++)
-        free(w->seg[i]);
-}
-
-/* emit -- lay a whole record (header included) out at w->pos; returns its LSN. */
-static uint64_t emit(wbuf *w, const uint8_t *rec, uint32_t len)
-{
-    uint64_t start = w->pos, lsn = w->pos;
-    uint32_t done = 0;
-    while (done < len) {
-        if (lsn % PAGE == 0)
-            lsn += page_header(w, lsn, len - done);
-        uint32_t room = (uint32_t)(PAGE - lsn % PAGE);
-        uint32_t n = len - done < room ? len - done : room;
-        memcpy(at(w, lsn), rec + done, n);
-        done += n;
-        lsn += n;
-    }
-    lsn = (lsn + 7) & ~7ull;
-    if (lsn % PAGE == 0 && (lsn / SEG - w->first_segno) < 4)
-        lsn += page_header(w, lsn, 0);
-    w->pos = lsn;
-    return start;
-}
-
-static uint32_t rec_header(uint8_t *r, uint32_t tot, uint32_t xid, uint8_t info, uint8_t rmid)
-{
-    memset(r, 0, 24);
-    put32(r, tot);
-    put32(r + 4, xid);
-    r[16] = info;
-    r[17] = rmid;
-    return 24;
-}
+#include "walgen.h"
 
 static int64_t pg_time(int64_t unix_us) { return unix_us - PG_EPOCH_OFFSET_US; }
 
@@ -124,29 +37,6 @@ static uint64_t emit_rp(wbuf *w, const char *name, int64_t unix_us)
     memset(r + 34, 0, 64);
     strncpy((char *)r + 34, name, 63);
     return emit(w, r, tot);
-}
-
-/* emit_filler -- a heap-like record of len bytes (block reference, never decoded) */
-static uint64_t emit_filler(wbuf *w, uint32_t len)
-{
-    uint8_t *r = calloc(1, len);
-    rec_header(r, len, 99, 0x00, 10);
-    r[24] = 0; /* block id 0 */
-    uint64_t l = emit(w, r, len);
-    free(r);
-    return l;
-}
-
-/* fill_until -- filler records so that the next record starts exactly at target
- * (target not on a page boundary, 8-aligned) */
-static void fill_until(wbuf *w, uint64_t target)
-{
-    while (w->pos + 3 * PAGE < target)
-        emit_filler(w, 2 * PAGE);
-    uint64_t d = target - w->pos;
-    uint64_t pages = target / PAGE - w->pos / PAGE;
-    emit_filler(w, (uint32_t)(d - 24 * pages - (target % SEG < PAGE && pages ? 16 : 0)));
-    ck_assert_uint_eq(w->pos, target);
 }
 
 static uint64_t emit_switch(wbuf *w)
