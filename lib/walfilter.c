@@ -53,17 +53,22 @@ static int page_rmgr(uint8_t rmid, uint8_t info)
     return (rmid >= 9 && rmid <= 17) || rmid == 20;
 }
 
+/* the stream over one segment, or two consecutive ones (a record between them) */
 typedef struct fctx {
-    uint8_t *seg;
-    size_t len;
-    uint64_t seg_lsn;
+    uint8_t *seg[2];
+    size_t len;      /* of one segment */
+    size_t span;     /* len or 2 * len */
+    uint64_t seg_lsn; /* of seg[0] */
+    int outside;     /* copy_rec ran past the span */
     walfilter_stats *st;
 } fctx;
 
-/* page_ok -- the header of the page at off is this segment's; its size, 0 if not */
+static uint8_t *at_off(fctx *f, size_t off) { return f->seg[off / f->len] + off % f->len; }
+
+/* page_ok -- the header of the page at off is this stream's; its size, 0 if not */
 static size_t page_ok(fctx *f, size_t off, int want_cont)
 {
-    const uint8_t *p = f->seg + off;
+    const uint8_t *p = at_off(f, off);
     uint16_t info = le16_load(p + 2);
     if (le16_load(p) != WAL_MAGIC_PG15 || le64_load(p + 8) != f->seg_lsn + off) {
         if (!(le16_load(p) == 0 && le64_load(p + 8) == 0)) /* zeros: the end of the WAL */
@@ -80,15 +85,17 @@ static size_t page_ok(fctx *f, size_t off, int want_cont)
     return (info & XLP_LONG_HEADER) ? LONG_PHD : SHORT_PHD;
 }
 
-/* copy_rec -- n bytes of the record stream starting at segment offset off (past any
- * header), into out (or from out when back), crossing page headers. The offset after
- * the last byte, or 0 when the bytes run past the segment or a page is not valid. */
+/* copy_rec -- n bytes of the record stream starting at offset off (past any header),
+ * into out (or from out when back), crossing page headers. The offset after the last
+ * byte, or 0 when the bytes run past the span (f->outside) or a page is not valid. */
 static size_t copy_rec(fctx *f, size_t off, uint8_t *out, size_t n, int back)
 {
     while (n) {
         if (off % PAGE == 0) {
-            if (off >= f->len)
+            if (off >= f->span) {
+                f->outside = 1;
                 return 0;
+            }
             size_t h = page_ok(f, off, 1);
             if (!h)
                 return 0;
@@ -96,9 +103,9 @@ static size_t copy_rec(fctx *f, size_t off, uint8_t *out, size_t n, int back)
         }
         size_t room = PAGE - off % PAGE, k = n < room ? n : room;
         if (back)
-            memcpy(f->seg + off, out, k);
+            memcpy(at_off(f, off), out, k);
         else
-            memcpy(out, f->seg + off, k);
+            memcpy(out, at_off(f, off), k);
         out += k;
         off += k;
         n -= k;
@@ -174,10 +181,83 @@ static uint32_t rec_crc(const uint8_t *rec, uint32_t tot)
     return crc32c_final(crc32c_update(c, rec, 20));
 }
 
+enum { REC_NEXT, REC_END, REC_STOP, REC_OUTSIDE };
+
+/* one_record -- the record at off (past any page header): checked, rewritten when its
+ * blocks are all excluded. REC_NEXT (*next: where the next one starts), REC_END (the end
+ * of the WAL, or XLOG_SWITCH), REC_STOP (irregular: st->why), REC_OUTSIDE (it runs past
+ * the span). */
+static int one_record(fctx *f, size_t off, const uint32_t *dbs, size_t ndbs, uint8_t **tmp,
+                      size_t *tmpcap, size_t *next)
+{
+    walfilter_stats *st = f->st;
+    uint8_t hdr[REC_HDR];
+
+    f->outside = 0;
+    if (PAGE - off % PAGE >= REC_HDR)
+        memcpy(hdr, at_off(f, off), REC_HDR);
+    else if (!copy_rec(f, off, hdr, REC_HDR, 0))
+        return f->outside ? REC_OUTSIDE : st->why[0] ? REC_STOP : REC_END;
+    uint32_t tot = le32_load(hdr);
+    if (tot == 0)
+        return REC_END;
+    if (tot < REC_HDR) {
+        snprintf(st->why, sizeof(st->why), "record length %u at offset %zu", tot, off);
+        return REC_STOP;
+    }
+    uint8_t *rec;
+    size_t end;
+    if (PAGE - off % PAGE >= tot) { /* on one page: in place */
+        rec = at_off(f, off);
+        end = off + tot;
+    } else {
+        if (tot > *tmpcap) {
+            uint8_t *n = realloc(*tmp, tot);
+            if (!n) {
+                snprintf(st->why, sizeof(st->why), "out of memory");
+                return REC_STOP;
+            }
+            *tmp = n;
+            *tmpcap = tot;
+        }
+        end = copy_rec(f, off, *tmp, tot, 0);
+        if (!end)
+            return f->outside ? REC_OUTSIDE : st->why[0] ? REC_STOP : REC_END;
+        rec = *tmp;
+    }
+    if (rec_crc(rec, tot) != le32_load(rec + 20)) {
+        snprintf(st->why, sizeof(st->why), "CRC mismatch in the record at offset %zu", off);
+        return REC_STOP;
+    }
+    st->records++;
+    uint8_t info = rec[16], rmid = rec[17];
+    if (page_rmgr(rmid, info) && excluded(rec, tot, dbs, ndbs)) {
+        rec[16] = XLOG_NOOP;
+        rec[17] = RM_XLOG;
+        if (tot - REC_HDR - 2 <= 255) {
+            rec[REC_HDR] = 0xFF;
+            rec[REC_HDR + 1] = (uint8_t)(tot - REC_HDR - 2);
+        } else {
+            rec[REC_HDR] = 0xFE;
+            le32_store(rec + REC_HDR + 1, tot - REC_HDR - 5);
+        }
+        le32_store(rec + 20, rec_crc(rec, tot));
+        if (rec == *tmp) /* the changed bytes: the header and the data header */
+            copy_rec(f, off, *tmp, REC_HDR + 5 < tot ? REC_HDR + 5 : tot, 1);
+        st->rewritten++;
+        st->bytes += tot;
+    }
+    if (rmid == RM_XLOG && (info & 0xF0) == XLOG_SWITCH_INFO)
+        return REC_END; /* the rest of the segment is padding */
+    *next = MAXALIGN8(end);
+    return REC_NEXT;
+}
+
 uint64_t walfilter_segment(uint8_t *buf, size_t len, uint64_t segno, const uint32_t *dbs,
                            size_t ndbs, walfilter_stats *st)
 {
-    fctx f = {.seg = buf, .len = len, .seg_lsn = segno * (uint64_t)len, .st = st};
+    fctx f = {.seg = {buf, buf}, .len = len, .span = len, .seg_lsn = segno * (uint64_t)len,
+              .st = st};
     uint8_t *tmp = NULL;
     size_t tmpcap = 0, off;
 
@@ -222,65 +302,35 @@ uint64_t walfilter_segment(uint8_t *buf, size_t len, uint64_t segno, const uint3
                 break;
             off += hh;
         }
-        uint8_t hdr[REC_HDR];
-        if (PAGE - off % PAGE >= REC_HDR)
-            memcpy(hdr, buf + off, REC_HDR);
-        else if (!copy_rec(&f, off, hdr, REC_HDR, 0))
+        size_t next = 0;
+        int r = one_record(&f, off, dbs, ndbs, &tmp, &tmpcap, &next);
+        if (r == REC_OUTSIDE)
+            st->tail_off = off; /* runs into the next segment: walfilter_boundary */
+        if (r != REC_NEXT)
             break;
-        uint32_t tot = le32_load(hdr);
-        if (tot == 0)
-            break; /* the end of the WAL */
-        if (tot < REC_HDR) {
-            snprintf(st->why, sizeof(st->why), "record length %u at offset %zu", tot, off);
-            break;
-        }
-        uint8_t *rec;
-        size_t end;
-        if (PAGE - off % PAGE >= tot) { /* on one page: in place */
-            rec = buf + off;
-            end = off + tot;
-        } else {
-            if (tot > tmpcap) {
-                uint8_t *n = realloc(tmp, tot);
-                if (!n) {
-                    snprintf(st->why, sizeof(st->why), "out of memory");
-                    break;
-                }
-                tmp = n;
-                tmpcap = tot;
-            }
-            /* 0: it runs into the next segment (left as it is) or over a bad page */
-            end = copy_rec(&f, off, tmp, tot, 0);
-            if (!end)
-                break;
-            rec = tmp;
-        }
-        if (rec_crc(rec, tot) != le32_load(rec + 20)) {
-            snprintf(st->why, sizeof(st->why), "CRC mismatch in the record at offset %zu", off);
-            break;
-        }
-        st->records++;
-        uint8_t info = rec[16], rmid = rec[17];
-        if (page_rmgr(rmid, info) && excluded(rec, tot, dbs, ndbs)) {
-            rec[16] = XLOG_NOOP;
-            rec[17] = RM_XLOG;
-            if (tot - REC_HDR - 2 <= 255) {
-                rec[REC_HDR] = 0xFF;
-                rec[REC_HDR + 1] = (uint8_t)(tot - REC_HDR - 2);
-            } else {
-                rec[REC_HDR] = 0xFE;
-                le32_store(rec + REC_HDR + 1, tot - REC_HDR - 5);
-            }
-            le32_store(rec + 20, rec_crc(rec, tot));
-            if (rec == tmp) /* the changed bytes: the header and the data header */
-                copy_rec(&f, off, tmp, REC_HDR + 5 < tot ? REC_HDR + 5 : tot, 1);
-            st->rewritten++;
-            st->bytes += tot;
-        }
-        if (rmid == RM_XLOG && (info & 0xF0) == XLOG_SWITCH_INFO)
-            break; /* the rest of the segment is padding */
-        off = MAXALIGN8(end);
+        off = next;
     }
     free(tmp);
     return st->rewritten;
+}
+
+int walfilter_boundary(uint8_t *a, uint8_t *b, size_t len, uint64_t segno_a, size_t tail_off,
+                       const uint32_t *dbs, size_t ndbs, walfilter_stats *st)
+{
+    fctx f = {.seg = {a, b}, .len = len, .span = 2 * len, .seg_lsn = segno_a * (uint64_t)len,
+              .st = st};
+    uint8_t *tmp = NULL;
+    size_t tmpcap = 0, next;
+
+    memset(st, 0, sizeof(*st));
+    if (len < PAGE || len % PAGE || tail_off == 0 || tail_off >= len)
+        return -1;
+    int r = one_record(&f, tail_off, dbs, ndbs, &tmp, &tmpcap, &next);
+    free(tmp);
+    if (r == REC_OUTSIDE)
+        snprintf(st->why, sizeof(st->why), "the record at offset %zu spans more than two "
+                 "segments", tail_off);
+    else if (r == REC_END && !st->records)
+        snprintf(st->why, sizeof(st->why), "no record at offset %zu", tail_off);
+    return r == REC_NEXT || (r == REC_END && st->records) ? (int)st->rewritten : -1;
 }

@@ -18,7 +18,8 @@
  *     n = walfilter_segment(buf, len, segno, dbs, ndbs, &st);   records rewritten, >= 0
  *
  * buf is one whole segment (len its size, a multiple of the 8 kB page), segno its
- * number. Only records that begin and end inside the segment are looked at; each one's
+ * number. Records that begin and end inside the segment are looked at (one that runs
+ * into the next segment is left to walfilter_boundary, given both); each one's
  * CRC is checked before anything changes, and anything irregular (a bad page header,
  * a CRC mismatch, a length that does not parse, a record running past the segment)
  * ends the walk there with the rest left untouched: the result is always WAL
@@ -44,6 +45,8 @@ typedef struct walfilter_stats {
     uint64_t records;   /* records checked (begin and end in the segment) */
     uint64_t rewritten; /* turned into XLOG_NOOP */
     uint64_t bytes;     /* the rewritten records' length */
+    size_t tail_off;    /* a record that begins here and ends in the next segment (not
+                         * looked at: walfilter_boundary); 0: none */
     char why[160];      /* why the walk stopped early, "" when it did not */
 } walfilter_stats;
 
@@ -51,5 +54,12 @@ typedef struct walfilter_stats {
  * the shared catalogs, is never one). Returns the number of records rewritten. */
 uint64_t walfilter_segment(uint8_t *buf, size_t len, uint64_t segno, const uint32_t *dbs,
                            size_t ndbs, walfilter_stats *st);
+
+/* the record at tail_off of segment a (st->tail_off of a's walk) that ends in b, the
+ * next segment: filtered the same way, across both buffers. 1 rewritten, 0 left as it
+ * is (not excluded), -1 not looked at (st->why: it runs past b, a page is not valid, a
+ * CRC mismatch). */
+int walfilter_boundary(uint8_t *a, uint8_t *b, size_t len, uint64_t segno_a, size_t tail_off,
+                       const uint32_t *dbs, size_t ndbs, walfilter_stats *st);
 
 #endif

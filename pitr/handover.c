@@ -58,12 +58,20 @@
 #include "walspool.h"
 
 #define HANDOVER_QUEUE 4 /* segments waiting for the writer: 64 MiB at most */
+#define F_WHOLE 1       /* every record that begins and ends in it was looked at */
+#define F_TAIL_OPEN 2   /* the record running into the next segment was not */
 
 typedef struct ho_item {
     size_t idx;             /* into names/sizes */
     char *buf;
     size_t len;
     char hex[SHA256_HEX_LEN + 1];
+    char name[WAL_NAME_LEN + 1];
+    /* a dump's filter (filter_one) */
+    uint64_t segno;
+    size_t tail;            /* a record running into the next segment starts here */
+    int dirty;              /* bytes changed: the digest is computed again */
+    unsigned char fstate;   /* F_ flags, into h->fstate once written (under the lock) */
 } ho_item;
 
 struct wal_handover {
@@ -85,15 +93,15 @@ struct wal_handover {
     ho_item q[HANDOVER_QUEUE];
     size_t qhead, qlen;
     uint64_t qbytes;
-    int busy;
     int lockfd;             /* the spool, flock'ed: a later restore removes a spool no
                              * process holds (restore.c: remove_stale_siblings) */
     /* a dump's filter (handover_filter): these databases' page records become no-ops */
     uint32_t filter[64];
     size_t nfilter;
     int filter_set;         /* decided (by the first scan's backup), even as "none" */
-    uint64_t f_records, f_rewritten, f_bytes, f_segs; /* written by the writer */
-    char f_why[200];        /* the first early stop, for -v */
+    unsigned char *fstate;  /* per spooled segment: F_WHOLE, F_TAIL_OPEN (the writer's) */
+    uint64_t f_records, f_rewritten, f_bytes; /* written by the writer */
+    char f_why[200];        /* the first reason a segment was not filtered whole */
 };
 
 wal_handover *handover_new(const char *pgdata, uint64_t reserve)
@@ -189,38 +197,94 @@ static int write_one(const wal_handover *h, const char *name, const ho_item *it)
     return err;
 }
 
-/* filter_one -- a dump's filter over a verified segment, before it is spooled: the
- * record X.sum then vouches for the bytes as filtered (the same check as any spooled
- * file when its identity changed: re-hashed against that). Only the writer thread
- * touches the f_ counters until drain(). */
-static void filter_one(wal_handover *h, const char *name, ho_item *it)
+/* filter_one -- a dump's filter over a verified segment, before it is spooled (the
+ * record X.sum then vouches for the bytes as filtered: the same check as for any
+ * spooled file whose identity changed). The f_ counters and fstate are the writer's
+ * until drain(). */
+static void filter_one(wal_handover *h, ho_item *it)
 {
     uint32_t tli;
-    uint64_t segno;
     walfilter_stats st;
-    uint8_t sha[SHA256_LEN];
 
-    if (walname_parse(name, (uint32_t)it->len, &tli, &segno) != 0)
+    it->tail = 0;
+    if (walname_parse(it->name, (uint32_t)it->len, &tli, &it->segno) != 0)
         return;
-    if (walfilter_segment((uint8_t *)it->buf, it->len, segno, h->filter, h->nfilter, &st) > 0) {
-        if (sha256_buffer(it->buf, it->len, sha) != 0) {
-            /* no digest for the new bytes: this one is not handed over */
-            snprintf(it->hex, sizeof(it->hex), "%s", "-");
-            return;
-        }
-        sha256_to_hex(sha, it->hex);
-    }
-    h->f_segs++;
+    it->dirty = walfilter_segment((uint8_t *)it->buf, it->len, it->segno, h->filter,
+                                  h->nfilter, &st) > 0;
     h->f_records += st.records;
     h->f_rewritten += st.rewritten;
     h->f_bytes += st.bytes;
+    it->tail = st.tail_off;
+    it->fstate = (unsigned char)((st.why[0] ? 0 : F_WHOLE) | (st.tail_off ? F_TAIL_OPEN : 0));
     if (st.why[0] && !h->f_why[0])
-        snprintf(h->f_why, sizeof(h->f_why), "%s: %s", name, st.why);
+        snprintf(h->f_why, sizeof(h->f_why), "%s: %s", it->name, st.why);
 }
 
+/* stitch -- the record running from prev into it (the next segment) */
+static void stitch(wal_handover *h, ho_item *prev, ho_item *it)
+{
+    walfilter_stats st;
+
+    if (!prev->tail || it->segno != prev->segno + 1 || it->len != prev->len)
+        return;
+    int r = walfilter_boundary((uint8_t *)prev->buf, (uint8_t *)it->buf, prev->len, prev->segno,
+                               prev->tail, h->filter, h->nfilter, &st);
+    if (r < 0) {
+        if (!h->f_why[0])
+            snprintf(h->f_why, sizeof(h->f_why), "%s: %s", prev->name, st.why);
+        return;
+    }
+    h->f_records += st.records;
+    h->f_rewritten += st.rewritten;
+    h->f_bytes += st.bytes;
+    if (r > 0)
+        prev->dirty = it->dirty = 1;
+    prev->fstate &= (unsigned char)~F_TAIL_OPEN;
+}
+
+/* put_one -- write an item out (its digest again when its bytes changed), free it and
+ * account for it. */
+static void put_one(wal_handover *h, ho_item *it, int skip)
+{
+    uint8_t sha[SHA256_LEN];
+    int err = ECANCELED;
+
+    if (!skip) {
+        err = 0;
+        if (it->dirty) {
+            if (sha256_buffer(it->buf, it->len, sha) != 0)
+                err = ECANCELED; /* no digest for the new bytes: not handed over */
+            else
+                sha256_to_hex(sha, it->hex);
+        }
+        if (!err)
+            err = write_one(h, it->name, it);
+    }
+    free(it->buf);
+    pthread_mutex_lock(&h->mu);
+    h->qbytes -= it->len;
+    if (err == 0) {
+        h->written[it->idx] = 1;
+        h->fstate[it->idx] = it->fstate;
+    } else {
+        h->bytes -= it->len;
+        if (err != ECANCELED) {
+            char why[160];
+            snprintf(why, sizeof(why), "could not write it: %s", strerror(err));
+            stop(h, why, it->name);
+        }
+    }
+    pthread_cond_broadcast(&h->cv);
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* writer -- writes what the walk queues. With a filter, each segment is held until the
+ * next one comes, so that the record running from one into the other is filtered too. */
 static void *writer(void *arg)
 {
     wal_handover *h = arg;
+    ho_item held;
+    int have_held = 0;
 
     pthread_mutex_lock(&h->mu);
     for (;;) {
@@ -229,33 +293,32 @@ static void *writer(void *arg)
         if (h->qlen == 0)
             break;
         ho_item it = h->q[h->qhead];
-        char name[WAL_NAME_LEN + 1];
         int skip = h->stopped;
-        snprintf(name, sizeof(name), "%s", h->names[it.idx]);
-        h->busy = 1;
-        pthread_mutex_unlock(&h->mu);
-        if (!skip && h->nfilter)
-            filter_one(h, name, &it);
-        int err = skip ? ECANCELED : write_one(h, name, &it);
-        free(it.buf);
-        pthread_mutex_lock(&h->mu);
+        snprintf(it.name, sizeof(it.name), "%s", h->names[it.idx]);
         h->qhead = (h->qhead + 1) % HANDOVER_QUEUE;
-        h->qlen--;
-        h->qbytes -= it.len;
-        h->busy = 0;
-        if (err == 0) {
-            h->written[it.idx] = 1;
-        } else {
-            h->bytes -= it.len;
-            if (err != ECANCELED) {
-                char why[160];
-                snprintf(why, sizeof(why), "could not write it: %s", strerror(err));
-                stop(h, why, name);
-            }
-        }
+        h->qlen--; /* its bytes stay in qbytes until written (put_one) */
         pthread_cond_broadcast(&h->cv);
+        pthread_mutex_unlock(&h->mu);
+        if (!skip && h->nfilter) {
+            filter_one(h, &it);
+            if (have_held) {
+                stitch(h, &held, &it);
+                put_one(h, &held, 0);
+            }
+            held = it;
+            have_held = 1;
+        } else {
+            if (have_held) /* stopped meanwhile: dropped too */
+                put_one(h, &held, skip);
+            have_held = 0;
+            put_one(h, &it, skip);
+        }
+        pthread_mutex_lock(&h->mu);
     }
+    int skip = h->stopped;
     pthread_mutex_unlock(&h->mu);
+    if (have_held)
+        put_one(h, &held, skip);
     return NULL;
 }
 
@@ -304,7 +367,10 @@ int handover_put(void *arg, const char *name, char *buf, size_t len, const uint8
         void *c = b ? realloc(h->written, nc) : NULL;
         if (c)
             h->written = c;
-        if (!c) {
+        void *e = c ? realloc(h->fstate, nc) : NULL;
+        if (e)
+            h->fstate = e;
+        if (!e) {
             stop(h, "out of memory", name);
             goto out;
         }
@@ -316,6 +382,7 @@ int handover_put(void *arg, const char *name, char *buf, size_t len, const uint8
     sha256_to_hex(sha, it.hex);
     snprintf(h->names[h->n], sizeof(h->names[0]), "%s", name);
     h->sizes[h->n] = (uint64_t)len;
+    h->fstate[h->n] = 0;
     h->written[h->n++] = 0;
     h->bytes += (uint64_t)len;
     if (!h->have_th) {
@@ -395,6 +462,39 @@ static void unspool(wal_handover *h, size_t i)
     h->bytes -= h->sizes[i];
 }
 
+/*
+ * filter_whole -- a filter goes all the way or not at all. Replay of a page whose first
+ * change after the backup (its full-page image) became a no-op, then meets a later
+ * change of it left as it was, finds a hollow page: PANIC, "WAL contains references to
+ * invalid pages". So every segment from the backup's start to the plan's last one
+ * must be spooled, filtered whole, and joined to the next one by its last record (all
+ * but the last: recovery stops inside it). h->names is what handover_keep kept.
+ */
+static int filter_whole(wal_handover *h, const inventory *inv, const plan *p)
+{
+    for (uint64_t s = p->first_seg; s <= p->last_seg; s++) {
+        int found = 0;
+        for (size_t i = 0; i < h->n && !found; i++) {
+            uint32_t tli;
+            uint64_t segno;
+            if (walname_parse(h->names[i], inv->seg_size, &tli, &segno) != 0 || segno != s)
+                continue;
+            found = 1;
+            if (!(h->fstate[i] & F_WHOLE))
+                return 0;
+            if ((h->fstate[i] & F_TAIL_OPEN) && s != p->last_seg) {
+                if (!h->f_why[0])
+                    snprintf(h->f_why, sizeof(h->f_why), "%s: its last record was not joined "
+                             "to the next segment's", h->names[i]);
+                return 0;
+            }
+        }
+        if (!found)
+            return 0;
+    }
+    return 1;
+}
+
 uint64_t handover_keep(wal_handover *h, const inventory *inv, const plan *p, uint64_t *nsegs)
 {
     size_t k = 0;
@@ -416,10 +516,20 @@ uint64_t handover_keep(wal_handover *h, const inventory *inv, const plan *p, uin
         }
         memmove(h->names[k], h->names[i], sizeof(h->names[0]));
         h->written[k] = 1;
+        h->fstate[k] = h->fstate[i];
         h->sizes[k++] = h->sizes[i];
     }
     h->n = k;
-    *nsegs = k;
+    if (h->nfilter && !filter_whole(h, inv, p)) {
+        log_info("WAL filter: %s: no WAL handed over, restore_command fetches every segment "
+                 "as archived", h->f_why[0] ? h->f_why : "a segment recovery needs was not "
+                 "spooled");
+        for (size_t i = 0; i < h->n; i++)
+            unspool(h, i);
+        h->n = 0;
+        h->nfilter = 0;
+    }
+    *nsegs = h->n;
     return h->bytes;
 }
 
@@ -494,5 +604,6 @@ void handover_free(wal_handover *h)
     free(h->names);
     free(h->sizes);
     free(h->written);
+    free(h->fstate);
     free(h);
 }

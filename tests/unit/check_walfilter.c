@@ -269,12 +269,40 @@ START_TEST(test_segment_edges)
     uint8_t after[200];
     read_rec(&w, b, after, 64);
     ck_assert_mem_eq(before, after, 64); /* crosses into segment 4: left alone */
+    ck_assert_uint_eq(st.tail_off, b % SEG);
+    size_t tail = st.tail_off;
     /* segment 4 starts with b's continuation: skipped, then c is rewritten */
     ck_assert_uint_eq(walfilter_segment(w.seg[1], SEG, 4, EXCL, 2, &st), 1);
     ck_assert_str_eq(st.why, "");
     check_rec(&w, c, t3, 0, 0x20);
     check_rec(&w, d, t4, RM_HEAP, 0x00);
     check_rec(&w, b, t2, RM_HEAP, 0x00);
+    /* ... until both segments are given */
+    ck_assert_int_eq(walfilter_boundary(w.seg[0], w.seg[1], SEG, 3, tail, EXCL, 2, &st), 1);
+    ck_assert_str_eq(st.why, "");
+    check_rec(&w, b, t2, 0, 0x20);
+    check_rec(&w, c, t3, 0, 0x20);
+    /* a record running over three segments: not looked at */
+    wbuf w3;
+    wbuf_init(&w3, 3);
+    fill_until(&w3, 3 * (uint64_t)SEG + SEG - 2 * PAGE + 64);
+    uint64_t g = emit_heap(&w3, 16384, 60000, &t1); /* 60 kB */
+    uint8_t *huge = calloc(1, 2 * SEG);
+    size_t hb = blk(huge, 24, 0, 0, 0, 16384, 0, 0);
+    huge[hb] = 0xFE;
+    put32(huge + hb + 1, 2 * SEG - 20000);
+    rec_header(huge, (uint32_t)(hb + 5 + 2 * SEG - 20000), 900, 0, RM_HEAP);
+    uint64_t hh = emit(&w3, huge, (uint32_t)(hb + 5 + 2 * SEG - 20000));
+    free(huge);
+    ck_assert_uint_eq(hh / SEG, 4);
+    ck_assert_uint_eq(walfilter_segment(w3.seg[0], SEG, 3, EXCL, 2, &st), 0);
+    ck_assert_uint_eq(st.tail_off, g % SEG);
+    ck_assert_int_eq(walfilter_boundary(w3.seg[0], w3.seg[1], SEG, 3, g % SEG, EXCL, 2, &st), 1);
+    walfilter_segment(w3.seg[1], SEG, 4, EXCL, 2, &st);
+    ck_assert_uint_eq(st.tail_off, hh % SEG);
+    ck_assert_int_eq(walfilter_boundary(w3.seg[1], w3.seg[2], SEG, 4, hh % SEG, EXCL, 2, &st), -1);
+    ck_assert_ptr_nonnull(strstr(st.why, "more than two"));
+    wbuf_free(&w3);
     /* the wrong segment number: the page addresses do not match, nothing changes */
     wbuf w2;
     wbuf_init(&w2, 3);
