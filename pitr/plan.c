@@ -191,10 +191,12 @@ static void nearest_hint(const plan_scan *ps)
         char ts[48], lsn[LSN_STR_LEN + 1];
         timefmt_utc_us(ts, sizeof(ts), ps->last_xact.time_us);
         lsn_format(lsn, ps->last_xact.end_lsn);
-        log_hint("the nearest reachable target is the last archived %s before it: "
-                 "--target-time '%s' (transaction %u, lsn %s)",
-                 ps->last_xact.kind == WALSCAN_COMMIT ? "commit" : "abort", ts, ps->last_xact.xid,
-                 lsn);
+        /* by its xid, not its time: a time target stops only at a later commit, and
+         * there is none to stop at (the archive ends, or has a gap, after this one) */
+        log_hint("the nearest reachable target is the last archived %s before it, of "
+                 "transaction %u at %s (lsn %s): --target-xid %u",
+                 ps->last_xact.kind == WALSCAN_COMMIT ? "commit" : "abort", ps->last_xact.xid,
+                 ts, lsn, ps->last_xact.xid);
     } else if (ps->have_last_rec) {
         char lsn[LSN_STR_LEN + 1];
         lsn_format(lsn, ps->last_rec.start_lsn);

@@ -130,6 +130,11 @@ refused "before the first backup" "before the end of the oldest" --target-time "
 ok "before the first backup: hint names the earliest time" grep -q "earliest reachable target is --target-time" "$T/never.err"
 refused "after the last commit" "no archived commit after" --target-time "2099-01-01T00:00:00Z"
 ok "after the last commit: hint names the last commit" grep -q "nearest reachable target is the last archived commit" "$T/never.err"
+# the hinted target is one a DBA can take as it is (a --target-time of that commit was
+# not: it needs a later commit to stop at)
+hinted=$(sed -n 's/.*nearest reachable target is .*: \(--target-[a-z]*\) \([^ ]*\)$/\1 \2/p' "$T/never.err")
+"$PITR" plan --repo "$REPO" $hinted >"$T/hinted.out" 2>"$T/hinted.err"
+is "after the last commit: the hinted target ($hinted) is reachable" 0 "$?" || cat "$T/hinted.err"
 refused "unknown restore point" 'no restore point "nope"' --target-name nope
 refused "xid never committed" "has no commit or abort record" --target-xid 4000000000
 mkdir "$T/empty" && chown postgres: "$T/empty"
