@@ -613,9 +613,9 @@ static int worker_run(const pitr_opts *o, const dump_ctx *d)
 static int filter_fits(const wal_handover *ho, const uint32_t *inc, size_t ninc)
 {
     size_t n;
-    uint64_t records = 0, rewritten = 0, bytes = 0;
+    uint64_t records = 0, rewritten = 0, bytes = 0, joined = 0;
     const char *why = "";
-    const uint32_t *set = handover_filter_set(ho, &n, &records, &rewritten, &bytes, &why);
+    const uint32_t *set = handover_filter_set(ho, &n, &records, &rewritten, &bytes, &joined, &why);
 
     if (n == 0)
         return 1;
@@ -626,9 +626,11 @@ static int filter_fits(const wal_handover *ho, const uint32_t *inc, size_t ninc)
             if (set[i] == inc[k])
                 return 0;
     log_info("WAL filter: %llu of %llu records (%.1f MiB) of the %zu other database%s turned "
-             "into no-ops for the scratch server's replay",
+             "into no-ops for the scratch server's replay; %llu record%s joined across "
+             "segment boundaries",
              (unsigned long long)rewritten, (unsigned long long)records,
-             (double)bytes / (1 << 20), n, PLURAL(n));
+             (double)bytes / (1 << 20), n, PLURAL(n), (unsigned long long)joined,
+             PLURAL(joined));
     if (why && *why)
         log_info("WAL filter: stopped early in %s (the rest of that segment replays as it "
                  "was)", why);

@@ -100,7 +100,7 @@ struct wal_handover {
     size_t nfilter;
     int filter_set;         /* decided (by the first scan's backup), even as "none" */
     unsigned char *fstate;  /* per spooled segment: F_WHOLE, F_TAIL_OPEN (the writer's) */
-    uint64_t f_records, f_rewritten, f_bytes; /* written by the writer */
+    uint64_t f_records, f_rewritten, f_bytes, f_joined; /* written by the writer */
     char f_why[200];        /* the first reason a segment was not filtered whole */
 };
 
@@ -237,6 +237,7 @@ static void stitch(wal_handover *h, ho_item *prev, ho_item *it)
     h->f_records += st.records;
     h->f_rewritten += st.rewritten;
     h->f_bytes += st.bytes;
+    h->f_joined++;
     if (r > 0)
         prev->dirty = it->dirty = 1;
     prev->fstate &= (unsigned char)~F_TAIL_OPEN;
@@ -438,7 +439,8 @@ void handover_filter(wal_handover *h, const backup_info *b, const char *dbname)
 }
 
 const uint32_t *handover_filter_set(const wal_handover *h, size_t *n, uint64_t *records,
-                                    uint64_t *rewritten, uint64_t *bytes, const char **why)
+                                    uint64_t *rewritten, uint64_t *bytes, uint64_t *joined,
+                                    const char **why)
 {
     *n = h ? h->nfilter : 0;
     if (!h)
@@ -446,6 +448,7 @@ const uint32_t *handover_filter_set(const wal_handover *h, size_t *n, uint64_t *
     *records = h->f_records;
     *rewritten = h->f_rewritten;
     *bytes = h->f_bytes;
+    *joined = h->f_joined;
     *why = h->f_why;
     return h->filter;
 }

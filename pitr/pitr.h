@@ -283,10 +283,12 @@ void handover_free(wal_handover *h);
 /* a dump's filter (walfilter.h): from the first scan's backup b on, each segment spooled
  * has the page records of b's databases other than dbname and postgres turned into
  * no-ops (none when b records no database list or not dbname). The set, and after
- * handover_keep the counts, for the dump's check and its -v line. */
+ * handover_keep the counts (records looked at, rewritten, their bytes, records joined
+ * across segment boundaries), for the dump's check and its -v line. */
 void handover_filter(wal_handover *h, const backup_info *b, const char *dbname);
 const uint32_t *handover_filter_set(const wal_handover *h, size_t *n, uint64_t *records,
-                                    uint64_t *rewritten, uint64_t *bytes, const char **why);
+                                    uint64_t *rewritten, uint64_t *bytes, uint64_t *joined,
+                                    const char **why);
 
 /* A plan made by the caller of cmd_restore (dump.c), which keeps them: restore neither
  * loads an inventory nor plans, and releases none of these (the shared lock stays the
