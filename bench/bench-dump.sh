@@ -12,8 +12,8 @@
 # BENCH_DUMP_RUNS times each (default 3), page cache dropped before each run; medians
 # and spreads (min-max). The cluster: database big (pgbench, scale BENCH_DUMP_SCALE,
 # default 50, ~750 MB) and database app (table documents, 10000 rows); archive_command
-# archives into both repositories; one base backup by each tool; 20 s of pgbench after
-# them. Prints markdown on stdout (times, ratios, bytes on disk, and where the dump's
+# archives into both repositories; one base backup by each tool; BENCH_DUMP_LOAD_S
+# (default 20) seconds of pgbench after them: the WAL every method replays. Prints markdown on stdout (times, ratios, bytes on disk, and where the dump's
 # time goes: its -v "time:" line and the scratch server's "redo done" line), progress on
 # stderr. Target: dump <= 0.3x the full restore's time.
 # BENCH_DUMP_OLD=DIR (a build directory of an older ragsafe): its ragsafe-pitr dump is
@@ -27,6 +27,7 @@ BUILD=${1:?usage: bench-dump.sh BUILD}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 SCALE=${BENCH_DUMP_SCALE:-50}
 RUNS=${BENCH_DUMP_RUNS:-3}
+LOAD_S=${BENCH_DUMP_LOAD_S:-20}
 FORMATS=${RAGSAFE_FORMATS:-tar chunked}
 
 say() { echo "bench-dump: $*" >&2; }
@@ -133,7 +134,9 @@ for f in "${formats[@]}"; do
         || say "warning: backup $label ($f) records no database list (dump will read the base tar first)"
 done
 as_pg "${PGBR[@]}" backup --type=full >"$T/out.log" 2>&1 || { cat "$T/out.log" >&2; die "pgbackrest backup"; }
-as_pg "$PGBIN/pgbench" -h "$T/sock" -p 5432 -U postgres -T 20 -c 2 big >/dev/null 2>&1
+wal0=$(q postgres "select pg_current_wal_lsn()")
+as_pg "$PGBIN/pgbench" -h "$T/sock" -p 5432 -U postgres -T "$LOAD_S" -c 2 big >/dev/null 2>&1
+WAL_MB=$(q postgres "select round(pg_wal_lsn_diff(pg_current_wal_lsn(), '$wal0') / 1048576)")
 sleep 1.1
 TM=$(q app "select clock_timestamp()")
 q app "delete from documents where id % 3 = 0"
@@ -231,6 +234,7 @@ mp=$(median "${times[pgbr]}")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 echo "### ragsafe-pitr dump: one table as of T, pgbench scale $SCALE in another database, $(nproc) CPUs, $RUNS runs each (alternating)"
 echo
+echo "WAL after the backups: $WAL_MB MiB ($LOAD_S s of pgbench -c 2 in big)."
 echo "Load average at the end: $LOADAVG. Base backups took: $(for f in "${formats[@]}"; do printf '%s %s s; ' "$f" "${bb_secs[$f]}"; done)pgBackRest's is not timed."
 echo
 echo "| method | median s | spread s | disk KiB (all) | base/ KiB | dump / this |"
