@@ -88,6 +88,9 @@ static volatile sig_atomic_t g_signal;
 /* the worker's exit status when the selective restore restored the wrong database:
  * the parent starts over with a full restore */
 #define DUMP_REDO_FULL 42
+/* ... when the scratch server could not replay the filtered WAL (walfilter.h): the
+ * parent starts over without the filter */
+#define DUMP_REDO_UNFILTERED 43
 
 static void on_signal(int sig)
 {
@@ -435,6 +438,34 @@ out:
 }
 
 /*
+ * filter_failed -- the restore failed with the WAL filter on (o->given_plan's handover
+ * filtered) and its server log has a PANIC: what replay of a filter that left a change
+ * of a page whose earlier changes it had turned into no-ops would end in ("WAL
+ * contains references to invalid pages" on a hollow page, "invalid lp" on an older
+ * one, ...). The handover hands over filtered WAL only whole (walfilter.h), so this
+ * is a fallback, not a path: the filter can cost the dump time, never the dump.
+ */
+static int filter_failed(const pitr_opts *o, const dump_ctx *d)
+{
+    size_t n = 0;
+    uint64_t a, b, c, e;
+    const char *why;
+    char logf[PATH_MAX + 96], line[1024];
+    int found = 0;
+
+    if (!o->given_plan || !o->given_plan->h ||
+        (handover_filter_set(o->given_plan->h, &n, &a, &b, &c, &e, &why), n == 0))
+        return 0;
+    snprintf(logf, sizeof(logf), "%s/ragsafe-start.log", d->pgdata);
+    FILE *f = fopen(logf, "r");
+    while (f && !found && fgets(line, sizeof(line), f))
+        found = strstr(line, " PANIC: ") != NULL;
+    if (f)
+        fclose(f);
+    return found;
+}
+
+/*
  * promote -- end the scratch server's recovery, paused at the target, with
  * pg_promote(): a promotion so triggered writes an end-of-recovery record and leaves the
  * checkpoint to a spread one (a few pages a second while pg_dump runs), where
@@ -542,6 +573,8 @@ static int worker_run(const pitr_opts *o, const dump_ctx *d)
     double t0 = now_seconds();
     int r = cmd_restore(&ro);
     free(sets);
+    if (r != EXIT_OK && filter_failed(o, d))
+        return DUMP_REDO_UNFILTERED;
     if (r != EXIT_OK)
         return r;
     if (promote(o, d) != 0)
@@ -1123,6 +1156,25 @@ redo:
         ninc = 0;
         wo.db_include = NULL;
         wo.ndb_include = 0;
+        goto redo;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == DUMP_REDO_UNFILTERED && wo.given_plan) {
+        log_notice("the scratch server could not replay the filtered WAL (a PANIC, above): "
+                   "the dump starts over without the filter");
+        if (o->ntsmap) {
+            log_error("could not dump database \"%s\" from the filtered WAL, and a second "
+                      "restore would write into the --tablespace-map directories again",
+                      o->conninfo);
+            log_hint("empty them and run the dump again with RAGSAFE_NO_WAL_FILTER=1");
+            goto out;
+        }
+        if (stop_scratch_server(&d, SIGQUIT, 0) != 0 || durable_remove_tree(d.pgdata) != 0)
+            goto out;
+        /* the next worker plans again itself, with no filter (wo has none) */
+        wo.given_plan = NULL;
+        for (size_t k = 0; tsdirs && k < wo.ntsmap; k++)
+            if (durable_remove_tree(wo.tsmap[k].dir) != 0)
+                goto out;
         goto redo;
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != EXIT_OK) {
