@@ -207,8 +207,11 @@ mkdir -p "$T/old" && echo keep >"$T/old/marker"
 sleep 300 & SLEEPER=$!
 t_on_exit "kill $SLEEPER"
 printf '%s\n%s\n' "$SLEEPER" "$T/old" >"$T/old/postmaster.pid"   # stale: a live PID, not postgres
-# every name the next 90 s could give (a loaded machine can take seconds to plan)
-for i in $(seq 0 90); do mkdir -p "$T/old.ragsafe-old-$(date -u -d "+$i sec" +%Y%m%dT%H%M%SZ)"; done
+# every name the next 90 s could give (a loaded machine can take seconds to plan),
+# counted from one instant: "+i sec" from each iteration's own now skipped a second
+# whenever an iteration took one (seen at load 6)
+now=$(date +%s)
+for i in $(seq 0 90); do mkdir -p "$T/old.ragsafe-old-$(date -u -d "@$((now + i))" +%Y%m%dT%H%M%SZ)"; done
 chown -R postgres: "$T/old" "$T"/old.ragsafe-old-*
 "$PITR" restore --repo "$REPO" --pgdata "$T/old" --target-latest --force >"$T/force.out" 2>"$T/force.err"
 is "--force over a stopped directory with a stale postmaster.pid: exit 0" 0 "$?"
