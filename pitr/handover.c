@@ -483,27 +483,35 @@ static void unspool(wal_handover *h, size_t i)
  */
 static int filter_whole(wal_handover *h, const inventory *inv, const plan *p)
 {
-    for (uint64_t s = p->first_seg; s <= p->last_seg; s++) {
-        int found = 0;
-        for (size_t i = 0; i < h->n && !found; i++) {
-            uint32_t tli;
-            uint64_t segno;
-            if (walname_parse(h->names[i], inv->seg_size, &tli, &segno) != 0 || segno != s)
-                continue;
-            found = 1;
-            if (!(h->fstate[i] & F_WHOLE))
-                return 0;
-            if ((h->fstate[i] & F_TAIL_OPEN) && s != p->last_seg) {
-                if (!h->f_why[0])
-                    snprintf(h->f_why, sizeof(h->f_why), "%s: its last record was not joined "
-                             "to the next segment's", h->names[i]);
-                return 0;
-            }
-        }
-        if (!found)
-            return 0;
+    uint64_t nseg = p->last_seg - p->first_seg + 1;
+    unsigned char *seen = calloc(nseg, 1); /* F_ flags + 4: spooled */
+    int ok = seen != NULL;
+
+    for (size_t i = 0; ok && i < h->n; i++) {
+        uint32_t tli;
+        uint64_t segno;
+        if (walname_parse(h->names[i], inv->seg_size, &tli, &segno) == 0 &&
+            segno >= p->first_seg && segno <= p->last_seg)
+            seen[segno - p->first_seg] = (unsigned char)(h->fstate[i] | 4);
     }
-    return 1;
+    for (uint64_t k = 0; ok && k < nseg; k++) {
+        if (!(seen[k] & 4) || !(seen[k] & F_WHOLE))
+            ok = 0;
+        else if ((seen[k] & F_TAIL_OPEN) && k + 1 < nseg) {
+            if (!h->f_why[0]) {
+                char name[WAL_NAME_LEN + 1];
+                walname_format(name,
+                               timeline_path_tli_for_seg(&p->path, p->first_seg + k,
+                                                         inv->seg_size),
+                               p->first_seg + k, inv->seg_size);
+                snprintf(h->f_why, sizeof(h->f_why), "%s: its last record was not joined to "
+                         "the next segment's", name);
+            }
+            ok = 0;
+        }
+    }
+    free(seen);
+    return ok;
 }
 
 uint64_t handover_keep(wal_handover *h, const inventory *inv, const plan *p, uint64_t *nsegs)
