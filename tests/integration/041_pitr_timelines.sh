@@ -128,6 +128,9 @@ refused "timeline 3" "timeline 3 does not exist" --target-latest --target-timeli
 ok "timeline 3: lists the timelines" grep -q "timelines in the repository: 1, 2" "$T/never.err"
 refused "before the first backup" "before the end of the oldest" --target-time "2001-01-01 00:00:00+00"
 ok "before the first backup: hint names the earliest time" grep -q "earliest reachable target is --target-time" "$T/never.err"
+early=$(sed -n "s/.*earliest reachable target is --target-time '\([^']*\)'.*/\1/p" "$T/never.err")
+"$PITR" plan --repo "$REPO" --target-time "$early" >"$T/early.out" 2>"$T/early.err"
+is "before the first backup: the hinted --target-time '$early' is reachable" 0 "$?" || cat "$T/early.err"
 refused "after the last commit" "no archived commit after" --target-time "2099-01-01T00:00:00Z"
 ok "after the last commit: hint names the last commit" grep -q "nearest reachable target is the last archived commit" "$T/never.err"
 # the hinted target is one a DBA can take as it is (a --target-time of that commit was
