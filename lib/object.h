@@ -45,6 +45,26 @@ void object_set_hash_thread(int on);
 int object_get_buf(storage *st, const char *key, size_t max, char **buf, size_t *len,
                    zst_meta *meta);
 
+/*
+ * objinto.c: a WAL segment's object (cap bytes at most) decompressed straight into
+ * one buffer (zstd's stable output buffer: no window buffer, no copy out), hashed on
+ * a second thread and, with fd >= 0, written to fd from offset 0 on a third, both
+ * following the decompression; the size and SHA-256 are checked against the trailer
+ * before 0. object_get_into: into out (object_into_alloc: cap + 1 bytes, aligned for
+ * huge pages and faulted in at once, free()d by the caller); *len the bytes. 0 |
+ * RS_NOT_FOUND | RS_MISMATCH (damaged, or larger than cap: reported) | -1 (reported)
+ * | OBJECT_INTO_UNSUPPORTED (this libzstd cannot: nothing read or written, not
+ * reported). object_get_seg: object_get_buf's results, the same buffer (NUL after
+ * the bytes, free()d), by object_get_into when it can (cap <= OBJECT_INTO_MAX).
+ */
+#define OBJECT_INTO_UNSUPPORTED 100 /* apart from RS_* (common.h) */
+#define OBJECT_INTO_MAX (64u << 20)
+uint8_t *object_into_alloc(size_t cap);
+int object_get_into(storage *st, const char *key, uint8_t *out, size_t cap, int fd,
+                    size_t *len, zst_meta *meta);
+int object_get_seg(storage *st, const char *key, size_t cap, char **buf, size_t *len,
+                   zst_meta *meta);
+
 /* The trailer only (no decompression). 0 | RS_NOT_FOUND | -1 (reported: unreadable
  * or no trailer). */
 int object_meta(storage *st, const char *key, zst_meta *meta);

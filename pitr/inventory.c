@@ -373,7 +373,7 @@ int inventory_check_seg(const inventory *inv, const char *name, const void *buf,
 typedef struct pf_slot {
     uint64_t segno;
     int state;      /* 0 empty, 1 ready */
-    int rc;         /* object_get_buf's result, or RS_NOT_FOUND when not archived */
+    int rc;         /* object_get_seg's result, or RS_NOT_FOUND when not archived */
     char *buf;
     size_t len;
     zst_meta meta;  /* the object's digest, for ctl->verified */
@@ -409,8 +409,7 @@ static void *pf_main(void *arg)
         int rc = RS_NOT_FOUND;
         zst_meta meta = {0};
         if (w)
-            rc = object_get_buf(pf->inv->st, w->key, (size_t)pf->inv->seg_size + 1, &buf, &len,
-                                &meta);
+            rc = object_get_seg(pf->inv->st, w->key, pf->inv->seg_size, &buf, &len, &meta);
         pthread_mutex_lock(&pf->mu);
         sl->meta = meta;
         sl->segno = s;
@@ -515,7 +514,7 @@ int pitr_scan(inventory *inv, const timeline_path *p, uint64_t first_seg, walsca
         } else if (!ws_seg) {
             r = RS_NOT_FOUND;
         } else {
-            r = object_get_buf(inv->st, ws_seg->key, (size_t)inv->seg_size + 1, &buf, &len, &meta);
+            r = object_get_seg(inv->st, ws_seg->key, inv->seg_size, &buf, &len, &meta);
         }
         if (r == RS_NOT_FOUND && ws_seg && ws_seg->streamed) {
             /* the receiver completed the segment since the listing: it is under wal/ now

@@ -243,8 +243,8 @@ int main(int argc, char **argv)
         goto out;
     }
     /* Plain syscalls, not io_uring: the call reads one compressed object (about
-     * 1.3 MiB for a 16 MiB pgbench segment) and writes from one buffer (fetch.c); a
-     * ring's setup and its io-wq worker threads cost more than they overlap (bench-wal:
+     * 1.3 MiB for a 16 MiB pgbench segment) and writes from one buffer
+     * (object_get_into, lib/objinto.c); a ring's setup and its io-wq worker threads cost more than they overlap (bench-wal:
      * 13 % more CPU per call, median wall 10 % longer). */
     ur = uring_new_opt_in(64); /* RAGSAFE_URING=1 opts in */
     if (!ur) {
@@ -293,10 +293,14 @@ int main(int argc, char **argv)
         log_errno("could not create \"%s\"", tmp);
         goto out;
     }
-    ret = RESTORE_FETCH_STREAM;
-    if (kind == WALFILE_SEGMENT && r->info.seg_size && r->info.seg_size <= RESTORE_FETCH_MAX)
-        ret = restore_fetch(r->st, key, r->info.seg_size, fd, &meta);
-    if (ret == RESTORE_FETCH_STREAM)
+    ret = OBJECT_INTO_UNSUPPORTED;
+    if (kind == WALFILE_SEGMENT && r->info.seg_size && r->info.seg_size <= RESTORE_FETCH_MAX) {
+        uint8_t *seg = object_into_alloc(r->info.seg_size);
+        if (seg)
+            ret = object_get_into(r->st, key, seg, r->info.seg_size, fd, NULL, &meta);
+        free(seg);
+    }
+    if (ret == OBJECT_INTO_UNSUPPORTED) /* no buffer, or a libzstd that cannot: stream */
         ret = object_get_fd(r->st, key, fd, &meta);
     if (ret == RS_NOT_FOUND && kind == WALFILE_SEGMENT)
         ret = stream_partial(r->st, &r->info, name, fd, &meta);

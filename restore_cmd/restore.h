@@ -36,20 +36,10 @@
 int restore_check_segment(int fd, const char *tmp, const char *name, uint64_t raw_size,
                           storage *st, const repo_info *info);
 
-/*
- * fetch.c: restore_fetch -- decompress the object under key (a WAL segment of cap
- * bytes at most) into fd from offset 0, checking its SHA-256 against the trailer, the
- * one-call fast path (one buffer, no copies, hashing and writing beside the
- * decompression). 0 (*meta filled) | RS_NOT_FOUND | RS_MISMATCH (damaged: reported)
- * | -1 (reported) | RESTORE_FETCH_STREAM: not possible here (no memory for the
- * buffer, a libzstd without stable output buffers), nothing read or written: use
- * object_get_fd.
- */
-#define RESTORE_FETCH_STREAM 100 /* apart from RS_* (common.h) */
-/* Larger segments (wal_segment_size goes to 1 GiB) stream: one buffer of their size
- * would double the memory a call holds. */
-#define RESTORE_FETCH_MAX (64u << 20)
-int restore_fetch(storage *st, const char *key, size_t cap, int fd, zst_meta *meta);
+/* The one-call fast path, object_get_into (object.h) into a buffer of the segment's
+ * size; larger segments (wal_segment_size goes to 1 GiB) stream: one buffer of their
+ * size would double the memory a call holds. */
+#define RESTORE_FETCH_MAX OBJECT_INTO_MAX
 
 typedef struct prefetch prefetch;
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # 018_wal_restore_fetch.sh -- ragsafe-restore's one-buffer fetch of a segment
-# (restore_cmd/fetch.c: zstd decompresses straight into a buffer of the segment's
+# (lib/objinto.c, object_get_into: zstd decompresses straight into a buffer of the segment's
 # size, hashed and written beside it) on objects ragsafe-archive never writes but the
 # format allows or damage can make, built by hand with the zstd CLI and a trailer:
 #   - a segment stored as two zstd frames (with content sizes and checksums, as the

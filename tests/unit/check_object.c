@@ -1,7 +1,8 @@
 /*
  * check_object.c -- unit tests for lib/object: files and buffers in and out of a
  * storage as verified zstd objects; no-replace; a damaged stored object never comes
- * back as good data; object_meta reads the trailer alone.
+ * back as good data (object_get_seg, the one-buffer path, included); object_meta reads
+ * the trailer alone.
  */
 #include <zstd.h>
 
@@ -255,10 +256,39 @@ START_TEST(test_corrupt_body)
         ck_assert_msg(r == RS_MISMATCH || r == -1, "byte %ld flipped: object_get_buf %d", pos, r);
         if (r == 0)
             free(buf);
+        buf = NULL;
+        r = object_get_seg(st, KEY, len, &buf, &blen, NULL);
+        ck_assert_msg(r == RS_MISMATCH || r == -1, "byte %ld flipped: object_get_seg %d", pos, r);
+        ck_assert_ptr_null(buf);
         corrupt(KEY, pos); /* flip back */
         close(out);
     }
     ck_assert_int_eq(object_get_fd(st, KEY, -1, NULL), 0);
+    free(data);
+}
+END_TEST
+
+/* object_get_seg: a segment's object into one buffer of its size, NUL after it;
+ * one byte more than the bound is refused as damage */
+START_TEST(test_get_seg)
+{
+    size_t len = 3u << 20;
+    uint8_t *data = make_data(len, 1);
+    char *buf = NULL;
+    size_t blen = 0;
+    zst_meta m;
+
+    ck_assert_int_eq(object_put_buf(st, KEY, data, len, NULL, 1, NULL), 0);
+    ck_assert_int_eq(object_get_seg(st, KEY, len, &buf, &blen, &m), 0);
+    ck_assert_uint_eq(blen, len);
+    ck_assert_uint_eq(m.raw_size, len);
+    ck_assert_mem_eq(buf, data, len);
+    ck_assert_int_eq(buf[len], '\0');
+    free(buf);
+    buf = NULL;
+    ck_assert_int_eq(object_get_seg(st, KEY, len - 1, &buf, &blen, NULL), RS_MISMATCH);
+    ck_assert_ptr_null(buf);
+    ck_assert_int_eq(object_get_seg(st, "wal/nope.zst", len, &buf, &blen, NULL), RS_NOT_FOUND);
     free(data);
 }
 END_TEST
@@ -275,9 +305,14 @@ START_TEST(test_corrupt_trailer)
     out = dst_fd("out");
     ck_assert_int_eq(object_get_fd(st, KEY, out, NULL), RS_MISMATCH);
     close(out);
+    char *buf = NULL;
+    size_t blen;
+    ck_assert_int_eq(object_get_seg(st, KEY, len, &buf, &blen, NULL), RS_MISMATCH);
+    ck_assert_ptr_null(buf);
     corrupt(KEY, -1);
     corrupt(KEY, -(ZST_TRAILER_SIZE - 16)); /* the size field */
     ck_assert_int_eq(object_get_fd(st, KEY, -1, NULL), RS_MISMATCH);
+    ck_assert_int_eq(object_get_seg(st, KEY, len, &buf, &blen, NULL), RS_MISMATCH);
     corrupt(KEY, -(ZST_TRAILER_SIZE - 16));
     corrupt(KEY, -(ZST_TRAILER_SIZE - 8)); /* "RGSF": no trailer: damage, not I/O */
     ck_assert_int_eq(object_get_fd(st, KEY, -1, NULL), RS_MISMATCH);
@@ -374,6 +409,7 @@ static Suite *object_suite(void)
     tcase_add_test(tc, test_put_fd_from_start);
     tcase_add_test(tc, test_get_fd_position);
     tcase_add_test(tc, test_bad_key);
+    tcase_add_test(tc, test_get_seg);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("damage");

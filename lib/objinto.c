@@ -1,6 +1,8 @@
 /*
- * fetch.c -- ragsafe-restore's per-call fetch of a WAL segment: decompress straight
- * into one buffer and hash and write it from there, in parallel; see restore.h.
+ * objinto.c -- a WAL segment's object decompressed straight into one buffer, hashed
+ * and (for ragsafe-restore) written from there, in parallel; see object.h
+ * (object_get_into). Used by ragsafe-restore per call and by ragsafe-pitr's plan for
+ * every segment it verifies.
  *
  * Where the time of a call went (perf, 16 MiB pgbench segment, zstd 3, posix): zstd's
  * streaming decoder decompresses into its own window buffer and copies every byte out
@@ -34,7 +36,7 @@
 
 #include "common.h"
 #include "log.h"
-#include "restore.h"
+#include "object.h"
 #include "sha256.h"
 #include "zst.h"
 
@@ -116,26 +118,20 @@ static void publish(fetch *f, size_t produced, int ended)
     pthread_mutex_unlock(&f->mu);
 }
 
-/* out_alloc -- cap bytes of zeroed memory, faulted in (*map, *maplen: what to munmap).
- * NULL when mmap fails (not reported: the caller takes the streaming path). */
-static uint8_t *out_alloc(size_t cap, void **map, size_t *maplen)
+uint8_t *object_into_alloc(size_t cap)
 {
-    size_t len = cap + HUGE_PAGE;
-    uint8_t *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    uint8_t *p;
+    void *p = NULL;
 
-    if (m == MAP_FAILED)
+    if (posix_memalign(&p, HUGE_PAGE, cap + 1) != 0)
         return NULL;
-    p = (uint8_t *)(((uintptr_t)m + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
     /* both advisory: without them the pages fault in one by one as zstd writes */
-    (void)madvise(p, cap, MADV_HUGEPAGE);
-    (void)madvise(p, cap, MADV_POPULATE_WRITE);
-    *map = m;
-    *maplen = len;
+    (void)madvise(p, cap + 1, MADV_HUGEPAGE);
+    (void)madvise(p, cap + 1, MADV_POPULATE_WRITE);
     return p;
 }
 
-int restore_fetch(storage *st, const char *key, size_t cap, int fd, zst_meta *meta)
+int object_get_into(storage *st, const char *key, uint8_t *outbuf, size_t cap, int fd,
+                    size_t *len, zst_meta *meta)
 {
     fetch f = {.fd = fd};
     storage_read *rd = NULL;
@@ -143,8 +139,7 @@ int restore_fetch(storage *st, const char *key, size_t cap, int fd, zst_meta *me
     ZSTD_outBuffer out;
     pthread_t th[2];
     int nth = 0, ret, sha_ok = 0;
-    void *map = NULL;
-    size_t maplen = 0, last_ret = 1, tail_len = 0;
+    size_t last_ret = 1, tail_len = 0;
     uint64_t fed = 0;
     uint8_t tail[ZST_TRAILER_SIZE], got[SHA256_LEN];
     const void *buf;
@@ -154,11 +149,11 @@ int restore_fetch(storage *st, const char *key, size_t cap, int fd, zst_meta *me
 
     pthread_mutex_init(&f.mu, NULL);
     pthread_cond_init(&f.cv, NULL);
-    ret = RESTORE_FETCH_STREAM;
-    f.out = out_alloc(cap, &map, &maplen);
+    ret = OBJECT_INTO_UNSUPPORTED;
+    f.out = outbuf;
     f.cap = cap;
     dctx = ZSTD_createDCtx();
-    if (!f.out || !dctx || ZSTD_isError(ZSTD_DCtx_setParameter(dctx, ZSTD_d_stableOutBuffer, 1))) {
+    if (!dctx || ZSTD_isError(ZSTD_DCtx_setParameter(dctx, ZSTD_d_stableOutBuffer, 1))) {
         log_debug("decompressing into one buffer is not possible here: streaming");
         goto out;
     }
@@ -174,11 +169,13 @@ int restore_fetch(storage *st, const char *key, size_t cap, int fd, zst_meta *me
         goto out;
     }
     nth = 1;
-    if (pthread_create(&th[1], NULL, writer, &f) != 0) {
-        log_error("could not start a thread");
-        goto out;
+    if (fd >= 0) {
+        if (pthread_create(&th[1], NULL, writer, &f) != 0) {
+            log_error("could not start a thread");
+            goto out;
+        }
+        nth = 2;
     }
-    nth = 2;
     out = (ZSTD_outBuffer){f.out, cap, 0};
     /* The last ZST_TRAILER_SIZE bytes of the stream are the trailer, never fed to
      * zstd: hold back that many from each chunk until the next one comes. */
@@ -253,6 +250,8 @@ int restore_fetch(storage *st, const char *key, size_t cap, int fd, zst_meta *me
         goto out;
     if (meta)
         *meta = want;
+    if (len)
+        *len = out.pos;
     if (want.raw_size != out.pos) {
         log_error("size mismatch in object \"%s/%s\": %zu bytes decompressed, trailer records %llu",
                   storage_location(st), key, out.pos, (unsigned long long)want.raw_size);
@@ -277,10 +276,34 @@ out:
     if (sha_ok)
         sha256_release(&f.sha);
     ZSTD_freeDCtx(dctx);
-    if (map)
-        munmap(map, maplen);
     pthread_cond_destroy(&f.cv);
     pthread_mutex_destroy(&f.mu);
     storage_read_free(rd);
     return ret;
+}
+
+int object_get_seg(storage *st, const char *key, size_t cap, char **buf, size_t *len,
+                   zst_meta *meta)
+{
+    uint8_t *out = cap <= OBJECT_INTO_MAX ? object_into_alloc(cap) : NULL;
+    size_t n = 0;
+    int ret;
+
+    if (!out)
+        return object_get_buf(st, key, cap, buf, len, meta);
+    ret = object_get_into(st, key, out, cap, -1, &n, meta);
+    if (ret == OBJECT_INTO_UNSUPPORTED) {
+        free(out);
+        return object_get_buf(st, key, cap, buf, len, meta);
+    }
+    if (ret != 0) {
+        free(out);
+        *buf = NULL;
+        return ret;
+    }
+    out[n] = '\0';
+    *buf = (char *)out;
+    if (len)
+        *len = n;
+    return 0;
 }
