@@ -244,31 +244,34 @@ out:
 
 /* ---- parsing ---- */
 
+/* A set of entries keyed by path (open addressing). It keeps pointers into the
+ * volume's entry array, which the parser allocates once and never moves. */
 typedef struct mv_strset {
-    char **slots;
+    const mv_entry **slots;
     size_t cap, count;
 } mv_strset;
 
-static uint64_t mv_hash(const char *s)
+static uint64_t mv_hash(const char *s, size_t len)
 {
     uint64_t h = 1469598103934665603ULL;
-    while (*s)
-        h = (h ^ (unsigned char)*s++) * 1099511628211ULL;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
     return h;
 }
 
-/* mv_strset_add -- 1 added, 0 present, -1 out of memory. Keeps pointers, not copies. */
-static int mv_strset_add(mv_strset *set, char *s)
+/* mv_strset_add -- 1 added, 0 present, -1 out of memory. */
+static int mv_strset_add(mv_strset *set, const mv_entry *e)
 {
     if ((set->count + 1) * 2 > set->cap) {
         size_t cap = set->cap ? set->cap * 2 : 1024;
-        char **n = calloc(cap, sizeof(*n));
+        const mv_entry **n = calloc(cap, sizeof(*n));
         if (n == NULL)
             return -1;
         for (size_t i = 0; i < set->cap; i++) {
             if (set->slots[i] == NULL)
                 continue;
-            size_t j = mv_hash(set->slots[i]) & (cap - 1);
+            const char *p = set->slots[i]->path;
+            size_t j = mv_hash(p, strlen(p)) & (cap - 1);
             while (n[j] != NULL)
                 j = (j + 1) & (cap - 1);
             n[j] = set->slots[i];
@@ -277,33 +280,30 @@ static int mv_strset_add(mv_strset *set, char *s)
         set->slots = n;
         set->cap = cap;
     }
-    size_t i = mv_hash(s) & (set->cap - 1);
+    size_t i = mv_hash(e->path, strlen(e->path)) & (set->cap - 1);
     while (set->slots[i] != NULL) {
-        if (strcmp(set->slots[i], s) == 0)
+        if (strcmp(set->slots[i]->path, e->path) == 0)
             return 0;
         i = (i + 1) & (set->cap - 1);
     }
-    set->slots[i] = s;
+    set->slots[i] = e;
     set->count++;
     return 1;
 }
 
-static int mv_strset_has(const mv_strset *set, const char *s, size_t len)
+/* mv_strset_find -- the entry whose path is the len bytes at s, or NULL. */
+static const mv_entry *mv_strset_find(const mv_strset *set, const char *s, size_t len)
 {
     if (set->cap == 0)
-        return 0;
-    char tmp[4096];
-    if (len >= sizeof(tmp))
-        return 0;
-    memcpy(tmp, s, len);
-    tmp[len] = '\0';
-    size_t i = mv_hash(tmp) & (set->cap - 1);
+        return NULL;
+    size_t i = mv_hash(s, len) & (set->cap - 1);
     while (set->slots[i] != NULL) {
-        if (strcmp(set->slots[i], tmp) == 0)
-            return 1;
+        const char *p = set->slots[i]->path;
+        if (strncmp(p, s, len) == 0 && p[len] == '\0')
+            return set->slots[i];
         i = (i + 1) & (set->cap - 1);
     }
-    return 0;
+    return NULL;
 }
 
 static int mv_get_int(json_t *o, const char *key, int64_t *out, int required)
@@ -386,12 +386,15 @@ static int mv_parse_volume(json_t *vo, const char *what, mv_volume *v)
         /* the parent must be the root or a directory listed earlier: a path can then
          * never lead through a symlink or a file, whatever the manifest says */
         const char *slash = strrchr(e->path, '/');
-        if (slash != NULL && !mv_strset_has(&dirs, e->path, (size_t)(slash - e->path))) {
+        const mv_entry *parent = NULL;
+        if (slash != NULL &&
+            (parent = mv_strset_find(&dirs, e->path, (size_t)(slash - e->path))) == NULL) {
             log_error("snapshot manifest \"%s\": the parent of \"%s\" in volume \"%s\" is not "
                       "a directory listed before it", what, e->path, v->name);
             goto out;
         }
-        int added = mv_strset_add(&seen, e->path);
+        e->parent = parent ? parent - v->entries : -1;
+        int added = mv_strset_add(&seen, e);
         if (added < 0) {
             log_errno("could not allocate");
             goto out;
@@ -401,7 +404,7 @@ static int mv_parse_volume(json_t *vo, const char *what, mv_volume *v)
                       e->path, v->name);
             goto out;
         }
-        if (e->type == MV_DIR && mv_strset_add(&dirs, e->path) < 0) {
+        if (e->type == MV_DIR && mv_strset_add(&dirs, e) < 0) {
             log_errno("could not allocate");
             goto out;
         }
@@ -465,10 +468,13 @@ out:
 int mv_snapshot_parse(const char *buf, size_t len, const char *what, mv_snapshot *s)
 {
     json_error_t jerr;
+    int64_t t0 = mv_now_ms();
     json_t *root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
     json_t *x;
     int64_t fmt;
     int ret = -1;
+
+    log_debug("manifest: %lld ms to parse %zu bytes of JSON", (long long)(mv_now_ms() - t0), len);
 
     memset(s, 0, sizeof(*s));
     if (root == NULL) {
@@ -557,10 +563,12 @@ int mv_snapshot_parse(const char *buf, size_t len, const char *what, mv_snapshot
         }
     }
     ret = 0;
+    log_debug("manifest: %lld ms to the checked entries", (long long)(mv_now_ms() - t0));
 out:
     json_decref(root);
     if (ret != 0)
         mv_snapshot_release(s);
+    log_debug("manifest: %lld ms to the freed JSON", (long long)(mv_now_ms() - t0));
     return ret;
 }
 
@@ -575,7 +583,9 @@ int mv_snapshot_load(storage *st, const char *label, mv_snapshot *s)
     if (!mv_label_valid(label) || mv_snapshot_key(label, key, sizeof(key)) != 0)
         return log_error("invalid snapshot label \"%s\"", label);
     /* a stored object like any other: decompressed and checked against its SHA-256 */
+    int64_t t0 = mv_now_ms();
     r = object_get_buf(st, key, MV_MANIFEST_MAX, &buf, &len, NULL);
+    log_debug("manifest: %lld ms to read and check \"%s\"", (long long)(mv_now_ms() - t0), key);
     /* -1 on a manifest that is there: zstd could not decode it (a damaged frame is
      * reported as -1 by zst.h, a damaged content as RS_MISMATCH): integrity either way */
     if (r < 0 && storage_stat(st, key, NULL, NULL) == 0)
