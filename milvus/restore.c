@@ -30,7 +30,6 @@
 #include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,33 +57,14 @@ typedef struct mv_target {
     int sfd;            /* durable_sync_open of the staging directory, before any write */
 } mv_target;
 
-/* One pass makes the directories and writes the files, in the manifest's order (a
- * directory before what is in it): a worker creates a directory, or writes a file once
- * its parent directory exists, waiting only when another worker is still making that
- * parent. Files are written while later directories are still being made; with all
- * directories made first, 15,900 MinIO object directories kept the workers from the
- * first file for 0.25-1.9 s. */
-typedef struct mv_restore_item {
-    const mv_target *t;
-    const mv_entry *e;
-    size_t parent;      /* item index of the parent directory, MV_ROOT: the volume root */
-} mv_restore_item;
-#define MV_ROOT SIZE_MAX
-#define MV_RUN_ITEMS 16                 /* entries a worker takes at once */
-#define MV_RUN_BYTES ((uint64_t)1 << 20) /* or fewer, once their files hold 1 MiB */
-
 typedef struct mv_restore_job {
     const char *location;
     mv_target *targets;
     size_t ntargets;
-    mv_restore_item *items;     /* every entry of every volume; symlinks come later */
-    _Atomic unsigned char *made; /* per item: the directory exists */
-    size_t nitems, next, nfiles;
-    long waits;                 /* times a worker waited for a directory (-vv) */
-    atomic_int nwaiting;        /* workers waiting for a directory */
+    struct { const mv_target *t; const mv_entry *e; } *files;
+    size_t nfiles, next;
     int as_root;
     pthread_mutex_t mu;
-    pthread_cond_t made_cv;     /* a directory was made, or the job failed */
     int failed;
     uint64_t bytes;
     long done;
@@ -112,42 +92,10 @@ static void mv_restore_file_done(mv_restore_job *j, int r, uint64_t size)
     pthread_mutex_lock(&j->mu);
     if (r != 0 && (j->failed == 0 || r == RS_MISMATCH))
         j->failed = r;
-    if (r != 0)
-        pthread_cond_broadcast(&j->made_cv);   /* no one waits for a directory in vain */
     j->bytes += size;
     done = ++j->done;
     pthread_mutex_unlock(&j->mu);
     mv_test_point("extract", done);
-}
-
-/* mv_restore_dir -- item k, a directory: made, then the workers waiting for it go on.
- * Mode 0700 until the metadata pass (mv_dirs_run): a recorded mode without w or x
- * would stop what goes inside. */
-static int mv_restore_dir(mv_restore_job *j, size_t k)
-{
-    const mv_restore_item *it = &j->items[k];
-    char path[PATH_MAX];
-    int ret = 0;
-
-    if ((size_t)snprintf(path, sizeof(path), "%s/%s", it->t->dir, it->e->path) >= sizeof(path))
-        ret = log_error("path too long: \"%s/%s\"", it->t->dir, it->e->path);
-    else if (mkdir(path, 0700) != 0)
-        ret = log_errno("could not create directory \"%s\"", path);
-    if (ret == 0) {
-        atomic_store(&j->made[k], 1);
-        /* the lock only when someone waits (a futex call costs more than the mkdir
-         * on a VM): a waiter counts itself before it looks at made[], this looks at
-         * the count after setting made[] (both sequentially consistent), so either it
-         * sees the waiter or the waiter sees made[] set */
-        if (atomic_load(&j->nwaiting) == 0)
-            return 0;
-    }
-    pthread_mutex_lock(&j->mu);
-    if (ret != 0 && j->failed == 0)
-        j->failed = ret;
-    pthread_cond_broadcast(&j->made_cv);
-    pthread_mutex_unlock(&j->mu);
-    return ret;
 }
 
 /* mv_claim -- worker w is about to read object d: wait while another worker reads it.
@@ -270,56 +218,20 @@ static void mv_restore_worker(void *arg, int i)
         goto out;
     }
     for (;;) {
-        size_t k, end;
-        uint64_t bytes = 0;
-        int r = 0;
+        size_t k;
         pthread_mutex_lock(&j->mu);
-        if (j->failed != 0 || j->next >= j->nitems) {
+        if (j->failed != 0 || j->next >= j->nfiles) {
             pthread_mutex_unlock(&j->mu);
             break;
         }
-        /* a run of the manifest: a MinIO object's directory, its xl.meta, its part
-         * directory and part.1 are neighbours, so a worker mostly makes the parents of
-         * its own files; a run ends at 1 MiB of files so one worker does not hold
-         * several large files while the others run out of work */
-        k = end = j->next;
-        while (end < j->nitems && end - k < MV_RUN_ITEMS && bytes < MV_RUN_BYTES) {
-            if (j->items[end].e->type == MV_FILE)
-                bytes += j->items[end].e->size;
-            end++;
-        }
-        j->next = end;
+        k = j->next++;
         pthread_mutex_unlock(&j->mu);
-        for (; k < end && r == 0; k++) {
-            const mv_restore_item *it = &j->items[k];
-            if (it->e->type == MV_LINK)
-                continue;   /* made after every file: none is written through one */
-            if (mv_interrupted()) {
-                /* what this run would have made: its waiters must not wait for ever */
-                mv_restore_file_done(j, log_error("interrupted by signal %d", mv_interrupted()), 0);
-                r = -1;
-                break;
-            }
-            if (it->parent != MV_ROOT && !atomic_load(&j->made[it->parent])) {
-                /* taken earlier by another worker, still being made */
-                pthread_mutex_lock(&j->mu);
-                j->waits++;
-                atomic_fetch_add(&j->nwaiting, 1);
-                while (!atomic_load(&j->made[it->parent]) && j->failed == 0)
-                    pthread_cond_wait(&j->made_cv, &j->mu);
-                atomic_fetch_sub(&j->nwaiting, 1);
-                r = j->failed;
-                pthread_mutex_unlock(&j->mu);
-                if (r != 0)
-                    break;
-            }
-            if (it->e->type == MV_DIR) {
-                r = mv_restore_dir(j, k);
-            } else {
-                r = mv_restore_file(j, i, c, it->t, it->e);
-                mv_restore_file_done(j, r, r == 0 ? it->e->size : 0);
-            }
+        if (mv_interrupted()) {
+            mv_restore_file_done(j, log_error("interrupted by signal %d", mv_interrupted()), 0);
+            break;
         }
+        int r = mv_restore_file(j, i, c, j->files[k].t, j->files[k].e);
+        mv_restore_file_done(j, r, r == 0 ? j->files[k].e->size : 0);
         if (r != 0)
             break;
     }
@@ -327,70 +239,6 @@ out:
     cas_free(c);
     storage_free(st);
     uring_free(ur);
-}
-
-/* mv_items_collect -- every entry of every target (n in all), shallowest first and in
- * manifest order within a depth, each with the index of its parent directory's item.
- * Depth order: the parents of a depth's entries were all taken before its first one,
- * so a worker waits for a directory only at the change of depth, for the few still
- * being made (in manifest order a MinIO object's xl.meta comes right after its
- * directory: 1,200 waits, a futex sleep and wake each, measured slower than making
- * every directory first). */
-static int mv_items_collect(const mv_target *t, size_t nt, size_t n, mv_restore_item **out,
-                            size_t *nfiles)
-{
-    mv_restore_item *items = calloc(n + 1, sizeof(*items));
-    size_t *pos = calloc(n + 1, sizeof(*pos));
-    size_t *at = NULL, maxd = 0, k = 0;
-    unsigned *depth = calloc(n + 1, sizeof(*depth));
-    int ret = -1;
-
-    if (items == NULL || pos == NULL || depth == NULL) {
-        log_errno("could not allocate");
-        goto out;
-    }
-    for (size_t i = 0; i < nt; i++) {
-        for (size_t e = 0; e < t[i].v->n; e++, k++) {
-            unsigned d = 0;
-            for (const char *c = t[i].v->entries[e].path; *c; c++)
-                d += *c == '/';
-            depth[k] = d;
-            if (d > maxd)
-                maxd = d;
-        }
-    }
-    /* a counting sort, stable: at[d] is where the next entry of depth d goes */
-    at = calloc(maxd + 2, sizeof(*at));
-    if (at == NULL) {
-        log_errno("could not allocate");
-        goto out;
-    }
-    for (k = 0; k < n; k++)
-        at[depth[k] + 1]++;
-    for (size_t d = 1; d <= maxd + 1; d++)
-        at[d] += at[d - 1];
-    for (k = 0; k < n; k++)
-        pos[k] = at[depth[k]]++;
-    k = 0;
-    *nfiles = 0;
-    for (size_t i = 0, base = 0; i < nt; base += t[i].v->n, i++) {
-        for (size_t e = 0; e < t[i].v->n; e++, k++) {
-            const mv_entry *en = &t[i].v->entries[e];
-            /* mv_snapshot_parse checked it: a directory listed before this entry */
-            items[pos[k]] = (mv_restore_item){
-                &t[i], en, en->parent < 0 ? MV_ROOT : pos[base + (size_t)en->parent]};
-            *nfiles += en->type == MV_FILE;
-        }
-    }
-    *out = items;
-    items = NULL;
-    ret = 0;
-out:
-    free(items);
-    free(pos);
-    free(depth);
-    free(at);
-    return ret;
 }
 
 /* mv_set_meta -- owner, mode, times of a directory or (nofollow) a symlink, in the
@@ -403,11 +251,12 @@ static int mv_set_meta(const char *path, uint32_t mode, uint32_t uid, uint32_t g
     return tree_restore_path_meta(path, path, &m, is_link, as_root, 1);
 }
 
-/* Directories' metadata, after every file: deepest first, each depth on all workers
- * (thousands of MinIO object directories would otherwise cost one thread a syscall
- * after another: chown, chmod, utimensat). A level starts only once the one below it
- * is done: a directory gets its times and mode after everything below it (a mode
- * without x or w would stop the rest; a change below would move its mtime). */
+/* Directories: created parents first and given their metadata deepest first, each
+ * depth on all workers (thousands of MinIO object directories would otherwise cost one
+ * thread a syscall after another: mkdir, then chown, chmod, utimensat). A level starts
+ * only once the one before it is done: a directory is created after its parent and
+ * gets its times and mode after everything below it (a mode without x or w would
+ * stop the rest; a child created later would move its mtime). */
 typedef struct mv_dir_item {
     const mv_target *t;
     const mv_entry *e;
@@ -418,7 +267,7 @@ typedef struct mv_dir_item {
 typedef struct mv_dir_job {
     mv_dir_item *items;
     size_t lo, hi, next;
-    int as_root, failed;
+    int meta, as_root, failed;
     pthread_mutex_t mu;
 } mv_dir_job;
 
@@ -428,8 +277,12 @@ static int mv_dir_one(const mv_dir_job *dj, const mv_dir_item *d)
 
     if ((size_t)snprintf(path, sizeof(path), "%s/%s", d->t->dir, d->e->path) >= sizeof(path))
         return log_error("path too long: \"%s/%s\"", d->t->dir, d->e->path);
-    return mv_set_meta(path, d->e->mode, d->e->uid, d->e->gid, d->e->mtime_ns, 0,
-                       dj->as_root);
+    if (dj->meta)
+        return mv_set_meta(path, d->e->mode, d->e->uid, d->e->gid, d->e->mtime_ns, 0,
+                           dj->as_root);
+    if (mkdir(path, 0700) != 0)
+        return log_errno("could not create directory \"%s\"", path);
+    return 0;
 }
 
 static void mv_dir_worker(void *arg, int w)
@@ -500,22 +353,30 @@ static int mv_dirs_collect(const mv_target *t, size_t nt, mv_dir_item **out, siz
     return 0;
 }
 
-/* mv_dirs_run -- metadata of every directory, deepest level first, one level at a
- * time, each on up to jobs workers. */
-static int mv_dirs_run(mv_dir_item *items, size_t n, int as_root, int jobs)
+/* mv_dirs_run -- mkdir (meta 0, shallowest level first) or metadata (meta 1, deepest
+ * level first) of every directory, one level at a time, each on up to jobs workers. */
+static int mv_dirs_run(mv_dir_item *items, size_t n, int meta, int as_root, int jobs)
 {
     mv_dir_job dj;
     int ret = 0;
 
     memset(&dj, 0, sizeof(dj));
     dj.items = items;
+    dj.meta = meta;
     dj.as_root = as_root;
     pthread_mutex_init(&dj.mu, NULL);
     for (size_t done = 0; done < n && ret == 0;) {
-        /* the next level, from the back (deepest) */
-        size_t lo, hi = n - done;
-        for (lo = hi - 1; lo > 0 && items[lo - 1].depth == items[hi - 1].depth; lo--)
-            ;
+        /* the next level: from the front for mkdir, from the back for metadata */
+        size_t lo, hi;
+        if (!meta) {
+            lo = done;
+            for (hi = lo; hi < n && items[hi].depth == items[lo].depth; hi++)
+                ;
+        } else {
+            hi = n - done;
+            for (lo = hi - 1; lo > 0 && items[lo - 1].depth == items[hi - 1].depth; lo--)
+                ;
+        }
         done += hi - lo;
         if (mv_interrupted()) {
             ret = log_error("interrupted by signal %d", mv_interrupted());
@@ -704,7 +565,6 @@ int mv_restore_cmd(const mv_opts *o)
     memset(&j, 0, sizeof(j));
     pthread_mutex_init(&j.mu, NULL);
     pthread_cond_init(&j.cv, NULL);
-    pthread_cond_init(&j.made_cv, NULL);
     progress_init(&j.pg, PROGRESS_OFF, "restore", 0);
     mv_signals_install();
     rp = mv_repo_open(o->repo, NULL, 0, &ret);
@@ -883,27 +743,37 @@ int mv_restore_cmd(const mv_opts *o)
         }
         t[k].dir = sw[k].staging;
         t[k].sfd = durable_sync_open(sw[k].staging);
-        j.nitems += s.vols[k].n;
+        for (size_t e = 0; e < s.vols[k].n; e++)
+            if (s.vols[k].entries[e].type == MV_FILE)
+                j.nfiles++;
     }
 
     jobs = o->jobs > 0 ? o->jobs : mv_default_jobs();
-    if (mv_dirs_collect(t, s.nvols, &dirs, &ndirs) != 0)
+    if (mv_dirs_collect(t, s.nvols, &dirs, &ndirs) != 0 ||
+        mv_dirs_run(dirs, ndirs, 0, 0, jobs) != 0)
         goto fail;
-    j.made = calloc(j.nitems + 1, sizeof(*j.made));
-    if (j.made == NULL) {
+    log_debug("restore: %lld ms to the last directory", (long long)(mv_now_ms() - t0));
+    j.files = calloc(j.nfiles + 1, sizeof(*j.files));
+    if (j.files == NULL) {
         log_errno("could not allocate");
         goto fail;
     }
-    if (mv_items_collect(t, s.nvols, j.nitems, &j.items, &j.nfiles) != 0)
-        goto fail;
+    j.nfiles = 0;
+    for (size_t k = 0; k < s.nvols; k++)
+        for (size_t e = 0; e < s.vols[k].n; e++)
+            if (s.vols[k].entries[e].type == MV_FILE) {
+                j.files[j.nfiles].t = &t[k];
+                j.files[j.nfiles].e = &s.vols[k].entries[e];
+                j.nfiles++;
+            }
     j.location = storage_location(rp->st);
     j.targets = t;
     j.as_root = mv_same_owner(o, sw, &s);
     {
         int fjobs = jobs;
         uint64_t total = 0;
-        if ((size_t)fjobs > j.nitems)
-            fjobs = j.nitems > 0 ? (int)j.nitems : 1;
+        if ((size_t)fjobs > j.nfiles)
+            fjobs = j.nfiles > 0 ? (int)j.nfiles : 1;
         j.nworkers = fjobs;
         j.reading = calloc((size_t)fjobs, sizeof(*j.reading));
         j.is_reading = calloc((size_t)fjobs, 1);
@@ -914,13 +784,11 @@ int mv_restore_cmd(const mv_opts *o)
         }
         if (j.damaged == NULL)
             goto fail;
-        for (size_t k = 0; k < j.nitems; k++)
-            if (j.items[k].e->type == MV_FILE)
-                total += j.items[k].e->size;
+        for (size_t k = 0; k < j.nfiles; k++)
+            total += j.files[k].e->size;
         progress_release(&j.pg);
         progress_init(&j.pg, o->progress, "restore", total);
-        log_debug("restore: %lld ms to the first file (directories made alongside)",
-                  (long long)(mv_now_ms() - t0));
+        log_debug("restore: %lld ms to the first file", (long long)(mv_now_ms() - t0));
         if (fjobs > 1)
             object_set_hash_thread(0);   /* the workers keep the cores busy */
         r = mv_parallel(fjobs, mv_restore_worker, &j);
@@ -938,12 +806,11 @@ int mv_restore_cmd(const mv_opts *o)
         log_error("interrupted by signal %d", mv_interrupted());
         goto fail;
     }
-    log_debug("restore: %lld ms to the last file (%ld waits for a directory)",
-              (long long)(mv_now_ms() - t0), j.waits);
+    log_debug("restore: %lld ms to the last file", (long long)(mv_now_ms() - t0));
     for (size_t k = 0; k < s.nvols; k++)
         if (mv_restore_links(&t[k], j.as_root) != 0)
             goto fail;
-    if (mv_dirs_run(dirs, ndirs, j.as_root, jobs) != 0)
+    if (mv_dirs_run(dirs, ndirs, 1, j.as_root, jobs) != 0)
         goto fail;
     for (size_t k = 0; k < s.nvols; k++)
         if (mv_set_meta(t[k].dir, s.vols[k].mode, s.vols[k].uid, s.vols[k].gid,
@@ -1058,8 +925,7 @@ out:
     for (size_t k = 0; t != NULL && k < s.nvols; k++)
         durable_sync_close(t[k].sfd);
     free(t);
-    free(j.items);
-    free((void *)j.made);
+    free(j.files);
     free(dirs);
     free(version);
     free(j.reading);
@@ -1067,7 +933,6 @@ out:
     cas_set_free(j.damaged);
     progress_release(&j.pg);
     pthread_cond_destroy(&j.cv);
-    pthread_cond_destroy(&j.made_cv);
     pthread_mutex_destroy(&j.mu);
     storage_lock_release(lk);
     if (loaded)
