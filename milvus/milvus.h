@@ -74,10 +74,6 @@ typedef struct mv_entry {
     uint32_t nchunks;
     uint8_t (*chunks)[SHA256_LEN];
     char *target;      /* symlink target */
-    /* index in the volume's entries of the parent directory, -1 for the volume root;
-     * set by mv_snapshot_parse only (a restore creates a directory just before what
-     * is in it, not all directories first) */
-    int64_t parent;
 } mv_entry;
 
 typedef struct mv_volume {

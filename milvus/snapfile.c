@@ -1150,14 +1150,11 @@ static int mv_parse_volume(mvj_vol *vol, const char *what, mv_volume *v)
         /* the parent must be the root or a directory listed earlier: a path can then
          * never lead through a symlink or a file, whatever the manifest says */
         const char *slash = strrchr(e->path, '/');
-        const mv_entry *parent = NULL;
-        if (slash != NULL &&
-            (parent = mv_strset_find(&dirs, e->path, (size_t)(slash - e->path))) == NULL) {
+        if (slash != NULL && mv_strset_find(&dirs, e->path, (size_t)(slash - e->path)) == NULL) {
             log_error("snapshot manifest \"%s\": the parent of \"%s\" in volume \"%s\" is not "
                       "a directory listed before it", what, e->path, v->name);
             goto out;
         }
-        e->parent = parent ? parent - v->entries : -1;
         int added = mv_strset_add(&seen, e);
         if (added < 0) {
             log_errno("could not allocate");
