@@ -15,6 +15,7 @@
 #include "milvus.h"
 #include "object.h"
 #include "repo.h"
+#include "strbuf.h"
 #include "timefmt.h"
 #include "tree.h"
 
@@ -392,8 +393,7 @@ typedef struct mvj_vol {    /* one element of "volumes" */
 typedef struct mvj {
     const char *p, *start, *end;
     const char *err, *errat;  /* the first syntax error, and where */
-    char *s;                  /* the last string read, decoded, NUL-terminated */
-    size_t slen, scap;
+    strbuf s;                 /* the last string read, decoded */
     mvj_vol *vols;
     size_t nvols, capvols;
     size_t max_objects;       /* '{' in the text: no array of objects can be longer */
@@ -425,18 +425,7 @@ static int mvj_lit(mvj *j, const char *w, size_t n)
 
 static int mvj_put(mvj *j, const char *b, size_t n)
 {
-    if (j->slen + n + 1 > j->scap) {
-        size_t cap = (j->slen + n + 1) * 2;
-        char *s = realloc(j->s, cap);
-        if (s == NULL)
-            return mvj_fail(j, "out of memory");
-        j->s = s;
-        j->scap = cap;
-    }
-    memcpy(j->s + j->slen, b, n);
-    j->slen += n;
-    j->s[j->slen] = '\0';
-    return 0;
+    return strbuf_appendn(&j->s, b, n) == 0 ? 0 : mvj_fail(j, "out of memory");
 }
 
 static int mvj_hex4(const char *p, unsigned *u)
@@ -476,14 +465,14 @@ static size_t mvj_utf8(const unsigned char *p, const unsigned char *end)
     return n;
 }
 
-/* mvj_string -- the string at p (at its '"') into j->s, j->slen */
+/* mvj_string -- the string at p (at its '"'), decoded, into j->s */
 static int mvj_string(mvj *j)
 {
     const char *p = ++j->p, *run = p;
 
-    j->slen = 0;
-    if (mvj_put(j, "", 0) != 0)
-        return -1;
+    j->s.len = 0;   /* reused for every string: its buffer stays */
+    if (j->s.alloc > 0)
+        j->s.buf[0] = '\0';
     for (;;) {
         if (p >= j->end) {
             j->p = p;
@@ -646,7 +635,7 @@ static void mvj_keys_release(mvj_keys *ks)
 static int mvj_keys_add(mvj *j, mvj_keys *ks)
 {
     for (size_t i = 0; i < ks->n; i++)
-        if (strcmp(ks->k[i], j->s) == 0)
+        if (strcmp(ks->k[i], j->s.buf) == 0)
             return mvj_fail(j, "duplicate object key");
     if (ks->n == ks->cap) {
         size_t cap = ks->cap ? ks->cap * 2 : 8;
@@ -656,7 +645,7 @@ static int mvj_keys_add(mvj *j, mvj_keys *ks)
         ks->k = k;
         ks->cap = cap;
     }
-    if ((ks->k[ks->n] = strdup(j->s)) == NULL)
+    if ((ks->k[ks->n] = strdup(j->s.buf)) == NULL)
         return mvj_fail(j, "out of memory");
     ks->n++;
     return 0;
@@ -778,7 +767,7 @@ static int mvj_field(const char *k, size_t len)
 
 static int mvj_hexdigest(const mvj *j, uint8_t out[SHA256_LEN])
 {
-    return j->slen == SHA256_HEX_LEN && sha256_from_hex(j->s, out) == 0;
+    return j->s.len == SHA256_HEX_LEN && sha256_from_hex(j->s.buf, out) == 0;
 }
 
 /* mvj_chunks -- a "chunks" array into e->chunks, r->chunks_ok */
@@ -842,7 +831,7 @@ static int mvj_entry(mvj *j, mv_entry *e, mvj_raw *r, int depth)
         int64_t v;
         if (mvj_key(j) != 0)
             goto out;
-        f = mvj_field(j->s, j->slen);
+        f = mvj_field(j->s.buf, j->s.len);
         if (f < 0) {
             if (mvj_keys_add(j, &other) != 0 || mvj_skip(j, depth + 1) < 0)
                 goto out;
@@ -861,17 +850,17 @@ static int mvj_entry(mvj *j, mv_entry *e, mvj_raw *r, int depth)
                 goto out;
             kind = MVJ_STR;
             if (f == F_PATH || f == F_TARGET) {
-                char *d = malloc(j->slen + 1);
+                char *d = malloc(j->s.len + 1);
                 if (d == NULL) {
                     mvj_fail(j, "out of memory");
                     goto out;
                 }
-                memcpy(d, j->s, j->slen + 1);
+                memcpy(d, j->s.buf, j->s.len + 1);
                 *(f == F_PATH ? &e->path : &e->target) = d;
             } else if (f == F_TYPE) {
-                r->type = strcmp(j->s, "dir") == 0 ? MV_DIR
-                          : strcmp(j->s, "symlink") == 0 ? MV_LINK
-                          : strcmp(j->s, "file") == 0 ? MV_FILE : -1;
+                r->type = strcmp(j->s.buf, "dir") == 0 ? MV_DIR
+                          : strcmp(j->s.buf, "symlink") == 0 ? MV_LINK
+                          : strcmp(j->s.buf, "file") == 0 ? MV_FILE : -1;
             } else if (f == F_SHA) {
                 r->sha_ok = (uint8_t)mvj_hexdigest(j, e->sha);
             }
@@ -955,7 +944,7 @@ static int mvj_volume(mvj *j, mvj_vol *vol, int depth)
     do {
         if (mvj_key(j) != 0)
             return -1;
-        if (strcmp(j->s, "entries") == 0) {
+        if (strcmp(j->s.buf, "entries") == 0) {
             if (seen_entries++)
                 return mvj_fail(j, "duplicate object key");
             if (j->p < j->end && *j->p == '[') {
@@ -969,9 +958,9 @@ static int mvj_volume(mvj *j, mvj_vol *vol, int depth)
             }
             continue;
         }
-        if (json_object_get(vol->hdr, j->s) != NULL)
+        if (json_object_get(vol->hdr, j->s.buf) != NULL)
             return mvj_fail(j, "duplicate object key");
-        char *key = strdup(j->s);
+        char *key = strdup(j->s.buf);
         json_t *v = key ? mvj_span(j, depth + 1) : NULL;
         if (key == NULL || v == NULL) {
             free(key);
@@ -1035,7 +1024,7 @@ static int mvj_parse(mvj *j, json_t **root)
         do {
             if (mvj_key(j) != 0)
                 return -1;
-            if (strcmp(j->s, "volumes") == 0) {
+            if (strcmp(j->s.buf, "volumes") == 0) {
                 if (seen_vols++)
                     return mvj_fail(j, "duplicate object key");
                 if (j->p < j->end && *j->p == '[') {
@@ -1047,9 +1036,9 @@ static int mvj_parse(mvj *j, json_t **root)
                 }
                 continue;
             }
-            if (json_object_get(*root, j->s) != NULL)
+            if (json_object_get(*root, j->s.buf) != NULL)
                 return mvj_fail(j, "duplicate object key");
-            char *key = strdup(j->s);
+            char *key = strdup(j->s.buf);
             json_t *v = key ? mvj_span(j, 1) : NULL;
             if (key == NULL || v == NULL) {
                 free(key);
@@ -1229,6 +1218,7 @@ int mv_snapshot_parse(const char *buf, size_t len, const char *what, mv_snapshot
     int ret = -1;
 
     memset(s, 0, sizeof(*s));
+    strbuf_init(&j.s);
     if (mvj_parse(&j, &root) != 0) {
         int line = 1;
         for (const char *c = buf; c < j.errat; c++)
@@ -1322,7 +1312,7 @@ out:
     for (size_t i = 0; i < j.nvols; i++)
         mvj_vol_release(&j.vols[i], 0, 1);   /* those the checks did not reach */
     free(j.vols);
-    free(j.s);
+    strbuf_release(&j.s);
     if (ret != 0)
         mv_snapshot_release(s);
     return ret;
