@@ -26,6 +26,9 @@
 # end (set aside, deleted at exit). Each tool's first output is checked against the source (file list, types,
 # sizes, SHA-256 of every file). The load average is recorded before every restore.
 # Then the second snapshot's restore (after the +2 %), timed and checked the same way.
+# MILVUS_BENCH_BEFORE=BUILD2 adds BUILD2's ragsafe-milvus restore (an older build, the
+# "before") as a fifth tool in the rotation, restoring the same repository: both builds
+# alternate within every round, under the same load.
 set -u
 BUILD=${1:?usage: bench-milvus.sh BUILD}
 BUILD=$(cd "$BUILD" && pwd) || exit 1
@@ -35,6 +38,8 @@ FAKE="$top/tests/integration/fake_milvus.py"
 MB=${MILVUS_BENCH_MB:-300}
 ROUNDS=${MILVUS_BENCH_ROUNDS:-3}
 JOBS=${MILVUS_BENCH_JOBS:-}
+BEFORE=${MILVUS_BENCH_BEFORE:+$(cd "$MILVUS_BENCH_BEFORE" && pwd)/bin/ragsafe-milvus}
+[ -z "$BEFORE" ] || [ -x "$BEFORE" ] || { echo "bench-milvus: error: no \"$BEFORE\"" >&2; exit 1; }
 
 [ -x "$M" ] || { echo "bench-milvus: error: no \"$M\"" >&2; exit 1; }
 W=$(mktemp -d "${TMPDIR:-/tmp}/ragsafe-bench-milvus.XXXXXX")
@@ -103,8 +108,8 @@ rrun() {
         touch "$W/checked.$name"
     fi
 }
-restore_rs() { # LABEL DIR
-    "$M" restore "$1" --repo "$W/repo1" --volume "etcd=$2/etcd" --volume "minio=$2/minio" \
+restore_rs() { # LABEL DIR [BINARY]
+    "${3:-$M}" restore "$1" --repo "$W/repo1" --volume "etcd=$2/etcd" --volume "minio=$2/minio" \
         --volume "milvus=$2/milvus" ${JOBS:+--jobs "$JOBS"} >/dev/null
 }
 restore_one() { # TOOL
@@ -115,14 +120,16 @@ restore_one() { # TOOL
     xzst) (cd "$d" && rrun xzst "$d" tar -I zstd -xf "$W/in.tzst") || exit 1 ;;
     cpa) rrun cpa "$d" cp -a "$V/etcd" "$V/minio" "$V/milvus" "$d/" ;;
     rs) rrun rs "$d" restore_rs first "$d" ;;
+    rsb) rrun rsb "$d" restore_rs first "$d" "$BEFORE" ;;
     esac
 }
 round_row() { # ROUND
     local g z c s
     g=$(sed -n "$1p" "$W/t.xgz"); z=$(sed -n "$1p" "$W/t.xzst")
     c=$(sed -n "$1p" "$W/t.cpa"); s=$(sed -n "$1p" "$W/t.rs")
-    printf '| %s | %s | %s s | %s s | %s s | %s s | %s× |\n' "$1" "$(sed -n "$1p" "$W/order")" \
-        "$g" "$z" "$c" "$s" "$(ratio "$g" "$s")"
+    printf '| %s | %s | %s s | %s s | %s s | %s s | %s× |%s\n' "$1" "$(sed -n "$1p" "$W/order")" \
+        "$g" "$z" "$c" "$s" "$(ratio "$g" "$s")" \
+        "${BEFORE:+ $(sed -n "$1p" "$W/t.rsb") s |}"
 }
 
 cd "$V" || exit 1
@@ -146,9 +153,9 @@ listing "$V" >"$W/list.src"
 tar czf "$W/in.tgz" etcd minio milvus || exit 1
 tar -I zstd -cf "$W/in.tzst" etcd minio milvus || exit 1
 for r in $(seq "$RROUNDS"); do
-    # rotate the order: each tool goes first once in four rounds
-    set -- xgz xzst cpa rs
-    for _ in $(seq $(( (r - 1) % 4 ))); do x=$1; shift; set -- "$@" "$x"; done
+    # rotate the order: each tool goes first once in four (five) rounds
+    set -- xgz xzst cpa rs ${BEFORE:+rsb}
+    for _ in $(seq $(( (r - 1) % $# ))); do x=$1; shift; set -- "$@" "$x"; done
     echo "$*" >>"$W/order"
     for tool in "$@"; do
         echo "bench-milvus: restore round $r: $tool" >&2
@@ -179,9 +186,10 @@ done
 echo "bench-milvus: restores of the second snapshot" >&2
 listing "$V" >"$W/list.src"
 for r in $(seq "$RROUNDS"); do
-    mkdir -p "$W/rst.rs2"
-    rrun rs2 "$W/rst.rs2" restore_rs second "$W/rst.rs2"
-    mv "$W/rst.rs2" "$W/trash/rs2.$r"
+    # rr2, not rs2: t.rs2 holds the second snapshots' times
+    mkdir -p "$W/rst.rr2"
+    rrun rr2 "$W/rst.rr2" restore_rs second "$W/rst.rr2"
+    mv "$W/rst.rr2" "$W/trash/rr2.$r"
 done
 cd "$top" || exit 1
 
@@ -227,10 +235,10 @@ tool's output checked once against the source (file list, sizes, SHA-256 of ever
 ragsafe-milvus: \`ragsafe-milvus restore first --repo R --volume etcd=D/etcd --volume minio=D/minio --volume milvus=D/milvus\`.
 1-minute load average before each restore (in run order): $(tr '\n' ' ' <"$W/load.restore")
 
-| round | order | \`tar xzf\` (runbook) | \`tar -I zstd -xf\` | \`cp -a\` | **ragsafe-milvus restore** | restore vs \`tar xzf\` |
-|---|---|---:|---:|---:|---:|---:|
+| round | order | \`tar xzf\` (runbook) | \`tar -I zstd -xf\` | \`cp -a\` | **ragsafe-milvus restore** | restore vs \`tar xzf\` |${BEFORE:+ before: $BEFORE |}
+|---|---|---:|---:|---:|---:|---:|${BEFORE:+---:|}
 $(for r in $(seq "$RROUNDS"); do round_row "$r"; done)
-| median (range) | | $(T xgz) s ($(range xgz)) | $(T xzst) s ($(range xzst)) | $(T cpa) s ($(range cpa)) | $(T rs) s ($(range rs)) | $(ratio "$(T xgz)" "$(T rs)")× |
+| median (range) | | $(T xgz) s ($(range xgz)) | $(T xzst) s ($(range xzst)) | $(T cpa) s ($(range cpa)) | $(T rs) s ($(range rs)) | $(ratio "$(T xgz)" "$(T rs)")× |${BEFORE:+ $(T rsb) s ($(range rsb)) |}
 
 | target | measured | met |
 |---|---:|:-:|
@@ -238,5 +246,5 @@ $(for r in $(seq "$RROUNDS"); do round_row "$r"; done)
 | restore vs \`tar -I zstd -xf\` | $(ratio "$(T xzst)" "$(T rs)")× faster | |
 | restore vs \`cp -a\` of the volumes | $(ratio "$(T cpa)" "$(T rs)")× faster | |
 
-Second snapshot (+2 %) restored in $(T rs2) s (median, range $(range rs2)), checked against the grown volumes.
+Second snapshot (+2 %) restored in $(T rr2) s (median, range $(range rr2)), checked against the grown volumes.
 EOF
