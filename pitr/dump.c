@@ -1136,45 +1136,36 @@ redo:
             log_error("interrupted by signal %d", (int)g_signal);
         goto out;
     }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == DUMP_REDO_FULL && ninc) {
+    int redo_full = WIFEXITED(status) && WEXITSTATUS(status) == DUMP_REDO_FULL && ninc;
+    int redo_plain = WIFEXITED(status) && WEXITSTATUS(status) == DUMP_REDO_UNFILTERED &&
+                     wo.given_plan;
+    if (redo_full || redo_plain) {
+        if (redo_plain)
+            log_notice("the scratch server could not replay the filtered WAL (a PANIC, "
+                       "above): the dump starts over without the filter");
         /* the server, its data directory and its tablespaces go; the scratch stays */
         if (o->ntsmap) {
-            log_error("could not dump database \"%s\" from a selective restore, and a full "
-                      "restore would write into the --tablespace-map directories again",
-                      o->conninfo);
-            log_hint("empty them and run the dump again");
+            log_error("could not dump database \"%s\" %s, and a second restore would write "
+                      "into the --tablespace-map directories again", o->conninfo,
+                      redo_full ? "from a selective restore" : "from the filtered WAL");
+            log_hint("empty them and run the dump again%s",
+                     redo_full ? "" : " with RAGSAFE_NO_WAL_FILTER=1");
             goto out;
         }
         if (stop_scratch_server(&d, SIGQUIT, 0) != 0 || durable_remove_tree(d.pgdata) != 0)
             goto out;
         /* the worker used the repository's connections, the plan's handover went into
-         * the removed data directory: the next worker loads and plans again itself */
+         * the removed data directory: the next worker loads and plans again itself
+         * (with no WAL filter: wo has none) */
         wo.given_plan = NULL;
         for (size_t k = 0; tsdirs && k < wo.ntsmap; k++)
             if (durable_remove_tree(wo.tsmap[k].dir) != 0)
                 goto out;
-        ninc = 0;
-        wo.db_include = NULL;
-        wo.ndb_include = 0;
-        goto redo;
-    }
-    if (WIFEXITED(status) && WEXITSTATUS(status) == DUMP_REDO_UNFILTERED && wo.given_plan) {
-        log_notice("the scratch server could not replay the filtered WAL (a PANIC, above): "
-                   "the dump starts over without the filter");
-        if (o->ntsmap) {
-            log_error("could not dump database \"%s\" from the filtered WAL, and a second "
-                      "restore would write into the --tablespace-map directories again",
-                      o->conninfo);
-            log_hint("empty them and run the dump again with RAGSAFE_NO_WAL_FILTER=1");
-            goto out;
+        if (redo_full) {
+            ninc = 0;
+            wo.db_include = NULL;
+            wo.ndb_include = 0;
         }
-        if (stop_scratch_server(&d, SIGQUIT, 0) != 0 || durable_remove_tree(d.pgdata) != 0)
-            goto out;
-        /* the next worker plans again itself, with no filter (wo has none) */
-        wo.given_plan = NULL;
-        for (size_t k = 0; tsdirs && k < wo.ntsmap; k++)
-            if (durable_remove_tree(wo.tsmap[k].dir) != 0)
-                goto out;
         goto redo;
     }
     if (!WIFEXITED(status) || WEXITSTATUS(status) != EXIT_OK) {

@@ -17,11 +17,7 @@
 source "$(dirname "$0")/lib.sh"
 t_init
 
-M="$RAGSAFE_BIN/ragsafe-milvus"
-FAKE="$RAGSAFE_SRC/tests/integration/fake_milvus.py"
-R="$T/repo"
-repo_init "$R"
-V="$T/vol"
+milvus_env || exit 1
 LOG="$T/stack.log"
 
 json_get() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(eval("d"+sys.argv[1]))' "$1"; }
@@ -51,7 +47,6 @@ python3 "$FAKE" gen "$V" --mb 24 --seed 7
 # a large mutable file (stored in 512 KiB chunks): 6 MiB, one page rewritten by grow
 head -c 6291456 /dev/urandom >"$V/milvus/rdb_data/LOG.old"
 ok "synthetic volumes generated" test -f "$V/etcd/member/snap/db"
-VOLS=(--volume "etcd=$V/etcd" --volume "minio=$V/minio" --volume "milvus=$V/milvus")
 
 # --- first snapshot with the whole stack dance ---------------------------------------
 : >"$LOG"

@@ -13,13 +13,7 @@
 source "$(dirname "$0")/lib.sh"
 t_init
 
-M="$RAGSAFE_BIN/ragsafe-milvus"
-FAKE="$RAGSAFE_SRC/tests/integration/fake_milvus.py"
-R="$T/repo"
-repo_init "$R"
-V="$T/vol"
-VOLS=(--volume "etcd=$V/etcd" --volume "minio=$V/minio" --volume "milvus=$V/milvus")
-to() { echo --volume "etcd=$1/etcd" --volume "minio=$1/minio" --volume "milvus=$1/milvus"; }
+milvus_env || exit 1
 
 python3 "$FAKE" gen "$V" --mb 24 --seed 3
 "$M" snapshot --repo "$R" "${VOLS[@]}" --assume-stopped --label a1 >/dev/null

@@ -18,11 +18,7 @@
 source "$(dirname "$0")/lib.sh"
 t_init
 
-M="$RAGSAFE_BIN/ragsafe-milvus"
-FAKE="$RAGSAFE_SRC/tests/integration/fake_milvus.py"
-R="$T/repo"
-repo_init "$R"
-V="$T/vol"
+milvus_env || exit 1
 LOG="$T/stack.log"
 tree_of() { python3 "$FAKE" tree "$1"; }
 
@@ -42,7 +38,6 @@ STACK=(--stop-cmd "$STOP" --start-cmd "$START" --health-url "$HEALTH" --health-t
 CFG="$T/ragsafe.conf"
 printf 'start-cmd = %s\nhealth-url = %s\nhealth-timeout = 20\n' "$START" "$HEALTH" >"$CFG"
 chmod 0600 "$CFG"
-VOLS=(--volume "etcd=$V/etcd" --volume "minio=$V/minio" --volume "milvus=$V/milvus")
 
 # the snapshot ("new") and the volumes as they are later ("old")
 python3 "$FAKE" gen "$V" --mb 6 --seed 5
@@ -185,7 +180,6 @@ mkfifo "$S/milvus/a-fifo"
     --volume "milvus=$S/milvus" --assume-stopped --label su >/dev/null 2>"$T/su.err"
 is "snapshot of a tree with a set-uid file and a FIFO" 0 $?
 ok "the FIFO is skipped with a warning" grep -q 'warning: skipping ".*/a-fifo"' "$T/su.err"
-to() { echo --volume "etcd=$1/etcd" --volume "minio=$1/minio" --volume "milvus=$1/milvus"; }
 "$M" restore su --repo "$R" $(to "$T/su1") --assume-stopped >/dev/null 2>"$T/su1.err"
 is "restore of it" 0 $?
 is "set-uid bit not restored" 755 "$(stat -c %a "$T/su1/milvus/suid-tool")"

@@ -123,6 +123,19 @@ pg_set() { printf '%s\n' "$2" >>"$T/$1/postgresql.conf"; }
 # repo_init DIR...: repository roots, made as the README says (no tool makes one).
 repo_init() { install -d -o postgres -g postgres -m 0750 "$@"; }
 
+# milvus_env: the names the Milvus tests share: M (ragsafe-milvus), FAKE (the fake
+# stack, fake_milvus.py), R (a repository, created), V (the volumes' parent), VOLS (the
+# --volume options for V); to DIR prints the --volume options for DIR.
+milvus_env() {
+    M="$RAGSAFE_BIN/ragsafe-milvus"
+    FAKE="$RAGSAFE_SRC/tests/integration/fake_milvus.py"
+    R="$T/repo"
+    repo_init "$R" || return 1
+    V="$T/vol"
+    VOLS=(--volume "etcd=$V/etcd" --volume "minio=$V/minio" --volume "milvus=$V/milvus")
+}
+to() { echo --volume "etcd=$1/etcd" --volume "minio=$1/minio" --volume "milvus=$1/milvus"; }
+
 # pg_archiving NAME REPO: REPO (created, owned by postgres) and cluster NAME archiving
 # into it with ragsafe-archive, started.
 pg_archiving() {
