@@ -665,8 +665,8 @@ static int filter_fits(const wal_handover *ho, const uint32_t *inc, size_t ninc)
              (double)bytes / (1 << 20), n, PLURAL(n), (unsigned long long)joined,
              PLURAL(joined));
     if (why && *why)
-        log_info("WAL filter: stopped early in %s (the rest of that segment replays as it "
-                 "was)", why);
+        log_info("WAL filter: stopped early in %s (past the WAL recovery replays: every "
+                 "segment it replays was filtered whole)", why);
     return 1;
 }
 
