@@ -294,7 +294,10 @@ int main(int argc, char **argv)
         goto out;
     }
     ret = OBJECT_INTO_UNSUPPORTED;
-    if (kind == WALFILE_SEGMENT && r->info.seg_size && r->info.seg_size <= RESTORE_FETCH_MAX) {
+    /* the one-call fast path (object.h): one buffer of the segment's size; larger
+     * segments (wal_segment_size goes to 1 GiB) stream, one buffer of their size would
+     * double the memory a call holds */
+    if (kind == WALFILE_SEGMENT && r->info.seg_size && r->info.seg_size <= OBJECT_INTO_MAX) {
         uint8_t *seg = object_into_alloc(r->info.seg_size);
         if (seg)
             ret = object_get_into(r->st, key, seg, r->info.seg_size, fd, NULL, &meta);

@@ -36,10 +36,6 @@
 int restore_check_segment(int fd, const char *tmp, const char *name, uint64_t raw_size,
                           storage *st, const repo_info *info);
 
-/* The one-call fast path, object_get_into (object.h) into a buffer of the segment's
- * size; larger segments (wal_segment_size goes to 1 GiB) stream: one buffer of their
- * size would double the memory a call holds. */
-#define RESTORE_FETCH_MAX OBJECT_INTO_MAX
 
 typedef struct prefetch prefetch;
 
