@@ -10,7 +10,9 @@
 # started (archive_mode off, same settings for both) and polled until it has
 # promoted. Timed: restore command + start + replay until pg_is_in_recovery() is
 # false. Both results must hold exactly the source's final pgbench balances.
-#   ragsafe:    ragsafe-pitr restore --target-latest   (restore_command ragsafe-restore)
+#   ragsafe:    ragsafe-pitr restore --target-latest --start (restore_command
+#               ragsafe-restore; --start starts the server, which pauses at the plan's
+#               last record, and promotes it: no end-of-recovery checkpoint before writes)
 #   pgBackRest: pgbackrest restore in its best configuration here (process-max 2, the CPU
 #               count; archive-async=y with its spool and queue; archive-get)
 #
@@ -23,6 +25,9 @@
 # poll sees it promoted (from the restored server's log, millisecond timestamps).
 # BENCH_PITR_RS_OPTS adds options to ragsafe-pitr restore (e.g. "--set NAME=VALUE").
 # BENCH_PITR_FORMAT: ragsafe-basebackup --format (tar | chunked; default: the tool's).
+# BENCH_PITR_CKPT=1: the same build restores once more in each pair ("rs-ckpt") with
+# --end-of-recovery-checkpoint: recovery ends by itself, promoted after PostgreSQL's
+# immediate end-of-recovery checkpoint (what the promotion at the pause gives).
 # BENCH_PITR_SERIAL=1: the same build restores a third time in each pair ("rs-serial")
 # with RAGSAFE_NO_RESTORE_OVERLAP=1: plan, then extraction, instead of the extraction
 # into a private sibling beside the plan (what that overlap gives).
@@ -166,20 +171,28 @@ boot_and_wait() {
 }
 now_ns() { date +%s%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b - a) / 1e9 }'; }
+# LOGF: the restored server's log (ragsafe-pitr restore --start writes its own)
+LOGF=$T/r.log
 # log_ns PATTERN: the server log's timestamp (ns) of the first line matching PATTERN
 log_ns() {
     local l
-    l=$(grep -m1 -- "$1" "$T/r.log") || { echo 0; return; }
+    l=$(grep -m1 -- "$1" "$LOGF") || { echo 0; return; }
     date -d "$(echo "$l" | awk '{ print $1, $2, $3 }')" +%s%N
 }
 # phases T1 T2: "start+replay ckpt promote" in seconds: from the restore's end to "redo
-# done", the end-of-recovery checkpoint, and the rest until our poll saw it promoted
+# done" (or to the pause at the target, where restore --start promotes it), the
+# end-of-recovery checkpoint (0 when the promotion leaves it to the background), and
+# the rest until the server was seen promoted
 phases() {
     local redo ck0 ck1
-    redo=$(log_ns "redo done at")
+    redo=$(log_ns "pausing at the end of recovery")
+    [ "$redo" = 0 ] && redo=$(log_ns "redo done at")
     ck0=$(log_ns "checkpoint starting: end-of-recovery")
-    ck1=$(awk '/checkpoint starting: end-of-recovery/ { f = 1 } f && /checkpoint complete/ { print $1, $2, $3; exit }' "$T/r.log")
+    ck1=$(awk '/checkpoint starting: end-of-recovery/ { f = 1 } f && /checkpoint complete/ { print $1, $2, $3; exit }' "$LOGF")
     ck1=$([ -n "$ck1" ] && date -d "$ck1" +%s%N || echo 0)
+    if [ "$ck0" = 0 ] && grep -q "database system is ready to accept connections" "$LOGF"; then
+        ck0=$redo ck1=$redo # promoted without one
+    fi
     if [ "$redo" = 0 ] || [ "$ck0" = 0 ] || [ "$ck1" = 0 ]; then
         echo "? ? ?"
         return
@@ -187,6 +200,18 @@ phases() {
     echo "$(secs "$1" "$redo") $(secs "$ck0" "$ck1") $(awk -v a="$redo" -v b="$2" -v c="$ck0" -v d="$ck1" 'BEGIN { printf "%.2f", ((b - a) - (d - c)) / 1e9 }')"
 }
 declare -A res   # res[NAME]="total restore replay ckpt promote;..." one entry per run
+# rs_start BIN ARGS...: ragsafe-pitr restore --start (the DBA's one command to a promoted
+# server: it starts the server, follows recovery and promotes it), logging as
+# boot_and_wait does; sets t1 (the restore step's end, from its --json) and t2
+rs_start() {
+    local bin=$1; shift
+    "$bin/ragsafe-pitr" restore --repo "$T/repo" --pgdata "$T/r" --target-latest --owner postgres \
+        --start --json --set log_min_messages=log --set log_checkpoints=on --set "log_line_prefix=%m " \
+        "$@" >"$T/rs.out" 2>"$T/rs.err" || { cat "$T/rs.err" >&2; die "ragsafe-pitr restore --start failed"; }
+    t2=$(now_ns)
+    t1=$(awk -v a="$t0" -v s="$(jq .restore_seconds "$T/rs.out")" 'BEGIN { printf "%.0f", a + s * 1e9 }')
+    LOGF=$T/r/ragsafe-start.log
+}
 # run_one NAME: rs | pgbr (into an empty directory), rs-delta | pgbr-delta (over $T/r)
 run_one() {
     local name=$1 t0 t1 t2
@@ -194,15 +219,10 @@ run_one() {
     sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
     t0=$(now_ns)
     case $name in
-    rs-alt)
-        "$T/bin-alt/ragsafe-pitr" restore --repo "$T/repo" --pgdata "$T/r" --target-latest --owner postgres \
-            >"$T/rs.out" 2>&1 || { cat "$T/rs.out" >&2; die "ragsafe-pitr (alt) restore failed"; } ;;
-    rs-serial)
-        RAGSAFE_NO_RESTORE_OVERLAP=1 "$T/bin/ragsafe-pitr" restore --repo "$T/repo" --pgdata "$T/r" --target-latest \
-            --owner postgres "${RS_SETS[@]}" >"$T/rs.out" 2>&1 || { cat "$T/rs.out" >&2; die "ragsafe-pitr (serial) restore failed"; } ;;
-    rs|rs-delta)
-        "$T/bin/ragsafe-pitr" restore --repo "$T/repo" --pgdata "$T/r" --target-latest --owner postgres \
-            $([ "$name" = rs-delta ] && echo --delta) "${RS_SETS[@]}" >"$T/rs.out" 2>&1 || { cat "$T/rs.out" >&2; die "ragsafe-pitr restore failed"; } ;;
+    rs-alt) rs_start "$T/bin-alt" ;;
+    rs-serial) RAGSAFE_NO_RESTORE_OVERLAP=1 rs_start "$T/bin" "${RS_SETS[@]}" ;;
+    rs-ckpt) rs_start "$T/bin" --end-of-recovery-checkpoint "${RS_SETS[@]}" ;;
+    rs|rs-delta) rs_start "$T/bin" $([ "$name" = rs-delta ] && echo --delta) "${RS_SETS[@]}" ;;
     pgbr) mkdir -m 0700 "$T/r" && chown postgres: "$T/r"
           as_pg "${PGBR[@]}" --pg1-path="$T/r" restore >"$T/pgbr.out" 2>&1 \
             || { cat "$T/pgbr.out" >&2; die "pgbackrest restore failed"; } ;;
@@ -210,9 +230,9 @@ run_one() {
           as_pg "${PGBR[@]}" --pg1-path="$T/r" restore --delta >"$T/pgbr.out" 2>&1 \
             || { cat "$T/pgbr.out" >&2; die "pgbackrest restore --delta failed"; } ;;
     esac
-    t1=$(now_ns)
-    boot_and_wait
-    t2=$(now_ns)
+    case $name in
+    pgbr*) t1=$(now_ns); LOGF=$T/r.log; boot_and_wait; t2=$(now_ns) ;;
+    esac
     local got
     got=$(sql "select sum(abalance) || ':' || (select count(*) from pgbench_history) from pgbench_accounts")
     [ "$got" = "$want" ] || die "$name: restored data differ (got $got, want $want)"
@@ -231,6 +251,7 @@ for ((run = 1; run <= RUNS; run++)); do
     run_one rs
     [ -n "$ALT" ] && run_one rs-alt
     [ -n "${BENCH_PITR_SERIAL:-}" ] && run_one rs-serial
+    [ -n "${BENCH_PITR_CKPT:-}" ] && run_one rs-ckpt
 done
 if [ -n "${BENCH_PITR_DELTA:-}" ]; then
     for ((run = 1; run <= RUNS; run++)); do
@@ -263,8 +284,9 @@ echo
 echo "| tool | restore (s) | start + replay to \"redo done\" (s) | end-of-recovery checkpoint (s) | rest of promotion (s) | total (s) | total vs pgBackRest, per pair |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 row "\`pgbackrest restore\` (zst 3, process-max 2, archive-async, archive-get)" pgbr "1.00×"
-row "**\`ragsafe-pitr restore --target-latest\`** (zstd 3${BENCH_PITR_FORMAT:+, $BENCH_PITR_FORMAT backup}${BENCH_PITR_RS_OPTS:+, $BENCH_PITR_RS_OPTS})" rs "$(ratios rs pgbr)"
+row "**\`ragsafe-pitr restore --target-latest --start\`** (zstd 3${BENCH_PITR_FORMAT:+, $BENCH_PITR_FORMAT backup}${BENCH_PITR_RS_OPTS:+, $BENCH_PITR_RS_OPTS})" rs "$(ratios rs pgbr)"
 [ -n "$ALT" ] && row "\`ragsafe-pitr restore\` of $ALT" rs-alt "$(ratios rs-alt pgbr)"
+[ -n "${BENCH_PITR_CKPT:-}" ] && row "\`ragsafe-pitr restore --start --end-of-recovery-checkpoint\` (promoted after that checkpoint)" rs-ckpt "$(ratios rs-ckpt pgbr)"
 [ -n "${BENCH_PITR_SERIAL:-}" ] && row "\`ragsafe-pitr restore\`, plan then extraction (RAGSAFE_NO_RESTORE_OVERLAP=1)" rs-serial "$(ratios rs-serial pgbr)"
 if [ -n "${BENCH_PITR_DELTA:-}" ]; then
     row "\`pgbackrest restore --delta\` over a stale promoted copy" pgbr-delta "$(ratios pgbr-delta pgbr)"

@@ -82,7 +82,12 @@ static void usage(FILE *out)
             "                             restore tablespace OID into DIR\n"
             "      --owner USER           owner of the restored files (as root; default: the\n"
             "                             owner of DIR's parent)\n"
-            "      --start                start the server, follow recovery, report the stop\n"
+            "      --start                start the server, follow recovery, report the stop;\n"
+            "                             it pauses at the target and is promoted at once\n"
+            "                             (the end-of-recovery checkpoint in the background)\n"
+            "      --end-of-recovery-checkpoint\n"
+            "                             with --start: let recovery end by itself, promoting\n"
+            "                             after PostgreSQL's end-of-recovery checkpoint\n"
             "      --pg-bin DIR           PostgreSQL binaries (default: pg_config --bindir)\n"
             "      --timeout DURATION     how long --start waits for recovery (default 24h)\n"
             "      --archive-mode MODE    off (default): the restored copy does not archive\n"
@@ -173,6 +178,7 @@ enum {
     OPT_ARCHMODE, OPT_SET, OPT_PORT, OPT_TYPE, OPT_NOSPACE, OPT_NEWKEY, OPT_DELTA,
     OPT_PROGRESS, OPT_NOPROGRESS, OPT_TABLE, OPT_SCHEMA, OPT_SCHEMAONLY, OPT_DATAONLY,
     OPT_FORMAT, OPT_JOBS, OPT_FILE, OPT_SCRATCH, OPT_KEEPSCRATCH, OPT_MINFREE, OPT_RPO, OPT_MAXBKAGE, OPT_MAXMVAGE, OPT_SWTIMEOUT, OPT_MAXSLOTWAL,
+    OPT_EORCKPT,
 };
 
 /* valid_set -- NAME=VALUE with NAME a GUC name and a value postgresql.conf can hold. */
@@ -239,6 +245,7 @@ int main(int argc, char **argv)
         {"force", no_argument, NULL, OPT_FORCE},
         {"tablespace-map", required_argument, NULL, OPT_TSMAP},
         {"start", no_argument, NULL, OPT_START},
+        {"end-of-recovery-checkpoint", no_argument, NULL, OPT_EORCKPT},
         {"owner", required_argument, NULL, OPT_OWNER},
         {"pg-bin", required_argument, NULL, OPT_PGBIN},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
@@ -374,6 +381,7 @@ int main(int argc, char **argv)
             break;
         }
         case OPT_START: o.start = 1; break;
+        case OPT_EORCKPT: o.eor_checkpoint = 1; break;
         case OPT_OWNER: o.owner = optarg; break;
         case OPT_PGBIN: o.pg_bin = optarg; break;
         case OPT_TIMEOUT: timeout = optarg; break;
@@ -549,6 +557,11 @@ int main(int argc, char **argv)
     if (!o.action)
         o.action = "promote";
 
+    if (o.eor_checkpoint && !o.start) {
+        log_error("--end-of-recovery-checkpoint is an option of restore --start");
+        log_hint("without --start the server's recovery ends by itself, with that checkpoint");
+        goto out;
+    }
     if (o.delta && o.force) {
         log_error("--delta and --force do not go together");
         log_hint("--delta updates DIR in place; --force moves it aside and restores anew");

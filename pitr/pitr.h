@@ -64,6 +64,8 @@ typedef struct pitr_opts {
     tsmap_entry *tsmap;
     size_t ntsmap;
     int start;
+    int eor_checkpoint;       /* --end-of-recovery-checkpoint: --start lets recovery end
+                               * by itself (promote), not paused and promoted (restore.c) */
     const char *owner;
     const char *pg_bin;
     int64_t timeout;
@@ -241,6 +243,8 @@ typedef struct plan {
     int64_t stop_time_us;     /* last commit replayed (0 unknown) */
     uint32_t stop_xid;
     uint64_t stop_lsn;        /* end of the last record replayed */
+    uint64_t last_rec_lsn;    /* TARGET_LATEST: where the last record replayed begins (0:
+                               * unknown): --start's recovery_target_lsn (restore.c) */
     char stop_desc[256];
     double est_seconds;
     char time_conf[64];       /* TARGET_TIME: the value written into recovery_target_time */

@@ -606,6 +606,7 @@ int plan_make(inventory *inv, const pitr_opts *o, plan *p)
         }
     } else {
         p->stop_lsn = ps.last_rec.end_lsn;
+        p->last_rec_lsn = ps.have_last_rec ? ps.last_rec.start_lsn : 0;
         lsn_format(lsnbuf, p->stop_lsn);
         snprintf(p->stop_desc, sizeof(p->stop_desc), "at the end of the %s WAL (%s)",
                  p->streamed ? "streamed" : "archived", lsnbuf);

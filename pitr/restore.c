@@ -356,8 +356,39 @@ typedef struct start_result {
     char replay_ts[64];
     char replay_lsn[32];
     int promoted, paused, shutdown, standby;
+    int fast;               /* promoted by us at the pause (use_fast_promote) */
     double seconds;
 } start_result;
+
+/*
+ * use_fast_promote -- whether --start ends recovery paused at the target and then
+ * promotes the server itself (pg_ctl promote), instead of recovery_target_action =
+ * promote. A promotion PostgreSQL is asked for writes an end-of-recovery record and
+ * accepts writes at once, with the checkpoint requested in the background (spread);
+ * recovery that ends by itself (its target reached with action promote, or the end of
+ * the WAL) first runs an immediate end-of-recovery checkpoint that writes every page
+ * replay dirtied, and nobody can write until it is done: seconds for a large replay.
+ * Every standby promotion takes the first way; the data are the target's either way
+ * (recovery stopped there), and until that background checkpoint completes a crash
+ * replays from the last restartpoint with the WAL still in pg_wal, as after any
+ * promotion. --target-latest has no target to pause at: the plan's last record is
+ * made one (recovery_target_lsn, inclusive). The plan saw every segment the archive
+ * holds and its walk goes on past a segment's end, so WAL PostgreSQL would read
+ * beyond that record is none; if it ends earlier, PostgreSQL stops with "recovery ended
+ * before configured recovery target was reached" instead of promoting short (reported,
+ * with the way to let it end by itself). Not for --standby, another --target-action,
+ * a dump's scratch server (dump.c promotes its own), --end-of-recovery-checkpoint, or
+ * RAGSAFE_NO_FAST_PROMOTE=1 (measuring).
+ */
+static int use_fast_promote(const pitr_opts *o, const plan *p)
+{
+    if (!o->start || o->standby || o->dump_scratch || o->eor_checkpoint ||
+        strcmp(o->action, "promote") != 0)
+        return 0;
+    if (getenv("RAGSAFE_NO_FAST_PROMOTE") && *getenv("RAGSAFE_NO_FAST_PROMOTE"))
+        return 0;
+    return o->kind != TARGET_LATEST || p->last_rec_lsn != 0;
+}
 
 /*
  * fatal_lines -- FATAL / PANIC lines the server wrote into its log after offset;
@@ -392,6 +423,25 @@ static int fatal_lines(const char *logf, long offset, int report)
     return n;
 }
 
+/* log_has -- whether the server log holds needle after offset */
+static int log_has(const char *logf, long offset, const char *needle)
+{
+    FILE *f = fopen(logf, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    int found = 0;
+
+    if (!f)
+        return 0;
+    if (offset > 0)
+        fseek(f, offset, SEEK_SET);
+    while (!found && getline(&line, &cap, f) >= 0)
+        found = strstr(line, needle) != NULL;
+    free(line);
+    fclose(f);
+    return found;
+}
+
 static long file_size(const char *path)
 {
     struct stat sb;
@@ -406,7 +456,7 @@ static long file_size(const char *path)
  * 0 | -1 reported.
  */
 static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, gid_t gid,
-                            const char *user, start_result *res)
+                            const char *user, int fast, start_result *res)
 {
     char bin[PATH_MAX], pg_ctl[PATH_MAX + 16], logf[PATH_MAX + 32], pidf[PATH_MAX + 32];
     double t0 = now_seconds();
@@ -427,10 +477,10 @@ static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, g
         tail_log(logf);
         return -1;
     }
-    int seen_pid = 0, started = 0;
+    int seen_pid = 0, started = 0, promote_sent = 0;
     pid_t pm = 0;
     while (now_seconds() - t0 < (double)o->timeout) {
-        usleep(200 * 1000);
+        usleep(50 * 1000);
         FILE *pf = fopen(pidf, "r");
         char l[8][PATH_MAX];
         int n = 0;
@@ -464,6 +514,11 @@ static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, g
                           (long)pm);
                 fatal_lines(logf, log_off, 1);
                 log_detail("server log: \"%s\"", logf);
+                if (fast && o->kind == TARGET_LATEST &&
+                    log_has(logf, log_off, "recovery ended before configured recovery target"))
+                    log_hint("the WAL PostgreSQL read ends before the last record the plan "
+                             "found; restore again with --end-of-recovery-checkpoint to let "
+                             "recovery end where PostgreSQL's reading of the WAL ends");
                 goto out;
             }
             if (!seen_pid && now_seconds() - t0 < 30)
@@ -521,14 +576,35 @@ static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, g
             ret = 0;
             goto out;
         }
+        if (paused && fast) {
+            /* paused at the target (nobody else is connected to ask for a pause) */
+            if (!promote_sent) {
+                char *pargv[] = {pg_ctl, "-D", (char *)pgdata, "-W", "promote", NULL};
+                log_info("recovery paused at the target (replay lsn %s): promoting it", res->replay_lsn);
+                int pst = run_as(uid, gid, user, pargv);
+                if (pst != 0) {
+                    log_error("pg_ctl promote failed with status %d: the server waits, paused "
+                              "at the target", pst);
+                    log_hint("promote it: pg_ctl -D %s promote", pgdata);
+                    goto out;
+                }
+                promote_sent = 1;
+                res->fast = 1;
+            }
+            continue;
+        }
         if (paused && o->kind != TARGET_LATEST) {
             res->paused = 1;
             ret = 0;
             goto out;
         }
     }
-    if (ret != 0)
+    if (ret != 0) {
         log_error("recovery did not finish within %lld s", (long long)o->timeout);
+        if (fast)
+            log_hint("the server goes on; once it pauses at the target, promote it: "
+                     "pg_ctl -D %s promote", pgdata);
+    }
 out:
     res->seconds = now_seconds() - t0;
     if (conn)
@@ -702,7 +778,8 @@ static int build_restore_command(const pitr_opts *o, storage *st, const char *re
 /*
  * build_settings -- the lines appended to postgresql.auto.conf. 0 | -1 reported.
  */
-static int build_settings(const pitr_opts *o, const plan *p, const strbuf *cmd, strbuf *out)
+static int build_settings(const pitr_opts *o, const plan *p, const strbuf *cmd, int fast,
+                          strbuf *out)
 {
     char stamp[32];
 
@@ -744,8 +821,19 @@ static int build_settings(const pitr_opts *o, const plan *p, const strbuf *cmd, 
             return -1;
         if (strbuf_appendf(out, "recovery_target_timeline = '%u'\n", p->tli) != 0)
             return -1;
-        if (o->kind != TARGET_LATEST &&
-            strbuf_appendf(out, "recovery_target_action = '%s'\n", o->action) != 0)
+        if (fast) {
+            /* use_fast_promote: paused at the target, then promoted by --start; a pause
+             * needs hot_standby (without it PostgreSQL shuts down instead) */
+            char l[LSN_STR_LEN + 1];
+            lsn_format(l, p->last_rec_lsn);
+            if ((o->kind == TARGET_LATEST &&
+                 strbuf_appendf(out, "recovery_target_lsn = '%s'  # the last record the plan "
+                                     "found: --target-latest\n", l) != 0) ||
+                strbuf_append(out, "recovery_target_action = 'pause'  # ragsafe-pitr restore "
+                                   "--start promotes it there\nhot_standby = 'on'\n") != 0)
+                return -1;
+        } else if (o->kind != TARGET_LATEST &&
+                   strbuf_appendf(out, "recovery_target_action = '%s'\n", o->action) != 0)
             return -1;
     } else if (o->tli ? strbuf_appendf(out, "recovery_target_timeline = '%u'\n", o->tli)
                       : strbuf_append(out, "recovery_target_timeline = 'latest'\n")) {
@@ -1475,6 +1563,7 @@ int cmd_restore(const pitr_opts *o)
     const char *dest = NULL;
     storage *xst = NULL;
     double t_plan = 0;
+    int fast = 0; /* use_fast_promote */
 
     progress_init(&pg, PROGRESS_OFF, "restore", 0);
     strbuf_init(&restore_cmd);
@@ -1963,7 +2052,8 @@ pick:
     }
 
     /* recovery settings */
-    if (build_settings(o, &p, &restore_cmd, &settings) != 0 ||
+    fast = use_fast_promote(o, &p);
+    if (build_settings(o, &p, &restore_cmd, fast, &settings) != 0 ||
         write_auto_conf(dest, settings.buf) != 0)
         goto out;
     snprintf(path, sizeof(path), "%s/%s", dest, o->standby ? "standby.signal" : "recovery.signal");
@@ -2114,6 +2204,11 @@ pick:
                    "disaster recovery), restore with --archive-mode preserve\n");
         if (!o->start)
             printf("next:            start it as %s: pg_ctl -D %s start\n", user, pgdata);
+        else if (fast)
+            printf("promotion:       by this command once recovery pauses at the target (the "
+                   "end-of-recovery\n"
+                   "                 checkpoint then runs in the background); if it is "
+                   "stopped before: pg_ctl -D %s promote\n", pgdata);
         fflush(stdout);
     }
     /* the restore record: before the server starts (a record even if recovery never
@@ -2125,7 +2220,7 @@ pick:
     if (o->start && !o->dump_scratch)
         record_restore(&inv, o, &p, &ro);
     if (o->start) {
-        if (start_and_follow(o, pgdata, uid, gid, user, &sr) != 0)
+        if (start_and_follow(o, pgdata, uid, gid, user, fast, &sr) != 0)
             start_failed = 1;
         ro.start_ran = 1;
         ro.start_failed = start_failed;
@@ -2182,6 +2277,9 @@ pick:
             json_object_set_new(s, "last_replay_lsn",
                                 sr.replay_lsn[0] ? json_string(sr.replay_lsn) : json_null());
             json_object_set_new(s, "recovery_seconds", json_real(sr.seconds));
+            if (sr.promoted)
+                json_object_set_new(s, "promotion", json_string(sr.fast ? "at the pause"
+                                                                         : "end-of-recovery checkpoint"));
             json_object_set_new(s, "total_seconds", json_real(now_seconds() - t0));
             json_object_set_new(j, "recovery", s);
         }
@@ -2194,8 +2292,11 @@ pick:
                    sr.seconds, sr.replay_lsn[0] ? sr.replay_lsn : "(none yet)");
         else
             printf("recovery:        %s after %.1f s (total %.1f s)\n",
-                   sr.promoted ? "promoted" : sr.paused ? "paused at the target"
-                                                        : "server shut down at the target",
+                   sr.fast && sr.promoted ? "promoted at the target's pause (the end-of-recovery "
+                                            "checkpoint runs in the background)"
+                   : sr.promoted ? "promoted"
+                   : sr.paused   ? "paused at the target"
+                                 : "server shut down at the target",
                    sr.seconds, now_seconds() - t0);
         if (!sr.shutdown && !sr.standby)
             printf("stopped at:      last replayed commit %s, replay lsn %s\n",
