@@ -478,6 +478,7 @@ static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, g
         return -1;
     }
     int seen_pid = 0, started = 0, promote_sent = 0;
+    double t_promote = 0;
     pid_t pm = 0;
     while (now_seconds() - t0 < (double)o->timeout) {
         usleep(50 * 1000);
@@ -576,23 +577,34 @@ static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, g
             ret = 0;
             goto out;
         }
-        if (paused && fast) {
-            /* paused at the target (nobody else is connected to ask for a pause) */
-            if (!promote_sent) {
-                char *pargv[] = {pg_ctl, "-D", (char *)pgdata, "-W", "promote", NULL};
-                log_info("recovery paused at the target (replay lsn %s): promoting it", res->replay_lsn);
-                int pst = run_as(uid, gid, user, pargv);
-                if (pst != 0) {
-                    log_error("pg_ctl promote failed with status %d: the server waits, paused "
-                              "at the target", pst);
-                    log_hint("promote it: pg_ctl -D %s promote", pgdata);
-                    goto out;
-                }
+        if (fast && (!promote_sent || (paused && now_seconds() - t_promote > 5.0))) {
+            /* Asked for as soon as the server is in recovery, not once it pauses: the
+             * pause at the target checks for a promotion request when it begins and
+             * then only every second (PostgreSQL 15 sleeps on a condition variable the
+             * request does not wake), so a request sent at the pause waits a second
+             * there. Outside standby mode a request is acted on only in that pause
+             * (and the pause pg_wal_replay_pause asks for, which it ends: replay goes
+             * on); recovery still runs to the target, and one that ends before the
+             * target stops with FATAL, promoted or not. Sent again if the server sits
+             * paused 5 s after it. */
+            char *pargv[] = {pg_ctl, "-D", (char *)pgdata, "-W", "promote", NULL};
+            int pst = run_as(uid, gid, user, pargv);
+            if (pst != 0 && paused) {
+                log_error("pg_ctl promote failed with status %d: the server waits, paused "
+                          "at the target", pst);
+                log_hint("promote it: pg_ctl -D %s promote", pgdata);
+                goto out;
+            }
+            if (pst == 0) {
+                log_info("promotion requested (replay lsn %s): the server is promoted when "
+                         "recovery pauses at the target", res->replay_lsn);
                 promote_sent = 1;
+                t_promote = now_seconds();
                 res->fast = 1;
             }
-            continue;
         }
+        if (paused && fast)
+            continue; /* promotion under way */
         if (paused && o->kind != TARGET_LATEST) {
             res->paused = 1;
             ret = 0;
