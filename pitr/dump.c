@@ -17,8 +17,9 @@
  * listen_addresses = '' (no TCP), its own pg_hba.conf (local trust: only the socket's
  * owner and root can reach the socket), archive_mode = off (restore's default), the
  * restore_command restore writes (the repository, read), and
- * recovery_target_action = pause, then pg_promote() before anything else connects
- * (promote: why not recovery_target_action = promote), default_transaction_read_only =
+ * recovery paused at the target and promoted there before anything else connects
+ * (restore --start's promotion, restore.c use_fast_promote: no end-of-recovery
+ * checkpoint; promote() here only when that was not it), default_transaction_read_only =
  * on. Promoted, not left paused: a server paused at the target is still replaying, and
  * a transaction in flight at the target keeps the locks the startup process replayed
  * for it: a DROP TABLE,
@@ -465,58 +466,6 @@ static int filter_failed(const pitr_opts *o, const dump_ctx *d)
     return found;
 }
 
-/*
- * promote -- end the scratch server's recovery, paused at the target, with
- * pg_promote(): a promotion so triggered writes an end-of-recovery record and leaves the
- * checkpoint to a spread one (a few pages a second while pg_dump runs), where
- * recovery_target_action = promote ends recovery with an immediate checkpoint that
- * writes every page replay dirtied, the other databases' too: into their hollow files,
- * scattered, which also makes removing them slow (a freed extent each, and a discard
- * each on a file system mounted with discard). The data are the target's either way:
- * recovery stopped there. A server already promoted (a target without a pause:
- * latest) is left as it is. 0 | -1 reported.
- */
-static int promote(const pitr_opts *o, const dump_ctx *d)
-{
-    char wait[16];
-    int ret = -1;
-    PGresult *r = NULL;
-    double t0 = now_seconds();
-
-    snprintf(wait, sizeof(wait), "%lld",
-             o->timeout > 0 && o->timeout < INT_MAX ? (long long)o->timeout : (long long)INT_MAX);
-    PGconn *conn = scratch_connect(d, "postgres");
-    if (!conn)
-        goto out;
-    r = PQexec(conn, "SELECT pg_is_in_recovery()");
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        log_error("query failed: %s", PQerrorMessage(conn));
-        goto out;
-    }
-    if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
-        ret = 0; /* promoted at the end of the WAL already */
-        goto out;
-    }
-    PQclear(r);
-    const char *params[] = {wait};
-    r = PQexecParams(conn, "SELECT pg_promote(true, $1::int)", 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        log_error("could not promote the scratch server: %s", PQerrorMessage(conn));
-        goto out;
-    }
-    if (strcmp(PQgetvalue(r, 0, 0), "t") != 0) {
-        log_error("the scratch server did not promote within %s s", wait);
-        goto out;
-    }
-    log_info("promoted the scratch server at the target in %.1f s (pg_promote: no "
-             "end-of-recovery checkpoint)", now_seconds() - t0);
-    ret = 0;
-out:
-    PQclear(r);
-    PQfinish(conn);
-    return ret;
-}
-
 /* worker_run -- in the forked child: restore, start, dump, describe. Its exit status. */
 static int worker_run(const pitr_opts *o, const dump_ctx *d)
 {
@@ -561,7 +510,13 @@ static int worker_run(const pitr_opts *o, const dump_ctx *d)
     ro.sets = sets;
     ro.nsets = ns;
     ro.pgdata = d->pgdata;
-    ro.action = "pause"; /* then promote() */
+    /* promoted at the pause by restore --start (use_fast_promote): no immediate
+     * end-of-recovery checkpoint, which would write every page replay dirtied, the other
+     * databases' too: into their hollow files, scattered, which also makes removing them
+     * slow (a freed extent each, and a discard each on a file system mounted with
+     * discard); the checkpoint the promotion asks for is a spread one (a few pages a
+     * second while pg_dump runs) */
+    ro.action = "promote";
     ro.start = 1;
     ro.standby = 0;
     ro.delta = 0;
@@ -577,8 +532,6 @@ static int worker_run(const pitr_opts *o, const dump_ctx *d)
         return DUMP_REDO_UNFILTERED;
     if (r != EXIT_OK)
         return r;
-    if (promote(o, d) != 0)
-        return EXIT_FAIL;
     double t_restore = now_seconds() - t0;
     /* -v: the server's own account of the replay (part of t_restore) */
     {

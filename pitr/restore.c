@@ -376,13 +376,13 @@ typedef struct start_result {
  * holds and its walk goes on past a segment's end, so WAL PostgreSQL would read
  * beyond that record is none; if it ends earlier, PostgreSQL stops with "recovery ended
  * before configured recovery target was reached" instead of promoting short (reported,
- * with the way to let it end by itself). Not for --standby, another --target-action,
- * a dump's scratch server (dump.c promotes its own), --end-of-recovery-checkpoint, or
- * RAGSAFE_NO_FAST_PROMOTE=1 (measuring).
+ * with the way to let it end by itself). A dump's scratch server is promoted so too
+ * (dump.c). Not for --standby, another --target-action, --end-of-recovery-checkpoint,
+ * or RAGSAFE_NO_FAST_PROMOTE=1 (measuring).
  */
 static int use_fast_promote(const pitr_opts *o, const plan *p)
 {
-    if (!o->start || o->standby || o->dump_scratch || o->eor_checkpoint ||
+    if (!o->start || o->standby || o->eor_checkpoint ||
         strcmp(o->action, "promote") != 0)
         return 0;
     if (getenv("RAGSAFE_NO_FAST_PROMOTE") && *getenv("RAGSAFE_NO_FAST_PROMOTE"))
