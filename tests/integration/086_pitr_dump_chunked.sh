@@ -4,7 +4,7 @@
 # fetches no chunk of database other's relation files and writes none of their bytes
 # (they are restored hollow), yields exactly app's rows as of the target, plans once
 # (the restore it runs uses the dump's plan and its WAL handover), and ends recovery by
-# pg_promote() at the pause, with no end-of-recovery checkpoint. other's page records
+# a promotion at the pause, with no end-of-recovery checkpoint. other's page records
 # in the WAL after the backup replay as no-ops (the WAL filter): its hollow table file
 # keeps its size as of the backup, though other's table grew since.
 #
@@ -54,10 +54,11 @@ is "the dump holds exactly t's rows as of the target" "$(cat "$T/at1")" \
 ok "the restore inside the dump made no plan of its own (it used the dump's)" \
     bash -c "[ \$(grep -c 'plan made in' '$T/dump.err') = 0 ] && grep -q 'the plan spooled' '$T/dump.err'"
 K=$(ls -d "$T"/keep/ragsafe-dump-*/pgdata)
-# paused at the target, then pg_promote(): no end-of-recovery checkpoint writing every
+# paused at the target and promoted there: no end-of-recovery checkpoint writing every
 # page replay dirtied (other's into its hollow files)
-ok "the scratch server was promoted by pg_promote() at the target" \
-    grep -q "promoted the scratch server at the target" "$T/dump.err"
+ok "the scratch server's promotion was asked for" grep -q "promotion requested" "$T/dump.err"
+ok "... and it was promoted at the pause" bash -c \
+    "grep -A3 'pausing at the end of recovery' '$K/ragsafe-start.log' | grep -q 'received promote request'"
 ok "... and wrote no end-of-recovery checkpoint" \
     bash -c "grep -q 'database system is ready to accept connections' '$K/ragsafe-start.log' && ! grep -q 'checkpoint starting: end-of-recovery' '$K/ragsafe-start.log'"
 ok "other's table grew after the backup ($BIG_SIZE0 -> $BIG_SIZE bytes)" test "$BIG_SIZE" -gt "$BIG_SIZE0"
