@@ -587,7 +587,7 @@ static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, g
              * on); recovery still runs to the target, and one that ends before the
              * target stops with FATAL, promoted or not. Sent again if the server sits
              * paused 5 s after it. */
-            char *pargv[] = {pg_ctl, "-D", (char *)pgdata, "-W", "promote", NULL};
+            char *pargv[] = {pg_ctl, "-D", (char *)pgdata, "-W", "-s", "promote", NULL};
             int pst = run_as(uid, gid, user, pargv);
             if (pst != 0 && paused) {
                 log_error("pg_ctl promote failed with status %d: the server waits, paused "
