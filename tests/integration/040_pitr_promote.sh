@@ -11,7 +11,10 @@
 #   restart: crash recovery from the restartpoint keeps everything, the write too;
 # - --target-time: paused and promoted at the target, exact contents as of then;
 # - --end-of-recovery-checkpoint: recovery ends by itself (action promote), the log shows
-#   the end-of-recovery checkpoint, same contents; without --start it is refused.
+#   the end-of-recovery checkpoint, same contents; without --start it is refused;
+# - WAL that ends before the plan's last record (RAGSAFE_TEST_LAST_REC_PAST moves the
+#   written target a segment further): the server stops with FATAL instead of
+#   promoting short, and the restore fails naming --end-of-recovery-checkpoint.
 source "$(dirname "$0")/lib.sh"
 t_init
 
@@ -92,6 +95,14 @@ ok "the end-of-recovery checkpoint ran" grep -q 'checkpoint starting: end-of-rec
 ok "no recovery_target_lsn written" bash -c "! grep -q '^recovery_target_lsn' '$T/c/postgresql.auto.conf'"
 is "same contents" "$FINAL" "$(state c)"
 pg_stop c
+# --- WAL ending before the plan's last record: never promoted short -------------------
+RAGSAFE_TEST_LAST_REC_PAST=1 start_to e --target-latest
+is "restore --start exits 1 when recovery ends before the written target" 1 "$?"
+ok "... with PostgreSQL's FATAL" grep -q "recovery ended before configured recovery target was reached" "$T/e.err"
+ok "... and the way on (--end-of-recovery-checkpoint)" grep -q -- "--end-of-recovery-checkpoint" "$T/e.err"
+ok "the server is not running" test ! -e "$T/e/postmaster.pid"
+ok "... and was not promoted (still in archive recovery)" \
+    bash -c "'$PGBIN/pg_controldata' '$T/e' | grep -q 'cluster state: *in archive recovery'"
 "$PITR" restore --repo "$REPO" --pgdata "$T/d" --target-latest --end-of-recovery-checkpoint >"$T/d.out" 2>"$T/d.err"
 is "--end-of-recovery-checkpoint without --start: usage error" 2 "$?"
 ok "... naming --start" grep -q -- "--start" "$T/d.err"
