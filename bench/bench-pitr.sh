@@ -9,7 +9,8 @@
 # source stops; each tool then restores into an empty directory and the server is
 # started (archive_mode off, same settings for both) and polled until it has
 # promoted. Timed: restore command + start + replay until pg_is_in_recovery() is
-# false. Both results must hold exactly the source's final pgbench balances.
+# false. Both results must hold exactly the source's final pgbench balances (or, with
+# BENCH_PITR_SHAPE=rag, its final rows).
 #   ragsafe:    ragsafe-pitr restore --target-latest --start (restore_command
 #               ragsafe-restore; --start starts the server, which pauses at the plan's
 #               last record, and promotes it: no end-of-recovery checkpoint before writes)
@@ -31,6 +32,17 @@
 # BENCH_PITR_SERIAL=1: the same build restores a third time in each pair ("rs-serial")
 # with RAGSAFE_NO_RESTORE_OVERLAP=1: plan, then extraction, instead of the extraction
 # into a private sibling beside the plan (what that overlap gives).
+# BENCH_PITR_SHAPE: what the database and the WAL hold (default pgbench, the above).
+#   rag: issue 16's RAG shape, the schema of bench/rag_workload.sh: documents (~1.5 kB of
+#   text + jsonb metadata each, the bulk of it) with 2 search_history rows per document,
+#   added in batches until pg_database_size reaches BENCH_PITR_RAG_DB_MB (default 1024);
+#   users 200 per 4 MB of that. The WAL after the backups comes from a pgbench custom
+#   script (same clients and loop as the pgbench shape), each transaction a RAG-like mix:
+#   2 new documents, 10 searches, a metadata update of a random document, a settings
+#   update of a random user, a delete of the 5 oldest search_history rows. The check
+#   is an exact fingerprint of every table (count and md5 over each row's text, in id
+#   order), so a single differing row fails the run. Issue 16's size:
+#   BENCH_PITR_SHAPE=rag BENCH_PITR_RAG_DB_MB=1024 BENCH_PITR_WAL_MB=2048.
 # BENCH_PITR_DELTA=1: delta restores too (a disaster recovery on the same host finds
 # most files intact): after the full restores, each tool restores again with --delta
 # over the stopped, promoted copy the other tool's last run left (same cluster,
@@ -41,12 +53,23 @@ PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 SCALE=${BENCH_PITR_SCALE:-20}
 WAL_MB=${BENCH_PITR_WAL_MB:-512}
 RUNS=${BENCH_PITR_RUNS:-3}
+SHAPE=${BENCH_PITR_SHAPE:-pgbench}
+RAG_DB_MB=${BENCH_PITR_RAG_DB_MB:-1024}
 
 say() { echo "bench-pitr: $*" >&2; }
 die() { say "error: $*"; exit 1; }
 as_pg() { runuser -u postgres -- "$@"; }
 
 command -v pgbackrest >/dev/null || die "pgbackrest is not installed"
+case $SHAPE in
+pgbench) ;;
+rag) [[ $RAG_DB_MB =~ ^[1-9][0-9]*$ ]] \
+        || die "BENCH_PITR_RAG_DB_MB \"$RAG_DB_MB\" is not a size in MB; give a positive integer"
+     # rag_workload.sh's users are 200 per SCALE unit: 200 per 4 MB of database
+     SCALE=$(( RAG_DB_MB / 4 > 0 ? RAG_DB_MB / 4 : 1 ))
+     source "$(dirname "$0")/rag_workload.sh" ;;
+*) die "BENCH_PITR_SHAPE \"$SHAPE\" is not a shape; use pgbench or rag" ;;
+esac
 for b in ragsafe-pitr ragsafe-archive ragsafe-restore ragsafe-basebackup; do
     [ -x "$BUILD/bin/$b" ] || die "no \"$BUILD/bin/$b\""
 done
@@ -97,7 +120,10 @@ CONF
 chown postgres: "$T/pgbackrest.conf"
 PGBR=(pgbackrest --config="$T/pgbackrest.conf" --stanza=bench)
 
-say "initdb and pgbench -i -s $SCALE"
+case $SHAPE in
+pgbench) say "initdb and pgbench -i -s $SCALE" ;;
+rag) say "initdb and RAG-shaped tables until the database holds $RAG_DB_MB MB" ;;
+esac
 as_pg "$PGBIN/initdb" -D "$T/pg" -A trust -U postgres >"$T/initdb.log" 2>&1 || die "initdb failed"
 cat >>"$T/pg/postgresql.conf" <<CONF
 listen_addresses = ''
@@ -113,8 +139,30 @@ log_min_messages = warning
 CONF
 as_pg "$PGBIN/pg_ctl" -D "$T/pg" -l "$T/pg.log" -w -t 120 start >/dev/null || die "server did not start"
 sql() { as_pg "$PGBIN/psql" -XAtq -h "$T/sock" -U postgres -d postgres -c "$1"; }
-as_pg "$PGBIN/pgbench" -h "$T/sock" -U postgres -i -s "$SCALE" -q postgres >"$T/pgbench.log" 2>&1 \
-    || die "pgbench -i failed: $(tail -3 "$T/pgbench.log")"
+# rag_fill_db: documents (and 2 searches each) in batches until the database holds
+# RAG_DB_MB. A batch is sized from what is left at ~300 documents per MB, below the
+# ~400 a MB holds, so the last batches close in on the size rather than overshoot it.
+rag_fill_db() {
+    local size left n
+    rag_schema >/dev/null || die "the RAG schema could not be created"
+    for ((;;)); do
+        size=$(sql "select pg_database_size(current_database())") || die "pg_database_size failed"
+        left=$(( (RAG_DB_MB * 1048576 - size) / 1048576 ))
+        [ "$left" -gt 0 ] || break
+        n=$(( left * 300 ))
+        [ "$n" -gt 20000 ] && n=20000
+        [ "$n" -lt 500 ] && n=500
+        rag_docs "$n" >/dev/null || die "a batch of $n documents failed"
+        rag_searches $((n * 2)) >/dev/null || die "a batch of $((n * 2)) searches failed"
+    done
+}
+gen0=$SECONDS
+case $SHAPE in
+pgbench)
+    as_pg "$PGBIN/pgbench" -h "$T/sock" -U postgres -i -s "$SCALE" -q postgres >"$T/pgbench.log" 2>&1 \
+        || die "pgbench -i failed: $(tail -3 "$T/pgbench.log")" ;;
+rag) rag_fill_db ;;
+esac
 # (an async archive-push of pgbench -i's WAL may hold the archive lock for a moment)
 for ((i = 0; ; i++)); do
     as_pg "${PGBR[@]}" stanza-create >"$T/out.log" 2>&1 && break
@@ -133,6 +181,12 @@ catch_up() {
     die "the archiver did not catch up"
 }
 catch_up
+db_mb=$(sql "select round(pg_database_size(current_database()) / 1048576.0)")
+# (the rag shape's title names its tables' sizes at the backups)
+[ "$SHAPE" = rag ] && tables=$(sql "select string_agg(relname || ' ' ||
+    round(pg_total_relation_size(relid) / 1048576.0) || ' MB', ', ' order by pg_total_relation_size(relid) desc)
+    from pg_stat_user_tables")
+say "database of $db_mb MB built and archived in $((SECONDS - gen0)) s"
 
 say "base backups"
 label=$(as_pg "$T/bin/ragsafe-basebackup" -d "host=$T/sock user=postgres" --repo "$T/repo" -c fast \
@@ -141,16 +195,66 @@ label=$(as_pg "$T/bin/ragsafe-basebackup" -d "host=$T/sock user=postgres" --repo
 as_pg "${PGBR[@]}" backup --type=full >"$T/out.log" 2>&1 || { cat "$T/out.log" >&2; die "pgbackrest backup failed"; }
 backup_bytes=$(jq .raw_bytes "$T/repo/backups/$label/backup.json")
 
-say "pgbench traffic until $WAL_MB MB of WAL"
+# the rag shape's transaction (see the header); pgbench's -D nusers= gives the user range.
+# Lock order is the same in every transaction (a document, then a user; the deletes
+# skip locked rows), so concurrent clients wait but never deadlock.
+cat >"$T/rag.sql" <<'SQL'
+\set u random(1, :nusers)
+\set r random(1, 1000000)
+BEGIN;
+insert into documents (owner, title, body, metadata)
+    select :u, 'doc ' || g, repeat(md5(random()::text) || ' ', 45),
+           jsonb_build_object('source', 'upload', 'tags', jsonb_build_array('a', 'b'), 'n', g)
+    from generate_series(1, 2) g;
+insert into search_history (user_id, query, results)
+    select :u, 'query ' || md5(random()::text), jsonb_build_array(g, g + 1, g + 2)
+    from generate_series(1, 10) g;
+update documents set metadata = metadata || jsonb_build_object('reviewed', :r)
+    where id = (select 1 + (random() * (max(id) - 1))::bigint from documents);
+update users set settings = settings || jsonb_build_object('seen', :r), updated_at = now()
+    where id = :u;
+delete from search_history
+    where id in (select id from search_history order by id limit 5 for update skip locked);
+END;
+SQL
+chown postgres: "$T/rag.sql"
+# fingerprint: what a restored server must hold exactly, computed the same way on the
+# source and on each restored server. rag: per table, the row count and an md5 over
+# every row's id and the md5 of its text, in id order: one differing row changes it.
+fingerprint() {
+    case $SHAPE in
+    pgbench) sql "select sum(abalance) || ':' || (select count(*) from pgbench_history) from pgbench_accounts" ;;
+    rag) sql "select concat_ws(' ', $(for t in users documents search_history; do
+                printf "%s" "(select '$t:' || count(*) || ':' || coalesce(md5(string_agg(id || ':' || md5(r::text), ',' order by id)), '') from $t r),"
+            done | sed 's/,$//'))" ;;
+    esac
+}
+
+case $SHAPE in
+pgbench) say "pgbench traffic until $WAL_MB MB of WAL" ;;
+rag) say "RAG-like traffic until $WAL_MB MB of WAL" ;;
+esac
+gen0=$SECONDS
 lsn0=$(sql "select pg_current_wal_lsn()")
-for ((i = 0; i < 60; i++)); do
-    as_pg "$PGBIN/pgbench" -h "$T/sock" -U postgres -c 4 -j 2 -T 5 -n postgres >/dev/null 2>&1
+# (the pgbench shape stops after 60 rounds of 5 s whatever the WAL; the rag shape, whose
+# 2 GB may take longer, after an hour)
+for ((i = 0; i < $([ "$SHAPE" = rag ] && echo 720 || echo 60); i++)); do
+    case $SHAPE in
+    pgbench) as_pg "$PGBIN/pgbench" -h "$T/sock" -U postgres -c 4 -j 2 -T 5 -n postgres >/dev/null 2>&1 ;;
+    rag) as_pg "$PGBIN/pgbench" -h "$T/sock" -U postgres -c 4 -j 2 -T 5 -n -f "$T/rag.sql" \
+            -D nusers=$((200 * SCALE)) postgres >"$T/pgbench.log" 2>&1 \
+            || die "the RAG traffic failed: $(grep -m3 -i error "$T/pgbench.log")" ;;
+    esac
     done_mb=$(sql "select (pg_current_wal_lsn() - '$lsn0') / 1048576")
     [ "${done_mb%.*}" -ge "$WAL_MB" ] && break
 done
 wal_mb=$(sql "select round((pg_current_wal_lsn() - '$lsn0') / 1048576)")
+gen_s=$((SECONDS - gen0))
 catch_up
-want=$(sql "select sum(abalance) || ':' || (select count(*) from pgbench_history) from pgbench_accounts")
+say "WAL generated in $gen_s s, archived in $((SECONDS - gen0)) s"
+gen0=$SECONDS
+want=$(fingerprint) || die "the source's fingerprint failed"
+[ "$SHAPE" = rag ] && say "fingerprint in $((SECONDS - gen0)) s: $want"
 as_pg "$PGBIN/pg_ctl" -D "$T/pg" -m fast -w stop >/dev/null
 say "generated $wal_mb MB of WAL; source stopped"
 
@@ -234,7 +338,7 @@ run_one() {
     pgbr*) t1=$(now_ns); LOGF=$T/r.log; boot_and_wait; t2=$(now_ns) ;;
     esac
     local got
-    got=$(sql "select sum(abalance) || ':' || (select count(*) from pgbench_history) from pgbench_accounts")
+    got=$(fingerprint)
     [ "$got" = "$want" ] || die "$name: restored data differ (got $got, want $want)"
     as_pg "$PGBIN/pg_ctl" -D "$T/r" -m immediate -w stop >/dev/null
     local total restore ph
@@ -279,7 +383,12 @@ ratios() {
             printf "%.2f× (%.2f-%.2f)", m, v[1], v[NR] }'
 }
 row() { echo "| $1 | $(col "$2" 2) | $(col "$2" 3) | $(col "$2" 4) | $(col "$2" 5) | $(col "$2" 1) | $3 |"; }
-echo "### PITR restore: pgbench scale $SCALE ($(mb "$backup_bytes") MB backup) + $wal_mb MB archived WAL, $(nproc) CPUs, $RUNS alternating pairs, median (min-max)"
+case $SHAPE in
+pgbench) what="pgbench scale $SCALE ($(mb "$backup_bytes") MB backup)" held="final balances" ;;
+rag) what="RAG-shaped $db_mb MB database ($tables; $(mb "$backup_bytes") MB backup)"
+     held="final rows (count and md5 of every table)" ;;
+esac
+echo "### PITR restore: $what + $wal_mb MB archived WAL, $(nproc) CPUs, $RUNS alternating pairs, median (min-max)"
 echo
 echo "| tool | restore (s) | start + replay to \"redo done\" (s) | end-of-recovery checkpoint (s) | rest of promotion (s) | total (s) | total vs pgBackRest, per pair |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
@@ -294,5 +403,5 @@ if [ -n "${BENCH_PITR_DELTA:-}" ]; then
 fi
 echo
 echo "Target: ≤ 0.5× pgBackRest's wall time to a promoted server (median ratio $(ratios rs pgbr))." \
-    "Both results checked against the source's final balances; page cache dropped before each run when permitted;" \
+    "Both results checked against the source's $held; page cache dropped before each run when permitted;" \
     "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
