@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -378,7 +379,7 @@ typedef struct start_result {
  * before configured recovery target was reached" instead of promoting short (reported,
  * with the way to let it end by itself). A dump's scratch server is promoted so too
  * (dump.c). Not for --standby, another --target-action, --end-of-recovery-checkpoint,
- * or RAGSAFE_NO_FAST_PROMOTE=1 (measuring).
+ * --set hot_standby=off, or RAGSAFE_NO_FAST_PROMOTE=1 (measuring).
  */
 static int use_fast_promote(const pitr_opts *o, const plan *p)
 {
@@ -387,6 +388,14 @@ static int use_fast_promote(const pitr_opts *o, const plan *p)
         return 0;
     if (getenv("RAGSAFE_NO_FAST_PROMOTE") && *getenv("RAGSAFE_NO_FAST_PROMOTE"))
         return 0;
+    /* the pause needs hot_standby, which a later --set may turn off (the last wins) */
+    for (size_t i = 0; i < o->nsets; i++)
+        if (strncmp(o->sets[i], "hot_standby=", 12) == 0) {
+            const char *v = o->sets[i] + 12;
+            if (strcasecmp(v, "on") != 0 && strcasecmp(v, "true") != 0 &&
+                strcasecmp(v, "yes") != 0 && strcmp(v, "1") != 0)
+                return 0;
+        }
     return o->kind != TARGET_LATEST || p->last_rec_lsn != 0;
 }
 

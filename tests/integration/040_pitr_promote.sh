@@ -11,7 +11,8 @@
 #   restart: crash recovery from the restartpoint keeps everything, the write too;
 # - --target-time: paused and promoted at the target, exact contents as of then;
 # - --end-of-recovery-checkpoint: recovery ends by itself (action promote), the log shows
-#   the end-of-recovery checkpoint, same contents; without --start it is refused;
+#   the end-of-recovery checkpoint, same contents (so too with --set hot_standby=off,
+#   where a pause would shut the server down); without --start it is refused;
 # - WAL that ends before the plan's last record (RAGSAFE_TEST_LAST_REC_PAST moves the
 #   written target a segment further): the server stops with FATAL instead of
 #   promoting short, and the restore fails naming --end-of-recovery-checkpoint.
@@ -95,6 +96,13 @@ ok "the end-of-recovery checkpoint ran" grep -q 'checkpoint starting: end-of-rec
 ok "no recovery_target_lsn written" bash -c "! grep -q '^recovery_target_lsn' '$T/c/postgresql.auto.conf'"
 is "same contents" "$FINAL" "$(state c)"
 pg_stop c
+# hot_standby off (the pause would shut the server down): recovery ends by itself
+start_to f --target-latest --set hot_standby=off
+is "restore --start --set hot_standby=off exits 0" 0 "$?"
+is "... promoted after the end-of-recovery checkpoint" "promoted/end-of-recovery checkpoint" \
+    "$(jq -r '.recovery.state + "/" + .recovery.promotion' "$T/f.json")"
+is "... same contents" "$FINAL" "$(state f)"
+pg_stop f
 # --- WAL ending before the plan's last record: never promoted short -------------------
 RAGSAFE_TEST_LAST_REC_PAST=1 start_to e --target-latest
 is "restore --start exits 1 when recovery ends before the written target" 1 "$?"
