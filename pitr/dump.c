@@ -19,8 +19,7 @@
  * restore_command restore writes (the repository, read), and
  * recovery paused at the target and promoted there before anything else connects
  * (restore --start's promotion, restore.c use_fast_promote: no end-of-recovery
- * checkpoint), default_transaction_read_only =
- * on. Promoted, not left paused: a server paused at the target is still replaying, and
+ * checkpoint), default_transaction_read_only = on. Promoted, not left paused: a server paused at the target is still replaying, and
  * a transaction in flight at the target keeps the locks the startup process replayed
  * for it: a DROP TABLE,
  * TRUNCATE or ALTER committed just after the target (the very accident a dump is for)

@@ -557,7 +557,7 @@ int main(int argc, char **argv)
     if (!o.action)
         o.action = "promote";
 
-    if (o.eor_checkpoint && !o.start) {
+    if (o.eor_checkpoint && (strcmp(sub, "restore") != 0 || !o.start)) {
         log_error("--end-of-recovery-checkpoint is an option of restore --start");
         log_hint("without --start the server's recovery ends by itself, with that checkpoint");
         goto out;

@@ -468,7 +468,7 @@ static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, g
         tail_log(logf);
         return -1;
     }
-    int seen_pid = 0, started = 0, promote_sent = 0;
+    int seen_pid = 0, started = 0, promote_sent = 0, promote_tried = 0;
     double t_promote = 0;
     pid_t pm = 0;
     while (now_seconds() - t0 < (double)o->timeout) {
@@ -568,7 +568,7 @@ static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, g
             ret = 0;
             goto out;
         }
-        if (fast && (!promote_sent || (paused && now_seconds() - t_promote > 5.0))) {
+        if (fast && (paused ? !promote_sent || now_seconds() - t_promote > 5.0 : !promote_tried)) {
             /* Asked for as soon as the server is in recovery, not once it pauses: the
              * pause at the target checks for a promotion request when it begins and
              * then only every second (PostgreSQL 15 sleeps on a condition variable the
@@ -576,10 +576,12 @@ static int start_and_follow(const pitr_opts *o, const char *pgdata, uid_t uid, g
              * there. Outside standby mode a request is acted on only in that pause
              * (and the pause pg_wal_replay_pause asks for, which it ends: replay goes
              * on); recovery still runs to the target, and one that ends before the
-             * target stops with FATAL, promoted or not. Sent again if the server sits
-             * paused 5 s after it. */
+             * target stops with FATAL, promoted or not. Tried once before the pause
+             * (not again at every poll of a long replay if pg_ctl refuses), then at the
+             * pause, and again if the server sits paused 5 s after it. */
             char *pargv[] = {pg_ctl, "-D", (char *)pgdata, "-W", "-s", "promote", NULL};
             int pst = run_as(uid, gid, user, pargv);
+            promote_tried = 1;
             if (pst != 0 && paused) {
                 log_error("pg_ctl promote failed with status %d: the server waits, paused "
                           "at the target", pst);

@@ -244,8 +244,9 @@ int main(int argc, char **argv)
     }
     /* Plain syscalls, not io_uring: the call reads one compressed object (about
      * 1.3 MiB for a 16 MiB pgbench segment) and writes from one buffer
-     * (object_get_into, lib/objinto.c); a ring's setup and its io-wq worker threads cost more than they overlap (bench-wal:
-     * 13 % more CPU per call, median wall 10 % longer). */
+     * (object_get_into, lib/objinto.c); a ring's setup and its io-wq worker threads
+     * cost more than they overlap (bench-wal: 13 % more CPU per call, median wall 10 %
+     * longer). */
     ur = uring_new_opt_in(64); /* RAGSAFE_URING=1 opts in */
     if (!ur) {
         log_error("out of memory");

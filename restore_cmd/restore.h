@@ -36,7 +36,6 @@
 int restore_check_segment(int fd, const char *tmp, const char *name, uint64_t raw_size,
                           storage *st, const repo_info *info);
 
-
 typedef struct prefetch prefetch;
 
 /* 1: a verified spooled copy of name is now at path; 0: none. Never fails. */

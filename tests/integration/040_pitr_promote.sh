@@ -12,7 +12,8 @@
 # - --target-time: paused and promoted at the target, exact contents as of then;
 # - --end-of-recovery-checkpoint: recovery ends by itself (action promote), the log shows
 #   the end-of-recovery checkpoint, same contents (so too with --set hot_standby=off,
-#   where a pause would shut the server down); without --start it is refused;
+#   where a pause would shut the server down); without --start, or on dump, it is
+#   refused;
 # - WAL that ends before the plan's last record (RAGSAFE_TEST_LAST_REC_PAST moves the
 #   written target a segment further): the server stops with FATAL instead of
 #   promoting short, and the restore fails naming --end-of-recovery-checkpoint.
@@ -115,5 +116,9 @@ ok "... and was not promoted (still in archive recovery)" \
 is "--end-of-recovery-checkpoint without --start: usage error" 2 "$?"
 ok "... naming --start" grep -q -- "--start" "$T/d.err"
 ok "... before writing anything" test ! -e "$T/d"
+"$PITR" dump --repo "$REPO" --target-latest --dbname postgres --file "$T/d.dump" --start \
+    --end-of-recovery-checkpoint >"$T/dd.out" 2>"$T/dd.err"
+is "--end-of-recovery-checkpoint on dump: usage error" 2 "$?"
+ok "... no dump written" test ! -e "$T/d.dump"
 
 t_done
